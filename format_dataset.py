@@ -1,0 +1,46 @@
+"""Turns an ImageNet-1k validation download into DST/<wnid>/<file>, one folder per synset.
+
+Usage:
+    python format_dataset.py --src val/ --dst datasets/imagenet --labels ILSVRC2012_validation_ground_truth.txt --meta meta.mat
+    python format_dataset.py --src val/ --dst datasets/imagenet --labels LOC_val_solution.csv
+    python format_dataset.py --src val_with_synset_names/ --dst datasets/imagenet
+    python format_dataset.py --src datasets/imagenet --dst datasets/imagenet --dry-run   # check a class-folder tree
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from utils.errors import cli_boundary, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--src", required=True, help="the downloaded validation images")
+    p.add_argument("--dst", required=True, help="where DST/<wnid>/<file> is made")
+    p.add_argument("--labels", help="ILSVRC2012_validation_ground_truth.txt (with --meta) or LOC_val_solution.csv")
+    p.add_argument("--meta", help="the devkit's data/meta.mat (maps ILSVRC2012 IDs to wnids)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--move", action="store_true", help="move the files instead of hard-linking them")
+    how.add_argument("--copy", action="store_true", help="copy instead of hard-linking")
+    p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="count only, change nothing")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from utils.dataset_format import apply_plan, format_summary, make_plan
+
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    src, dst = Path(args.src), Path(args.dst)
+    plan = make_plan(src, Path(args.labels) if args.labels else None, Path(args.meta) if args.meta else None)
+    mode = "move" if args.move else "copy" if args.copy else "link"
+    summary = apply_plan(plan, dst, mode=mode, dry_run=args.dry_run)
+    print(format_summary(plan, summary, dst, mode, args.dry_run))
+    return 1 if summary.unplaced else 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_boundary(main))

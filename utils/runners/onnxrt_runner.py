@@ -1,0 +1,121 @@
+"""ONNX Runtime runner: the CPU provider, and the CUDA / TensorRT providers where present.
+
+ONNX Runtime silently falls back to the CPU when a provider fails to load; this runner checks the
+providers the session really uses after creating it and refuses to go on if the one asked for is
+missing, so a record never claims a provider that did not run.
+
+Usage:
+    with OnnxRuntimeRunner("weights/onnx/x.onnx", preprocess, provider="cpu") as r: r.infer(x)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from utils.errors import ArtTRTError
+from utils.networks import Preprocess
+from utils.runners.base import Runner
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+ORT_TO_TORCH = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16, "tensor(bfloat16)": torch.bfloat16}
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise ArtTRTError("the onnxrt backend needs ONNX Runtime (pip install onnxruntime-gpu, "
+                          "or onnxruntime on machines without NVIDIA GPUs)") from err
+    return ort
+
+
+def check_providers(requested: str, used: List[str], available: List[str]) -> None:
+    """Raises if the provider asked for is not the one the session runs first."""
+    want = PROVIDERS[requested]
+    if not used or used[0] != want:
+        reason = ("it is not in this ONNX Runtime build" if want not in available
+                  else "it failed to load (missing CUDA/cuDNN/TensorRT libraries?)")
+        raise ArtTRTError(f"ONNX Runtime would run on {used[0] if used else 'nothing'} instead of {want}: "
+                          f"{reason}; refusing to record a silent fallback")
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxrt"
+
+    def __init__(self, onnx_path: str | os.PathLike[str], preprocess: Preprocess, provider: str = "cpu",
+                 precision: str = "fp32", threads: Optional[int] = None, facts: Optional[Dict[str, Any]] = None):
+        super().__init__(preprocess)
+        if provider not in PROVIDERS:
+            raise ArtTRTError(f"unknown ONNX Runtime provider {provider!r}: one of {', '.join(PROVIDERS)}")
+        self.path = Path(onnx_path)
+        if not self.path.is_file():
+            raise ArtTRTError(f"ONNX file {self.path} does not exist")
+        self.provider = provider
+        self.precision = precision
+        self.device = torch.device("cuda" if provider != "cpu" else "cpu")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ArtTRTError(f"the ONNX Runtime {provider} provider needs a CUDA GPU, and none is visible")
+        self.threads = threads
+        self.facts = dict(facts or {})
+        self.session: Any = None
+        self.providers_used: List[str] = []
+
+    def activate(self) -> None:
+        if self.active:
+            return
+        ort = import_onnxruntime()
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        # Keep ORT's own error on a file it cannot load as one sentence for the user.
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=[PROVIDERS[self.provider]])
+        except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            raise ArtTRTError(f"ONNX Runtime cannot load {self.path}: {str(err).splitlines()[0]}") from err
+        self.providers_used = list(self.session.get_providers())
+        check_providers(self.provider, self.providers_used, list(ort.get_available_providers()))
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.output_name = self.session.get_outputs()[0].name
+        self.input_dtype = ORT_TO_TORCH.get(inp.type, torch.float32)
+        self._normalizer = None
+        super().activate()
+
+    def deactivate(self) -> None:
+        self.session = None
+        super().deactivate()
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            out = self.session.run([self.output_name], {self.input_name: x.numpy()})[0]
+            return torch.from_numpy(out)
+        # GPU providers: bind torch CUDA tensors directly, so no host copy hides in the model time.
+        x = x.contiguous()
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, "cuda", self.device.index or 0, _np_dtype(x.dtype), tuple(x.shape),
+                           x.data_ptr())
+        binding.bind_output(self.output_name, "cuda", self.device.index or 0)
+        binding.synchronize_inputs()
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        out = binding.get_outputs()[0]
+        return torch.from_numpy(out.numpy()).to(self.device)
+
+    def info(self) -> Dict[str, Any]:
+        import onnx
+
+        model = onnx.load(str(self.path), load_external_data=False)
+        params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+        facts = {"size_mb": round(self.path.stat().st_size / 1e6, 3), "layers": len(model.graph.node),
+                 "params": params, "onnx_file": str(self.path), "providers_used": self.providers_used,
+                 "size_note": "ONNX file", "layers_note": "ONNX nodes"}
+        facts.update(self.facts)
+        return facts
+
+
+def _np_dtype(dtype: torch.dtype) -> Any:
+    return {torch.float32: np.float32, torch.float16: np.float16}[dtype]

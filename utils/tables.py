@@ -1,0 +1,101 @@
+"""Markdown tables drawn from records only, in the original project's layout.
+
+Usage:
+    print(results_table(records))
+    text = summary_markdown("resnet50", records)   # one section per batch size
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from utils.registry import row_label
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, int) and abs(v) >= 10000:
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
+               "images/s", "size (MB)", "top-1 (%)", "top-5 (%)", "layers", "parameters"]
+
+
+def results_table(records: Sequence[Dict[str, Any]]) -> str:
+    """The original's columns, one row per validation record."""
+    rows = []
+    for r in records:
+        rows.append([r.get("network"), row_label(r), r.get("batch_size"),
+                     f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
+                     f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
+                     _fmt(r.get("images_per_s"), 1), r.get("size_mb"), r.get("top1"), r.get("top5"),
+                     r.get("layers"), r.get("params")])
+    return markdown(MAIN_HEADER, rows)
+
+
+def percentile_table(records: Sequence[Dict[str, Any]]) -> str:
+    header = ["backend", "batch", "mode", "model p50 / p90 / p99 (ms)", "all p50 / p90 / p99 (ms)",
+              "model CV (%)", "all CV (%)", "timed batches"]
+    rows = []
+    for r in records:
+        rows.append([row_label(r), r.get("batch_size"), r.get("mode"),
+                     " / ".join(_fmt(r.get(f"latency_model_p{q}"), 3) for q in (50, 90, 99)),
+                     " / ".join(_fmt(r.get(f"latency_all_p{q}"), 3) for q in (50, 90, 99)),
+                     _fmt(r.get("latency_model_cv_percent")), _fmt(r.get("latency_all_cv_percent")),
+                     r.get("latency_all_batches")])
+    return markdown(header, rows)
+
+
+def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The newest record of each (network, backend, precision, batch, mode, options) configuration."""
+    latest: Dict[Any, Dict[str, Any]] = {}
+    for r in records:
+        if r.get("error"):
+            continue
+        key = (r.get("network"), row_label(r), r.get("batch_size"), r.get("mode"))
+        latest[key] = r
+    return list(latest.values())
+
+
+def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
+    """Per network: one section per batch size (rows Vanilla / TRT fp32 / ... ), then the percentiles."""
+    recs = [r for r in latest_per_config(records) if r.get("network") == network and r.get("kind") == "validate"]
+    by_bs: Dict[Optional[int], List[Dict[str, Any]]] = defaultdict(list)
+    for r in recs:
+        by_bs[r.get("batch_size")].append(r)
+    header = ["", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)", "images/s", "size (MB)",
+              "top-1 (%)", "top-5 (%)", "layers", "parameters", "prepare (s)"]
+    parts = [f"# {network}", ""]
+    env = recs[0]["env"] if recs else {}
+    parts.append(f"Measured on {env.get('gpu') or env.get('cpu', '?')}, torch {env.get('torch')}, "
+                 f"ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}.")
+    for bs in sorted(by_bs, key=lambda b: b or 0):
+        rows = []
+        for r in sorted(by_bs[bs], key=lambda r: row_sort_key(r)):
+            rows.append([row_label(r), f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
+                         f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
+                         _fmt(r.get("images_per_s"), 1), r.get("size_mb"), r.get("top1"), r.get("top5"),
+                         r.get("layers"), r.get("params"), r.get("prepare_s")])
+        parts += ["", f"## Batch size {bs}", "", markdown(header, rows), "", "Percentiles:", "",
+                  percentile_table(sorted(by_bs[bs], key=row_sort_key))]
+    return "\n".join(parts) + "\n"
+
+
+def row_sort_key(r: Dict[str, Any]) -> Any:
+    from utils.registry import BACKENDS, PRECISIONS
+
+    b = list(BACKENDS).index(r["backend"]) if r.get("backend") in BACKENDS else 99
+    p = PRECISIONS.index(r["precision"]) if r.get("precision") in PRECISIONS else 99
+    return (b, p, str(r.get("options", "")))
