@@ -177,6 +177,9 @@ def run_report(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
+    from utils.records import set_command
+
+    set_command("main.py", argv)
     from utils.progress import set_quiet
 
     set_quiet(args.quiet)

@@ -17,11 +17,19 @@ import platform
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from utils.fileio import atomic_write_json
 
 RECORD_VERSION = 1
+_COMMAND: Optional[str] = None
+
+
+def set_command(prog: str, argv: Optional[Sequence[str]]) -> None:
+    """Records the exact command line of this run (main(argv) may be called without a shell)."""
+    global _COMMAND
+    args = list(sys.argv[1:] if argv is None else argv)
+    _COMMAND = " ".join(shlex.quote(a) for a in ["python", prog] + args)
 
 
 def _version(module: str) -> Optional[str]:
@@ -83,7 +91,7 @@ def make_record(kind: str, **fields: Any) -> Dict[str, Any]:
     """A flat record: kind, fields, environment, command line and time."""
     rec: Dict[str, Any] = {"record_version": RECORD_VERSION, "kind": kind,
                            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                           "command": " ".join(shlex.quote(a) for a in sys.argv), "error": None}
+                           "command": _COMMAND or " ".join(shlex.quote(a) for a in sys.argv), "error": None}
     rec.update(fields)
     rec["env"] = dict(environment())
     return rec
