@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-trt", "--trt", action="store_true", help="the TensorRT backend (same as --backend tensorrt)")
     run.add_argument("--precision", choices=PRECISIONS, default="fp32")
     run.add_argument("--precisions", nargs="+", choices=PRECISIONS, help="several precisions in one run")
-    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda for -trt, else cpu)")
     run.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime provider")
     run.add_argument("--onnx", help="an existing ONNX file instead of exporting")
     run.add_argument("--engine", help="an existing TensorRT engine file")
@@ -176,6 +176,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if (args.trt or args.backend == "tensorrt") else "cpu"
     setup_logging(args.quiet)
     from utils.records import set_command
 

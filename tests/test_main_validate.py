@@ -58,7 +58,7 @@ def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):
     (["-v", "--network", "resnet18", "--dataset", "/no/such/folder"], "does not exist"),
     (["-v", "--network", "resnet18"], "pass --dataset"),
     (["-v", "--network", "resnet18", "--synthetic", "4", "--precision", "fp16"], "CUDA"),
-    (["-v", "--network", "resnet18", "--synthetic", "4", "-trt"], "needs a CUDA GPU"),
+    (["-v", "--network", "resnet18", "--synthetic", "4", "-trt"], "TensorRT is not installed: pip install tensorrt-cu13"),
     (["-v", "--network", "resnet18", "--synthetic", "4", "--device", "cuda"], "no CUDA GPU"),
 ])
 def test_bad_input_is_one_sentence(argv, message, tmp_path, capsys):
