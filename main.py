@@ -66,7 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--engine", help="an existing TensorRT engine file")
     run.add_argument("--input_shape", nargs=4, type=int, metavar=("B", "C", "H", "W"),
                      help="ONNX input shape; B=-1 for a dynamic batch (default -1 3 crop crop)")
-    run.add_argument("--cuda_graph", action="store_true", help="replay a CUDA graph per batch shape (torch on CUDA)")
+    run.add_argument("--cuda_graph", action="store_true",
+                     help="replay a CUDA graph per batch shape (torch and TensorRT on CUDA)")
+    run.add_argument("--trt_shapes", nargs="+", choices=["dynamic", "static"], default=["dynamic"],
+                     help="TensorRT engines with a dynamic-batch profile, static per batch size, or both")
+    run.add_argument("--min_batch", type=int, help="TensorRT profile minimum batch (default 1)")
+    run.add_argument("--opt_batch", type=int, help="TensorRT profile optimum batch (default: the largest asked)")
+    run.add_argument("--max_batch", type=int, help="TensorRT profile maximum batch (default: the largest asked)")
+    run.add_argument("--workspace", type=float, help="TensorRT workspace limit, GiB")
+    run.add_argument("--timing_cache", help="TensorRT timing cache file")
+    run.add_argument("--force", action="store_true", help="rebuild cached engines")
+    run.add_argument("--weak_typing", action="store_true", help="TensorRT 10 builder flags instead of converted ONNX")
     run.add_argument("--channels_last", action="store_true", help="channels_last memory format (torch)")
     run.add_argument("--compile_mode", default="default",
                      choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
@@ -97,10 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _runs(args: argparse.Namespace) -> List[tuple[str, str]]:
+def _runs(args: argparse.Namespace) -> List[tuple[str, str, str]]:
+    """(backend, precision, engine shapes) for every run asked; shapes matter for TensorRT only."""
     backends = args.backends or [("tensorrt" if args.trt else (args.backend or "torch"))]
     precisions = args.precisions or [args.precision]
-    return [(b, p) for b in backends for p in precisions]
+    out = []
+    for b in backends:
+        for p in precisions:
+            for shapes in (args.trt_shapes if b == "tensorrt" else ["dynamic"]):
+                out.append((b, p, shapes))
+    return out
 
 
 def _dataset(args: argparse.Namespace, net, need_labels: bool = True):  # type: ignore[no-untyped-def]
@@ -132,10 +148,15 @@ def run_validate(args: argparse.Namespace) -> int:
 
         telemetry = Telemetry(interval_ms=args.telemetry_ms).start()
     records = []
+    batch_sizes = args.batch_sizes or [args.batch_size]
+    if args.max_batch is None:
+        args.max_batch = max(batch_sizes)
     try:
-        for backend, precision in _runs(args):
-            for bs in args.batch_sizes or [args.batch_size]:
+        for backend, precision, shapes in _runs(args):
+            for bs in batch_sizes:
                 spec = spec_from_args(args, backend, precision, net)
+                if shapes == "static":
+                    spec.input_shape = (bs,) + tuple(spec.input_shape[1:])  # type: ignore[assignment]
                 opts = MeasureOptions(batch_size=bs, warmup_fraction=args.warmup, min_warmup_s=args.min_warmup_s,
                                       sync=args.sync, limit=args.limit, progress=not args.quiet)
                 if telemetry is not None:
@@ -151,6 +172,10 @@ def run_validate(args: argparse.Namespace) -> int:
     print(results_table(records))
     print()
     print(percentile_table(records))
+    from utils.report import make_report
+
+    wrote = make_report(output)
+    log.info("tables and plots redrawn from the records under %s (%d files)", output, len(wrote))
     return 0
 
 

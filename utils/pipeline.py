@@ -61,7 +61,9 @@ def spec_from_args(args: argparse.Namespace, backend: str, precision: str, net: 
                    autocast_io_fp16=getattr(args, "fp16_io", False),
                    trt={"workspace_gb": getattr(args, "workspace", None), "timing_cache": getattr(args, "timing_cache", None),
                         "min_batch": getattr(args, "min_batch", None), "opt_batch": getattr(args, "opt_batch", None),
-                        "max_batch": getattr(args, "max_batch", None), "force": getattr(args, "force", False)})
+                        "max_batch": getattr(args, "max_batch", None), "force": getattr(args, "force", False),
+                        "weak_typing": getattr(args, "weak_typing", False),
+                        "cuda_graph": getattr(args, "cuda_graph", False)})
 
 
 def onnx_model_for(spec: RunSpec, net: Network) -> Tuple[Path, Dict[str, Any]]:

@@ -145,4 +145,4 @@ def tensorrt_runner(spec: "RunSpec", net: "Network") -> Tuple["TensorRTRunner", 
                                  bool(spec.trt.get("force")))
         facts["prepare_s"] = round(float(onnx_facts.get("prepare_s") or 0.0) + float(facts.get("prepare_s") or 0), 3)
         facts["engine_shapes"] = "dynamic" if shapes.dynamic else "static"
-    return TensorRTRunner(path, net.preprocess, spec.precision, facts), facts
+    return TensorRTRunner(path, net.preprocess, spec.precision, facts, cuda_graph=spec.cuda_graph), facts

@@ -9,7 +9,7 @@ Usage:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import torch
 
@@ -44,11 +44,13 @@ def torch_dtype(dt: "trt.DataType") -> torch.dtype:
 
 class TensorRTRunner(Runner):
     backend = "tensorrt"
-    supports_cuda_graph = False
+    supports_cuda_graph = True
 
     def __init__(self, engine_path: Path, preprocess: Preprocess, precision: str,
-                 facts: Optional[Dict[str, Any]] = None):
+                 facts: Optional[Dict[str, Any]] = None, cuda_graph: bool = False):
         super().__init__(preprocess)
+        self.cuda_graph = cuda_graph
+        self._graphs: Dict[Tuple[int, ...], Tuple[Any, torch.Tensor, torch.Tensor]] = {}
         self.path = engine_path
         self.precision = precision
         self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
@@ -85,11 +87,31 @@ class TensorRTRunner(Runner):
         super().activate()
 
     def deactivate(self) -> None:
+        self._graphs.clear()
         self.context = None
         self.engine = None
         super().deactivate()
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.cuda_graph:
+            return self._enqueue(x)
+        key = tuple(x.shape)
+        if key not in self._graphs:
+            # TensorRT enqueues can be captured once shapes and addresses are set (a first enqueue
+            # outside capture lets it finish any lazy set-up, as TensorRT's CUDA-graph guide says).
+            static_in = x.clone()
+            self._enqueue(static_in)
+            torch.cuda.current_stream(self.device).synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._enqueue(static_in)
+            self._graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x, non_blocking=True)
+        graph.replay()
+        return static_out
+
+    def _enqueue(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.context
         assert ctx is not None, "activate() first"
         x = x.contiguous()
