@@ -44,7 +44,7 @@ def test_parallel_decoding_gives_the_same_cache(tiny_dataset, tmp_path):
     assert np.array_equal(np.asarray(a.images), np.asarray(b.images)) and a.files == b.files
 
 
-def test_cache_is_reused_then_invalidated_when_the_dataset_changes(tiny_dataset, tmp_path, caplog):
+def test_cache_is_reused_then_invalidated_when_the_dataset_changes(tiny_dataset, tmp_path):
     c = tmp_path / "c"
     first = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
     data_file = next(c.glob("*.u8"))
@@ -119,4 +119,35 @@ def test_normalizer_matches_the_formula():
     x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
     y = Normalizer(LITE_PREPROCESS, torch.device("cpu"))(x)
     assert torch.allclose(y, x.float() / 127.5 - 1.0, atol=1e-6)
-    assert float(y.min()) >= -1.0 and float(y.max()) <= 1.0
+    assert float(y.min()) >= -1.0 - 1e-6 and float(y.max()) <= 1.0 + 1e-6
+
+
+def test_full_disk_is_one_sentence_and_leaves_no_cache(tiny_dataset, tmp_path, monkeypatch):
+    import errno
+
+    import utils.datasets as d
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(d, "_decode_all", full)
+    with pytest.raises(ArtTRTError, match="is full"):
+        open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=1)
+    assert list((tmp_path / "c").iterdir()) == []  # nothing half-written, nothing that looks valid
+
+
+def test_cache_size_on_disk_and_batches_read_from_it(tiny_dataset, tmp_path):
+    ds = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=1)
+    data = next((tmp_path / "c").glob("*.u8"))
+    assert data.stat().st_size == ds.meta["bytes"] == 6 * 3 * 56 * 56
+    got = torch.cat([x for x, _, _ in ds.batches(4)])
+    assert torch.equal(got, torch.from_numpy(np.asarray(ds.images)))
+    picked = [x for x, _, _ in ds.batches(2, indices=[5, 0, 3])]
+    assert torch.equal(picked[0][0], torch.from_numpy(np.asarray(ds.images[5])))
+
+
+def test_gpu_decode_needs_a_gpu(tiny_dataset, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ArtTRTError, match="needs a CUDA GPU"):
+        open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=True)

@@ -21,6 +21,7 @@ import io
 import logging
 import multiprocessing as mp
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -189,11 +190,14 @@ class CachedDataset:
             order = order[:limit]
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            contiguous = idx[-1] - idx[0] + 1 == len(idx) and bool(np.all(np.diff(idx) == 1)) if len(idx) else True
+            contiguous = len(idx) > 0 and bool(np.all(np.diff(idx) == 1))
             arr = self.images[idx[0]:idx[-1] + 1] if contiguous else self.images[idx]
-            x = torch.from_numpy(np.array(arr, copy=True))  # the memmap is read-only
-            if pin and torch.cuda.is_available():
-                x = x.pin_memory()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the memmap is read-only; we copy at once
+                view = torch.from_numpy(arr)
+            # One copy out of the page cache: straight into pinned memory (PyTorch's caching host
+            # allocator reuses the blocks and keeps them alive until non-blocking copies finish).
+            x = view.pin_memory() if pin and torch.cuda.is_available() else view.clone()
             yield x, torch.from_numpy(self.labels[idx].astype(np.int64)), idx
 
 
@@ -275,14 +279,26 @@ def _decode_all(index: DatasetIndex, pp: Preprocess, out: np.ndarray, workers: i
     return ok
 
 
-def _decode_gpu(paths: List[str], pp: Preprocess, stats: DecodeStats, store: Any, chunk: int = 128) -> None:
-    """Batched nvjpeg decoding (torchvision.io.decode_jpeg on CUDA), PIL for what nvjpeg refuses."""
+def _read_chunk(pool: cf.ThreadPoolExecutor, paths: List[str]) -> Tuple[List[bytes], List[bool]]:
+    datas = list(pool.map(lambda p: Path(p).read_bytes(), paths))
+    return datas, list(pool.map(_gpu_decodable, datas))
+
+
+def _decode_gpu(paths: List[str], pp: Preprocess, stats: DecodeStats, store: Any, chunk: int = 256) -> None:
+    """Batched nvjpeg decoding (torchvision.io.decode_jpeg on CUDA), PIL for what nvjpeg refuses.
+
+    File reading and header checks for the next chunk run on CPU threads while the GPU decodes this one.
+    """
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    with cf.ThreadPoolExecutor(8) as pool:
-        for start in range(0, len(paths), chunk):
-            datas = list(pool.map(lambda p: Path(p).read_bytes(), paths[start:start + chunk]))
-            flags = list(pool.map(_gpu_decodable, datas))
+    starts = list(range(0, len(paths), chunk))
+    with cf.ThreadPoolExecutor(16) as pool, cf.ThreadPoolExecutor(1) as prefetch:
+        nxt = prefetch.submit(_read_chunk, pool, paths[0:chunk]) if starts else None
+        for n, start in enumerate(starts):
+            assert nxt is not None
+            datas, flags = nxt.result()
+            if n + 1 < len(starts):
+                nxt = prefetch.submit(_read_chunk, pool, paths[starts[n + 1]:starts[n + 1] + chunk])
             gpu_idx = [i for i, f in enumerate(flags) if f]
             decoded: Dict[int, torch.Tensor] = {}
             if gpu_idx:
@@ -296,21 +312,21 @@ def _decode_gpu(paths: List[str], pp: Preprocess, stats: DecodeStats, store: Any
                             decoded[i] = decode_jpeg(t, mode=ImageReadMode.RGB, device="cuda")
                         except RuntimeError:
                             pass
-            crops = {i: transform_uint8(im, pp) for i, im in decoded.items()}
-            host = torch.stack(list(crops.values())).cpu().numpy() if crops else None
-            order = {i: k for k, i in enumerate(crops)}
+            order = list(decoded)
+            host = torch.stack([transform_uint8(decoded[i], pp) for i in order]).cpu().numpy() if order else None
+            where = {i: k for k, i in enumerate(order)}
             for i, data in enumerate(datas):
-                if i in order and host is not None:
+                if i in where and host is not None:
                     stats.gpu += 1
-                    store(start + i, host[order[i]], "")
-                else:
-                    stats.gpu_refused += 1
-                    try:
-                        img = transform_uint8(decode_pil(data), pp).numpy()
-                        stats.cpu += 1
-                        store(start + i, img, "")
-                    except Exception as err:
-                        store(start + i, None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                    store(start + i, host[where[i]], "")
+                    continue
+                stats.gpu_refused += 1
+                try:
+                    img = transform_uint8(decode_pil(data), pp).numpy()
+                    stats.cpu += 1
+                    store(start + i, img, "")
+                except Exception as err:  # PIL raises many types for a broken file
+                    store(start + i, None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
 def default_cache_dir() -> Path:
