@@ -99,7 +99,7 @@ def make_runner(spec: RunSpec, net: Network) -> Tuple[Runner, Dict[str, Any]]:
     if spec.backend == "compile":
         from utils.runners.compile_runner import CompileRunner
 
-        return CompileRunner(net, spec.device, spec.precision, spec.compile_mode, spec.channels_last), {}
+        return CompileRunner(net, spec.device, spec.precision, spec.compile_mode, net.convolutional), {"prepare_s": 0.0}
     if spec.backend == "onnxrt":
         from utils.runners.onnxrt_runner import OnnxRuntimeRunner
 
@@ -121,6 +121,11 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
                  output: Optional[Path], num_outputs: Optional[int], telemetry: Any = None,
                  extra: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], MeasureResult]:
     """Prepares, validates and times one spec at one batch size; writes and returns its record."""
+    import torch
+
+    cuda = spec.device.startswith("cuda") or spec.backend == "tensorrt"
+    if cuda and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     if telemetry is not None:
         telemetry.phase = "build"
@@ -130,8 +135,16 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
     clock_start = gpu_facts().get("sm_clock_mhz")
     with runner:
         load_s = time.perf_counter() - t0
+        crop = net.preprocess.crop
+        t1 = time.perf_counter()
+        runner.prepare((opts.batch_size, 3, crop, crop))
+        compile_s = time.perf_counter() - t1
+        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda and torch.cuda.is_available() else None
         result = measure(runner, dataset, opts, num_outputs=num_outputs, telemetry=telemetry)
         info = runner.info()
+    if spec.backend == "compile":
+        facts["compile_s"] = round(compile_s, 3)
+        facts["prepare_s"] = round(float(facts.get("prepare_s") or 0.0) + compile_s, 3)
     fields: Dict[str, Any] = {
         "network": net.name, "weights": net.weights, "backend": spec.backend, "precision": spec.precision,
         "device": str(runner.device), "batch_size": opts.batch_size,
@@ -143,6 +156,7 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
     fields.update(info)
     fields.update({"prepare_s": facts.get("prepare_s"), "load_s": round(load_s, 3),
                    "preparation": {k: v for k, v in facts.items() if k != "prepare_s"},
+                   "prepare_peak_gpu_mb": round(peak, 1) if peak is not None else None,
                    "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts().get("sm_clock_mhz")})
     fields.update(extra or {})
     rec = make_record("validate", **fields)

@@ -11,7 +11,7 @@ from typing import List
 from utils.errors import ArtTRTError
 from utils.fileio import atomic_write_text
 from utils.records import load_records
-from utils.tables import latest_per_config, summary_markdown
+from utils.tables import latest_per_config, side_by_side_markdown, summary_markdown
 
 
 def make_report(folder: Path) -> List[str]:
@@ -31,6 +31,9 @@ def make_report(folder: Path) -> List[str]:
         path = folder / "table_outputs" / f"{network}.md"
         atomic_write_text(path, summary_markdown(network, latest))
         wrote.append(str(path))
+        side = folder / "table_outputs" / f"{network}-side-by-side.md"
+        atomic_write_text(side, side_by_side_markdown(network, latest))
+        wrote.append(str(side))
         wrote.append(str(plots.throughput_plot(latest, network, folder / "plots" / f"throughput-{network}.png")))
     for bs in sorted({int(r["batch_size"]) for r in latest}):
         wrote.append(str(plots.latency_bars(latest, folder / "plots" / f"inference_time_bar_all-bs{bs}.png", bs)))

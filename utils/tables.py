@@ -99,3 +99,34 @@ def row_sort_key(r: Dict[str, Any]) -> Any:
     b = list(BACKENDS).index(r["backend"]) if r.get("backend") in BACKENDS else 99
     p = PRECISIONS.index(r["precision"]) if r.get("precision") in PRECISIONS else 99
     return (b, p, str(r.get("options", "")))
+
+
+SIDE_BY_SIDE_ROWS = [("torch", "fp32"), ("torch", "fp16"), ("compile", "fp16"), ("onnxrt", "fp16"),
+                     ("tensorrt", "fp16"), ("tensorrt", "int8")]
+
+
+def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small: int = 1, large: int = 256) -> str:
+    """Is TensorRT worth it? One row per backend and precision: images/s at batch 1 and 256, latency-model
+    p50/p99 at batch 1, top-1 and preparation time. Rows that were not measured say so."""
+    recs = [r for r in latest_per_config(records) if r.get("network") == network and r.get("kind") == "validate"]
+    labels: Dict[str, Dict[int, Dict[str, Any]]] = defaultdict(dict)
+    keys: Dict[str, Any] = {}
+    for r in recs:
+        lab = row_label(r)
+        labels[lab][int(r["batch_size"])] = r
+        keys[lab] = (r.get("backend"), r.get("precision"))
+    rows = []
+    for lab in sorted(labels, key=lambda k: row_sort_key(next(iter(labels[k].values())))):
+        by = labels[lab]
+        s, l_ = by.get(small), by.get(large)
+        top1 = next((r.get("top1") for r in by.values() if r.get("top1") is not None), None)
+        prep = max((r.get("prepare_s") or 0.0) for r in by.values())
+        rows.append([lab, _fmt(s.get("images_per_s"), 1) if s else "-", _fmt(l_.get("images_per_s"), 1) if l_ else "-",
+                     f"{_fmt(s.get('latency_model_p50'), 3)} / {_fmt(s.get('latency_model_p99'), 3)}" if s else "-",
+                     top1, _fmt(prep, 1)])
+    missing = [f"{b} {p}" for b, p in SIDE_BY_SIDE_ROWS if (b, p) not in keys.values()]
+    text = markdown(["backend", f"images/s @ {small}", f"images/s @ {large}",
+                     f"latency-model p50 / p99 @ {small} (ms)", "top-1 (%)", "prepare (s)"], rows)
+    if missing:
+        text += "\n\nNot measured in these records: " + ", ".join(missing) + "."
+    return f"# {network}: is TensorRT worth it?\n\n{text}\n"

@@ -71,7 +71,27 @@ def module_object() -> Any:
 
 
 def make_logger(verbose: bool = False) -> trt.ILogger:
-    return trt.Logger(trt.Logger.Severity.VERBOSE if verbose else trt.Logger.Severity.WARNING)
+    """A logger that prints warnings and errors and keeps the errors, so a failure can quote TensorRT."""
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: List[str] = []
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(msg)
+                log.error("TensorRT: %s", msg)
+            elif severity == trt.ILogger.Severity.WARNING or verbose:
+                log.warning("TensorRT: %s", msg)
+
+    return CollectingLogger()
+
+
+def last_errors(logger: trt.ILogger) -> str:
+    """TensorRT's own last error messages, for a one-sentence failure."""
+    errors: List[str] = getattr(logger, "errors", [])
+    return "; ".join(e.strip() for e in errors[-2:]) or "no message from TensorRT"
 
 
 def has_weak_typing() -> bool:
@@ -185,7 +205,8 @@ def build_serialized(onnx_path: Path, s: BuildSettings, verbose: bool = False) -
     plan = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
     if plan is None:
-        raise ArtTRTError(f"TensorRT returned no engine for {onnx_path.name} (see its log above): nothing was written")
+        raise ArtTRTError(f"TensorRT returned no engine for {onnx_path.name} ({last_errors(logger)}): "
+                          "nothing was written")
     if s.timing_cache is not None:
         with atomic_path(s.timing_cache) as tmp:
             tmp.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))

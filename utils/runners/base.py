@@ -11,7 +11,7 @@ Usage:
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -58,6 +58,9 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """Runs the model on a normalised batch already on self.device; returns logits on self.device."""
+
+    def prepare(self, batch_shape: Tuple[int, ...]) -> None:
+        """Ahead-of-time work for one input shape (compilation, graph capture); timed as preparation."""
 
     def info(self) -> Dict[str, Any]:
         """Facts for the record: size_mb, layers, params, and anything that qualifies the figures."""

@@ -67,11 +67,13 @@ class TensorRTRunner(Runner):
             return
         _bind()
         t = trt
-        runtime = t.Runtime(trt_build.make_logger())
-        engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        logger = trt_build.make_logger()
+        self._runtime = t.Runtime(logger)  # kept alive as long as the engine
+        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
-            raise ArtTRTError(f"TensorRT cannot load engine {self.path}: it is corrupt or was built by another "
-                              "TensorRT version; rebuild it with build_trt.py --force")
+            raise ArtTRTError(f"TensorRT cannot load engine {self.path} ({trt_build.last_errors(logger)}): it is "
+                              "corrupt, from another TensorRT version, or not for this GPU; rebuild it with "
+                              "build_trt.py --force")
         self.engine = engine
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The verification run on a borrowed H200 (device tool), in steps that each fit one call.
+# Each step writes its logs and JSON under $OUT. Usage: bash benchmarks/h200_session.sh STEP
+set -uo pipefail
+export PYTHONUNBUFFERED=1 CI=true ARTTRT_WEIGHTS_DIR=/tmp/arttrt-weights ARTTRT_CACHE_DIR=/tmp/arttrt-cache
+OUT=${OUT:-/tmp/out}
+case "$1" in
+  part1)  # call 1: park the first half of the TensorRT-RTX libs wheel (and the AutoCast fp16 ONNX)
+    mkdir -p /tmp/rtx && cp .whl1/* /tmp/rtx/ && ls -la /tmp/rtx
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv
+    python3 -c "import torch, torchvision, onnx, onnxruntime; print(torch.__version__, torchvision.__version__, onnx.__version__, onnxruntime.__version__, onnxruntime.get_available_providers())"
+    ;;
+  trt)  # call 2 (within 30 s of call 1): join, install, run the builder for real
+    cat /tmp/rtx/part_aa .whl2/part_ab > /tmp/rtx/tensorrt_rtx_cu13_libs-1.7.1.116-py3-none-manylinux_2_28_x86_64.whl
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/rtx/*.whl .whl2/*.whl || exit 1
+    export PYTHONPATH=/tmp/site LD_LIBRARY_PATH=/tmp/site/tensorrt_rtx_libs:${LD_LIBRARY_PATH:-}
+    python3 benchmarks/trt_builder_check.py --fp16_onnx /tmp/rtx/mobilenet_v2-fp16.onnx --dataset datasets/demo --out $OUT 2>&1 | tee $OUT/trt_builder_check.log
+    python3 main.py -v --network mobilenet_v2 --dataset datasets/demo -trt --batch_size 4 --quiet --output $OUT/trt 2>&1 | tail -3 | tee $OUT/trt_main.log
+    python3 main.py -v --network resnet50 --dataset datasets/demo --device cuda --batch_size 4 --quiet --output $OUT/val 2>&1 | tee $OUT/validate_resnet50.log
+    ;;
+  measure)  # call 3: the sweep with telemetry, the harness overhead, the data path
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry3/*.whl && export PYTHONPATH=/tmp/site
+    python3 main.py -v --network resnet50 --synthetic 4096 --device cuda --backend torch --precisions fp32 fp16 \
+      --channels_last --batch_sizes 1 8 32 64 128 256 --telemetry --quiet --output $OUT/sweep 2>&1 | tee $OUT/sweep.log
+    python3 main.py -v --network resnet50 --synthetic 4096 --device cuda --backend torch --precision fp16 \
+      --channels_last --cuda_graph --batch_sizes 1 32 256 --quiet --output $OUT/sweep 2>&1 | tail -12 | tee -a $OUT/sweep.log
+    python3 main.py -v --network resnet50 --synthetic 2048 --device cuda --backend torch --precision fp16 \
+      --channels_last --sync --batch_sizes 1 256 --quiet --output $OUT/sweep 2>&1 | tail -6 | tee -a $OUT/sweep.log
+    python3 main.py --report $OUT/sweep > /dev/null
+    python3 benchmarks/harness_overhead.py --out $OUT 2>&1 | tee $OUT/harness.log
+    python3 benchmarks/datapath.py --num_images 50000 --workers 16 --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v Warn | tee $OUT/datapath.log
+    ;;
+  compile)  # call 4: is TensorRT worth it? eager vs torch.compile (and ONNX Runtime CUDA where it loads)
+    for net in resnet50 mobilenet_v2; do
+      python3 main.py -v --network $net --synthetic 2560 --device cuda --backends torch --precisions fp32 fp16 \
+        --channels_last --batch_sizes 1 256 --quiet --output $OUT/worth 2>&1 | tail -4
+      python3 main.py -v --network $net --synthetic 2560 --device cuda --backend compile --precision fp16 \
+        --batch_sizes 1 256 --quiet --output $OUT/worth 2>&1 | tail -4
+      python3 main.py -v --network $net --synthetic 256 --device cuda --backend onnxrt --provider cuda --precision fp32 \
+        --batch_size 1 --quiet --output $OUT/worth 2>&1 | tail -1
+    done | tee $OUT/worth.log
+    python3 main.py -v --network resnet50 --synthetic 2560 --device cuda --backend compile --precision fp16 \
+        --batch_sizes 1 256 --quiet --output $OUT/worth-rerun 2>&1 | tail -4 | tee -a $OUT/worth.log
+    python3 main.py --report $OUT/worth > /dev/null; cp $OUT/worth/table_outputs/*side-by-side.md $OUT/ 2>/dev/null
+    ;;
+esac
+# $OUT returns at most 8 files: pack every folder the step wrote into one archive
+for d in $OUT/*/; do [ -d "$d" ] && tar czf "$OUT/$(basename "$d")-$1.tgz" -C "$OUT" "$(basename "$d")" && rm -rf "$d"; done
+ls -la $OUT
