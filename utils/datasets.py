@@ -146,14 +146,15 @@ def _cpu_worker(args: Tuple[str, Dict[str, Any]]) -> Tuple[Optional[np.ndarray],
 
 
 def _gpu_decodable(data: bytes) -> bool:
-    """Baseline RGB/gray JPEGs go to nvjpeg; CMYK, progressive and non-JPEG files go to PIL."""
+    """RGB/gray JPEGs go to nvjpeg; CMYK and non-JPEG files go to PIL. Progressive JPEGs are tried on
+    the GPU and fall back to PIL where nvjpeg refuses them (counted as refused)."""
     from PIL import Image
 
     if not data.startswith(b"\xff\xd8"):
         return False
     try:
         with Image.open(io.BytesIO(data)) as im:  # header only
-            return im.format == "JPEG" and im.mode in ("RGB", "L") and not im.info.get("progressive")
+            return im.format == "JPEG" and im.mode in ("RGB", "L")
     except Exception:
         return False
 
