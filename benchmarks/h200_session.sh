@@ -30,6 +30,10 @@ case "$1" in
     python3 benchmarks/harness_overhead.py --out $OUT 2>&1 | tee $OUT/harness.log
     python3 benchmarks/datapath.py --num_images 50000 --workers 16 --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v Warn | tee $OUT/datapath.log
     ;;
+  datapath)  # the data path again, with stage timings of the GPU decode
+    mkdir -p /tmp/dp && python3 benchmarks/datapath.py --num_images 50000 --workers 16 --workdir /tmp/dp --out $OUT 2>&1 | grep -v Warn | tee $OUT/datapath2.log
+    python3 benchmarks/decode_profile.py /tmp/dp/data --num_images 5000 2>&1 | tee $OUT/decode_profile.log
+    ;;
   compile)  # call 4: is TensorRT worth it? eager vs torch.compile (and ONNX Runtime CUDA where it loads)
     for net in resnet50 mobilenet_v2; do
       python3 main.py -v --network $net --synthetic 2560 --device cuda --backends torch --precisions fp32 fp16 \

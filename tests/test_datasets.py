@@ -151,3 +151,27 @@ def test_gpu_decode_needs_a_gpu(tiny_dataset, tmp_path):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ArtTRTError, match="needs a CUDA GPU"):
         open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=True)
+
+
+def test_jpeg_layout_sorts_what_nvjpeg_gets(tmp_path):
+    from utils.datasets import _gpu_decodable, jpeg_layout
+
+    base = write_jpeg(tmp_path / "a.jpg").read_bytes()
+    prog = write_jpeg(tmp_path / "b.jpg", progressive=True).read_bytes()
+    gray = write_jpeg(tmp_path / "c.jpg", mode="L").read_bytes()
+    cmyk = write_jpeg(tmp_path / "d.jpg", mode="CMYK").read_bytes()
+    assert jpeg_layout(base) == (3, False) and jpeg_layout(prog) == (3, True)
+    assert jpeg_layout(gray) == (1, False) and jpeg_layout(cmyk)[0] == 4
+    assert jpeg_layout(b"\x89PNG\r\n") is None
+    assert [_gpu_decodable(d) for d in (base, prog, gray, cmyk)] == [True, True, True, False]
+
+
+def test_grouped_transform_equals_one_by_one():
+    from utils.datasets import transform_grouped
+
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+            for h, w in ((60, 80), (70, 64), (60, 80), (90, 90))]
+    together = transform_grouped(imgs, PP)
+    for k, im in enumerate(imgs):
+        assert torch.equal(together[k], transform_uint8(im, PP))

@@ -124,6 +124,19 @@ def transform_uint8(img: torch.Tensor, pp: Preprocess) -> torch.Tensor:
     return F.center_crop(img, [pp.crop, pp.crop])
 
 
+def transform_grouped(images: List[torch.Tensor], pp: Preprocess) -> torch.Tensor:
+    """transform_uint8 over many images, one batched call per distinct input size (fewer kernel launches)."""
+    if not images:
+        return torch.empty(0, 3, pp.crop, pp.crop, dtype=torch.uint8)
+    groups: Dict[Tuple[int, ...], List[int]] = {}
+    for k, im in enumerate(images):
+        groups.setdefault(tuple(im.shape), []).append(k)
+    out = torch.empty(len(images), 3, pp.crop, pp.crop, dtype=torch.uint8, device=images[0].device)
+    for ks in groups.values():
+        out[ks] = transform_uint8(torch.stack([images[k] for k in ks]), pp)
+    return out
+
+
 def decode_pil(data: bytes) -> torch.Tensor:
     """Decodes any image with PIL (grayscale, CMYK, palette converted to RGB); raises on broken files."""
     from PIL import Image
@@ -135,28 +148,50 @@ def decode_pil(data: bytes) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def _cpu_worker(args: Tuple[str, Dict[str, Any]]) -> Tuple[Optional[np.ndarray], str]:
-    path, ppd = args
+_WORKER_OUT: Dict[str, np.ndarray] = {}
+
+
+def _cpu_worker(args: Tuple[int, str, Dict[str, Any], str, Tuple[int, ...]]) -> Tuple[int, bool, str]:
+    """Decodes file i and writes it straight into slot i of the cache file (no pixels cross the pipe)."""
+    i, path, ppd, out_path, shape = args
     try:
-        data = Path(path).read_bytes()
-        out = transform_uint8(decode_pil(data), Preprocess(**ppd))
-        return out.numpy(), ""
+        img = transform_uint8(decode_pil(Path(path).read_bytes()), Preprocess(**ppd)).numpy()
     except Exception as err:  # PIL raises many types for a broken file
-        return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        return i, False, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    if out_path not in _WORKER_OUT:  # one mapping per worker process
+        _WORKER_OUT.clear()
+        _WORKER_OUT[out_path] = np.memmap(out_path, dtype=np.uint8, mode="r+", shape=shape)
+    _WORKER_OUT[out_path][i] = img
+    return i, True, ""
+
+
+def jpeg_layout(data: bytes) -> Optional[Tuple[int, bool]]:
+    """(colour components, progressive) read from a JPEG's SOF marker; None if not a JPEG."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD9:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 < n:
+            return data[i + 9], marker in (0xC2, 0xC6, 0xCA, 0xCE)
+        i += 2 + length
+    return None
 
 
 def _gpu_decodable(data: bytes) -> bool:
-    """RGB/gray JPEGs go to nvjpeg; CMYK and non-JPEG files go to PIL. Progressive JPEGs are tried on
-    the GPU and fall back to PIL where nvjpeg refuses them (counted as refused)."""
-    from PIL import Image
-
-    if not data.startswith(b"\xff\xd8"):
-        return False
-    try:
-        with Image.open(io.BytesIO(data)) as im:  # header only
-            return im.format == "JPEG" and im.mode in ("RGB", "L")
-    except Exception:
-        return False
+    """RGB/gray JPEGs go to nvjpeg; CMYK/YCCK and non-JPEG files go to PIL. Progressive JPEGs are tried
+    on the GPU and fall back to PIL where nvjpeg refuses them (counted as refused)."""
+    layout = jpeg_layout(data)
+    return layout is not None and layout[0] in (1, 3)
 
 
 @dataclass
@@ -242,41 +277,55 @@ def _load_cache(data_path: Path, meta_path: Path, key: str) -> Optional[CachedDa
         return None
 
 
-def _decode_all(index: DatasetIndex, pp: Preprocess, out: np.ndarray, workers: int, gpu: bool,
+def _decode_all(index: DatasetIndex, pp: Preprocess, out: np.ndarray, out_path: Path, workers: int, gpu: bool,
                 stats: DecodeStats, progress: bool) -> List[int]:
-    """Decodes every file into `out` in order; returns the indices of the files that decoded."""
+    """Decodes file i into slot i of `out`, then packs the decoded ones to the front; returns their indices."""
     from utils.progress import progress_bar
 
     paths = [str(index.root / rel) for rel in index.files]
     ok: List[int] = []
     bar = progress_bar(total=len(paths), desc="decoding", disable=not progress)
-    write_at = 0
 
     def store(i: int, img: Optional[np.ndarray], why: str) -> None:
-        nonlocal write_at
         if img is None:
             stats.skipped.append((index.files[i], why))
         else:
-            out[write_at] = img
-            write_at += 1
+            out[i] = img
             ok.append(i)
         bar.update(1)
 
     if gpu:
         _decode_gpu(paths, pp, stats, store)
     else:
-        args = [(p, pp.as_dict()) for p in paths]
+        out.flush()
+        shape = tuple(out.shape)
+        args = [(i, p, pp.as_dict(), str(out_path), shape) for i, p in enumerate(paths)]
         if workers > 1 and len(paths) > 16:
             ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
             with ctx.Pool(workers) as pool:
-                for i, (img, why) in enumerate(pool.imap(_cpu_worker, args, chunksize=16)):
-                    store(i, img, why)
+                results = pool.imap_unordered(_cpu_worker, args, chunksize=16)
+                for i, good, why in results:
+                    if good:
+                        ok.append(i)
+                    else:
+                        stats.skipped.append((index.files[i], why))
+                    bar.update(1)
         else:
-            for i, a in enumerate(args):
-                img, why = _cpu_worker(a)
-                store(i, img, why)
+            _WORKER_OUT.pop(str(out_path), None)
+            for a in args:
+                i, good, why = _cpu_worker(a)
+                if good:
+                    ok.append(i)
+                else:
+                    stats.skipped.append((index.files[i], why))
+            _WORKER_OUT.clear()
         stats.cpu = len(ok)
     bar.close()
+    ok.sort()
+    stats.skipped.sort()
+    for k, i in enumerate(ok):  # close the holes left by files that did not decode
+        if k != i:
+            out[k] = out[i]
     return ok
 
 
@@ -314,7 +363,8 @@ def _decode_gpu(paths: List[str], pp: Preprocess, stats: DecodeStats, store: Any
                         except RuntimeError:
                             pass
             order = list(decoded)
-            host = torch.stack([transform_uint8(decoded[i], pp) for i in order]).cpu().numpy() if order else None
+            crops = transform_grouped([decoded[i] for i in order], pp)
+            host = crops.cpu().numpy() if order else None
             where = {i: k for k, i in enumerate(order)}
             for i, data in enumerate(datas):
                 if i in where and host is not None:
@@ -368,7 +418,7 @@ def open_dataset(root: Path, pp: Preprocess, num_classes: int = 1000, class_map:
             f.truncate(len(index.files) * 3 * s * s)
         out = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(len(index.files), 3, s, s)) if index.files else \
             np.zeros((0, 3, s, s), np.uint8)
-        ok = _decode_all(index, pp, out, workers, gpu, stats, progress)
+        ok = _decode_all(index, pp, out, tmp, workers, gpu, stats, progress)
         if stats.skipped and strict:
             f0, why = stats.skipped[0]
             raise ArtTRTError(f"{len(stats.skipped)} image(s) could not be decoded, e.g. {f0} ({why}); "
