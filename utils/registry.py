@@ -70,4 +70,6 @@ def row_label(rec: Dict[str, Any]) -> str:
         extras.append(f"{rec['calib_method']}, {rec.get('calib_images')} img")
     if rec.get("engine_shapes") == "static":
         extras.append("static")
+    if rec.get("mode") == "sync" and str(rec.get("device", "")).startswith("cuda"):
+        extras.append("sync")  # on the CPU every run is synchronous: say it only where it differs
     return text + (f" ({', '.join(extras)})" if extras else "")

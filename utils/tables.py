@@ -80,7 +80,8 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
     parts = [f"# {network}", ""]
     env = recs[0]["env"] if recs else {}
     parts.append(f"Measured on {env.get('gpu') or env.get('cpu', '?')}, torch {env.get('torch')}, "
-                 f"ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}.")
+                 f"ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}"
+                 + (f", TensorRT-RTX {env['tensorrt_rtx']}" if env.get("tensorrt_rtx") else "") + ".")
     for bs in sorted(by_bs, key=lambda b: b or 0):
         rows = []
         for r in sorted(by_bs[bs], key=lambda r: row_sort_key(r)):
