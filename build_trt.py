@@ -29,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{prec}", action="store_true", help=f"same as --precision {prec}")
     p.add_argument("--input_shape", nargs=4, type=int, metavar=("B", "C", "H", "W"),
                    help="B=-1 for a dynamic batch (default: the ONNX file's own input shape)")
-    p.add_argument("--min_batch", type=int)
-    p.add_argument("--opt_batch", type=int)
-    p.add_argument("--max_batch", type=int)
+    p.add_argument("--min_batch", type=int, help="profile minimum (default 1)")
+    p.add_argument("--opt_batch", type=int, help="profile optimum (default: --max_batch)")
+    p.add_argument("--max_batch", type=int, help="profile maximum (default 256)")
     p.add_argument("--workspace", type=float, help="workspace memory pool limit in GiB")
     p.add_argument("--timing_cache", help="timing cache file, reused across builds (default under weights/engines)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached engine matches")
@@ -79,7 +79,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     shape = tuple(args.input_shape) if args.input_shape else tuple(meta["graph_input_shape"])
     check_input_shape(onnx_path, shape)
     require_tensorrt_and_gpu()  # before minutes of calibration, say what is missing
-    net = network_from_onnx(onnx_path)
     calib = {"method": args.calib_method, "size": args.calib_size, "dataset": args.dataset, "seed": args.seed,
              "tool": args.quantizer}
     carried = meta.get("precision", "fp32")
@@ -87,13 +86,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.weak_typing or carried == precision:
         src = onnx_path
         if args.weak_typing and precision == "int8":
-            data, facts = calibration_data(net, calib, int(shape[2]), weights_dir() / "calib")
+            data, facts = calibration_data(network_from_onnx(onnx_path), calib, int(shape[2]), weights_dir() / "calib")
             cache = Path(facts["calib_data"]).with_suffix(".trtcalib")
             calib_for_weak = (data, cache)
     else:
         if carried != "fp32":
             raise ArtTRTError(f"{onnx_path.name} already carries {carried}; pass the fp32 export to convert it to {precision}")
-        src, _ = convert_precision(onnx_path, precision, net, calib=calib, io_fp16=args.fp16_io)
+        src, _ = convert_precision(onnx_path, precision, network_from_onnx(onnx_path), calib=calib, io_fp16=args.fp16_io)
     shapes = EngineShapes.of(shape, args.min_batch, args.opt_batch, args.max_batch or (256 if shape[0] == -1 else None))
     engine, facts = engine_for(src, precision, shapes, weights_dir() / "engines", args.weak_typing, args.workspace,
                                Path(args.timing_cache) if args.timing_cache else None, args.force, calib_for_weak)

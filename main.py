@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--workers", type=int, help="CPU decoding processes for the first pass")
     data.add_argument("--gpu_decode", action=argparse.BooleanOptionalAction, default=None,
                       help="decode JPEGs with nvjpeg on the GPU (default: when a GPU is present)")
+    data.add_argument("--gpu_decoder", choices=["auto", "nvimgcodec", "torchvision"], default="auto",
+                      help="GPU JPEG decoder: nvImageCodec (hardware JPEG engine) where installed, else torchvision")
     data.add_argument("--strict", action="store_true", help="a corrupt image is fatal instead of skipped")
 
     run = p.add_argument_group("backend")
@@ -129,7 +131,7 @@ def _dataset(args: argparse.Namespace, net, need_labels: bool = True):  # type: 
     ds = open_dataset(Path(args.dataset), net.preprocess, net.num_classes,
                       Path(args.class_map) if args.class_map else None,
                       Path(args.cache_dir) if args.cache_dir else None, args.workers, args.gpu_decode,
-                      args.strict, progress=not args.quiet)
+                      args.strict, progress=not args.quiet, gpu_decoder=args.gpu_decoder)
     return ds, len(ds.meta["class_names"])
 
 

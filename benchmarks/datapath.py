@@ -121,10 +121,11 @@ def main() -> int:
     results["mean_jpeg_kb"] = round(sum(sizes) / len(sizes) / 1024, 1)
     print(f"made {len(sizes)} JPEGs ({results['mean_jpeg_kb']} KB mean) in {results['make_s']} s")
 
-    def first_pass(gpu_decode: bool, tag: str) -> object:
+    def first_pass(gpu_decode: bool, tag: str, decoder: str = "auto") -> object:
         cache = work / f"cache-{tag}"
         t0 = time.perf_counter()
-        ds = open_dataset(work / "data", pp, cache_dir=cache, workers=args.workers, gpu_decode=gpu_decode)
+        ds = open_dataset(work / "data", pp, cache_dir=cache, workers=args.workers, gpu_decode=gpu_decode,
+                          gpu_decoder=decoder)
         if gpu_decode:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
@@ -137,12 +138,18 @@ def main() -> int:
     results["cache_gb"] = round(ds_cpu.meta["bytes"] / 1e9, 3)
     print(f"cache size: {results['cache_gb']} GB")
     if gpu:
-        ds_gpu = first_pass(True, "gpu")
-        diff = np.abs(np.asarray(ds_gpu.images, dtype=np.int16) - np.asarray(ds_cpu.images, dtype=np.int16))
-        results["gpu_vs_pil_synthetic"] = {"mean_abs": float(diff.mean()), "max_abs": int(diff.max())}
-        print(f"GPU vs PIL pixels on the synthetic set: mean |diff| {diff.mean():.3f}, max {diff.max()}")
-        ratio = results["first_pass_gpu_images_per_s"] / results[f"first_pass_cpu{args.workers}_images_per_s"]
-        results["gpu_over_cpu"] = round(ratio, 2)
+        from utils.datasets import gpu_jpeg_decoder
+
+        decoders = ["torchvision"] + (["nvimgcodec"] if gpu_jpeg_decoder("auto")[0] == "nvimgcodec" else [])
+        for dec in decoders:
+            ds_gpu = first_pass(True, f"gpu-{dec}", dec)
+            diff = np.abs(np.asarray(ds_gpu.images, dtype=np.int16) - np.asarray(ds_cpu.images, dtype=np.int16))
+            results[f"gpu_{dec}_vs_pil_synthetic"] = {"mean_abs": float(diff.mean()), "max_abs": int(diff.max())}
+            print(f"GPU ({dec}) vs PIL pixels on the synthetic set: mean |diff| {diff.mean():.3f}, max {diff.max()}")
+            ratio = results[f"first_pass_gpu-{dec}_images_per_s"] / results[f"first_pass_cpu{args.workers}_images_per_s"]
+            results[f"gpu_{dec}_over_cpu"] = round(ratio, 2)
+            del ds_gpu
+            shutil.rmtree(work / f"cache-gpu-{dec}", ignore_errors=True)
     # cached pass into normalised device tensors
     device = torch.device("cuda" if gpu else "cpu")
     norm = Normalizer(pp, device, torch.float16 if gpu else torch.float32)
@@ -158,7 +165,10 @@ def main() -> int:
         results[f"cached_pass_{rep}_images_per_s"] = round(n / dt, 1)
         print(f"cached pass {rep}: {n / dt:,.0f} images/s into normalised {norm.dtype} tensors on {device}")
     if gpu and args.photos:
-        results["photos"] = photo_check(args.photos, pp, args)
+        from utils.datasets import gpu_jpeg_decoder
+
+        for dec in ["torchvision"] + (["nvimgcodec"] if gpu_jpeg_decoder("auto")[0] == "nvimgcodec" else []):
+            results[f"photos_{dec}"] = photo_check(args.photos, pp, args, dec)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "datapath.json").write_text(json.dumps(results, indent=2, default=str))
@@ -168,7 +178,7 @@ def main() -> int:
     return 0
 
 
-def photo_check(photos: Path, pp: object, args: argparse.Namespace) -> dict:
+def photo_check(photos: Path, pp: object, args: argparse.Namespace, decoder: str = "auto") -> dict:
     """GPU-decoded vs PIL pixels on labelled photos, and whether top-1 changes."""
     from utils.datasets import open_dataset
     from utils.measure import MeasureOptions, measure
@@ -180,10 +190,10 @@ def photo_check(photos: Path, pp: object, args: argparse.Namespace) -> dict:
     pp_net = net.preprocess if net else pp
     with tempfile.TemporaryDirectory() as tmp:
         a = open_dataset(photos, pp_net, cache_dir=Path(tmp) / "pil", gpu_decode=False, workers=1)
-        b = open_dataset(photos, pp_net, cache_dir=Path(tmp) / "gpu", gpu_decode=True)
+        b = open_dataset(photos, pp_net, cache_dir=Path(tmp) / "gpu", gpu_decode=True, gpu_decoder=decoder)
         diff = np.abs(np.asarray(a.images, np.int16) - np.asarray(b.images, np.int16))
         out.update({"images": len(a), "mean_abs": float(diff.mean()), "max_abs": int(diff.max()),
-                    "gpu_decoded": b.meta["decoder"]["gpu"]})
+                    "gpu_decoded": b.meta["decoder"]["gpu"], "gpu_library": b.meta["decoder"].get("gpu_library")})
         if net is not None:
             preds = []
             for ds in (a, b):

@@ -30,9 +30,10 @@ case "$1" in
     python3 benchmarks/harness_overhead.py --out $OUT 2>&1 | tee $OUT/harness.log
     python3 benchmarks/datapath.py --num_images 50000 --workers 16 --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v Warn | tee $OUT/datapath.log
     ;;
-  datapath)  # the data path again, with stage timings of the GPU decode
-    mkdir -p /tmp/dp && python3 benchmarks/datapath.py --num_images 50000 --workers 16 --workdir /tmp/dp --out $OUT 2>&1 | grep -v Warn | tee $OUT/datapath2.log
-    python3 benchmarks/decode_profile.py /tmp/dp/data --num_images 5000 2>&1 | tee $OUT/decode_profile.log
+  datapath)  # the data path again with nvImageCodec (.carry5 wheels) beside torchvision, and stage timings
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry5/*.whl .carry3/*.whl && export PYTHONPATH=/tmp/site
+    mkdir -p /tmp/dp && python3 benchmarks/datapath.py --num_images 50000 --workers 16 --workdir /tmp/dp --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v Warn | tee $OUT/datapath3.log
+    for d in torchvision nvimgcodec; do python3 benchmarks/decode_profile.py /tmp/dp/data --num_images 5000 --decoder $d 2>&1 | tail -2 | tee -a $OUT/decode_profile.log; done
     ;;
   compile)  # call 4: is TensorRT worth it? eager vs torch.compile (and ONNX Runtime CUDA where it loads)
     for net in resnet50 mobilenet_v2; do

@@ -175,3 +175,17 @@ def test_grouped_transform_equals_one_by_one():
     together = transform_grouped(imgs, PP)
     for k, im in enumerate(imgs):
         assert torch.equal(together[k], transform_uint8(im, PP))
+
+
+def test_gpu_decoder_choice():
+    from utils.datasets import gpu_jpeg_decoder
+
+    assert gpu_jpeg_decoder("torchvision")[0] == "torchvision"
+    with pytest.raises(ArtTRTError, match="--gpu_decoder must be one of"):
+        gpu_jpeg_decoder("pillow-simd")
+    try:
+        import nvidia.nvimgcodec  # noqa: F401
+    except ImportError:
+        with pytest.raises(ArtTRTError, match="pip install 'nvidia-nvimgcodec-cu13"):
+            gpu_jpeg_decoder("nvimgcodec")
+        assert gpu_jpeg_decoder("auto")[0] == "torchvision"

@@ -215,7 +215,8 @@ def run_compare_cli(args: argparse.Namespace) -> int:
         ds: CachedDataset = open_dataset(Path(args.dataset), net.preprocess, net.num_classes,
                                          Path(args.class_map) if args.class_map else None,
                                          Path(args.cache_dir) if args.cache_dir else None, args.workers,
-                                         args.gpu_decode, args.strict, progress=not args.quiet)
+                                         args.gpu_decode, args.strict, progress=not args.quiet,
+                                         gpu_decoder=args.gpu_decoder)
         class_names = ds.meta.get("class_names")
         if class_names == imagenet_classes().wnids:
             class_names = imagenet_classes().names

@@ -24,7 +24,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -198,7 +198,8 @@ def _gpu_decodable(data: bytes) -> bool:
 class DecodeStats:
     cpu: int = 0
     gpu: int = 0
-    gpu_refused: int = 0  # sent to the CPU: CMYK, progressive, non-JPEG, or nvjpeg failed
+    gpu_refused: int = 0  # sent to the CPU: CMYK, non-JPEG, or the GPU decoder refused it
+    gpu_library: Optional[str] = None
     skipped: List[Tuple[str, str]] = field(default_factory=list)
 
 
@@ -278,7 +279,7 @@ def _load_cache(data_path: Path, meta_path: Path, key: str) -> Optional[CachedDa
 
 
 def _decode_all(index: DatasetIndex, pp: Preprocess, out: np.ndarray, out_path: Path, workers: int, gpu: bool,
-                stats: DecodeStats, progress: bool) -> List[int]:
+                stats: DecodeStats, progress: bool, gpu_decoder: str = "auto") -> List[int]:
     """Decodes file i into slot i of `out`, then packs the decoded ones to the front; returns their indices."""
     from utils.progress import progress_bar
 
@@ -295,7 +296,7 @@ def _decode_all(index: DatasetIndex, pp: Preprocess, out: np.ndarray, out_path: 
         bar.update(1)
 
     if gpu:
-        _decode_gpu(paths, pp, stats, store)
+        _decode_gpu(paths, pp, stats, store, decoder=gpu_decoder)
     else:
         out.flush()
         shape = tuple(out.shape)
@@ -334,13 +335,72 @@ def _read_chunk(pool: cf.ThreadPoolExecutor, paths: List[str]) -> Tuple[List[byt
     return datas, list(pool.map(_gpu_decodable, datas))
 
 
-def _decode_gpu(paths: List[str], pp: Preprocess, stats: DecodeStats, store: Any, chunk: int = 256) -> None:
-    """Batched nvjpeg decoding (torchvision.io.decode_jpeg on CUDA), PIL for what nvjpeg refuses.
+GPU_DECODERS = ("auto", "nvimgcodec", "torchvision")
+GpuDecode = Callable[[List[bytes]], List[Optional[torch.Tensor]]]
 
-    File reading and header checks for the next chunk run on CPU threads while the GPU decodes this one.
+
+def gpu_jpeg_decoder(kind: str = "auto") -> Tuple[str, GpuDecode]:
+    """A batched GPU JPEG decoder returning uint8 CHW CUDA tensors (None where it refuses a file).
+
+    nvImageCodec (NVIDIA's codec library) is preferred: it uses the GPU's hardware JPEG engine where
+    the GPU has one (A100, H100, H200), then CUDA nvJPEG. torchvision's decode_jpeg (CUDA nvJPEG) is the
+    fallback that needs no extra package.
     """
+    if kind not in GPU_DECODERS:
+        raise ArtTRTError(f"--gpu_decoder must be one of {', '.join(GPU_DECODERS)}")
+    if kind in ("auto", "nvimgcodec"):
+        try:
+            from nvidia import nvimgcodec
+        except ImportError as err:
+            if kind == "nvimgcodec":
+                raise ArtTRTError("--gpu_decoder nvimgcodec needs nvImageCodec: pip install "
+                                  "'nvidia-nvimgcodec-cu13[nvjpeg]' (or -cu12)") from err
+        else:
+            dec = nvimgcodec.Decoder(backends=[nvimgcodec.Backend(nvimgcodec.BackendKind.HW_GPU_ONLY),
+                                               nvimgcodec.Backend(nvimgcodec.BackendKind.GPU_ONLY)])
+            # EXIF orientation is not applied, as in the PIL path; planar RGB is CHW as the transform wants.
+            params = nvimgcodec.DecodeParams(apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB,
+                                             sample_format=nvimgcodec.SampleFormat.P_RGB)
+
+            def decode_nvimgcodec(datas: List[bytes]) -> List[Optional[torch.Tensor]]:
+                stream = torch.cuda.current_stream().cuda_stream
+                images = dec.decode([nvimgcodec.CodeStream(d) for d in datas], params=params, cuda_stream=stream)
+                # torch.as_tensor keeps each nvImageCodec image alive through __cuda_array_interface__
+                out: List[Optional[torch.Tensor]] = []
+                for im in images:
+                    t = None if im is None else torch.as_tensor(im, device="cuda")
+                    if t is not None and t.dim() == 3 and t.shape[0] != 3 and t.shape[-1] == 3:
+                        t = t.permute(2, 0, 1)  # an interleaved answer: make it CHW
+                    out.append(t)
+                return out
+
+            return "nvimgcodec", decode_nvimgcodec
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    def decode_torchvision(datas: List[bytes]) -> List[Optional[torch.Tensor]]:
+        tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+        try:
+            return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device="cuda"))
+        except RuntimeError:
+            out: List[Optional[torch.Tensor]] = []
+            for t in tensors:  # find the ones nvJPEG refuses
+                try:
+                    out.append(decode_jpeg(t, mode=ImageReadMode.RGB, device="cuda"))
+                except RuntimeError:
+                    out.append(None)
+            return out
+
+    return "torchvision", decode_torchvision
+
+
+def _decode_gpu(paths: List[str], pp: Preprocess, stats: DecodeStats, store: Any, chunk: int = 256,
+                decoder: str = "auto") -> None:
+    """Batched GPU JPEG decoding, PIL for what the GPU decoder refuses.
+
+    File reading and layout checks for the next chunk run on CPU threads while the GPU decodes this one;
+    crops come back through pinned memory.
+    """
+    stats.gpu_library, decode = gpu_jpeg_decoder(decoder)
     starts = list(range(0, len(paths), chunk))
     with cf.ThreadPoolExecutor(16) as pool, cf.ThreadPoolExecutor(1) as prefetch:
         nxt = prefetch.submit(_read_chunk, pool, paths[0:chunk]) if starts else None
@@ -350,21 +410,15 @@ def _decode_gpu(paths: List[str], pp: Preprocess, stats: DecodeStats, store: Any
             if n + 1 < len(starts):
                 nxt = prefetch.submit(_read_chunk, pool, paths[starts[n + 1]:starts[n + 1] + chunk])
             gpu_idx = [i for i, f in enumerate(flags) if f]
-            decoded: Dict[int, torch.Tensor] = {}
-            if gpu_idx:
-                tensors = [torch.frombuffer(bytearray(datas[i]), dtype=torch.uint8) for i in gpu_idx]
-                try:
-                    imgs = decode_jpeg(tensors, mode=ImageReadMode.RGB, device="cuda")
-                    decoded = {i: im for i, im in zip(gpu_idx, imgs)}
-                except RuntimeError:
-                    for i, t in zip(gpu_idx, tensors):  # find the one nvjpeg refuses
-                        try:
-                            decoded[i] = decode_jpeg(t, mode=ImageReadMode.RGB, device="cuda")
-                        except RuntimeError:
-                            pass
+            decoded = {i: im for i, im in zip(gpu_idx, decode([datas[i] for i in gpu_idx]) if gpu_idx else [])
+                       if im is not None and im.dim() == 3 and im.shape[0] == 3}
             order = list(decoded)
-            crops = transform_grouped([decoded[i] for i in order], pp)
-            host = crops.cpu().numpy() if order else None
+            host = None
+            if order:
+                crops = transform_grouped([decoded[i] for i in order], pp)
+                host = torch.empty(crops.shape, dtype=torch.uint8, pin_memory=True)
+                host.copy_(crops)
+                host = host.numpy()
             where = {i: k for k, i in enumerate(order)}
             for i, data in enumerate(datas):
                 if i in where and host is not None:
@@ -386,12 +440,13 @@ def default_cache_dir() -> Path:
 
 def open_dataset(root: Path, pp: Preprocess, num_classes: int = 1000, class_map: Optional[Path] = None,
                  cache_dir: Optional[Path] = None, workers: Optional[int] = None, gpu_decode: Optional[bool] = None,
-                 strict: bool = False, progress: bool = False) -> CachedDataset:
+                 strict: bool = False, progress: bool = False, gpu_decoder: str = "auto") -> CachedDataset:
     """Scans `root`, then returns its decoded cache, building it first if needed.
 
     Args:
         strict: a file that does not decode is fatal instead of skipped and counted.
-        gpu_decode: batched nvjpeg decoding; default when CUDA is present.
+        gpu_decode: batched GPU JPEG decoding; default when CUDA is present.
+        gpu_decoder: "auto" (nvImageCodec where installed, else torchvision), "nvimgcodec" or "torchvision".
     """
     index = scan_dataset(root, num_classes, class_map)
     cache_dir = cache_dir or default_cache_dir()
@@ -418,7 +473,7 @@ def open_dataset(root: Path, pp: Preprocess, num_classes: int = 1000, class_map:
             f.truncate(len(index.files) * 3 * s * s)
         out = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(len(index.files), 3, s, s)) if index.files else \
             np.zeros((0, 3, s, s), np.uint8)
-        ok = _decode_all(index, pp, out, tmp, workers, gpu, stats, progress)
+        ok = _decode_all(index, pp, out, tmp, workers, gpu, stats, progress, gpu_decoder)
         if stats.skipped and strict:
             f0, why = stats.skipped[0]
             raise ArtTRTError(f"{len(stats.skipped)} image(s) could not be decoded, e.g. {f0} ({why}); "
@@ -432,11 +487,13 @@ def open_dataset(root: Path, pp: Preprocess, num_classes: int = 1000, class_map:
             "count": len(ok), "crop": s, "preprocess": pp.as_dict(), "class_names": index.class_names,
             "files": [index.files[i] for i in ok], "labels": [index.labels[i] for i in ok],
             "skipped": stats.skipped, "decoder": {"cpu": stats.cpu, "gpu": stats.gpu, "gpu_refused": stats.gpu_refused,
+                                                  "gpu_library": stats.gpu_library,
                                                   "workers": workers, "seconds": round(seconds, 3)},
             "bytes": len(ok) * 3 * s * s}
     atomic_write_json(meta_path, meta)  # written last: data without meta is never taken as valid
-    log.info("dataset cache %s: %d images, %.1f MB, built in %.1f s (%d decoded on GPU, %d on CPU)",
-             data_path, len(ok), meta["bytes"] / 1e6, seconds, stats.gpu, stats.cpu)
+    log.info("dataset cache %s: %d images, %.1f MB, built in %.1f s (%d decoded on GPU%s, %d on CPU)",
+             data_path, len(ok), meta["bytes"] / 1e6, seconds, stats.gpu,
+             f" by {stats.gpu_library}" if stats.gpu_library else "", stats.cpu)
     _report_skipped(meta, strict)
     loaded = _load_cache(data_path, meta_path, key)
     assert loaded is not None

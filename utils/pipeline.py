@@ -61,7 +61,10 @@ def spec_from_args(args: argparse.Namespace, backend: str, precision: str, net: 
                    autocast_io_fp16=getattr(args, "fp16_io", False),
                    trt={"workspace_gb": getattr(args, "workspace", None), "timing_cache": getattr(args, "timing_cache", None),
                         "min_batch": getattr(args, "min_batch", None), "opt_batch": getattr(args, "opt_batch", None),
-                        "max_batch": getattr(args, "max_batch", None), "force": getattr(args, "force", False),
+                        # an engine must take every batch this run will feed it
+                        "max_batch": getattr(args, "max_batch", None)
+                        or max(getattr(args, "batch_sizes", None) or [getattr(args, "batch_size", 1)]),
+                        "force": getattr(args, "force", False),
                         "weak_typing": getattr(args, "weak_typing", False),
                         "cuda_graph": getattr(args, "cuda_graph", False)})
 

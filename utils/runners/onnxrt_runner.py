@@ -83,8 +83,14 @@ class OnnxRuntimeRunner(Runner):
         check_providers(self.provider, self.providers_used, list(ort.get_available_providers()))
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        self.output_name = self.session.get_outputs()[0].name
+        out = self.session.get_outputs()[0]
+        self.output_name = out.name
         self.input_dtype = ORT_TO_TORCH.get(inp.type, torch.float32)
+        self.output_dtype = ORT_TO_TORCH.get(out.type, torch.float32)
+        self.num_outputs = int(out.shape[-1]) if isinstance(out.shape[-1], int) else 0
+        if self.device.type == "cuda" and not self.num_outputs:
+            raise ArtTRTError(f"{self.path.name}: the class dimension of the output is not fixed, which GPU "
+                              "output binding needs; export it with onnx_transform.py")
         self._normalizer = None
         super().activate()
 
@@ -96,17 +102,18 @@ class OnnxRuntimeRunner(Runner):
         if self.device.type == "cpu":
             out = self.session.run([self.output_name], {self.input_name: x.numpy()})[0]
             return torch.from_numpy(out)
-        # GPU providers: bind torch CUDA tensors directly, so no host copy hides in the model time.
+        # GPU providers: bind torch CUDA tensors for input and output, so no host copy hides in the model time.
         x = x.contiguous()
+        out = torch.empty((x.shape[0], self.num_outputs), dtype=self.output_dtype, device=self.device)
         binding = self.session.io_binding()
         binding.bind_input(self.input_name, "cuda", self.device.index or 0, _np_dtype(x.dtype), tuple(x.shape),
                            x.data_ptr())
-        binding.bind_output(self.output_name, "cuda", self.device.index or 0)
+        binding.bind_output(self.output_name, "cuda", self.device.index or 0, _np_dtype(out.dtype), tuple(out.shape),
+                            out.data_ptr())
         binding.synchronize_inputs()
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
-        out = binding.get_outputs()[0]
-        return torch.from_numpy(out.numpy()).to(self.device)
+        return out
 
     def info(self) -> Dict[str, Any]:
         import onnx
