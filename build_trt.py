@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from utils.cli_args import add_calibration_args, add_engine_args
 from utils.errors import ArtTRTError, cli_boundary, setup_logging
 from utils.registry import PRECISIONS
 
@@ -29,20 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{prec}", action="store_true", help=f"same as --precision {prec}")
     p.add_argument("--input_shape", nargs=4, type=int, metavar=("B", "C", "H", "W"),
                    help="B=-1 for a dynamic batch (default: the ONNX file's own input shape)")
-    p.add_argument("--min_batch", type=int, help="profile minimum (default 1)")
-    p.add_argument("--opt_batch", type=int, help="profile optimum (default: --max_batch)")
-    p.add_argument("--max_batch", type=int, help="profile maximum (default 256)")
-    p.add_argument("--workspace", type=float, help="workspace memory pool limit in GiB")
-    p.add_argument("--timing_cache", help="timing cache file, reused across builds (default under weights/engines)")
-    p.add_argument("--force", action="store_true", help="rebuild even if a cached engine matches")
-    p.add_argument("--weak_typing", action="store_true",
-                   help="TensorRT 10 builder flags (+ entropy calibrator for int8) on the fp32 ONNX file")
+    add_engine_args(p, max_default="256 for a dynamic batch")
     p.add_argument("--dataset", help="calibration images for int8/fp8 (class folders)")
-    p.add_argument("--calib_method", default="entropy")
-    p.add_argument("--calib_size", type=int, default=500)
-    p.add_argument("--quantizer", choices=["auto", "modelopt", "ort"], default="auto")
-    p.add_argument("--fp16_io", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    add_calibration_args(p)
+    p.add_argument("--seed", type=int, default=0, help="seed that picks the calibration images")
     return p
 
 

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from utils.cli_args import add_calibration_args, add_engine_args
 from utils.errors import ArtTRTError, cli_boundary, setup_logging
 from utils.registry import BACKENDS, PRECISIONS
 
@@ -72,22 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replay a CUDA graph per batch shape (torch and TensorRT on CUDA)")
     run.add_argument("--trt_shapes", nargs="+", choices=["dynamic", "static"], default=["dynamic"],
                      help="TensorRT engines with a dynamic-batch profile, static per batch size, or both")
-    run.add_argument("--min_batch", type=int, help="TensorRT profile minimum batch (default 1)")
-    run.add_argument("--opt_batch", type=int, help="TensorRT profile optimum batch (default: the largest asked)")
-    run.add_argument("--max_batch", type=int, help="TensorRT profile maximum batch (default: the largest asked)")
-    run.add_argument("--workspace", type=float, help="TensorRT workspace limit, GiB")
-    run.add_argument("--timing_cache", help="TensorRT timing cache file")
-    run.add_argument("--force", action="store_true", help="rebuild cached engines")
-    run.add_argument("--weak_typing", action="store_true", help="TensorRT 10 builder flags instead of converted ONNX")
+    add_engine_args(run, max_default="the largest batch size asked")
     run.add_argument("--channels_last", action="store_true", help="channels_last memory format (torch)")
     run.add_argument("--compile_mode", default="default",
                      choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
-    run.add_argument("--calib_method", default="entropy", help="int8/fp8 calibration method (max, entropy)")
-    run.add_argument("--calib_size", type=int, default=500, help="calibration images (capped by the dataset)")
+    add_calibration_args(run)
     run.add_argument("--calib_dataset", help="dataset for calibration (default --dataset)")
-    run.add_argument("--quantizer", choices=["auto", "modelopt", "ort"], default="auto",
-                     help="who inserts Q/DQ nodes: ModelOpt, or ONNX Runtime's quantizer")
-    run.add_argument("--fp16_io", action="store_true", help="AutoCast fp16/bf16: make the model's I/O fp16 too")
 
     meas = p.add_argument_group("measurement")
     meas.add_argument("--batch_size", type=int, default=1)
