@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch
 
 import main
 from utils.compare import CompareStats, compare_runners, to_scores
-from utils.datasets import CachedDataset, SyntheticDataset, open_dataset
+from utils.datasets import CachedDataset, SyntheticDataset
 from utils.errors import ArtTRTError, cli_boundary
 from utils.networks import Preprocess
 from utils.runners.base import Runner

@@ -2,13 +2,10 @@
 preparation cost in records and the side-by-side table."""
 from __future__ import annotations
 
-import json
 
-import numpy as np
 import pytest
 import torch
 
-import main
 from utils.artefacts import onnx_for
 from utils.datasets import SyntheticDataset
 from utils.errors import ArtTRTError

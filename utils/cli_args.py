@@ -1,7 +1,7 @@
 """Argument groups that more than one script takes, defined once (main.py and build_trt.py).
 
 Usage:
-    add_engine_args(parser.add_argument_group("TensorRT build"))
+    add_engine_args(parser.add_argument_group("TensorRT build"), max_default="256")
     add_calibration_args(group)
 """
 from __future__ import annotations

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from utils.errors import ArtTRTError
-from utils.imagenet import imagenet_classes, is_wnid
+from utils.imagenet import imagenet_classes
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def read_meta_mat(meta: Path) -> Dict[int, str]:
     return {i: w for i, w in zip(ids, wnids) if i <= 1000}
 
 
-def read_labels(labels: Path, files: List[Path], meta: Optional[Path]) -> Dict[str, str]:
+def read_labels(labels: Path, meta: Optional[Path]) -> Dict[str, str]:
     """File stem -> wnid from the devkit ground truth (with meta.mat) or Kaggle's LOC_val_solution.csv."""
     if not labels.is_file():
         raise ArtTRTError(f"labels file {labels} does not exist")
@@ -124,7 +124,7 @@ def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = N
 
     if labels is not None:
         plan = Plan("flat with labels file")
-        table = read_labels(labels, files, meta)
+        table = read_labels(labels, meta)
         for f in files:
             wnid = table.get(f.stem)
             if wnid is None:

@@ -45,7 +45,3 @@ def imagenet_classes() -> ClassTable:
     assert len(wnids) == 1000 and len(set(wnids)) == 1000, "class table must hold 1000 distinct wnids"
     return ClassTable(wnids, names, {w: i for i, w in enumerate(wnids)})
 
-
-def is_wnid(name: str) -> bool:
-    """True for names like n01440764."""
-    return bool(WNID_RE.match(name))
