@@ -55,7 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.artefacts import weights_dir
     from utils.onnx_export import check_input_shape, read_metadata
     from utils.precision import calibration_data, convert_precision
-    from utils.trt_pipeline import EngineShapes, engine_for, require_tensorrt_and_gpu
+    from utils.trt_pipeline import EngineShapes, check_precision_supported, engine_for, require_tensorrt_and_gpu
 
     args = build_parser().parse_args(argv)
     setup_logging()
@@ -69,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     meta = read_metadata(onnx_path)
     shape = tuple(args.input_shape) if args.input_shape else tuple(meta["graph_input_shape"])
     check_input_shape(onnx_path, shape)
-    require_tensorrt_and_gpu()  # before minutes of calibration, say what is missing
+    check_precision_supported(precision, require_tensorrt_and_gpu())  # before minutes of calibration
     calib = {"method": args.calib_method, "size": args.calib_size, "dataset": args.dataset, "seed": args.seed,
              "tool": args.quantizer}
     carried = meta.get("precision", "fp32")

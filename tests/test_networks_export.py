@@ -128,3 +128,19 @@ def test_onnx_transform_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse's own one-line error for a wrong count
         onnx_transform.main(["--network", "resnet18", "--input_shape", "1", "3", "224"])
     assert exc.value.code == 2
+
+
+def test_yolov8_cls_from_a_local_pt_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Ultralytics may write settings or runs beside the working folder
+    from ultralytics import YOLO
+
+    pt = tmp_path / "my-cls.pt"
+    YOLO("yolov8n-cls.yaml", task="classify").save(str(pt))
+    net = load_network(str(pt))
+    assert net.name == "my-cls" and net.weights == str(pt) and net.num_classes == 1000
+    y = net.model(torch.rand(1, 3, 224, 224))
+    assert y.shape == (1, 1000)
+    with pytest.raises(ArtTRTError, match="does not exist: pass a local .pt file, --pretrained"):
+        load_network(str(tmp_path / "missing-cls.pt"))
+    with pytest.raises(ArtTRTError, match="not a .yaml"):
+        load_network("yolov8n-cls.yaml", pretrained=True)

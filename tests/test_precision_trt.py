@@ -141,6 +141,17 @@ def test_engine_shapes_and_sidecar_checks(tmp_path):
         check_sidecar(engine, {**env, "compute_capability": "8.9"})
 
 
+def test_fp8_needs_a_gpu_that_has_it():
+    from utils.trt_pipeline import check_precision_supported
+
+    ampere = {"gpu": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}
+    with pytest.raises(ArtTRTError, match="fp8 needs a GPU of compute capability 8.9 or newer.*A100.*8.0"):
+        check_precision_supported("fp8", ampere)
+    check_precision_supported("int8", ampere)
+    check_precision_supported("fp8", {"gpu": "NVIDIA H200", "compute_capability": "9.0"})
+    check_precision_supported("fp8", {"gpu": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"})
+
+
 def test_mypy_catches_a_misspelt_tensorrt_attribute(tmp_path):
     """CI's type check is strict enough that a misspelt TensorRT attribute fails it."""
     if subprocess.run([sys.executable, str(ROOT / "tools" / "prepare_trt_stubs.py")]).returncode != 0:

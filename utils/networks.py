@@ -185,18 +185,20 @@ def _build_torchvision(name: str, num_classes: int, pretrained: bool) -> nn.Modu
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
 
 
-def _load_yolo(path: str) -> Tuple[nn.Module, str]:
+def _load_yolo(path: str, pretrained: bool = False) -> Tuple[nn.Module, str]:
     try:
         from ultralytics import YOLO
     except ImportError as err:
         raise ArtTRTError("YOLOv8-cls networks need the package ultralytics (pip install ultralytics)") from err
-    if path.endswith(".pt") and not os.path.isfile(path):
-        raise ArtTRTError(f"YOLO weights file {path} does not exist (Ultralytics would try to download it; "
-                          "pass a local .pt file, or a model .yaml for random weights)")
+    if path.endswith(".pt") and not os.path.isfile(path) and not pretrained:
+        raise ArtTRTError(f"YOLO weights file {path} does not exist: pass a local .pt file, --pretrained to let "
+                          "Ultralytics download its published weights, or a model .yaml for random weights")
     try:
         yolo = YOLO(path, task="classify")
-    except Exception as err:
-        raise ArtTRTError(f"Ultralytics could not load {path}: {str(err).splitlines()[0]}") from err
+    except Exception as err:  # Ultralytics raises many types, a failed download among them
+        what = "download or load" if pretrained else "load"
+        raise ArtTRTError(f"Ultralytics could not {what} {path} ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                          "pass a local .pt file") from err
     if getattr(yolo, "task", "classify") != "classify":
         raise ArtTRTError(f"{path} is a YOLO {yolo.task} model, not a classifier (-cls)")
     model = yolo.model
@@ -226,7 +228,10 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
     if name.endswith((".pt", ".yaml", ".yml")) or name.startswith("yolov8"):
         if weights:
             raise ArtTRTError("for YOLO networks pass the .pt file as --network, not --weights")
-        model, source = _load_yolo(name if name.endswith((".pt", ".yaml", ".yml")) else name + ".yaml")
+        if pretrained and name.endswith((".yaml", ".yml")):
+            raise ArtTRTError("--pretrained asks for published weights: name the .pt (e.g. yolov8n-cls.pt), not a .yaml")
+        default = name + (".pt" if pretrained else ".yaml")
+        model, source = _load_yolo(name if name.endswith((".pt", ".yaml", ".yml")) else default, pretrained)
         source = source.format(seed=seed)
         net_name = Path(name).stem
         n_out = _classifier_out_features(model)[1]

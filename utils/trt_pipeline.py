@@ -67,6 +67,17 @@ def require_tensorrt_and_gpu() -> Dict[str, str]:
     return environment_key()
 
 
+FP8_MIN_CAPABILITY = (8, 9)  # Ada, Hopper, Blackwell
+
+
+def check_precision_supported(precision: str, env: Dict[str, str]) -> None:
+    """Refuses fp8 on a GPU without fp8 tensor cores, before any conversion or build."""
+    major, minor = (int(v) for v in env["compute_capability"].split("."))
+    if precision == "fp8" and (major, minor) < FP8_MIN_CAPABILITY:
+        raise ArtTRTError(f"fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper, Blackwell); "
+                          f"{env['gpu']} is {env['compute_capability']}")
+
+
 def check_sidecar(engine: Path, env: Dict[str, str]) -> Dict[str, Any]:
     """Refuses, with a sentence, an engine whose sidecar says another TensorRT version or GPU built it."""
     sidecar = engine.with_suffix(".json")
@@ -124,6 +135,7 @@ def tensorrt_runner(spec: "RunSpec", net: "Network") -> Tuple["TensorRTRunner", 
     from utils.runners.trt_runner import TensorRTRunner
 
     env = require_tensorrt_and_gpu()
+    check_precision_supported(spec.precision, env)
     if spec.engine:
         path = Path(spec.engine)
         if not path.is_file():
