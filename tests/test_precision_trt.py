@@ -97,6 +97,9 @@ def test_fp16_autocast_keeps_fp32_io_and_is_cached(lite0, lite0_onnx, demo_data,
     assert again == out and facts2["cached"]
     io16, _ = convert_precision(lite0_onnx, "fp16", lite0, io_fp16=True)
     assert io16 != out and onnx.load(str(io16)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    bf16, fb = convert_precision(lite0_onnx, "bf16", lite0)
+    assert fb["tool"] == "modelopt.onnx.autocast" and bf16 != out
+    assert any(i.data_type == onnx.TensorProto.BFLOAT16 for i in onnx.load(str(bf16)).graph.initializer)
     ds = open_dataset(demo_data, lite0.preprocess)
     rec, _ = validate_one(RunSpec("onnxrt", "fp16"), lite0, ds, MeasureOptions(batch_size=4, progress=False), tmp_path, 1000)
     assert rec["top1"] >= 80.0 and "no fp16 Conv kernel" in rec["ort_cpu_note"]
