@@ -73,6 +73,9 @@ def test_onnxrt_records_the_provider_used_and_preparation(tmp_path):
     assert rec["prepare_s"] > 0 and rec["preparation"]["export_s"] == rec["prepare_s"]
     again, _ = validate_one(spec, net, ds, MeasureOptions(batch_size=2, progress=False), tmp_path, None)
     assert again["prepare_s"] == 0.0  # a warm cache prepares nothing
+    asked = RunSpec("onnxrt", "fp32", input_shape=(-1, 3, 80, 80), cuda_graph=True)
+    graphless, _ = validate_one(asked, net, ds, MeasureOptions(batch_size=2, progress=False), tmp_path, None)
+    assert graphless["cuda_graph"] is None  # the record says what ran: ONNX Runtime replays no CUDA graph
 
 
 def test_side_by_side_table_from_records():

@@ -153,7 +153,7 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
         "device": str(runner.device), "batch_size": opts.batch_size,
         "dataset": dataset.meta.get("root", "synthetic"),
         "provider": spec.provider if spec.backend == "onnxrt" else None,
-        "cuda_graph": spec.cuda_graph or None,
+        "cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
         "compile_mode": spec.compile_mode if spec.backend == "compile" else None}
     fields.update(result.summary())
     fields.update(info)

@@ -29,7 +29,7 @@ class Runner(abc.ABC):
     precision: str = "fp32"
     device: torch.device = torch.device("cpu")
     input_dtype: torch.dtype = torch.float32
-    supports_cuda_graph: bool = False
+    cuda_graph: bool = False  # True where infer() replays captured CUDA graphs
 
     def __init__(self, preprocess: Preprocess):
         self.preprocess = preprocess

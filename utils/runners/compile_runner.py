@@ -28,7 +28,6 @@ class CompileRunner(TorchRunner):
         if mode not in MODES:
             raise ArtTRTError(f"--compile_mode {mode!r} is not one of {', '.join(MODES)}")
         self.mode = mode
-        self.supports_cuda_graph = False  # reduce-overhead brings its own CUDA graphs
         self._compiled: Any = None
         self._shapes: Set[Tuple[int, ...]] = set()
 

@@ -48,7 +48,6 @@ class TorchRunner(Runner):
         self.net = net
         self.channels_last = channels_last and net.convolutional
         self.cuda_graph = cuda_graph
-        self.supports_cuda_graph = True
         self.model: torch.nn.Module = net.model
         self._graphs: Dict[Tuple[int, ...], Tuple[Any, torch.Tensor, torch.Tensor]] = {}
 

@@ -44,7 +44,6 @@ def torch_dtype(dt: "trt.DataType") -> torch.dtype:
 
 class TensorRTRunner(Runner):
     backend = "tensorrt"
-    supports_cuda_graph = True
 
     def __init__(self, engine_path: Path, preprocess: Preprocess, precision: str,
                  facts: Optional[Dict[str, Any]] = None, cuda_graph: bool = False):
