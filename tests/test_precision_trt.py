@@ -178,3 +178,11 @@ def test_tensorrt_engine_builds_and_runs(lite0, demo_data, tmp_path):
     rec, _ = validate_one(RunSpec("tensorrt", "fp16", device="cuda"), lite0, ds,
                           MeasureOptions(batch_size=4, progress=False), tmp_path, 1000)
     assert rec["top1"] >= 80.0
+
+
+def test_fp8_on_the_ort_cpu_provider_is_refused_before_calibrating(lite0, tmp_path):
+    from utils.pipeline import make_runner
+
+    spec = RunSpec("onnxrt", "fp8", device="cuda", provider="cpu", calib={"dataset": str(tmp_path / "none")})
+    with pytest.raises(ArtTRTError, match="no fp8 kernels"):  # not "dataset does not exist": nothing was calibrated
+        make_runner(spec, lite0)

@@ -65,8 +65,7 @@ def spec_from_args(args: argparse.Namespace, backend: str, precision: str, net: 
                         "max_batch": getattr(args, "max_batch", None)
                         or max(getattr(args, "batch_sizes", None) or [getattr(args, "batch_size", 1)]),
                         "force": getattr(args, "force", False),
-                        "weak_typing": getattr(args, "weak_typing", False),
-                        "cuda_graph": getattr(args, "cuda_graph", False)})
+                        "weak_typing": getattr(args, "weak_typing", False)})
 
 
 def onnx_model_for(spec: RunSpec, net: Network) -> Tuple[Path, Dict[str, Any]]:
@@ -106,11 +105,11 @@ def make_runner(spec: RunSpec, net: Network) -> Tuple[Runner, Dict[str, Any]]:
     if spec.backend == "onnxrt":
         from utils.runners.onnxrt_runner import OnnxRuntimeRunner
 
+        if spec.precision == "fp8" and spec.provider == "cpu":  # refused before minutes of calibration
+            from utils.precision import ORT_FP8_NOTE
+
+            raise ArtTRTError(ORT_FP8_NOTE)
         path, facts = onnx_model_for(spec, net)
-        if spec.precision in ("fp8",) or facts.get("ort_cpu_runs_wrong"):
-            if spec.provider == "cpu":
-                raise ArtTRTError(facts.get("ort_cpu_note") or f"ONNX Runtime's CPU provider cannot run {spec.precision} "
-                                  "Q/DQ models: validate that file with -trt on a GPU that has fp8")
         runner = OnnxRuntimeRunner(path, net.preprocess, spec.provider, spec.precision, facts=facts)
         return runner, facts
     if spec.backend == "tensorrt":

@@ -33,6 +33,8 @@ CALIB_METHODS = {"int8": ("max", "entropy"), "fp8": ("max",)}
 # silently wrong (its WeightBiasQuantization mis-handles fp16 scales); fp32 is right on ONNX Runtime and
 # accepted by TensorRT. See ../shared/docs/dependencies.md.
 HIGH_PRECISION = "fp32"
+ORT_FP8_NOTE = ("ONNX Runtime's CPU provider has no fp8 kernels: an fp8 Q/DQ file is validated with -trt "
+                "on a GPU with fp8 (compute capability 8.9 or newer)")
 ORT_FP16_NOTE = ("ONNX Runtime's CPU provider has no fp16 Conv kernel: it computes in fp32 on fp16-rounded "
                  "weights and activations at the cast boundaries, so this measures fp16 rounding, not fp16 kernels")
 
@@ -128,6 +130,8 @@ def _quantize_ort(src: Path, out: Path, method: str, data: np.ndarray) -> None:
 def convert_precision(src: Path, precision: str, net: Network, calib: Optional[Dict[str, Any]] = None,
                       io_fp16: bool = False, folder: Optional[Path] = None) -> Tuple[Path, Dict[str, Any]]:
     """Converts an fp32 ONNX file to `precision`, once per (input hash, settings); returns (path, facts)."""
+    import onnx
+
     from utils.artefacts import weights_dir
     from utils.onnx_export import read_metadata, set_metadata
 
@@ -191,18 +195,12 @@ def convert_precision(src: Path, precision: str, net: Network, calib: Optional[D
             made_by = "onnxruntime.quantization.quantize_static"
         facts.update({"tool": made_by, "calib_method": method, "high_precision": HIGH_PRECISION})
         if precision == "fp8":
-            facts["ort_cpu_runs_wrong"] = True
-            facts["ort_cpu_note"] = ("ONNX Runtime's CPU provider has no fp8 kernels: an fp8 Q/DQ file is "
-                                     "validated with -trt on a GPU with fp8 (compute capability 8.9 or newer)")
-        import onnx
-
+            facts["ort_cpu_note"] = ORT_FP8_NOTE
         proto = onnx.load(str(out))
     facts["convert_s"] = round(time.perf_counter() - t0, 3)
     facts["calibrate_s"] = round(calibrate_s, 3)
     set_metadata(proto, {**{k: v for k, v in read_metadata(src).items() if k != "graph_input_shape"},
                          "precision": precision, "converted_by": facts["tool"]})
-    import onnx
-
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
     atomic_write_json(sidecar, facts)
