@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--synthetic", type=int, metavar="N", help="N seeded random images, no labels (timing only)")
     data.add_argument("--limit", type=int, metavar="N", help="use the first N images only")
     data.add_argument("--cache_dir", help="where the decoded dataset cache lives (default datasets/.cache)")
-    data.add_argument("--workers", type=int, help="CPU decoding processes for the first pass")
+    data.add_argument("--workers", type=int, help="decoding processes for the first pass (default min(16, CPUs))")
+    data.add_argument("--gpu_lanes", type=int, help="how many of --workers decode on the GPU (default 2)")
     data.add_argument("--gpu_decode", action=argparse.BooleanOptionalAction, default=None,
                       help="decode JPEGs with nvjpeg on the GPU (default: when a GPU is present)")
     data.add_argument("--gpu_decoder", choices=["auto", "nvimgcodec", "torchvision"], default="auto",
@@ -122,7 +123,8 @@ def _dataset(args: argparse.Namespace, net, need_labels: bool = True):  # type: 
     ds = open_dataset(Path(args.dataset), net.preprocess, net.num_classes,
                       Path(args.class_map) if args.class_map else None,
                       Path(args.cache_dir) if args.cache_dir else None, args.workers, args.gpu_decode,
-                      args.strict, progress=not args.quiet, gpu_decoder=args.gpu_decoder)
+                      args.strict, progress=not args.quiet, gpu_decoder=args.gpu_decoder,
+                      gpu_lanes=args.gpu_lanes)
     return ds, len(ds.meta["class_names"])
 
 

@@ -3,7 +3,8 @@
 Makes a synthetic ImageNet-like folder (JPEGs of 400-500 x 300-375 pixels cut from real photos that
 ship in packages: scikit-image's, foolbox's, or a folder you name), then prints images/s for:
   1. the first pass on the CPU (PIL decode + resize + crop, --workers processes) into the cache;
-  2. the first pass with batched GPU decoding (nvjpeg via torchvision), when a GPU is present;
+  2. the first pass with batched GPU decoding (--gpu_lanes of the --workers lanes on the GPU; torchvision's
+     nvJPEG and, where installed, nvImageCodec), when a GPU is present;
   3. a cached pass: memory-mapped uint8 cache -> pinned memory -> normalised tensors on the device.
 It also reports how far GPU-decoded pixels are from the PIL path on the given labelled photos and, with
 --network, whether top-1 changes. Targets on an H200: cached pass >= 50,000 images/s; GPU first pass
@@ -101,6 +102,10 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--num_images", type=int, default=50000 if torch.cuda.is_available() else 2000)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--gpu_lanes", type=int, nargs="+", default=[4],
+                   help="GPU first passes to time, each with this many of --workers on the GPU")
+    p.add_argument("--gpu_only_lanes", type=int, help="also time a first pass with this many lanes, all on the GPU")
+    p.add_argument("--repeat", type=int, default=1, help="time each first pass this many times (median kept)")
     p.add_argument("--photos", type=Path, help="a folder of photos to cut from (and to compare GPU/PIL pixels on)")
     p.add_argument("--network", help="a network for the top-1 check of GPU-decoded pixels (e.g. efficientnet_lite0)")
     p.add_argument("--pretrained", action="store_true")
@@ -113,43 +118,64 @@ def main() -> int:
     pp = Preprocess()
     gpu = torch.cuda.is_available()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="arttrt-datapath-"))
-    results: dict = {"num_images": args.num_images, "workers": args.workers, "gpu": gpu,
-                     "device": torch.cuda.get_device_name(0) if gpu else "cpu"}
+    # CUDA stays uninitialised in this process until the first passes are done, so lanes can be forked
+    results: dict = {"num_images": args.num_images, "workers": args.workers, "gpu": gpu}
     photos = source_photos(args.photos)
     results["make_s"] = round(make_folder(work, args.num_images, photos, args.workers), 2)
     sizes = [f.stat().st_size for f in (work / "data").rglob("*.JPEG")]
     results["mean_jpeg_kb"] = round(sum(sizes) / len(sizes) / 1024, 1)
     print(f"made {len(sizes)} JPEGs ({results['mean_jpeg_kb']} KB mean) in {results['make_s']} s")
 
-    def first_pass(gpu_decode: bool, tag: str, decoder: str = "auto") -> object:
-        cache = work / f"cache-{tag}"
-        t0 = time.perf_counter()
-        ds = open_dataset(work / "data", pp, cache_dir=cache, workers=args.workers, gpu_decode=gpu_decode,
-                          gpu_decoder=decoder)
-        if gpu_decode:
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        results[f"first_pass_{tag}_images_per_s"] = round(len(ds) / dt, 1)
+    def first_pass(gpu_decode: bool, tag: str, decoder: str = "auto", lanes: int | None = None,
+                   workers: int | None = None) -> object:
+        """Times open_dataset building the cache (start-up included) --repeat times; keeps the median."""
+        rates = []
+        for rep in range(args.repeat):
+            cache = work / f"cache-{tag}"
+            if rep:
+                shutil.rmtree(cache, ignore_errors=True)
+            t0 = time.perf_counter()
+            ds = open_dataset(work / "data", pp, cache_dir=cache, workers=workers or args.workers,
+                              gpu_decode=gpu_decode, gpu_decoder=decoder, gpu_lanes=lanes)
+            dt = time.perf_counter() - t0
+            rates.append(round(len(ds) / dt, 1))
+            print(f"first pass ({tag}): {len(ds) / dt:,.0f} images/s ({dt:.1f} s); decoder {ds.meta['decoder']}")
+        results[f"first_pass_{tag}_images_per_s"] = float(np.median(rates))
+        results[f"first_pass_{tag}_runs"] = rates
         results[f"first_pass_{tag}_decoder"] = ds.meta["decoder"]
-        print(f"first pass ({tag}): {len(ds) / dt:,.0f} images/s ({dt:.1f} s); decoder {ds.meta['decoder']}")
         return ds
 
     ds_cpu = first_pass(False, f"cpu{args.workers}")
     results["cache_gb"] = round(ds_cpu.meta["bytes"] / 1e9, 3)
     print(f"cache size: {results['cache_gb']} GB")
     if gpu:
-        from utils.datasets import gpu_jpeg_decoder
+        import importlib.util
 
-        decoders = ["torchvision"] + (["nvimgcodec"] if gpu_jpeg_decoder("auto")[0] == "nvimgcodec" else [])
+        decoders = ["torchvision"] + (["nvimgcodec"] if importlib.util.find_spec("nvidia.nvimgcodec") else [])
+        cpu_rate = results[f"first_pass_cpu{args.workers}_images_per_s"]
+        compare = min(len(ds_cpu), 5000)
         for dec in decoders:
-            ds_gpu = first_pass(True, f"gpu-{dec}", dec)
-            diff = np.abs(np.asarray(ds_gpu.images, dtype=np.int16) - np.asarray(ds_cpu.images, dtype=np.int16))
-            results[f"gpu_{dec}_vs_pil_synthetic"] = {"mean_abs": float(diff.mean()), "max_abs": int(diff.max())}
-            print(f"GPU ({dec}) vs PIL pixels on the synthetic set: mean |diff| {diff.mean():.3f}, max {diff.max()}")
-            ratio = results[f"first_pass_gpu-{dec}_images_per_s"] / results[f"first_pass_cpu{args.workers}_images_per_s"]
-            results[f"gpu_{dec}_over_cpu"] = round(ratio, 2)
-            del ds_gpu
-            shutil.rmtree(work / f"cache-gpu-{dec}", ignore_errors=True)
+            for lanes in args.gpu_lanes:
+                tag = f"gpu-{dec}-{lanes}lanes"
+                ds_gpu = first_pass(True, tag, dec, lanes)
+                results[f"{tag}_over_cpu"] = round(results[f"first_pass_{tag}_images_per_s"] / cpu_rate, 2)
+                if lanes == args.gpu_lanes[0]:  # pixels do not depend on the lane count
+                    a = np.asarray(ds_gpu.images[:compare], dtype=np.int16)
+                    diff = np.abs(a - np.asarray(ds_cpu.images[:compare], dtype=np.int16))
+                    results[f"gpu_{dec}_vs_pil_synthetic"] = {"images": compare, "mean_abs": float(diff.mean()),
+                                                              "max_abs": int(diff.max())}
+                    print(f"GPU ({dec}) vs PIL pixels on {compare} synthetic images: mean |diff| {diff.mean():.3f}, "
+                          f"max {diff.max()}")
+                del ds_gpu
+                shutil.rmtree(work / f"cache-{tag}", ignore_errors=True)
+            if args.gpu_only_lanes:  # every lane on the GPU, no PIL lanes beside
+                n = args.gpu_only_lanes
+                tag = f"gpu-{dec}-{n}of{n}lanes"
+                del_me = first_pass(True, tag, dec, n, workers=n)
+                results[f"{tag}_over_cpu"] = round(results[f"first_pass_{tag}_images_per_s"] / cpu_rate, 2)
+                del del_me
+                shutil.rmtree(work / f"cache-{tag}", ignore_errors=True)
+    results["device"] = torch.cuda.get_device_name(0) if gpu else "cpu"
     # cached pass into normalised device tensors
     device = torch.device("cuda" if gpu else "cpu")
     norm = Normalizer(pp, device, torch.float16 if gpu else torch.float32)
@@ -165,9 +191,7 @@ def main() -> int:
         results[f"cached_pass_{rep}_images_per_s"] = round(n / dt, 1)
         print(f"cached pass {rep}: {n / dt:,.0f} images/s into normalised {norm.dtype} tensors on {device}")
     if gpu and args.photos:
-        from utils.datasets import gpu_jpeg_decoder
-
-        for dec in ["torchvision"] + (["nvimgcodec"] if gpu_jpeg_decoder("auto")[0] == "nvimgcodec" else []):
+        for dec in decoders:
             results[f"photos_{dec}"] = photo_check(args.photos, pp, args, dec)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -1,68 +1,193 @@
-"""Where does the first pass spend its time? Stage timings of the GPU and CPU decode paths (a benchmark).
+"""Where does the first pass spend its time, and which GPU decoding set-up is fastest? (a benchmark)
 
-Times, per 1000 images of a folder: reading the files, the JPEG layout check, nvjpeg batched decoding,
-the grouped resize + crop on the GPU, the copy back to the host; and PIL decoding + the same transform
-on one CPU core, for comparison.
-
+On a folder of JPEGs, prints images/s for each stage and variant, each over the same files held in memory:
+  read        reading the files (16 threads of one process)
+  pil/*       PIL decode + transform in --workers forked processes, not writing, or writing rows with pwrite
+              into a sparse file, a preallocated (fallocate) one, or one in /dev/shm
+  write-only/*  the same writes without decoding
+  decode/*    GPU JPEG decoding alone: torchvision (nvJPEG) and, where installed, nvImageCodec (hw = the GPU's
+              JPEG engines, hw+cuda = those then nvJPEG CUDA), on 1 or 2 threads
+  decode+resize/*  decoding then the batched transform (utils.resample.transform_padded)
 Usage:
-    python benchmarks/decode_profile.py DIR [--num_images 5000] [--chunk 256]
+    python benchmarks/decode_profile.py DIR [--num_images 10000] [--chunk 256] [--out DIR]
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
 import json
+import multiprocessing as mp
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from utils.networks import Preprocess  # noqa: E402
+
+PP = Preprocess()
+
+
+def nvimgcodec_decoder(backends: str, planar: bool) -> Callable[[List[bytes]], List[torch.Tensor]]:
+    from nvidia import nvimgcodec
+
+    kinds = {"hw": [nvimgcodec.BackendKind.HW_GPU_ONLY], "cuda": [nvimgcodec.BackendKind.GPU_ONLY],
+             "hw+cuda": [nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY],
+             "hybrid": [nvimgcodec.BackendKind.HYBRID_CPU_GPU]}[backends]
+    dec = nvimgcodec.Decoder(backends=[nvimgcodec.Backend(k) for k in kinds])
+    params = nvimgcodec.DecodeParams(apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB,
+                                     sample_format=nvimgcodec.SampleFormat.P_RGB if planar
+                                     else nvimgcodec.SampleFormat.I_RGB)
+
+    def decode(datas: List[bytes]) -> List[torch.Tensor]:
+        stream = torch.cuda.current_stream().cuda_stream
+        ims = dec.decode([nvimgcodec.CodeStream(d) for d in datas], params=params, cuda_stream=stream)
+        return [torch.as_tensor(im, device="cuda") for im in ims if im is not None]
+
+    return decode
+
+
+def torchvision_decoder() -> Callable[[List[bytes]], List[torch.Tensor]]:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def decode(datas: List[bytes]) -> List[torch.Tensor]:
+        return list(decode_jpeg([torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas],
+                                mode=ImageReadMode.RGB, device="cuda"))
+
+    return decode
+
+
+def run_lanes(make: Callable[[], Callable[[List[bytes]], List[torch.Tensor]]], datas: List[bytes], chunk: int,
+              lanes: int, then: Callable[[List[torch.Tensor]], Any] = lambda x: x) -> float:
+    """images/s of `lanes` threads, each with its own decoder and CUDA stream, taking chunks in turn."""
+    decoders = [make() for _ in range(lanes)]
+    streams = [torch.cuda.Stream() for _ in range(lanes)]
+    for d, s in zip(decoders, streams):  # warm-up: allocations, handles
+        with torch.cuda.stream(s):
+            then(d(datas[:chunk]))
+    torch.cuda.synchronize()
+    starts = list(range(0, len(datas), chunk))
+
+    def lane(k: int) -> int:
+        n = 0
+        with torch.cuda.stream(streams[k]):
+            for start in starts[k::lanes]:
+                out = then(decoders[k](datas[start:start + chunk]))
+                n += len(out)
+            streams[k].synchronize()
+        return n
+
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(lanes) as pool:
+        n = sum(pool.map(lane, range(lanes)))
+    torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def _pil_chunk(args: tuple) -> int:
+    """PIL decode + transform of a chunk of files (or stand-in rows), written with pwrite into rows of `target`."""
+    paths, first, target, decode = args
+    torch.set_num_threads(1)
+    from utils.datasets import decode_pil, transform_uint8
+
+    row = np.zeros((3, PP.crop, PP.crop), np.uint8)
+    fd = os.open(target, os.O_WRONLY) if target else None
+    for k, path in enumerate(paths):
+        if decode:
+            row = transform_uint8(decode_pil(Path(path).read_bytes()), PP).numpy()
+        if fd is not None:
+            os.pwrite(fd, row.tobytes(), (first + k) * row.nbytes)
+    if fd is not None:
+        os.close(fd)
+    return len(paths)
+
+
+def pil_pool(files: List[Path], workers: int, target: str | None, decode: bool = True,
+             allocate: bool = False) -> float:
+    """images/s of `workers` forked processes taking chunks of 64 files."""
+    if target:
+        with open(target, "wb") as f:
+            size = len(files) * 3 * PP.crop * PP.crop
+            os.posix_fallocate(f.fileno(), 0, size) if allocate else f.truncate(size)
+    tasks = [([str(f) for f in files[i:i + 64]], i, target, decode) for i in range(0, len(files), 64)]
+    with mp.get_context("fork").Pool(workers) as pool:
+        pool.map(_pil_chunk, [([str(files[0])], 0, None, True)] * workers)  # start-up
+        t0 = time.perf_counter()
+        n = sum(pool.map(_pil_chunk, tasks))
+    rate = n / (time.perf_counter() - t0)
+    if target:
+        os.unlink(target)
+    return rate
+
+
+def gpu_variants(datas: List[bytes], chunk: int, report: Callable[[str, float], None]) -> None:
+    from utils.resample import transform_padded
+
+    variants: Dict[str, Callable[[], Callable[[List[bytes]], List[torch.Tensor]]]] = {"torchvision": torchvision_decoder}
+    try:
+        import nvidia.nvimgcodec  # noqa: F401
+        for b in ("hw", "hw+cuda"):
+            variants[f"nvimgcodec-{b}"] = lambda b=b: nvimgcodec_decoder(b, planar=False)
+    except ImportError:
+        pass
+    for name, make in variants.items():
+        for lanes in (1, 2):
+            try:
+                report(f"decode/{name}/{lanes}", run_lanes(make, datas, chunk, lanes))
+            except Exception as err:  # a backend missing on this GPU: say so and go on
+                print(f"decode/{name}/{lanes}: {type(err).__name__}: {err}")
+    for name in ("torchvision", "nvimgcodec-hw+cuda"):
+        if name in variants:
+            hwc = name != "torchvision"
+            report(f"decode+resize/{name}/1", run_lanes(variants[name], datas, chunk, 1,
+                                                        lambda ims: transform_padded(ims, PP, hwc=hwc)))
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("folder", type=Path)
-    p.add_argument("--num_images", type=int, default=5000)
+    p.add_argument("--num_images", type=int, default=10000)
     p.add_argument("--chunk", type=int, default=256)
-    p.add_argument("--decoder", default="auto", choices=["auto", "nvimgcodec", "torchvision"])
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--cpu_only", action="store_true", help="only the PIL and write figures")
+    p.add_argument("--out", type=Path)
     args = p.parse_args()
-    from utils.datasets import _gpu_decodable, decode_pil, gpu_jpeg_decoder, transform_grouped, transform_uint8
-    from utils.networks import Preprocess
 
-    pp = Preprocess()
-    library, decode = gpu_jpeg_decoder(args.decoder)
     files = sorted(args.folder.rglob("*.JPEG"))[: args.num_images]
-    t = {"read": 0.0, "layout": 0.0, "decode_gpu": 0.0, "transform_gpu": 0.0, "to_host": 0.0}
-    with cf.ThreadPoolExecutor(16) as pool:
-        for start in range(0, len(files), args.chunk):
-            t0 = time.perf_counter()
-            datas = list(pool.map(lambda f: f.read_bytes(), files[start:start + args.chunk]))
-            t1 = time.perf_counter()
-            flags = [_gpu_decodable(d) for d in datas]
-            t2 = time.perf_counter()
-            imgs = [im for im in decode([d for d, ok in zip(datas, flags) if ok]) if im is not None]
-            torch.cuda.synchronize()
-            t3 = time.perf_counter()
-            crops = transform_grouped(imgs, pp)
-            torch.cuda.synchronize()
-            t4 = time.perf_counter()
-            host = torch.empty(crops.shape, dtype=torch.uint8, pin_memory=True)
-            host.copy_(crops)
-            t5 = time.perf_counter()
-            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-                t[k] += v
-    n = len(files)
-    cpu_n = min(500, n)
+    res: Dict[str, Any] = {"images": len(files), "chunk": args.chunk}
+
+    def report(key: str, value: float) -> None:
+        res[key] = round(value, 1)
+        print(f"{key:32s} {value:10,.0f} images/s", flush=True)
+
     t0 = time.perf_counter()
-    for f in files[:cpu_n]:
-        transform_uint8(decode_pil(f.read_bytes()), pp)
-    cpu_one_core = (time.perf_counter() - t0) / cpu_n * 1000
-    per_k = {k: round(v / n * 1000 * 1000, 1) for k, v in t.items()}  # ms per 1000 images
-    total = sum(per_k.values())
-    print(json.dumps({"decoder": library, "images": n, "ms_per_1000_images": per_k, "gpu_path_images_per_s": round(1e6 / total, 1),
-                      "pil_one_core_ms_per_1000": round(cpu_one_core * 1000, 1)}))
+    with cf.ThreadPoolExecutor(16) as pool:
+        datas = list(pool.map(lambda f: f.read_bytes(), files))
+    report("read (16 threads)", len(files) / (time.perf_counter() - t0))
+
+    cache_dir = Path(os.environ.get("ARTTRT_CACHE_DIR", tempfile.gettempdir()))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    w = args.workers
+    report(f"pil/{w}procs/no-write", pil_pool(files, w, None))
+    report(f"pil/{w}procs/pwrite-sparse", pil_pool(files, w, str(cache_dir / "p.u8")))
+    report(f"pil/{w}procs/pwrite-fallocated", pil_pool(files, w, str(cache_dir / "p.u8"), allocate=True))
+    if Path("/dev/shm").is_dir():
+        report(f"pil/{w}procs/pwrite-dev-shm", pil_pool(files, w, "/dev/shm/arttrt-p.u8"))
+    report(f"write-only/{w}procs/pwrite-sparse", pil_pool(files, w, str(cache_dir / "p.u8"), decode=False))
+    report(f"write-only/{w}procs/pwrite-fallocated", pil_pool(files, w, str(cache_dir / "p.u8"), decode=False,
+                                                               allocate=True))
+    if torch.cuda.is_available() and not args.cpu_only:
+        gpu_variants(datas, args.chunk, report)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "decode_profile.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps(res))
     return 0
 
 

@@ -32,8 +32,13 @@ case "$1" in
     ;;
   datapath)  # the data path again with nvImageCodec (.carry5 wheels) beside torchvision, and stage timings
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry5/*.whl .carry3/*.whl && export PYTHONPATH=/tmp/site
-    mkdir -p /tmp/dp && python3 benchmarks/datapath.py --num_images 50000 --workers 16 --workdir /tmp/dp --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v Warn | tee $OUT/datapath3.log
-    for d in torchvision nvimgcodec; do python3 benchmarks/decode_profile.py /tmp/dp/data --num_images 5000 --decoder $d 2>&1 | tail -2 | tee -a $OUT/decode_profile.log; done
+    mkdir -p /tmp/dp && python3 benchmarks/datapath.py --num_images 50000 --workers 16 --gpu_lanes ${LANES:-4 1 2 8 16} ${DP_ARGS:-} --workdir /tmp/dp --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v -i "Warn\|nvtiff\|nvjpeg2k\|Note: If" | tee $OUT/datapath.log
+    [ -n "${PROFILE:-}" ] && python3 benchmarks/decode_profile.py /tmp/dp/data --num_images 20000 ${PROFILE_ARGS:-} --out $OUT 2>&1 | grep -v -i "nvtiff\|nvjpeg2k\|Note: If" | tee $OUT/decode_profile.log
+    ;;
+  profile)  # stage and variant timings of the first pass (decoders, lanes, resize forms, PIL pool, cache writes)
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry5/*.whl .carry3/*.whl && export PYTHONPATH=/tmp/site
+    mkdir -p /tmp/dp && python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/dp'), ${N:-20000}, d.source_photos(Path('datasets/demo')), 16)"
+    python3 benchmarks/decode_profile.py /tmp/dp/data --num_images ${N:-20000} --out $OUT 2>&1 | grep -v -i "nvtiff\|nvjpeg2k\|Note: If" | tee $OUT/decode_profile.log
     ;;
   compile)  # call 4: is TensorRT worth it? eager vs torch.compile (and ONNX Runtime CUDA where it loads)
     for net in resnet50 mobilenet_v2; do

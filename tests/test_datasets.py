@@ -34,12 +34,21 @@ def test_grayscale_and_cmyk_are_converted_not_failed(tiny_dataset, tmp_path):
     assert np.array_equal(img[0], img[1]) and np.array_equal(img[1], img[2])  # gray replicated to RGB
 
 
-def test_parallel_decoding_gives_the_same_cache(tiny_dataset, tmp_path):
-    for i in range(20):
+def test_parallel_decoding_gives_the_same_cache(tiny_dataset, tmp_path, monkeypatch):
+    for i in range(150):  # more than two chunks, so the lanes run as processes sharing the work
         write_jpeg(tiny_dataset / "n01440764" / f"extra{i}.jpg", seed=i)
+    (tiny_dataset / "n01440764" / "broken.jpg").write_bytes(b"\xff\xd8 not a JPEG")
     a = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "a", gpu_decode=False, workers=1)
-    b = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "b", gpu_decode=False, workers=2)
+    b = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "b", gpu_decode=False, workers=3)
     assert np.array_equal(np.asarray(a.images), np.asarray(b.images)) and a.files == b.files
+    assert len(b) == 156 and b.meta["decoder"]["cpu"] == 156 and b.meta["decoder"]["workers"] == 3
+    assert [f for f, _ in b.meta["skipped"]] == ["n01440764/broken.jpg"]
+    # lanes started by the fork server (as GPU lanes always are) give the same cache too
+    import utils.datasets as d
+
+    monkeypatch.setattr(d, "_start_method", lambda kind: "forkserver")
+    c = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=3)
+    assert np.array_equal(np.asarray(a.images), np.asarray(c.images)) and c.meta["decoder"]["cpu"] == 156
 
 
 def test_cache_is_reused_then_invalidated_when_the_dataset_changes(tiny_dataset, tmp_path):
@@ -72,6 +81,12 @@ def test_truncated_and_foreign_caches_are_rebuilt(tiny_dataset, tmp_path):
     assert np.array_equal(np.asarray(again.images), ref)
     meta_file.write_text("{not json")
     assert len(open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)) == 6
+    # pixels lost after the meta was written (a power cut before write-back): a sampled digest differs
+    with open(data_file, "r+b") as f:
+        f.seek(5 * 3 * 56 * 56)
+        f.write(bytes(3 * 56 * 56))
+    lost = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert np.array_equal(np.asarray(lost.images), ref)
 
 
 def test_corrupt_jpeg_is_skipped_and_counted_or_fatal_with_strict(tiny_dataset, tmp_path):
@@ -134,6 +149,21 @@ def test_full_disk_is_one_sentence_and_leaves_no_cache(tiny_dataset, tmp_path, m
     assert list((tmp_path / "c").iterdir()) == []  # nothing half-written, nothing that looks valid
 
 
+def test_full_disk_inside_a_decoding_lane_is_one_sentence(tiny_dataset, tmp_path, monkeypatch):
+    import errno
+
+    import utils.datasets as d
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(d, "CHUNK", 2)  # several lanes, as processes (forked: they inherit the patch)
+    monkeypatch.setattr(d.os, "pwrite", full)
+    with pytest.raises(ArtTRTError, match="is full: the dataset cache was not written"):
+        open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=2)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
 def test_cache_size_on_disk_and_batches_read_from_it(tiny_dataset, tmp_path):
     ds = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=1)
     data = next((tmp_path / "c").glob("*.u8"))
@@ -164,21 +194,76 @@ def test_jpeg_layout_sorts_what_nvjpeg_gets(tmp_path):
     assert [_gpu_decodable(d) for d in (base, prog, gray, cmyk)] == [True, True, True, False]
 
 
-def test_grouped_transform_equals_one_by_one():
-    from utils.datasets import transform_grouped
+def _photo_crops(foolbox_dir, n=24):
+    """Real photos cut to many different sizes (the mix a batch of ImageNet files has)."""
+    photos = [decode_pil(p.read_bytes()) for p in sorted(foolbox_dir.glob("imagenet_*.jpg"))[:4]]
+    rng = np.random.default_rng(0)
+    crops = []
+    for k in range(n):
+        src = photos[k % len(photos)]
+        h, w = int(rng.integers(60, src.shape[1] + 1)), int(rng.integers(60, src.shape[2] + 1))
+        crops.append(src[:, :h, :w].contiguous())
+    return crops
 
-    g = torch.Generator().manual_seed(0)
-    imgs = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-            for h, w in ((60, 80), (70, 64), (60, 80), (90, 90))]
-    together = transform_grouped(imgs, PP)
-    for k, im in enumerate(imgs):
-        assert torch.equal(together[k], transform_uint8(im, PP))
+
+@pytest.mark.parametrize("pp", [PP, Preprocess(), Preprocess(resize=232, crop=224)])
+def test_batched_matrix_transform_matches_the_one_by_one_transform(foolbox_dir, pp):
+    from utils.resample import transform_padded
+
+    crops = _photo_crops(foolbox_dir)
+    one_by_one = torch.stack([transform_uint8(im, pp) for im in crops]).int()
+    batched = transform_padded(crops, pp)
+    diff = (batched.int() - one_by_one).abs()
+    # torch's uint8 resize keeps 16-bit weights, this one float32: off by one at most, and rarely
+    assert batched.shape == (len(crops), 3, pp.crop, pp.crop) and int(diff.max()) <= 1
+    assert float((diff > 0).float().mean()) < 0.005
+    hwc = transform_padded([im.permute(1, 2, 0).contiguous() for im in crops], pp, hwc=True)
+    assert torch.equal(hwc, batched)
+
+
+def test_gpu_lane_batches_refusals_and_failures(tiny_dataset, tmp_path, monkeypatch):
+    """The GPU lane's logic, run on the CPU with torchvision's CPU JPEG decoder standing in for nvJPEG
+    (same batched call); like nvImageCodec, the stand-in refuses progressive JPEGs."""
+    import utils.datasets as d
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def cpu_decoder(kind="auto", cpu_threads=0):
+        def decode(datas):
+            return [None if d.jpeg_layout(b)[1] else decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8),
+                                                                 mode=ImageReadMode.RGB) for b in datas]
+        return "stand-in", decode, False
+
+    monkeypatch.setattr(d, "gpu_jpeg_decoder", cpu_decoder)
+    monkeypatch.setattr(d, "_start_method", lambda kind: "fork")  # the lanes inherit the stand-in
+    monkeypatch.setattr(d, "CHUNK", 4)  # several claims of GPU_CLAIM chunks, and CPU lanes beside
+    for i in range(30):
+        write_jpeg(tiny_dataset / "n01484850" / f"x{i:02d}.jpg", size=(90, 70), seed=i, progressive=(i % 7 == 0))
+    (tiny_dataset / "n01484850" / "x99.jpg").write_bytes(b"\xff\xd8\xff\xc0 broken")
+    index = d.scan_dataset(tiny_dataset)
+    ref = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "ref", gpu_decode=False, workers=1)
+    for workers, lanes in ((1, 1), (3, 1), (3, 3)):
+        out = tmp_path / f"out{workers}{lanes}.u8"
+        shape = (len(index.files), 3, 56, 56)
+        out.write_bytes(bytes(int(np.prod(shape))))
+        stats = d.DecodeStats()
+        ok = d._decode_all(index, PP, out, shape, workers, lanes, stats, progress=False)
+        assert ok == [i for i, f in enumerate(index.files) if f != "n01484850/x99.jpg"]
+        assert stats.gpu_library == "stand-in" and stats.skipped[0][0] == "n01484850/x99.jpg"
+        got = np.memmap(out, dtype=np.uint8, mode="r", shape=shape)[ok]
+        diff = np.abs(got.astype(int) - np.asarray(ref.images, dtype=int))
+        assert diff.max() <= 1  # the batched transform against PIL + torch's uint8 resize
+        progressive, cmyk = 5, 1  # x00 x07 x14 x21 x28; img5 is CMYK
+        if lanes == workers:  # every file went through a GPU lane
+            assert stats.gpu_refused == progressive + cmyk and stats.gpu == len(ok) - stats.gpu_refused
+        for i, f in enumerate(ref.files):  # what the GPU refused went through PIL: identical pixels
+            if f in ("n01484850/x00.jpg", "n01484850/img5.jpg"):
+                assert np.array_equal(got[i], ref.images[i])
 
 
 def test_gpu_decoder_choice():
     from utils.datasets import gpu_jpeg_decoder
 
-    assert gpu_jpeg_decoder("torchvision")[0] == "torchvision"
+    assert gpu_jpeg_decoder("torchvision")[0] == "torchvision" and gpu_jpeg_decoder("torchvision")[2] is False
     with pytest.raises(ArtTRTError, match="--gpu_decoder must be one of"):
         gpu_jpeg_decoder("pillow-simd")
     try:

@@ -216,7 +216,7 @@ def run_compare_cli(args: argparse.Namespace) -> int:
                                          Path(args.class_map) if args.class_map else None,
                                          Path(args.cache_dir) if args.cache_dir else None, args.workers,
                                          args.gpu_decode, args.strict, progress=not args.quiet,
-                                         gpu_decoder=args.gpu_decoder)
+                                         gpu_decoder=args.gpu_decoder, gpu_lanes=args.gpu_lanes)
         class_names = ds.meta.get("class_names")
         if class_names == imagenet_classes().wnids:
             class_names = imagenet_classes().names
