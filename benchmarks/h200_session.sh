@@ -30,9 +30,9 @@ case "$1" in
     python3 benchmarks/harness_overhead.py --out $OUT 2>&1 | tee $OUT/harness.log
     python3 benchmarks/datapath.py --num_images 50000 --workers 16 --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v Warn | tee $OUT/datapath.log
     ;;
-  datapath)  # the data path again with nvImageCodec (.carry5 wheels) beside torchvision, and stage timings
+  datapath)  # first passes (CPU; GPU with nvImageCodec from .carry5 and torchvision), cached pass; PROFILE=1 adds stage timings
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry5/*.whl .carry3/*.whl && export PYTHONPATH=/tmp/site
-    mkdir -p /tmp/dp && python3 benchmarks/datapath.py --num_images 50000 --workers 16 --gpu_lanes ${LANES:-4 1 2 8 16} ${DP_ARGS:-} --workdir /tmp/dp --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v -i "Warn\|nvtiff\|nvjpeg2k\|Note: If" | tee $OUT/datapath.log
+    mkdir -p /tmp/dp && python3 benchmarks/datapath.py --num_images 50000 --workers 16 --gpu_lanes ${LANES:-2} ${DP_ARGS:---repeat 3} --workdir /tmp/dp --photos datasets/demo --network efficientnet_lite0 --pretrained --out $OUT 2>&1 | grep -v -i "Warn\|nvtiff\|nvjpeg2k\|Note: If" | tee $OUT/datapath.log
     [ -n "${PROFILE:-}" ] && python3 benchmarks/decode_profile.py /tmp/dp/data --num_images 20000 ${PROFILE_ARGS:-} --out $OUT 2>&1 | grep -v -i "nvtiff\|nvjpeg2k\|Note: If" | tee $OUT/decode_profile.log
     ;;
   profile)  # stage and variant timings of the first pass (decoders, lanes, resize forms, PIL pool, cache writes)
