@@ -118,7 +118,7 @@ def main() -> int:
     pp = Preprocess()
     gpu = torch.cuda.is_available()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="arttrt-datapath-"))
-    # CUDA stays uninitialised in this process until the first passes are done, so lanes can be forked
+    # CUDA stays uninitialised in this process until the first passes are done, so PIL lanes can be forked
     results: dict = {"num_images": args.num_images, "workers": args.workers, "gpu": gpu}
     photos = source_photos(args.photos)
     results["make_s"] = round(make_folder(work, args.num_images, photos, args.workers), 2)
@@ -155,11 +155,14 @@ def main() -> int:
         cpu_rate = results[f"first_pass_cpu{args.workers}_images_per_s"]
         compare = min(len(ds_cpu), 5000)
         for dec in decoders:
-            for lanes in args.gpu_lanes:
-                tag = f"gpu-{dec}-{lanes}lanes"
-                ds_gpu = first_pass(True, tag, dec, lanes)
+            configs = [(f"gpu-{dec}-{lanes}lanes", lanes, None) for lanes in args.gpu_lanes]
+            if args.gpu_only_lanes:  # every lane on the GPU, no PIL lanes beside
+                n = args.gpu_only_lanes
+                configs.append((f"gpu-{dec}-{n}of{n}lanes", n, n))
+            for k, (tag, lanes, workers) in enumerate(configs):
+                ds_gpu = first_pass(True, tag, dec, lanes, workers)
                 results[f"{tag}_over_cpu"] = round(results[f"first_pass_{tag}_images_per_s"] / cpu_rate, 2)
-                if lanes == args.gpu_lanes[0]:  # pixels do not depend on the lane count
+                if k == 0:  # pixels do not depend on the lane count
                     a = np.asarray(ds_gpu.images[:compare], dtype=np.int16)
                     diff = np.abs(a - np.asarray(ds_cpu.images[:compare], dtype=np.int16))
                     results[f"gpu_{dec}_vs_pil_synthetic"] = {"images": compare, "mean_abs": float(diff.mean()),
@@ -167,13 +170,6 @@ def main() -> int:
                     print(f"GPU ({dec}) vs PIL pixels on {compare} synthetic images: mean |diff| {diff.mean():.3f}, "
                           f"max {diff.max()}")
                 del ds_gpu
-                shutil.rmtree(work / f"cache-{tag}", ignore_errors=True)
-            if args.gpu_only_lanes:  # every lane on the GPU, no PIL lanes beside
-                n = args.gpu_only_lanes
-                tag = f"gpu-{dec}-{n}of{n}lanes"
-                del_me = first_pass(True, tag, dec, n, workers=n)
-                results[f"{tag}_over_cpu"] = round(results[f"first_pass_{tag}_images_per_s"] / cpu_rate, 2)
-                del del_me
                 shutil.rmtree(work / f"cache-{tag}", ignore_errors=True)
     results["device"] = torch.cuda.get_device_name(0) if gpu else "cpu"
     # cached pass into normalised device tensors

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,43 +34,36 @@ from utils.networks import Preprocess  # noqa: E402
 PP = Preprocess()
 
 
-def nvimgcodec_decoder(backends: str, planar: bool) -> Callable[[List[bytes]], List[torch.Tensor]]:
+Decode = Callable[[List[bytes]], List[Optional[torch.Tensor]]]
+
+
+def nvimgcodec_engines_only() -> Decode:
+    """nvImageCodec with the hardware JPEG engines alone (ArtTRT's own decoder adds nvJPEG CUDA behind them)."""
     from nvidia import nvimgcodec
 
-    kinds = {"hw": [nvimgcodec.BackendKind.HW_GPU_ONLY], "cuda": [nvimgcodec.BackendKind.GPU_ONLY],
-             "hw+cuda": [nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY],
-             "hybrid": [nvimgcodec.BackendKind.HYBRID_CPU_GPU]}[backends]
-    dec = nvimgcodec.Decoder(backends=[nvimgcodec.Backend(k) for k in kinds])
+    dec = nvimgcodec.Decoder(backends=[nvimgcodec.Backend(nvimgcodec.BackendKind.HW_GPU_ONLY)])
     params = nvimgcodec.DecodeParams(apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB,
-                                     sample_format=nvimgcodec.SampleFormat.P_RGB if planar
-                                     else nvimgcodec.SampleFormat.I_RGB)
+                                     sample_format=nvimgcodec.SampleFormat.I_RGB)
 
-    def decode(datas: List[bytes]) -> List[torch.Tensor]:
+    def decode(datas: List[bytes]) -> List[Optional[torch.Tensor]]:
         stream = torch.cuda.current_stream().cuda_stream
         ims = dec.decode([nvimgcodec.CodeStream(d) for d in datas], params=params, cuda_stream=stream)
-        return [torch.as_tensor(im, device="cuda") for im in ims if im is not None]
+        return [None if im is None else torch.as_tensor(im, device="cuda") for im in ims]
 
     return decode
 
 
-def torchvision_decoder() -> Callable[[List[bytes]], List[torch.Tensor]]:
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    def decode(datas: List[bytes]) -> List[torch.Tensor]:
-        return list(decode_jpeg([torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas],
-                                mode=ImageReadMode.RGB, device="cuda"))
-
-    return decode
-
-
-def run_lanes(make: Callable[[], Callable[[List[bytes]], List[torch.Tensor]]], datas: List[bytes], chunk: int,
-              lanes: int, then: Callable[[List[torch.Tensor]], Any] = lambda x: x) -> float:
+def run_lanes(make: Callable[[], Decode], datas: List[bytes], chunk: int, lanes: int,
+              then: Callable[[List[torch.Tensor]], Any] = lambda x: x) -> float:
     """images/s of `lanes` threads, each with its own decoder and CUDA stream, taking chunks in turn."""
     decoders = [make() for _ in range(lanes)]
     streams = [torch.cuda.Stream() for _ in range(lanes)]
-    for d, s in zip(decoders, streams):  # warm-up: allocations, handles
+    def decoded(k: int, part: List[bytes]) -> List[torch.Tensor]:
+        return [im for im in decoders[k](part) if im is not None]
+
+    for k, s in enumerate(streams):  # warm-up: allocations, handles
         with torch.cuda.stream(s):
-            then(d(datas[:chunk]))
+            then(decoded(k, datas[:chunk]))
     torch.cuda.synchronize()
     starts = list(range(0, len(datas), chunk))
 
@@ -78,7 +71,7 @@ def run_lanes(make: Callable[[], Callable[[List[bytes]], List[torch.Tensor]]], d
         n = 0
         with torch.cuda.stream(streams[k]):
             for start in starts[k::lanes]:
-                out = then(decoders[k](datas[start:start + chunk]))
+                out = then(decoded(k, datas[start:start + chunk]))
                 n += len(out)
             streams[k].synchronize()
         return n
@@ -127,16 +120,18 @@ def pil_pool(files: List[Path], workers: int, target: str | None, decode: bool =
 
 
 def gpu_variants(datas: List[bytes], chunk: int, report: Callable[[str, float], None]) -> None:
+    """ArtTRT's own GPU decoders (utils.datasets.gpu_jpeg_decoder), alone and with the batched transform."""
+    import importlib.util
+
+    from utils.datasets import gpu_jpeg_decoder
     from utils.resample import transform_padded
 
-    variants: Dict[str, Callable[[], Callable[[List[bytes]], List[torch.Tensor]]]] = {"torchvision": torchvision_decoder}
-    try:
-        import nvidia.nvimgcodec  # noqa: F401
-        for b in ("hw", "hw+cuda"):
-            variants[f"nvimgcodec-{b}"] = lambda b=b: nvimgcodec_decoder(b, planar=False)
-    except ImportError:
-        pass
-    for name, make in variants.items():
+    variants: Dict[str, Tuple[Callable[[], Decode], bool]] = {
+        "torchvision": (lambda: gpu_jpeg_decoder("torchvision")[1], False)}
+    if importlib.util.find_spec("nvidia.nvimgcodec"):
+        variants["nvimgcodec-hw"] = (nvimgcodec_engines_only, True)
+        variants["nvimgcodec-hw+cuda"] = (lambda: gpu_jpeg_decoder("nvimgcodec")[1], True)
+    for name, (make, _) in variants.items():
         for lanes in (1, 2):
             try:
                 report(f"decode/{name}/{lanes}", run_lanes(make, datas, chunk, lanes))
@@ -144,8 +139,8 @@ def gpu_variants(datas: List[bytes], chunk: int, report: Callable[[str, float], 
                 print(f"decode/{name}/{lanes}: {type(err).__name__}: {err}")
     for name in ("torchvision", "nvimgcodec-hw+cuda"):
         if name in variants:
-            hwc = name != "torchvision"
-            report(f"decode+resize/{name}/1", run_lanes(variants[name], datas, chunk, 1,
+            make, hwc = variants[name]
+            report(f"decode+resize/{name}/1", run_lanes(make, datas, chunk, 1,
                                                         lambda ims: transform_padded(ims, PP, hwc=hwc)))
 
 

@@ -247,7 +247,7 @@ def _load_cache(data_path: Path, meta_path: Path, key: str) -> Optional[CachedDa
         images = np.memmap(data_path, dtype=np.uint8, mode="r", shape=(n, 3, s, s)) if n else \
             np.zeros((0, 3, s, s), np.uint8)
         for i, digest in meta["samples"]:
-            if hashlib.blake2b(images[i].tobytes(), digest_size=8).hexdigest() != digest:
+            if _digest(images[i]) != digest:
                 log.warning("cache %s does not hold the pixels it was written with (image %d differs): rebuilding",
                             data_path.name, i)
                 return None
@@ -549,7 +549,7 @@ def _decode_all(index: DatasetIndex, pp: Preprocess, out_path: Path, shape: Tupl
 
 
 def _reserve(fd: int, size: int) -> None:
-    """Allocates the cache file's blocks up front (a sparse file would fail later, inside a mapped write)."""
+    """Allocates the cache file's blocks up front: a full disk fails here, before any decoding, not partway."""
     try:
         os.posix_fallocate(fd, 0, size)
     except AttributeError:  # no posix_fallocate on this OS
@@ -567,7 +567,11 @@ def _sample_digests(path: Path, count: int, crop: int, samples: int = 64) -> Lis
         return []
     images = np.memmap(path, dtype=np.uint8, mode="r", shape=(count, 3, crop, crop))
     picks = sorted({int(i) for i in np.linspace(0, count - 1, min(samples, count))})
-    return [[i, hashlib.blake2b(images[i].tobytes(), digest_size=8).hexdigest()] for i in picks]
+    return [[i, _digest(images[i])] for i in picks]
+
+
+def _digest(image: np.ndarray) -> str:
+    return hashlib.blake2b(image.tobytes(), digest_size=8).hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -613,7 +617,7 @@ def open_dataset(root: Path, pp: Preprocess, num_classes: int = 1000, class_map:
     shape = (len(index.files), 3, s, s)
     with atomic_path(data_path) as tmp:
         with open(tmp, "r+b") as f:
-            if index.files:  # reserve the space now: a full disk is an OSError here, not a SIGBUS mid-write
+            if index.files:  # reserve the space now: a full disk fails before any decoding
                 _reserve(f.fileno(), int(np.prod(shape)))
         ok = _decode_all(index, pp, tmp, shape, workers, gpu_lanes, stats, progress, gpu_decoder)
         if stats.skipped and strict:
