@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.errors import cli_boundary, setup_logging
+from utils.core.errors import cli_boundary, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from utils.dataset_format import apply_plan, format_summary, make_plan
+    from utils.data.format import apply_plan, format_summary, make_plan
 
     args = build_parser().parse_args(argv)
     setup_logging()

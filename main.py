@@ -17,17 +17,22 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
-from utils.cli_args import add_calibration_args, add_engine_args
-from utils.errors import ArtTRTError, cli_boundary, setup_logging
-from utils.registry import BACKENDS, PRECISIONS
+from utils.backends import registry
+from utils.core.errors import ArtTRTError, cli_boundary, setup_logging
+
+if TYPE_CHECKING:
+    from utils.backends.base import RunSpec
 
 log = logging.getLogger("arttrt")
 ROOT = Path(__file__).resolve().parent
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from utils.data import options as data_options
+    from utils.models import chain, precision
+
     p = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
@@ -44,46 +49,27 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--num_classes", type=int, help="class count for random weights")
     net.add_argument("--seed", type=int, default=0, help="seed for random weights, random inputs and calibration picks")
 
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", help="class-folder dataset: DIR/<wnid>/<image>")
-    data.add_argument("--class_map", help="file naming the class folders in the network's output order")
-    data.add_argument("--synthetic", type=int, metavar="N", help="N seeded random images, no labels (timing only)")
-    data.add_argument("--limit", type=int, metavar="N", help="use the first N images only")
-    data.add_argument("--cache_dir", help="where the decoded dataset cache lives (default datasets/.cache)")
-    data.add_argument("--workers", type=int, help="decoding processes for the first pass (default min(16, CPUs))")
-    data.add_argument("--gpu_lanes", type=int, help="how many of --workers decode on the GPU (default 2)")
-    data.add_argument("--gpu_decode", action=argparse.BooleanOptionalAction, default=None,
-                      help="decode JPEGs with nvjpeg on the GPU (default: when a GPU is present)")
-    data.add_argument("--gpu_decoder", choices=["auto", "nvimgcodec", "torchvision"], default="auto",
-                      help="GPU JPEG decoder: nvImageCodec (hardware JPEG engine) where installed, else torchvision")
-    data.add_argument("--strict", action="store_true", help="a corrupt image is fatal instead of skipped")
+    data_options.add_args(p.add_argument_group("data"))
 
-    run = p.add_argument_group("backend")
-    run.add_argument("--backend", choices=list(BACKENDS), default=None, help="default torch (onnxrt with --compare)")
-    run.add_argument("--backends", nargs="+", choices=list(BACKENDS), help="several backends in one run")
-    run.add_argument("-trt", "--trt", action="store_true", help="the TensorRT backend (same as --backend tensorrt)")
-    run.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    run.add_argument("--precisions", nargs="+", choices=PRECISIONS, help="several precisions in one run")
+    run = p.add_argument_group("backend and precision")
+    run.add_argument("--backend", choices=list(registry.BACKENDS), default=None,
+                     help="default torch (onnxrt with --compare)")
+    run.add_argument("--backends", nargs="+", choices=list(registry.BACKENDS), help="several backends in one run")
+    run.add_argument("-trt", "--trt", dest="backend", action="store_const", const="tensorrt",
+                     help="the TensorRT backend (same as --backend tensorrt)")
+    run.add_argument("--precision", choices=registry.PRECISIONS, default="fp32")
+    run.add_argument("--precisions", nargs="+", choices=registry.PRECISIONS, help="several precisions in one run")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda for -trt, else cpu)")
-    run.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime provider")
-    run.add_argument("--onnx", help="an existing ONNX file instead of exporting")
-    run.add_argument("--engine", help="an existing TensorRT engine file")
-    run.add_argument("--input_shape", nargs=4, type=int, metavar=("B", "C", "H", "W"),
-                     help="ONNX input shape; B=-1 for a dynamic batch (default -1 3 crop crop)")
     run.add_argument("--cuda_graph", action="store_true",
                      help="replay a CUDA graph per batch shape (torch and TensorRT on CUDA)")
-    run.add_argument("--trt_shapes", nargs="+", choices=["dynamic", "static"], default=["dynamic"],
-                     help="TensorRT engines with a dynamic-batch profile, static per batch size, or both")
-    add_engine_args(run, max_default="the largest batch size asked")
-    run.add_argument("--channels_last", action="store_true", help="channels_last memory format (torch)")
-    run.add_argument("--compile_mode", default="default",
-                     choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
-    add_calibration_args(run)
-    run.add_argument("--calib_dataset", help="dataset for calibration (default --dataset)")
+    chain.add_args(run)
+    precision.add_args(run)
+    registry.add_args(p)
 
     meas = p.add_argument_group("measurement")
     meas.add_argument("--batch_size", type=int, default=1)
     meas.add_argument("--batch_sizes", nargs="+", type=int, help="a sweep: one measurement per batch size")
+    meas.add_argument("--limit", type=int, metavar="N", help="use the first N images only")
     meas.add_argument("--sync", action="store_true", help="synchronise after every batch (default: pipelined)")
     meas.add_argument("--warmup", type=float, default=0.1, help="fraction of batches used as warm-up")
     meas.add_argument("--min_warmup_s", type=float, default=0.2, help="least warm-up time before the first batch")
@@ -101,62 +87,67 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _runs(args: argparse.Namespace) -> List[tuple[str, str, str]]:
-    """(backend, precision, engine shapes) for every run asked; shapes matter for TensorRT only."""
-    backends = args.backends or [("tensorrt" if args.trt else (args.backend or "torch"))]
-    precisions = args.precisions or [args.precision]
+def _spec(args: argparse.Namespace, backend: str, precision: str, batch_sizes: Sequence[int]) -> "RunSpec":
+    """The spec of one backend and precision from the arguments (its variants come from the registry)."""
+    from utils.backends.base import RunSpec
+    from utils.models.chain import ModelOptions
+
+    return RunSpec(backend, precision, device=args.device, batch_size=batch_sizes[0],
+                   max_batch_size=max(batch_sizes), cuda_graph=args.cuda_graph, model=ModelOptions.from_args(args),
+                   options=registry.options_from_args(backend, args))
+
+
+def _specs(args: argparse.Namespace, batch_sizes: Sequence[int]) -> List["RunSpec"]:
+    """Every (backend, precision, variant) asked, each checked before any decoding, export or build."""
+    import dataclasses
+
     out = []
-    for b in backends:
-        for p in precisions:
-            for shapes in (args.trt_shapes if b == "tensorrt" else ["dynamic"]):
-                out.append((b, p, shapes))
+    for backend in args.backends or [args.backend or "torch"]:
+        for precision in args.precisions or [args.precision]:
+            spec = _spec(args, backend, precision, batch_sizes)
+            registry.check(spec)
+            out += [dataclasses.replace(spec, options=v) for v in registry.variants(spec)]
     return out
 
 
-def _dataset(args: argparse.Namespace, net, need_labels: bool = True):  # type: ignore[no-untyped-def]
-    from utils.datasets import SyntheticDataset, open_dataset
+def _network(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from utils.models.networks import load_network
 
-    if args.synthetic:
-        return SyntheticDataset(args.synthetic, net.preprocess.crop, seed=args.seed), None
-    if not args.dataset:
-        raise ArtTRTError("pass --dataset DIR (class folders), or --synthetic N for a timing run on random images")
-    ds = open_dataset(Path(args.dataset), net.preprocess, net.num_classes,
-                      Path(args.class_map) if args.class_map else None,
-                      Path(args.cache_dir) if args.cache_dir else None, args.workers, args.gpu_decode,
-                      args.strict, progress=not args.quiet, gpu_decoder=args.gpu_decoder,
-                      gpu_lanes=args.gpu_lanes)
-    return ds, len(ds.meta["class_names"])
+    return load_network(args.network, args.weights, args.pretrained, args.num_classes, args.seed)
 
 
-def run_validate(args: argparse.Namespace) -> int:
-    from utils.measure import MeasureOptions
-    from utils.networks import load_network
-    from utils.pipeline import spec_from_args, validate_one
-    from utils.tables import percentile_table, results_table
+def run_validate(args: argparse.Namespace, command: str) -> int:
+    import dataclasses
 
-    net = load_network(args.network, args.weights, args.pretrained, args.num_classes, args.seed)
-    dataset, n_out = _dataset(args, net)
+    from utils.data.options import DataOptions
+    from utils.measure.timing import MeasureOptions
+    from utils.report.records import Recorder
+    from utils.report.report import make_report
+    from utils.report.tables import percentile_table, results_table
+    from utils.study.validate import validate_one
+
+    batch_sizes = args.batch_sizes or [args.batch_size]
+    specs = _specs(args, batch_sizes)
+    net = _network(args)
+    data = DataOptions.from_args(args)
+    dataset = data.open(net.preprocess, net.num_classes)
     output = Path(args.output)
+    recorder = Recorder(output, command)
     telemetry = None
     if args.telemetry:
-        from utils.telemetry import Telemetry
+        from utils.measure.telemetry import Telemetry
 
         telemetry = Telemetry(interval_ms=args.telemetry_ms).start()
     records = []
-    batch_sizes = args.batch_sizes or [args.batch_size]
-    if args.max_batch is None:
-        args.max_batch = max(batch_sizes)
     try:
-        for backend, precision, shapes in _runs(args):
+        for spec in specs:
             for bs in batch_sizes:
-                spec = spec_from_args(args, backend, precision, net)
-                if shapes == "static":
-                    spec.input_shape = (bs,) + tuple(spec.input_shape[1:])  # type: ignore[assignment]
                 opts = MeasureOptions(batch_size=bs, warmup_fraction=args.warmup, min_warmup_s=args.min_warmup_s,
                                       sync=args.sync, limit=args.limit, progress=not args.quiet)
                 if telemetry is not None:
-                    telemetry.label = f"{backend}-{precision}-bs{bs}"
-                rec, _ = validate_one(spec, net, dataset, opts, output, n_out, telemetry)
+                    telemetry.label = f"{spec.backend}-{spec.precision}-bs{bs}"
+                rec, _ = validate_one(dataclasses.replace(spec, batch_size=bs), net, dataset, opts, data=data,
+                                      recorder=recorder, telemetry=telemetry)
                 records.append(rec)
                 log.info("wrote %s", rec.get("_path"))
     finally:
@@ -167,27 +158,54 @@ def run_validate(args: argparse.Namespace) -> int:
     print(results_table(records))
     print()
     print(percentile_table(records))
-    from utils.report import make_report
-
     wrote = make_report(output)
     log.info("tables and plots redrawn from the records under %s (%d files)", output, len(wrote))
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from utils.demo import run_demo as demo
+def run_compare(args: argparse.Namespace, command: str) -> int:
+    """--compare: the reference runner (default torch-fp32) against --backend/--precision (or -trt)."""
+    from utils.data.options import DataOptions
+    from utils.report.records import Recorder
+    from utils.study.compare import compare_one
 
-    return demo(Path(args.output), quiet=args.quiet)
+    if args.rtol < 0 or args.atol < 0:
+        raise ArtTRTError(f"-rtol and -atol must not be negative (got rtol={args.rtol}, atol={args.atol})")
+    if args.val_dataset and not args.dataset:
+        raise ArtTRTError("--val_dataset compares on a validation set: pass --dataset DIR too")
+    try:
+        ref_backend, ref_precision = args.reference.split("-", 1)
+    except ValueError as err:
+        raise ArtTRTError(f"--reference takes BACKEND-PRECISION, e.g. torch-fp32, not {args.reference!r}") from err
+    ref_spec = _spec(args, ref_backend, ref_precision, [args.batch_size])
+    other_spec = _spec(args, args.backend or "onnxrt", args.precision, [args.batch_size])
+    for spec in (ref_spec, other_spec):
+        registry.check(spec)
+    net = _network(args)
+    data = DataOptions.from_args(args)
+    if args.val_dataset:
+        dataset = data.open(net.preprocess, net.num_classes)
+        limit, source = args.num_inputs if args.limit is None else args.limit, "dataset"
+    else:
+        from utils.data.cache import SyntheticDataset
+
+        dataset = SyntheticDataset(args.num_inputs, net.preprocess.crop, seed=args.seed)
+        limit, source = args.limit, f"random (seed {args.seed})"
+    _, _, text = compare_one(ref_spec, other_spec, net, dataset, batch_size=args.batch_size, rtol=args.rtol,
+                             atol=args.atol, data=data, recorder=Recorder(Path(args.output), command), limit=limit,
+                             inputs_source=source, progress=not args.quiet)
+    print(text)
+    return 0
 
 
-def run_compare(args: argparse.Namespace) -> int:
-    from utils.compare import run_compare_cli
+def run_demo(args: argparse.Namespace, command: str) -> int:
+    from utils.study.demo import run_demo as demo
 
-    return run_compare_cli(args)
+    return demo(Path(args.output), quiet=args.quiet, command=command)
 
 
-def run_report(args: argparse.Namespace) -> int:
-    from utils.report import make_report
+def run_report(args: argparse.Namespace, command: str) -> int:
+    from utils.report.report import make_report
 
     for line in make_report(Path(args.report)):
         print(line)
@@ -195,24 +213,18 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from utils.report.records import command_line
+
     args = build_parser().parse_args(argv)
+    backends = args.backends or [args.backend or "torch"]
     if args.device is None:
-        args.device = "cuda" if (args.trt or args.backend == "tensorrt") else "cpu"
+        args.device = "cuda" if any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS) else "cpu"
     setup_logging(args.quiet)
-    from utils.records import set_command
-
-    set_command("main.py", argv)
-    from utils.progress import set_quiet
-
-    set_quiet(args.quiet)
-    if args.demo:
-        return run_demo(args)
-    if args.compare:
-        return run_compare(args)
-    if args.report:
-        return run_report(args)
-    if args.validate:
-        return run_validate(args)
+    command = command_line("main.py", argv)
+    for flag, run in (("demo", run_demo), ("compare", run_compare), ("report", run_report),
+                      ("validate", run_validate)):
+        if getattr(args, flag):
+            return run(args, command)
     build_parser().print_usage()
     print("choose one of -v, --compare, --demo or --report", file=sys.stderr)
     return 2

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.errors import ArtTRTError, cli_boundary, setup_logging
+from utils.core.errors import ArtTRTError, cli_boundary, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from utils.artefacts import onnx_for
-    from utils.networks import load_network
-    from utils.onnx_export import export_onnx, read_metadata
+    from utils.models.chain import onnx_for
+    from utils.models.networks import load_network
+    from utils.models.onnx_export import export_onnx, read_metadata
 
     args = build_parser().parse_args(argv)
     setup_logging()

@@ -78,7 +78,7 @@ def _make_one(args: tuple) -> None:
 def make_folder(out: Path, n: int, photos: list[np.ndarray], workers: int) -> float:
     import multiprocessing as mp
 
-    from utils.imagenet import imagenet_classes
+    from utils.data.imagenet import imagenet_classes
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "photos.npy"
@@ -112,8 +112,8 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, help="where the synthetic folder goes (default: a temporary folder)")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
-    from utils.datasets import Normalizer, open_dataset
-    from utils.networks import Preprocess
+    from utils.data.cache import open_dataset
+    from utils.data.preprocess import Normalizer, Preprocess
 
     pp = Preprocess()
     gpu = torch.cuda.is_available()
@@ -200,10 +200,10 @@ def main() -> int:
 
 def photo_check(photos: Path, pp: object, args: argparse.Namespace, decoder: str = "auto") -> dict:
     """GPU-decoded vs PIL pixels on labelled photos, and whether top-1 changes."""
-    from utils.datasets import open_dataset
-    from utils.measure import MeasureOptions, measure
-    from utils.networks import load_network
-    from utils.runners.torch_runner import TorchRunner
+    from utils.backends.torch_eager import TorchRunner
+    from utils.data.cache import open_dataset
+    from utils.measure.timing import MeasureOptions, measure
+    from utils.models.networks import load_network
 
     out: dict = {}
     net = load_network(args.network, pretrained=args.pretrained) if args.network else None

@@ -7,7 +7,7 @@ On a folder of JPEGs, prints images/s for each stage and variant, each over the 
   write-only/*  the same writes without decoding
   decode/*    GPU JPEG decoding alone: torchvision (nvJPEG) and, where installed, nvImageCodec (hw = the GPU's
               JPEG engines, hw+cuda = those then nvJPEG CUDA), on 1 or 2 threads
-  decode+resize/*  decoding then the batched transform (utils.resample.transform_padded)
+  decode+resize/*  decoding then the batched transform (utils.data.resample.transform_padded)
 Usage:
     python benchmarks/decode_profile.py DIR [--num_images 10000] [--chunk 256] [--out DIR]
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from utils.networks import Preprocess  # noqa: E402
+from utils.data.preprocess import Preprocess  # noqa: E402
 
 PP = Preprocess()
 
@@ -87,7 +87,8 @@ def _pil_chunk(args: tuple) -> int:
     """PIL decode + transform of a chunk of files (or stand-in rows), written with pwrite into rows of `target`."""
     paths, first, target, decode = args
     torch.set_num_threads(1)
-    from utils.datasets import decode_pil, transform_uint8
+    from utils.data.decode import decode_pil
+    from utils.data.preprocess import transform_uint8
 
     row = np.zeros((3, PP.crop, PP.crop), np.uint8)
     fd = os.open(target, os.O_WRONLY) if target else None
@@ -120,11 +121,11 @@ def pil_pool(files: List[Path], workers: int, target: str | None, decode: bool =
 
 
 def gpu_variants(datas: List[bytes], chunk: int, report: Callable[[str, float], None]) -> None:
-    """ArtTRT's own GPU decoders (utils.datasets.gpu_jpeg_decoder), alone and with the batched transform."""
+    """ArtTRT's own GPU decoders (utils.data.decode.gpu_jpeg_decoder), alone and with the batched transform."""
     import importlib.util
 
-    from utils.datasets import gpu_jpeg_decoder
-    from utils.resample import transform_padded
+    from utils.data.decode import gpu_jpeg_decoder
+    from utils.data.resample import transform_padded
 
     variants: Dict[str, Tuple[Callable[[], Decode], bool]] = {
         "torchvision": (lambda: gpu_jpeg_decoder("torchvision")[1], False)}

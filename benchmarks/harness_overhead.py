@@ -1,7 +1,7 @@
 """How much does ArtTRT's timing harness add? (a benchmark that prints figures, not a test)
 
 For PyTorch fp16 resnet50 (random weights, channels_last) at batch 1, 32 and 256 it prints the harness's
-latency-model (utils/measure.py with the CUDA-graph runner) beside a bare CUDA-graph replay of the same
+latency-model (utils/measure/timing.py with the CUDA-graph runner) beside a bare CUDA-graph replay of the same
 model timed with CUDA events, and the eager harness figure for reference. Target: the harness adds no
 more than 3 % at batch 32 and 256.
 
@@ -54,10 +54,10 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("needs a CUDA GPU")
         return 2
-    from utils.datasets import SyntheticDataset
-    from utils.measure import MeasureOptions, measure
-    from utils.networks import load_network
-    from utils.runners.torch_runner import TorchRunner
+    from utils.backends.torch_eager import TorchRunner
+    from utils.data.cache import SyntheticDataset
+    from utils.measure.timing import MeasureOptions, measure
+    from utils.models.networks import load_network
 
     net = load_network("resnet50", seed=0)
     rows = []

@@ -1,7 +1,7 @@
 """Runs ArtTRT's TensorRT builder code for real where a TensorRT builder exists (a benchmark, not a test).
 
 On the H200 this project borrows, only TensorRT-RTX is installable; its builder runs there (its runtime
-refuses compute capability 9.0). This drives utils/trt_pipeline.py exactly as build_trt.py does:
+refuses compute capability 9.0). This drives utils/backends/tensorrt/engine.py as build_trt.py does:
 strongly typed fp32 / fp16 (ModelOpt AutoCast file) / int8 (ONNX Runtime Q/DQ, biases in float) builds
 with a dynamic-batch profile and a timing cache, the engine cache and sidecar, the weak-typing refusal,
 a parser rejection (int32 biases) with the node named, and the runtime's answer.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.errors import ArtTRTError, setup_logging  # noqa: E402
+from utils.core.errors import ArtTRTError, setup_logging  # noqa: E402
 
 
 def main() -> int:
@@ -29,10 +29,12 @@ def main() -> int:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     setup_logging()
-    from utils.artefacts import onnx_for, weights_dir
-    from utils.networks import load_network
-    from utils.precision import convert_precision
-    from utils.trt_pipeline import EngineShapes, engine_for, environment_key
+    from utils.backends.tensorrt.engine import EngineShapes, engine_for, environment_key
+    from utils.data.options import DataOptions
+    from utils.models.chain import onnx_for
+    from utils.models.networks import load_network
+    from utils.models.paths import weights_dir
+    from utils.models.precision import CalibOptions, convert_precision
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -40,8 +42,8 @@ def main() -> int:
     print("TensorRT:", results["environment"])
     net = load_network("mobilenet_v2", seed=0)
     fp32, _ = onnx_for(net, (-1, 3, 224, 224))
-    int8, qfacts = convert_precision(fp32, "int8", net, calib={"method": "max", "size": 20, "dataset": args.dataset,
-                                                              "seed": 0, "tool": "ort"})
+    int8, qfacts = convert_precision(fp32, "int8", net, CalibOptions(calib_method="max", calib_size=20, quantizer="ort"),
+                                     DataOptions(dataset=args.dataset))
     shapes = EngineShapes.of((-1, 3, 224, 224), 1, 32, 256)
     folder = weights_dir() / "engines"
     for prec, onnx_file in (("fp32", fp32), ("fp16", Path(args.fp16_onnx)), ("int8", int8)):
@@ -87,7 +89,7 @@ def main() -> int:
         results["int32_bias"] = f"refused: {err}"
     print("int32 bias:", results["int32_bias"][:300])
     try:
-        from utils.runners.trt_runner import TensorRTRunner
+        from utils.backends.tensorrt.runner import TensorRTRunner
 
         engine, _ = engine_for(fp32, "fp32", shapes, folder)
         with TensorRTRunner(engine, net.preprocess, "fp32") as r:

@@ -25,7 +25,7 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def foolbox_dir() -> Path:
-    from utils.demo import foolbox_photo_dir
+    from utils.data.photos import foolbox_photo_dir
 
     return foolbox_photo_dir()
 
@@ -33,14 +33,14 @@ def foolbox_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
     """foolbox's 20 labelled ImageNet photos in class folders, made by the format_dataset code."""
-    from utils.demo import demo_dataset
+    from utils.data.photos import demo_dataset
 
     return demo_dataset(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(scope="session")
 def lite0():
-    from utils.networks import load_network
+    from utils.models.networks import load_network
 
     return load_network("efficientnet_lite0", pretrained=True)
 

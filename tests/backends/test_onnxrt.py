@@ -1,0 +1,73 @@
+"""The ONNX Runtime backend: the provider that really runs is recorded and a silent CPU fallback refused;
+what its CPU provider cannot run is refused before any calibration."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import main
+from utils.backends.base import RunSpec
+from utils.backends.onnxrt import Options, check_providers
+from utils.backends.registry import make_runner
+from utils.core.errors import ArtTRTError, cli_boundary
+from utils.data.cache import SyntheticDataset
+from utils.data.options import DataOptions
+from utils.measure.timing import MeasureOptions
+from utils.models.chain import ModelOptions, onnx_for
+from utils.models.networks import load_network
+from utils.models.precision import CalibOptions, convert_precision
+from utils.study.validate import validate_one
+
+
+def test_provider_check_refuses_a_silent_fallback(tmp_path):
+    """A real ONNX Runtime session asked for CUDA on a machine without it runs on the CPU: refused."""
+    import onnxruntime as ort
+
+    path, _ = onnx_for(load_network("resnet18"), (-1, 3, 64, 64))
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: CUDA would load")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sess = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    used = sess.get_providers()
+    assert used[0] == "CPUExecutionProvider"  # ONNX Runtime fell back without an error
+    with pytest.raises(ArtTRTError, match="instead of CUDAExecutionProvider.*silent fallback"):
+        check_providers("cuda", used, ort.get_available_providers())
+    with pytest.raises(ArtTRTError, match="not in this ONNX Runtime build"):
+        check_providers("tensorrt", used, ["CPUExecutionProvider"])
+    check_providers("cpu", ["CPUExecutionProvider"], ["CPUExecutionProvider"])
+
+
+def test_onnxrt_records_the_provider_used_and_preparation(tmp_path):
+    net = load_network("resnet18", seed=0)
+    ds = SyntheticDataset(4, 80, seed=0)
+    spec = RunSpec("onnxrt", "fp32", model=ModelOptions(input_shape=(-1, 3, 80, 80)))  # no other test's shape
+    rec, _ = validate_one(spec, net, ds, MeasureOptions(batch_size=2, progress=False))
+    assert rec["providers_used"] == ["CPUExecutionProvider"] and rec["provider"] == "cpu"
+    assert rec["prepare_s"] > 0 and rec["preparation"]["export_s"] == rec["prepare_s"]
+    again, _ = validate_one(spec, net, ds, MeasureOptions(batch_size=2, progress=False))
+    assert again["prepare_s"] == 0.0  # a warm cache prepares nothing
+    asked = RunSpec("onnxrt", "fp32", model=ModelOptions(input_shape=(-1, 3, 80, 80)), cuda_graph=True)
+    graphless, _ = validate_one(asked, net, ds, MeasureOptions(batch_size=2, progress=False))
+    assert graphless["cuda_graph"] is None  # the record says what ran: ONNX Runtime replays no CUDA graph
+
+
+def test_fp8_on_ort_cpu_and_bad_calibration_settings_are_refused(lite0, demo_data, tmp_path, capsys):
+    base = ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data),
+            "--backend", "onnxrt", "--output", str(tmp_path), "--quiet"]
+    with pytest.raises(SystemExit) as exc:  # argparse's own one-line answer to an unknown method
+        main.main(base + ["--precision", "int8", "--calib_method", "percentile"])
+    assert exc.value.code == 2 and "invalid choice: 'percentile'" in capsys.readouterr().err
+    assert cli_boundary(main.main, base + ["--precision", "fp8"]) == 2
+    assert "CUDA GPU" in capsys.readouterr().err
+    fp32, _ = onnx_for(lite0, (-1, 3, 224, 224))
+    with pytest.raises(ArtTRTError, match="--calib_method entropy is not offered for fp8: one of max"):
+        convert_precision(fp32, "fp8", lite0, CalibOptions(calib_method="entropy"), DataOptions(str(demo_data)))
+
+
+def test_fp8_on_the_ort_cpu_provider_is_refused_before_calibrating(lite0, tmp_path):
+    spec = RunSpec("onnxrt", "fp8", device="cuda", options=Options(provider="cpu"))
+    with pytest.raises(ArtTRTError, match="no fp8 kernels"):  # not "dataset does not exist": nothing was calibrated
+        make_runner(spec, lite0, DataOptions(str(tmp_path / "none")))

@@ -1,0 +1,58 @@
+"""The table of backends: combinations refused in one sentence, options read from argparse by each backend,
+and a new backend added as one module and one row (the example of docs/architecture.md) running end to end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import main
+from utils.backends import registry
+from utils.backends.base import RunSpec
+from utils.core.errors import ArtTRTError
+
+EXAMPLE = registry.Backend("export", "torch.export", ("fp32",), (), False, "tests.backends.example_backend")
+
+
+@pytest.mark.parametrize("backend, precision, device, message", [
+    ("torch", "int8", "cpu", "the torch backend has no int8: it runs fp32, fp16, bf16; int8 runs on onnxrt or tensorrt"),
+    ("tensorrt", "fp16", "cpu", "TRT fp16 needs a CUDA GPU: add --device cuda on a machine with one"),
+    ("onnxrt", "bf16", "cpu", "ONNX Runtime bf16 needs a CUDA GPU: add --device cuda"),
+    ("mxnet", "fp32", "cpu", "unknown backend 'mxnet'"),
+])
+def test_combinations_that_cannot_run_are_one_sentence(backend, precision, device, message):
+    with pytest.raises(ArtTRTError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        registry.check_combination(backend, precision, device)
+    registry.check_combination("onnxrt", "int8", "cpu")  # and one that can
+
+
+def test_each_backend_reads_its_own_options_from_the_arguments():
+    args = main.build_parser().parse_args(["-v", "--provider", "cpu", "--compile_mode", "max-autotune",
+                                           "--channels_last", "--trt_shapes", "dynamic", "static", "--max_batch", "64"])
+    assert registry.options_from_args("onnxrt", args).provider == "cpu"
+    assert registry.options_from_args("compile", args).compile_mode == "max-autotune"
+    assert registry.options_from_args("torch", args).channels_last is True
+    trt = registry.options_from_args("tensorrt", args)
+    assert trt.trt_shapes == ("dynamic", "static") and trt.max_batch == 64
+    runs = registry.variants(RunSpec("tensorrt", "fp16", device="cuda", options=trt))
+    assert [v.trt_shapes for v in runs] == [("dynamic",), ("static",)]
+    assert [registry.options_label(RunSpec("tensorrt", options=v)) for v in runs] == ["", "static"]
+    assert registry.variants(RunSpec("onnxrt")) == [registry.get("onnxrt").impl().Options()]
+
+
+def test_a_new_backend_is_one_module_and_one_row(monkeypatch, tmp_path, capsys):
+    """The example backend of docs/architecture.md, registered with one row, validated through main.py."""
+    monkeypatch.setitem(registry.BACKENDS, "export", EXAMPLE)
+    assert main.main(["-v", "--backends", "export", "torch", "--network", "mobilenet_v3_small", "--synthetic", "6",
+                      "--batch_size", "4", "--export_max_batch", "8", "--output", str(tmp_path), "--quiet"]) == 0
+    assert "| mobilenet_v3_small | torch.export fp32 | 4 |" in capsys.readouterr().out
+    recs = {r["backend"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json"))}
+    assert set(recs) == {"export", "torch"} and recs["export"]["images"] == 6
+    from tests.backends.example_backend import ExportRunner, Options
+    from utils.models.networks import load_network
+
+    net = load_network("mobilenet_v3_small", seed=0)
+    with ExportRunner(net, "cpu", Options(export_max_batch=8)) as r, torch.inference_mode():
+        x = torch.rand(3, 3, 224, 224)
+        assert torch.allclose(r.infer(x), net.model(x), atol=1e-5)

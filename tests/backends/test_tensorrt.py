@@ -1,0 +1,183 @@
+"""The TensorRT backend up to the TensorRT call: engine shapes, sidecars, fp8 and weak-typing refusals, the
+type check against TensorRT's stubs, and the calibration images that reach the builder from main.py (the
+builder itself replaced by a stand-in that records what it was given). Only running an engine is skipped."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import build_trt
+import main
+from utils.backends.base import Runner
+from utils.core.errors import ArtTRTError, cli_boundary
+from utils.models.chain import onnx_for
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None and \
+    hasattr(importlib.import_module("tensorrt"), "Builder") if importlib.util.find_spec("tensorrt") else False
+ENV = {"module": "tensorrt", "tensorrt_version": "10.13.0", "gpu": "NVIDIA H200", "compute_capability": "9.0"}
+
+
+@pytest.fixture(scope="module")
+def lite0_onnx(lite0):
+    path, _ = onnx_for(lite0, (-1, 3, 224, 224))
+    return path
+
+
+def test_build_trt_without_tensorrt_names_what_to_install(lite0_onnx, capsys):
+    if HAS_TRT:
+        pytest.skip("TensorRT is installed here")
+    assert cli_boundary(build_trt.main, ["--onnx", str(lite0_onnx), "--fp16"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install tensorrt-cu13" in err and "tensorrt-rtx" in err and len(err.strip().splitlines()) == 1
+    assert cli_boundary(build_trt.main, ["--onnx", str(lite0_onnx), "--input_shape", "-1", "3", "256", "256"]) == 2
+    assert "takes input" in capsys.readouterr().err
+    assert cli_boundary(build_trt.main, ["--onnx", str(lite0_onnx), "--fp16", "--int8"]) == 2
+
+
+def test_engine_shapes_and_sidecar_checks(tmp_path):
+    from utils.backends.tensorrt.engine import EngineShapes, check_sidecar
+
+    s = EngineShapes.of((-1, 3, 224, 224), None, 32, 256)
+    assert s.min == (1, 3, 224, 224) and s.opt[0] == 32 and s.max[0] == 256 and s.tag() == "b1-32-256"
+    assert EngineShapes.of((8, 3, 224, 224), None, None, None).tag() == "static8"
+    with pytest.raises(ArtTRTError, match="min <= opt <= max"):
+        EngineShapes.of((-1, 3, 224, 224), 64, 32, 256)
+    engine = tmp_path / "x.engine"
+    engine.write_bytes(b"plan")
+    env = dict(ENV)
+    engine.with_suffix(".json").write_text(json.dumps(env))
+    assert check_sidecar(engine, env)["gpu"] == "NVIDIA H200"
+    with pytest.raises(ArtTRTError, match="tensorrt_version '10.13.0'.*rebuild it"):
+        check_sidecar(engine, {**env, "tensorrt_version": "11.0.0"})
+    with pytest.raises(ArtTRTError, match="compute_capability"):
+        check_sidecar(engine, {**env, "compute_capability": "8.9"})
+
+
+def test_fp8_needs_a_gpu_that_has_it():
+    from utils.backends.tensorrt.engine import check_precision_supported
+
+    ampere = {"gpu": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}
+    with pytest.raises(ArtTRTError, match="fp8 needs a GPU of compute capability 8.9 or newer.*A100.*8.0"):
+        check_precision_supported("fp8", ampere)
+    check_precision_supported("int8", ampere)
+    check_precision_supported("fp8", {"gpu": "NVIDIA H200", "compute_capability": "9.0"})
+    check_precision_supported("fp8", {"gpu": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"})
+
+
+def test_mypy_catches_a_misspelt_tensorrt_attribute(tmp_path):
+    """CI's type check is strict enough that a misspelt TensorRT attribute fails it."""
+    if subprocess.run([sys.executable, str(ROOT / "tools" / "prepare_trt_stubs.py")]).returncode != 0:
+        pytest.fail("tensorrt-stubs is not installed: the TensorRT type check cannot run")
+    good = "import tensorrt as trt\n\ndef f(c: trt.IExecutionContext, s: int) -> bool:\n    return c.execute_async_v3(s)\n"
+    bad = good.replace("execute_async_v3", "execute_async_v4")
+    results = {}
+    for name, text in (("good", good), ("bad", bad)):
+        f = tmp_path / f"{name}_mod.py"
+        f.write_text(text)
+        r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--config-file", str(ROOT / "pyproject.toml"),
+                            str(f)], cwd=ROOT, capture_output=True, text=True)
+        results[name] = (r.returncode, r.stdout)
+    assert results["good"][0] == 0, results["good"][1]
+    assert results["bad"][0] == 1 and "execute_async_v4" in results["bad"][1]
+
+
+@pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT (pip install tensorrt-cu13) and an NVIDIA GPU")
+def test_tensorrt_engine_builds_and_runs(lite0, demo_data, tmp_path):
+    from utils.backends.base import RunSpec
+    from utils.data.options import DataOptions
+    from utils.measure.timing import MeasureOptions
+    from utils.study.validate import validate_one
+
+    data = DataOptions(str(demo_data))
+    ds = data.open(lite0.preprocess, lite0.num_classes)
+    rec, _ = validate_one(RunSpec("tensorrt", "fp16", device="cuda"), lite0, ds,
+                          MeasureOptions(batch_size=4, progress=False), data=data)
+    assert rec["top1"] >= 80.0
+
+
+class StandInEngineRunner(Runner):
+    """Stands in for TensorRTRunner where TensorRT cannot run: logits of zeros, on the CPU."""
+
+    backend = "tensorrt"
+
+    def __init__(self, path, preprocess, precision, facts=None, cuda_graph=False, device="cuda"):
+        super().__init__(preprocess)
+        self.path, self.precision, self.facts = path, precision, dict(facts or {})
+
+    def infer(self, x):
+        return torch.zeros(x.shape[0], 1000)
+
+    def info(self):
+        return dict(self.facts)
+
+
+@pytest.fixture
+def stand_in_tensorrt(monkeypatch):
+    """TensorRT "present" with weak typing, its builder recording BuildSettings, its runner a stand-in."""
+    from utils.backends.tensorrt import build, engine, runner, weak
+
+    built = []
+
+    def build_serialized(onnx_path, settings, verbose=False):
+        built.append((Path(onnx_path), settings))
+        return b"stand-in plan", {"route": "weak typing (builder flags)" if settings.weak_typing else "strongly typed",
+                                  "build_s": 0.0, "network_layers": 1, **ENV}
+
+    monkeypatch.setattr(engine, "require_tensorrt_and_gpu", lambda: dict(ENV))
+    monkeypatch.setattr(engine, "environment_key", lambda: dict(ENV))
+    monkeypatch.setattr(build, "build_serialized", build_serialized)
+    monkeypatch.setattr(weak, "has_weak_typing", lambda: True)
+    monkeypatch.setattr(runner, "TensorRTRunner", StandInEngineRunner)
+    return built
+
+
+def test_weak_typed_int8_from_main_gets_its_calibration_images(stand_in_tensorrt, demo_data, tmp_path):
+    """main.py -v -trt --weak_typing --precision int8: the builder receives the seeded calibration images, in
+    batches of exactly the profile's opt batch (20 photos, batch 8: 2 batches, 16 images), the method asked,
+    and a calibration cache named for file, method and batch; another method is another engine."""
+    base = ["-v", "-trt", "--weak_typing", "--precision", "int8", "--network", "efficientnet_lite0", "--pretrained",
+            "--dataset", str(demo_data), "--batch_size", "8", "--output", str(tmp_path), "--quiet"]
+    assert main.main(base) == 0
+    onnx_file, s = stand_in_tensorrt[-1]
+    assert s.weak_typing and s.precision == "int8" and "-fp32-" in onnx_file.name  # fp32 file + builder flag
+    c = s.calibration
+    assert c is not None and c.data.shape == (20, 3, 224, 224) and c.batch == 8 and c.used == 16
+    assert c.method == "entropy" and c.cache.name.startswith(f"{onnx_file.stem}-entropy-b8-")
+    rec = json.loads(next((tmp_path / "records").glob("*.json")).read_text())
+    assert rec["preparation"]["calib_images_used"] == 16 and rec["preparation"]["calib_images"] == 20
+    assert main.main(base + ["--calib_method", "max"]) == 0
+    _, s2 = stand_in_tensorrt[-1]
+    assert len(stand_in_tensorrt) == 2, "the max-calibrated engine must not be the entropy one from the cache"
+    assert s2.calibration.method == "max" and s2.calibration.cache != c.cache
+
+
+def test_weak_typing_refuses_fp8_and_a_static_batch_without_enough_images(stand_in_tensorrt, demo_data, tmp_path,
+                                                                          capsys):
+    base = ["-v", "-trt", "--weak_typing", "--network", "efficientnet_lite0", "--pretrained", "--dataset",
+            str(demo_data), "--output", str(tmp_path), "--quiet"]
+    assert cli_boundary(main.main, base + ["--precision", "fp8"]) == 2
+    assert "--weak_typing has no fp8 route" in capsys.readouterr().err
+    assert cli_boundary(main.main, base + ["--precision", "int8", "--trt_shapes", "static", "--batch_size", "32"]) == 2
+    assert "needs at least 32 calibration images; 20 were found" in capsys.readouterr().err
+    assert not stand_in_tensorrt  # nothing was built
+
+
+def test_strongly_typed_int8_builds_the_qdq_file_and_static_engines_per_batch(stand_in_tensorrt, demo_data, tmp_path):
+    argv = ["-v", "-trt", "--precision", "int8", "--network", "efficientnet_lite0", "--pretrained", "--dataset",
+            str(demo_data), "--calib_size", "20", "--batch_sizes", "4", "8", "--trt_shapes", "dynamic", "static",
+            "--output", str(tmp_path), "--quiet"]
+    assert main.main(argv) == 0
+    shapes = sorted((s.min_shape[0], s.opt_shape[0], s.max_shape[0]) for _, s in stand_in_tensorrt)
+    # one dynamic engine covering 1..8 (built once, reused for batch 8), one static engine per batch size
+    assert shapes == [(1, 8, 8), (4, 4, 4), (8, 8, 8)]
+    assert all("-int8-" in f.name and s.calibration is None and not s.weak_typing for f, s in stand_in_tensorrt)
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    assert sorted((r["batch_size"], r["options"]) for r in recs) == [(4, ""), (4, "static"), (8, ""), (8, "static")]

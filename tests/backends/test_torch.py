@@ -1,0 +1,39 @@
+"""The PyTorch eager and torch.compile backends: the compiled runner matches eager, its compile time is
+recorded as preparation, and what it cannot do is refused."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from utils.backends.base import RunSpec
+from utils.backends.compile import CompileRunner
+from utils.core.errors import ArtTRTError
+from utils.data.cache import SyntheticDataset
+from utils.measure.timing import MeasureOptions
+from utils.models.networks import load_network
+from utils.study.validate import validate_one
+
+
+def test_compile_runner_matches_eager_and_records_compile_time(tmp_path):
+    net = load_network("mobilenet_v3_small", seed=0)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        ref = net.model(x)
+    with CompileRunner(net, "cpu", "fp32", mode="default") as r:
+        assert r.backend == "compile" and r.channels_last
+        r.prepare((2, 3, 64, 64))
+        got = r.infer(x)
+    assert torch.allclose(got, ref, atol=1e-4, rtol=1e-4)
+    ds = SyntheticDataset(4, 64, seed=0)
+    rec, _ = validate_one(RunSpec("compile", "fp32"), net, ds, MeasureOptions(batch_size=2, progress=False))
+    assert rec["backend"] == "compile" and rec["compile_mode"] == "default" and rec["options"] == "default"
+    assert rec["preparation"]["runner_prepare_s"] > 0 and rec["prepare_s"] == rec["preparation"]["runner_prepare_s"]
+    assert rec["images_per_s"] > 0
+
+
+def test_compile_runner_refuses_what_it_cannot_do():
+    net = load_network("resnet18")
+    with pytest.raises(ArtTRTError, match="compile_mode"):
+        CompileRunner(net, "cpu", "fp32", mode="fastest")
+    with pytest.raises(ArtTRTError, match="CUDA"):
+        CompileRunner(net, "cpu", "fp16")

@@ -1,0 +1,116 @@
+"""The decoded dataset cache: pixels, labels, keys, invalidation, truncation, bad images, full disks."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import write_jpeg
+from utils.core.errors import ArtTRTError
+from utils.data.cache import open_dataset
+from utils.data.decode import decode_pil
+from utils.data.preprocess import Preprocess, transform_uint8
+
+PP = Preprocess(resize=64, crop=56)
+
+
+def test_cached_pixels_and_labels_equal_the_uncached_transform(tiny_dataset, tmp_path):
+    ds = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=1)
+    assert len(ds) == 6 and ds.images.shape == (6, 3, 56, 56)
+    for i, rel in enumerate(ds.files):
+        direct = transform_uint8(decode_pil((tiny_dataset / rel).read_bytes()), PP).numpy()
+        assert np.array_equal(ds.images[i], direct)
+    # labels are ImageNet class indices of the wnid folders (tench 0, goldfish 1, great white shark 2)
+    assert sorted(set(ds.labels.tolist())) == [0, 1, 2]
+    assert ds.meta["decoder"]["cpu"] == 6
+
+
+def test_grayscale_and_cmyk_are_converted_not_failed(tiny_dataset, tmp_path):
+    ds = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=1)
+    assert not ds.meta["skipped"]
+    gray = ds.files.index("n01443537/img4.jpg")
+    img = ds.images[gray].astype(int)
+    assert np.array_equal(img[0], img[1]) and np.array_equal(img[1], img[2])  # gray replicated to RGB
+
+
+def test_cache_is_reused_then_invalidated_when_the_dataset_changes(tiny_dataset, tmp_path):
+    c = tmp_path / "c"
+    first = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    data_file = next(c.glob("*.u8"))
+    mtime = data_file.stat().st_mtime_ns
+    again = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert again.meta["key"] == first.meta["key"] and data_file.stat().st_mtime_ns == mtime
+    write_jpeg(tiny_dataset / "n01484850" / "new.jpg", seed=9)
+    changed = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert changed.meta["key"] != first.meta["key"] and len(changed) == 7
+    # another transform is another cache
+    other = open_dataset(tiny_dataset, Preprocess(resize=64, crop=48), cache_dir=c, gpu_decode=False, workers=1)
+    assert other.images.shape[-1] == 48
+
+
+def test_truncated_and_foreign_caches_are_rebuilt(tiny_dataset, tmp_path):
+    c = tmp_path / "c"
+    good = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    ref = np.array(good.images)
+    data_file = next(c.glob("*.u8"))
+    with open(data_file, "r+b") as f:
+        f.truncate(1000)
+    rebuilt = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert np.array_equal(np.asarray(rebuilt.images), ref)
+    meta_file = next(c.glob("*.json"))
+    meta_file.write_text(json.dumps({"magic": "something else"}))
+    again = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert np.array_equal(np.asarray(again.images), ref)
+    meta_file.write_text("{not json")
+    assert len(open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)) == 6
+    # pixels lost after the meta was written (a power cut before write-back): a sampled digest differs
+    with open(data_file, "r+b") as f:
+        f.seek(5 * 3 * 56 * 56)
+        f.write(bytes(3 * 56 * 56))
+    lost = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert np.array_equal(np.asarray(lost.images), ref)
+
+
+def test_corrupt_jpeg_is_skipped_and_counted_or_fatal_with_strict(tiny_dataset, tmp_path):
+    good = tiny_dataset / "n01440764" / "img0.jpg"
+    bad = tiny_dataset / "n01440764" / "broken.jpg"
+    bad.write_bytes(good.read_bytes()[:300])  # a truncated JPEG
+    ds = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=1)
+    assert len(ds) == 6 and [s[0] for s in ds.meta["skipped"]] == ["n01440764/broken.jpg"]
+    with pytest.raises(ArtTRTError, match="--strict"):
+        open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c2", gpu_decode=False, workers=1, strict=True)
+    assert not list((tmp_path / "c2").glob("*.json"))  # no cache that looks valid was left
+    assert bad.is_file()  # the user's file is untouched
+
+
+def test_full_disk_is_one_sentence_and_leaves_no_cache(tiny_dataset, tmp_path, monkeypatch):
+    import errno
+
+    import utils.data.cache as d
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(d, "decode_all", full)
+    with pytest.raises(ArtTRTError, match="is full"):
+        open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=1)
+    assert list((tmp_path / "c").iterdir()) == []  # nothing half-written, nothing that looks valid
+
+
+def test_cache_size_on_disk_and_batches_read_from_it(tiny_dataset, tmp_path):
+    ds = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=False, workers=1)
+    data = next((tmp_path / "c").glob("*.u8"))
+    assert data.stat().st_size == ds.meta["bytes"] == 6 * 3 * 56 * 56
+    got = torch.cat([x for x, _, _ in ds.batches(4)])
+    assert torch.equal(got, torch.from_numpy(np.asarray(ds.images)))
+    picked = [x for x, _, _ in ds.batches(2, indices=[5, 0, 3])]
+    assert torch.equal(picked[0][0], torch.from_numpy(np.asarray(ds.images[5])))
+
+
+def test_gpu_decode_needs_a_gpu(tiny_dataset, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ArtTRTError, match="needs a CUDA GPU"):
+        open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=True)

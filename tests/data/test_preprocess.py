@@ -1,0 +1,46 @@
+"""The normaliser and the batched GPU form of the transform, against the one-by-one CPU transform."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from utils.data.decode import decode_pil
+from utils.data.preprocess import Normalizer, Preprocess, transform_uint8
+from utils.models.networks import LITE_PREPROCESS
+
+PP = Preprocess(resize=64, crop=56)
+
+
+def test_normalizer_matches_the_formula():
+    x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    y = Normalizer(LITE_PREPROCESS, torch.device("cpu"))(x)
+    assert torch.allclose(y, x.float() / 127.5 - 1.0, atol=1e-6)
+    assert float(y.min()) >= -1.0 - 1e-6 and float(y.max()) <= 1.0 + 1e-6
+
+
+def _photo_crops(foolbox_dir, n=24):
+    """Real photos cut to many different sizes (the mix a batch of ImageNet files has)."""
+    photos = [decode_pil(p.read_bytes()) for p in sorted(foolbox_dir.glob("imagenet_*.jpg"))[:4]]
+    rng = np.random.default_rng(0)
+    crops = []
+    for k in range(n):
+        src = photos[k % len(photos)]
+        h, w = int(rng.integers(60, src.shape[1] + 1)), int(rng.integers(60, src.shape[2] + 1))
+        crops.append(src[:, :h, :w].contiguous())
+    return crops
+
+
+@pytest.mark.parametrize("pp", [PP, Preprocess(), Preprocess(resize=232, crop=224)])
+def test_batched_matrix_transform_matches_the_one_by_one_transform(foolbox_dir, pp):
+    from utils.data.resample import transform_padded
+
+    crops = _photo_crops(foolbox_dir)
+    one_by_one = torch.stack([transform_uint8(im, pp) for im in crops]).int()
+    batched = transform_padded(crops, pp)
+    diff = (batched.int() - one_by_one).abs()
+    # torch's uint8 resize keeps 16-bit weights, this one float32: off by one at most, and rarely
+    assert batched.shape == (len(crops), 3, pp.crop, pp.crop) and int(diff.max()) <= 1
+    assert float((diff > 0).float().mean()) < 0.005
+    hwc = transform_padded([im.permute(1, 2, 0).contiguous() for im in crops], pp, hwc=True)
+    assert torch.equal(hwc, batched)

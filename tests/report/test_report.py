@@ -1,0 +1,67 @@
+"""Records -> tables and plots: a sweep's files, --report redrawing them from the records alone, the telemetry
+plot and the "is TensorRT worth it?" table."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+import main
+from utils.report.tables import side_by_side_markdown
+
+
+def test_side_by_side_table_from_records():
+    def rec(backend, precision, bs, ips, p50, p99, prep, top1=None):
+        return {"kind": "validate", "network": "resnet50", "backend": backend, "precision": precision,
+                "batch_size": bs, "images_per_s": ips, "latency_model_p50": p50, "latency_model_p99": p99,
+                "prepare_s": prep, "top1": top1, "mode": "pipelined", "time": f"t{bs}{backend}{precision}"}
+
+    recs = [rec("torch", "fp32", 1, 255.3, 3.619, 4.447, 0.0), rec("torch", "fp32", 256, 8948.4, 27.5, 27.6, 0.0),
+            rec("compile", "fp16", 1, 397.8, 2.079, 3.077, 11.4), rec("compile", "fp16", 256, 20181.0, 8.7, 8.8, 10.0)]
+    recs[-1]["compile_mode"] = recs[-2]["compile_mode"] = "default"
+    text = side_by_side_markdown("resnet50", recs)
+    assert "| Vanilla | 255.3 | 8948.4 | 3.619 / 4.447 | - | 0.0 |" in text
+    assert "| torch.compile fp16 (default) | 397.8 | 20181.0 | 2.079 / 3.077 | - | 11.4 |" in text
+    assert "Not measured in these records: torch fp16, onnxrt fp16, tensorrt fp16, tensorrt int8." in text
+
+
+def _not_blank(path):
+    arr = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+    return arr.std() > 5 and (arr < 128).mean() > 0.005
+
+
+def test_sweep_records_tables_and_plots(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main.main(["-v", "--network", "resnet18", "--synthetic", "8", "--batch_sizes", "1", "2", "4",
+                      "--backends", "torch", "onnxrt", "--output", str(out), "--quiet"]) == 0
+    recs = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert sorted((r["backend"], r["batch_size"]) for r in recs) == \
+        [("onnxrt", 1), ("onnxrt", 2), ("onnxrt", 4), ("torch", 1), ("torch", 2), ("torch", 4)]
+    for r in recs:
+        for k in ("latency_model_p50", "latency_model_p99", "latency_all_p90", "latency_model_cv_percent",
+                  "images_per_s", "size_mb", "layers", "params", "prepare_s"):
+            assert r[k] is not None, k
+        assert r["env"]["torch"] and "cpu" in r["env"] and r["command"].startswith("python main.py -v")
+    table = (out / "table_outputs" / "resnet18.md").read_text()
+    assert table.count("## Batch size") == 3 and "| Vanilla |" in table and "| ONNX Runtime fp32 (cpu) |" in table
+    assert "Latency-all mean / max (ms)" in table and "p50 / p90 / p99" in table
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert {p.name for p in pngs} >= {"throughput-resnet18.png", "inference_time_bar_all-bs1.png"}
+    assert all(_not_blank(p) for p in pngs)
+    # --report redraws the same files from the records alone
+    for p in pngs:
+        p.unlink()
+    assert main.main(["--report", str(out)]) == 0
+    assert sorted((out / "plots").glob("*.png")) == pngs
+
+
+def test_telemetry_plot_from_csv(tmp_path):
+    from utils.report.plots import telemetry_plot
+
+    samples = [{"t_s": i * 0.05, "label": "torch-fp16-bs256" if i > 20 else "torch-fp32-bs256",
+                "phase": ["build", "load", "warm-up", "measure"][min(3, (i % 20) // 5)],
+                "memory_used_mb": 1000 + 10 * i, "sm_util_percent": (i * 7) % 100, "sm_clock_mhz": 1980,
+                "power_w": 400} for i in range(40)]
+    path = telemetry_plot(samples, tmp_path / "t.png", "resnet50")
+    assert _not_blank(path)

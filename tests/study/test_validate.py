@@ -1,0 +1,48 @@
+"""validate_one: a record per batch size with the same predictions; an interrupted sweep keeps its records."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import main
+from utils.backends.base import RunSpec
+from utils.core.errors import cli_boundary
+from utils.data.cache import open_dataset
+from utils.measure.timing import MeasureOptions
+from utils.report.records import Recorder
+from utils.study.validate import validate_one
+
+
+def test_validate_records_per_batch_size(demo_data, lite0, tmp_path):
+    ds = open_dataset(demo_data, lite0.preprocess)
+    preds = {}
+    for bs in (1, 8):
+        rec, res = validate_one(RunSpec("onnxrt", "fp32"), lite0, ds, MeasureOptions(batch_size=bs, progress=False),
+                                recorder=Recorder(tmp_path))
+        assert rec["top1"] == 85.0 and rec["batch_size"] == bs
+        preds[bs] = res.predictions
+        assert Path(rec["_path"]).is_file()
+    assert preds[1] == preds[8]  # batching changes no prediction
+    # bs 8 over 20 images: 3 batches, int(0.1*3)=0 warm-up batches, the short last batch left out of latency
+    assert rec["latency_all_batches"] == 2 and rec["timed_images"] == 20
+
+
+def test_interrupted_sweep_keeps_finished_records(tmp_path, monkeypatch):
+    import utils.study.validate as validate
+
+    real = validate.validate_one
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(validate, "validate_one", flaky)
+    rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_sizes", "1", "2",
+                                  "--output", str(tmp_path), "--quiet"])
+    assert rc == 130
+    recs = list((tmp_path / "records").glob("*.json"))
+    assert len(recs) == 1 and json.loads(recs[0].read_text())["batch_size"] == 1
+    assert not list((tmp_path / "records").glob("*.part"))

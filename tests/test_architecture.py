@@ -1,0 +1,177 @@
+"""The layout holds: layers import downward only, no import circle, no backend name compared above the
+backends, TensorRT imported in one module, every layer says what it may import, and the example backend of
+docs/architecture.md is the one the tests run."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Dict, Iterator, List, Set, Tuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UTILS = ROOT / "utils"
+SCRIPTS = ["main.py", "build_trt.py", "onnx_transform.py", "format_dataset.py"]
+LAYERS = ["core", "data", "models", "backends", "measure", "report", "study"]
+# What each layer may import besides itself and the layers that its __init__ docstring names.
+MAY_IMPORT = {
+    "core": set(),
+    "data": {"core"},
+    "models": {"core", "data"},
+    "backends": {"core", "data", "models"},
+    "measure": {"core", "data", "backends.base"},
+    "report": {"core", "measure", "backends.registry"},
+    "study": {"core", "data", "models", "backends", "measure", "report"},
+}
+BACKEND_NAMES = {"torch", "compile", "onnxrt", "tensorrt"}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def modules() -> Dict[str, Path]:
+    return {module_name(p): p for p in sorted(UTILS.rglob("*.py"))}
+
+
+def _type_checking_lines(tree: ast.AST) -> Set[int]:
+    """Line numbers inside `if TYPE_CHECKING:` blocks (imports there never run)."""
+    lines: Set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def imports(path: Path, known: Set[str], runtime_only: bool = False) -> Iterator[Tuple[str, int]]:
+    """(imported utils module, line) for every import in the file, function-level ones included.
+
+    `from pkg import name` is an import of pkg.name where that is a module, else of pkg."""
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_lines(tree) if runtime_only else set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("utils"):
+                    yield a.name, node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("utils"):
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                yield (sub if sub in known else node.module), node.lineno
+
+
+def layer_of(module: str) -> str:
+    return module.split(".")[1] if module.count(".") >= 1 else ""
+
+
+def test_every_module_lives_in_a_layer_and_each_layer_says_what_it_may_import():
+    mods = modules()
+    stray = [m for m in mods if m != "utils" and layer_of(m) not in LAYERS]
+    assert not stray, f"modules outside the layers: {stray}"
+    for layer in LAYERS:
+        doc = ast.get_docstring(ast.parse((UTILS / layer / "__init__.py").read_text())) or ""
+        assert "May import:" in doc, f"utils/{layer}/__init__.py must say what the layer may import"
+
+
+def test_layers_import_downward_only():
+    mods = modules()
+    known = set(mods)
+    wrong: List[str] = []
+    for name, path in mods.items():
+        own = layer_of(name)
+        if not own:
+            continue
+        for target, line in imports(path, known):
+            other = layer_of(target)
+            sub = ".".join(target.split(".")[1:3])
+            if other != own and other not in MAY_IMPORT[own] and sub not in MAY_IMPORT[own]:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert not wrong, "imports that go against the layers:\n" + "\n".join(wrong)
+
+
+def test_no_import_circle():
+    mods = modules()
+    known = set(mods)
+    graph = {name: {t for t, _ in imports(path, known, runtime_only=True) if t in known and t != name}
+             for name, path in mods.items()}
+    state: Dict[str, int] = {}
+    stack: List[str] = []
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                pytest.fail("import circle: " + " -> ".join(stack[stack.index(m):] + [m]))
+            if m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n)
+
+
+def _compared_names(tree: ast.AST) -> Iterator[Tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in [node.left, *node.comparators]:
+                values = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+                for v in values:
+                    if isinstance(v, ast.Constant) and v.value in BACKEND_NAMES:
+                        yield node.lineno, v.value
+
+
+def test_no_backend_name_is_compared_above_the_backends():
+    files = [p for p in UTILS.rglob("*.py") if "backends" not in p.relative_to(UTILS).parts]
+    files += [ROOT / s for s in SCRIPTS]
+    found = [f"{p.relative_to(ROOT)}:{line} compares {name!r}" for p in files
+             for line, name in _compared_names(ast.parse(p.read_text()))]
+    assert not found, "backend names compared outside utils/backends/:\n" + "\n".join(found)
+
+
+def test_the_name_check_sees_a_comparison():
+    assert list(_compared_names(ast.parse("if spec.backend == 'tensorrt': pass"))) == [(1, "tensorrt")]
+    assert list(_compared_names(ast.parse("x = b in ('torch', 'compile')"))) == [(1, "torch"), (1, "compile")]
+
+
+def test_tensorrt_is_imported_in_one_module():
+    """No runtime `import tensorrt` anywhere; the one dynamic import of TensorRT's modules is in api.py."""
+    static, dynamic = [], []
+    for p in list(UTILS.rglob("*.py")) + [ROOT / s for s in SCRIPTS]:
+        tree = ast.parse(p.read_text())
+        skip = _type_checking_lines(tree)
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) in skip:
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] in ("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings") for n in names):
+                static.append(f"{p.relative_to(ROOT)}:{node.lineno}")
+            if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in ("import_module", "__import__"):
+                arg = node.args[0] if node.args else None
+                if not isinstance(arg, ast.Constant) or str(arg.value).startswith("tensorrt"):
+                    dynamic.append(f"{p.relative_to(ROOT)}: {ast.unparse(node)}")
+    assert not static, f"TensorRT imported outside utils/backends/tensorrt/api.py: {static}"
+    # the dynamic imports: api.py's loop over TensorRT's module names, the registry's backend modules, and
+    # the decoding lanes' preloads (ArtTRT's own modules)
+    assert sorted(dynamic) == ["utils/backends/registry.py: importlib.import_module(self.module)",
+                               "utils/backends/tensorrt/api.py: importlib.import_module(name)",
+                               "utils/data/lanes.py: importlib.import_module(name)"], dynamic
+
+
+def test_the_architecture_page_shows_the_example_backend_the_tests_run():
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    example = (ROOT / "tests" / "backends" / "example_backend.py").read_text()
+    assert f"```python\n{example}```" in page
+    assert len(example.splitlines()) <= 45
+    for layer in LAYERS:
+        assert f"utils/{layer}/" in page

@@ -1,0 +1,133 @@
+"""main.py end to end on the packaged photos and weights: the demo, validation, comparison, and one-line errors."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import main
+from utils.core.errors import cli_boundary
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--compare", "-rtol=-1"], "must not be negative"),
+    (["--compare", "--val_dataset"], "pass --dataset"),
+    (["--compare", "--reference", "torch"], "BACKEND-PRECISION"),
+])
+def test_bad_compare_arguments(argv, message, tmp_path, capsys):
+    assert cli_boundary(main.main, argv + ["--output", str(tmp_path), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _records(folder):
+    return [json.loads(p.read_text()) for p in (folder / "records").glob("compare-*.json")]
+
+
+def test_torch_vs_onnxruntime_fp32_and_int8_on_the_packaged_photos(demo_data, tmp_path, capsys):
+    base = ["--compare", "--network", "efficientnet_lite0", "--pretrained", "--val_dataset", "--dataset",
+            str(demo_data), "--batch_size", "4", "--backend", "onnxrt", "--quiet", "--calib_size", "20"]
+    assert main.main(base + ["--precision", "fp32", "--output", str(tmp_path / "fp32")]) == 0
+    fp32 = _records(tmp_path / "fp32")[0]
+    assert fp32["inputs"] == 20 and fp32["top1_agreement_percent"] == 100.0 and fp32["flips"] == 0
+    assert fp32["max_abs_error"] < 1e-3 and fp32["isclose_percent"] > 99.0
+    assert main.main(base + ["--precision", "int8", "--output", str(tmp_path / "int8"), "-rtol=1e-2"]) == 0
+    int8 = _records(tmp_path / "int8")[0]
+    assert int8["max_abs_error"] > fp32["max_abs_error"] * 100  # quantization is visible in the logits
+    assert int8["top5_overlap_percent"] < 100.0 and int8["top1_agreement_percent"] >= 90.0
+    # a flip is right->wrong, wrong->right, or one wrong class for another
+    assert int8["ref_top1"] == 85.0 and int8["flips"] >= int8["right_to_wrong"] + int8["wrong_to_right"]
+    out = capsys.readouterr().out
+    assert "## Comparisons: onnxrt-int8 against torch-fp32 (20 inputs)" in out and "| rank | score MAE" in out
+    md = list((tmp_path / "int8" / "compare").glob("*.md"))
+    assert md and "Top-10 of the first input" in md[0].read_text()
+    print(f"fp32: max abs {fp32['max_abs_error']:.2e}, isclose {fp32['isclose_percent']:.2f}%; "
+          f"int8: top-1 agreement {int8['top1_agreement_percent']:.1f}%, top-5 overlap "
+          f"{int8['top5_overlap_percent']:.1f}%, max abs {int8['max_abs_error']:.3f}, rel L2 {int8['rel_l2_error']:.3f}")
+
+
+def test_random_inputs_and_flips_csv(demo_data, tmp_path):
+    argv = ["--compare", "--network", "efficientnet_lite0", "--pretrained", "--backend", "onnxrt", "--precision",
+            "int8", "--dataset", str(demo_data), "--calib_size", "20", "--num_inputs", "64", "--batch_size", "16",
+            "--seed", "3", "--output", str(tmp_path), "--quiet"]
+    assert main.main(argv) == 0
+    rec = _records(tmp_path)[0]
+    assert rec["inputs"] == 64 and rec["inputs_source"] == "random (seed 3)" and rec["labelled"] == 0
+    flips = list((tmp_path / "compare").glob("*-flips.csv"))
+    if rec["flips"]:
+        rows = list(csv.DictReader(flips[0].open()))
+        assert len(rows) == rec["flips"] and rows[0]["file"].startswith("random/")
+    print(f"random inputs int8: top-1 agreement {rec['top1_agreement_percent']:.1f}%, flips {rec['flips']}")
+
+
+def test_demo_figures(tmp_path, capsys):
+    """The README's first command: 17 of 20 top-1, 19 of 20 top-5, same top-1 on every photo."""
+    assert main.main(["--demo", "--quiet", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 17 of 20 / 17 of 20, top-5 19 of 20 / 19 of 20" in out
+    assert "same top-1 class on 20 of 20 photos" in out
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "demo" / "records").glob("*.json")]
+    assert {r["backend"] for r in recs} == {"torch", "onnxrt"}
+    for r in recs:
+        assert r["top1"] == 85.0 and r["top5"] == 95.0 and r["images"] == 20
+        assert r["latency_all_batches"] == 18 and r["warmup_batches"] == 2  # 10 % warm-up
+        assert 0 < r["latency_model_mean"] <= r["latency_all_mean"]
+        assert r["latency_model_max"] >= r["latency_model_mean"]
+        assert r["params"] > 4_000_000 and r["size_mb"] > 15 and r["layers"] > 50
+        assert r["env"]["torch"] == torch.__version__ and "main.py" in r["command"]
+
+
+def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):
+    rc = main.main(["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data),
+                    "--batch_size", "4", "--backends", "torch", "onnxrt", "--output", str(tmp_path), "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| efficientnet_lite0 | Vanilla | 4 |" in out and "ONNX Runtime fp32 (cpu)" in out
+    assert "p50 / p90 / p99" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-v", "--network", "resnet18", "--dataset", "/no/such/folder"], "does not exist"),
+    (["-v", "--network", "resnet18"], "pass --dataset"),
+    (["-v", "--network", "resnet18", "--synthetic", "4", "--precision", "fp16"], "CUDA"),
+    (["-v", "--network", "resnet18", "--synthetic", "4", "-trt"], "TensorRT is not installed: pip install tensorrt-cu13"),
+    (["-v", "--network", "resnet18", "--synthetic", "4", "--device", "cuda"], "no CUDA GPU"),
+])
+def test_bad_input_is_one_sentence(argv, message, tmp_path, capsys):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    rc = cli_boundary(main.main, argv + ["--output", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_class_count_mismatch(demo_data, tmp_path, capsys):
+    import torchvision
+
+    w = tmp_path / "ten.pth"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), w)
+    rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--weights", str(w), "--dataset", str(demo_data),
+                                  "--output", str(tmp_path), "--quiet"])
+    assert rc == 2 and "10 outputs" in capsys.readouterr().err
+
+
+def test_onnx_input_size_mismatch(demo_data, lite0, tmp_path, capsys):
+    from utils.models.onnx_export import export_onnx
+
+    onnx_file = tmp_path / "small.onnx"
+    from utils.models.networks import load_network
+
+    export_onnx(load_network("resnet18"), onnx_file, (-1, 3, 160, 160))
+    rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--backend", "onnxrt", "--onnx", str(onnx_file),
+                                  "--dataset", str(demo_data), "--output", str(tmp_path), "--quiet"])
+    assert rc == 2 and "takes input [-1, 3, 160, 160]" in capsys.readouterr().err
+
+
+def test_synthetic_timing_run_has_no_accuracy(tmp_path, capsys):
+    rc = main.main(["-v", "--network", "resnet18", "--synthetic", "6", "--batch_sizes", "1", "3",
+                    "--output", str(tmp_path), "--quiet"])
+    assert rc == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    assert sorted(r["batch_size"] for r in recs) == [1, 3]
+    assert all(r["top1"] is None and r["images"] == 6 and r["images_per_s"] > 0 for r in recs)

@@ -1,0 +1,174 @@
+"""The Runner interface every backend implements (after Polygraphy's BaseRunner), the run specification
+every backend is built from, and the CUDA-graph replay that the PyTorch and TensorRT runners share.
+
+A runner owns a model in one backend and precision. It never times itself: the one timing loop
+(utils/measure/timing.py) and the one comparison loop (utils/measure/compare.py) drive every runner alike.
+
+Usage:
+    with runner:                            # activate() ... deactivate()
+        x = runner.normalizer(images_uint8)  # copy-in: host uint8 -> device, normalised, in runner.input_dtype
+        logits = runner.infer(x)             # the model alone, on runner.device
+"""
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+
+from utils.core.errors import ArtTRTError
+from utils.data.preprocess import Normalizer, Preprocess
+from utils.models.chain import ModelOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSpec:
+    """One backend and precision on one device, with everything that changes how it is built or run."""
+
+    backend: str
+    precision: str = "fp32"
+    device: str = "cpu"
+    batch_size: int = 1                     # the batch this runner will be fed
+    max_batch_size: Optional[int] = None    # the largest batch of the whole run (default batch_size)
+    cuda_graph: bool = False                # replay a CUDA graph per batch shape where the backend can
+    model: ModelOptions = field(default_factory=ModelOptions)  # the ONNX file and how it is made
+    options: Any = None                     # the backend's own Options (None: its defaults)
+
+    @property
+    def largest_batch(self) -> int:
+        return max(self.batch_size, self.max_batch_size or 1)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N'; a device that is not there is a user error."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ArtTRTError(f"--device {device!r} is not a device: use cpu, cuda or cuda:N") from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ArtTRTError(f"--device {device!r}: ArtTRT runs on cpu or cuda[:N]")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ArtTRTError("--device cuda asked, but PyTorch sees no CUDA GPU here (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ArtTRTError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return dev
+
+
+class Runner(abc.ABC):
+    """One model in one backend and precision.
+
+    Subclasses set `backend`, `precision`, `device`, `input_dtype` and implement `infer`.
+    """
+
+    backend: str = ""
+    precision: str = "fp32"
+    device: torch.device = torch.device("cpu")
+    input_dtype: torch.dtype = torch.float32
+
+    def __init__(self, preprocess: Preprocess):
+        self.preprocess = preprocess
+        self._normalizer: Optional[Normalizer] = None
+        self.graphs: Optional[CudaGraphs] = None  # set by runners that can replay CUDA graphs
+        self.active = False
+
+    @property
+    def cuda_graph(self) -> bool:
+        """True where infer() replays captured CUDA graphs (False again if a capture failed)."""
+        return self.graphs is not None and self.graphs.active
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}-{self.precision}"
+
+    @property
+    def normalizer(self) -> Normalizer:
+        """The copy-in step: uint8 images on the host -> normalised input on this runner's device."""
+        if self._normalizer is None:
+            self._normalizer = Normalizer(self.preprocess, self.device, self.input_dtype)
+        return self._normalizer
+
+    def activate(self) -> None:
+        """Loads what inference needs (sessions, engines, graphs). Idempotent."""
+        self.active = True
+
+    def deactivate(self) -> None:
+        """Frees what activate() took."""
+        self.active = False
+
+    @abc.abstractmethod
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Runs the model on a normalised batch already on self.device; returns logits on self.device."""
+
+    def prepare(self, batch_shape: Tuple[int, ...]) -> None:
+        """Ahead-of-time work for one input shape (compilation, graph capture); timed as preparation."""
+
+    def info(self) -> Dict[str, Any]:
+        """Facts for the record: size_mb, layers, params, and anything that qualifies the figures."""
+        return {}
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.deactivate()
+
+
+class CudaGraphs:
+    """One captured CUDA graph per input shape, replayed after copying the input into its static buffer.
+
+    `run` must be capturable once warmed up (PyTorch modules, TensorRT's execute_async_v3 on the current
+    stream). Capture follows torch.cuda.graphs' recipe: three warm-up runs on a side stream, then the
+    capture. If a capture fails, the runner goes on without graphs and `error` says why (as trtexec does).
+    """
+
+    def __init__(self, device: torch.device, run: Callable[[torch.Tensor], torch.Tensor]):
+        self.device, self.run = device, run
+        self.graphs: Dict[Tuple[int, ...], Tuple[Any, torch.Tensor, torch.Tensor]] = {}
+        self.error: Optional[str] = None
+
+    def _capture(self, x: torch.Tensor) -> Tuple[Any, torch.Tensor, torch.Tensor]:
+        static_in = x.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.run(static_in)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.run(static_in)
+        return graph, static_in, static_out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.error is not None:
+            return self.run(x)
+        key = tuple(x.shape)
+        if key not in self.graphs:
+            try:
+                self.graphs[key] = self._capture(x)
+            except RuntimeError as err:
+                self.error = str(err).splitlines()[0] if str(err) else type(err).__name__
+                log.warning("CUDA graph capture failed (%s): going on without CUDA graphs", self.error)
+                torch.cuda.synchronize(self.device)
+                return self.run(x)
+        graph, static_in, static_out = self.graphs[key]
+        static_in.copy_(x, non_blocking=True)
+        graph.replay()
+        return static_out
+
+    @property
+    def active(self) -> bool:
+        return self.error is None
+
+    def clear(self) -> None:
+        self.graphs.clear()

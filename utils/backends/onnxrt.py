@@ -1,0 +1,159 @@
+"""ONNX Runtime backend: the CPU provider, and the CUDA / TensorRT providers where present.
+
+ONNX Runtime silently falls back to the CPU when a provider fails to load; this runner checks the
+providers the session really uses after creating it and refuses to go on if the one asked for is
+missing, so a record never claims a provider that did not run.
+
+Usage:
+    with OnnxRuntimeRunner("weights/onnx/x.onnx", preprocess, provider="cpu") as r: r.infer(x)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from utils.backends.base import RunSpec, Runner
+from utils.core.errors import ArtTRTError
+from utils.data.options import DataOptions
+from utils.data.preprocess import Preprocess
+from utils.models.chain import model_file
+from utils.models.networks import Network
+from utils.models.onnx_export import import_onnxruntime
+from utils.models.precision import ORT_FP8_NOTE
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+ORT_TO_TORCH = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16, "tensor(bfloat16)": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Options:
+    provider: Optional[str] = None  # default: cuda on a CUDA device, else cpu
+
+
+def add_args(g: Any) -> None:
+    g.add_argument("--provider", choices=list(PROVIDERS),
+                   help="ONNX Runtime execution provider (default: cuda with --device cuda, else cpu)")
+
+
+def provider_of(spec: RunSpec) -> str:
+    opts: Options = spec.options or Options()
+    return opts.provider or ("cuda" if spec.device.startswith("cuda") else "cpu")
+
+
+def label(spec: RunSpec) -> str:
+    return provider_of(spec)
+
+
+def check(spec: RunSpec) -> None:
+    """Before any decoding, export or calibration: ONNX Runtime is there, and fp8 is not asked of the CPU."""
+    import_onnxruntime()
+    if spec.precision == "fp8" and provider_of(spec) == "cpu":
+        raise ArtTRTError(ORT_FP8_NOTE)
+
+
+def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple["OnnxRuntimeRunner", Dict[str, Any]]:
+    path, facts = model_file(net, spec.precision, spec.model, data)
+    return OnnxRuntimeRunner(path, net.preprocess, provider_of(spec), spec.precision, facts=facts), facts
+
+
+def check_providers(requested: str, used: List[str], available: List[str]) -> None:
+    """Raises if the provider asked for is not the one the session runs first."""
+    want = PROVIDERS[requested]
+    if not used or used[0] != want:
+        reason = ("it is not in this ONNX Runtime build" if want not in available
+                  else "it failed to load (missing CUDA/cuDNN/TensorRT libraries?)")
+        raise ArtTRTError(f"ONNX Runtime would run on {used[0] if used else 'nothing'} instead of {want}: "
+                          f"{reason}; refusing to record a silent fallback")
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxrt"
+
+    def __init__(self, onnx_path: str | os.PathLike[str], preprocess: Preprocess, provider: str = "cpu",
+                 precision: str = "fp32", threads: Optional[int] = None, facts: Optional[Dict[str, Any]] = None):
+        super().__init__(preprocess)
+        if provider not in PROVIDERS:
+            raise ArtTRTError(f"unknown ONNX Runtime provider {provider!r}: one of {', '.join(PROVIDERS)}")
+        self.path = Path(onnx_path)
+        if not self.path.is_file():
+            raise ArtTRTError(f"ONNX file {self.path} does not exist")
+        self.provider = provider
+        self.precision = precision
+        self.device = torch.device("cuda" if provider != "cpu" else "cpu")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ArtTRTError(f"the ONNX Runtime {provider} provider needs a CUDA GPU, and none is visible")
+        self.threads = threads
+        self.facts = dict(facts or {})
+        self.session: Any = None
+        self.providers_used: List[str] = []
+
+    def activate(self) -> None:
+        if self.active:
+            return
+        ort = import_onnxruntime()
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        # ONNX Runtime's idle threads spin after each run and would steal the cores that the copy-in
+        # and copy-out of the next batch need; without spinning latency-all measures the real work.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Keep ORT's own error on a file it cannot load as one sentence for the user.
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=[PROVIDERS[self.provider]])
+        except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            raise ArtTRTError(f"ONNX Runtime cannot load {self.path}: {str(err).splitlines()[0]}") from err
+        self.providers_used = list(self.session.get_providers())
+        check_providers(self.provider, self.providers_used, list(ort.get_available_providers()))
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        out = self.session.get_outputs()[0]
+        self.output_name = out.name
+        self.input_dtype = ORT_TO_TORCH.get(inp.type, torch.float32)
+        self.output_dtype = ORT_TO_TORCH.get(out.type, torch.float32)
+        self.num_outputs = int(out.shape[-1]) if isinstance(out.shape[-1], int) else 0
+        if self.device.type == "cuda" and not self.num_outputs:
+            raise ArtTRTError(f"{self.path.name}: the class dimension of the output is not fixed, which GPU "
+                              "output binding needs; export it with onnx_transform.py")
+        self._normalizer = None
+        super().activate()
+
+    def deactivate(self) -> None:
+        self.session = None
+        super().deactivate()
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            out = self.session.run([self.output_name], {self.input_name: x.numpy()})[0]
+            return torch.from_numpy(out)
+        # GPU providers: bind torch CUDA tensors for input and output, so no host copy hides in the model time.
+        x = x.contiguous()
+        out = torch.empty((x.shape[0], self.num_outputs), dtype=self.output_dtype, device=self.device)
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, "cuda", self.device.index or 0, _np_dtype(x.dtype), tuple(x.shape),
+                           x.data_ptr())
+        binding.bind_output(self.output_name, "cuda", self.device.index or 0, _np_dtype(out.dtype), tuple(out.shape),
+                            out.data_ptr())
+        binding.synchronize_inputs()
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return out
+
+    def info(self) -> Dict[str, Any]:
+        import onnx
+
+        model = onnx.load(str(self.path), load_external_data=False)
+        params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+        facts = {"size_mb": round(self.path.stat().st_size / 1e6, 3), "layers": len(model.graph.node),
+                 "params": params, "onnx_file": str(self.path), "providers_used": self.providers_used,
+                 "provider": self.provider, "size_note": "ONNX file", "layers_note": "ONNX nodes"}
+        facts.update(self.facts)
+        return facts
+
+
+def _np_dtype(dtype: torch.dtype) -> Any:
+    return {torch.float32: np.float32, torch.float16: np.float16}[dtype]

@@ -1,0 +1,150 @@
+"""The one table of backends (after Ultralytics' export_formats()): each row names a backend, its table
+label, its precisions and needs, and the module that implements it, imported only when used.
+
+argparse choices and groups, row labels, the checks for unsupported combinations and the making of
+runners all read this table; nothing above the backends layer compares backend names.
+
+A backend module provides:
+    Options                      a frozen dataclass of its own settings (argparse dests)
+    add_args(group)              its argument group
+    make(spec, net, data)        -> (Runner, preparation facts); builds what it needs, cached
+and optionally:
+    check(spec)                  cheap refusals before any decoding, export or build
+    variants(options)            several runs from one set of options (TensorRT: dynamic and static)
+    label(spec)                  what the options add to the row label ("cuda", "max-autotune", ...)
+
+Usage:
+    spec = RunSpec("onnxrt", "int8", options=options_from_args("onnxrt", args))
+    check(spec)
+    runner, facts = make_runner(spec, net, DataOptions(dataset="datasets/demo"))
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Dict, List, Tuple
+
+from utils.backends.base import RunSpec, Runner
+from utils.core.errors import ArtTRTError
+from utils.core.options import from_args
+from utils.data.options import DataOptions
+from utils.models.networks import Network
+
+PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "bf16", "int8", "fp8")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    label: str                            # row label in tables ("Vanilla" is the original's plain PyTorch)
+    precisions: Tuple[str, ...]
+    gpu_only_precisions: Tuple[str, ...]  # precisions that need a CUDA GPU
+    needs_gpu: bool
+    module: str                           # the module implementing it (Options, add_args, make, ...)
+
+    def impl(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+BACKENDS: Dict[str, Backend] = {
+    "torch": Backend("torch", "Vanilla", ("fp32", "fp16", "bf16"), ("fp16", "bf16"), False,
+                     "utils.backends.torch_eager"),
+    "compile": Backend("compile", "torch.compile", ("fp32", "fp16", "bf16"), ("fp16", "bf16"), False,
+                       "utils.backends.compile"),
+    "onnxrt": Backend("onnxrt", "ONNX Runtime", PRECISIONS, ("bf16", "fp8"), False, "utils.backends.onnxrt"),
+    "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt"),
+}
+
+# The rows the "is TensorRT worth it?" table expects (it says which of them were not measured).
+SIDE_BY_SIDE_ROWS = [("torch", "fp32"), ("torch", "fp16"), ("compile", "fp16"), ("onnxrt", "fp16"),
+                     ("tensorrt", "fp16"), ("tensorrt", "int8")]
+
+
+def register(backend: Backend) -> None:
+    """Adds a row (a backend outside this package, or a test's)."""
+    BACKENDS[backend.name] = backend
+
+
+def get(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise ArtTRTError(f"unknown backend {name!r}: one of {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """One argument group per backend, each added by the backend itself."""
+    for b in BACKENDS.values():
+        b.impl().add_args(parser.add_argument_group(f"{b.label} backend ({b.name})"))
+
+
+def options_from_args(name: str, args: argparse.Namespace) -> Any:
+    """The backend's own Options read from the namespace."""
+    return from_args(get(name).impl().Options, args)
+
+
+def variants(spec: RunSpec) -> List[Any]:
+    """The options of each run this spec stands for (most backends: one)."""
+    impl = get(spec.backend).impl()
+    options = spec.options if spec.options is not None else impl.Options()
+    return list(impl.variants(options)) if hasattr(impl, "variants") else [options]
+
+
+def needs_gpu(name: str) -> bool:
+    return get(name).needs_gpu
+
+
+def check_combination(backend: str, precision: str, device: str) -> None:
+    """Refuses, in one sentence, a backend/precision/device combination that cannot run."""
+    b = get(backend)
+    if precision not in b.precisions:
+        others = [n for n, o in BACKENDS.items() if precision in o.precisions]
+        raise ArtTRTError(f"the {backend} backend has no {precision}: it runs {', '.join(b.precisions)}"
+                          + (f"; {precision} runs on {' or '.join(others)}" if others else ""))
+    on_gpu = device.startswith("cuda")
+    if (b.needs_gpu or precision in b.gpu_only_precisions) and not on_gpu:
+        raise ArtTRTError(f"{b.label} {precision} needs a CUDA GPU: add --device cuda"
+                          + (" on a machine with one" if b.needs_gpu else ""))
+
+
+def check(spec: RunSpec) -> None:
+    """Everything that can be refused before any decoding, export or build."""
+    check_combination(spec.backend, spec.precision, spec.device)
+    impl = get(spec.backend).impl()
+    if hasattr(impl, "check"):
+        impl.check(spec)
+
+
+def make_runner(spec: RunSpec, net: Network, data: DataOptions = DataOptions()) -> Tuple[Runner, Dict[str, Any]]:
+    """Builds (and caches) what the spec needs, then returns its runner and preparation facts."""
+    check(spec)
+    runner, facts = get(spec.backend).impl().make(spec, net, data)
+    return runner, facts
+
+
+def options_label(spec: RunSpec) -> str:
+    """What the backend's options add to the row label (recorded as the record's "options")."""
+    impl = get(spec.backend).impl()
+    return str(impl.label(spec)) if hasattr(impl, "label") else ""
+
+
+def row_label(rec: Dict[str, Any]) -> str:
+    """'Vanilla', 'Vanilla fp16', 'TRT int8', 'ONNX Runtime fp32 (cpu)', with options that change figures."""
+    b = BACKENDS.get(rec.get("backend", ""))
+    label = b.label if b else str(rec.get("backend"))
+    prec = rec.get("precision", "fp32")
+    text = label if (label == "Vanilla" and prec == "fp32") else f"{label} {prec}"
+    if "options" in rec:
+        extras = [rec["options"]] if rec["options"] else []
+    else:  # records written before the backends said their own options
+        extras = [v for v in (rec.get("provider"), rec.get("compile_mode")) if v]
+        if rec.get("engine_shapes") == "static":
+            extras.append("static")
+    if rec.get("cuda_graph"):
+        extras.append("CUDA graph")
+    if rec.get("calib_method"):
+        extras.append(f"{rec['calib_method']}, {rec.get('calib_images')} img")
+    if rec.get("mode") == "sync" and str(rec.get("device", "")).startswith("cuda"):
+        extras.append("sync")  # on the CPU every run is synchronous: say it only where it differs
+    return text + (f" ({', '.join(extras)})" if extras else "")

@@ -1,0 +1,89 @@
+"""The TensorRT backend: options, checks and the runner factory. TensorRT itself is imported in one
+module only (`api`); building lives in `build` (strongly typed) and `weak` (TensorRT 10's builder flags
+and calibrators), the engine step of the artefact chain in `engine`, the runner in `runner`.
+
+Importing this package imports no TensorRT: argparse and the registry read its options cheaply.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from utils.backends.base import RunSpec, Runner
+from utils.core.errors import ArtTRTError
+from utils.data.options import DataOptions
+from utils.models.networks import Network
+
+SHAPES = ("dynamic", "static")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the engine is built, or which engine file is run (argparse dests of add_args)."""
+
+    engine: Optional[str] = None               # an existing engine file instead of building one
+    trt_shapes: Tuple[str, ...] = ("dynamic",)  # dynamic-batch profile, static per batch size, or both
+    min_batch: Optional[int] = None
+    opt_batch: Optional[int] = None
+    max_batch: Optional[int] = None            # default: the largest batch size of the run
+    workspace: Optional[float] = None          # GiB
+    timing_cache: Optional[str] = None
+    force: bool = False
+    weak_typing: bool = False
+
+
+def add_args(g: Any, max_default: str = "the largest batch size asked", run: bool = True) -> None:
+    """The TensorRT build arguments; with run=True also --engine and --trt_shapes (main.py)."""
+    if run:
+        g.add_argument("--engine", help="an existing TensorRT engine file (its sidecar is checked)")
+        g.add_argument("--trt_shapes", nargs="+", choices=SHAPES, default=["dynamic"],
+                       help="TensorRT engines with a dynamic-batch profile, static per batch size, or both")
+    g.add_argument("--min_batch", type=int, help="TensorRT profile minimum batch (default 1)")
+    g.add_argument("--opt_batch", type=int, help="TensorRT profile optimum batch (default: --max_batch)")
+    g.add_argument("--max_batch", type=int, help=f"TensorRT profile maximum batch (default: {max_default})")
+    g.add_argument("--workspace", type=float, help="TensorRT workspace memory pool limit, GiB")
+    g.add_argument("--timing_cache", help="timing cache file, reused across builds (default under weights/engines)")
+    g.add_argument("--force", action="store_true", help="rebuild even if a cached engine matches")
+    g.add_argument("--weak_typing", action="store_true",
+                   help="TensorRT 10 builder flags (+ a calibrator for int8) on the fp32 ONNX file, "
+                        "where the installed TensorRT still has them")
+
+
+def variants(options: Options) -> List[Options]:
+    """One run per engine shape asked (--trt_shapes dynamic static)."""
+    return [dataclasses.replace(options, trt_shapes=(s,)) for s in dict.fromkeys(options.trt_shapes)]
+
+
+def label(spec: RunSpec) -> str:
+    return "static" if "static" in (spec.options or Options()).trt_shapes else ""
+
+
+def check(spec: RunSpec) -> None:
+    """Before any decoding or export: TensorRT and a GPU are here, and the GPU has the precision."""
+    from utils.backends.tensorrt import weak
+    from utils.backends.tensorrt.engine import check_precision_supported, require_tensorrt_and_gpu
+
+    opts: Options = spec.options or Options()
+    if opts.weak_typing and spec.precision != "fp32":
+        weak.check_route(spec.precision)
+    check_precision_supported(spec.precision, require_tensorrt_and_gpu())
+
+
+def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple[Runner, Dict[str, Any]]:
+    """The user's engine (its sidecar checked), or the cached build of the spec's network and precision."""
+    from utils.backends.tensorrt.engine import check_sidecar, engine_for_network, require_tensorrt_and_gpu
+    from utils.backends.tensorrt.runner import TensorRTRunner
+
+    opts: Options = spec.options or Options()
+    if opts.engine:
+        path = Path(opts.engine)
+        if not path.is_file():
+            raise ArtTRTError(f"engine file {path} does not exist")
+        facts: Dict[str, Any] = {**check_sidecar(path, require_tensorrt_and_gpu()), "prepare_s": 0.0}
+    else:
+        path, facts = engine_for_network(net, spec.precision, spec.model, opts, data, spec.batch_size,
+                                         spec.largest_batch)
+    return TensorRTRunner(path, net.preprocess, spec.precision, facts, cuda_graph=spec.cuda_graph,
+                          device=spec.device), facts

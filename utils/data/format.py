@@ -1,0 +1,212 @@
+"""Turns an ImageNet-1k validation download into DST/<wnid>/<file> (the logic behind format_dataset.py).
+
+Accepted sources:
+  (a) a flat folder of ILSVRC2012_val_XXXXXXXX.JPEG plus either the devkit's
+      ILSVRC2012_validation_ground_truth.txt (1-based ILSVRC2012 IDs; mapped to wnids through the
+      devkit's meta.mat, whose ID order is NOT the sorted-wnid order) or Kaggle's LOC_val_solution.csv;
+  (b) files whose names end in the synset: ILSVRC2012_val_00000293_n01440764.JPEG;
+  (c) a folder already in class-folder form (checked and reported);
+  (d) foolbox's labelled photos, imagenet_<i>_<class index>.jpg (used by the built-in demo).
+
+Default is a hard link, falling back to a copy; --move only when asked; a re-run changes nothing.
+
+Usage:
+    plan = make_plan(Path("val"), labels=Path("ILSVRC2012_validation_ground_truth.txt"), meta=Path("meta.mat"))
+    summary = apply_plan(plan, Path("datasets/imagenet"), mode="link")
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import filecmp
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from utils.core.errors import ArtTRTError
+from utils.data.imagenet import imagenet_classes
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VAL_NAME_RE = re.compile(r"^ILSVRC2012_val_(\d{8})\.[A-Za-z]+$")
+SUFFIX_WNID_RE = re.compile(r"^.+_(n\d{8})\.[A-Za-z]+$")
+FOOLBOX_RE = re.compile(r"^imagenet_\d+_(\d+)\.[A-Za-z]+$")
+
+
+@dataclass
+class Plan:
+    """Where each source file goes, and what could not be placed (with the reason)."""
+
+    form: str
+    moves: List[Tuple[Path, str]] = field(default_factory=list)  # (source file, wnid)
+    unplaced: List[Tuple[Path, str]] = field(default_factory=list)  # (source file, reason)
+
+
+@dataclass
+class Summary:
+    placed: int = 0
+    already: int = 0
+    unplaced: List[Tuple[Path, str]] = field(default_factory=list)
+    classes: int = 0
+    copied_not_linked: int = 0
+
+
+def _image_files(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def read_meta_mat(meta: Path) -> Dict[int, str]:
+    """ILSVRC2012_ID (1-based) -> wnid, from the devkit's meta.mat (read with scipy)."""
+    from scipy.io import loadmat
+
+    try:
+        synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
+        ids = [int(i) for i in synsets["ILSVRC2012_ID"]]
+        wnids = [str(w) for w in synsets["WNID"]]
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ArtTRTError(f"{meta} is not the ILSVRC2012 devkit's meta.mat (need synsets with "
+                          f"ILSVRC2012_ID and WNID): {err}") from err
+    return {i: w for i, w in zip(ids, wnids) if i <= 1000}
+
+
+def read_labels(labels: Path, meta: Optional[Path]) -> Dict[str, str]:
+    """File stem -> wnid from the devkit ground truth (with meta.mat) or Kaggle's LOC_val_solution.csv."""
+    if not labels.is_file():
+        raise ArtTRTError(f"labels file {labels} does not exist")
+    if labels.suffix.lower() == ".csv":
+        out: Dict[str, str] = {}
+        with open(labels, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "ImageId" not in reader.fieldnames or "PredictionString" not in reader.fieldnames:
+                raise ArtTRTError(f"{labels} is not Kaggle's LOC_val_solution.csv (columns ImageId, PredictionString)")
+            for row in reader:
+                out[row["ImageId"]] = row["PredictionString"].split()[0]
+        return out
+    if meta is None:
+        raise ArtTRTError("the devkit ground truth holds ILSVRC2012 IDs, whose order is not the sorted-wnid "
+                          "order: pass --meta with the devkit's data/meta.mat")
+    id_to_wnid = read_meta_mat(meta)
+    try:
+        ids = [int(x) for x in labels.read_text().split()]
+    except ValueError as err:
+        raise ArtTRTError(f"{labels} is not ILSVRC2012_validation_ground_truth.txt (one integer per line)") from err
+    out = {}
+    for i, cls in enumerate(ids, start=1):
+        if cls not in id_to_wnid:
+            raise ArtTRTError(f"{labels} line {i}: ILSVRC2012 ID {cls} is not in {meta}")
+        out[f"ILSVRC2012_val_{i:08d}"] = id_to_wnid[cls]
+    return out
+
+
+def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = None) -> Plan:
+    """Works out which of the accepted forms `src` is in, and where each file goes."""
+    if not src.is_dir():
+        raise ArtTRTError(f"source folder {src} does not exist")
+    known = imagenet_classes().index
+    subdirs = sorted(p for p in src.iterdir() if p.is_dir())
+    files = _image_files(src)
+    if subdirs and not files:
+        plan = Plan("class folders")
+        for d in subdirs:
+            for f in _image_files(d):
+                if d.name in known:
+                    plan.moves.append((f, d.name))
+                else:
+                    plan.unplaced.append((f, f"folder {d.name} is not an ImageNet-1k wnid"))
+        return plan
+    if not files:
+        raise ArtTRTError(f"source folder {src} holds no images")
+
+    if labels is not None:
+        plan = Plan("flat with labels file")
+        table = read_labels(labels, meta)
+        for f in files:
+            wnid = table.get(f.stem)
+            if wnid is None:
+                plan.unplaced.append((f, f"not in {labels.name}"))
+            elif wnid not in known:
+                plan.unplaced.append((f, f"label {wnid} is not an ImageNet-1k wnid"))
+            else:
+                plan.moves.append((f, wnid))
+        return plan
+
+    plan = Plan("names ending in the synset")
+    wnids = imagenet_classes().wnids
+    for f in files:
+        m = SUFFIX_WNID_RE.match(f.name)
+        fb = FOOLBOX_RE.match(f.name)
+        if m and m.group(1) in known:
+            plan.moves.append((f, m.group(1)))
+        elif fb and int(fb.group(1)) < len(wnids):
+            plan.form = "foolbox imagenet_<i>_<class index>"
+            plan.moves.append((f, wnids[int(fb.group(1))]))
+        elif VAL_NAME_RE.match(f.name):
+            plan.unplaced.append((f, "needs --labels (devkit ground truth + --meta, or LOC_val_solution.csv)"))
+        else:
+            plan.unplaced.append((f, "name carries no synset and no labels file was given"))
+    return plan
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
+def apply_plan(plan: Plan, dst: Path, mode: str = "link", dry_run: bool = False) -> Summary:
+    """Places the planned files under dst/<wnid>/; never overwrites a different file already there.
+
+    Args:
+        mode: "link" (hard link, falling back to copy), "copy" or "move".
+        dry_run: count only, change nothing.
+    """
+    if mode not in ("link", "copy", "move"):
+        raise ValueError(mode)
+    summary = Summary(unplaced=list(plan.unplaced))
+    summary.classes = len({w for _, w in plan.moves})
+    for src, wnid in plan.moves:
+        target = dst / wnid / src.name
+        if target.exists():
+            if _same_file(src, target):
+                summary.already += 1
+            else:
+                summary.unplaced.append((src, f"{target} exists with other content (left as it is)"))
+            continue
+        if dry_run:
+            summary.placed += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "move":
+            shutil.move(str(src), str(target))
+        elif mode == "link":
+            try:
+                os.link(src, target)
+            except OSError as err:
+                if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copy2(src, target)
+                summary.copied_not_linked += 1
+        else:
+            shutil.copy2(src, target)
+        summary.placed += 1
+    return summary
+
+
+def format_summary(plan: Plan, summary: Summary, dst: Path, mode: str, dry_run: bool) -> str:
+    """The lines format_dataset.py prints: counts, then every file it could not place."""
+    verb = {"link": "linked", "copy": "copied", "move": "moved"}[mode]
+    lines = [f"source form: {plan.form}",
+             f"{'would be ' if dry_run else ''}{verb}: {summary.placed}"
+             + (f" ({summary.copied_not_linked} copied: hard links not possible)" if summary.copied_not_linked else ""),
+             f"already in place: {summary.already}",
+             f"classes: {summary.classes}",
+             f"not placed: {len(summary.unplaced)}"]
+    lines += [f"  {p}: {why}" for p, why in summary.unplaced]
+    lines.append(f"destination: {dst}")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""The one comparison loop, beside the timing loop: how far a runner drifts from a reference runner, input by
+input and over a dataset (its tables are in utils/report/tables.py, its command in main.py --compare).
+
+Both runners get the same uint8 batches and normalise them the same way. Statistics are running sums
+updated batch by batch: memory stays bounded (50 000 inputs x 1000 classes never need both full
+output matrices at once); only the flipped images are kept.
+
+Tables (the original project's "Comparisons" section):
+  - percentage of output values equal under numpy.isclose semantics, |other - ref| <= atol + rtol * |ref|
+    (computed with torch.isclose on the raw outputs);
+  - for ranks 1..10: the MAE between the two sides' scores at that rank (each side's k-th largest
+    softmax probability) and the percentage of inputs whose class at that rank differs;
+  - a top-10 example (reference score and label beside the other's).
+Beyond it: top-1 agreement, top-5 overlap, max abs and relative L2 error of the raw outputs, and on a
+dataset the images whose top-1 flipped (CSV) with how many went right->wrong and wrong->right.
+
+Usage:
+    stats = compare_runners(ref_runner, other_runner, dataset, batch_size=32, rtol=1e-3, atol=1e-8)
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from utils.backends.base import Runner
+from utils.core.errors import ArtTRTError
+from utils.core.progress import progress_bar
+from utils.data.cache import CachedDataset
+
+log = logging.getLogger(__name__)
+RANKS = 10
+
+
+def to_scores(y: torch.Tensor) -> torch.Tensor:
+    """Softmax probabilities; outputs that already are probabilities (YOLOv8-cls) are kept as they are."""
+    y = y.double()
+    if bool((y >= 0).all()) and torch.allclose(y.sum(dim=1), torch.ones(y.shape[0], dtype=y.dtype), atol=1e-3):
+        return y
+    return torch.softmax(y, dim=1)
+
+
+@dataclass
+class CompareStats:
+    rtol: float
+    atol: float
+    class_names: Optional[List[str]] = None
+    inputs: int = 0
+    values: int = 0
+    close: int = 0
+    rank_abs_err: List[float] = field(default_factory=lambda: [0.0] * RANKS)
+    rank_class_diff: List[int] = field(default_factory=lambda: [0] * RANKS)
+    top1_agree: int = 0
+    top5_overlap: float = 0.0
+    max_abs: float = 0.0
+    sq_diff: float = 0.0
+    sq_ref: float = 0.0
+    labelled: int = 0
+    ref_correct: int = 0
+    other_correct: int = 0
+    right_to_wrong: int = 0
+    wrong_to_right: int = 0
+    flips: List[Dict[str, Any]] = field(default_factory=list)
+    example: List[Dict[str, Any]] = field(default_factory=list)
+
+    def update(self, ref: torch.Tensor, other: torch.Tensor, labels: torch.Tensor, files: Sequence[str]) -> None:
+        """Adds one batch of outputs (any device/dtype; moved to float64 on the CPU here)."""
+        if ref.shape != other.shape:
+            raise ArtTRTError(f"the two runners' outputs differ in shape: {tuple(ref.shape)} vs {tuple(other.shape)}")
+        ref, other = ref.detach().double().cpu(), other.detach().double().cpu()
+        b, c = ref.shape
+        k = min(RANKS, c)
+        self.inputs += b
+        self.values += ref.numel()
+        self.close += int(torch.isclose(other, ref, rtol=self.rtol, atol=self.atol).sum())
+        diff = other - ref
+        self.max_abs = max(self.max_abs, float(diff.abs().max()))
+        self.sq_diff += float((diff ** 2).sum())
+        self.sq_ref += float((ref ** 2).sum())
+        rs, ri = to_scores(ref).topk(k, dim=1)
+        os_, oi = to_scores(other).topk(k, dim=1)
+        for r in range(k):
+            self.rank_abs_err[r] += float((rs[:, r] - os_[:, r]).abs().sum())
+            self.rank_class_diff[r] += int((ri[:, r] != oi[:, r]).sum())
+        self.top1_agree += int((ri[:, 0] == oi[:, 0]).sum())
+        k5 = min(5, c)
+        overlap = (ri[:, :k5].unsqueeze(2) == oi[:, :k5].unsqueeze(1)).any(dim=2).sum(dim=1).double() / k5
+        self.top5_overlap += float(overlap.sum())
+        if not self.example:
+            self.example = [{"rank": r + 1, "ref_score": float(rs[0, r]), "ref_class": int(ri[0, r]),
+                             "other_score": float(os_[0, r]), "other_class": int(oi[0, r])} for r in range(k)]
+        for j in range(b):
+            lab = int(labels[j])
+            ref_ok, other_ok = int(ri[j, 0]) == lab, int(oi[j, 0]) == lab
+            if lab >= 0:
+                self.labelled += 1
+                self.ref_correct += ref_ok
+                self.other_correct += other_ok
+            if int(ri[j, 0]) != int(oi[j, 0]):
+                self.flips.append({"file": files[j], "true_class": lab if lab >= 0 else None,
+                                   "ref_class": int(ri[j, 0]), "ref_score": float(rs[j, 0]),
+                                   "other_class": int(oi[j, 0]), "other_score": float(os_[j, 0])})
+                if lab >= 0:
+                    self.right_to_wrong += ref_ok and not other_ok
+                    self.wrong_to_right += other_ok and not ref_ok
+
+    def summary(self) -> Dict[str, Any]:
+        n = max(self.inputs, 1)
+        k = len(self.example) or RANKS
+        return {
+            "inputs": self.inputs, "rtol": self.rtol, "atol": self.atol,
+            "isclose_percent": 100.0 * self.close / max(self.values, 1),
+            "rank_mae": [self.rank_abs_err[r] / n for r in range(k)],
+            "rank_class_diff_percent": [100.0 * self.rank_class_diff[r] / n for r in range(k)],
+            "top1_agreement_percent": 100.0 * self.top1_agree / n,
+            "top5_overlap_percent": 100.0 * self.top5_overlap / n,
+            "max_abs_error": self.max_abs,
+            "rel_l2_error": math.sqrt(self.sq_diff / self.sq_ref) if self.sq_ref > 0 else None,
+            "flips": len(self.flips), "labelled": self.labelled,
+            "ref_top1": 100.0 * self.ref_correct / self.labelled if self.labelled else None,
+            "other_top1": 100.0 * self.other_correct / self.labelled if self.labelled else None,
+            "right_to_wrong": self.right_to_wrong, "wrong_to_right": self.wrong_to_right,
+            "example_top10": self.example,
+        }
+
+    def label(self, idx: int) -> str:
+        if self.class_names and 0 <= idx < len(self.class_names):
+            return f"{idx} {self.class_names[idx]}"
+        return str(idx)
+
+
+@torch.inference_mode()
+def compare_runners(ref: Runner, other: Runner, dataset: CachedDataset, batch_size: int, rtol: float, atol: float,
+                    limit: Optional[int] = None, class_names: Optional[List[str]] = None,
+                    progress: bool = True) -> CompareStats:
+    """Runs both runners over the same batches and accumulates the statistics."""
+    if rtol < 0 or atol < 0:
+        raise ArtTRTError(f"-rtol and -atol must not be negative (got rtol={rtol}, atol={atol})")
+    stats = CompareStats(rtol, atol, class_names)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    bar = progress_bar(total=math.ceil(n / batch_size), desc=f"{ref.name} vs {other.name}", enabled=progress)
+    for images, labels, idx in dataset.batches(batch_size, limit=n):
+        y_ref = ref.infer(ref.normalizer(images)).float().cpu()
+        y_other = other.infer(other.normalizer(images)).float().cpu()
+        stats.update(y_ref, y_other, labels, [dataset.files[i] for i in idx])
+        bar.update(1)
+    bar.close()
+    return stats

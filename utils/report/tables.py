@@ -1,0 +1,167 @@
+"""Markdown tables drawn from records only, in the original project's layout, and the comparison tables.
+
+Usage:
+    print(results_table(records))
+    text = summary_markdown("resnet50", records)   # one section per batch size
+    text = compare_markdown(stats, "torch-fp32", "onnxrt-int8")
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from utils.backends.registry import BACKENDS, PRECISIONS, SIDE_BY_SIDE_ROWS, row_label
+from utils.measure.compare import CompareStats
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, int) and abs(v) >= 10000:
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
+               "images/s", "size (MB)", "top-1 (%)", "top-5 (%)", "layers", "parameters"]
+
+
+def results_table(records: Sequence[Dict[str, Any]]) -> str:
+    """The original's columns, one row per validation record."""
+    rows = []
+    for r in records:
+        rows.append([r.get("network"), row_label(r), r.get("batch_size"),
+                     f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
+                     f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
+                     _fmt(r.get("images_per_s"), 1), r.get("size_mb"), r.get("top1"), r.get("top5"),
+                     r.get("layers"), r.get("params")])
+    return markdown(MAIN_HEADER, rows)
+
+
+def percentile_table(records: Sequence[Dict[str, Any]]) -> str:
+    header = ["backend", "batch", "mode", "model p50 / p90 / p99 (ms)", "all p50 / p90 / p99 (ms)",
+              "model CV (%)", "all CV (%)", "timed batches"]
+    rows = []
+    for r in records:
+        rows.append([row_label(r), r.get("batch_size"), r.get("mode"),
+                     " / ".join(_fmt(r.get(f"latency_model_p{q}"), 3) for q in (50, 90, 99)),
+                     " / ".join(_fmt(r.get(f"latency_all_p{q}"), 3) for q in (50, 90, 99)),
+                     _fmt(r.get("latency_model_cv_percent")), _fmt(r.get("latency_all_cv_percent")),
+                     r.get("latency_all_batches")])
+    return markdown(header, rows)
+
+
+def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The newest record of each (network, backend, precision, batch, mode, options) configuration."""
+    latest: Dict[Any, Dict[str, Any]] = {}
+    for r in records:
+        if r.get("error"):
+            continue
+        key = (r.get("network"), row_label(r), r.get("batch_size"), r.get("mode"))
+        latest[key] = r
+    return list(latest.values())
+
+
+def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
+    """Per network: one section per batch size (rows Vanilla / TRT fp32 / ... ), then the percentiles."""
+    recs = [r for r in latest_per_config(records) if r.get("network") == network and r.get("kind") == "validate"]
+    by_bs: Dict[Optional[int], List[Dict[str, Any]]] = defaultdict(list)
+    for r in recs:
+        by_bs[r.get("batch_size")].append(r)
+    header = ["", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)", "images/s", "size (MB)",
+              "top-1 (%)", "top-5 (%)", "layers", "parameters", "prepare (s)"]
+    parts = [f"# {network}", ""]
+    env = recs[0]["env"] if recs else {}
+    parts.append(f"Measured on {env.get('gpu') or env.get('cpu', '?')}, torch {env.get('torch')}, "
+                 f"ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}"
+                 + (f", TensorRT-RTX {env['tensorrt_rtx']}" if env.get("tensorrt_rtx") else "") + ".")
+    for bs in sorted(by_bs, key=lambda b: b or 0):
+        rows = []
+        for r in sorted(by_bs[bs], key=lambda r: row_sort_key(r)):
+            rows.append([row_label(r), f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
+                         f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
+                         _fmt(r.get("images_per_s"), 1), r.get("size_mb"), r.get("top1"), r.get("top5"),
+                         r.get("layers"), r.get("params"), r.get("prepare_s")])
+        parts += ["", f"## Batch size {bs}", "", markdown(header, rows), "", "Percentiles:", "",
+                  percentile_table(sorted(by_bs[bs], key=row_sort_key))]
+    return "\n".join(parts) + "\n"
+
+
+def row_sort_key(r: Dict[str, Any]) -> Any:
+    b = list(BACKENDS).index(r["backend"]) if r.get("backend") in BACKENDS else 99
+    p = PRECISIONS.index(r["precision"]) if r.get("precision") in PRECISIONS else 99
+    return (b, p, str(r.get("options", "")))
+
+
+def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small: int = 1, large: int = 256) -> str:
+    """Is TensorRT worth it? One row per backend and precision: images/s at batch 1 and 256, latency-model
+    p50/p99 at batch 1, top-1 and preparation time. Rows that were not measured say so."""
+    recs = [r for r in latest_per_config(records) if r.get("network") == network and r.get("kind") == "validate"]
+    labels: Dict[str, Dict[int, Dict[str, Any]]] = defaultdict(dict)
+    keys: Dict[str, Any] = {}
+    for r in recs:
+        lab = row_label(r)
+        labels[lab][int(r["batch_size"])] = r
+        keys[lab] = (r.get("backend"), r.get("precision"))
+    rows = []
+    for lab in sorted(labels, key=lambda k: row_sort_key(next(iter(labels[k].values())))):
+        by = labels[lab]
+        s, l_ = by.get(small), by.get(large)
+        top1 = next((r.get("top1") for r in by.values() if r.get("top1") is not None), None)
+        prep = max((r.get("prepare_s") or 0.0) for r in by.values())
+        rows.append([lab, _fmt(s.get("images_per_s"), 1) if s else "-", _fmt(l_.get("images_per_s"), 1) if l_ else "-",
+                     f"{_fmt(s.get('latency_model_p50'), 3)} / {_fmt(s.get('latency_model_p99'), 3)}" if s else "-",
+                     top1, _fmt(prep, 1)])
+    missing = [f"{b} {p}" for b, p in SIDE_BY_SIDE_ROWS if (b, p) not in keys.values()]
+    text = markdown(["backend", f"images/s @ {small}", f"images/s @ {large}",
+                     f"latency-model p50 / p99 @ {small} (ms)", "top-1 (%)", "prepare (s)"], rows)
+    if missing:
+        text += "\n\nNot measured in these records: " + ", ".join(missing) + "."
+    return f"# {network}: is TensorRT worth it?\n\n{text}\n"
+
+
+def compare_markdown(stats: CompareStats, ref_name: str, other_name: str) -> str:
+    """The original's "Comparisons" tables, then the dataset-wide figures."""
+    s = stats.summary()
+    parts = [f"## Comparisons: {other_name} against {ref_name} ({s['inputs']} inputs)", "",
+             f"Output values equal under numpy.isclose (rtol={s['rtol']:g}, atol={s['atol']:g}): "
+             f"**{s['isclose_percent']:.2f} %**", "",
+             markdown(["rank", "score MAE", "class differs (%)"],
+                      [[r + 1, f"{s['rank_mae'][r]:.3e}", f"{s['rank_class_diff_percent'][r]:.2f}"]
+                       for r in range(len(s["rank_mae"]))]), "",
+             "Top-10 of the first input:", "",
+             markdown([f"{ref_name} score", f"{ref_name} label", f"{other_name} score", f"{other_name} label"],
+                      [[f"{e['ref_score']:.5f}", stats.label(e["ref_class"]), f"{e['other_score']:.5f}",
+                        stats.label(e["other_class"])] for e in s["example_top10"]]), "",
+             markdown(["top-1 agreement (%)", "top-5 overlap (%)", "max abs error", "relative L2 error", "flips"],
+                      [[f"{s['top1_agreement_percent']:.2f}", f"{s['top5_overlap_percent']:.2f}",
+                        f"{s['max_abs_error']:.3e}", "-" if s["rel_l2_error"] is None else f"{s['rel_l2_error']:.3e}",
+                        s["flips"]]])]
+    if s["labelled"]:
+        parts += ["", f"On {s['labelled']} labelled images: top-1 {s['ref_top1']:.2f} % ({ref_name}) vs "
+                      f"{s['other_top1']:.2f} % ({other_name}); flips right->wrong {s['right_to_wrong']}, "
+                      f"wrong->right {s['wrong_to_right']}."]
+    return "\n".join(parts) + "\n"
+
+
+def flips_csv(stats: CompareStats) -> str:
+    """The images whose top-1 flipped, one row each."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["file", "true_class", "ref_class", "ref_score", "other_class", "other_score"])
+    for f in stats.flips:
+        w.writerow([f["file"], "" if f["true_class"] is None else stats.label(f["true_class"]),
+                    stats.label(f["ref_class"]), f"{f['ref_score']:.6f}", stats.label(f["other_class"]),
+                    f"{f['other_score']:.6f}"])
+    return buf.getvalue()

@@ -1,0 +1,64 @@
+"""What main.py --compare does, as a function: a reference runner and another see the same inputs; the
+comparison's tables, flipped images and record are written under the output folder.
+
+Usage:
+    rec, stats, text = compare_one(RunSpec("torch", "fp32"), RunSpec("onnxrt", "int8"), net, ds, batch_size=32,
+                             rtol=1e-3, atol=1e-8, data=DataOptions(dataset="datasets/demo"),
+                             recorder=Recorder(Path("outputs")), inputs_source="dataset")
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from utils.backends.base import RunSpec
+from utils.backends.registry import make_runner
+from utils.core.fileio import atomic_write_text
+from utils.data.cache import CachedDataset
+from utils.data.imagenet import imagenet_classes
+from utils.data.options import DataOptions
+from utils.measure.compare import CompareStats, compare_runners
+from utils.models.networks import Network
+from utils.report.records import Recorder, make_record
+from utils.report.tables import compare_markdown, flips_csv
+
+log = logging.getLogger(__name__)
+
+
+def class_names_for(dataset: CachedDataset, num_classes: int) -> Optional[List[str]]:
+    """Readable class names: ImageNet's for ImageNet wnid folders or a 1000-class network, else the folders'."""
+    names = dataset.meta.get("class_names")
+    if names == imagenet_classes().wnids or (names is None and num_classes == 1000):
+        return imagenet_classes().names
+    return list(names) if names else None
+
+
+def compare_one(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: CachedDataset, *, batch_size: int,
+                rtol: float, atol: float, data: DataOptions = DataOptions(), recorder: Recorder = Recorder(),
+                limit: Optional[int] = None, inputs_source: str = "dataset",
+                progress: bool = True) -> Tuple[Dict[str, Any], CompareStats, str]:
+    """Runs both specs over the same batches; writes the record, tables and flips CSV (prints nothing).
+
+    Returns:
+        (record, statistics, the Markdown tables).
+    """
+    ref, _ = make_runner(ref_spec, net, data)
+    other, _ = make_runner(other_spec, net, data)
+    with ref, other:
+        stats = compare_runners(ref, other, dataset, batch_size, rtol, atol, limit=limit,
+                                class_names=class_names_for(dataset, net.num_classes), progress=progress)
+        other_info = other.info()
+    text = compare_markdown(stats, ref.name, other.name)
+    rec = make_record("compare", recorder.command, network=net.name, weights=net.weights, reference=ref.name,
+                      backend=other_spec.backend, precision=other_spec.precision, batch_size=batch_size,
+                      inputs_source=inputs_source, dataset=dataset.meta.get("root"), **stats.summary(),
+                      other_facts=other_info)
+    recorder.write(rec)
+    if recorder.folder is not None:
+        stem = Path(rec["_path"]).stem
+        atomic_write_text(recorder.folder / "compare" / f"{stem}.md", text)
+        if stats.flips:
+            atomic_write_text(recorder.folder / "compare" / f"{stem}-flips.csv", flips_csv(stats))
+        log.info("comparison written to %s and %s", rec["_path"], recorder.folder / "compare" / f"{stem}.md")
+    return rec, stats, text

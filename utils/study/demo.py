@@ -1,0 +1,52 @@
+"""The built-in default: EfficientNet-Lite0 (packaged ImageNet weights) on foolbox's 20 labelled photos.
+
+Real weights and real photos, no GPU, no download. The photos are put into class folders by the
+same code as format_dataset.py, exported to ONNX, validated with PyTorch fp32 and ONNX Runtime fp32.
+
+Usage:
+    python main.py --demo
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -> int:
+    from utils.backends.base import RunSpec
+    from utils.data.options import DataOptions
+    from utils.data.photos import demo_dataset
+    from utils.measure.timing import MeasureOptions
+    from utils.models.networks import load_network
+    from utils.report.records import Recorder
+    from utils.report.tables import results_table
+    from utils.study.validate import validate_one
+
+    data = DataOptions(dataset=str(demo_dataset(ROOT / "datasets" / "demo")), progress=not quiet)
+    net = load_network("efficientnet_lite0", pretrained=True)
+    ds = data.open(net.preprocess, net.num_classes)
+    opts = MeasureOptions(batch_size=1, progress=not quiet)
+    recorder = Recorder(output / "demo", command)
+    records, preds = [], []
+    for backend in ("torch", "onnxrt"):
+        rec, res = validate_one(RunSpec(backend, "fp32"), net, ds, opts, data=data, recorder=recorder)
+        records.append(rec)
+        preds.append(res.predictions)
+    same = sum(preds[0][i] == preds[1][i] for i in preds[0])
+    lines: List[str] = [results_table(records), "",
+                        f"EfficientNet-Lite0 (packaged ImageNet weights), {len(ds)} foolbox photos: "
+                        f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "
+                        f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} (PyTorch / ONNX Runtime); "
+                        f"same top-1 class on {same} of {len(preds[0])} photos.",
+                        f"Records: {output / 'demo' / 'records'}"]
+    print("\n".join(lines))
+    return 0 if same == len(preds[0]) else 1
+
+
+def _count(rec: Dict[str, Any], key: str) -> str:
+    n = rec["labelled_images"]
+    return f"{round(rec[key] * n / 100)} of {n}"

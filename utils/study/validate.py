@@ -1,0 +1,79 @@
+"""What main.py -v does, as functions: prepare a runner for a spec, validate and time it, record it.
+
+Usage:
+    net = load_network("efficientnet_lite0", pretrained=True)
+    data = DataOptions(dataset="datasets/demo")
+    ds = data.open(net.preprocess, net.num_classes)
+    rec, result = validate_one(RunSpec("onnxrt", "fp32"), net, ds, MeasureOptions(batch_size=8), data=data,
+                               recorder=Recorder(Path("outputs")))
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, Tuple
+
+from utils.backends.base import RunSpec
+from utils.backends.registry import make_runner, options_label
+from utils.data.cache import CachedDataset
+from utils.data.options import DataOptions
+from utils.measure.timing import MeasureOptions, MeasureResult, measure
+from utils.models.networks import Network
+from utils.report.records import Recorder, gpu_facts, make_record
+
+log = logging.getLogger(__name__)
+
+
+def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: MeasureOptions, *,
+                 data: DataOptions = DataOptions(), recorder: Recorder = Recorder(),
+                 telemetry: Any = None) -> Tuple[Dict[str, Any], MeasureResult]:
+    """Prepares, validates and times one spec at one batch size; writes and returns its record.
+
+    Args:
+        data: the data options, for the calibration images of int8/fp8 (the validation dataset by default).
+        recorder: where the record goes (Recorder() writes nothing).
+        telemetry: a utils.measure.telemetry.Telemetry whose phase is tagged as the run goes.
+    """
+    import torch
+
+    cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
+    device = torch.device(spec.device) if cuda else None
+    if device is not None:
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    if telemetry is not None:
+        telemetry.phase = "build"
+    runner, facts = make_runner(spec, net, data)
+    if telemetry is not None:
+        telemetry.phase = "load"
+    clock_start = gpu_facts().get("sm_clock_mhz")
+    with runner:
+        load_s = time.perf_counter() - t0
+        crop = net.preprocess.crop
+        t1 = time.perf_counter()
+        runner.prepare((opts.batch_size, 3, crop, crop))
+        runner_prepare_s = time.perf_counter() - t1
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device is not None else None
+        result = measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry)
+        info = runner.info()
+    preparation = {k: v for k, v in facts.items() if k != "prepare_s"}
+    preparation["runner_prepare_s"] = round(runner_prepare_s, 3)
+    fields: Dict[str, Any] = {
+        "network": net.name, "weights": net.weights, "backend": spec.backend, "precision": spec.precision,
+        "options": options_label(spec), "device": str(runner.device), "batch_size": opts.batch_size,
+        "dataset": dataset.meta.get("root", "synthetic")}
+    fields.update(result.summary())
+    fields.update(info)
+    fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
+                   "cuda_graph_error": runner.graphs.error if runner.graphs is not None else None,
+                   "prepare_s": round(float(facts.get("prepare_s") or 0.0) + runner_prepare_s, 3),
+                   "load_s": round(load_s, 3), "preparation": preparation,
+                   "prepare_peak_gpu_mb": round(peak, 1) if peak is not None else None,
+                   "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts().get("sm_clock_mhz")})
+    rec = recorder.write(make_record("validate", recorder.command, **fields))
+    if rec.get("latency_unstable"):
+        log.warning("%s bs%d: latency varies by more than 2.5%% (CV model %.1f%%, all %.1f%%): "
+                    "treat the mean with care", runner.name, opts.batch_size,
+                    rec.get("latency_model_cv_percent") or 0, rec.get("latency_all_cv_percent") or 0)
+    return rec, result
+
