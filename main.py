@@ -124,13 +124,14 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
     from utils.report.records import Recorder
     from utils.report.report import make_report
     from utils.report.tables import percentile_table, results_table
-    from utils.study.validate import validate_one
+    from utils.study.validate import validate_one, warn_if_random_weights
 
     batch_sizes = args.batch_sizes or [args.batch_size]
     specs = _specs(args, batch_sizes)
     net = _network(args)
     data = DataOptions.from_args(args)
     dataset = data.open(net.preprocess, net.num_classes)
+    warn_if_random_weights(net, dataset)
     output = Path(args.output)
     recorder = Recorder(output, command)
     telemetry = None
@@ -213,6 +214,7 @@ def run_report(args: argparse.Namespace, command: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from utils.backends.base import resolve_device
     from utils.report.records import command_line
 
     args = build_parser().parse_args(argv)
@@ -220,6 +222,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.device is None:
         args.device = "cuda" if any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS) else "cpu"
     setup_logging(args.quiet)
+    device = resolve_device(args.device) if ":" in args.device and (args.validate or args.compare) else None
+    if device is not None and device.type == "cuda" and device.index is not None:
+        import torch
+
+        torch.cuda.set_device(device)  # checks, engine keys and records all speak of this GPU
     command = command_line("main.py", argv)
     for flag, run in (("demo", run_demo), ("compare", run_compare), ("report", run_report),
                       ("validate", run_validate)):

@@ -221,7 +221,7 @@ def photo_check(photos: Path, pp: object, args: argparse.Namespace, decoder: str
                     res = measure(r, ds, MeasureOptions(batch_size=1, progress=False), num_outputs=1000)
                 preds.append(res.predictions)
                 out[f"top1_{'pil' if ds is a else 'gpu'}"] = res.summary()["top1"]
-            out["top1_changed_images"] = sum(preds[0][i] != preds[1][i] for i in preds[0])
+            out["top1_changed_images"] = int((preds[0] != preds[1]).sum())
     print(f"GPU vs PIL on {photos}: {out}")
     return out
 

@@ -53,6 +53,32 @@ case "$1" in
         --batch_sizes 1 256 --quiet --output $OUT/worth-rerun 2>&1 | tail -4 | tee -a $OUT/worth.log
     python3 main.py --report $OUT/worth > /dev/null; cp $OUT/worth/table_outputs/*side-by-side.md $OUT/ 2>/dev/null
     ;;
+  edges1)  # issue 12, call 1: the feed benchmark, and accuracy through the new loop on the GPU
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv
+    python3 -c "import torch, cuda.bindings; print('torch', torch.__version__, 'GPUs', torch.cuda.device_count())"
+    python3 benchmarks/feed.py --images 50000 --batch_sizes 64 256 1024 --workdir /tmp/feed --out $OUT 2>&1 | tee $OUT/feed.log
+    for extra in "" "--cuda_graph"; do  # 20 photos at batch 8: two full batches and a short one of 4
+      python3 main.py -v --network efficientnet_lite0 --pretrained --dataset datasets/demo --device cuda --backend torch \
+        --batch_sizes 1 8 $extra --quiet --output $OUT/acc 2>&1 | tail -4
+    done
+    python3 main.py -v --network efficientnet_lite0 --pretrained --dataset datasets/demo --device cuda:0 --backend compile \
+      --batch_sizes 8 --quiet --output $OUT/acc 2>&1 | tail -3
+    python3 main.py -v --network efficientnet_lite0 --pretrained --dataset datasets/demo --device cuda --backend torch \
+      --batch_size 8 --sync --quiet --output $OUT/acc 2>&1 | tail -3
+    python3 benchmarks/records_table.py $OUT/acc | tee $OUT/acc.log
+    ;;
+  edges2)  # issue 12, call 2: a short last batch (50,000 vs 49,920 images at batch 256) and the compile ratio
+    for n in 49920 50000; do
+      python3 main.py -v --network resnet50 --synthetic $n --device cuda --backend compile --precision fp16 \
+        --batch_size 256 --quiet --output $OUT/edge 2>&1 | grep -i "error\|warn" | head -3
+      python3 main.py -v --network resnet50 --synthetic $n --device cuda --backend torch --precision fp16 \
+        --channels_last --cuda_graph --batch_size 256 --quiet --output $OUT/edge 2>&1 | grep -i "error\|warn" | head -3
+    done
+    python3 main.py -v --network resnet50 --synthetic 50000 --device cuda --backend torch --precision fp16 \
+      --channels_last --batch_size 256 --quiet --output $OUT/edge 2>&1 | grep -i "error\|warn" | head -3
+    python3 benchmarks/records_table.py $OUT/edge | tee $OUT/edge.log
+    ;;
 esac
 # $OUT returns at most 8 files: pack every folder the step wrote into one archive
 for d in $OUT/*/; do [ -d "$d" ] && tar czf "$OUT/$(basename "$d")-$1.tgz" -C "$OUT" "$(basename "$d")" && rm -rf "$d"; done

@@ -1,21 +1,138 @@
-"""The one timing loop: the warm-up rule, accuracy over every image, latency over the timed batches."""
+"""The one timing loop: images/s over exactly the timed batches in both modes, the short last batch never
+distorting a figure (padded for fixed-shape runners, outside the timed region, always counted for accuracy),
+the warm-up rule, and accuracy over every image. A runner on a virtual clock makes the figures exact."""
 from __future__ import annotations
 
-import pytest
+import types
 
+import numpy as np
+import pytest
+import torch
+
+import utils.measure.timing as timing
+from utils.backends.base import Runner
 from utils.backends.torch_eager import TorchRunner
-from utils.data.cache import SyntheticDataset
+from utils.core.errors import ArtTRTError
+from utils.data.cache import CachedDataset, SyntheticDataset
+from utils.data.preprocess import Preprocess
 from utils.measure.timing import MeasureOptions, measure
 from utils.models.networks import load_network
 
+CLASSES = 10
 
-def test_warmup_is_ten_percent_and_accuracy_counts_every_image():
+
+class Clock:
+    """A virtual perf_counter that only runners move."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class Phase:
+    """Stands in for telemetry: measure() tags it with the phase it is in."""
+
+    phase = "idle"
+
+
+class ClockRunner(Runner):
+    """Takes exactly `ms_per_image` of virtual time per image it is given (padding included); its logits name
+    each image's class, written in the image's first pixel, so accuracy shows which outputs were kept."""
+
+    backend = "clock"
+
+    def __init__(self, clock: Clock, ms_per_image: float, fixed: bool, phase: Phase):
+        super().__init__(Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)))
+        self.clock, self.ms, self.fixed, self.phase = clock, ms_per_image, fixed, phase
+        self.seen = []  # (batch shape, phase) of every call
+
+    @property
+    def fixed_shape(self) -> bool:
+        return self.fixed
+
+    def infer(self, x):
+        self.seen.append((tuple(x.shape), self.phase.phase))
+        self.clock.t += self.ms * x.shape[0] / 1e3
+        label = (x[:, 0, 0, 0] * 255).round().long()
+        return torch.nn.functional.one_hot(label, CLASSES).float() + 0.01 * torch.arange(CLASSES)
+
+
+def labelled_dataset(n: int) -> CachedDataset:
+    """n tiny images whose first pixel is their label (0..9, class 0 among them)."""
+    labels = np.arange(n) % CLASSES
+    images = np.zeros((n, 3, 4, 4), np.uint8)
+    images[:, 0, 0, 0] = labels
+    return CachedDataset(images, labels.astype(np.int64), [f"img{i}" for i in range(n)], {})
+
+
+def run(monkeypatch, n, bs, sync, fixed, ms=1.0, warmup=0.0):
+    clock, phase = Clock(), Phase()
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock))
+    runner = ClockRunner(clock, ms, fixed, phase)
+    res = measure(runner, labelled_dataset(n), MeasureOptions(batch_size=bs, sync=sync, min_warmup_s=0.0,
+                                                             warmup_fraction=warmup, progress=False),
+                  num_outputs=CLASSES, telemetry=phase)
+    return res.summary(), runner.seen
+
+
+@pytest.mark.parametrize("sync", [True, False])
+@pytest.mark.parametrize("fixed", [True, False])
+def test_images_per_s_counts_exactly_the_timed_batches(monkeypatch, sync, fixed):
+    """1 ms per image: 1000 images/s whether or not a short batch follows, in both modes (the short batch's
+    images once counted without its time: 20 images over 16 ms = 1250)."""
+    whole, _ = run(monkeypatch, 16, 8, sync, fixed)
+    with_short, seen = run(monkeypatch, 20, 8, sync, fixed)
+    for s in (whole, with_short):
+        assert s["images_per_s"] == pytest.approx(1000.0) and s["timed_images"] == 16
+        assert s["latency_model_batches"] == 2 and s["latency_model_mean"] == pytest.approx(8.0)
+        assert s["latency_all_mean"] == pytest.approx(8.0) and s["mode"] == ("sync" if sync else "pipelined")
+    assert whole["short_batch"] is None
+    assert with_short["short_batch"]["images"] == 4
+    # every image counts for accuracy, the short batch's too, and only real outputs are kept
+    assert with_short["images"] == 20 and with_short["labelled_images"] == 20 and with_short["top1"] == 100.0
+    timed_shapes = {shape for shape, phase in seen if phase == "measure"}
+    short_shapes = [shape for shape, phase in seen if phase == "short batch"]
+    assert timed_shapes == {(8, 3, 4, 4)}  # nothing reshaped inside the timed region
+    assert short_shapes == [(8 if fixed else 4, 3, 4, 4)]  # fixed-shape runners get it padded, never reshaped
+    assert ("padded" in with_short["short_batch"]["handling"]) == fixed
+
+
+@pytest.mark.parametrize("fixed, expect", [(True, 5 / 8 * 1000), (False, 1000.0)])
+def test_a_dataset_smaller_than_one_batch_is_timed_and_says_how(monkeypatch, fixed, expect):
+    s, seen = run(monkeypatch, 5, 8, sync=False, fixed=fixed)
+    assert s["timed_images"] == 5 and s["images"] == 5 and s["top1"] == 100.0
+    assert s["images_per_s"] == pytest.approx(expect)  # padding costs time, only real images count
+    assert "timed: the only batch" in s["short_batch"]["handling"]
+    assert {shape for shape, phase in seen if phase == "measure"} == {(8 if fixed else 5, 3, 4, 4)}
+
+
+def test_warmup_batches_count_for_accuracy_not_for_time(monkeypatch):
+    s, seen = run(monkeypatch, 40, 4, sync=True, fixed=False, warmup=0.25)  # 10 batches, 2 warm-up
+    assert s["warmup_batches"] == 2 and s["latency_all_batches"] == 8 and s["timed_images"] == 32
+    assert s["images"] == 40 and s["top1"] == 100.0 and s["images_per_s"] == pytest.approx(1000.0)
+    assert [phase for _, phase in seen].count("measure") == 8
+
+
+@pytest.mark.parametrize("opts, message", [
+    (MeasureOptions(batch_size=0), "--batch_size must be at least 1"),
+    (MeasureOptions(warmup_fraction=1.0), r"fraction of the batches in \[0, 1\)"),
+    (MeasureOptions(limit=0), "no images to measure"),
+])
+def test_bad_options_are_one_sentence(opts, message):
+    with pytest.raises(ArtTRTError, match=message):
+        measure(ClockRunner(Clock(), 1.0, False, Phase()), labelled_dataset(4), opts)
+
+
+def test_a_real_network_on_the_cpu():
     net = load_network("resnet18")
     ds = SyntheticDataset(40, 64, seed=0)
     with TorchRunner(net, "cpu") as r:
-        res = measure(r, ds, MeasureOptions(batch_size=2, min_warmup_s=0.0, progress=False))
+        res = measure(r, ds, MeasureOptions(batch_size=2, min_warmup_s=0.0, sync=True, progress=False))
     s = res.summary()
     assert s["warmup_batches"] == 2 and s["latency_all_batches"] == 18 and s["images"] == 40
-    assert s["timed_images"] == 36 and s["mode"] == "sync"
+    assert s["timed_images"] == 36 and s["mode"] == "sync" and s["feed"] == "host"
     assert s["images_per_s"] == pytest.approx(36 / (sum(res.latency_all_ms) / 1e3))
     assert all(a >= m for a, m in zip(res.latency_all_ms, res.latency_model_ms))
+    assert (res.predictions >= 0).all() and len(res.predictions) == 40

@@ -65,3 +65,47 @@ def test_telemetry_plot_from_csv(tmp_path):
                 "power_w": 400} for i in range(40)]
     path = telemetry_plot(samples, tmp_path / "t.png", "resnet50")
     assert _not_blank(path)
+
+
+def _rec(backend, dataset, images, top1, weights="packaged:lite0.pth", bs=1, key=None):
+    return {"kind": "validate", "network": "efficientnet_lite0", "backend": backend, "precision": "fp32",
+            "batch_size": bs, "images_per_s": 100.0, "top1": top1, "top5": 95.0, "mode": "pipelined",
+            "dataset": dataset, "dataset_key": key or dataset, "images": images, "weights": weights,
+            "weights_id": weights, "time": f"t{backend}{dataset}", "env": {"cpu": "x"}}
+
+
+def test_tables_tell_datasets_and_weights_apart():
+    """A 3-image ONNX Runtime row (100 %) beside a 20-image PyTorch row (85 %): every table says so."""
+    from utils.report.tables import results_table, summary_markdown
+
+    recs = [_rec("torch", "/data/demo", 20, 85.0), _rec("onnxrt", "/data/three", 3, 100.0)]
+    for text in (results_table(recs), summary_markdown("efficientnet_lite0", recs),
+                 side_by_side_markdown("efficientnet_lite0", recs)):
+        assert "| dataset |" in text and "| weights |" not in text
+        assert "| demo (20 img) |" in text and "| three (3 img) |" in text
+    same = [_rec("torch", "/data/demo", 20, 85.0), _rec("onnxrt", "/data/demo", 20, 85.0)]
+    assert "dataset" not in results_table(same) and "(20 img)" not in results_table(same)
+    # the same folder with other content (another key) is another dataset
+    changed = [_rec("torch", "/data/demo", 20, 85.0, key="k1"), _rec("onnxrt", "/data/demo", 20, 80.0, key="k2")]
+    assert "dataset" in results_table(changed).splitlines()[0]
+    # two weights: a column; random weights: their accuracy is marked
+    two = [_rec("torch", "/data/demo", 20, 85.0), _rec("torch", "/data/demo", 20, 0.0, weights="random:seed0")]
+    table = results_table(two)
+    assert "weights" in table.splitlines()[0] and "0.00 (random weights)" in table and "85.00 |" in table
+    # and the newest record of one configuration never hides the other dataset's
+    from utils.report.tables import latest_per_config
+
+    assert len(latest_per_config(recs)) == 2 and len(latest_per_config(two)) == 2
+
+
+def test_random_weights_on_a_labelled_dataset_warn_once_and_are_marked(demo_data, tmp_path, capsys):
+    assert main.main(["-v", "--network", "mobilenet_v3_small", "--dataset", str(demo_data), "--batch_size", "10",
+                      "--backends", "torch", "onnxrt", "--output", str(tmp_path), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "random weights" in line]
+    assert len(warnings) == 1 and "measure nothing" in warnings[0] and warnings[0].startswith("WARNING")
+    assert captured.out.count("(random weights)") == 4  # top-1 and top-5 of both rows
+    # timing on random images: nothing to warn about
+    assert main.main(["-v", "--network", "mobilenet_v3_small", "--synthetic", "4", "--batch_size", "4",
+                      "--output", str(tmp_path / "t"), "--quiet"]) == 0
+    assert "random weights" not in capsys.readouterr().err

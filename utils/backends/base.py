@@ -12,9 +12,10 @@ Usage:
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 
@@ -59,6 +60,20 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+@contextlib.contextmanager
+def device_scope(device: str) -> Iterator[None]:
+    """Makes `device` the current CUDA device and a new non-default stream its current stream for the block:
+    events, copies, graph captures and TensorRT's enqueue then all go to that device and stream (enqueueV3 on
+    the legacy default stream would add synchronisations). A no-op on the CPU, and where no GPU is visible
+    (the runner itself then says what is missing)."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        yield
+        return
+    dev = resolve_device(device)
+    with torch.cuda.device(dev), torch.cuda.stream(torch.cuda.Stream(dev)):
+        yield
+
+
 class Runner(abc.ABC):
     """One model in one backend and precision.
 
@@ -80,6 +95,12 @@ class Runner(abc.ABC):
     def cuda_graph(self) -> bool:
         """True where infer() replays captured CUDA graphs (False again if a capture failed)."""
         return self.graphs is not None and self.graphs.active
+
+    @property
+    def fixed_shape(self) -> bool:
+        """True where another batch shape would cost a recompile or a new capture (or cannot run at all):
+        the timing loop then pads a short batch to the full batch instead of feeding it as it is."""
+        return self.cuda_graph
 
     @property
     def name(self) -> str:
@@ -145,7 +166,7 @@ class CudaGraphs:
                 self.run(static_in)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.device(self.device), torch.cuda.graph(graph, stream=torch.cuda.Stream(self.device)):
             static_out = self.run(static_in)
         return graph, static_in, static_out
 

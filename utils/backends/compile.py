@@ -66,6 +66,10 @@ class CompileRunner(TorchRunner):
         torch._dynamo.reset()
         super().deactivate()
 
+    @property
+    def fixed_shape(self) -> bool:
+        return True  # dynamic=False: one compiled graph per shape
+
     @torch.inference_mode()
     def prepare(self, batch_shape: Tuple[int, ...]) -> None:
         """Compiles for this shape (a few calls: reduce-overhead records its graph on the third)."""

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -47,13 +47,34 @@ class CachedDataset:
     labels: np.ndarray
     files: List[str]
     meta: Dict[str, Any]
+    _pinned: Optional[bool] = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def pin_in_place(self) -> bool:
+        """Page-locks the images where they are (cuMemHostRegister; read-only for the memory-mapped cache), once:
+        batches then go to a GPU by DMA straight from them, with no copy on the host. False where CUDA refuses
+        (no GPU, no read-only registration on this platform, a memory-lock limit): callers copy instead."""
+        if self._pinned is None:
+            from utils.data.hostmem import page_lock
+
+            why_not = page_lock(self.images)
+            self._pinned = why_not is None
+            if why_not:
+                log.info("the dataset cache could not be page-locked in place (%s): batches are copied into "
+                         "pinned memory instead", why_not)
+        return self._pinned
+
     def batches(self, batch_size: int, limit: Optional[int] = None, indices: Optional[Sequence[int]] = None,
-                pin: bool = False) -> Iterator[Tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
-        """Yields (uint8 images, labels, dataset indices) in file order (or the given indices)."""
+                pin: bool = False, copy: bool = True) -> Iterator[Tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+        """Yields (uint8 images, labels, dataset indices) in file order (or the given indices).
+
+        Args:
+            pin: copy each batch into pinned memory (for non-blocking copies to a GPU).
+            copy: False yields views of the cache where the batch is contiguous (after pin_in_place(): the
+                page-locked images themselves); the caller must not write to them.
+        """
         order = np.arange(len(self)) if indices is None else np.asarray(indices)
         if limit is not None:
             order = order[:limit]
@@ -62,11 +83,13 @@ class CachedDataset:
             contiguous = len(idx) > 0 and bool(np.all(np.diff(idx) == 1))
             arr = self.images[idx[0]:idx[-1] + 1] if contiguous else self.images[idx]
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # the memmap is read-only; we copy at once
+                warnings.simplefilter("ignore", UserWarning)  # the memmap is read-only: never written through
                 view = torch.from_numpy(arr)
-            # One copy out of the page cache: straight into pinned memory (PyTorch's caching host
-            # allocator reuses the blocks and keeps them alive until non-blocking copies finish).
-            x = view.pin_memory() if pin and torch.cuda.is_available() else view.clone()
+            if not copy and contiguous:
+                x = view
+            else:  # one copy out of the page cache, straight into pinned memory where asked (PyTorch's caching
+                # host allocator reuses the blocks and keeps them alive until non-blocking copies finish)
+                x = view.pin_memory() if pin and torch.cuda.is_available() else view.clone()
             yield x, torch.from_numpy(self.labels[idx].astype(np.int64)), idx
 
     @property

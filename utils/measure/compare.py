@@ -30,6 +30,7 @@ from utils.backends.base import Runner
 from utils.core.errors import ArtTRTError
 from utils.core.progress import progress_bar
 from utils.data.cache import CachedDataset
+from utils.measure.timing import pad_batch
 
 log = logging.getLogger(__name__)
 RANKS = 10
@@ -143,9 +144,13 @@ def compare_runners(ref: Runner, other: Runner, dataset: CachedDataset, batch_si
     n = len(dataset) if limit is None else min(limit, len(dataset))
     bar = progress_bar(total=math.ceil(n / batch_size), desc=f"{ref.name} vs {other.name}", enabled=progress)
     for images, labels, idx in dataset.batches(batch_size, limit=n):
-        y_ref = ref.infer(ref.normalizer(images)).float().cpu()
-        y_other = other.infer(other.normalizer(images)).float().cpu()
-        stats.update(y_ref, y_other, labels, [dataset.files[i] for i in idx])
+        outs = []
+        for r in (ref, other):
+            x = r.normalizer(images)
+            if r.fixed_shape and x.shape[0] < batch_size:  # pad, as the timing loop does, and drop the padding
+                x = pad_batch(x, batch_size)
+            outs.append(r.infer(x)[:len(idx)].float().cpu())
+        stats.update(outs[0], outs[1], labels, [dataset.files[i] for i in idx])
         bar.update(1)
     bar.close()
     return stats

@@ -2,15 +2,27 @@
 
 Per batch it measures:
   latency-model: the model alone (CUDA events on a GPU, a host clock on the CPU);
-  latency-all:   copy-in (host uint8 -> device, normalised), run, copy-out (logits back to the host).
+  latency-all:   copy-in (host uint8 -> device), normalisation, the model, copy-out (logits back to the host).
 Two modes, as the original project reported both:
-  --sync       synchronise after every batch; latency-all from the host clock; images/s = images over
-               the sum of latency-all (what one request at a time sees);
-  pipelined    (default) batches are queued back to back with pinned, non-blocking copies; latency-all
-               from CUDA events around copy-in..copy-out; images/s = images over the wall-clock time of
-               the timed phase (what a saturated pipeline sees).
-On the CPU both modes are the same. Warm-up: the first 10 % of the batches (counted for accuracy,
-excluded from latency), after repeating the first batch for at least `min_warmup_s`.
+  --sync       synchronise after every batch; latency-all from the host clock; images/s = timed images over
+               the sum of the timed batches' latency-all (what one request at a time sees);
+  pipelined    (default) batches are queued back to back: copy-in on a copy stream (overlapping the previous
+               batch's model), everything else on the run's compute stream, `pipeline_depth` batches in
+               flight; latency-all = the batch's copy-in time plus its normalise..copy-out time, each timed
+               with CUDA events on its stream (waiting for the previous batch is not counted); images/s =
+               timed images over the wall-clock time of exactly the timed batches (what a saturated
+               pipeline sees).
+The feed: on a GPU the decoded cache is page-locked where it is (cuMemHostRegister, read-only), so each batch
+goes to the device by DMA straight from it, with no host copy on the critical path; where that is refused,
+each batch is copied into pinned memory. Only the top-5 classes come back to the host for accuracy.
+
+The short last batch (when the images do not fill the last batch) runs after the timed region, for
+accuracy only; runners with a fixed input shape (torch.compile, CUDA graphs, static TensorRT engines) get
+it padded to the full batch and the padding's outputs dropped, so nothing recompiles or recaptures. Only
+when the dataset is smaller than one batch is that batch timed (and the record says so).
+
+Warm-up: the first batch repeated for at least `min_warmup_s`, then the first `warmup_fraction` of the
+full batches (counted for accuracy, not timed).
 
 Usage:
     result = measure(runner, dataset, MeasureOptions(batch_size=32))
@@ -40,7 +52,7 @@ class MeasureOptions:
     min_warmup_s: float = 0.2
     sync: bool = False
     limit: Optional[int] = None  # number of images
-    pipeline_depth: int = 2
+    pipeline_depth: int = 3      # batches in flight before the host waits for the oldest
     progress: bool = True
 
 
@@ -54,10 +66,12 @@ class MeasureResult:
     correct5: int = 0
     labelled: int = 0
     images: int = 0
-    predictions: Dict[int, int] = field(default_factory=dict)  # dataset index -> top-1 class
+    predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # top-1 per image, -1: none
     warmup_batches: int = 0
     warmup_s: float = 0.0
     sync: bool = False
+    short_batch: Optional[Dict[str, Any]] = None  # images and how they were handled
+    feed: str = "host"
 
     def summary(self) -> Dict[str, Any]:
         """The flat figures of a record."""
@@ -68,6 +82,7 @@ class MeasureResult:
             "top5": 100.0 * self.correct5 / self.labelled if self.labelled else None,
             "timed_images": self.timed_images, "warmup_batches": self.warmup_batches,
             "warmup_s": round(self.warmup_s, 4), "mode": "sync" if self.sync else "pipelined",
+            "short_batch": self.short_batch, "feed": self.feed,
         }
         for prefix, s in (("latency_all", la), ("latency_model", lm)):
             for k, v in s.items():
@@ -82,16 +97,16 @@ class MeasureResult:
 
 
 class _Timer:
-    """CUDA events on a GPU runner, perf_counter on a CPU one."""
+    """A CUDA event on a GPU runner, perf_counter on a CPU one."""
 
     def __init__(self, cuda: bool):
         self.cuda = cuda
         self.t: float = 0.0
         self.ev: Any = torch.cuda.Event(enable_timing=True) if cuda else None
 
-    def record(self) -> "_Timer":
+    def record(self, stream: Any = None) -> "_Timer":
         if self.cuda:
-            self.ev.record()
+            self.ev.record(stream)
         else:
             self.t = time.perf_counter()
         return self
@@ -102,113 +117,171 @@ class _Timer:
         return (later.t - self.t) * 1e3
 
 
-def _accumulate(res: MeasureResult, logits: torch.Tensor, labels: torch.Tensor, idx: np.ndarray,
-                num_outputs: Optional[int]) -> None:
-    if logits.dim() != 2:
-        raise ArtTRTError(f"the model returned shape {tuple(logits.shape)}, not (batch, classes)")
-    if num_outputs is not None and logits.shape[1] != num_outputs:
-        raise ArtTRTError(f"the model has {logits.shape[1]} outputs but the dataset's class map has {num_outputs}")
-    res.images += logits.shape[0]
-    k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    for i, t in zip(idx.tolist(), top[:, 0].tolist()):
-        res.predictions[i] = t
-    mask = labels >= 0
-    if mask.any():
-        lab = labels[mask].view(-1, 1)
-        tk = top[mask]
-        res.labelled += int(mask.sum())
-        res.correct1 += int((tk[:, :1] == lab).any(dim=1).sum())
-        res.correct5 += int((tk == lab).any(dim=1).sum())
+def pad_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """x with its last image repeated up to `size` images (a fixed-shape runner's short batch)."""
+    if x.shape[0] >= size:
+        return x
+    return torch.cat([x, x[-1:].expand(size - x.shape[0], *x.shape[1:])])
+
+
+@dataclass
+class _Batch:
+    """One batch in flight: its timers, the host buffers its results land in, and what it is."""
+
+    t: Tuple[_Timer, ...]
+    top: torch.Tensor       # (n, k) top classes, on the host once t[-1] has completed
+    logits: torch.Tensor    # (n, classes) copy-out, on the host once t[-1] has completed
+    labels: torch.Tensor
+    idx: np.ndarray
+    timed: bool
 
 
 @torch.inference_mode()
 def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
             num_outputs: Optional[int] = None, telemetry: Any = None) -> MeasureResult:
-    """Runs every image of `dataset` through `runner`: accuracy over all, latency after the warm-up.
+    """Runs every image of `dataset` through `runner`: accuracy over all, latency over the timed batches.
 
     Args:
         num_outputs: the class count the dataset's labels index into (checked against the model).
         telemetry: an object with a `phase` attribute (utils/measure/telemetry.py), tagged as the loop goes.
     """
-    if opts.batch_size < 1:
-        raise ArtTRTError("--batch_size must be at least 1")
-    cuda = runner.device.type == "cuda"
+    bs = opts.batch_size
+    if bs < 1:
+        raise ArtTRTError(f"--batch_size must be at least 1, not {bs}")
+    if not 0 <= opts.warmup_fraction < 1:
+        raise ArtTRTError(f"--warmup is a fraction of the batches in [0, 1), not {opts.warmup_fraction}")
     n = len(dataset) if opts.limit is None else min(opts.limit, len(dataset))
-    n_batches = math.ceil(n / opts.batch_size)
-    n_warm = int(opts.warmup_fraction * n_batches)
-    res = MeasureResult(warmup_batches=n_warm, sync=opts.sync or not cuda)
+    if n < 1:
+        raise ArtTRTError("no images to measure (an empty dataset, or --limit below 1)")
+    cuda = runner.device.type == "cuda"
+    n_full, short = divmod(n, bs)
+    n_warm = int(opts.warmup_fraction * n_full)
+    fixed = runner.fixed_shape
+    res = MeasureResult(warmup_batches=n_warm, sync=opts.sync, predictions=np.full(n, -1, np.int64))
+    if short:
+        how = ("padded to the full batch, " if fixed else "") + \
+            ("timed: the only batch" if n_full == 0 else "run after the timed batches, for accuracy only")
+        res.short_batch = {"images": short, "handling": how}
     labelled = num_outputs if bool((dataset.labels[:n] >= 0).any()) else None
+    registered = cuda and dataset.pin_in_place()
+    res.feed = "page-locked cache (cuMemHostRegister)" if registered else "pinned copy per batch" if cuda else "host"
+    device = runner.device
+    stream = torch.cuda.current_stream(device) if cuda else None
+    copy_stream = torch.cuda.Stream(device) if cuda else None
 
     def set_phase(name: str) -> None:
         if telemetry is not None:
             telemetry.phase = name
 
+    def batches() -> Any:
+        return dataset.batches(bs, limit=n, pin=cuda and not registered, copy=not registered)
+
+    def run_batch(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray, timed: bool) -> _Batch:
+        """Copy-in, normalise, model, top-k, copy-out, with timers between the stages."""
+        t = tuple(_Timer(cuda) for _ in range(6))
+        if cuda:
+            with torch.cuda.stream(copy_stream):
+                t[0].record(copy_stream)
+                x_dev = images.to(device, non_blocking=True)
+                t[1].record(copy_stream)
+            stream.wait_event(t[1].ev)
+            x_dev.record_stream(stream)
+        else:
+            t[0].record()
+            x_dev = images
+            t[1].record()
+        t[2].record(stream)
+        x = runner.normalizer(x_dev)
+        real = x.shape[0]
+        if fixed and real < bs:
+            x = pad_batch(x, bs)
+        t[3].record(stream)
+        y = runner.infer(x)
+        t[4].record(stream)
+        if y.dim() != 2:
+            raise ArtTRTError(f"the model returned shape {tuple(y.shape)}, not (batch, classes)")
+        if num_outputs is not None and labelled is not None and y.shape[1] != num_outputs:
+            raise ArtTRTError(f"the model has {y.shape[1]} outputs but the dataset's class map has {num_outputs}")
+        y = y[:real]
+        top = y.topk(min(5, y.shape[1]), dim=1).indices
+        host_top = torch.empty(top.shape, dtype=top.dtype, pin_memory=cuda)
+        host_top.copy_(top, non_blocking=cuda)
+        host_logits = torch.empty(y.shape, dtype=torch.float32, pin_memory=cuda)
+        host_logits.copy_(y.float(), non_blocking=cuda)
+        t[5].record(stream)
+        return _Batch(t, host_top, host_logits, labels, idx, timed)
+
+    def finish(item: _Batch, all_ms: Optional[float] = None) -> None:
+        """Accounts a batch once its copy-out is done; all_ms replaces the events' latency-all (sync mode)."""
+        t = item.t
+        if cuda:
+            t[5].ev.synchronize()
+        if item.timed:
+            res.latency_all_ms.append(all_ms if all_ms is not None else t[0].ms_until(t[1]) + t[2].ms_until(t[5]))
+            res.latency_model_ms.append(t[3].ms_until(t[4]))
+        _accumulate(res, item.top, item.labels, item.idx)
+
     set_phase("warm-up")
-    first = next(dataset.batches(opts.batch_size, limit=n, pin=cuda))[0]
+    first = next(iter(batches()))
     t_start = time.perf_counter()
-    while True:  # at least one run, then until min_warmup_s has passed
-        runner.infer(runner.normalizer(first)).float().cpu()
+    while True:  # at least one run of the same path, then until min_warmup_s has passed
+        item = run_batch(*first, timed=False)
+        if cuda:
+            item.t[5].ev.synchronize()
         if time.perf_counter() - t_start >= opts.min_warmup_s:
             break
     res.warmup_s = time.perf_counter() - t_start
 
-    bar = progress_bar(total=n_batches, desc=runner.name, enabled=opts.progress)
-    Batch = Tuple[_Timer, _Timer, _Timer, _Timer, torch.Tensor, torch.Tensor, np.ndarray, bool]
-    pending: Deque[Batch] = collections.deque()
-
-    def run_batch(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray, timed: bool) -> Batch:
-        """Copy-in, model, copy-out, with a timer between each (one code path for both modes)."""
-        e0 = _Timer(cuda).record()
-        x = runner.normalizer(images)
-        e1 = _Timer(cuda).record()
-        y = runner.infer(x)
-        e2 = _Timer(cuda).record()
-        host = torch.empty(y.shape, dtype=torch.float32, pin_memory=cuda)
-        host.copy_(y.float(), non_blocking=cuda)
-        e3 = _Timer(cuda).record()
-        return e0, e1, e2, e3, host, labels, idx, timed
-
-    def finish(item: Batch, all_ms: Optional[float] = None) -> None:
-        """Accounts a batch once its copy-out is done; all_ms replaces the events' latency-all (sync mode)."""
-        e0, e1, e2, e3, out, labels, idx, timed = item
-        if cuda:
-            e3.ev.synchronize()
-        if timed:
-            res.latency_all_ms.append(e0.ms_until(e3) if all_ms is None else all_ms)
-            res.latency_model_ms.append(e1.ms_until(e2))
-        _accumulate(res, out, labels, idx, labelled)
-
+    bar = progress_bar(total=math.ceil(n / bs), desc=runner.name, enabled=opts.progress)
+    pending: Deque[_Batch] = collections.deque()
     wall0: Optional[float] = None
-    full_timed = 0  # timed batches of the full batch size (all but possibly the last)
-    for b, (images, labels, idx) in enumerate(dataset.batches(opts.batch_size, limit=n, pin=cuda)):
-        timed = b >= n_warm
+
+    def drain() -> None:
+        while pending:
+            finish(pending.popleft())
+        runner.synchronize()
+
+    for b, (images, labels, idx) in enumerate(batches()):
+        is_short = len(idx) < bs
+        timed = (b >= n_warm and not is_short) or n_full == 0
         if timed and wall0 is None:
             set_phase("measure")
-            while pending:
-                finish(pending.popleft())
-            runner.synchronize()
+            drain()
             wall0 = time.perf_counter()
-        if res.sync:  # latency-all from the host clock around the whole batch, the device drained after it
+        if is_short and not timed:  # close the timed region first: this batch is for accuracy only
+            drain()
+            if wall0 is not None:
+                res.wall_s = time.perf_counter() - wall0
+                wall0 = None
+            set_phase("short batch")
+        if opts.sync or not timed:
             h0 = time.perf_counter()
             item = run_batch(images, labels, idx, timed)
             runner.synchronize()
-            finish(item, all_ms=(time.perf_counter() - h0) * 1e3)
+            finish(item, all_ms=(time.perf_counter() - h0) * 1e3 if opts.sync else None)
         else:
             pending.append(run_batch(images, labels, idx, timed))
             while len(pending) > opts.pipeline_depth:
                 finish(pending.popleft())
         if timed:
             res.timed_images += len(idx)
-            full_timed += len(idx) == opts.batch_size
         bar.update(1)
-    while pending:
-        finish(pending.popleft())
-    runner.synchronize()
-    res.wall_s = time.perf_counter() - wall0 if wall0 is not None else 0.0
+    drain()
+    if wall0 is not None:
+        res.wall_s = time.perf_counter() - wall0
     bar.close()
-    # Latency statistics are per full batch; a smaller last batch only counts when it is all there is.
-    if 0 < full_timed < len(res.latency_all_ms):
-        res.latency_all_ms, res.latency_model_ms = res.latency_all_ms[:full_timed], res.latency_model_ms[:full_timed]
     set_phase("done")
     return res
+
+
+def _accumulate(res: MeasureResult, top: torch.Tensor, labels: torch.Tensor, idx: np.ndarray) -> None:
+    """Top-1 and top-5 hits of one batch from its top classes (on the host)."""
+    res.images += top.shape[0]
+    res.predictions[idx] = top[:, 0].numpy()
+    mask = labels >= 0
+    if bool(mask.any()):
+        lab = labels[mask].view(-1, 1)
+        tk = top[mask]
+        res.labelled += int(mask.sum())
+        res.correct1 += int((tk[:, :1] == lab).any(dim=1).sum())
+        res.correct5 += int((tk == lab).any(dim=1).sum())

@@ -52,21 +52,24 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def gpu_facts() -> Dict[str, Any]:
-    """GPU name, compute capability, driver, CUDA and SM clock (NVML where present)."""
+def gpu_facts(index: Optional[int] = None) -> Dict[str, Any]:
+    """Name, compute capability, driver, CUDA and SM clock (NVML where present) of GPU `index` (default: the
+    current one), or {"gpu": None} without one."""
     import torch
 
     out: Dict[str, Any] = {"gpu": None}
     if not torch.cuda.is_available():
         return out
-    props = torch.cuda.get_device_properties(0)
+    if index is None:
+        index = torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
     out.update({"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",
                 "cuda": torch.version.cuda, "gpu_memory_gb": round(props.total_memory / 2**30, 1)})
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        h = pynvml.nvmlDeviceGetHandleByIndex(index)  # NVML counts like CUDA where CUDA_VISIBLE_DEVICES is unset
         out["driver"] = pynvml.nvmlSystemGetDriverVersion()
         out["sm_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)
     except Exception:  # NVML absent or refused: the record simply lacks those two facts
@@ -74,9 +77,10 @@ def gpu_facts() -> Dict[str, Any]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def environment() -> Dict[str, Any]:
-    """The software and hardware a figure was measured on (SM clock read again per record)."""
+@functools.lru_cache(maxsize=None)
+def environment(device_index: Optional[int] = None) -> Dict[str, Any]:
+    """The software and hardware a figure was measured on, the GPU being the one it ran on (SM clock read
+    again per record)."""
     import torch
 
     env = {"host": platform.node(), "cpu": _cpu_name(), "python": platform.python_version(),
@@ -84,17 +88,18 @@ def environment() -> Dict[str, Any]:
            "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
            "modelopt": _version("nvidia-modelopt"), "tensorrt": _version("tensorrt") or _version("tensorrt-cu13")
            or _version("tensorrt-cu12"), "tensorrt_rtx": _version("tensorrt-rtx-cu13-bindings")}
-    env.update({k: v for k, v in gpu_facts().items() if k != "sm_clock_mhz"})
+    env.update({k: v for k, v in gpu_facts(device_index).items() if k != "sm_clock_mhz"})
     return env
 
 
-def make_record(kind: str, command: Optional[str] = None, **fields: Any) -> Dict[str, Any]:
-    """A flat record: kind, fields, environment, command line and time."""
+def make_record(kind: str, command: Optional[str] = None, device_index: Optional[int] = None,
+                **fields: Any) -> Dict[str, Any]:
+    """A flat record: kind, fields, environment (of GPU device_index where it ran on one), command line, time."""
     rec: Dict[str, Any] = {"record_version": RECORD_VERSION, "kind": kind,
                            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                            "command": command or " ".join(shlex.quote(a) for a in sys.argv), "error": None}
     rec.update(fields)
-    rec["env"] = dict(environment())
+    rec["env"] = dict(environment(device_index))
     return rec
 
 

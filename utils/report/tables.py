@@ -11,7 +11,7 @@ import csv
 import io
 import math
 from collections import defaultdict
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from utils.backends.registry import BACKENDS, PRECISIONS, SIDE_BY_SIDE_ROWS, row_label
 from utils.measure.compare import CompareStats
@@ -35,18 +35,49 @@ def markdown(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
                "images/s", "size (MB)", "top-1 (%)", "top-5 (%)", "layers", "parameters"]
+RANDOM_WEIGHTS = "random weights"
+
+
+def random_weights(r: Dict[str, Any]) -> bool:
+    return str(r.get("weights") or "").startswith("random")
+
+
+def accuracy(r: Dict[str, Any], key: str) -> str:
+    """top-1 or top-5 of a record, marked where the network had random weights (the figure measures nothing)."""
+    v = r.get(key)
+    if v is None:
+        return "-"
+    return f"{_fmt(v)} ({RANDOM_WEIGHTS})" if random_weights(r) else _fmt(v)
+
+
+def dataset_of(r: Dict[str, Any]) -> str:
+    """Which images a record measured: the folder's name and image count (its content key tells folders apart)."""
+    name = str(r.get("dataset") or "?").rstrip("/").rsplit("/", 1)[-1]
+    return f"{name} ({r['images']} img)" if r.get("images") is not None else name
+
+
+def identity_columns(records: Sequence[Dict[str, Any]]) -> List[Tuple[str, Callable[[Dict[str, Any]], str]]]:
+    """The columns a table needs so that it never puts different datasets or weights side by side unlabelled:
+    "dataset" where the records measured different images, "weights" where they ran different weights."""
+    cols: List[Tuple[str, Callable[[Dict[str, Any]], str]]] = []
+    if len({(r.get("dataset_key") or r.get("dataset"), r.get("images")) for r in records}) > 1:
+        cols.append(("dataset", dataset_of))
+    if len({r.get("weights_id") or r.get("weights") for r in records}) > 1:
+        cols.append(("weights", lambda r: str(r.get("weights"))))
+    return cols
 
 
 def results_table(records: Sequence[Dict[str, Any]]) -> str:
-    """The original's columns, one row per validation record."""
+    """The original's columns, one row per validation record (and dataset / weights where they differ)."""
+    extra = identity_columns(records)
     rows = []
     for r in records:
-        rows.append([r.get("network"), row_label(r), r.get("batch_size"),
+        rows.append([r.get("network"), row_label(r), r.get("batch_size"), *[f(r) for _, f in extra],
                      f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
                      f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
-                     _fmt(r.get("images_per_s"), 1), r.get("size_mb"), r.get("top1"), r.get("top5"),
+                     _fmt(r.get("images_per_s"), 1), r.get("size_mb"), accuracy(r, "top1"), accuracy(r, "top5"),
                      r.get("layers"), r.get("params")])
-    return markdown(MAIN_HEADER, rows)
+    return markdown(MAIN_HEADER[:3] + [h for h, _ in extra] + MAIN_HEADER[3:], rows)
 
 
 def percentile_table(records: Sequence[Dict[str, Any]]) -> str:
@@ -63,12 +94,13 @@ def percentile_table(records: Sequence[Dict[str, Any]]) -> str:
 
 
 def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The newest record of each (network, backend, precision, batch, mode, options) configuration."""
+    """The newest record of each (network, backend, precision, batch, mode, options, dataset, weights)."""
     latest: Dict[Any, Dict[str, Any]] = {}
     for r in records:
         if r.get("error"):
             continue
-        key = (r.get("network"), row_label(r), r.get("batch_size"), r.get("mode"))
+        key = (r.get("network"), row_label(r), r.get("batch_size"), r.get("mode"),
+               r.get("dataset_key") or r.get("dataset"), r.get("weights_id") or r.get("weights"))
         latest[key] = r
     return list(latest.values())
 
@@ -87,13 +119,16 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
                  f"ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}"
                  + (f", TensorRT-RTX {env['tensorrt_rtx']}" if env.get("tensorrt_rtx") else "") + ".")
     for bs in sorted(by_bs, key=lambda b: b or 0):
+        extra = identity_columns(by_bs[bs])
         rows = []
         for r in sorted(by_bs[bs], key=lambda r: row_sort_key(r)):
-            rows.append([row_label(r), f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
+            rows.append([row_label(r), *[f(r) for _, f in extra],
+                         f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
                          f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
-                         _fmt(r.get("images_per_s"), 1), r.get("size_mb"), r.get("top1"), r.get("top5"),
+                         _fmt(r.get("images_per_s"), 1), r.get("size_mb"), accuracy(r, "top1"), accuracy(r, "top5"),
                          r.get("layers"), r.get("params"), r.get("prepare_s")])
-        parts += ["", f"## Batch size {bs}", "", markdown(header, rows), "", "Percentiles:", "",
+        table = markdown(header[:1] + [h for h, _ in extra] + header[1:], rows)
+        parts += ["", f"## Batch size {bs}", "", table, "", "Percentiles:", "",
                   percentile_table(sorted(by_bs[bs], key=row_sort_key))]
     return "\n".join(parts) + "\n"
 
@@ -108,23 +143,25 @@ def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small
     """Is TensorRT worth it? One row per backend and precision: images/s at batch 1 and 256, latency-model
     p50/p99 at batch 1, top-1 and preparation time. Rows that were not measured say so."""
     recs = [r for r in latest_per_config(records) if r.get("network") == network and r.get("kind") == "validate"]
-    labels: Dict[str, Dict[int, Dict[str, Any]]] = defaultdict(dict)
-    keys: Dict[str, Any] = {}
-    for r in recs:
-        lab = row_label(r)
-        labels[lab][int(r["batch_size"])] = r
-        keys[lab] = (r.get("backend"), r.get("precision"))
+    extra = identity_columns(recs)
+    groups: Dict[Tuple[str, ...], Dict[int, Dict[str, Any]]] = defaultdict(dict)
+    keys: Dict[Tuple[str, ...], Any] = {}
+    for r in recs:  # one row per label, and per dataset / weights where those differ
+        key = (row_label(r), *[f(r) for _, f in extra])
+        groups[key][int(r["batch_size"])] = r
+        keys[key] = (r.get("backend"), r.get("precision"))
     rows = []
-    for lab in sorted(labels, key=lambda k: row_sort_key(next(iter(labels[k].values())))):
-        by = labels[lab]
+    for key in sorted(groups, key=lambda k: (row_sort_key(next(iter(groups[k].values()))), k)):
+        by = groups[key]
         s, l_ = by.get(small), by.get(large)
-        top1 = next((r.get("top1") for r in by.values() if r.get("top1") is not None), None)
+        top1 = next((accuracy(r, "top1") for r in by.values() if r.get("top1") is not None), None)
         prep = max((r.get("prepare_s") or 0.0) for r in by.values())
-        rows.append([lab, _fmt(s.get("images_per_s"), 1) if s else "-", _fmt(l_.get("images_per_s"), 1) if l_ else "-",
+        rows.append([*key, _fmt(s.get("images_per_s"), 1) if s else "-",
+                     _fmt(l_.get("images_per_s"), 1) if l_ else "-",
                      f"{_fmt(s.get('latency_model_p50'), 3)} / {_fmt(s.get('latency_model_p99'), 3)}" if s else "-",
                      top1, _fmt(prep, 1)])
     missing = [f"{b} {p}" for b, p in SIDE_BY_SIDE_ROWS if (b, p) not in keys.values()]
-    text = markdown(["backend", f"images/s @ {small}", f"images/s @ {large}",
+    text = markdown(["backend", *[h for h, _ in extra], f"images/s @ {small}", f"images/s @ {large}",
                      f"latency-model p50 / p99 @ {small} (ms)", "top-1 (%)", "prepare (s)"], rows)
     if missing:
         text += "\n\nNot measured in these records: " + ", ".join(missing) + "."

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from utils.backends.base import RunSpec
+from utils.backends.base import RunSpec, device_scope
 from utils.backends.registry import make_runner
 from utils.core.fileio import atomic_write_text
 from utils.data.cache import CachedDataset
@@ -43,6 +43,14 @@ def compare_one(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: C
     Returns:
         (record, statistics, the Markdown tables).
     """
+    with device_scope(other_spec.device):
+        return _compare(ref_spec, other_spec, net, dataset, batch_size, rtol, atol, data, recorder, limit,
+                        inputs_source, progress)
+
+
+def _compare(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: CachedDataset, batch_size: int,
+             rtol: float, atol: float, data: DataOptions, recorder: Recorder, limit: Optional[int],
+             inputs_source: str, progress: bool) -> Tuple[Dict[str, Any], CompareStats, str]:
     ref, _ = make_runner(ref_spec, net, data)
     other, _ = make_runner(other_spec, net, data)
     with ref, other:

@@ -36,7 +36,7 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
         rec, res = validate_one(RunSpec(backend, "fp32"), net, ds, opts, data=data, recorder=recorder)
         records.append(rec)
         preds.append(res.predictions)
-    same = sum(preds[0][i] == preds[1][i] for i in preds[0])
+    same = int((preds[0] == preds[1]).sum())
     lines: List[str] = [results_table(records), "",
                         f"EfficientNet-Lite0 (packaged ImageNet weights), {len(ds)} foolbox photos: "
                         f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "

@@ -13,15 +13,26 @@ import logging
 import time
 from typing import Any, Dict, Tuple
 
-from utils.backends.base import RunSpec
+from utils.backends.base import RunSpec, device_scope
 from utils.backends.registry import make_runner, options_label
 from utils.data.cache import CachedDataset
 from utils.data.options import DataOptions
 from utils.measure.timing import MeasureOptions, MeasureResult, measure
 from utils.models.networks import Network
+from utils.models.paths import weights_id
 from utils.report.records import Recorder, gpu_facts, make_record
 
 log = logging.getLogger(__name__)
+
+
+def warn_if_random_weights(net: Network, dataset: CachedDataset) -> bool:
+    """One warning when a labelled dataset is validated with random weights (top-1 then measures nothing)."""
+    if not net.weights.startswith("random") or dataset.num_classes is None:
+        return False
+    log.warning("%s has random weights (no --weights or --pretrained): its top-1/top-5 on %s measure nothing; "
+                "the timing figures stand. Tables mark these rows \"random weights\".", net.name,
+                dataset.meta.get("root"))
+    return True
 
 
 def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: MeasureOptions, *,
@@ -34,10 +45,16 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
         recorder: where the record goes (Recorder() writes nothing).
         telemetry: a utils.measure.telemetry.Telemetry whose phase is tagged as the run goes.
     """
+    with device_scope(spec.device):  # the spec's GPU, on a stream of its own, for everything below
+        return _validate(spec, net, dataset, opts, data, recorder, telemetry)
+
+
+def _validate(spec: RunSpec, net: Network, dataset: CachedDataset, opts: MeasureOptions, data: DataOptions,
+              recorder: Recorder, telemetry: Any) -> Tuple[Dict[str, Any], MeasureResult]:
     import torch
 
     cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
-    device = torch.device(spec.device) if cuda else None
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else None
     if device is not None:
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
@@ -46,7 +63,8 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
     runner, facts = make_runner(spec, net, data)
     if telemetry is not None:
         telemetry.phase = "load"
-    clock_start = gpu_facts().get("sm_clock_mhz")
+    index = device.index if device is not None else None
+    clock_start = gpu_facts(index).get("sm_clock_mhz")
     with runner:
         load_s = time.perf_counter() - t0
         crop = net.preprocess.crop
@@ -59,9 +77,10 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
     preparation = {k: v for k, v in facts.items() if k != "prepare_s"}
     preparation["runner_prepare_s"] = round(runner_prepare_s, 3)
     fields: Dict[str, Any] = {
-        "network": net.name, "weights": net.weights, "backend": spec.backend, "precision": spec.precision,
-        "options": options_label(spec), "device": str(runner.device), "batch_size": opts.batch_size,
-        "dataset": dataset.meta.get("root", "synthetic")}
+        "network": net.name, "weights": net.weights, "weights_id": weights_id(net), "backend": spec.backend,
+        "precision": spec.precision, "options": options_label(spec), "device": str(runner.device),
+        "batch_size": opts.batch_size, "dataset": dataset.meta.get("root", "synthetic"),
+        "dataset_key": dataset.meta.get("key") or dataset.meta.get("root"), "dataset_images": len(dataset)}
     fields.update(result.summary())
     fields.update(info)
     fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
@@ -69,8 +88,8 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
                    "prepare_s": round(float(facts.get("prepare_s") or 0.0) + runner_prepare_s, 3),
                    "load_s": round(load_s, 3), "preparation": preparation,
                    "prepare_peak_gpu_mb": round(peak, 1) if peak is not None else None,
-                   "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts().get("sm_clock_mhz")})
-    rec = recorder.write(make_record("validate", recorder.command, **fields))
+                   "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts(index).get("sm_clock_mhz")})
+    rec = recorder.write(make_record("validate", recorder.command, device_index=index, **fields))
     if rec.get("latency_unstable"):
         log.warning("%s bs%d: latency varies by more than 2.5%% (CV model %.1f%%, all %.1f%%): "
                     "treat the mean with care", runner.name, opts.batch_size,

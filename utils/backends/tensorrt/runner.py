@@ -88,6 +88,10 @@ class TensorRTRunner(Runner):
         self.engine = None
         super().deactivate()
 
+    @property
+    def fixed_shape(self) -> bool:
+        return self.cuda_graph or not self.dynamic  # a static engine takes its one shape only
+
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         return self.graphs(x) if self.graphs is not None else self._enqueue(x)
 

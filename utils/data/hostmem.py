@@ -1,0 +1,37 @@
+"""Page-locking host memory where it is, through NVIDIA's own bindings (cuda-bindings, a dependency of
+PyTorch's CUDA builds): the decoded cache can then be copied to a GPU by DMA straight from its memory map,
+with no host copy per batch. The driver API is used (cuMemHostRegister), so a refusal leaves no "last
+error" behind for PyTorch's next kernel-launch check to trip over.
+
+Usage:
+    why_not = page_lock(images)          # None when done
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+def page_lock(arr: np.ndarray) -> Optional[str]:
+    """Page-locks arr's memory for every CUDA context (read-only where arr is); None when done, else why not."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    if not arr.flags["C_CONTIGUOUS"] or arr.nbytes == 0:
+        return "not one contiguous block"
+    try:
+        from cuda.bindings import driver as cu
+    except ImportError:
+        return "cuda-bindings (NVIDIA's cuda-python) is not installed"
+    torch.empty(1, device="cuda")  # PyTorch's primary context exists and is current on this thread
+    read_only = not arr.flags["WRITEABLE"]
+    if read_only:
+        err, ok = cu.cuDeviceGetAttribute(cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_READ_ONLY_HOST_REGISTER_SUPPORTED,
+                                          torch.cuda.current_device())
+        if err != cu.CUresult.CUDA_SUCCESS or not ok:
+            return "this platform cannot page-lock read-only memory"
+    flags = cu.CU_MEMHOSTREGISTER_PORTABLE | (cu.CU_MEMHOSTREGISTER_READ_ONLY if read_only else 0)
+    (err,) = cu.cuMemHostRegister(arr.ctypes.data, arr.nbytes, flags)
+    return None if err == cu.CUresult.CUDA_SUCCESS else f"cuMemHostRegister answered {err.name}"
