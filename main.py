@@ -14,6 +14,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=list(registry.BACKENDS), default=None,
                      help="default torch (onnxrt with --compare)")
     run.add_argument("--backends", nargs="+", choices=list(registry.BACKENDS), help="several backends in one run")
-    run.add_argument("-trt", "--trt", dest="backend", action="store_const", const="tensorrt",
+    run.add_argument("-trt", "--trt", dest="trt_backend", action="store_const", const="tensorrt",
                      help="the TensorRT backend (same as --backend tensorrt)")
     run.add_argument("--precision", choices=registry.PRECISIONS, default="fp32")
     run.add_argument("--precisions", nargs="+", choices=registry.PRECISIONS, help="several precisions in one run")
@@ -99,8 +100,6 @@ def _spec(args: argparse.Namespace, backend: str, precision: str, batch_sizes: S
 
 def _specs(args: argparse.Namespace, batch_sizes: Sequence[int]) -> List["RunSpec"]:
     """Every (backend, precision, variant) asked, each checked before any decoding, export or build."""
-    import dataclasses
-
     out = []
     for backend in args.backends or [args.backend or "torch"]:
         for precision in args.precisions or [args.precision]:
@@ -110,15 +109,74 @@ def _specs(args: argparse.Namespace, batch_sizes: Sequence[int]) -> List["RunSpe
     return out
 
 
+def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Every argument checked at the door, before any work: one sentence for the first thing that is wrong."""
+    import torch
+
+    def at_least(name: str, value: Optional[int], least: int = 1) -> None:
+        if value is not None and value < least:
+            raise ArtTRTError(f"--{name} must be at least {least}, not {value}")
+
+    for name in ("batch_size", "limit", "synthetic", "num_inputs", "calib_size", "workers", "telemetry_ms",
+                 "min_batch", "opt_batch", "max_batch"):
+        at_least(name, getattr(args, name, None))
+    at_least("gpu_lanes", args.gpu_lanes, 0)
+    for bs in args.batch_sizes or []:
+        at_least("batch_sizes", bs)
+    if not 0 <= args.warmup < 1:
+        raise ArtTRTError(f"--warmup is the fraction of batches used as warm-up, in [0, 1), not {args.warmup}")
+    if args.min_warmup_s < 0:
+        raise ArtTRTError(f"--min_warmup_s must not be negative, not {args.min_warmup_s}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise ArtTRTError(f"--device {args.device!r} is not a device: use cpu, cuda or cuda:N") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ArtTRTError(f"--device {args.device!r}: ArtTRT runs on cpu or cuda[:N]")
+    given = {k for k, v in vars(args).items() if v is not None and v != parser.get_default(k)}
+    for one, many in (("backend", "backends"), ("precision", "precisions"), ("batch_size", "batch_sizes")):
+        if one in given and many in given:
+            raise ArtTRTError(f"--{one} and --{many} both given: pass only --{many}")
+    backends = args.backends or [args.backend or "torch"]
+    precisions = args.precisions or [args.precision]
+    if args.validate and args.synthetic is not None and args.dataset and not {"int8", "fp8"} & set(precisions):
+        raise ArtTRTError("--synthetic and --dataset both given: a run measures one of them (--dataset gives "
+                          "calibration images only for int8/fp8); drop one")
+    used = set(backends) | ({args.reference.split("-", 1)[0]} if args.compare else set())
+    for name, b in registry.BACKENDS.items():
+        if name in used:
+            continue
+        for f in dataclasses.fields(b.impl().Options):
+            if f.name in given:
+                raise ArtTRTError(f"--{f.name} is an option of the {name} backend, which this run does not use")
+    if ("onnx" in given or "input_shape" in given) and not any(registry.get(b).uses_onnx for b in used
+                                                               if b in registry.BACKENDS):
+        flag = "--onnx" if "onnx" in given else "--input_shape"
+        raise ArtTRTError(f"{flag} is for the backends that run an ONNX file ("
+                          + ", ".join(n for n, b in registry.BACKENDS.items() if b.uses_onnx)
+                          + f"), not {', '.join(backends)}")
+
+
 def _network(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from utils.models.networks import load_network
 
     return load_network(args.network, args.weights, args.pretrained, args.num_classes, args.seed)
 
 
-def run_validate(args: argparse.Namespace, command: str) -> int:
-    import dataclasses
+def check_folders(args: argparse.Namespace, backends: Sequence[str]) -> None:
+    """The folders this run will write to take files, before anything is measured."""
+    from utils.core.fileio import ensure_writable
+    from utils.data.cache import default_cache_dir
+    from utils.models.paths import weights_dir
 
+    ensure_writable(args.output, "--output")
+    if args.dataset and args.synthetic is None or getattr(args, "val_dataset", False):
+        ensure_writable(args.cache_dir or default_cache_dir(), "--cache_dir")
+    if any(registry.get(b).uses_onnx for b in backends):
+        ensure_writable(weights_dir(), "the weights folder (ARTTRT_WEIGHTS_DIR)")
+
+
+def run_validate(args: argparse.Namespace, command: str) -> int:
     from utils.data.options import DataOptions
     from utils.measure.timing import MeasureOptions
     from utils.report.records import Recorder
@@ -128,6 +186,7 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
 
     batch_sizes = args.batch_sizes or [args.batch_size]
     specs = _specs(args, batch_sizes)
+    check_folders(args, [s.backend for s in specs])
     net = _network(args)
     data = DataOptions.from_args(args)
     dataset = data.open(net.preprocess, net.num_classes)
@@ -182,6 +241,7 @@ def run_compare(args: argparse.Namespace, command: str) -> int:
     other_spec = _spec(args, args.backend or "onnxrt", args.precision, [args.batch_size])
     for spec in (ref_spec, other_spec):
         registry.check(spec)
+    check_folders(args, [ref_spec.backend, other_spec.backend])
     net = _network(args)
     data = DataOptions.from_args(args)
     if args.val_dataset:
@@ -218,10 +278,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.report.records import command_line
 
     args = build_parser().parse_args(argv)
+    if args.trt_backend:
+        if args.backend not in (None, args.trt_backend) or args.backends:
+            raise ArtTRTError(f"-trt and --backend{'s' if args.backends else ''} both given: -trt is --backend "
+                              f"{args.trt_backend}; pass one")
+        args.backend = args.trt_backend
     backends = args.backends or [args.backend or "torch"]
     if args.device is None:
         args.device = "cuda" if any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS) else "cpu"
     setup_logging(args.quiet)
+    if args.validate or args.compare:
+        check_arguments(args, build_parser())
     device = resolve_device(args.device) if ":" in args.device and (args.validate or args.compare) else None
     if device is not None and device.type == "cuda" and device.index is not None:
         import torch

@@ -4,7 +4,8 @@ A near-free model (a 2x2 average pool of the normalised input and one small matr
 runs through ArtTRT's own timing loop (utils/measure/timing.py) over a cached dataset of --images images (a
 read-only memory-mapped uint8 file, as the decoded cache is), at each --batch_sizes, twice: with the cache
 page-locked in place (the default feed) and with a pinned copy per batch (the fallback). Whatever images/s it
-reaches is the most any model can be measured at through this loop on this machine.
+reaches is the most any model can be measured at through this loop on this machine. The page-locked feed
+runs with and without the per-image checksum check (utils.data.checksum), which gives that check's cost.
 Target on an H200: >= 100,000 images/s at batch 256 from 50,000 cached images.
 
 Usage:
@@ -28,6 +29,7 @@ import torch  # noqa: E402
 def cached_images(folder: Path, n: int, crop: int = 224):  # type: ignore[no-untyped-def]
     """n random uint8 images in a file, mapped read-only like the decoded cache."""
     from utils.data.cache import CachedDataset
+    from utils.data.checksum import checksums_numpy
 
     path = folder / f"feed-{n}-{crop}.u8"
     shape = (n, 3, crop, crop)
@@ -39,7 +41,9 @@ def cached_images(folder: Path, n: int, crop: int = 224):  # type: ignore[no-unt
         out.flush()
         del out
     images = np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
-    return CachedDataset(images, np.full(n, -1, np.int64), [f"img{i}" for i in range(n)], {"root": str(path)})
+    sums = np.concatenate([checksums_numpy(images[s:s + 1000]) for s in range(0, n, 1000)])
+    return CachedDataset(images, np.full(n, -1, np.int64), [f"img{i}" for i in range(n)],
+                         {"root": str(path), "checksums": sums.tolist()})
 
 
 def main() -> int:
@@ -90,16 +94,18 @@ def main() -> int:
         results["copy_view_is_pinned"] = bool(next(copy_ds.batches(8, copy=False))[0].is_pinned())
         runner = NullRunner()
         with runner:
-            for feed, dataset in (("page-locked", ds), ("pinned copy", copy_ds)):
+            runs = [("page-locked", ds, True), ("page-locked, unverified", ds, False), ("pinned copy", copy_ds, True)]
+            for feed, dataset, verify in runs:
                 for bs in args.batch_sizes:
-                    s = measure(runner, dataset, MeasureOptions(batch_size=bs, min_warmup_s=0.5,
-                                                                progress=False)).summary()
+                    s = measure(runner, dataset, MeasureOptions(batch_size=bs, min_warmup_s=0.5, progress=False,
+                                                                verify=verify)).summary()
                     key = f"{feed} bs{bs}"
                     results[key] = {"images_per_s": round(s["images_per_s"]), "feed": s["feed"],
+                                    "verified_images": s["verified_images"],
                                     "latency_all_ms": round(s["latency_all_mean"], 3),
                                     "latency_model_ms": round(s["latency_model_mean"], 4),
                                     "short_batch": s["short_batch"], "timed_images": s["timed_images"]}
-                    print(f"{key:>22}: {s['images_per_s']:>10,.0f} images/s  latency-all {s['latency_all_mean']:.3f} ms"
+                    print(f"{key:>32}: {s['images_per_s']:>10,.0f} images/s  latency-all {s['latency_all_mean']:.3f} ms"
                           f"  model {s['latency_model_mean']:.4f} ms  ({s['feed']})", flush=True)
     print(json.dumps(results))
     if args.out:

@@ -79,6 +79,11 @@ case "$1" in
       --channels_last --batch_size 256 --quiet --output $OUT/edge 2>&1 | grep -i "error\|warn" | head -3
     python3 benchmarks/records_table.py $OUT/edge | tee $OUT/edge.log
     ;;
+  checks)  # issues 12 and 13 on the GPU: feed with and without the checksum check, GPU-only behaviours
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+    python3 benchmarks/feed.py --images 50000 --batch_sizes 256 1024 --workdir /tmp/feed --out $OUT 2>&1 | tee $OUT/feed.log
+    python3 benchmarks/gpu_checks.py --dataset datasets/demo --out $OUT 2>&1 | grep -v "^WARNING.*latency varies" | tee $OUT/gpu_checks.log
+    ;;
 esac
 # $OUT returns at most 8 files: pack every folder the step wrote into one archive
 for d in $OUT/*/; do [ -d "$d" ] && tar czf "$OUT/$(basename "$d")-$1.tgz" -C "$OUT" "$(basename "$d")" && rm -rf "$d"; done

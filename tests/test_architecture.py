@@ -4,6 +4,7 @@ docs/architecture.md is the one the tests run."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
 
@@ -78,6 +79,10 @@ def test_every_module_lives_in_a_layer_and_each_layer_says_what_it_may_import():
     for layer in LAYERS:
         doc = ast.get_docstring(ast.parse((UTILS / layer / "__init__.py").read_text())) or ""
         assert "May import:" in doc, f"utils/{layer}/__init__.py must say what the layer may import"
+        said = doc.split("May import:", 1)[1]
+        for allowed in MAY_IMPORT[layer]:  # the docstring and the rule this test enforces say the same
+            assert re.search(rf"\b{re.escape(allowed)}\b", said), \
+                f"utils/{layer}/__init__.py does not say it may import utils.{allowed}"
 
 
 def test_layers_import_downward_only():
@@ -120,14 +125,34 @@ def test_no_import_circle():
             visit(n)
 
 
+def _is_env(node: ast.AST) -> bool:
+    """A record's environment: its keys are library versions ("torch", "tensorrt"), not backends."""
+    return ast.unparse(node).split(".")[-1].split("[")[0].endswith("env") or "[\"env\"]" in ast.unparse(node)
+
+
 def _compared_names(tree: ast.AST) -> Iterator[Tuple[int, str]]:
+    """Backend names used to decide something: compared (==, in), matched (match/case), or used as a key
+    (x["onnxrt"], x.get("tensorrt"))."""
+    def names(node: ast.AST) -> Iterator[str]:
+        values = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        for v in values:
+            if isinstance(v, ast.Constant) and v.value in BACKEND_NAMES:
+                yield v.value
+
     for node in ast.walk(tree):
+        sides: List[ast.AST] = []
         if isinstance(node, ast.Compare):
-            for side in [node.left, *node.comparators]:
-                values = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
-                for v in values:
-                    if isinstance(v, ast.Constant) and v.value in BACKEND_NAMES:
-                        yield node.lineno, v.value
+            sides = [node.left, *node.comparators]
+        elif isinstance(node, ast.Subscript) and not _is_env(node.value):
+            sides = [node.slice]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and not _is_env(node.func.value):
+            sides = node.args[:1]
+        elif isinstance(node, ast.MatchValue):
+            sides = [node.value]
+        for side in sides:
+            for name in names(side):
+                yield getattr(node, "lineno", 0), name
 
 
 def test_no_backend_name_is_compared_above_the_backends():
@@ -141,6 +166,9 @@ def test_no_backend_name_is_compared_above_the_backends():
 def test_the_name_check_sees_a_comparison():
     assert list(_compared_names(ast.parse("if spec.backend == 'tensorrt': pass"))) == [(1, "tensorrt")]
     assert list(_compared_names(ast.parse("x = b in ('torch', 'compile')"))) == [(1, "torch"), (1, "compile")]
+    assert list(_compared_names(ast.parse("y = table.get('onnxrt')\nz = table['torch']"))) == \
+        [(1, "onnxrt"), (2, "torch")]
+    assert list(_compared_names(ast.parse("match b:\n    case 'tensorrt':\n        pass"))) == [(2, "tensorrt")]
 
 
 def test_tensorrt_is_imported_in_one_module():
@@ -161,11 +189,13 @@ def test_tensorrt_is_imported_in_one_module():
                 if not isinstance(arg, ast.Constant) or str(arg.value).startswith("tensorrt"):
                     dynamic.append(f"{p.relative_to(ROOT)}: {ast.unparse(node)}")
     assert not static, f"TensorRT imported outside utils/backends/tensorrt/api.py: {static}"
-    # the dynamic imports: api.py's loop over TensorRT's module names, the registry's backend modules, and
-    # the decoding lanes' preloads (ArtTRT's own modules)
+    # the dynamic imports: api.py's loop over TensorRT's module names, the registry's backend modules, the
+    # decoding lanes' preloads (ArtTRT's own modules) and the layer classes a checkpoint names (torch.nn and
+    # ultralytics.nn only: utils/models/safe_load.py)
     assert sorted(dynamic) == ["utils/backends/registry.py: importlib.import_module(self.module)",
                                "utils/backends/tensorrt/api.py: importlib.import_module(name)",
-                               "utils/data/lanes.py: importlib.import_module(name)"], dynamic
+                               "utils/data/lanes.py: importlib.import_module(name)",
+                               "utils/models/safe_load.py: importlib.import_module(module)"], dynamic
 
 
 def test_the_architecture_page_shows_the_example_backend_the_tests_run():

@@ -55,9 +55,10 @@ def test_random_inputs_and_flips_csv(demo_data, tmp_path):
     rec = _records(tmp_path)[0]
     assert rec["inputs"] == 64 and rec["inputs_source"] == "random (seed 3)" and rec["labelled"] == 0
     flips = list((tmp_path / "compare").glob("*-flips.csv"))
-    if rec["flips"]:
-        rows = list(csv.DictReader(flips[0].open()))
-        assert len(rows) == rec["flips"] and rows[0]["file"].startswith("random/")
+    assert len(flips) == (1 if rec["flips"] else 0)  # a flips file exactly when something flipped
+    rows = list(csv.DictReader(flips[0].open())) if flips else []
+    assert len(rows) == rec["flips"] and all(r["file"].startswith("random/") for r in rows)
+    assert rec["flips"] == round(rec["inputs"] * (1 - rec["top1_agreement_percent"] / 100))
     print(f"random inputs int8: top-1 agreement {rec['top1_agreement_percent']:.1f}%, flips {rec['flips']}")
 
 
@@ -93,13 +94,49 @@ def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):
     (["-v", "--network", "resnet18", "--synthetic", "4", "--precision", "fp16"], "CUDA"),
     (["-v", "--network", "resnet18", "--synthetic", "4", "-trt"], "TensorRT is not installed: pip install tensorrt-cu13"),
     (["-v", "--network", "resnet18", "--synthetic", "4", "--device", "cuda"], "no CUDA GPU"),
+    # counts, fractions and devices, checked at the door
+    (["-v", "--synthetic", "4", "--batch_size", "0"], "--batch_size must be at least 1, not 0"),
+    (["-v", "--synthetic", "4", "--batch_sizes", "4", "-2"], "--batch_sizes must be at least 1, not -2"),
+    (["--compare", "--batch_size", "0"], "--batch_size must be at least 1, not 0"),
+    (["--compare", "--batch_size", "-1"], "--batch_size must be at least 1, not -1"),
+    (["--compare", "--num_inputs", "0"], "--num_inputs must be at least 1, not 0"),
+    (["-v", "--synthetic", "4", "--limit", "0"], "--limit must be at least 1, not 0"),
+    (["-v", "--synthetic", "4", "--limit", "-3"], "--limit must be at least 1, not -3"),
+    (["-v", "--synthetic", "-5"], "--synthetic must be at least 1, not -5"),
+    (["-v", "--synthetic", "4", "--warmup", "2"], "--warmup is the fraction of batches used as warm-up, in [0, 1)"),
+    (["-v", "--synthetic", "4", "--device", "tpu"], "--device 'tpu'"),
+    (["-v", "--synthetic", "4", "--calib_size", "0"], "--calib_size must be at least 1"),
+    # choices that conflict or that nothing uses
+    (["-v", "--synthetic", "4", "--backend", "torch", "--backends", "onnxrt"], "--backend and --backends both given"),
+    (["-v", "--synthetic", "4", "--precision", "fp16", "--precisions", "fp32"], "--precision and --precisions both"),
+    (["-v", "--synthetic", "4", "--dataset", "x"], "--synthetic and --dataset both given"),
+    (["-v", "--synthetic", "4", "--provider", "cuda"], "--provider is an option of the onnxrt backend"),
+    (["-v", "--synthetic", "4", "--trt_shapes", "static"], "--trt_shapes is an option of the tensorrt backend"),
+    (["-v", "--synthetic", "4", "--compile_mode", "max-autotune"], "--compile_mode is an option of the compile"),
+    (["-v", "--synthetic", "4", "--onnx", "x.onnx"], "--onnx is for the backends that run an ONNX file"),
+    (["-v", "--synthetic", "4", "--backend", "torch", "--precision", "int8"], "the torch backend has no int8"),
 ])
 def test_bad_input_is_one_sentence(argv, message, tmp_path, capsys):
     if "cuda" in argv and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    rc = cli_boundary(main.main, argv + ["--output", str(tmp_path), "--quiet"])
+    rc = cli_boundary(main.main, argv + ["--output", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert not (tmp_path / "out" / "records").exists()  # refused before any work
+
+
+def test_empty_weights_and_onnx_files_are_one_sentence(tmp_path, capsys):
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    assert cli_boundary(main.main, ["-v", "--network", "resnet18", "--weights", str(empty), "--synthetic", "2",
+                                    "--output", str(tmp_path), "--quiet"]) == 2
+    assert "cannot read weights file" in capsys.readouterr().err
+    onnx = tmp_path / "empty.onnx"
+    onnx.write_bytes(b"")
+    assert cli_boundary(main.main, ["-v", "--network", "resnet18", "--backend", "onnxrt", "--onnx", str(onnx),
+                                    "--synthetic", "2", "--output", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "empty.onnx" in err[0]
 
 
 def test_class_count_mismatch(demo_data, tmp_path, capsys):

@@ -181,3 +181,92 @@ def test_strongly_typed_int8_builds_the_qdq_file_and_static_engines_per_batch(st
     assert all("-int8-" in f.name and s.calibration is None and not s.weak_typing for f, s in stand_in_tensorrt)
     recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
     assert sorted((r["batch_size"], r["options"]) for r in recs) == [(4, ""), (4, "static"), (8, ""), (8, "static")]
+
+
+def test_weak_typing_configures_flags_profile_and_exact_calibration_batches(tmp_path, monkeypatch):
+    """weak.configure and the calibrator, run against a stand-in of the TensorRT 10 API that records calls:
+    the INT8 flag, a calibration profile of its own (min = opt = max = the calibration batch), the calibrator
+    class of the method, batches of exactly that size (the 20 - 20 // 8 * 8 = 4 left over never handed out),
+    then the documented end of data, and the calibration cache written atomically."""
+    import types
+
+    import numpy as np
+
+    from utils.backends.tensorrt import api, weak
+
+    class Base:
+        def __init__(self):
+            pass
+
+    class Profile:
+        def __init__(self):
+            self.shapes = None
+
+        def set_shape(self, name, lo, opt, hi):
+            self.shapes = (name, tuple(lo), tuple(opt), tuple(hi))
+
+    class Config:
+        def __init__(self):
+            self.flags, self.int8_calibrator, self.calibration_profile = [], None, None
+
+        def set_flag(self, f):
+            self.flags.append(f)
+
+        def set_calibration_profile(self, p):
+            self.calibration_profile = p
+
+    fake = types.SimpleNamespace(BuilderFlag=types.SimpleNamespace(FP16="FP16", BF16="BF16", INT8="INT8"),
+                                 IInt8EntropyCalibrator2=type("IInt8EntropyCalibrator2", (Base,), {}),
+                                 IInt8MinMaxCalibrator=type("IInt8MinMaxCalibrator", (Base,), {}),
+                                 IInt8Calibrator=Base, Dims=lambda d: list(d), __name__="tensorrt",
+                                 __version__="10.13.0")
+    monkeypatch.setattr(api, "_module", fake)
+    data = np.random.default_rng(0).standard_normal((20, 3, 8, 8)).astype(np.float32)
+    for method, base in (("entropy", "IInt8EntropyCalibrator2"), ("max", "IInt8MinMaxCalibrator")):
+        c = weak.Calibration(data, method, 8, tmp_path / f"{method}.trtcalib", device="cpu")
+        config, builder = Config(), types.SimpleNamespace(create_optimization_profile=Profile)
+        facts = weak.configure(builder, config, "input", True, "int8", c)
+        assert config.flags == ["INT8"] and facts == {"calibrator": base}
+        assert config.calibration_profile.shapes == ("input", (8, 3, 8, 8), (8, 3, 8, 8), (8, 3, 8, 8))
+        cal = config.int8_calibrator
+        assert type(cal).__mro__[1].__name__ == base and cal.get_batch_size() == 8
+        handed = []
+        while (ptrs := cal.get_batch(["input"])) is not None:
+            handed.append(cal.current.clone())
+            assert len(ptrs) == 1 and ptrs[0] == cal.current.data_ptr()
+        assert [tuple(h.shape) for h in handed] == [(8, 3, 8, 8), (8, 3, 8, 8)]
+        assert np.array_equal(np.concatenate([h.numpy() for h in handed]), data[:16])
+        assert cal.read_calibration_cache() is None
+        cal.write_calibration_cache(b"scales")
+        assert cal.read_calibration_cache() == b"scales" and not list(tmp_path.glob("*.part"))
+    with pytest.raises(ArtTRTError, match="at least one full calibration batch"):
+        weak.configure(builder, Config(), "input", True, "int8", weak.Calibration(data[:3], "entropy", 8,
+                                                                                    tmp_path / "x", device="cpu"))
+    fp16 = Config()
+    assert weak.configure(builder, fp16, "input", True, "fp16", None) == {} and fp16.flags == ["FP16"]
+    monkeypatch.setattr(api, "_module", types.SimpleNamespace(BuilderFlag=types.SimpleNamespace(), __name__="tensorrt",
+                                                              __version__="11.4.0"))
+    with pytest.raises(ArtTRTError, match="removed in TensorRT 11"):
+        weak.require("int8")
+
+
+def test_a_given_int8_file_with_weak_typing_is_one_clear_sentence(stand_in_tensorrt, lite0, demo_data, tmp_path,
+                                                                  capsys):
+    import shutil
+
+    from utils.data.options import DataOptions
+    from utils.models.chain import ModelOptions, model_file
+    from utils.models.precision import CalibOptions
+
+    int8, _ = model_file(lite0, "int8", ModelOptions(calib=CalibOptions(calib_size=20)), DataOptions(str(demo_data)))
+    given = tmp_path / "q-int8.onnx"
+    shutil.copy(int8, given)
+    base = ["-v", "-trt", *["--network", "efficientnet_lite0", "--pretrained"], "--dataset", str(demo_data),
+            "--precision", "int8", "--onnx", str(given), "--output", str(tmp_path / "o"), "--quiet"]
+    assert cli_boundary(main.main, base + ["--weak_typing"]) == 2
+    assert "already carries int8: drop --weak_typing" in capsys.readouterr().err
+    assert main.main(base) == 0  # strongly typed: the file as it is
+    onnx_file, s = stand_in_tensorrt[-1]
+    assert onnx_file == given and not s.weak_typing
+    assert cli_boundary(main.main, base[:1] + ["-trt", "--backend", "onnxrt"] + base[2:]) == 2
+    assert "-trt and --backend both given" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
 
 import format_dataset
@@ -109,3 +110,58 @@ def test_missing_source_is_one_sentence(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: source folder") and "\n" not in err
+
+
+def test_an_empty_kaggle_label_and_a_meta_that_is_not_a_mat_are_one_sentence(tmp_path, capsys):
+    src = tmp_path / "val"
+    files = _val_files(src, 2)
+    csv = tmp_path / "LOC_val_solution.csv"
+    csv.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,\nILSVRC2012_val_00000002,n01751748 1 2 3 4\n")
+    assert format_dataset.main(["--src", str(src), "--dst", str(tmp_path / "o"), "--labels", str(csv)]) == 1
+    out = capsys.readouterr().out
+    assert "linked: 1" in out and files[0].name in out  # listed as not placed, no traceback
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1\n2\n")
+    fake = tmp_path / "meta.mat"
+    fake.write_text("not a MATLAB file")
+    rc = cli_boundary(format_dataset.main, ["--src", str(src), "--dst", str(tmp_path / "o2"), "--labels", str(gt),
+                                            "--meta", str(fake)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is not the ILSVRC2012 devkit's meta.mat" in err[0]
+
+
+class Interrupted(BaseException):
+    """Stands in for Ctrl-C inside a copy."""
+
+
+def test_a_move_across_filesystems_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    """os.rename across filesystems fails with EXDEV: the file is copied under a temporary name and renamed; an
+    interruption in the copy leaves the source whole and nothing under the final name; a rerun completes it."""
+    import errno
+    import shutil
+
+    import utils.data.format as fmt
+
+    src = tmp_path / "val"
+    a = write_jpeg(src / "ILSVRC2012_val_00000293_n01440764.JPEG")
+    content = a.read_bytes()
+    dst = tmp_path / "out"
+
+    def other_filesystem(s, d):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    def interrupted_copy(s, d, *args, **kw):
+        with open(d, "wb") as f:
+            f.write(content[:100])  # half a file, then the interruption
+        raise Interrupted
+
+    real_copy2 = shutil.copy2
+    monkeypatch.setattr(fmt.os, "rename", other_filesystem)
+    monkeypatch.setattr(fmt.shutil, "copy2", interrupted_copy)
+    with pytest.raises(Interrupted):
+        format_dataset.main(["--src", str(src), "--dst", str(dst), "--move"])
+    assert a.read_bytes() == content and not (dst / "n01440764" / a.name).exists()
+    assert not [p for p in dst.rglob("*") if p.is_file()]  # no .part left either
+    monkeypatch.setattr(fmt.shutil, "copy2", real_copy2)
+    assert format_dataset.main(["--src", str(src), "--dst", str(dst), "--move"]) == 0
+    assert (dst / "n01440764" / a.name).read_bytes() == content and not a.exists()

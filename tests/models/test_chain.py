@@ -56,3 +56,13 @@ def test_int8_calibrates_on_a_class_map_dataset(demo_data, tmp_path):
     rec = json.loads(next((tmp_path / "out" / "records").glob("*.json")).read_text())
     assert rec["calib_images"] == 6 and rec["images"] == 8 and rec["labelled_images"] == 8
     assert len(list(cache.glob("*.u8"))) == 1  # one decoded cache, shared by calibration and validation
+
+
+def test_a_timing_run_on_random_images_calibrates_on_the_dataset_given(demo_data, tmp_path):
+    """--synthetic times random images; int8's calibration images still come from --dataset."""
+    assert main.main(["-v", "--network", "efficientnet_lite0", "--pretrained", "--synthetic", "4", "--dataset",
+                      str(demo_data), "--backend", "onnxrt", "--precision", "int8", "--calib_size", "8",
+                      "--batch_size", "4", "--output", str(tmp_path), "--quiet"]) == 0
+    rec = json.loads(next((tmp_path / "records").glob("*.json")).read_text())
+    assert rec["images"] == 4 and rec["calib_images"] == 8 and rec["calib_dataset"] == str(demo_data)
+    assert rec["dataset"] == "random images (seed 0)" and rec["top1"] is None

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 from utils.data.preprocess import Normalizer, Preprocess
 from utils.models.chain import ModelOptions
 
@@ -178,7 +178,7 @@ class CudaGraphs:
             try:
                 self.graphs[key] = self._capture(x)
             except RuntimeError as err:
-                self.error = str(err).splitlines()[0] if str(err) else type(err).__name__
+                self.error = first_line(err)
                 log.warning("CUDA graph capture failed (%s): going on without CUDA graphs", self.error)
                 torch.cuda.synchronize(self.device)
                 return self.run(x)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from utils.backends.base import RunSpec, Runner
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 from utils.data.options import DataOptions
 from utils.data.preprocess import Preprocess
 from utils.models.chain import model_file
@@ -106,7 +106,7 @@ class OnnxRuntimeRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=[PROVIDERS[self.provider]])
         except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            raise ArtTRTError(f"ONNX Runtime cannot load {self.path}: {str(err).splitlines()[0]}") from err
+            raise ArtTRTError(f"ONNX Runtime cannot load {self.path}: {first_line(err)}") from err
         self.providers_used = list(self.session.get_providers())
         check_providers(self.provider, self.providers_used, list(ort.get_available_providers()))
         inp = self.session.get_inputs()[0]

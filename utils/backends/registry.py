@@ -43,6 +43,7 @@ class Backend:
     gpu_only_precisions: Tuple[str, ...]  # precisions that need a CUDA GPU
     needs_gpu: bool
     module: str                           # the module implementing it (Options, add_args, make, ...)
+    uses_onnx: bool = False               # runs an ONNX file (--onnx, --input_shape, precision conversion)
 
     def impl(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -53,8 +54,9 @@ BACKENDS: Dict[str, Backend] = {
                      "utils.backends.torch_eager"),
     "compile": Backend("compile", "torch.compile", ("fp32", "fp16", "bf16"), ("fp16", "bf16"), False,
                        "utils.backends.compile"),
-    "onnxrt": Backend("onnxrt", "ONNX Runtime", PRECISIONS, ("bf16", "fp8"), False, "utils.backends.onnxrt"),
-    "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt"),
+    "onnxrt": Backend("onnxrt", "ONNX Runtime", PRECISIONS, ("bf16", "fp8"), False, "utils.backends.onnxrt",
+                      uses_onnx=True),
+    "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt", uses_onnx=True),
 }
 
 # The rows the "is TensorRT worth it?" table expects (it says which of them were not measured).
@@ -143,8 +145,8 @@ def row_label(rec: Dict[str, Any]) -> str:
             extras.append("static")
     if rec.get("cuda_graph"):
         extras.append("CUDA graph")
-    if rec.get("calib_method"):
-        extras.append(f"{rec['calib_method']}, {rec.get('calib_images')} img")
+    if rec.get("calib_method"):  # the images the calibration really used (weak typing: whole batches only)
+        extras.append(f"{rec['calib_method']}, {rec.get('calib_images_used') or rec.get('calib_images')} img")
     if rec.get("mode") == "sync" and str(rec.get("device", "")).startswith("cuda"):
         extras.append("sync")  # on the CPU every run is synchronous: say it only where it differs
     return text + (f" ({', '.join(extras)})" if extras else "")

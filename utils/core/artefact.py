@@ -40,7 +40,8 @@ def sidecar_of(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _problem(path: Path, sidecar: Path, key: str, fingerprint: Fingerprint) -> Tuple[Optional[Dict[str, Any]], str]:
+def _problem(path: Path, sidecar: Path, key: str, fingerprint: Fingerprint,
+             still_valid: Optional[Callable[[Dict[str, Any]], Optional[str]]] = None) -> Tuple[Optional[Dict[str, Any]], str]:
     """(sidecar facts, "") when the artefact can be reused, else (None, why not)."""
     if not path.is_file() or not sidecar.is_file():
         return None, "absent"
@@ -60,12 +61,16 @@ def _problem(path: Path, sidecar: Path, key: str, fingerprint: Fingerprint) -> T
         return None, f"cannot be checked ({err})"
     if not same:
         return None, "does not hold the content it was written with"
+    why = still_valid(meta) if still_valid is not None else None
+    if why:
+        return None, why
     return meta, ""
 
 
 def cached(folder: Path, stem: str, suffix: str, settings: Mapping[str, Any],
            make: Callable[[Path], Optional[Mapping[str, Any]]], *, force: bool = False,
-           fingerprint: Fingerprint = sha256_fingerprint) -> Tuple[Path, Dict[str, Any]]:
+           fingerprint: Fingerprint = sha256_fingerprint,
+           still_valid: Optional[Callable[[Dict[str, Any]], Optional[str]]] = None) -> Tuple[Path, Dict[str, Any]]:
     """The artefact made by `make(tmp_path)` from `settings`, made once and reused while it checks out.
 
     Args:
@@ -73,6 +78,8 @@ def cached(folder: Path, stem: str, suffix: str, settings: Mapping[str, Any],
         make: writes the artefact to the temporary path it is given; returns facts for the sidecar.
         force: rebuild even if a valid artefact exists.
         fingerprint: fingerprint(path, facts) of the content, computed after make() and checked at reuse.
+        still_valid: still_valid(facts) -> None, or why a sound artefact must still be remade (a state it
+            recorded has passed, say).
 
     Returns:
         (path, facts): the sidecar's facts plus "cached" (reused or not) and "prepare_s" (seconds spent now).
@@ -81,7 +88,7 @@ def cached(folder: Path, stem: str, suffix: str, settings: Mapping[str, Any],
     path = folder / f"{stem}-{key}{suffix}"
     sidecar = folder / f"{stem}-{key}.json"
     if not force:
-        meta, why = _problem(path, sidecar, key, fingerprint)
+        meta, why = _problem(path, sidecar, key, fingerprint, still_valid)
         if meta is not None:
             log.debug("reusing %s", path)
             return path, {**meta, "cached": True, "prepare_s": 0.0}

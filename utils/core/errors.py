@@ -7,8 +7,10 @@ Usage:
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-from typing import Callable, Optional, Sequence
+import threading
+from typing import Any, Callable, Optional, Sequence
 
 log = logging.getLogger("arttrt")
 
@@ -17,19 +19,41 @@ class ArtTRTError(Exception):
     """A user mistake or an unmet requirement: printed as one sentence, exit code 2."""
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's first line of text, or its type's name where it has none: for one-sentence messages."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: what is being written is abandoned cleanly, finished records are kept."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def cli_boundary(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
     """Runs a script's main(); an ArtTRTError becomes one line on stderr and exit 2.
 
-    Real bugs keep their traceback (Polygraphy's _main.py does the same).
+    Real bugs keep their traceback (Polygraphy's _main.py does the same). Ctrl-C (exit 130) and SIGTERM
+    (exit 143) unwind the same way: temporary files are removed, decoding lanes stopped, records kept.
     """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return main(argv)
     except ArtTRTError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: records written so far are kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        what = "terminated" if isinstance(err, Terminated) else "interrupted"
+        print(f"{what}: records written so far are kept", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def setup_logging(quiet: bool = False) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -18,8 +19,20 @@ from typing import Any, Iterator, Mapping
 from utils.core.errors import ArtTRTError
 
 
+_SHA256_SEEN: dict = {}
+
+
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, hex."""
+    """SHA-256 of a file's bytes, hex; remembered for the process while the file's size, times and inode stay
+    the same (a sweep checks the same engine at every batch size: it is read once)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _SHA256_SEEN:
+        _SHA256_SEEN[key] = _sha256(path, chunk)
+    return str(_SHA256_SEEN[key])
+
+
+def _sha256(path: str | os.PathLike[str], chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -40,11 +53,14 @@ def cache_key(settings: Mapping[str, Any], length: int = 12) -> str:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
 
-    A crash or a full disk leaves no half-written file under the final name.
+    A crash or a full disk leaves no half-written file under the final name. The temporary name carries the
+    writer's process id: what a killed writer left (kill -9 cannot be caught) is removed by the next writer
+    of the same file.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    _sweep_parts(final)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".part", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -64,6 +80,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _sweep_parts(final: Path) -> None:
+    """Removes the temporary files of `final` left by writers that no longer run."""
+    prefix = f".{final.name}."
+    for part in final.parent.glob(f"{glob.escape(prefix)}*.part"):
+        pid = part.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Writes text to path atomically."""
     with atomic_path(path) as tmp:
@@ -81,3 +116,20 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ArtTRTError(f"cannot read JSON file {path}: {err}") from err
+
+
+def ensure_writable(folder: str | os.PathLike[str], what: str) -> Path:
+    """Makes `folder` if needed and proves a file can be written there, before any long work: one sentence
+    naming the option otherwise."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".arttrt-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError as err:
+        raise ArtTRTError(f"{what} {path} is a file, not a folder") from err
+    except OSError as err:
+        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or type(err).__name__).lower()
+        raise ArtTRTError(f"{what} {path} cannot be written to ({reason}): choose another folder") from err
+    return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import time
@@ -28,14 +29,14 @@ import torch
 
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError
-from utils.data.lanes import DecodeStats, decode_all
+from utils.data.lanes import UNREADABLE, DecodeStats, decode_all
 from utils.data.preprocess import Preprocess
 from utils.data.scan import scan_dataset
 
 log = logging.getLogger(__name__)
 
 CACHE_MAGIC = "arttrt-dataset-cache"
-CACHE_VERSION = 3  # 3: an artefact of utils.core.artefact.cached (2: sampled digests of the pixels)
+CACHE_VERSION = 4  # 4: a checksum of every image, checked on every read (3: artefact; 2: sampled digests)
 DEFAULT_GPU_LANES = 2  # measured on an H200 host: 2 GPU lanes + 14 PIL lanes were as fast as 4 or 8, or faster
 
 
@@ -93,6 +94,35 @@ class CachedDataset:
             yield x, torch.from_numpy(self.labels[idx].astype(np.int64)), idx
 
     @property
+    def checksums(self) -> Optional[np.ndarray]:
+        """(N,) int64 checksum of every image (utils.data.checksum), written with the cache; None where the
+        images were never written anywhere (random images)."""
+        sums = self.meta.get("checksums")
+        if sums is None:
+            return None
+        if "_checksums" not in self.meta:
+            self.meta["_checksums"] = np.asarray(sums, dtype=np.int64)
+        arr: np.ndarray = self.meta["_checksums"]
+        return arr
+
+    def verify(self, idx: np.ndarray, images: torch.Tensor) -> int:
+        """How many of the images (host tensors of dataset rows idx) differ from what was written: 0 for sound
+        rows and for datasets without checksums."""
+        sums = self.checksums
+        if sums is None:
+            return 0
+        from utils.data.checksum import checksums_numpy
+
+        return int((checksums_numpy(images.numpy()) != sums[np.asarray(idx)]).sum())
+
+    def invalidate(self, why: str) -> None:
+        """Marks the cache for rebuilding (its sidecar, ArtTRT's own file, is removed) and says so."""
+        sidecar = self.meta.get("_sidecar")
+        if sidecar:
+            Path(sidecar).unlink(missing_ok=True)
+        log.warning("dataset cache of %s %s: it will be rebuilt on the next run", self.meta.get("root"), why)
+
+    @property
     def num_classes(self) -> Optional[int]:
         """How many classes the labels index into (None for unlabelled data)."""
         names = self.meta.get("class_names")
@@ -142,8 +172,22 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("ARTTRT_CACHE_DIR", Path(__file__).resolve().parent.parent.parent / "datasets" / ".cache"))
 
 
-def _samples_fingerprint(path: Path, facts: Mapping[str, Any]) -> List[List[Any]]:
-    return _sample_digests(path, int(facts["count"]), int(facts["crop"]))
+def _fingerprint(path: Path, facts: Mapping[str, Any]) -> Dict[str, Any]:
+    """Sampled pixel digests (pixels lost to a crash before write-back) and a digest of the meta itself
+    (files, labels, classes, checksums: an edited sidecar must not pass)."""
+    meta = json.dumps([facts.get(k) for k in ("files", "labels", "class_names", "checksums", "count", "crop")])
+    return {"samples": _sample_digests(path, int(facts["count"]), int(facts["crop"])),
+            "meta": hashlib.sha256(meta.encode()).hexdigest()}
+
+
+def _unreadable_now_readable(root: Path) -> Any:
+    """still_valid for the cache: a file skipped because it could not be read, and readable now, means rebuild."""
+    def check(meta: Dict[str, Any]) -> Optional[str]:
+        for rel, why in meta.get("skipped", []):
+            if str(why).startswith(UNREADABLE) and os.access(root / rel, os.R_OK):
+                return f"skipped {rel} as unreadable, and it can be read now"
+        return None
+    return check
 
 
 def open_dataset(root: Path, pp: Preprocess, num_classes: int = 1000, class_map: Optional[Path] = None,
@@ -200,20 +244,51 @@ def open_dataset(root: Path, pp: Preprocess, num_classes: int = 1000, class_map:
         return {"magic": CACHE_MAGIC, "version": CACHE_VERSION, "root": str(root.resolve()),
                 "count": len(ok), "crop": s, "preprocess": pp.as_dict(), "class_names": index.class_names,
                 "files": [index.files[i] for i in ok], "labels": [index.labels[i] for i in ok],
-                "skipped": stats.skipped,
+                "skipped": stats.skipped, "checksums": stats.checksums,
                 "decoder": {"cpu": stats.cpu, "gpu": stats.gpu, "gpu_refused": stats.gpu_refused,
                             "gpu_library": stats.gpu_library, "workers": n_workers, "gpu_lanes": lanes,
                             "seconds": round(seconds, 3)},
                 "bytes": len(ok) * 3 * s * s}
 
-    data_path, meta = cached(cache_dir or default_cache_dir(), f"{root.resolve().name}-{pp.crop}", ".u8", settings,
-                             build, fingerprint=_samples_fingerprint)
+    folder, stem = cache_dir or default_cache_dir(), f"{root.resolve().name}-{pp.crop}"
+    data_path, meta = cached(folder, stem, ".u8", settings, build, fingerprint=_fingerprint,
+                             still_valid=_unreadable_now_readable(root))
+    if not meta["cached"]:
+        _remove_replaced(folder, stem, data_path, settings, str(root.resolve()))
     _report_skipped(meta, strict)
     n, s = int(meta["count"]), int(meta["crop"])
     images = np.memmap(data_path, dtype=np.uint8, mode="r", shape=(n, 3, s, s)) if n else \
         np.zeros((0, 3, s, s), np.uint8)
     meta["key"] = meta["artefact"]["key"]
+    meta["_sidecar"] = str(data_path.with_suffix(".json"))
     return CachedDataset(images, np.asarray(meta["labels"], dtype=np.int64), list(meta["files"]), meta)
+
+
+def _remove_replaced(folder: Path, stem: str, keep: Path, settings: Mapping[str, Any], root: str) -> None:
+    """Removes the caches this one replaces: ArtTRT's caches of the same folder with the same transform and
+    classes that differ only in the dataset's content (or an older cache format). Caches of the same folder
+    with another transform are still current and stay."""
+    same = json.loads(json.dumps({k: v for k, v in settings.items() if k not in ("fingerprint", "version")},
+                                 default=str))  # as the sidecar stores them (tuples become lists)
+    for sidecar in folder.glob(f"{stem}-*.json"):
+        data = sidecar.with_suffix(".u8")
+        if data == keep:
+            continue
+        try:
+            meta = json.loads(sidecar.read_text())
+            if meta.get("magic") != CACHE_MAGIC or meta.get("root") != root:
+                continue
+            old = meta.get("artefact", {}).get("settings")
+            if old is None:  # a cache of an older ArtTRT (no artefact block): same transform and classes?
+                if [meta.get("preprocess"), meta.get("class_names")] != [same.get("preprocess"), same.get("classes")]:
+                    continue
+            elif {k: v for k, v in old.items() if k not in ("fingerprint", "version")} != same:
+                continue
+        except (OSError, ValueError, AttributeError):
+            continue
+        sidecar.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
+        log.info("removed %s: replaced by %s", data.name, keep.name)
 
 
 def _report_skipped(meta: Dict[str, Any], strict: bool) -> None:

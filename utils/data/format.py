@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
+from utils.core.fileio import atomic_path
 from utils.data.imagenet import imagenet_classes
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,9 @@ def read_meta_mat(meta: Path) -> Dict[int, str]:
         synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
         ids = [int(i) for i in synsets["ILSVRC2012_ID"]]
         wnids = [str(w) for w in synsets["WNID"]]
-    except (OSError, KeyError, ValueError, TypeError) as err:
+    except Exception as err:  # scipy raises MatReadError, ValueError, KeyError ... for a file that is not one
         raise ArtTRTError(f"{meta} is not the ILSVRC2012 devkit's meta.mat (need synsets with "
-                          f"ILSVRC2012_ID and WNID): {err}") from err
+                          f"ILSVRC2012_ID and WNID): {first_line(err)}") from err
     return {i: w for i, w in zip(ids, wnids) if i <= 1000}
 
 
@@ -84,8 +85,10 @@ def read_labels(labels: Path, meta: Optional[Path]) -> Dict[str, str]:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "ImageId" not in reader.fieldnames or "PredictionString" not in reader.fieldnames:
                 raise ArtTRTError(f"{labels} is not Kaggle's LOC_val_solution.csv (columns ImageId, PredictionString)")
-            for row in reader:
-                out[row["ImageId"]] = row["PredictionString"].split()[0]
+            for row in reader:  # a row without a label leaves its image unplaced (and listed), not a traceback
+                words = (row.get("PredictionString") or "").split()
+                if row.get("ImageId") and words:
+                    out[row["ImageId"]] = words[0]
         return out
     if meta is None:
         raise ArtTRTError("the devkit ground truth holds ILSVRC2012 IDs, whose order is not the sorted-wnid "
@@ -183,19 +186,32 @@ def apply_plan(plan: Plan, dst: Path, mode: str = "link", dry_run: bool = False)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if mode == "move":
-            shutil.move(str(src), str(target))
+            try:
+                os.rename(src, target)  # one filesystem: atomic
+            except OSError as err:
+                if err.errno != errno.EXDEV:
+                    raise
+                _copy_atomic(src, target)  # across filesystems: whole under the final name, or not at all
+                src.unlink()
         elif mode == "link":
             try:
                 os.link(src, target)
             except OSError as err:
                 if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                     raise
-                shutil.copy2(src, target)
+                _copy_atomic(src, target)
                 summary.copied_not_linked += 1
         else:
-            shutil.copy2(src, target)
+            _copy_atomic(src, target)
         summary.placed += 1
     return summary
+
+
+def _copy_atomic(src: Path, target: Path) -> None:
+    """Copies src to target through a temporary name beside it: an interruption never leaves a partial file
+    under the final name."""
+    with atomic_path(target) as tmp:
+        shutil.copy2(src, tmp)
 
 
 def format_summary(plan: Plan, summary: Summary, dst: Path, mode: str, dry_run: bool) -> str:

@@ -26,7 +26,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
+from utils.data.checksum import checksums_numpy, checksums_torch, weights_torch
 from utils.data.decode import decode_pil, gpu_decodable, gpu_jpeg_decoder
 from utils.data.preprocess import Preprocess, transform_uint8
 from utils.data.scan import DatasetIndex
@@ -39,6 +40,7 @@ class DecodeStats:
     gpu_refused: int = 0  # sent to the CPU: CMYK, non-JPEG, or the GPU decoder refused it
     gpu_library: Optional[str] = None
     skipped: List[Tuple[str, str]] = field(default_factory=list)
+    checksums: List[int] = field(default_factory=list)  # of the decoded images, in file order
 
 
 CHUNK = 64          # files per claim; a GPU lane claims GPU_CLAIM chunks at once
@@ -63,18 +65,34 @@ def _claim(counter: Any, n: int, total: int) -> range:
     return range(min(start, total), min(start + n, total))
 
 
+UNREADABLE = "unreadable: "  # a skip for a file that could not be read (not one that does not decode)
+
+
 def _pil_one(path: str, data: Optional[bytes], pp: Preprocess) -> Tuple[Optional[np.ndarray], str]:
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as err:  # permission denied, I/O error: a state that may pass, never cached as final
+            return None, f"{UNREADABLE}{err.strerror or type(err).__name__}"
     try:
-        return transform_uint8(decode_pil(Path(path).read_bytes() if data is None else data), pp).numpy(), ""
+        return transform_uint8(decode_pil(data), pp).numpy(), ""
     except Exception as err:  # PIL raises many types for a broken file
-        return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        return None, f"{type(err).__name__}: {first_line(err)}"
+
+
+def _checksum(img: Optional[np.ndarray]) -> Optional[int]:
+    return None if img is None else int(checksums_numpy(img[None])[0])
 
 
 def _read(paths: List[str]) -> List[bytes]:
+    """The files' bytes; b"" for one that cannot be read (PIL's path then says why)."""
     out = []
     for p in paths:
-        with open(p, "rb") as f:
-            out.append(f.read())
+        try:
+            with open(p, "rb") as f:
+                out.append(f.read())
+        except OSError:
+            out.append(b"")
     return out
 
 
@@ -124,7 +142,7 @@ def _lane_loop(kind: str, job: _Job, counter: Any, report: Callable[[Any], None]
                 img, why = _pil_one(job.paths[i], None, pp)
                 if img is not None:
                     out[i] = img
-                done.append((i, _CPU if img is not None else _SKIPPED, why))
+                done.append((i, _CPU if img is not None else _SKIPPED, why, _checksum(img)))
             report(done)
         return
 
@@ -150,18 +168,19 @@ def _lane_loop(kind: str, job: _Job, counter: Any, report: Callable[[Any], None]
                 host = torch.empty(crops.shape, dtype=torch.uint8, pin_memory=crops.is_cuda)
                 host.copy_(crops)
                 arr = host.numpy()
+                sums = checksums_torch(crops, weights_torch(int(crops[0].numel()), crops.device)).cpu().tolist()
                 ks = [k for k, _ in good]
                 if ks == list(range(ks[0], ks[0] + len(ks))):  # the usual case: one block write
                     out[idx[ks[0]]] = arr
                 else:
                     for row, k in enumerate(ks):
                         out[idx[k]] = arr[row]
-                done += [(idx[k], _GPU, "") for k in ks]
+                done += [(idx[k], _GPU, "", sums[row]) for row, k in enumerate(ks)]
             for k in sorted(set(range(len(datas))) - {k for k, _ in good}):
-                img, why = _pil_one(job.paths[idx[k]], datas[k], pp)
+                img, why = _pil_one(job.paths[idx[k]], datas[k] or None, pp)
                 if img is not None:
                     out[idx[k]] = img
-                done.append((idx[k], _REFUSED if img is not None else _SKIPPED, why))
+                done.append((idx[k], _REFUSED if img is not None else _SKIPPED, why, _checksum(img)))
             report(done)
             idx = nxt
 
@@ -202,6 +221,7 @@ def decode_all(index: DatasetIndex, pp: Preprocess, out_path: Path, shape: Tuple
     kinds = ["gpu"] * gpu_lanes + ["cpu"] * max(0, workers - gpu_lanes)
     bar = progress_bar(total=len(job.paths), desc="decoding", enabled=progress)
     how: Dict[int, int] = {}
+    sums: Dict[int, int] = {}
 
     def take(msg: Any) -> None:
         if isinstance(msg, tuple):
@@ -209,8 +229,9 @@ def decode_all(index: DatasetIndex, pp: Preprocess, out_path: Path, shape: Tuple
                 raise ArtTRTError(msg[1])
             stats.gpu_library = msg[0]
             return
-        for i, h, why in msg:
+        for i, h, why, checksum in msg:
             how[i] = h
+            sums[i] = checksum
             if h == _SKIPPED:
                 stats.skipped.append((index.files[i], why))
         bar.update(len(msg))
@@ -223,7 +244,7 @@ def decode_all(index: DatasetIndex, pp: Preprocess, out_path: Path, shape: Tuple
             torch.set_num_threads(threads)
     else:
         # import once here (forked lanes inherit it) or in the fork server, not once per lane (~1.7 s each)
-        preload = ["utils.data.lanes", "utils.data.resample", "torchvision.transforms.v2.functional"]
+        preload = ["utils.data.lanes", "utils.data.resample", "utils.data.checksum", "torchvision.transforms.v2.functional"]
         for name in preload:
             importlib.import_module(name)
         contexts = {k: mp.get_context(_start_method(k)) for k in set(kinds)}
@@ -261,4 +282,6 @@ def decode_all(index: DatasetIndex, pp: Preprocess, out_path: Path, shape: Tuple
     stats.gpu = sum(1 for h in how.values() if h == _GPU)
     stats.gpu_refused = sum(1 for h in how.values() if h == _REFUSED)
     stats.skipped.sort()
-    return sorted(i for i, h in how.items() if h != _SKIPPED)
+    ok = sorted(i for i, h in how.items() if h != _SKIPPED)
+    stats.checksums = [sums[i] for i in ok]
+    return ok

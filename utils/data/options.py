@@ -4,7 +4,7 @@ validation, comparison and calibration all decode through the same cache with th
 Usage:
     data = DataOptions.from_args(args)            # or DataOptions(dataset="datasets/demo")
     ds = data.open(net.preprocess, net.num_classes)
-    calib = data.with_dataset(args.calib_dataset)  # the same options for another folder
+    calib = data.with_dataset(args.calib_dataset)  # the same options, real images (calibration)
 """
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ class DataOptions:
         return from_args(DataOptions, args, progress=not getattr(args, "quiet", False))
 
     def with_dataset(self, dataset: Optional[str]) -> "DataOptions":
-        """The same decoding options for another folder (calibration images, say); None keeps this one."""
-        return self if not dataset else dataclasses.replace(self, dataset=dataset, synthetic=None)
+        """The same decoding options for real images of `dataset` (None: this one's --dataset), never --synthetic's
+        random ones: calibration images come from here, also when the run itself times random images."""
+        return dataclasses.replace(self, dataset=dataset or self.dataset, synthetic=None)
 
     def open(self, pp: Preprocess, num_classes: int) -> CachedDataset:
         """The decoded dataset (or the seeded random images of --synthetic) for a network's preprocessing."""

@@ -28,11 +28,13 @@ class DatasetIndex:
     class_names: List[str]  # folder name per model output index
 
     def fingerprint(self) -> str:
-        """Hash of relative paths, sizes and modification times: changes when the dataset does."""
+        """Hash of relative paths, sizes, modification and status-change times and inodes: changes when the
+        dataset does, also when a file is replaced by one of the same size with its old mtime restored
+        (touch -r cannot set ctime) or made readable again (chmod changes ctime)."""
         h = hashlib.sha256()
         for rel, label in zip(self.files, self.labels):
             st = (self.root / rel).stat()
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{label}\n".encode())
         return h.hexdigest()
 
 

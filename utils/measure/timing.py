@@ -54,6 +54,7 @@ class MeasureOptions:
     limit: Optional[int] = None  # number of images
     pipeline_depth: int = 3      # batches in flight before the host waits for the oldest
     progress: bool = True
+    verify: bool = True          # check every image read against the checksum written with the cache
 
 
 @dataclass
@@ -72,6 +73,7 @@ class MeasureResult:
     sync: bool = False
     short_batch: Optional[Dict[str, Any]] = None  # images and how they were handled
     feed: str = "host"
+    verified: Optional[int] = None  # images checked against the cache's checksums (None: nothing to check)
 
     def summary(self) -> Dict[str, Any]:
         """The flat figures of a record."""
@@ -82,7 +84,7 @@ class MeasureResult:
             "top5": 100.0 * self.correct5 / self.labelled if self.labelled else None,
             "timed_images": self.timed_images, "warmup_batches": self.warmup_batches,
             "warmup_s": round(self.warmup_s, 4), "mode": "sync" if self.sync else "pipelined",
-            "short_batch": self.short_batch, "feed": self.feed,
+            "short_batch": self.short_batch, "feed": self.feed, "verified_images": self.verified,
         }
         for prefix, s in (("latency_all", la), ("latency_model", lm)):
             for k, v in s.items():
@@ -168,6 +170,20 @@ def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
     device = runner.device
     stream = torch.cuda.current_stream(device) if cuda else None
     copy_stream = torch.cuda.Stream(device) if cuda else None
+    # Every image read is checked against the checksum written with the cache: on a GPU by a kernel on a
+    # stream of its own beside the model and the next copy (the count comes back once, at the end), on the
+    # CPU per batch.
+    expected = dataset.checksums if opts.verify else None
+    if expected is not None:
+        res.verified = 0
+        if cuda:
+            from utils.data.checksum import checksums_torch, weights_torch
+
+            exp_dev = torch.from_numpy(expected[:n]).to(device)
+            w_dev = weights_torch(int(np.prod(dataset.images.shape[1:])), device)
+            bad_dev = torch.zeros((), dtype=torch.int64, device=device)
+            verify_stream = torch.cuda.Stream(device)
+    bad_host = 0
 
     def set_phase(name: str) -> None:
         if telemetry is not None:
@@ -176,20 +192,29 @@ def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
     def batches() -> Any:
         return dataset.batches(bs, limit=n, pin=cuda and not registered, copy=not registered)
 
-    def run_batch(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray, timed: bool) -> _Batch:
+    def run_batch(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray, timed: bool,
+                  verify: bool = True) -> _Batch:
         """Copy-in, normalise, model, top-k, copy-out, with timers between the stages."""
+        nonlocal bad_host
         t = tuple(_Timer(cuda) for _ in range(6))
         if cuda:
             with torch.cuda.stream(copy_stream):
                 t[0].record(copy_stream)
                 x_dev = images.to(device, non_blocking=True)
                 t[1].record(copy_stream)
+            if expected is not None and verify:
+                verify_stream.wait_event(t[1].ev)
+                with torch.cuda.stream(verify_stream):
+                    bad_dev.add_((checksums_torch(x_dev, w_dev) != exp_dev[idx[0]:idx[-1] + 1]).sum())
+                x_dev.record_stream(verify_stream)
             stream.wait_event(t[1].ev)
             x_dev.record_stream(stream)
         else:
             t[0].record()
             x_dev = images
             t[1].record()
+            if expected is not None and verify:
+                bad_host += dataset.verify(idx, images)
         t[2].record(stream)
         x = runner.normalizer(x_dev)
         real = x.shape[0]
@@ -225,7 +250,7 @@ def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
     first = next(iter(batches()))
     t_start = time.perf_counter()
     while True:  # at least one run of the same path, then until min_warmup_s has passed
-        item = run_batch(*first, timed=False)
+        item = run_batch(*first, timed=False, verify=False)  # checked when it runs for real
         if cuda:
             item.t[5].ev.synchronize()
         if time.perf_counter() - t_start >= opts.min_warmup_s:
@@ -270,6 +295,16 @@ def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
     if wall0 is not None:
         res.wall_s = time.perf_counter() - wall0
     bar.close()
+    if expected is not None and cuda:
+        verify_stream.synchronize()
+    if expected is not None:
+        bad = bad_host + (int(bad_dev.item()) if cuda else 0)
+        if bad:
+            dataset.invalidate(f"changed under this run ({bad} of {n} images differ from what was written)")
+            raise ArtTRTError(f"{bad} of {n} images read from the dataset cache differ from what was written (the "
+                              "cache file was damaged or changed): no figure of this run was kept; run again to "
+                              "rebuild the cache")
+        res.verified = n
     set_phase("done")
     return res
 

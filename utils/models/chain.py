@@ -108,7 +108,8 @@ def model_file(net: Network, precision: str, model: ModelOptions,
     else:
         path, export = onnx_for(net, model.shape_for(net))
     if precision == "fp32":
-        return path, {"export_s": export["prepare_s"], "prepare_s": export["prepare_s"]}
+        return path, {"export_s": export["prepare_s"], "prepare_s": export["prepare_s"],
+                      **({"onnx_given": export["onnx_given"]} if "onnx_given" in export else {})}
     out, conv = convert_precision(path, precision, net, model.calib, data, io_fp16=model.fp16_io)
     conv["export_s"] = export["prepare_s"]
     conv["prepare_s"] = round(float(export["prepare_s"]) + float(conv["prepare_s"]), 3)

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 from utils.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a foreign or broken file
         raise ArtTRTError(f"cannot read weights file {path} as a PyTorch state_dict "
-                          f"(torch.load weights_only=True): {str(err).splitlines()[0]}") from err
+                          f"(torch.load weights_only=True): {first_line(err)}") from err
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -157,23 +157,45 @@ def _build_torchvision(name: str, num_classes: int, pretrained: bool) -> nn.Modu
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
 
 
+def _yolo_checkpoint(path: str, pretrained: bool) -> nn.Module:
+    """The model of an Ultralytics .pt, loaded without running code (utils.models.safe_load); with --pretrained a
+    missing published file is fetched by Ultralytics' own download code first."""
+    from utils.models.safe_load import load_checkpoint
+
+    if not os.path.isfile(path):
+        if not pretrained:
+            raise ArtTRTError(f"YOLO weights file {path} does not exist: pass a local .pt file, --pretrained to let "
+                              "Ultralytics download its published weights, or a model .yaml for random weights")
+        try:
+            from ultralytics.utils.downloads import attempt_download_asset
+
+            path = str(attempt_download_asset(path))
+        except Exception as err:  # Ultralytics raises many types for a failed download
+            raise ArtTRTError(f"Ultralytics could not download {path} ({type(err).__name__}): pass a local "
+                              ".pt file") from err
+    ckpt = load_checkpoint(Path(path))
+    model = ckpt.get("ema") or ckpt.get("model")
+    if not isinstance(model, nn.Module):
+        raise ArtTRTError(f"{path} holds no Ultralytics model (no 'model' or 'ema' entry)")
+    return model.float()
+
+
 def _load_yolo(path: str, pretrained: bool = False) -> Tuple[nn.Module, str]:
     try:
         from ultralytics import YOLO
+        from ultralytics.nn.tasks import guess_model_task
     except ImportError as err:
         raise ArtTRTError("YOLOv8-cls networks need the package ultralytics (pip install ultralytics)") from err
-    if path.endswith(".pt") and not os.path.isfile(path) and not pretrained:
-        raise ArtTRTError(f"YOLO weights file {path} does not exist: pass a local .pt file, --pretrained to let "
-                          "Ultralytics download its published weights, or a model .yaml for random weights")
-    try:
-        yolo = YOLO(path, task="classify")
-    except Exception as err:  # Ultralytics raises many types, a failed download among them
-        what = "download or load" if pretrained else "load"
-        raise ArtTRTError(f"Ultralytics could not {what} {path} ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
-                          "pass a local .pt file") from err
-    if getattr(yolo, "task", "classify") != "classify":
-        raise ArtTRTError(f"{path} is a YOLO {yolo.task} model, not a classifier (-cls)")
-    model = yolo.model
+    if path.endswith((".yaml", ".yml")):
+        try:
+            model = YOLO(path, task="classify").model  # built from the model description: nothing unpickled
+        except Exception as err:  # Ultralytics raises many types for a bad description
+            raise ArtTRTError(f"Ultralytics could not build {path} ({first_line(err)})") from err
+    else:
+        model = _yolo_checkpoint(path, pretrained)
+    task = guess_model_task(model)
+    if task != "classify":
+        raise ArtTRTError(f"{path} is a YOLO {task} model, not a classifier (-cls)")
     assert isinstance(model, nn.Module)
     for p in model.parameters():
         p.requires_grad_(False)

@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_path
 from utils.data.preprocess import Preprocess
 from utils.models.networks import Network
@@ -78,7 +78,7 @@ def _export(model: torch.nn.Module, dummy: torch.Tensor, tmp: Path, dynamic: boo
                                       **{**kwargs, "opset_version": 17})
             return kind
         except Exception as err:  # exporters raise many kinds; we report each and try the next
-            errors.append(f"{kind}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            errors.append(f"{kind}: {type(err).__name__}: {first_line(err)}")
             log.info("the %s exporter failed (%s)", kind, errors[-1])
     raise ArtTRTError("ONNX export failed: " + " | ".join(errors))
 
@@ -161,7 +161,9 @@ def read_metadata(path: str | os.PathLike[str]) -> Dict[str, Any]:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf DecodeError and friends
-        raise ArtTRTError(f"{path} is not a readable ONNX file: {str(err).splitlines()[0]}") from err
+        raise ArtTRTError(f"{path} is not a readable ONNX file: {first_line(err)}") from err
+    if not proto.graph.input or not proto.graph.output:
+        raise ArtTRTError(f"{path} holds no model with an input and an output (an empty or foreign file)")
     out: Dict[str, Any] = {}
     for p in proto.metadata_props:
         if p.key.startswith(META_PREFIX):

@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from utils.core.artefact import cached
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import file_sha256
 from utils.data.options import DataOptions
 from utils.models.networks import Network
@@ -76,22 +76,23 @@ def add_args(g: Any, calib_dataset: bool = True) -> None:
         g.add_argument("--calib_dataset", help="dataset for calibration (default --dataset)")
 
 
-def calibration_data(net: Network, calib: CalibOptions, data: DataOptions,
-                     folder: Optional[Path] = None) -> Tuple[np.ndarray, Dict[str, Any]]:
+def calibration_data(net: Network, calib: CalibOptions, data: DataOptions, folder: Optional[Path] = None,
+                     load: bool = True) -> Tuple[Optional[np.ndarray], Dict[str, Any]]:
     """Picks calib.calib_size images of the calibration dataset with a fixed seed, normalised as validation does.
 
     The images come from the same decoded cache as validation (the same DataOptions: class map, cache
     folder, decoders), so calibrating decodes nothing twice.
 
     Returns:
-        (float32 array N x 3 x crop x crop, facts with the picked files and the cache path).
+        (float32 array N x 3 x crop x crop, or None with load=False; facts with the picked files, the cache
+        path and calib_prepare_s, the seconds spent making it now).
     """
     import torch
 
     from utils.data.preprocess import Normalizer
 
     data = data.with_dataset(calib.calib_dataset)
-    if not data.dataset or data.synthetic is not None:
+    if not data.dataset:
         raise ArtTRTError("int8/fp8 need real calibration images: pass --dataset (or --calib_dataset) DIR")
     asked = int(calib.calib_size)
     if asked < 1:
@@ -118,7 +119,7 @@ def calibration_data(net: Network, calib: CalibOptions, data: DataOptions,
     path, made = cached(folder or weights_dir() / "calib", f"{net.name}-{crop}x{crop}-n{n}-{ds_root.resolve().name}",
                         ".npy", {"dataset_key": ds.meta["key"], "files": files, "preprocess": net.preprocess.as_dict()},
                         make)
-    arr = np.load(path)  # allow_pickle stays False: loading never runs code
+    arr = np.load(path) if load else None  # allow_pickle stays False: loading never runs code
     return arr, {**facts, "calib_data": str(path), "calib_prepare_s": made["prepare_s"]}
 
 
@@ -169,7 +170,6 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
     if precision == "fp32":
         return src, {"prepare_s": 0.0}
     settings: Dict[str, Any] = {"src": file_sha256(src), "precision": precision, "version": 2}
-    calib_data: Optional[np.ndarray] = None
     calib_facts: Dict[str, Any] = {}
     calibrate_s = 0.0
     if precision in ("fp16", "bf16"):
@@ -179,9 +179,8 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
         if method not in CALIB_METHODS[precision]:
             raise ArtTRTError(f"--calib_method {method} is not offered for {precision}: "
                               f"one of {', '.join(CALIB_METHODS[precision])}")
-        t_cal = time.perf_counter()
-        calib_data, calib_facts = calibration_data(net, calib, data)
-        calibrate_s = time.perf_counter() - t_cal
+        _, calib_facts = calibration_data(net, calib, data, load=False)  # loaded only if quantizing now
+        calibrate_s = float(calib_facts["calib_prepare_s"])
         settings.update({"method": method, "calib_data": Path(calib_facts["calib_data"]).name,
                          "tool": calib.quantizer, "high_precision": HIGH_PRECISION})
     else:
@@ -198,7 +197,7 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
             if precision == "fp16":
                 facts["ort_cpu_note"] = ORT_FP16_NOTE
         else:
-            assert calib_data is not None
+            calib_data = np.load(calib_facts["calib_data"])
             tool, method = calib.quantizer, settings["method"]
             made_by = None
             if tool in ("auto", "modelopt"):
@@ -210,7 +209,7 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
                 except Exception as err:  # ModelOpt raises many types; fall back where allowed
                     if tool == "modelopt" or precision == "fp8":
                         raise ArtTRTError(f"ModelOpt could not quantize {src.name} to {precision}: "
-                                          f"{str(err).splitlines()[0]}") from err
+                                          f"{first_line(err)}") from err
                     log.warning("ModelOpt quantization failed (%s): falling back to ONNX Runtime's quantizer", err)
             if made_by is None:
                 _quantize_ort(src, tmp, method, calib_data)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import platform
 import re
 import secrets
@@ -22,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
 
@@ -130,9 +134,18 @@ class Recorder:
     command: Optional[str] = None
 
     def write(self, rec: Dict[str, Any]) -> Dict[str, Any]:
-        """Writes the record under folder/records (if any); returns it with "_path" set where written."""
+        """Writes the record under folder/records (if any); returns it with "_path" set where written.
+
+        A measurement is never lost to a folder that stopped taking files: the record then goes to the
+        system's temporary folder, and a warning says where."""
         if self.folder is not None:
-            rec["_path"] = str(write_record(rec, self.folder / "records"))
+            try:
+                rec["_path"] = str(write_record(rec, self.folder / "records"))
+            except (OSError, ArtTRTError) as err:
+                import tempfile
+
+                rec["_path"] = str(write_record(rec, Path(tempfile.gettempdir()) / "arttrt-records"))
+                log.warning("could not write the record under %s (%s): it is in %s", self.folder, err, rec["_path"])
         return rec
 
 

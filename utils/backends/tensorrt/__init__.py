@@ -52,12 +52,21 @@ def add_args(g: Any, max_default: str = "the largest batch size asked", run: boo
 
 
 def variants(options: Options) -> List[Options]:
-    """One run per engine shape asked (--trt_shapes dynamic static)."""
+    """One run per engine shape asked (--trt_shapes dynamic static); a given --engine file is one run."""
+    if options.engine:
+        return [dataclasses.replace(options, trt_shapes=("dynamic",))]
     return [dataclasses.replace(options, trt_shapes=(s,)) for s in dict.fromkeys(options.trt_shapes)]
 
 
 def label(spec: RunSpec) -> str:
-    return "static" if "static" in (spec.options or Options()).trt_shapes else ""
+    """What sets this engine apart in a table: a given file, static shapes, TensorRT 10's weak typing."""
+    opts: Options = spec.options or Options()
+    if opts.engine:
+        return "given engine"
+    words = ["static"] if "static" in opts.trt_shapes else []
+    if opts.weak_typing and spec.precision != "fp32":
+        words.append("weak typing")
+    return ", ".join(words)
 
 
 def check(spec: RunSpec) -> None:
@@ -69,6 +78,8 @@ def check(spec: RunSpec) -> None:
     if opts.weak_typing and spec.precision != "fp32":
         weak.check_route(spec.precision)
     check_precision_supported(spec.precision, require_tensorrt_and_gpu())
+    if opts.weak_typing and spec.precision != "fp32" and not opts.engine:
+        weak.require(spec.precision)  # TensorRT 11 has no builder flags: said now, not after decoding
 
 
 def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple[Runner, Dict[str, Any]]:

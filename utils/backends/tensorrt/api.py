@@ -98,11 +98,12 @@ def dims_tuple(dims: trt.Dims) -> Tuple[int, ...]:
     return tuple(int(dims[i]) for i in range(len(dims)))
 
 
-def gpu_identity(index: int = 0) -> Dict[str, str]:
-    """GPU name and compute capability: part of every engine and timing-cache key."""
+def gpu_identity(index: Optional[int] = None) -> Dict[str, str]:
+    """Name and compute capability of GPU `index` (default: the current one, which the run's device scope
+    sets): part of every engine and timing-cache key."""
     import torch
 
     if not torch.cuda.is_available():
         raise ArtTRTError("TensorRT needs an NVIDIA GPU, and none is visible here")
-    p = torch.cuda.get_device_properties(index)
+    p = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
     return {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}"}

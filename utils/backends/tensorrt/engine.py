@@ -141,6 +141,7 @@ def weak_calibration(net: Network, onnx_path: Path, model: ModelOptions, data: D
     from utils.models.precision import calibration_data
 
     arr, facts = calibration_data(net, model.calib, data)
+    assert arr is not None
     batch = min(shapes.opt[0], len(arr)) if shapes.dynamic else shapes.opt[0]
     if len(arr) < batch:
         raise ArtTRTError(f"weak-typed int8 for a static batch of {batch} needs at least {batch} calibration images; "
@@ -175,6 +176,13 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
         from utils.backends.tensorrt import weak
 
         weak.require(precision)
+        if model.onnx:
+            from utils.models.chain import user_onnx
+
+            _, carried = user_onnx(net, model)
+            if carried != "fp32":
+                raise ArtTRTError(f"--weak_typing builds from an fp32 file, and {Path(model.onnx).name} already "
+                                  f"carries {carried}: drop --weak_typing to build it strongly typed, as it is")
         onnx_path, onnx_facts = model_file(net, "fp32", model, data)
         if precision == "int8":
             calibration, calib_facts = weak_calibration(net, onnx_path, model, data, shapes)

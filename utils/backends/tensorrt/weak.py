@@ -39,6 +39,7 @@ class Calibration:
     method: str        # "entropy" or "max"
     batch: int         # every calibration batch holds exactly this many images
     cache: Path        # TensorRT's calibration cache (the scales)
+    device: str = "cuda"  # where the batches are handed to TensorRT (the run's current GPU)
 
     @property
     def used(self) -> int:
@@ -89,7 +90,7 @@ def make_calibrator(c: Calibration) -> trt.IInt8Calibrator:
                 return None  # the documented end of data
             chunk = c.data[self.index:self.index + c.batch]
             self.index += c.batch
-            self.current = torch.from_numpy(np.ascontiguousarray(chunk)).cuda()  # kept alive until the next batch
+            self.current = torch.from_numpy(np.ascontiguousarray(chunk)).to(c.device)  # alive until the next batch
             return [int(self.current.data_ptr())]
 
         def read_calibration_cache(self) -> Optional[bytes]:

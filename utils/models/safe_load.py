@@ -1,0 +1,169 @@
+"""Loading a pickled checkpoint (an Ultralytics .pt) without letting it run code.
+
+PyTorch's own safe loader (torch.load(weights_only=True)) refuses every global it does not know; the model
+classes of a full checkpoint (torch.nn and Ultralytics layers) must be allowed by name for it to load. That
+is not enough on its own: the weights-only unpickler lets an allowed class be *called* (the REDUCE opcode),
+and some Ultralytics modules read or download files in their constructors. So before loading, the pickle's
+opcodes are read (never executed) and the checkpoint is refused unless
+
+  - every global it names is in PyTorch's weights-only allow-list, or is an nn.Module subclass defined in
+    torch.nn.modules or ultralytics.nn (checked on the imported class itself, not on its name alone), and
+  - those module classes are only created the way pickle stores modules (NEWOBJ, then __setstate__), never
+    called with arguments (REDUCE).
+
+Usage:
+    ckpt = load_checkpoint(Path("best.pt"))   # a dict; raises ArtTRTError with a sentence otherwise
+"""
+from __future__ import annotations
+
+import importlib
+import pickletools
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, List, Set, Tuple
+
+from utils.core.errors import ArtTRTError, first_line
+
+MODULE_PREFIXES = ("torch.nn.modules.", "ultralytics.nn.")
+CONVERT_HINT = ("if you trust the file, re-save its model in a Python you trust (the layers only: "
+                "from ultralytics import YOLO; YOLO('best.pt').save('best-clean.pt')), or export it to ONNX "
+                "there and pass --onnx")
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle inside a torch.save zip file (or the whole file for the legacy format)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith("data.pkl")]
+            if len(names) != 1:
+                raise ArtTRTError(f"{path} is a zip file but not a PyTorch checkpoint (no single data.pkl)")
+            return z.read(names[0])
+    return path.read_bytes()
+
+
+def scan_globals(data: bytes) -> Tuple[Set[str], Set[str]]:
+    """(every global the pickle names, the globals it calls with REDUCE), read from its opcodes.
+
+    A small symbolic stack follows what pickle would push: enough to know which global (directly, or
+    through the memo) sits under the arguments of each REDUCE. Anything it cannot follow counts as unknown,
+    and an unknown callee is refused by the caller."""
+    names: Set[str] = set()
+    reduced: Set[str] = set()
+    stack: List[Any] = []
+    marks: List[int] = []
+    memo: Dict[int, Any] = {}
+    strings: List[str] = []
+    unknown = object()
+    try:
+        ops = list(pickletools.genops(data))
+    except Exception as err:  # pickletools raises ValueError and others for a broken stream
+        raise ArtTRTError(f"the checkpoint's pickle cannot be read: {err}") from err
+    for op, arg, _ in ops:
+        name = op.name
+        if name in ("GLOBAL", "INST"):
+            g = str(arg).replace(" ", ".").replace("__builtin__.", "builtins.")  # protocol 2 names builtins so
+            names.add(g)
+            stack.append(("global", g))
+        elif name == "STACK_GLOBAL":
+            attr, mod = (stack.pop() if stack else unknown), (stack.pop() if stack else unknown)
+            g = f"{mod[1]}.{attr[1]}" if isinstance(mod, tuple) and isinstance(attr, tuple) and \
+                mod[0] == "str" and attr[0] == "str" else "<unknown>"
+            names.add(g)
+            stack.append(("global", g))
+        elif name in ("BINUNICODE", "SHORT_BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING",
+                      "STRING"):
+            strings.append(str(arg))
+            stack.append(("str", str(arg)))
+        elif name == "MARK":
+            marks.append(len(stack))
+        elif name in ("TUPLE", "LIST", "DICT", "FROZENSET", "OBJ"):
+            start = marks.pop() if marks else 0
+            del stack[start:]
+            stack.append(unknown)
+        elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
+            start = marks.pop() if marks else 0
+            del stack[start:]
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            n = int(name[-1])
+            del stack[len(stack) - n:]
+            stack.append(unknown)
+        elif name in ("APPEND", "BUILD"):
+            stack.pop()
+        elif name == "SETITEM":
+            del stack[-2:]
+        elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX"):
+            stack.pop()  # the arguments (NEWOBJ_EX: kwargs, then args)
+            if name == "NEWOBJ_EX":
+                stack.pop()
+            callee = stack.pop() if stack else unknown
+            if name == "REDUCE":
+                reduced.add(callee[1] if isinstance(callee, tuple) and callee[0] == "global" else "<unknown>")
+            stack.append(unknown)
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg)] = stack[-1] if stack else unknown
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            stack.append(memo.get(int(arg), unknown))
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1] if stack else unknown
+        elif name == "POP":
+            stack.pop()
+        elif name == "POP_MARK":
+            start = marks.pop() if marks else 0
+            del stack[start:]
+        elif name == "DUP":
+            stack.append(stack[-1])
+        elif name in ("PROTO", "FRAME", "STOP"):
+            pass
+        elif name in ("PERSID", "BINPERSID"):
+            if name == "BINPERSID":
+                stack.pop()
+            stack.append(unknown)
+        else:  # literals (ints, floats, None, bools, bytes, empty containers)
+            stack.append(unknown)
+    return names, reduced
+
+
+def _module_class(name: str) -> Any:
+    """The nn.Module subclass named, where it is one defined under torch.nn.modules or ultralytics.nn; else None."""
+    import torch
+
+    if not name.startswith(MODULE_PREFIXES):
+        return None
+    module, _, attr = name.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+    return obj if isinstance(obj, type) and issubclass(obj, torch.nn.Module) else None
+
+
+def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """A full checkpoint loaded with PyTorch's weights-only unpickler and only layer classes allowed."""
+    import torch
+
+    if not path.is_file():
+        raise ArtTRTError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ArtTRTError(f"checkpoint {path} is empty (0 bytes)")
+    names, reduced = scan_globals(_pickle_bytes(path))
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    builtin = set(_get_allowed_globals())
+    classes = {n: _module_class(n) for n in names if n not in builtin}
+    refused = sorted(n for n, c in classes.items() if c is None)
+    if refused:
+        raise ArtTRTError(f"refusing to load {path.name}: it names {refused[0]}"
+                          + (f" (and {len(refused) - 1} more)" if len(refused) > 1 else "")
+                          + f", which loading could run; {CONVERT_HINT}")
+    called = sorted(n for n in reduced if n in classes or n == "<unknown>")
+    if called:
+        raise ArtTRTError(f"refusing to load {path.name}: it calls {called[0]} while loading, which a saved model "
+                          f"never does; {CONVERT_HINT}")
+    try:
+        with torch.serialization.safe_globals(list(classes.values())):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError and friends: one sentence
+        raise ArtTRTError(f"cannot load {path.name} safely ({first_line(err)}); {CONVERT_HINT}") from err
+    if not isinstance(ckpt, dict):
+        raise ArtTRTError(f"{path.name} holds a {type(ckpt).__name__}, not an Ultralytics checkpoint (a dict)")
+    return ckpt
