@@ -109,3 +109,24 @@ def test_random_weights_on_a_labelled_dataset_warn_once_and_are_marked(demo_data
     assert main.main(["-v", "--network", "mobilenet_v3_small", "--synthetic", "4", "--batch_size", "4",
                       "--output", str(tmp_path / "t"), "--quiet"]) == 0
     assert "random weights" not in capsys.readouterr().err
+
+
+def test_a_record_is_never_lost_to_a_folder_that_stopped_taking_files(tmp_path, monkeypatch, caplog):
+    """The output was checked at the start; if it fails later anyway, the measurement goes to the temporary folder."""
+    import logging
+
+    from utils.report.records import Recorder, make_record
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    blocked = tmp_path / "out"
+    blocked.mkdir()
+    (blocked / "records").write_text("a file where the records folder should be")
+    with caplog.at_level(logging.WARNING):
+        rec = Recorder(blocked, "python main.py -v").write(make_record("validate", network="n", images_per_s=1.0))
+    saved = json.loads(open(rec["_path"]).read())
+    assert saved["images_per_s"] == 1.0 and rec["_path"].startswith(str(tmp_path / "tmp" / "arttrt-records"))
+    assert "could not write the record" in caplog.text and rec["_path"] in caplog.text
