@@ -84,6 +84,17 @@ case "$1" in
     python3 benchmarks/feed.py --images 50000 --batch_sizes 256 1024 --workdir /tmp/feed --out $OUT 2>&1 | tee $OUT/feed.log
     python3 benchmarks/gpu_checks.py --dataset datasets/demo --out $OUT 2>&1 | grep -v "^WARNING.*latency varies" | tee $OUT/gpu_checks.log
     ;;
+  rtx1|rtx2)  # issue 15, calls 1-2: park a third of TensorRT-RTX's libs wheel and half of the ONNX files in /tmp
+    mkdir -p /tmp/rtx /tmp/onnx && cp .rtx/p*/part_* /tmp/rtx/ && cp .trtbuild/*/*.onnx /tmp/onnx/ && ls -la /tmp/rtx /tmp/onnx
+    ;;
+  rtx3)  # issue 15, call 3 (within 30 s of call 2): join, install, build every precision (benchmarks/trt_builds.py)
+    cp .rtx/p3/part_ac /tmp/rtx/ && cat /tmp/rtx/part_aa /tmp/rtx/part_ab /tmp/rtx/part_ac \
+      > /tmp/rtx/tensorrt_rtx_cu13_libs-1.7.1.116-py3-none-manylinux_2_28_x86_64.whl || exit 1
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/rtx/tensorrt_rtx_cu13_libs-*.whl .rtx/p3/*.whl || exit 1
+    export PYTHONPATH=/tmp/site LD_LIBRARY_PATH=/tmp/site/tensorrt_rtx_libs:${LD_LIBRARY_PATH:-}
+    mkdir -p .trtbuild/all && cp /tmp/onnx/*.onnx .trtbuild/all/
+    python3 benchmarks/trt_builds.py --build .trtbuild/all --out $OUT 2>&1 | tee $OUT/trt_builds.log
+    ;;
 esac
 # $OUT returns at most 8 files: pack every folder the step wrote into one archive
 for d in $OUT/*/; do [ -d "$d" ] && tar czf "$OUT/$(basename "$d")-$1.tgz" -C "$OUT" "$(basename "$d")" && rm -rf "$d"; done

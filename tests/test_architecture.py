@@ -182,7 +182,8 @@ def test_tensorrt_is_imported_in_one_module():
                 continue
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            if any(n.split(".")[0] in ("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings") for n in names):
+            if any(n.split(".")[0] in ("tensorrt", "tensorrt_bindings", "tensorrt_rtx", "tensorrt_rtx_bindings")
+                   for n in names):
                 static.append(f"{p.relative_to(ROOT)}:{node.lineno}")
             if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in ("import_module", "__import__"):
                 arg = node.args[0] if node.args else None

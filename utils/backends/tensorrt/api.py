@@ -1,5 +1,6 @@
-"""The one module that imports TensorRT: `tensorrt` (10.x, 11.x) or, where only that is installed,
-TensorRT-RTX (`tensorrt_rtx`, or `tensorrt_rtx_bindings` when only its bindings wheel is installed).
+"""The one module that imports TensorRT: `tensorrt` (10.x, 11.x; or `tensorrt_bindings`, the compiled module
+that the `tensorrt` package wraps, when only the bindings and libs wheels are installed) or, where only that
+is installed, TensorRT-RTX (`tensorrt_rtx`, or `tensorrt_rtx_bindings` when only its bindings wheel is).
 The other TensorRT modules name it `trt` through a proxy that forwards to the loaded module, and import
 `tensorrt` only under TYPE_CHECKING, so mypy checks every attribute against TensorRT's stubs:
 
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODULES = ("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings")
+# tensorrt: the package pip installs (a shim over tensorrt_bindings); tensorrt_bindings: the compiled module
+# alone (bindings and libs wheels without the meta package); then TensorRT-RTX's two forms.
+MODULES = ("tensorrt", "tensorrt_bindings", "tensorrt_rtx", "tensorrt_rtx_bindings")
 INSTALL_HINT = ("TensorRT is not installed: pip install tensorrt-cu13 (or tensorrt-cu12) from NVIDIA's package "
                 "index, or on RTX GPUs pip install tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings")
 _module: Optional[Any] = None

@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, cast
 
 from utils.backends.tensorrt import weak
 from utils.backends.tensorrt.api import dims_tuple, last_errors, make_logger
@@ -102,13 +102,20 @@ def build_serialized(onnx_path: Path, s: BuildSettings, verbose: bool = False) -
                           "nothing was written")
     if s.timing_cache is not None:
         with atomic_path(s.timing_cache) as tmp:
-            tmp.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
+            tmp.write_bytes(host_bytes(config.get_timing_cache().serialize()))
     facts = {"route": "weak typing (builder flags)" if use_weak else "strongly typed", "build_s": round(seconds, 3),
              "timing_cache": str(s.timing_cache) if s.timing_cache else None, "timing_cache_reused": reused,
              "network_layers": network.num_layers, "module": trt.__name__, "tensorrt_version": trt.__version__,
              **calib_facts}
     del parser
-    return bytes(memoryview(plan)), facts
+    return host_bytes(plan), facts
+
+
+def host_bytes(memory: trt.IHostMemory) -> bytes:
+    """The bytes of an IHostMemory (a serialized engine or timing cache). TensorRT documents that IHostMemory
+    implements Python's buffer protocol (pybind11's buffer_protocol), which stubs generated from the module
+    cannot show: hence the cast."""
+    return bytes(memoryview(cast(Any, memory)))
 
 
 def engine_layer_count(engine: trt.ICudaEngine) -> int:
