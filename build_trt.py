@@ -13,31 +13,49 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.backends.registry import PRECISIONS
 from utils.core.errors import ArtTRTError, cli_boundary, setup_logging
+
+log = logging.getLogger("arttrt")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from utils.backends import tensorrt
+    from utils.backends import registry, tensorrt
+    from utils.core.cli import new_parser
     from utils.data import options as data_options
     from utils.models import precision
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--onnx", required=True, help="an fp32 ONNX file from onnx_transform.py (or one that carries its precision)")
-    p.add_argument("--precision", choices=PRECISIONS, default=None)
-    for prec in PRECISIONS[1:]:
-        p.add_argument(f"--{prec}", action="store_true", help=f"same as --precision {prec}")
+    p = new_parser("build_trt.py", __doc__, epilog="Examples: README.md.")
+    p.add_argument("--onnx", help="an ONNX file from onnx_transform.py, fp32 or already at its precision (default: "
+                                  "the one weights/onnx/<network>.onnx that onnx_transform.py named)")
+    registry.add_precision_args(p, several=False)
     p.add_argument("--input_shape", nargs=4, type=int, metavar=("B", "C", "H", "W"),
                    help="B=-1 for a dynamic batch (default: the ONNX file's own input shape)")
     tensorrt.add_args(p, max_default="256 for a dynamic batch", run=False)
     data_options.add_args(p.add_argument_group("calibration images (int8)"), synthetic=False)
     precision.add_args(p, calib_dataset=False)
     p.add_argument("--seed", type=int, default=0, help="seed that picks the calibration images")
+    p.add_argument("--verbose", action="store_true", help="the libraries' own messages too")
     return p
+
+
+def default_onnx() -> Path:
+    """The original's `build_trt.py --fp16` without --onnx: the one file onnx_transform.py named
+    weights/onnx/<network>.onnx, or a sentence that gives the command to type."""
+    from utils.models.paths import weights_dir
+
+    named = sorted(p for p in (weights_dir() / "onnx").glob("*.onnx") if p.is_symlink())
+    if len(named) == 1:
+        log.info("--onnx not given: building %s", named[0])
+        return named[0]
+    example = named[0] if named else weights_dir() / "onnx" / "resnet18.onnx"
+    raise ArtTRTError(("several ONNX files are named: " + ", ".join(p.name for p in named) + "; pass one with --onnx"
+                       if named else "pass --onnx FILE (onnx_transform.py --network NAME writes "
+                       "weights/onnx/NAME.onnx)") + f", e.g. python build_trt.py --onnx {example} --fp16")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -48,12 +66,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.models.onnx_export import network_from_onnx, read_metadata
 
     args = build_parser().parse_args(argv)
-    setup_logging()
-    flags = [p for p in PRECISIONS[1:] if getattr(args, p)]
-    if len(flags) > 1 or (flags and args.precision and args.precision != flags[0]):
-        raise ArtTRTError("give one precision: --precision P or one of --fp16/--bf16/--int8/--fp8")
-    precision = args.precision or (flags[0] if flags else "fp32")
-    onnx_path = Path(args.onnx)
+    setup_logging(verbose=args.verbose)
+    precision = registry.precisions_asked(args)[0]
+    onnx_path = Path(args.onnx) if args.onnx else default_onnx()
     if not onnx_path.is_file():
         raise ArtTRTError(f"ONNX file {onnx_path} does not exist")
     shape = tuple(args.input_shape) if args.input_shape else tuple(read_metadata(onnx_path)["graph_input_shape"])

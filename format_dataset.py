@@ -17,7 +17,9 @@ from utils.core.errors import cli_boundary, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from utils.core.cli import new_parser
+
+    p = new_parser("format_dataset.py", __doc__)
     p.add_argument("--src", required=True, help="the downloaded validation images")
     p.add_argument("--dst", required=True, help="where DST/<wnid>/<file> is made")
     p.add_argument("--labels", help="ILSVRC2012_validation_ground_truth.txt (with --meta) or LOC_val_solution.csv")

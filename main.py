@@ -31,60 +31,66 @@ ROOT = Path(__file__).resolve().parent
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from utils.core.cli import new_parser
     from utils.data import options as data_options
     from utils.models import chain, precision
 
-    p = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser("main.py", __doc__, epilog="Examples of every command: README.md.",
+                   usage="main.py (-v | --compare | --demo | --report DIR) [options]")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-v", "--validate", action="store_true", help="validate and time (top-1/top-5, latency)")
-    mode.add_argument("--compare", action="store_true", help="compare a runner's outputs with a reference runner")
-    mode.add_argument("--demo", action="store_true",
-                      help="built-in default: EfficientNet-Lite0 on the 20 photos that ship with foolbox")
-    mode.add_argument("--report", metavar="DIR", help="redraw every table and plot from the records under DIR")
+    mode.add_argument("--compare", action="store_true", help="compare outputs with a reference runner")
+    mode.add_argument("--demo", action="store_true", help="the built-in default: EfficientNet-Lite0, 20 photos")
+    mode.add_argument("--report", metavar="DIR", help="redraw every table, plot and report from DIR's records")
 
     net = p.add_argument_group("network")
-    net.add_argument("--network", default="resnet18", help="torchvision name, efficientnet_lite0, or a YOLOv8-cls .pt/.yaml")
-    net.add_argument("--weights", help="a state_dict file (any class count; torch.load weights_only=True)")
+    net.add_argument("--network", default="resnet18", metavar="NAME",
+                     help="torchvision name, efficientnet_lite0, or a YOLOv8-cls .pt/.yaml")
+    net.add_argument("--weights", metavar="FILE",
+                     help="your state_dict (.pth, any class count), or with --network yolo a .pt")
     net.add_argument("--pretrained", action="store_true", help="the framework's published weights (downloads)")
-    net.add_argument("--num_classes", type=int, help="class count for random weights")
-    net.add_argument("--seed", type=int, default=0, help="seed for random weights, random inputs and calibration picks")
+    net.add_argument("--num_classes", type=int, metavar="N", help="class count for random weights (default 1000)")
+    net.add_argument("--seed", type=int, default=0, metavar="N",
+                     help="seed of random weights, random images, calibration picks")
 
     data_options.add_args(p.add_argument_group("data"))
 
     run = p.add_argument_group("backend and precision")
-    run.add_argument("--backend", choices=list(registry.BACKENDS), default=None,
-                     help="default torch (onnxrt with --compare)")
-    run.add_argument("--backends", nargs="+", choices=list(registry.BACKENDS), help="several backends in one run")
+    run.add_argument("--backend", choices=list(registry.BACKENDS), default=None, metavar="B",
+                     help=f"one of {', '.join(registry.BACKENDS)} (default torch; onnxrt with --compare)")
+    run.add_argument("--backends", nargs="+", choices=list(registry.BACKENDS), metavar="B",
+                     help="several backends in one run")
     run.add_argument("-trt", "--trt", dest="trt_backend", action="store_const", const="tensorrt",
                      help="the TensorRT backend (same as --backend tensorrt)")
-    run.add_argument("--precision", choices=registry.PRECISIONS, default="fp32")
-    run.add_argument("--precisions", nargs="+", choices=registry.PRECISIONS, help="several precisions in one run")
-    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda for -trt, else cpu)")
-    run.add_argument("--cuda_graph", action="store_true",
-                     help="replay a CUDA graph per batch shape (torch and TensorRT on CUDA)")
+    registry.add_precision_args(run)
+    run.add_argument("--device", default=None, metavar="DEV",
+                     help="cpu, cuda or cuda:N (default: cuda for -trt, else cpu)")
+    run.add_argument("--cuda_graph", action="store_true", help="replay a CUDA graph per batch shape")
     chain.add_args(run)
     precision.add_args(run)
     registry.add_args(p)
 
     meas = p.add_argument_group("measurement")
-    meas.add_argument("--batch_size", type=int, default=1)
-    meas.add_argument("--batch_sizes", nargs="+", type=int, help="a sweep: one measurement per batch size")
-    meas.add_argument("--limit", type=int, metavar="N", help="use the first N images only")
+    meas.add_argument("--batch_size", type=int, default=1, metavar="N", help="images per batch")
+    meas.add_argument("--batch_sizes", nargs="+", type=int, metavar="N", help="a sweep: one measurement per batch size")
+    meas.add_argument("--limit", type=int, metavar="N", help="the first N images only")
     meas.add_argument("--sync", action="store_true", help="synchronise after every batch (default: pipelined)")
-    meas.add_argument("--warmup", type=float, default=0.1, help="fraction of batches used as warm-up")
-    meas.add_argument("--min_warmup_s", type=float, default=0.2, help="least warm-up time before the first batch")
-    meas.add_argument("--telemetry", action="store_true", help="sample GPU memory/SM use with NVML into a CSV")
-    meas.add_argument("--telemetry_ms", type=int, default=50)
-    meas.add_argument("--output", default=str(ROOT / "outputs"), help="results folder")
-    meas.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    meas.add_argument("--warmup", type=float, default=0.1, metavar="F", help="fraction of the batches run as warm-up")
+    meas.add_argument("--min_warmup_s", type=float, default=0.2, metavar="S", help="least warm-up time, seconds")
+    meas.add_argument("--telemetry", action="store_true", help="sample GPU memory and SM use with NVML")
+    meas.add_argument("--telemetry_ms", type=int, default=50, metavar="MS", help="telemetry sampling interval, ms")
+    meas.add_argument("--output", default=str(ROOT / "outputs"), metavar="DIR", help="results folder")
+    meas.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
+    meas.add_argument("--verbose", action="store_true", help="the libraries' own messages too")
 
     cmp_ = p.add_argument_group("compare")
-    cmp_.add_argument("--reference", default="torch-fp32", help="reference runner as BACKEND-PRECISION")
-    cmp_.add_argument("--num_inputs", type=int, default=5000, help="random inputs to compare")
-    cmp_.add_argument("-rtol", "--rtol", type=float, default=1e-3)
-    cmp_.add_argument("-atol", "--atol", type=float, default=1e-8)
-    cmp_.add_argument("--val_dataset", action="store_true", help="compare on --dataset instead of random inputs")
+    cmp_.add_argument("--reference", default="torch-fp32", metavar="B-P", help="reference runner, BACKEND-PRECISION")
+    cmp_.add_argument("--num_inputs", type=int, default=5000, metavar="N", help="random inputs to compare")
+    cmp_.add_argument("-rtol", "--rtol", type=float, default=1e-3, metavar="X",
+                      help="relative tolerance of the isclose table")
+    cmp_.add_argument("-atol", "--atol", type=float, default=1e-8, metavar="X",
+                      help="absolute tolerance of the isclose table")
+    cmp_.add_argument("--val_dataset", action="store_true", help="compare on --dataset, not random inputs")
     return p
 
 
@@ -102,7 +108,7 @@ def _specs(args: argparse.Namespace, batch_sizes: Sequence[int]) -> List["RunSpe
     """Every (backend, precision, variant) asked, each checked before any decoding, export or build."""
     out = []
     for backend in args.backends or [args.backend or "torch"]:
-        for precision in args.precisions or [args.precision]:
+        for precision in args.precisions:
             spec = _spec(args, backend, precision, batch_sizes)
             registry.check(spec)
             out += [dataclasses.replace(spec, options=v) for v in registry.variants(spec)]
@@ -134,11 +140,11 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     if device.type not in ("cpu", "cuda"):
         raise ArtTRTError(f"--device {args.device!r}: ArtTRT runs on cpu or cuda[:N]")
     given = {k for k, v in vars(args).items() if v is not None and v != parser.get_default(k)}
-    for one, many in (("backend", "backends"), ("precision", "precisions"), ("batch_size", "batch_sizes")):
+    for one, many in (("backend", "backends"), ("batch_size", "batch_sizes")):
         if one in given and many in given:
             raise ArtTRTError(f"--{one} and --{many} both given: pass only --{many}")
     backends = args.backends or [args.backend or "torch"]
-    precisions = args.precisions or [args.precision]
+    precisions = args.precisions
     if args.validate and args.synthetic is not None and args.dataset and not {"int8", "fp8"} & set(precisions):
         raise ArtTRTError("--synthetic and --dataset both given: a run measures one of them (--dataset gives "
                           "calibration images only for int8/fp8); drop one")
@@ -218,15 +224,23 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
     print(results_table(records))
     print()
     print(percentile_table(records))
-    wrote = make_report(output)
-    log.info("tables and plots redrawn from the records under %s (%d files)", output, len(wrote))
+    make_report(output)
+    print(where_results_are(output))
     return 0
 
 
+def where_results_are(output: Path) -> str:
+    """The paths a run wrote, one per line, after every run."""
+    return "\n".join(f"{what}: {output / sub}" for what, sub in (
+        ("records", "records"), ("tables", "table_outputs"), ("plots", "plots"), ("report", "report.html")))
+
+
 def run_compare(args: argparse.Namespace, command: str) -> int:
-    """--compare: the reference runner (default torch-fp32) against --backend/--precision (or -trt)."""
+    """--compare: the reference runner (default torch-fp32) against each --backend(s) and --precision(s) asked;
+    with several, the original's table with one column per runner."""
     from utils.data.options import DataOptions
     from utils.report.records import Recorder
+    from utils.report.tables import compare_columns_markdown
     from utils.study.compare import compare_one
 
     if args.rtol < 0 or args.atol < 0:
@@ -237,11 +251,12 @@ def run_compare(args: argparse.Namespace, command: str) -> int:
         ref_backend, ref_precision = args.reference.split("-", 1)
     except ValueError as err:
         raise ArtTRTError(f"--reference takes BACKEND-PRECISION, e.g. torch-fp32, not {args.reference!r}") from err
+    others = [_spec(args, backend, precision, [args.batch_size])
+              for backend in (args.backends or [args.backend or "onnxrt"]) for precision in args.precisions]
     ref_spec = _spec(args, ref_backend, ref_precision, [args.batch_size])
-    other_spec = _spec(args, args.backend or "onnxrt", args.precision, [args.batch_size])
-    for spec in (ref_spec, other_spec):
+    for spec in [*others, ref_spec]:  # what is compared first: no advice that sends the user round in a circle
         registry.check(spec)
-    check_folders(args, [ref_spec.backend, other_spec.backend])
+    check_folders(args, [ref_spec.backend, *[s.backend for s in others]])
     net = _network(args)
     data = DataOptions.from_args(args)
     if args.val_dataset:
@@ -252,10 +267,26 @@ def run_compare(args: argparse.Namespace, command: str) -> int:
 
         dataset = SyntheticDataset(args.num_inputs, net.preprocess.crop, seed=args.seed)
         limit, source = args.limit, f"random (seed {args.seed})"
-    _, _, text = compare_one(ref_spec, other_spec, net, dataset, batch_size=args.batch_size, rtol=args.rtol,
-                             atol=args.atol, data=data, recorder=Recorder(Path(args.output), command), limit=limit,
-                             inputs_source=source, progress=not args.quiet)
-    print(text)
+    recorder = Recorder(Path(args.output), command)
+    runs = []
+    for other in others:
+        rec, stats, text = compare_one(ref_spec, other, net, dataset, batch_size=args.batch_size, rtol=args.rtol,
+                                       atol=args.atol, data=data, recorder=recorder, limit=limit,
+                                       inputs_source=source, progress=not args.quiet)
+        runs.append((f"{other.backend}-{other.precision}", stats.summary()))
+        if len(others) == 1:
+            print(text)
+    if len(others) > 1:
+        from utils.core.fileio import atomic_write_text
+
+        columns = compare_columns_markdown(runs, f"{ref_spec.backend}-{ref_spec.precision}")
+        atomic_write_text(Path(args.output) / "compare" / f"{net.name}-columns.md", columns)
+        print(columns)
+    from utils.report.report import make_report
+
+    make_report(Path(args.output))
+    print(f"records: {Path(args.output) / 'records'}\ntables: {Path(args.output) / 'compare'}\n"
+          f"report: {Path(args.output) / 'report.html'}")
     return 0
 
 
@@ -268,8 +299,8 @@ def run_demo(args: argparse.Namespace, command: str) -> int:
 def run_report(args: argparse.Namespace, command: str) -> int:
     from utils.report.report import make_report
 
-    for line in make_report(Path(args.report)):
-        print(line)
+    make_report(Path(args.report))
+    print(where_results_are(Path(args.report)))
     return 0
 
 
@@ -286,7 +317,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     backends = args.backends or [args.backend or "torch"]
     if args.device is None:
         args.device = "cuda" if any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS) else "cpu"
-    setup_logging(args.quiet)
+    setup_logging(args.quiet, args.verbose)
+    args.precisions = registry.precisions_asked(args)
+    args.precision = args.precisions[0]
     if args.validate or args.compare:
         check_arguments(args, build_parser())
     device = resolve_device(args.device) if ":" in args.device and (args.validate or args.compare) else None

@@ -12,26 +12,60 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from utils.core.errors import ArtTRTError, cli_boundary, setup_logging
 
+log = logging.getLogger("arttrt")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--network", required=True, help="torchvision name, efficientnet_lite0, or YOLOv8-cls .pt/.yaml")
-    p.add_argument("--weights", help="a state_dict file (any class count)")
+    from utils.core.cli import new_parser
+
+    p = new_parser("onnx_transform.py", __doc__, epilog="Examples: README.md.")
+    p.add_argument("--network", help="torchvision name, efficientnet_lite0, or YOLOv8-cls .pt/.yaml "
+                                     "(default: the YOLOv8-cls .pt given as --weights)")
+    p.add_argument("--weights", help="your state_dict (.pth, any class count), or a YOLOv8-cls .pt")
     p.add_argument("--pretrained", action="store_true", help="the framework's published weights (downloads)")
-    p.add_argument("--num_classes", type=int, help="class count for random weights")
+    p.add_argument("--num_classes", type=int, help="class count for random weights (default 1000)")
     p.add_argument("--input_shape", nargs=4, type=int, default=None, metavar=("B", "C", "H", "W"),
                    help="B=-1 for a dynamic batch (default -1 3 crop crop)")
-    p.add_argument("--output", help="ONNX file to write (default: the cache under weights/onnx/)")
+    p.add_argument("--output", help="ONNX file to write (default: the cache under weights/onnx/, named "
+                                    "weights/onnx/<network>.onnx too)")
     p.add_argument("--exporter", choices=["auto", "dynamo", "legacy"], default="auto",
                    help="torch.onnx exporter (auto: dynamo, then the legacy one if dynamo fails)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights and of the export check's batch")
+    p.add_argument("--verbose", action="store_true", help="the libraries' own messages too")
     return p
+
+
+def network_name(args: argparse.Namespace) -> str:
+    """--network, or the original's form without it: a YOLOv8-cls .pt given as --weights."""
+    if args.network:
+        return str(args.network)
+    if args.weights and args.weights.endswith(".pt"):
+        weights, args.weights = args.weights, None
+        return str(weights)
+    raise ArtTRTError("pass --network NAME, the architecture of your weights, e.g. python onnx_transform.py "
+                      f"--network resnet18 --weights {args.weights or 'best.pth'} --input_shape 1 3 224 224")
+
+
+def name_stably(out: Path, network: str) -> Optional[Path]:
+    """weights/onnx/<network>.onnx, a link to the file just exported (the name the README and the original
+    use; the file itself is named by its content). A file of the user's under that name is left alone."""
+    stable = out.parent / f"{Path(network).stem}.onnx"
+    if stable.exists() and not stable.is_symlink():
+        log.warning("%s exists and is not ArtTRT's link: left as it is (the export is %s)", stable, out)
+        return None
+    tmp = stable.with_name(f".{stable.name}.link")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(out.name)
+    os.replace(tmp, stable)
+    return stable
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -40,9 +74,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.models.onnx_export import export_onnx, read_metadata
 
     args = build_parser().parse_args(argv)
-    setup_logging()
-    net = load_network(args.network, args.weights, args.pretrained, args.num_classes, args.seed)
+    setup_logging(verbose=args.verbose)
+    net = load_network(network_name(args), args.weights, args.pretrained, args.num_classes, args.seed)
     shape = args.input_shape or [-1, 3, net.preprocess.crop, net.preprocess.crop]
+    stable = None
     if args.output:
         out = Path(args.output)
         if out.exists() and not out.is_file():
@@ -52,8 +87,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         facts = export_onnx(net, out, shape, exporter=args.exporter, seed=args.seed)
     else:
         out, facts = onnx_for(net, shape, exporter=args.exporter)
-    print(f"{out}: {facts['nodes']} nodes, opset {facts['opset']} ({facts['exporter']} exporter), "
-          f"max |ONNX Runtime - PyTorch| = {facts['max_abs_diff']:.2e} (tolerance {facts['atol']:.0e})")
+        stable = name_stably(out, net.name)
+    print(f"{stable or out}: {facts['nodes']} nodes, opset {facts['opset']} ({facts['exporter']} exporter), "
+          f"max |ONNX Runtime - PyTorch| = {facts['max_abs_diff']:.2e} (tolerance {facts['atol']:.0e})"
+          + (f"; the file is {out}" if stable else ""))
     return 0
 
 

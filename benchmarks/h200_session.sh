@@ -5,19 +5,6 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1 CI=true ARTTRT_WEIGHTS_DIR=/tmp/arttrt-weights ARTTRT_CACHE_DIR=/tmp/arttrt-cache
 OUT=${OUT:-/tmp/out}
 case "$1" in
-  part1)  # call 1: park the first half of the TensorRT-RTX libs wheel (and the AutoCast fp16 ONNX)
-    mkdir -p /tmp/rtx && cp .whl1/* /tmp/rtx/ && ls -la /tmp/rtx
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv
-    python3 -c "import torch, torchvision, onnx, onnxruntime; print(torch.__version__, torchvision.__version__, onnx.__version__, onnxruntime.__version__, onnxruntime.get_available_providers())"
-    ;;
-  trt)  # call 2 (within 30 s of call 1): join, install, run the builder for real
-    cat /tmp/rtx/part_aa .whl2/part_ab > /tmp/rtx/tensorrt_rtx_cu13_libs-1.7.1.116-py3-none-manylinux_2_28_x86_64.whl
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/rtx/*.whl .whl2/*.whl || exit 1
-    export PYTHONPATH=/tmp/site LD_LIBRARY_PATH=/tmp/site/tensorrt_rtx_libs:${LD_LIBRARY_PATH:-}
-    python3 benchmarks/trt_builder_check.py --fp16_onnx /tmp/rtx/mobilenet_v2-fp16.onnx --dataset datasets/demo --out $OUT 2>&1 | tee $OUT/trt_builder_check.log
-    python3 main.py -v --network mobilenet_v2 --dataset datasets/demo -trt --batch_size 4 --quiet --output $OUT/trt 2>&1 | tail -3 | tee $OUT/trt_main.log
-    python3 main.py -v --network resnet50 --dataset datasets/demo --device cuda --batch_size 4 --quiet --output $OUT/val 2>&1 | tee $OUT/validate_resnet50.log
-    ;;
   measure)  # call 3: the sweep with telemetry, the harness overhead, the data path
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry3/*.whl && export PYTHONPATH=/tmp/site
     python3 main.py -v --network resnet50 --synthetic 4096 --device cuda --backend torch --precisions fp32 fp16 \

@@ -64,6 +64,27 @@ SIDE_BY_SIDE_ROWS = [("torch", "fp32"), ("torch", "fp16"), ("compile", "fp16"), 
                      ("tensorrt", "fp16"), ("tensorrt", "int8")]
 
 
+def add_precision_args(g: Any, several: bool = True) -> None:
+    """--precision P, its flags (--fp16, --bf16, --int8, --fp8, as trtexec and Polygraphy spell them), and
+    with several=True --precisions P [P ...]."""
+    g.add_argument("--precision", choices=PRECISIONS, default=None, help="the precision (default fp32)")
+    if several:
+        g.add_argument("--precisions", nargs="+", choices=PRECISIONS, help="several precisions in one run")
+    for p in PRECISIONS[1:]:
+        g.add_argument(f"--{p}", action="store_true", help=f"same as --precision {p}")
+
+
+def precisions_asked(args: argparse.Namespace) -> List[str]:
+    """The precisions the arguments ask for; two ways of asking at once is one sentence."""
+    flags = [p for p in PRECISIONS[1:] if getattr(args, p, False)]
+    forms = [f for f, given in (("--precision", args.precision), ("--precisions", getattr(args, "precisions", None)),
+                                ("--" + "/--".join(flags), flags)) if given]
+    if len(forms) > 1 or len(flags) > 1:
+        raise ArtTRTError(f"{' and '.join(forms) if len(forms) > 1 else forms[0]} given: ask for the precision once "
+                          "(--precision P, one of --fp16/--bf16/--int8/--fp8, or --precisions P [P ...])")
+    return list(getattr(args, "precisions", None) or ([args.precision] if args.precision else flags) or ["fp32"])
+
+
 def register(backend: Backend) -> None:
     """Adds a row (a backend outside this package, or a test's)."""
     BACKENDS[backend.name] = backend

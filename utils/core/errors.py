@@ -7,6 +7,7 @@ Usage:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -56,7 +57,20 @@ def cli_boundary(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[
             signal.signal(signal.SIGTERM, previous)
 
 
-def setup_logging(quiet: bool = False) -> None:
-    """One format for every script; --quiet keeps warnings only."""
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+OWN_LOGGERS = ("arttrt", "utils", "__main__")
+# Libraries that log through loggers of their own at INFO (with handlers of their own): quiet unless --verbose.
+LIBRARY_LOGGERS = ("modelopt", "onnxscript", "onnx_ir", "ultralytics", "torch", "polygraphy", "matplotlib", "PIL")
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """One format for every script. ArtTRT's own messages at INFO (--quiet: warnings only); the libraries'
+    (ModelOpt, onnxscript, Ultralytics, ...) at WARNING unless --verbose; with --quiet, progress bars off too,
+    the libraries' included (tqdm reads TQDM_DISABLE)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"

@@ -60,13 +60,14 @@ class DataOptions:
 
 def add_args(g: Any, synthetic: bool = True) -> None:
     """The data arguments (an ArgumentParser or an argument group)."""
-    g.add_argument("--dataset", help="class-folder dataset: DIR/<wnid>/<image>")
-    g.add_argument("--class_map", help="file naming the class folders in the network's output order")
+    g.add_argument("--dataset", metavar="DIR", help="class-folder dataset: DIR/<wnid>/<image>")
+    g.add_argument("--class_map", metavar="FILE", help="file naming the class folders in the network's output order")
     if synthetic:
         g.add_argument("--synthetic", type=int, metavar="N", help="N seeded random images, no labels (timing only)")
-    g.add_argument("--cache_dir", help="where the decoded dataset cache lives (default datasets/.cache)")
-    g.add_argument("--workers", type=int, help="decoding processes for the first pass (default min(16, CPUs))")
-    g.add_argument("--gpu_lanes", type=int, help="how many of --workers decode on the GPU (default 2)")
+    g.add_argument("--cache_dir", metavar="DIR", help="where the decoded dataset cache lives (default datasets/.cache)")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="decoding processes for the first pass (default min(16, CPUs))")
+    g.add_argument("--gpu_lanes", type=int, metavar="N", help="how many of --workers decode on the GPU (default 2)")
     g.add_argument("--gpu_decode", action=argparse.BooleanOptionalAction, default=None,
                    help="decode JPEGs with nvjpeg on the GPU (default: when a GPU is present)")
     g.add_argument("--gpu_decoder", choices=GPU_DECODERS, default="auto",

@@ -49,8 +49,8 @@ class ModelOptions:
 
 def add_args(g: Any) -> None:
     """--onnx and --input_shape (calibration: utils.models.precision.add_args)."""
-    g.add_argument("--onnx", help="an existing ONNX file instead of exporting (one that already carries the "
-                                  "precision asked is used as it is)")
+    g.add_argument("--onnx", metavar="FILE", help="an existing ONNX file instead of exporting (one that already "
+                                                 "carries the precision asked is used as it is)")
     g.add_argument("--input_shape", nargs=4, type=int, metavar=("B", "C", "H", "W"),
                    help="ONNX input shape; B=-1 for a dynamic batch (default -1 3 crop crop)")
 

@@ -218,6 +218,8 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
     """
     if weights and pretrained:
         raise ArtTRTError("pass either --weights or --pretrained, not both")
+    if name.lower() in ("yolo", "yolov8", "yolov8-cls") and weights and weights.endswith(".pt"):
+        name, weights = weights, None  # the original's form: --network yolo --weights weights/yolov8n-cls.pt
     torch.manual_seed(seed)
     if name.endswith((".pt", ".yaml", ".yml")) or name.startswith("yolov8"):
         if weights:

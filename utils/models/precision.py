@@ -68,12 +68,13 @@ def add_args(g: Any, calib_dataset: bool = True) -> None:
     """How fp16/bf16/int8/fp8 ONNX files are made: calibration method and size, quantizer, I/O type."""
     g.add_argument("--calib_method", default="entropy", choices=sorted({m for ms in CALIB_METHODS.values() for m in ms}),
                    help="int8/fp8 calibration method (fp8: max only)")
-    g.add_argument("--calib_size", type=int, default=500, help="calibration images (capped by the dataset)")
+    g.add_argument("--calib_size", type=int, default=500, metavar="N",
+                   help="calibration images (capped by the dataset)")
     g.add_argument("--quantizer", choices=["auto", "modelopt", "ort"], default="auto",
                    help="who inserts Q/DQ nodes: ModelOpt, or ONNX Runtime's quantizer")
     g.add_argument("--fp16_io", action="store_true", help="AutoCast fp16/bf16: make the model's I/O fp16 too")
     if calib_dataset:
-        g.add_argument("--calib_dataset", help="dataset for calibration (default --dataset)")
+        g.add_argument("--calib_dataset", metavar="DIR", help="dataset for calibration (default --dataset)")
 
 
 def calibration_data(net: Network, calib: CalibOptions, data: DataOptions, folder: Optional[Path] = None,
@@ -224,8 +225,8 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
         log.info("%s: %s by %s in %.1f s", src.name, precision, facts["tool"], time.perf_counter() - t0)
         return facts
 
-    out, facts = cached(folder or weights_dir() / "onnx", src.stem.replace("-fp32-", f"-{precision}-"), ".onnx",
-                        settings, make)
+    stem = src.stem.replace("-fp32-", f"-{precision}-") if "-fp32-" in src.stem else f"{src.stem}-{precision}"
+    out, facts = cached(folder or weights_dir() / "onnx", stem, ".onnx", settings, make)
     facts["calibrate_s"] = round(calibrate_s, 3)
     facts["convert_s"] = facts["prepare_s"]
     facts["prepare_s"] = round(facts["prepare_s"] + calibrate_s, 3)

@@ -37,14 +37,16 @@ class Options:
 def add_args(g: Any, max_default: str = "the largest batch size asked", run: bool = True) -> None:
     """The TensorRT build arguments; with run=True also --engine and --trt_shapes (main.py)."""
     if run:
-        g.add_argument("--engine", help="an existing TensorRT engine file (its sidecar is checked)")
+        g.add_argument("--engine", metavar="FILE", help="an existing TensorRT engine file (its sidecar is checked)")
         g.add_argument("--trt_shapes", nargs="+", choices=SHAPES, default=["dynamic"],
                        help="TensorRT engines with a dynamic-batch profile, static per batch size, or both")
-    g.add_argument("--min_batch", type=int, help="TensorRT profile minimum batch (default 1)")
-    g.add_argument("--opt_batch", type=int, help="TensorRT profile optimum batch (default: --max_batch)")
-    g.add_argument("--max_batch", type=int, help=f"TensorRT profile maximum batch (default: {max_default})")
-    g.add_argument("--workspace", type=float, help="TensorRT workspace memory pool limit, GiB")
-    g.add_argument("--timing_cache", help="timing cache file, reused across builds (default under weights/engines)")
+    g.add_argument("--min_batch", type=int, metavar="N", help="TensorRT profile minimum batch (default 1)")
+    g.add_argument("--opt_batch", type=int, metavar="N", help="TensorRT profile optimum batch (default: --max_batch)")
+    g.add_argument("--max_batch", type=int, metavar="N",
+                   help=f"TensorRT profile maximum batch (default: {max_default})")
+    g.add_argument("--workspace", type=float, metavar="GIB", help="TensorRT workspace memory pool limit, GiB")
+    g.add_argument("--timing_cache", metavar="FILE",
+                   help="timing cache file, reused across builds (default under weights/engines)")
     g.add_argument("--force", action="store_true", help="rebuild even if a cached engine matches")
     g.add_argument("--weak_typing", action="store_true",
                    help="TensorRT 10 builder flags (+ a calibrator for int8) on the fp32 ONNX file, "
@@ -96,5 +98,7 @@ def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple[Runner, Dict[s
     else:
         path, facts = engine_for_network(net, spec.precision, spec.model, opts, data, spec.batch_size,
                                          spec.largest_batch)
+    # an engine keeps no list of its weights: the count is the network's, as the original printed for TensorRT
+    facts = {**facts, "params": net.params, "params_note": "the network's parameters"}
     return TensorRTRunner(path, net.preprocess, spec.precision, facts, cuda_graph=spec.cuda_graph,
                           device=spec.device), facts

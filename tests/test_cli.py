@@ -1,0 +1,96 @@
+"""The command lines a newcomer types: every option documented with its default, no abbreviations, the
+precision flags of trtexec and Polygraphy, the original project's forms, quiet output that fits on one screen."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import build_trt
+import format_dataset
+import main
+import onnx_transform
+from utils.core.errors import cli_boundary
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = {"main.py": main, "build_trt.py": build_trt, "onnx_transform.py": onnx_transform,
+           "format_dataset.py": format_dataset}
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_every_option_has_help_and_its_default_shows(script):
+    parser = SCRIPTS[script].build_parser()
+    assert parser.allow_abbrev is False
+    undocumented = [a.option_strings for a in parser._actions
+                    if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]
+    assert not undocumented, undocumented
+    text = parser.format_help()
+    for a in parser._actions:
+        if a.option_strings and a.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in (a.help or ""):
+            squeezed = "".join(text.split())  # help wraps long defaults across lines
+            assert "".join(f"(default: {a.default})".split()) in squeezed, (a.option_strings, a.default)
+
+
+def test_main_help_is_short_enough_to_read():
+    lines = main.build_parser().format_help().splitlines()
+    assert len(lines) <= 130, len(lines)
+    assert all(len(line) <= 120 for line in lines)
+
+
+def test_precision_flags_mean_what_trtexec_and_polygraphy_mean(capsys):
+    from utils.backends import registry
+
+    parse = main.build_parser().parse_args
+    for flag, want in (("--fp16", ["fp16"]), ("--int8", ["int8"]), ("--bf16", ["bf16"]), ("--fp8", ["fp8"])):
+        assert registry.precisions_asked(parse(["-v", flag])) == want
+    assert registry.precisions_asked(parse(["-v", "--fp16_io"])) == ["fp32"]  # another option, not --fp16
+    assert registry.precisions_asked(parse(["-v", "--precisions", "fp32", "int8"])) == ["fp32", "int8"]
+    for argv in (["-v", "--fp16", "--int8"], ["-v", "--precision", "int8", "--fp16"],
+                 ["-v", "--precision", "fp16", "--precisions", "fp32"]):
+        assert cli_boundary(main.main, argv + ["--synthetic", "2", "--quiet"]) == 2
+        assert "ask for the precision once" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no abbreviation: --batch is not --batch_size
+        parse(["-v", "--batch", "4"])
+
+
+def test_the_original_forms(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # Ultralytics may write beside the working folder
+    from ultralytics import YOLO
+
+    from utils.models.networks import load_network
+
+    pt = tmp_path / "yolov8n-cls.pt"
+    YOLO("yolov8n-cls.yaml", task="classify").save(str(pt))
+    net = load_network("yolo", weights=str(pt))  # --network yolo --weights weights/yolov8n-cls.pt
+    assert net.name == "yolov8n-cls" and net.weights == str(pt)
+    # onnx_transform.py --weights best.pth without --network: the exact form to type
+    assert cli_boundary(onnx_transform.main, ["--weights", "best.pth", "--input_shape", "1", "3", "224", "224"]) == 2
+    assert "python onnx_transform.py --network resnet18 --weights best.pth --input_shape 1 3 224 224" in \
+        capsys.readouterr().err
+    # with a YOLOv8-cls .pt the network is the file
+    assert onnx_transform.main(["--weights", str(pt), "--output", str(tmp_path / "y.onnx")]) == 0
+    # build_trt.py --fp16 --input_shape -1 3 224 224 without --onnx: the exact form, then the one named file
+    assert cli_boundary(build_trt.main, ["--fp16", "--input_shape", "-1", "3", "224", "224"]) == 2
+    assert "e.g. python build_trt.py --onnx" in capsys.readouterr().err
+    assert onnx_transform.main(["--network", "mobilenet_v3_small", "--input_shape", "-1", "3", "224", "224"]) == 0
+    named = Path(os.environ["ARTTRT_WEIGHTS_DIR"]) / "onnx" / "mobilenet_v3_small.onnx"
+    assert named.is_symlink() and named.resolve().is_file() and "-fp32-" in named.resolve().name
+    assert "mobilenet_v3_small.onnx" in capsys.readouterr().out
+    assert cli_boundary(build_trt.main, ["--fp16", "--input_shape", "-1", "3", "224", "224"]) == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err  # it got as far as the builder
+
+
+def test_the_demo_output_fits_on_one_screen_and_the_libraries_stay_quiet(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["ARTTRT_WEIGHTS_DIR"] = str(tmp_path / "w")  # a first export: the libraries' chatter would show here
+    r = subprocess.run([sys.executable, "main.py", "--demo", "--output", str(tmp_path / "o")], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = (r.stdout + r.stderr).strip().splitlines()
+    assert len(lines) <= 30, "\n".join(lines)
+    assert not [ln for ln in lines if "Replaced initializer" in ln or "[modelopt]" in ln or "%|" in ln]
+    assert r.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'o' / 'demo' / 'report.html'}"

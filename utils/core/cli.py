@@ -1,0 +1,31 @@
+"""What every ArtTRT script's command line has in common: no abbreviated options (a typo is an error, not
+another option), help that shows each default, the first paragraph of the script's docstring as description.
+
+Usage:
+    p = new_parser("main.py", __doc__)
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Optional
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with the default after each option that has a meaningful one (not None, not False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        text = action.help or ""
+        if "%(default)" not in text and action.default not in (None, False, argparse.SUPPRESS) \
+                and (action.option_strings or action.nargs in ("?", "*")):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _formatter(prog: str) -> HelpFormatter:
+    return HelpFormatter(prog, width=110, max_help_position=34)
+
+
+def new_parser(prog: str, doc: Optional[str], **kw: Any) -> argparse.ArgumentParser:
+    """An ArgumentParser with allow_abbrev=False and the default-showing help, 110 columns wide."""
+    return argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0], allow_abbrev=False,
+                                   formatter_class=_formatter, **kw)
