@@ -72,3 +72,10 @@ def tiny_dataset(tmp_path, foolbox_dir) -> Path:
             img = img.convert("CMYK")
         img.save(dst, "JPEG", quality=90)
     return root
+
+
+def squeeze(text: str) -> str:
+    """A Markdown table with its column padding collapsed: `| a | b |` whatever the widths."""
+    import re
+
+    return re.sub(r" {2,}", " ", text)

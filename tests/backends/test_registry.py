@@ -11,6 +11,7 @@ import main
 from utils.backends import registry
 from utils.backends.base import RunSpec
 from utils.core.errors import ArtTRTError
+from tests.conftest import squeeze
 
 EXAMPLE = registry.Backend("export", "torch.export", ("fp32",), (), False, "tests.backends.example_backend")
 
@@ -46,7 +47,7 @@ def test_a_new_backend_is_one_module_and_one_row(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(registry.BACKENDS, "export", EXAMPLE)
     assert main.main(["-v", "--backends", "export", "torch", "--network", "mobilenet_v3_small", "--synthetic", "6",
                       "--batch_size", "4", "--export_max_batch", "8", "--output", str(tmp_path), "--quiet"]) == 0
-    assert "| mobilenet_v3_small | torch.export fp32 | 4 |" in capsys.readouterr().out
+    assert "| mobilenet_v3_small | torch.export fp32 | 4 |" in squeeze(capsys.readouterr().out)
     recs = {r["backend"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json"))}
     assert set(recs) == {"export", "torch"} and recs["export"]["images"] == 6
     from tests.backends.example_backend import ExportRunner, Options

@@ -189,6 +189,8 @@ def test_strongly_typed_int8_builds_the_qdq_file_and_static_engines_per_batch(st
     assert all("-int8-" in f.name and s.calibration is None and not s.weak_typing for f, s in stand_in_tensorrt)
     recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
     assert sorted((r["batch_size"], r["options"]) for r in recs) == [(4, ""), (4, "static"), (8, ""), (8, "static")]
+    # the original's parameter column for TensorRT rows: the network's count (EfficientNet-Lite0: 4,652,008)
+    assert {r["params"] for r in recs} == {4_652_008}
 
 
 def test_weak_typing_configures_flags_profile_and_exact_calibration_batches(tmp_path, monkeypatch):

@@ -44,6 +44,11 @@ class RunSpec:
         return max(self.batch_size, self.max_batch_size or 1)
 
 
+def mib(nbytes: float) -> float:
+    """Bytes -> MiB (2**20 bytes), the unit of the original's size column."""
+    return round(nbytes / 2**20, 3)
+
+
 def resolve_device(device: str) -> torch.device:
     """'cpu', 'cuda' or 'cuda:N'; a device that is not there is a user error."""
     try:
@@ -129,7 +134,7 @@ class Runner(abc.ABC):
         """Ahead-of-time work for one input shape (compilation, graph capture); timed as preparation."""
 
     def info(self) -> Dict[str, Any]:
-        """Facts for the record: size_mb, layers, params, and anything that qualifies the figures."""
+        """Facts for the record: size_mib, layers, params, and anything that qualifies the figures."""
         return {}
 
     def synchronize(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from utils.backends.base import RunSpec, Runner
+from utils.backends.base import RunSpec, Runner, mib
 from utils.core.errors import ArtTRTError, first_line
 from utils.data.options import DataOptions
 from utils.data.preprocess import Preprocess
@@ -150,7 +150,7 @@ class OnnxRuntimeRunner(Runner):
 
         model = onnx.load(str(self.path), load_external_data=False)
         params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-        facts = {"size_mb": round(self.path.stat().st_size / 1e6, 3), "layers": len(model.graph.node),
+        facts = {"size_mib": mib(self.path.stat().st_size), "layers": len(model.graph.node),
                  "params": params, "onnx_file": str(self.path), "providers_used": self.providers_used,
                  "provider": self.provider, "size_note": "ONNX file", "layers_note": "ONNX nodes"}
         if self.device.type == "cuda":

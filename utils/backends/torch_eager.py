@@ -16,7 +16,7 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from utils.backends.base import CudaGraphs, RunSpec, Runner, resolve_device
+from utils.backends.base import CudaGraphs, RunSpec, Runner, mib, resolve_device
 from utils.core.errors import ArtTRTError
 from utils.data.options import DataOptions
 from utils.models.networks import Network
@@ -93,7 +93,7 @@ class TorchRunner(Runner):
         buf = io.BytesIO()
         torch.save(self.net.model.state_dict(), buf)
         scale = torch.finfo(self.input_dtype).bits / 32
-        facts: Dict[str, Any] = {"size_mb": round(buf.tell() * scale / 1e6, 3), "layers": self.net.layers,
+        facts: Dict[str, Any] = {"size_mib": mib(buf.tell() * scale), "layers": self.net.layers,
                                  "params": self.net.params, "channels_last": self.channels_last,
                                  "size_note": "state_dict bytes at this precision"}
         return facts

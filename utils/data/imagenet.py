@@ -1,8 +1,8 @@
-"""The 1000 ImageNet-1k classes in torchvision's class-index order, shipped as data in the repo.
+"""The 1000 ImageNet-1k classes in torchvision's class-index order, read from the files timm ships (a
+dependency already: `timm/data/_info/imagenet_synsets.txt` and `imagenet_synset_to_lemma.txt`, the data behind
+timm's ImageNetInfo), found without importing timm, which would cost seconds.
 
 Folders and model outputs are matched by wnid through this table, never by folder sort order alone.
-The table was taken from timm's `timm/data/_info/imagenet_synsets.txt` (same order as torchvision)
-and `imagenet_synset_to_lemma.txt`.
 
 Usage:
     from utils.data.imagenet import imagenet_classes
@@ -11,12 +11,14 @@ Usage:
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
-DATA_FILE = Path(__file__).with_name("imagenet_classes.tsv")
+from utils.core.errors import ArtTRTError
+
 WNID_RE = re.compile(r"^n\d{8}$")
 
 
@@ -32,16 +34,21 @@ class ClassTable:
         return len(self.wnids)
 
 
+def timm_info_folder() -> Path:
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        raise ArtTRTError("the ImageNet class table ships with timm: pip install timm")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "_info"
+
+
 @functools.lru_cache(maxsize=1)
 def imagenet_classes() -> ClassTable:
-    """Loads the shipped table (index<TAB>wnid<TAB>name), checking it is whole."""
-    wnids: List[str] = []
-    names: List[str] = []
-    for i, line in enumerate(DATA_FILE.read_text().splitlines()):
-        idx, wnid, name = line.split("\t")
-        assert int(idx) == i and WNID_RE.match(wnid), f"corrupt class table line {i}"
-        wnids.append(wnid)
-        names.append(name)
-    assert len(wnids) == 1000 and len(set(wnids)) == 1000, "class table must hold 1000 distinct wnids"
+    """The table, checked whole (1000 distinct wnids, each with a name)."""
+    folder = timm_info_folder()
+    wnids = (folder / "imagenet_synsets.txt").read_text().split()
+    lemma = dict(line.split("\t", 1) for line in (folder / "imagenet_synset_to_lemma.txt").read_text().splitlines()
+                 if "\t" in line)
+    if len(wnids) != 1000 or len(set(wnids)) != 1000 or not all(WNID_RE.match(w) and w in lemma for w in wnids):
+        raise ArtTRTError(f"timm's ImageNet class files in {folder} are not the 1000 ImageNet-1k classes")
+    names = [lemma[w].split(",")[0].strip() for w in wnids]  # the first lemma: "tench", not "tench, Tinca tinca"
     return ClassTable(wnids, names, {w: i for i, w in enumerate(wnids)})
-

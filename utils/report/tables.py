@@ -28,14 +28,23 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def markdown(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A GitHub Markdown table, columns padded to line up in a terminal (tabulate); cells formatted by _fmt."""
+    from tabulate import tabulate
+
+    return str(tabulate([[_fmt(c) for c in row] for row in rows], headers=list(header), tablefmt="github",
+                        disable_numparse=True))
 
 
 MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
-               "images/s", "size (MB)", "top-1 (%)", "top-5 (%)", "layers", "parameters"]
+               "images/s", "size (MiB)", "top-1 (%)", "top-5 (%)", "layers", "parameters"]
 RANDOM_WEIGHTS = "random weights"
+
+
+def size_mib(r: Dict[str, Any]) -> str:
+    """Size in MiB (2**20 bytes), as the original printed it; records before 2026-11-29 kept MB (10**6 bytes)."""
+    if r.get("size_mib") is not None:
+        return _fmt(float(r["size_mib"]), 2)
+    return _fmt(float(r["size_mb"]) * 1e6 / 2**20, 2) if r.get("size_mb") is not None else "-"
 
 
 def random_weights(r: Dict[str, Any]) -> bool:
@@ -75,7 +84,7 @@ def results_table(records: Sequence[Dict[str, Any]]) -> str:
         rows.append([r.get("network"), row_label(r), r.get("batch_size"), *[f(r) for _, f in extra],
                      f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
                      f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
-                     _fmt(r.get("images_per_s"), 1), r.get("size_mb"), accuracy(r, "top1"), accuracy(r, "top5"),
+                     _fmt(r.get("images_per_s"), 1), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
                      r.get("layers"), r.get("params")])
     return markdown(MAIN_HEADER[:3] + [h for h, _ in extra] + MAIN_HEADER[3:], rows)
 
@@ -111,7 +120,7 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
     by_bs: Dict[Optional[int], List[Dict[str, Any]]] = defaultdict(list)
     for r in recs:
         by_bs[r.get("batch_size")].append(r)
-    header = ["", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)", "images/s", "size (MB)",
+    header = ["", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)", "images/s", "size (MiB)",
               "top-1 (%)", "top-5 (%)", "layers", "parameters", "prepare (s)"]
     parts = [f"# {network}", ""]
     env = recs[0]["env"] if recs else {}
@@ -125,7 +134,7 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
             rows.append([row_label(r), *[f(r) for _, f in extra],
                          f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
                          f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
-                         _fmt(r.get("images_per_s"), 1), r.get("size_mb"), accuracy(r, "top1"), accuracy(r, "top5"),
+                         _fmt(r.get("images_per_s"), 1), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
                          r.get("layers"), r.get("params"), r.get("prepare_s")])
         table = markdown(header[:1] + [h for h, _ in extra] + header[1:], rows)
         parts += ["", f"## Batch size {bs}", "", table, "", "Percentiles:", "",
@@ -174,9 +183,9 @@ def compare_markdown(stats: CompareStats, ref_name: str, other_name: str) -> str
     parts = [f"## Comparisons: {other_name} against {ref_name} ({s['inputs']} inputs)", "",
              f"Output values equal under numpy.isclose (rtol={s['rtol']:g}, atol={s['atol']:g}): "
              f"**{s['isclose_percent']:.2f} %**", "",
-             markdown(["rank", "score MAE", "class differs (%)"],
-                      [[r + 1, f"{s['rank_mae'][r]:.3e}", f"{s['rank_class_diff_percent'][r]:.2f}"]
-                       for r in range(len(s["rank_mae"]))]), "",
+             markdown(["rank", "score MAE (logits)", "score MAE (probabilities)", "class differs (%)"],
+                      [[r + 1, f"{s['rank_logit_mae'][r]:.3e}", f"{s['rank_mae'][r]:.3e}",
+                        f"{s['rank_class_diff_percent'][r]:.2f}"] for r in range(len(s["rank_mae"]))]), "",
              "Top-10 of the first input:", "",
              markdown([f"{ref_name} score", f"{ref_name} label", f"{other_name} score", f"{other_name} label"],
                       [[f"{e['ref_score']:.5f}", stats.label(e["ref_class"]), f"{e['other_score']:.5f}",
@@ -202,3 +211,26 @@ def flips_csv(stats: CompareStats) -> str:
                     stats.label(f["ref_class"]), f"{f['ref_score']:.6f}", stats.label(f["other_class"]),
                     f"{f['other_score']:.6f}"])
     return buf.getvalue()
+
+
+def compare_columns_markdown(runs: Sequence[Tuple[str, Dict[str, Any]]], ref_name: str) -> str:
+    """The original's comparison table for several runners at once: ranks as rows, one column per runner
+    (fp32 / fp16 / int8 side by side), for the score MAE on logits, on probabilities, and class differences."""
+    names = [n for n, _ in runs]
+    k = max(len(s["rank_mae"]) for _, s in runs)
+
+    def table(key: str, fmt: str) -> str:
+        return markdown(["rank", *names], [[r + 1, *[format(s[key][r], fmt) if r < len(s[key]) else "-"
+                                                    for _, s in runs]] for r in range(k)])
+
+    summary = markdown(["", *names], [
+        ["isclose (%)", *[f"{s['isclose_percent']:.2f}" for _, s in runs]],
+        ["top-1 agreement (%)", *[f"{s['top1_agreement_percent']:.2f}" for _, s in runs]],
+        ["top-5 overlap (%)", *[f"{s['top5_overlap_percent']:.2f}" for _, s in runs]],
+        ["max abs error", *[f"{s['max_abs_error']:.3e}" for _, s in runs]],
+        ["flips", *[s["flips"] for _, s in runs]]])
+    return "\n".join([f"## Comparisons against {ref_name} ({runs[0][1]['inputs']} inputs)", "",
+                      "Score MAE at each rank, logits:", "", table("rank_logit_mae", ".3e"), "",
+                      "Score MAE at each rank, probabilities:", "", table("rank_mae", ".3e"), "",
+                      "Class differs at each rank (%):", "", table("rank_class_diff_percent", ".2f"), "",
+                      summary]) + "\n"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
 
-from utils.backends.base import CudaGraphs, Runner
+from utils.backends.base import CudaGraphs, Runner, mib
 from utils.backends.tensorrt.api import dims_tuple, last_errors, make_logger
 from utils.backends.tensorrt.build import engine_layer_count
 from utils.core.errors import ArtTRTError
@@ -113,7 +113,7 @@ class TensorRTRunner(Runner):
     def info(self) -> Dict[str, Any]:
         if self.engine is None:
             raise RuntimeError("TensorRTRunner.activate() first")
-        facts: Dict[str, Any] = {"size_mb": round(self.path.stat().st_size / 1e6, 3),
+        facts: Dict[str, Any] = {"size_mib": mib(self.path.stat().st_size),
                                  "layers": engine_layer_count(self.engine), "engine": str(self.path),
                                  "size_note": "serialized engine", "layers_note": "engine layers (inspector)"}
         facts.update(self.facts)
