@@ -9,6 +9,7 @@ import torch
 
 import main
 from utils.core.errors import cli_boundary
+from tests.conftest import squeeze
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -38,13 +39,46 @@ def test_torch_vs_onnxruntime_fp32_and_int8_on_the_packaged_photos(demo_data, tm
     assert int8["top5_overlap_percent"] < 100.0 and int8["top1_agreement_percent"] >= 90.0
     # a flip is right->wrong, wrong->right, or one wrong class for another
     assert int8["ref_top1"] == 85.0 and int8["flips"] >= int8["right_to_wrong"] + int8["wrong_to_right"]
-    out = capsys.readouterr().out
+    out = squeeze(capsys.readouterr().out)
     assert "## Comparisons: onnxrt-int8 against torch-fp32 (20 inputs)" in out and "| rank | score MAE" in out
     md = list((tmp_path / "int8" / "compare").glob("*.md"))
     assert md and "Top-10 of the first input" in md[0].read_text()
     print(f"fp32: max abs {fp32['max_abs_error']:.2e}, isclose {fp32['isclose_percent']:.2f}%; "
           f"int8: top-1 agreement {int8['top1_agreement_percent']:.1f}%, top-5 overlap "
           f"{int8['top5_overlap_percent']:.1f}%, max abs {int8['max_abs_error']:.3f}, rel L2 {int8['rel_l2_error']:.3f}")
+
+
+def test_compare_precisions_as_columns_like_the_original(demo_data, tmp_path, capsys):
+    """--compare --precisions fp32 fp16 int8: one table per measure with the runners as columns, ranks 1-10 as
+    rows, score MAE on logits and on probabilities, class differences; figures those of each runner's record."""
+    out = tmp_path / "o"
+    assert main.main(["--compare", "--network", "efficientnet_lite0", "--pretrained", "--val_dataset", "--dataset",
+                      str(demo_data), "--batch_size", "4", "--backend", "onnxrt", "--precisions", "fp32", "fp16",
+                      "int8", "--calib_size", "20", "--output", str(out), "--quiet"]) == 0
+    recs = {r["precision"]: r for r in _records(out) if r["backend"] == "onnxrt"}
+    assert sorted(recs) == ["fp16", "fp32", "int8"]
+    text = squeeze((out / "compare" / "efficientnet_lite0-columns.md").read_text())
+    assert text in squeeze(capsys.readouterr().out)
+    assert "## Comparisons against torch-fp32 (20 inputs)" in text
+    names = ["onnxrt-fp32", "onnxrt-fp16", "onnxrt-int8"]
+    for heading, key in (("Score MAE at each rank, logits:", "rank_logit_mae"),
+                         ("Score MAE at each rank, probabilities:", "rank_mae"),
+                         ("Class differs at each rank (%):", "rank_class_diff_percent")):
+        table = text.split(heading + "\n\n")[1].split("\n\n")[0]
+        rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.strip().splitlines()]
+        assert rows[0] == ["rank", *names] and [r[0] for r in rows[2:]] == [str(i) for i in range(1, 11)]
+        for col, name in enumerate(names, start=1):
+            rec = recs[name.split("-")[1]]
+            assert [float(r[col]) for r in rows[2:]] == pytest.approx(rec[key][:10], rel=1e-3, abs=1e-2 * (
+                key == "rank_class_diff_percent")), (key, name)
+    logits = {p: recs[p]["rank_logit_mae"][0] for p in recs}
+    assert logits["fp32"] < 1e-4 < logits["fp16"] < logits["int8"]  # each precision's own drift, in logits
+    assert recs["int8"]["rank_logit_mae"][0] != pytest.approx(recs["int8"]["rank_mae"][0])
+    from tests.report.test_report import check_report_html
+
+    page = (out / "report.html").read_text()
+    assert "Comparisons against torch-fp32" in page and page.count("onnxrt-int8") >= 2
+    check_report_html(out / "report.html", [], plots=False)
 
 
 def test_random_inputs_and_flips_csv(demo_data, tmp_path):
@@ -75,7 +109,7 @@ def test_demo_figures(tmp_path, capsys):
         assert r["latency_all_batches"] == 18 and r["warmup_batches"] == 2  # 10 % warm-up
         assert 0 < r["latency_model_mean"] <= r["latency_all_mean"]
         assert r["latency_model_max"] >= r["latency_model_mean"]
-        assert r["params"] > 4_000_000 and r["size_mb"] > 15 and r["layers"] > 50
+        assert r["params"] > 4_000_000 and r["size_mib"] > 14 and r["layers"] > 50
         assert r["env"]["torch"] == torch.__version__ and "main.py" in r["command"]
 
 
@@ -83,7 +117,7 @@ def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):
     rc = main.main(["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data),
                     "--batch_size", "4", "--backends", "torch", "onnxrt", "--output", str(tmp_path), "--quiet"])
     assert rc == 0
-    out = capsys.readouterr().out
+    out = squeeze(capsys.readouterr().out)
     assert "| efficientnet_lite0 | Vanilla | 4 |" in out and "ONNX Runtime fp32 (cpu)" in out
     assert "p50 / p90 / p99" in out
 
@@ -108,7 +142,7 @@ def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):
     (["-v", "--synthetic", "4", "--calib_size", "0"], "--calib_size must be at least 1"),
     # choices that conflict or that nothing uses
     (["-v", "--synthetic", "4", "--backend", "torch", "--backends", "onnxrt"], "--backend and --backends both given"),
-    (["-v", "--synthetic", "4", "--precision", "fp16", "--precisions", "fp32"], "--precision and --precisions both"),
+    (["-v", "--synthetic", "4", "--precision", "fp16", "--precisions", "fp32"], "ask for the precision once"),
     (["-v", "--synthetic", "4", "--dataset", "x"], "--synthetic and --dataset both given"),
     (["-v", "--synthetic", "4", "--provider", "cuda"], "--provider is an option of the onnxrt backend"),
     (["-v", "--synthetic", "4", "--trt_shapes", "static"], "--trt_shapes is an option of the tensorrt backend"),

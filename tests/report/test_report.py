@@ -3,12 +3,14 @@ plot and the "is TensorRT worth it?" table."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import main
 from utils.report.tables import side_by_side_markdown
+from tests.conftest import squeeze
 
 
 def test_side_by_side_table_from_records():
@@ -20,7 +22,7 @@ def test_side_by_side_table_from_records():
     recs = [rec("torch", "fp32", 1, 255.3, 3.619, 4.447, 0.0), rec("torch", "fp32", 256, 8948.4, 27.5, 27.6, 0.0),
             rec("compile", "fp16", 1, 397.8, 2.079, 3.077, 11.4), rec("compile", "fp16", 256, 20181.0, 8.7, 8.8, 10.0)]
     recs[-1]["compile_mode"] = recs[-2]["compile_mode"] = "default"
-    text = side_by_side_markdown("resnet50", recs)
+    text = squeeze(side_by_side_markdown("resnet50", recs))
     assert "| Vanilla | 255.3 | 8948.4 | 3.619 / 4.447 | - | 0.0 |" in text
     assert "| torch.compile fp16 (default) | 397.8 | 20181.0 | 2.079 / 3.077 | - | 11.4 |" in text
     assert "Not measured in these records: torch fp16, onnxrt fp16, tensorrt fp16, tensorrt int8." in text
@@ -40,10 +42,10 @@ def test_sweep_records_tables_and_plots(tmp_path, capsys):
         [("onnxrt", 1), ("onnxrt", 2), ("onnxrt", 4), ("torch", 1), ("torch", 2), ("torch", 4)]
     for r in recs:
         for k in ("latency_model_p50", "latency_model_p99", "latency_all_p90", "latency_model_cv_percent",
-                  "images_per_s", "size_mb", "layers", "params", "prepare_s"):
+                  "images_per_s", "size_mib", "layers", "params", "prepare_s"):
             assert r[k] is not None, k
         assert r["env"]["torch"] and "cpu" in r["env"] and r["command"].startswith("python main.py -v")
-    table = (out / "table_outputs" / "resnet18.md").read_text()
+    table = squeeze((out / "table_outputs" / "resnet18.md").read_text())
     assert table.count("## Batch size") == 3 and "| Vanilla |" in table and "| ONNX Runtime fp32 (cpu) |" in table
     assert "Latency-all mean / max (ms)" in table and "p50 / p90 / p99" in table
     pngs = sorted((out / "plots").glob("*.png"))
@@ -54,6 +56,51 @@ def test_sweep_records_tables_and_plots(tmp_path, capsys):
         p.unlink()
     assert main.main(["--report", str(out)]) == 0
     assert sorted((out / "plots").glob("*.png")) == pngs
+    check_report_html(out / "report.html", recs)
+
+
+def check_report_html(page: Path, recs, plots: bool = True) -> None:
+    """report.html: one self-contained page (nothing fetched from anywhere), the tables as HTML tables with the
+    records' own figures, every plot inline as a PNG that decodes."""
+    import base64
+    import html.parser
+    import io
+
+    from PIL import Image
+
+    class Parse(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.srcs, self.cells, self.cell = [], [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            a = dict(attrs)
+            self.srcs += [a[k] for k in ("src", "href") if k in a]
+            if tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.cells.append(self.cell.strip())
+                self.cell = None
+
+    p = Parse()
+    p.feed(page.read_text())
+    assert "script" not in p.tags and "link" not in p.tags and p.tags.count("table") >= 2 + 2 * (not plots)
+    assert bool(p.srcs) == plots and all(src.startswith("data:image/png;base64,") for src in p.srcs)
+    for src in p.srcs:
+        img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert img.format == "PNG" and img.size[0] > 300
+    if recs:  # both tables of each network: the side-by-side answer and the original's per-batch one
+        text = page.read_text()
+        assert all(f"{n}: is TensorRT worth it?" in text and f"<h1>{n}" in text for n in {r["network"] for r in recs})
+    for r in recs:  # each record's images/s, as the tables print it, is a cell of the page
+        assert f"{r['images_per_s']:.1f}" in p.cells, r["images_per_s"]
 
 
 def test_telemetry_plot_from_csv(tmp_path):
@@ -81,6 +128,7 @@ def test_tables_tell_datasets_and_weights_apart():
     recs = [_rec("torch", "/data/demo", 20, 85.0), _rec("onnxrt", "/data/three", 3, 100.0)]
     for text in (results_table(recs), summary_markdown("efficientnet_lite0", recs),
                  side_by_side_markdown("efficientnet_lite0", recs)):
+        text = squeeze(text)
         assert "| dataset |" in text and "| weights |" not in text
         assert "| demo (20 img) |" in text and "| three (3 img) |" in text
     same = [_rec("torch", "/data/demo", 20, 85.0), _rec("onnxrt", "/data/demo", 20, 85.0)]
@@ -90,7 +138,7 @@ def test_tables_tell_datasets_and_weights_apart():
     assert "dataset" in results_table(changed).splitlines()[0]
     # two weights: a column; random weights: their accuracy is marked
     two = [_rec("torch", "/data/demo", 20, 85.0), _rec("torch", "/data/demo", 20, 0.0, weights="random:seed0")]
-    table = results_table(two)
+    table = squeeze(results_table(two))
     assert "weights" in table.splitlines()[0] and "0.00 (random weights)" in table and "85.00 |" in table
     # and the newest record of one configuration never hides the other dataset's
     from utils.report.tables import latest_per_config

@@ -8,8 +8,9 @@ output matrices at once); only the flipped images are kept.
 Tables (the original project's "Comparisons" section):
   - percentage of output values equal under numpy.isclose semantics, |other - ref| <= atol + rtol * |ref|
     (computed with torch.isclose on the raw outputs);
-  - for ranks 1..10: the MAE between the two sides' scores at that rank (each side's k-th largest
-    softmax probability) and the percentage of inputs whose class at that rank differs;
+  - for ranks 1..10: the MAE between the two sides' scores at that rank (each side's k-th largest output,
+    as logits like the original's example, and as softmax probabilities) and the percentage of inputs whose
+    class at that rank differs;
   - a top-10 example (reference score and label beside the other's).
 Beyond it: top-1 agreement, top-5 overlap, max abs and relative L2 error of the raw outputs, and on a
 dataset the images whose top-1 flipped (CSV) with how many went right->wrong and wrong->right.
@@ -52,7 +53,8 @@ class CompareStats:
     inputs: int = 0
     values: int = 0
     close: int = 0
-    rank_abs_err: List[float] = field(default_factory=lambda: [0.0] * RANKS)
+    rank_abs_err: List[float] = field(default_factory=lambda: [0.0] * RANKS)        # on probabilities
+    rank_logit_err: List[float] = field(default_factory=lambda: [0.0] * RANKS)      # on the raw outputs (logits)
     rank_class_diff: List[int] = field(default_factory=lambda: [0] * RANKS)
     top1_agree: int = 0
     top5_overlap: float = 0.0
@@ -83,8 +85,10 @@ class CompareStats:
         self.sq_ref += float((ref ** 2).sum())
         rs, ri = to_scores(ref).topk(k, dim=1)
         os_, oi = to_scores(other).topk(k, dim=1)
+        rl, ol = ref.gather(1, ri), other.gather(1, oi)  # each side's k-th largest raw output (logit)
         for r in range(k):
             self.rank_abs_err[r] += float((rs[:, r] - os_[:, r]).abs().sum())
+            self.rank_logit_err[r] += float((rl[:, r] - ol[:, r]).abs().sum())
             self.rank_class_diff[r] += int((ri[:, r] != oi[:, r]).sum())
         self.top1_agree += int((ri[:, 0] == oi[:, 0]).sum())
         k5 = min(5, c)
@@ -115,6 +119,7 @@ class CompareStats:
             "inputs": self.inputs, "rtol": self.rtol, "atol": self.atol,
             "isclose_percent": 100.0 * self.close / max(self.values, 1),
             "rank_mae": [self.rank_abs_err[r] / n for r in range(k)],
+            "rank_logit_mae": [self.rank_logit_err[r] / n for r in range(k)],
             "rank_class_diff_percent": [100.0 * self.rank_class_diff[r] / n for r in range(k)],
             "top1_agreement_percent": 100.0 * self.top1_agree / n,
             "top5_overlap_percent": 100.0 * self.top5_overlap / n,

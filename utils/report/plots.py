@@ -1,5 +1,6 @@
 """Plots (matplotlib, headless PNG), drawn only from saved records and telemetry CSVs; no figure is
-computed here.
+computed here. Every backend and precision has one colour in every plot (the backend picks the hue, the
+precision its shade); values that span more than a decade get a log scale; every colour is in a legend.
 
 Usage:
     throughput_plot(records, "resnet50", Path("outputs/plots/throughput-resnet50.png"))
@@ -8,17 +9,37 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
-from utils.backends.registry import row_label  # noqa: E402
+from utils.backends.registry import BACKENDS, PRECISIONS, row_label  # noqa: E402
 from utils.core.fileio import atomic_path  # noqa: E402
 
 PHASE_COLOURS = {"build": "#f4d03f", "load": "#aed6f1", "warm-up": "#f5b7b1", "measure": "#abebc6"}
+HUES = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def colour(rec: Dict[str, Any]) -> Tuple[float, float, float]:
+    """The colour of a record's backend and precision, the same in every plot: the backend's hue, lighter
+    for each precision after fp32."""
+    names = list(BACKENDS)
+    b = names.index(rec["backend"]) if rec.get("backend") in names else len(names)
+    p = PRECISIONS.index(rec["precision"]) if rec.get("precision") in PRECISIONS else 0
+    base = to_rgb(HUES[b % len(HUES)])
+    mix = 0.16 * p  # toward white
+    return (base[0] + (1 - base[0]) * mix, base[1] + (1 - base[1]) * mix, base[2] + (1 - base[2]) * mix)
+
+
+def _log_if_wide(ax: Any, values: Sequence[float], axis: str = "y") -> None:
+    positive = [v for v in values if v and v > 0]
+    if positive and max(positive) / min(positive) > 10:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -29,45 +50,57 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def throughput_plot(records: Sequence[Dict[str, Any]], network: str, path: Path) -> Path:
-    """images/s against batch size, one line per backend and precision."""
-    lines: Dict[str, List[tuple[int, float]]] = defaultdict(list)
+    """images/s against batch size, one line per row label (backend, precision, options)."""
+    lines: Dict[str, List[Tuple[int, float]]] = defaultdict(list)
+    first: Dict[str, Dict[str, Any]] = {}
     for r in records:
         if r.get("network") == network and r.get("images_per_s"):
-            lines[row_label(r) + f" [{r.get('mode', '')}]"].append((int(r["batch_size"]), float(r["images_per_s"])))
+            label = row_label(r)
+            lines[label].append((int(r["batch_size"]), float(r["images_per_s"])))
+            first.setdefault(label, r)
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = ["-", "--", ":", "-."]
+    seen: Dict[Tuple[str, str], int] = defaultdict(int)
     for label, pts in sorted(lines.items()):
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        r = first[label]
+        key = (str(r.get("backend")), str(r.get("precision")))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label, color=colour(r),
+                linestyle=styles[seen[key] % len(styles)])  # same colour, another dash: another option
+        seen[key] += 1
     ax.set_xscale("log", base=2)
     sizes = sorted({p[0] for pts in lines.values() for p in pts})
     ax.set_xticks(sizes, [str(b) for b in sizes])
+    _log_if_wide(ax, [p[1] for pts in lines.values() for p in pts])
     ax.set_xlabel("batch size")
     ax.set_ylabel("images / s")
     env = records[0].get("env", {}) if records else {}
     ax.set_title(f"{network}: throughput on {env.get('gpu') or env.get('cpu', '?')}")
-    ax.grid(True, alpha=0.3)
+    ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
 def latency_bars(records: Sequence[Dict[str, Any]], path: Path, batch_size: int) -> Path:
-    """Latency-model and latency-all means at one batch size, grouped by network (inference_time_bar_all.png)."""
+    """Latency-model (solid) and latency-all (pale, behind) means at one batch size, grouped by network."""
     rows = [r for r in records if r.get("batch_size") == batch_size and r.get("latency_model_mean")]
     networks = sorted({r["network"] for r in rows})
     labels = sorted({row_label(r) for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(networks) * max(1, len(labels)) / 2), 4.5))
     width = 0.8 / max(1, len(labels))
     for j, label in enumerate(labels):
-        xs, model, allc = [], [], []
+        xs, model, allc, col = [], [], [], None
         for i, net in enumerate(networks):
             match = [r for r in rows if r["network"] == net and row_label(r) == label]
             if match:
                 xs.append(i + j * width)
                 model.append(match[-1]["latency_model_mean"])
                 allc.append(match[-1]["latency_all_mean"])
-        bars = ax.bar(xs, allc, width, alpha=0.35)
-        ax.bar(xs, model, width, label=label, color=bars.patches[0].get_facecolor()[:3] if bars.patches else None)
+                col = colour(match[-1])
+        ax.bar(xs, allc, width, color=col, alpha=0.35)
+        ax.bar(xs, model, width, label=label, color=col)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(networks))], networks)
+    _log_if_wide(ax, [r["latency_model_mean"] for r in rows] + [r.get("latency_all_mean") or 0 for r in rows])
     ax.set_ylabel("ms per batch (solid: model, pale: with copies)")
     ax.set_title(f"latency at batch size {batch_size}")
     ax.legend(fontsize=8)
@@ -87,13 +120,15 @@ def telemetry_plot(samples: Sequence[Dict[str, Any]], path: Path, title: str) ->
     for i in range(1, len(samples) + 1):
         if i == len(samples) or samples[i]["phase"] != samples[start]["phase"] or \
                 samples[i]["label"] != samples[start]["label"]:
-            colour = PHASE_COLOURS.get(samples[start]["phase"])
-            if colour:
+            col = PHASE_COLOURS.get(samples[start]["phase"])
+            if col:
                 for ax in (ax1, ax2):
-                    ax.axvspan(samples[start]["t_s"], samples[i - 1]["t_s"], color=colour, alpha=0.4, lw=0)
+                    ax.axvspan(samples[start]["t_s"], samples[i - 1]["t_s"], color=col, alpha=0.4, lw=0)
             if samples[start]["phase"] == "measure":
                 ax1.text(samples[start]["t_s"], ax1.get_ylim()[1], samples[start]["label"], fontsize=6,
                          rotation=90, va="top")
             start = i
-    ax1.set_title(title + "  (shaded: " + ", ".join(PHASE_COLOURS) + ")")
+    ax1.set_title(title)
+    ax1.legend(handles=[Patch(color=c, alpha=0.4, label=p) for p, c in PHASE_COLOURS.items()], fontsize=7,
+               loc="upper left", ncol=4)
     return _save(fig, path)

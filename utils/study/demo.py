@@ -41,8 +41,11 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
                         f"EfficientNet-Lite0 (packaged ImageNet weights), {len(ds)} foolbox photos: "
                         f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "
                         f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} (PyTorch / ONNX Runtime); "
-                        f"same top-1 class on {same} of {len(preds[0])} photos.",
-                        f"Records: {output / 'demo' / 'records'}"]
+                        f"same top-1 class on {same} of {len(preds[0])} photos."]
+    from utils.report.report import make_report
+
+    make_report(output / "demo")
+    lines += [f"records: {output / 'demo' / 'records'}", f"report: {output / 'demo' / 'report.html'}"]
     print("\n".join(lines))
     return 0 if same == len(preds[0]) else 1
 
