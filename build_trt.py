@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from utils.core.errors import ArtTRTError, cli_boundary, setup_logging
 
@@ -39,8 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     data_options.add_args(p.add_argument_group("calibration images (int8)"), synthetic=False)
     precision.add_args(p, calib_dataset=False)
     p.add_argument("--seed", type=int, default=0, help="seed that picks the calibration images")
+    p.add_argument("--inspect", action="store_true",
+                   help="layer tables of the ONNX file and the engine (TensorRT's engine inspector), and an int8/fp8 "
+                        "file's per-layer drift from fp32, in a folder beside the engine")
     p.add_argument("--verbose", action="store_true", help="the libraries' own messages too")
     return p
+
+
+def inspect_built(engine: Path, facts: Dict[str, Any], precision: str, net: Any, shape: Tuple[int, ...]) -> None:
+    """--inspect: what the ONNX file and the engine hold, written to <engine>.inspect/ and summarised."""
+    from utils.backends.tensorrt.runner import TensorRTRunner
+    from utils.study.inspect import inspect_model, write_engine_inspection
+
+    folder = engine.with_name(engine.stem + ".inspect")
+    summary = inspect_model(Path(facts["onnx"]), precision, facts, folder)
+    with TensorRTRunner(engine, net.preprocess, precision) as runner:
+        info = runner.engine_information(shape)
+    if info is not None:
+        summary["engine"] = write_engine_inspection(info, engine.stem, folder)
+    for what, s in summary.items():
+        if isinstance(s, dict):
+            counts = ", ".join(f"{p} {n}" for p, n in (s.get("precisions") or {}).items())
+            print(f"{what}: {s.get('layers')} layers{' (' + counts + ')' if counts else ''}: {s['table']}")
 
 
 def default_onnx() -> Path:
@@ -83,6 +103,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                        batch_size=max(1, int(shape[0])), max_batch=256)
     print(f"{engine} ({'reused' if facts.get('cached') else 'built in %.1f s' % facts['build_s']}, "
           f"{facts['route']}, {facts['module']} {facts['tensorrt_version']}, {facts['gpu']})")
+    if args.inspect:
+        opt = int(facts.get("shapes", {}).get("opt", [max(1, int(shape[0]))])[0])
+        inspect_built(engine, facts, precision, net, (opt, *shape[1:]))
     return 0
 
 

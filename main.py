@@ -79,13 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument("--min_warmup_s", type=float, default=0.2, metavar="S", help="least warm-up time, seconds")
     meas.add_argument("--telemetry", action="store_true", help="sample GPU memory and SM use with NVML")
     meas.add_argument("--telemetry_ms", type=int, default=50, metavar="MS", help="telemetry sampling interval, ms")
-    meas.add_argument("--output", default=str(ROOT / "outputs"), metavar="DIR", help="results folder")
-    meas.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
-    meas.add_argument("--verbose", action="store_true", help="the libraries' own messages too")
+    meas.add_argument("--output", default=str(ROOT / "outputs"), metavar="DIR",
+                      help="results folder (default: outputs/ beside main.py)")
+    talk = meas.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
+    talk.add_argument("--verbose", action="store_true", help="the libraries' own messages too")
+
+    look = p.add_argument_group("look inside (with -v)")
+    look.add_argument("--inspect", action="store_true",
+                      help="layer tables of the ONNX file and the TensorRT engine, and a quantized file's per-layer "
+                           "drift from fp32 (outputs/inspect/)")
+    look.add_argument("--profile", action="store_true",
+                      help="a few batches under the PyTorch profiler after the timed ones (Chrome trace in "
+                           "outputs/profiles/, top operators in the report)")
 
     cmp_ = p.add_argument_group("compare")
     cmp_.add_argument("--reference", default="torch-fp32", metavar="B-P", help="reference runner, BACKEND-PRECISION")
-    cmp_.add_argument("--num_inputs", type=int, default=5000, metavar="N", help="random inputs to compare")
+    cmp_.add_argument("--num_inputs", type=int, default=5000, metavar="N",
+                      help="random inputs to compare; with --val_dataset the most images compared")
     cmp_.add_argument("-rtol", "--rtol", type=float, default=1e-3, metavar="X",
                       help="relative tolerance of the isclose table")
     cmp_.add_argument("-atol", "--atol", type=float, default=1e-8, metavar="X",
@@ -107,12 +118,17 @@ def _spec(args: argparse.Namespace, backend: str, precision: str, batch_sizes: S
 def _specs(args: argparse.Namespace, batch_sizes: Sequence[int]) -> List["RunSpec"]:
     """Every (backend, precision, variant) asked, each checked before any decoding, export or build."""
     out = []
-    for backend in args.backends or [args.backend or "torch"]:
+    for backend in args.backends or [args.backend or default_backend(args)]:
         for precision in args.precisions:
             spec = _spec(args, backend, precision, batch_sizes)
             registry.check(spec)
             out += [dataclasses.replace(spec, options=v) for v in registry.variants(spec)]
     return out
+
+
+def default_backend(args: argparse.Namespace) -> str:
+    """torch to validate; ONNX Runtime to compare (against the torch-fp32 reference)."""
+    return "onnxrt" if args.compare else "torch"
 
 
 def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -143,7 +159,7 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     for one, many in (("backend", "backends"), ("batch_size", "batch_sizes")):
         if one in given and many in given:
             raise ArtTRTError(f"--{one} and --{many} both given: pass only --{many}")
-    backends = args.backends or [args.backend or "torch"]
+    backends = args.backends or [args.backend or default_backend(args)]
     precisions = args.precisions
     if args.validate and args.synthetic is not None and args.dataset and not {"int8", "fp8"} & set(precisions):
         raise ArtTRTError("--synthetic and --dataset both given: a run measures one of them (--dataset gives "
@@ -187,7 +203,7 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
     from utils.measure.timing import MeasureOptions
     from utils.report.records import Recorder
     from utils.report.report import make_report
-    from utils.report.tables import percentile_table, results_table
+    from utils.report.tables import inspect_markdown, percentile_table, profile_markdown, results_table
     from utils.study.validate import validate_one, warn_if_random_weights
 
     batch_sizes = args.batch_sizes or [args.batch_size]
@@ -213,7 +229,8 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
                 if telemetry is not None:
                     telemetry.label = f"{spec.backend}-{spec.precision}-bs{bs}"
                 rec, _ = validate_one(dataclasses.replace(spec, batch_size=bs), net, dataset, opts, data=data,
-                                      recorder=recorder, telemetry=telemetry)
+                                      recorder=recorder, telemetry=telemetry, profile=args.profile,
+                                      inspect=args.inspect and bs == batch_sizes[0])  # layers: once per model
                 records.append(rec)
                 log.info("wrote %s", rec.get("_path"))
     finally:
@@ -224,6 +241,10 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
     print(results_table(records))
     print()
     print(percentile_table(records))
+    for text in (inspect_markdown(records), profile_markdown(records)):
+        if text:
+            print()
+            print(text)
     make_report(output)
     print(where_results_are(output))
     return 0
@@ -232,7 +253,8 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
 def where_results_are(output: Path) -> str:
     """The paths a run wrote, one per line, after every run."""
     return "\n".join(f"{what}: {output / sub}" for what, sub in (
-        ("records", "records"), ("tables", "table_outputs"), ("plots", "plots"), ("report", "report.html")))
+        ("records", "records"), ("tables", "table_outputs"), ("comparisons", "compare"), ("plots", "plots"),
+        ("layers", "inspect"), ("profiles", "profiles"), ("report", "report.html")) if (output / sub).exists())
 
 
 def run_compare(args: argparse.Namespace, command: str) -> int:
@@ -252,7 +274,8 @@ def run_compare(args: argparse.Namespace, command: str) -> int:
     except ValueError as err:
         raise ArtTRTError(f"--reference takes BACKEND-PRECISION, e.g. torch-fp32, not {args.reference!r}") from err
     others = [_spec(args, backend, precision, [args.batch_size])
-              for backend in (args.backends or [args.backend or "onnxrt"]) for precision in args.precisions]
+              for backend in (args.backends or [args.backend or default_backend(args)])
+              for precision in args.precisions]
     ref_spec = _spec(args, ref_backend, ref_precision, [args.batch_size])
     for spec in [*others, ref_spec]:  # what is compared first: no advice that sends the user round in a circle
         registry.check(spec)
@@ -279,14 +302,13 @@ def run_compare(args: argparse.Namespace, command: str) -> int:
     if len(others) > 1:
         from utils.core.fileio import atomic_write_text
 
-        columns = compare_columns_markdown(runs, f"{ref_spec.backend}-{ref_spec.precision}")
+        columns = compare_columns_markdown(runs, f"{ref_spec.backend}-{ref_spec.precision}", net.name)
         atomic_write_text(Path(args.output) / "compare" / f"{net.name}-columns.md", columns)
         print(columns)
     from utils.report.report import make_report
 
     make_report(Path(args.output))
-    print(f"records: {Path(args.output) / 'records'}\ntables: {Path(args.output) / 'compare'}\n"
-          f"report: {Path(args.output) / 'report.html'}")
+    print(where_results_are(Path(args.output)))
     return 0
 
 
@@ -314,12 +336,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ArtTRTError(f"-trt and --backend{'s' if args.backends else ''} both given: -trt is --backend "
                               f"{args.trt_backend}; pass one")
         args.backend = args.trt_backend
-    backends = args.backends or [args.backend or "torch"]
+    backends = args.backends or [args.backend or default_backend(args)]
     if args.device is None:
         args.device = "cuda" if any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS) else "cpu"
     setup_logging(args.quiet, args.verbose)
     args.precisions = registry.precisions_asked(args)
     args.precision = args.precisions[0]
+    if (args.inspect or args.profile) and not args.validate:
+        raise ArtTRTError("--inspect and --profile look inside a validation run: add -v (build_trt.py --inspect "
+                          "inspects an engine as it is built)")
     if args.validate or args.compare:
         check_arguments(args, build_parser())
     device = resolve_device(args.device) if ":" in args.device and (args.validate or args.compare) else None

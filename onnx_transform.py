@@ -58,7 +58,12 @@ def name_stably(out: Path, network: str) -> Optional[Path]:
     """weights/onnx/<network>.onnx, a link to the file just exported (the name the README and the original
     use; the file itself is named by its content). A file of the user's under that name is left alone."""
     stable = out.parent / f"{Path(network).stem}.onnx"
-    if stable.exists() and not stable.is_symlink():
+    if stable.is_symlink():
+        target = os.readlink(stable)
+        ours = "/" not in target and (stable.parent / target).with_suffix(".json").is_file()
+    else:
+        ours = not stable.exists()
+    if not ours:  # a file or a link of the user's (or a dangling one): never replaced
         log.warning("%s exists and is not ArtTRT's link: left as it is (the export is %s)", stable, out)
         return None
     tmp = stable.with_name(f".{stable.name}.link")

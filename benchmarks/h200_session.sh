@@ -74,6 +74,24 @@ case "$1" in
   rtx1|rtx2)  # issue 15, calls 1-2: park a third of TensorRT-RTX's libs wheel and half of the ONNX files in /tmp
     mkdir -p /tmp/rtx /tmp/onnx && cp .rtx/p*/part_* /tmp/rtx/ && cp .trtbuild/*/*.onnx /tmp/onnx/ && ls -la /tmp/rtx /tmp/onnx
     ;;
+  look)  # issue 17: where a batch's time goes (--profile), eager vs CUDA graph, batch 1 and 256; NVTX phases on a GPU
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv
+    for prec in fp32 fp16; do
+      for extra in "" "--cuda_graph"; do
+        python3 main.py -v --network resnet50 --synthetic 2048 --device cuda --backend torch --precision $prec \
+          --channels_last --batch_sizes 1 256 $extra --profile --quiet --output $OUT/look 2>&1 | grep -v USDT | tail -3
+      done
+    done | tee $OUT/look.log
+    python3 main.py -v --network resnet50 --synthetic 2048 --device cuda --backend compile --precision fp16 \
+      --batch_sizes 1 256 --profile --quiet --output $OUT/look 2>&1 | grep -v USDT | tail -3 | tee -a $OUT/look.log
+    python3 main.py --report $OUT/look > /dev/null
+    python3 -c "import sys, json; sys.path.insert(0, '.'); from utils.report.records import load_records; \
+from utils.report.tables import profile_markdown, latest_per_config; \
+print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path('$OUT/look'), 'validate'))))" \
+      | tee $OUT/profiles.md
+    find $OUT/look/profiles -name "*bs256*" -delete  # the batch-1 traces are the ones to open
+    ;;
   rtx3)  # issue 15, call 3 (within 30 s of call 2): join, install, build every precision (benchmarks/trt_builds.py)
     cp .rtx/p3/part_ac /tmp/rtx/ && cat /tmp/rtx/part_aa /tmp/rtx/part_ab /tmp/rtx/part_ac \
       > /tmp/rtx/tensorrt_rtx_cu13_libs-1.7.1.116-py3-none-manylinux_2_28_x86_64.whl || exit 1

@@ -30,8 +30,12 @@ def test_every_option_has_help_and_its_default_shows(script):
     assert not undocumented, undocumented
     text = parser.format_help()
     for a in parser._actions:
-        if a.option_strings and a.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in (a.help or ""):
-            squeezed = "".join(text.split())  # help wraps long defaults across lines
+        if not a.option_strings or a.default is None or a.default is False or a.default == argparse.SUPPRESS:
+            continue
+        squeezed = "".join(text.split())  # help wraps long defaults across lines
+        if "default" in (a.help or ""):  # the help says the default in its own words
+            assert "default" in squeezed
+        else:  # a default of 0 shows too (0 == False must not hide it)
             assert "".join(f"(default: {a.default})".split()) in squeezed, (a.option_strings, a.default)
 
 
@@ -94,3 +98,48 @@ def test_the_demo_output_fits_on_one_screen_and_the_libraries_stay_quiet(tmp_pat
     assert len(lines) <= 30, "\n".join(lines)
     assert not [ln for ln in lines if "Replaced initializer" in ln or "[modelopt]" in ln or "%|" in ln]
     assert r.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'o' / 'demo' / 'report.html'}"
+
+
+def test_quiet_means_quiet_through_modelopt_and_the_calibrator(demo_data, tmp_path):
+    """A first fp16 and int8 conversion (ModelOpt AutoCast, ModelOpt PTQ with ONNX Runtime's calibrator) with
+    --quiet: stdout holds ArtTRT's tables only, stderr ArtTRT-formatted warnings only (ModelOpt's own once,
+    not twice), and no library's progress bar."""
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(ARTTRT_WEIGHTS_DIR=str(tmp_path / "w"), ARTTRT_CACHE_DIR=str(tmp_path / "c"))
+    r = subprocess.run([sys.executable, "main.py", "-v", "--network", "efficientnet_lite0", "--pretrained",
+                        "--dataset", str(demo_data), "--backend", "onnxrt", "--precisions", "fp16", "int8",
+                        "--calib_size", "20", "--batch_size", "4", "--output", str(tmp_path / "o"), "--quiet"],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out, err = r.stdout.splitlines(), r.stderr.splitlines()
+    assert out[0].startswith("| network") and not [ln for ln in out if "modelopt" in ln or "Collecting" in ln]
+    assert all(ln.startswith(("WARNING ", "USDT:")) for ln in err), err
+    assert len(err) == len(set(err)), err  # nothing said twice
+    assert not [ln for ln in out + err if "it/s" in ln or "%|" in ln]
+    assert (tmp_path / "w" / "onnx").is_dir() and list((tmp_path / "w" / "onnx").glob("*int8*.onnx"))
+
+
+def test_the_stable_name_never_replaces_a_users_file_or_link(tmp_path, monkeypatch, caplog):
+    from onnx_transform import name_stably
+
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    out = folder / "net-dyn-224x224-fp32-abc.onnx"
+    out.write_bytes(b"export")
+    out.with_suffix(".json").write_text("{}")  # ArtTRT's sidecar: the file is ArtTRT's
+    assert name_stably(out, "net") == folder / "net.onnx" and os.readlink(folder / "net.onnx") == out.name
+    newer = folder / "net-dyn-224x224-fp32-def.onnx"
+    newer.write_bytes(b"newer")
+    newer.with_suffix(".json").write_text("{}")
+    assert name_stably(newer, "net") and os.readlink(folder / "net.onnx") == newer.name  # its own link moves on
+    mine = tmp_path / "my_model.onnx"
+    mine.write_bytes(b"mine")
+    (folder / "net.onnx").unlink()
+    (folder / "net.onnx").symlink_to(mine)
+    assert name_stably(newer, "net") is None and os.readlink(folder / "net.onnx") == str(mine)
+    (folder / "net.onnx").unlink()
+    (folder / "net.onnx").write_bytes(b"a file of the user's")
+    assert name_stably(newer, "net") is None and (folder / "net.onnx").read_bytes() == b"a file of the user's"
+    (folder / "net.onnx").unlink()
+    (folder / "net.onnx").symlink_to("gone.onnx")  # dangling, not ArtTRT's: left too
+    assert name_stably(newer, "net") is None and os.readlink(folder / "net.onnx") == "gone.onnx"

@@ -59,7 +59,7 @@ def test_compare_precisions_as_columns_like_the_original(demo_data, tmp_path, ca
     assert sorted(recs) == ["fp16", "fp32", "int8"]
     text = squeeze((out / "compare" / "efficientnet_lite0-columns.md").read_text())
     assert text in squeeze(capsys.readouterr().out)
-    assert "## Comparisons against torch-fp32 (20 inputs)" in text
+    assert "## efficientnet_lite0: comparisons against torch-fp32 (20 inputs)" in text
     names = ["onnxrt-fp32", "onnxrt-fp16", "onnxrt-int8"]
     for heading, key in (("Score MAE at each rank, logits:", "rank_logit_mae"),
                          ("Score MAE at each rank, probabilities:", "rank_mae"),
@@ -77,7 +77,7 @@ def test_compare_precisions_as_columns_like_the_original(demo_data, tmp_path, ca
     from tests.report.test_report import check_report_html
 
     page = (out / "report.html").read_text()
-    assert "Comparisons against torch-fp32" in page and page.count("onnxrt-int8") >= 2
+    assert "efficientnet_lite0: comparisons against torch-fp32 (20 inputs)" in page and page.count("onnxrt-int8") >= 2
     check_report_html(out / "report.html", [], plots=False)
 
 
@@ -202,3 +202,10 @@ def test_synthetic_timing_run_has_no_accuracy(tmp_path, capsys):
     recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
     assert sorted(r["batch_size"] for r in recs) == [1, 3]
     assert all(r["top1"] is None and r["images"] == 6 and r["images_per_s"] > 0 for r in recs)
+
+
+def test_compare_takes_the_options_of_its_default_backend(tmp_path, capsys):
+    """--compare's default runner is ONNX Runtime, so its options (--provider) are accepted without --backend."""
+    assert main.main(["--compare", "--network", "mobilenet_v3_small", "--provider", "cpu", "--num_inputs", "2",
+                      "--output", str(tmp_path), "--quiet"]) == 0
+    assert "onnxrt-fp32 against torch-fp32 (2 inputs)" in capsys.readouterr().out

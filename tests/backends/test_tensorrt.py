@@ -126,6 +126,30 @@ class StandInEngineRunner(Runner):
     def info(self):
         return dict(self.facts)
 
+    def engine_information(self, shape):
+        self.inspected_shape = shape
+        return json.loads(json.dumps(INSPECTOR_SAMPLE))
+
+
+# The engine inspector's JSON in the form TensorRT's developer guide documents for ProfilingVerbosity.DETAILED
+# (a fused int8 convolution, a reformat to fp32, the fp32 classifier).
+INSPECTOR_SAMPLE = {"Layers": [
+    {"Name": "node_Conv_881 + n4", "LayerType": "CaskConvolution",
+     "Inputs": [{"Name": "input", "Dimensions": [8, 3, 224, 224],
+                 "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
+     "Outputs": [{"Name": "hardtanh", "Dimensions": [8, 32, 112, 112],
+                  "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
+     "ParameterType": "Convolution", "TacticName": "sm90_xmma_fprop_implicit_gemm_interleaved_i8i8_i8i32_f32"},
+    {"Name": "Reformatting CopyNode for Input Tensor 0 to node_linear", "LayerType": "Reformat",
+     "Inputs": [{"Name": "view", "Dimensions": [8, 1280], "Format/Datatype": "Row major Int8 format"}],
+     "Outputs": [{"Name": "view_r", "Dimensions": [8, 1280], "Format/Datatype": "Row major linear FP32"}],
+     "TacticValue": "0x0000000000000000"},
+    {"Name": "node_linear", "LayerType": "CaskGemmMatrixMultiply",
+     "Inputs": [{"Name": "view_r", "Dimensions": [8, 1280], "Format/Datatype": "Row major linear FP32"}],
+     "Outputs": [{"Name": "logits", "Dimensions": [8, 1000], "Format/Datatype": "Row major linear FP32"}],
+     "TacticName": "sm90_xmma_gemm_f32f32_f32f32_f32_tn_n"}],
+    "Bindings": ["input", "logits"]}
+
 
 @pytest.fixture
 def stand_in_tensorrt(monkeypatch):
@@ -280,3 +304,40 @@ def test_a_given_int8_file_with_weak_typing_is_one_clear_sentence(stand_in_tenso
     assert onnx_file == given and not s.weak_typing
     assert cli_boundary(main.main, base[:1] + ["-trt", "--backend", "onnxrt"] + base[2:]) == 2
     assert "-trt and --backend both given" in capsys.readouterr().err
+
+
+def test_engine_inspector_rows_and_precisions():
+    from utils.backends.tensorrt.inspect import datatype, engine_layers, precision_counts
+
+    rows = engine_layers(INSPECTOR_SAMPLE)
+    assert [(r["type"], r["precision"]) for r in rows] == [("CaskConvolution", "int8"), ("Reformat", "int8"),
+                                                           ("CaskGemmMatrixMultiply", "fp32")]
+    assert rows[0]["tactic"].startswith("sm90_xmma") and rows[1]["tactic"] == "0x0000000000000000"
+    assert precision_counts(rows) == {"int8": 2, "fp32": 1}
+    for text, name in (("Row major linear FP16 format", "fp16"), ("Channel major FP16 format where channel % 8 == 0",
+                       "fp16"), ("Half", "fp16"), ("Float", "fp32"), ("Row major linear BF16", "bf16"),
+                       ("Row major linear FP8", "fp8"), ("Row major linear Int32", "int32"),
+                       ("N/A due to dynamic shapes", "?")):
+        assert datatype(text) == name, text
+    # an engine built with LAYER_NAMES_ONLY: names, no precision, and the table says why
+    names_only = engine_layers({"Layers": ["node_Conv_881 + n4", "node_linear"]})
+    assert [r["precision"] for r in names_only] == ["?", "?"]
+
+
+def test_build_trt_inspect_writes_layer_tables_and_drift_beside_the_engine(stand_in_tensorrt, lite0, demo_data,
+                                                                          tmp_path, capsys):
+    """build_trt.py --int8 --inspect: the int8 file's layer table and per-layer drift, the engine inspector's
+    table (at the profile's opt shape), all in <engine>.inspect/ beside the engine."""
+    onnx_path, _ = onnx_for(lite0, (-1, 3, 224, 224))
+    assert build_trt.main(["--onnx", str(onnx_path), "--int8", "--dataset", str(demo_data), "--calib_size", "20",
+                           "--opt_batch", "8", "--inspect"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    engine = Path(out[0].split(" (")[0])
+    folder = engine.with_name(engine.stem + ".inspect")
+    assert engine.is_file() and folder.is_dir()
+    assert any(ln.startswith("onnx: 94 layers (int8 49, fp32 45): ") for ln in out), out
+    assert any(ln.startswith("engine: 3 layers (int8 2, fp32 1): ") for ln in out), out
+    drift = json.loads(next(folder.glob("*.drift.json")).read_text())
+    assert len(drift) == 94 and drift[-1]["tensor"] == "logits" and drift[-1]["relative_error"] > 0
+    table = (folder / f"{engine.stem}.engine-layers.md").read_text()
+    assert "3 engine layers (int8 2, fp32 1)" in table and "sm90_xmma_gemm" in table

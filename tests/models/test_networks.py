@@ -84,7 +84,8 @@ def test_yolov8_cls_from_a_local_pt_file(tmp_path, monkeypatch):
     assert net.name == "my-cls" and net.weights == str(pt) and net.num_classes == 1000
     y = net.model(torch.rand(1, 3, 224, 224))
     assert y.shape == (1, 1000)
-    with pytest.raises(ArtTRTError, match="does not exist: pass a local .pt file, --pretrained"):
+    with pytest.raises(ArtTRTError, match=r"does not exist: pass a local .pt file, or let Ultralytics download its "
+                                          r"published weights with --network missing-cls\.pt --pretrained"):
         load_network(str(tmp_path / "missing-cls.pt"))
     with pytest.raises(ArtTRTError, match="not a .yaml"):
         load_network("yolov8n-cls.yaml", pretrained=True)

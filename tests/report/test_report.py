@@ -178,3 +178,38 @@ def test_a_record_is_never_lost_to_a_folder_that_stopped_taking_files(tmp_path, 
     saved = json.loads(open(rec["_path"]).read())
     assert saved["images_per_s"] == 1.0 and rec["_path"].startswith(str(tmp_path / "tmp" / "arttrt-records"))
     assert "could not write the record" in caplog.text and rec["_path"] in caplog.text
+
+
+def _cmp(backend, precision, inputs, mae, time):
+    return {"kind": "compare", "network": "net", "weights": "w", "reference": "torch-fp32", "backend": backend,
+            "precision": precision, "inputs_source": "random (seed 0)", "dataset": None, "inputs": inputs,
+            "batch_size": 1, "time": time, "rank_mae": [mae], "rank_logit_mae": [10 * mae],
+            "rank_class_diff_percent": [0.0], "isclose_percent": 99.0, "top1_agreement_percent": 100.0,
+            "top5_overlap_percent": 100.0, "max_abs_error": mae, "flips": 0}
+
+
+def test_the_report_draws_comparisons_from_the_latest_records_only():
+    from utils.report.tables import compare_groups, latest_compares
+
+    recs = [_cmp("onnxrt", "fp16", 16, 0.5, "t1"), _cmp("onnxrt", "fp32", 16, 0.1, "t1"),
+            _cmp("onnxrt", "fp16", 16, 0.25, "t2"),   # the same setup again: replaces the first
+            _cmp("onnxrt", "int8", 8, 0.9, "t3")]     # other inputs: a table of its own, alone
+    latest = latest_compares(recs)
+    assert sorted((r["precision"], r["time"]) for r in latest) == [("fp16", "t2"), ("fp32", "t1"), ("int8", "t3")]
+    tables = compare_groups(latest)
+    assert len(tables) == 1 and tables[0].startswith("## net: comparisons against torch-fp32 (16 inputs)")
+    rows = squeeze(tables[0])
+    assert "| rank | onnxrt-fp32 | onnxrt-fp16 |" in rows and "| 1 | 1.000e+00 | 2.500e+00 |" in rows
+
+
+def test_plot_series_tell_modes_datasets_and_weights_apart():
+    from utils.report.plots import series_labels
+
+    a = {"network": "n", "backend": "torch", "precision": "fp32", "mode": "sync", "dataset": "/d/demo", "images": 20}
+    b = dict(a, mode="pipelined")
+    label = series_labels([a, b])
+    assert label(a) != label(b) and label(a).endswith("[sync]")
+    c = dict(b, dataset="/d/three", images=3, dataset_key="k3")
+    label = series_labels([b, c])
+    assert label(b).endswith("[demo (20 img)]") and label(c).endswith("[three (3 img)]")
+    assert series_labels([a])(a) == "Vanilla"  # nothing to tell apart: the row label alone

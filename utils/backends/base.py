@@ -89,6 +89,7 @@ class Runner(abc.ABC):
     precision: str = "fp32"
     device: torch.device = torch.device("cpu")
     input_dtype: torch.dtype = torch.float32
+    torch_ops = False  # runs PyTorch operators (the PyTorch profiler sees its work on the CPU too)
 
     def __init__(self, preprocess: Preprocess):
         self.preprocess = preprocess
@@ -136,6 +137,11 @@ class Runner(abc.ABC):
     def info(self) -> Dict[str, Any]:
         """Facts for the record: size_mib, layers, params, and anything that qualifies the figures."""
         return {}
+
+    def engine_information(self, shape: Tuple[int, ...]) -> Optional[Dict[str, Any]]:
+        """What a compiled engine says of its layers at this input shape (TensorRT's engine inspector, as JSON);
+        None for a runner without one."""
+        return None
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

@@ -44,6 +44,7 @@ def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple["TorchRunner",
 
 class TorchRunner(Runner):
     backend = "torch"
+    torch_ops = True
 
     def __init__(self, net: Network, device: str = "cpu", precision: str = "fp32",
                  channels_last: bool = False, cuda_graph: bool = False):

@@ -15,8 +15,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> Optional[str]:
         text = action.help or ""
-        if "%(default)" not in text and action.default not in (None, False, argparse.SUPPRESS) \
-                and (action.option_strings or action.nargs in ("?", "*")):
+        shown = action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+        if "default" not in text and shown and (action.option_strings or action.nargs in ("?", "*")):
             text += " (default: %(default)s)"
         return text
 

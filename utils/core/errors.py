@@ -6,12 +6,15 @@ Usage:
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import logging
 import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 log = logging.getLogger("arttrt")
 
@@ -62,15 +65,54 @@ OWN_LOGGERS = ("arttrt", "utils", "__main__")
 LIBRARY_LOGGERS = ("modelopt", "onnxscript", "onnx_ir", "ultralytics", "torch", "polygraphy", "matplotlib", "PIL")
 
 
+_verbose = False
+
+
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     """One format for every script. ArtTRT's own messages at INFO (--quiet: warnings only); the libraries'
     (ModelOpt, onnxscript, Ultralytics, ...) at WARNING unless --verbose; with --quiet, progress bars off too,
-    the libraries' included (tqdm reads TQDM_DISABLE)."""
+    the libraries' included."""
+    global _verbose
+    _verbose = verbose
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
-    for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    quiet_libraries()
     if quiet:
-        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"  # for processes started from here (tqdm reads it at import)
+        import tqdm
+
+        # tqdm is imported already: its bars default to off (a caller that passes disable= still decides)
+        if not getattr(tqdm.tqdm, "_arttrt_quiet", False):
+            quiet_init = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
+            tqdm.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
+            tqdm.tqdm._arttrt_quiet = True  # type: ignore[attr-defined]
+
+
+def quiet_libraries() -> None:
+    """The libraries' loggers (and any child a library configured itself, as ModelOpt does on import) at WARNING
+    unless --verbose. Called again after importing a library that sets its own levels."""
+    level = logging.INFO if _verbose else logging.WARNING
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in LIBRARY_LOGGERS]
+    for name in {*LIBRARY_LOGGERS, *names}:
+        lg = logging.getLogger(name)
+        lg.setLevel(level)
+        for h in list(lg.handlers):  # a console handler of its own (ModelOpt's, on stdout): once, on stderr, ours
+            if type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stdout, sys.stderr):
+                lg.removeHandler(h)
+                lg.propagate = True
+
+
+@contextlib.contextmanager
+def library_prints() -> Iterator[None]:
+    """What a library prints to stdout (ONNX Runtime's calibrator does) kept off the screen unless --verbose;
+    logged at DEBUG instead."""
+    if _verbose:
+        yield
+        return
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        yield
+    if buf.getvalue().strip():
+        logging.getLogger(__name__).debug("library output: %s", buf.getvalue().strip())

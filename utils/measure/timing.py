@@ -40,6 +40,7 @@ import torch
 
 from utils.backends.base import Runner
 from utils.core.errors import ArtTRTError
+from utils.core.phases import PhaseMarks
 from utils.core.progress import progress_bar
 from utils.data.cache import CachedDataset
 from utils.measure.stats import latency_stats, unstable
@@ -147,6 +148,15 @@ def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
         num_outputs: the class count the dataset's labels index into (checked against the model).
         telemetry: an object with a `phase` attribute (utils/measure/telemetry.py), tagged as the loop goes.
     """
+    marks = PhaseMarks()  # NVTX ranges and profiler labels: Nsight Systems shows the loop's phases
+    try:
+        return _measure(runner, dataset, opts, num_outputs, telemetry, marks)
+    finally:
+        marks.close()
+
+
+def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_outputs: Optional[int],
+             telemetry: Any, marks: PhaseMarks) -> MeasureResult:
     bs = opts.batch_size
     if bs < 1:
         raise ArtTRTError(f"--batch_size must be at least 1, not {bs}")
@@ -188,6 +198,10 @@ def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
     def set_phase(name: str) -> None:
         if telemetry is not None:
             telemetry.phase = name
+        if name == "done":
+            marks.close()
+        else:
+            marks.enter(name)
 
     def batches() -> Any:
         return dataset.batches(bs, limit=n, pin=cuda and not registered, copy=not registered)

@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError
 from utils.core.options import from_args
+from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_dir, weights_id
@@ -68,6 +69,7 @@ def onnx_for(net: Network, input_shape: Sequence[int], exporter: str = "auto",
     settings = {"network": net.name, "weights": weights_id(net), "shape": [int(v) for v in input_shape],
                 "exporter": exporter, "opset": OPSET, "num_classes": net.num_classes}
 
+    @in_phase("export")
     def make(tmp: Path) -> Dict[str, Any]:
         facts = export_onnx(net, tmp, input_shape, exporter=exporter)
         return {**facts, "network": net.name, "weights": net.weights, "input_shape": list(input_shape)}

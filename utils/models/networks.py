@@ -18,7 +18,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from utils.core.errors import ArtTRTError, first_line
+from utils.core.errors import ArtTRTError, first_line, quiet_libraries
 from utils.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,9 @@ def _yolo_checkpoint(path: str, pretrained: bool) -> nn.Module:
 
     if not os.path.isfile(path):
         if not pretrained:
-            raise ArtTRTError(f"YOLO weights file {path} does not exist: pass a local .pt file, --pretrained to let "
-                              "Ultralytics download its published weights, or a model .yaml for random weights")
+            raise ArtTRTError(f"YOLO weights file {path} does not exist: pass a local .pt file, or let Ultralytics "
+                              f"download its published weights with --network {os.path.basename(path)} --pretrained "
+                              "(a model .yaml gives random weights)")
         try:
             from ultralytics.utils.downloads import attempt_download_asset
 
@@ -184,6 +185,8 @@ def _load_yolo(path: str, pretrained: bool = False) -> Tuple[nn.Module, str]:
     try:
         from ultralytics import YOLO
         from ultralytics.nn.tasks import guess_model_task
+
+        quiet_libraries()  # Ultralytics sets its own logger's level when imported
     except ImportError as err:
         raise ArtTRTError("YOLOv8-cls networks need the package ultralytics (pip install ultralytics)") from err
     if path.endswith((".yaml", ".yml")):

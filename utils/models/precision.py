@@ -24,8 +24,9 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from utils.core.artefact import cached
-from utils.core.errors import ArtTRTError, first_line
+from utils.core.errors import ArtTRTError, first_line, library_prints, quiet_libraries
 from utils.core.fileio import file_sha256
+from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_dir
@@ -50,6 +51,7 @@ def _modelopt_onnx() -> Any:
     except ImportError as err:
         raise ArtTRTError("fp16/bf16/int8/fp8 conversion needs NVIDIA ModelOpt: "
                           "pip install 'nvidia-modelopt[onnx]'") from err
+    quiet_libraries()  # ModelOpt sets its own loggers to INFO when imported
     return autocast, quantization
 
 
@@ -110,6 +112,7 @@ def calibration_data(net: Network, calib: CalibOptions, data: DataOptions, folde
     facts: Dict[str, Any] = {"calib_images": n, "calib_asked": asked, "calib_files": files,
                              "calib_dataset": str(ds_root), "calib_seed": int(calib.seed)}
 
+    @in_phase("calibration images")
     def make(tmp: Path) -> Dict[str, Any]:
         norm = Normalizer(net.preprocess, torch.device("cpu"))
         arr = norm(torch.from_numpy(np.array(ds.images[picked]))).numpy().astype(np.float32)
@@ -129,9 +132,10 @@ def _quantize_modelopt(src: Path, out: Path, mode: str, method: str, data: np.nd
     _, quantization = _modelopt_onnx()
     tmp_onnx = out.with_name(out.name + ".onnx")
     try:
-        quantization.quantize(str(src), quantize_mode=mode, calibration_data=data, calibration_method=method,
-                              calibration_eps=["cpu"], high_precision_dtype=HIGH_PRECISION,
-                              output_path=str(tmp_onnx), log_level="WARNING")
+        with library_prints():  # ONNX Runtime's calibrator prints its progress
+            quantization.quantize(str(src), quantize_mode=mode, calibration_data=data, calibration_method=method,
+                                  calibration_eps=["cpu"], high_precision_dtype=HIGH_PRECISION,
+                                  output_path=str(tmp_onnx), log_level="WARNING")
         tmp_onnx.replace(out)
     finally:
         tmp_onnx.unlink(missing_ok=True)
@@ -187,6 +191,7 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
     else:
         raise ArtTRTError(f"unknown precision {precision}")
 
+    @in_phase("convert")
     def make(tmp: Path) -> Dict[str, Any]:
         t0 = time.perf_counter()
         facts: Dict[str, Any] = {"precision": precision, "source_onnx": str(src), **calib_facts}

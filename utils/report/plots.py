@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import matplotlib
 
@@ -20,6 +20,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from utils.backends.registry import BACKENDS, PRECISIONS, row_label  # noqa: E402
 from utils.core.fileio import atomic_path  # noqa: E402
+from utils.report.tables import identity_columns  # noqa: E402
 
 PHASE_COLOURS = {"build": "#f4d03f", "load": "#aed6f1", "warm-up": "#f5b7b1", "measure": "#abebc6"}
 HUES = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -49,15 +50,44 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def series_labels(records: Sequence[Dict[str, Any]]) -> Callable[[Dict[str, Any]], str]:
+    """A record's line or bar label: its row label, plus the timing mode, dataset and weights where those differ
+    among the records drawn together (a sync and a pipelined run are two lines, never one zigzag)."""
+    modes = {r.get("mode") for r in records}
+    extra = identity_columns(records)
+
+    def label(r: Dict[str, Any]) -> str:
+        parts = [f(r) for _, f in extra] + ([str(r.get("mode"))] if len(modes) > 1 else [])
+        return row_label(r) + (f" [{', '.join(parts)}]" if parts else "")
+
+    return label
+
+
+def _hatches() -> Callable[[str, Dict[str, Any]], str]:
+    """A hatch per further label of one colour (TRT fp16 and TRT fp16 static): no two bars look alike."""
+    seen: Dict[Tuple[float, float, float], List[str]] = defaultdict(list)
+    patterns = ["", "//", "..", "xx", "\\\\", "++"]
+
+    def hatch(label: str, rec: Dict[str, Any]) -> str:
+        labels = seen[colour(rec)]
+        if label not in labels:
+            labels.append(label)
+        return patterns[labels.index(label) % len(patterns)]
+
+    return hatch
+
+
 def throughput_plot(records: Sequence[Dict[str, Any]], network: str, path: Path) -> Path:
-    """images/s against batch size, one line per row label (backend, precision, options)."""
+    """images/s against batch size, one line per row label (backend, precision, options; and mode, dataset,
+    weights where they differ)."""
     lines: Dict[str, List[Tuple[int, float]]] = defaultdict(list)
     first: Dict[str, Dict[str, Any]] = {}
-    for r in records:
-        if r.get("network") == network and r.get("images_per_s"):
-            label = row_label(r)
-            lines[label].append((int(r["batch_size"]), float(r["images_per_s"])))
-            first.setdefault(label, r)
+    mine = [r for r in records if r.get("network") == network and r.get("images_per_s")]
+    series = series_labels(mine)
+    for r in mine:
+        label = series(r)
+        lines[label].append((int(r["batch_size"]), float(r["images_per_s"])))
+        first.setdefault(label, r)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ["-", "--", ":", "-."]
     seen: Dict[Tuple[str, str], int] = defaultdict(int)
@@ -85,20 +115,22 @@ def latency_bars(records: Sequence[Dict[str, Any]], path: Path, batch_size: int)
     """Latency-model (solid) and latency-all (pale, behind) means at one batch size, grouped by network."""
     rows = [r for r in records if r.get("batch_size") == batch_size and r.get("latency_model_mean")]
     networks = sorted({r["network"] for r in rows})
-    labels = sorted({row_label(r) for r in rows})
+    series = series_labels(rows)
+    hatch = _hatches()
+    labels = sorted({series(r) for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(networks) * max(1, len(labels)) / 2), 4.5))
     width = 0.8 / max(1, len(labels))
     for j, label in enumerate(labels):
-        xs, model, allc, col = [], [], [], None
+        xs, model, allc, col, pattern = [], [], [], None, ""
         for i, net in enumerate(networks):
-            match = [r for r in rows if r["network"] == net and row_label(r) == label]
+            match = [r for r in rows if r["network"] == net and series(r) == label]
             if match:
                 xs.append(i + j * width)
                 model.append(match[-1]["latency_model_mean"])
                 allc.append(match[-1]["latency_all_mean"])
-                col = colour(match[-1])
-        ax.bar(xs, allc, width, color=col, alpha=0.35)
-        ax.bar(xs, model, width, label=label, color=col)
+                col, pattern = colour(match[-1]), hatch(label, match[-1])
+        ax.bar(xs, allc, width, color=col, alpha=0.35, hatch=pattern)
+        ax.bar(xs, model, width, label=label, color=col, hatch=pattern, edgecolor="white")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(networks))], networks)
     _log_if_wide(ax, [r["latency_model_mean"] for r in rows] + [r.get("latency_all_mean") or 0 for r in rows])
     ax.set_ylabel("ms per batch (solid: model, pale: with copies)")

@@ -150,9 +150,12 @@ class Recorder:
 
 
 def load_records(folder: Path, kind: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Every ArtTRT record under folder (recursively), oldest first; foreign JSON files are ignored."""
+    """Every ArtTRT record under folder (recursively), oldest first; foreign JSON files are ignored, and the
+    layer tables and profiler traces (inspect/, profiles/: large, never records) are not even read."""
     out = []
     for p in sorted(folder.rglob("*.json")):
+        if p.parent.name in ("inspect", "profiles"):
+            continue
         try:
             rec = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):

@@ -17,7 +17,8 @@ from typing import Dict, List
 from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text
 from utils.report.records import load_records
-from utils.report.tables import latest_per_config, side_by_side_markdown, summary_markdown
+from utils.report.tables import (compare_groups, inspect_markdown, latest_compares, latest_per_config,
+                                 profile_markdown, side_by_side_markdown, summary_markdown)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.86em}th,td{border:1px solid #ccc;padding:.25em .5em;
@@ -70,10 +71,14 @@ def make_report(folder: Path) -> List[str]:
             tel = plots.telemetry_plot(samples, folder / "plots" / f"{csv_path.stem}.png", csv_path.stem)
             wrote.append(str(tel))
             images[f"GPU telemetry: {csv_path.stem}"] = tel
+    for text in (inspect_markdown(latest), profile_markdown(latest)):
+        if text:
+            sections.append(_md(text))
     for title, path in images.items():
         sections.append(f"<h2>{html.escape(title)}</h2>" + _img(path, title))
-    for md in sorted((folder / "compare").glob("*-columns.md")):  # several runners side by side, then each
-        sections.append(_md(md.read_text()))
+    compares = latest_compares(compares)
+    for text in compare_groups(compares):  # several runners side by side, then each on its own
+        sections.append(_md(text))
     for rec in compares:
         md = (folder / "compare" / (Path(rec["_path"]).stem + ".md"))
         if md.is_file():

@@ -29,10 +29,9 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def markdown(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A GitHub Markdown table, columns padded to line up in a terminal (tabulate); cells formatted by _fmt."""
-    from tabulate import tabulate
+    from utils.core.markdown import markdown_table
 
-    return str(tabulate([[_fmt(c) for c in row] for row in rows], headers=list(header), tablefmt="github",
-                        disable_numparse=True))
+    return markdown_table(header, [[_fmt(c) for c in row] for row in rows])
 
 
 MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
@@ -213,7 +212,7 @@ def flips_csv(stats: CompareStats) -> str:
     return buf.getvalue()
 
 
-def compare_columns_markdown(runs: Sequence[Tuple[str, Dict[str, Any]]], ref_name: str) -> str:
+def compare_columns_markdown(runs: Sequence[Tuple[str, Dict[str, Any]]], ref_name: str, network: str) -> str:
     """The original's comparison table for several runners at once: ranks as rows, one column per runner
     (fp32 / fp16 / int8 side by side), for the score MAE on logits, on probabilities, and class differences."""
     names = [n for n, _ in runs]
@@ -229,8 +228,88 @@ def compare_columns_markdown(runs: Sequence[Tuple[str, Dict[str, Any]]], ref_nam
         ["top-5 overlap (%)", *[f"{s['top5_overlap_percent']:.2f}" for _, s in runs]],
         ["max abs error", *[f"{s['max_abs_error']:.3e}" for _, s in runs]],
         ["flips", *[s["flips"] for _, s in runs]]])
-    return "\n".join([f"## Comparisons against {ref_name} ({runs[0][1]['inputs']} inputs)", "",
+    return "\n".join([f"## {network}: comparisons against {ref_name} ({runs[0][1]['inputs']} inputs)", "",
                       "Score MAE at each rank, logits:", "", table("rank_logit_mae", ".3e"), "",
                       "Score MAE at each rank, probabilities:", "", table("rank_mae", ".3e"), "",
                       "Class differs at each rank (%):", "", table("rank_class_diff_percent", ".2f"), "",
                       summary]) + "\n"
+
+
+def _counts(precisions: Optional[Dict[str, int]]) -> str:
+    return ", ".join(f"{p} {n}" for p, n in (precisions or {}).items()) or "-"
+
+
+def inspect_markdown(records: Sequence[Dict[str, Any]]) -> str:
+    """--inspect: how many layers of each model file and engine run at each precision, and where a quantized
+    file drifts from fp32 (the layers that add the most relative error); empty when nothing was inspected."""
+    recs = [r for r in records if isinstance(r.get("inspect"), dict) and r["kind"] == "validate"]
+    if not recs:
+        return ""
+    rows, parts = [], []
+    for r in recs:
+        i = r["inspect"]
+        onnx, engine, drift = i.get("onnx") or {}, i.get("engine") or {}, i.get("drift") or {}
+        rows.append([r.get("network"), row_label(r), onnx.get("layers"), _counts(onnx.get("precisions")),
+                     onnx.get("qdq_layers"), engine.get("layers"), _counts(engine.get("precisions")),
+                     _fmt(drift.get("output_relative_error"), 4) if drift else i.get("note", "-")])
+        if drift:
+            parts += [f"### Per-layer drift: {row_label(r)} against fp32 ({drift['images']} calibration images)", "",
+                      markdown(["layer", "op", "weight", "relative error", "added error"],
+                               [[d["name"], d["op"], d.get("weight", ""), f"{d['relative_error']:.4f}",
+                                 f"{d['added_error']:+.4f}"] for d in drift["top_added"]]), ""]
+    head = markdown(["network", "runner", "ONNX layers", "ONNX layers by precision", "Q/DQ layers", "engine layers",
+                     "engine layers by precision", "output drift (rel. L2)"], rows)
+    return "\n".join(["## Inside the models (--inspect)", "", head, "", *parts])
+
+
+def profile_markdown(records: Sequence[Dict[str, Any]]) -> str:
+    """--profile: per batch, wall time beside the host's operator time and the GPU's kernel time, and the
+    operators that take the most; empty when nothing was profiled."""
+    recs = [r for r in records if isinstance(r.get("profile"), dict) and "wall_ms_per_batch" in r["profile"]]
+    if not recs:
+        return ""
+    rows, parts = [], []
+    for r in recs:
+        p = r["profile"]
+        rows.append([r.get("network"), row_label(r), p["batch_size"], _fmt(p["wall_ms_per_batch"], 3),
+                     _fmt(p["host_ops_ms_per_batch"], 3), _fmt(p.get("gpu_kernels_ms_per_batch"), 3),
+                     _fmt(p.get("host_wait_ms_per_batch"), 3)])
+        parts += [f"### Top operators: {row_label(r)}, batch {p['batch_size']} (per batch)", "",
+                  markdown(["operator", "calls", "self CPU (ms)", "self GPU (ms)"],
+                           [[o["op"], _fmt(o["calls_per_batch"], 1), _fmt(o["self_cpu_ms_per_batch"], 3),
+                             _fmt(o.get("self_gpu_ms_per_batch"), 3)] for o in p["top_ops"][:5]]), ""]
+    head = markdown(["network", "runner", "batch", "wall (ms)", "host in operators (ms)", "GPU kernels (ms)",
+                     "host waiting (ms)"], rows)
+    return "\n".join(["## Where the time goes (--profile, per batch)", "",
+                      "Wall time well above GPU kernel time: the host sets the pace. Profiled batches run "
+                      "synchronised and carry the profiler's own cost (host time most): read the shares; the "
+                      "latencies above are the timed figures.", "", head, "", *parts])
+
+
+def latest_compares(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The newest comparison record of each (network, weights, reference, runner, inputs): a report never shows
+    a comparison that a later run of the same setup replaced."""
+    latest: Dict[Any, Dict[str, Any]] = {}
+    for r in records:
+        key = (r.get("network"), r.get("weights"), r.get("reference"), r.get("backend"), r.get("precision"),
+               str(r.get("other_facts", {}).get("options", "")), r.get("inputs_source"), r.get("dataset"),
+               r.get("inputs"), r.get("batch_size"))
+        latest[key] = r
+    return list(latest.values())
+
+
+def compare_groups(records: Sequence[Dict[str, Any]]) -> List[str]:
+    """The original's columns table for each set of runners compared on the same inputs against the same
+    reference (two or more runners), drawn from the records."""
+    groups: Dict[Any, List[Dict[str, Any]]] = defaultdict(list)
+    for r in latest_compares(records):
+        groups[(r.get("network"), r.get("weights"), r.get("reference"), r.get("inputs_source"), r.get("dataset"),
+                r.get("inputs"))].append(r)
+    out = []
+    for (network, _, reference, *_rest), recs in groups.items():
+        if len(recs) > 1:
+            recs = sorted(recs, key=lambda r: (str(r.get("backend")), PRECISIONS.index(r["precision"])
+                                               if r.get("precision") in PRECISIONS else 9))
+            out.append(compare_columns_markdown([(f"{r['backend']}-{r['precision']}", r) for r in recs],
+                                                str(reference), str(network)))
+    return out

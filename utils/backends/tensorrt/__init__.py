@@ -39,7 +39,8 @@ def add_args(g: Any, max_default: str = "the largest batch size asked", run: boo
     if run:
         g.add_argument("--engine", metavar="FILE", help="an existing TensorRT engine file (its sidecar is checked)")
         g.add_argument("--trt_shapes", nargs="+", choices=SHAPES, default=["dynamic"],
-                       help="TensorRT engines with a dynamic-batch profile, static per batch size, or both")
+                       help="TensorRT engines with a dynamic-batch profile, static per batch size, or both "
+                            "(default: dynamic)")
     g.add_argument("--min_batch", type=int, metavar="N", help="TensorRT profile minimum batch (default 1)")
     g.add_argument("--opt_batch", type=int, metavar="N", help="TensorRT profile optimum batch (default: --max_batch)")
     g.add_argument("--max_batch", type=int, metavar="N",

@@ -81,6 +81,9 @@ def build_serialized(onnx_path: Path, s: BuildSettings, verbose: bool = False) -
         weak.require(s.precision)
     network, parser = parse_onnx(builder, logger, onnx_path, strongly_typed=not use_weak)
     config = builder.create_builder_config()
+    # layer names, types, formats and tactics for the engine inspector (--inspect), as trtexec
+    # --profilingVerbosity=detailed; it changes what the engine tells, not how it runs
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if s.workspace_bytes:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, s.workspace_bytes)
     inp = network.get_input(0)

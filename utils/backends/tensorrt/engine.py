@@ -22,6 +22,7 @@ from utils.backends.tensorrt import api
 from utils.core.artefact import cached, sidecar_of
 from utils.core.errors import ArtTRTError
 from utils.core.fileio import cache_key, file_sha256, read_json
+from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.chain import ModelOptions, model_file
 from utils.models.networks import Network
@@ -111,18 +112,19 @@ def engine_for(onnx_path: Path, precision: str, shapes: EngineShapes, folder: Pa
     env = environment_key()
     settings = {"onnx": file_sha256(onnx_path), "precision": precision, "min": shapes.min, "opt": shapes.opt,
                 "max": shapes.max, "weak_typing": weak_typing, "workspace_gb": workspace_gb,
-                "calibration": calibration.cache.name if calibration else None, **env}
+                "calibration": calibration.cache.name if calibration else None, "profiling": "detailed", **env}
     gpu_tag = env["gpu"].replace(" ", "-").lower()
     stem = f"{onnx_path.stem}-{precision}-{shapes.tag()}-trt{env['tensorrt_version']}-{gpu_tag}-" \
            f"sm{env['compute_capability'].replace('.', '')}"
     tc = timing_cache or folder / f"timing-{env['module']}-{env['tensorrt_version']}-{gpu_tag}.cache"
 
+    @in_phase("build")
     def make(tmp: Path) -> Dict[str, Any]:
         s = build.BuildSettings(precision, shapes.min, shapes.opt, shapes.max, weak_typing,
                                 int(workspace_gb * 2**30) if workspace_gb else None, tc, calibration)
         plan, facts = build.build_serialized(onnx_path, s)
         tmp.write_bytes(plan)
-        log.info("built %s (%.1f MB, %s, %.1f s)", tmp.name, len(plan) / 1e6, facts["route"], facts["build_s"])
+        log.info("built %s (%.1f MiB, %s, %.1f s)", tmp.name, len(plan) / 2**20, facts["route"], facts["build_s"])
         return {**env, **facts, "onnx": str(onnx_path), "onnx_sha256": settings["onnx"], "precision": precision,
                 "shapes": {"min": shapes.min, "opt": shapes.opt, "max": shapes.max}, "dynamic": shapes.dynamic,
                 "engine_bytes": len(plan)}
@@ -191,7 +193,7 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
     tc = Path(opts.timing_cache) if opts.timing_cache else None
     engine, facts = engine_for(onnx_path, precision, shapes, weights_dir() / "engines", opts.weak_typing,
                                opts.workspace, tc, opts.force, calibration)
-    facts = {**calib_facts, **facts}
+    facts = {**calib_facts, **{k: onnx_facts[k] for k in ("source_onnx", "calib_data") if k in onnx_facts}, **facts}
     facts["prepare_s"] = round(float(onnx_facts.get("prepare_s") or 0.0) + float(facts.get("prepare_s") or 0), 3)
     facts["engine_shapes"] = "dynamic" if shapes.dynamic else "static"
     return engine, facts

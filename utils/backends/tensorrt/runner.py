@@ -10,7 +10,7 @@ Usage:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import torch
 
@@ -109,6 +109,15 @@ class TensorRTRunner(Runner):
         if not ctx.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         return out
+
+    def engine_information(self, shape: Tuple[int, ...]) -> Optional[Dict[str, Any]]:
+        from utils.backends.tensorrt.inspect import engine_information
+
+        if self.engine is None or self.context is None:
+            raise RuntimeError("TensorRTRunner.activate() first")
+        if self.dynamic:  # formats resolve only for a concrete shape
+            self.context.set_input_shape(self.input_name, tuple(shape))
+        return engine_information(self.engine, self.context)
 
     def info(self) -> Dict[str, Any]:
         if self.engine is None:

@@ -1,0 +1,146 @@
+"""What an ONNX file holds, layer by layer: op type, name, input and output types and shapes, whether the layer
+sits behind Q/DQ nodes (and so runs quantized in TensorRT), its parameter count, the precision it runs at.
+
+Shapes come from ONNX shape inference; the text dump beside the table is Polygraphy's own (`polygraphy inspect
+model FILE --show layers attrs`, through its Python API), for those who know that format.
+
+Usage:
+    layers = onnx_layers(Path("weights/onnx/resnet18.onnx"))
+    print(precision_counts(layers))          # {'int8': 21, 'fp32': 49}
+    write_onnx_inspection(Path("x.onnx"), Path("outputs/inspect"))
+"""
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from utils.core.fileio import atomic_write_text
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# ONNX TensorProto element types -> the names ArtTRT uses for precisions
+ELEM_PRECISION = {1: "fp32", 10: "fp16", 16: "bf16", 3: "int8", 2: "uint8", 17: "fp8", 18: "fp8", 19: "fp8",
+                  20: "fp8", 6: "int32", 7: "int64", 9: "bool"}
+
+
+def tensor_types(model: Any) -> Dict[str, Tuple[int, List[Any]]]:
+    """name -> (element type, shape with symbolic dims as strings), after shape inference."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a model shape inference cannot follow: types from what the file states
+        inferred = model
+    out: Dict[str, Tuple[int, List[Any]]] = {}
+    g = inferred.graph
+    for vi in [*g.input, *g.output, *g.value_info]:
+        t = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+        out[vi.name] = (t.elem_type, dims)
+    for init in g.initializer:
+        out[init.name] = (init.data_type, list(init.dims))
+    return out
+
+
+def onnx_layers(path: Path) -> List[Dict[str, Any]]:
+    """One row per node that is not a Q/DQ node, in graph order."""
+    import numpy as np
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    types = tensor_types(model)
+
+    def describe(name: str) -> str:
+        elem, dims = types.get(name, (0, []))
+        return f"{name}: {ELEM_PRECISION.get(elem, 'type' + str(elem))}[{'x'.join(str(d) for d in dims)}]"
+
+    def dq_source(name: str) -> Optional[Any]:
+        node = producer.get(name)
+        return node if node is not None and node.op_type == "DequantizeLinear" else None
+
+    def weight_source(name: str) -> Optional[str]:
+        """The initializer behind an input: itself, or through DequantizeLinear (and QuantizeLinear before it)."""
+        for _ in range(3):
+            if name in inits:
+                return name
+            node = producer.get(name)
+            if node is None or node.op_type not in QDQ_OPS:
+                return None
+            name = node.input[0]
+        return None
+
+    rows: List[Dict[str, Any]] = []
+    for node in g.node:
+        if node.op_type in QDQ_OPS or node.op_type == "Constant":
+            continue
+        data_inputs = [i for i in node.input if i]
+        params = 0
+        weights: List[str] = []
+        activations: List[str] = []
+        fenced: List[bool] = []
+        quant_types = set()
+        for i in data_inputs:
+            dq = dq_source(i)
+            src = weight_source(i)
+            if src is not None:  # a weight, directly or through Q/DQ
+                size = int(np.prod(inits[src].dims)) if inits[src].dims else 1
+                if size > 1 and inits[src].data_type in (1, 10, 16):  # not shapes, axes or scalar constants
+                    params += size
+                    weights.append(src)
+                continue
+            activations.append(i)
+            if types.get(i, (0,))[0] in (1, 10, 16) or dq is not None:  # float data (not shapes or indices)
+                fenced.append(dq is not None)
+                if dq is not None:
+                    zp = dq.input[2] if len(dq.input) > 2 and dq.input[2] else ""
+                    quant_types.add(ELEM_PRECISION.get(types.get(zp, (3,))[0], "int8") if zp else
+                                    ELEM_PRECISION.get(types.get(dq.input[0], (3,))[0], "int8"))
+        qdq = bool(fenced) and all(fenced)
+        out_elem = types.get(node.output[0], (0, []))[0] if node.output else 0
+        precision = sorted(quant_types)[0] if qdq and quant_types else ELEM_PRECISION.get(out_elem, "?")
+        rows.append({"name": node.name or node.output[0], "op": node.op_type, "qdq": qdq, "precision": precision,
+                     "params": params, "weight": weights[0] if weights else "",
+                     "inputs": [describe(i) for i in activations],
+                     "outputs": [describe(o) for o in node.output if o]})
+    return rows
+
+
+def precision_counts(layers: List[Dict[str, Any]]) -> Dict[str, int]:
+    """How many layers run at each precision, most first."""
+    return dict(collections.Counter(r["precision"] for r in layers).most_common())
+
+
+def layers_markdown(title: str, layers: List[Dict[str, Any]]) -> str:
+    from utils.core.markdown import markdown_table
+
+    counts = ", ".join(f"{p} {n}" for p, n in precision_counts(layers).items())
+    rows = [[i, r["op"], r["name"], r["weight"], r["precision"], "yes" if r["qdq"] else "", f"{r['params']:,}",
+             "; ".join(r["inputs"]), "; ".join(r["outputs"])] for i, r in enumerate(layers)]
+    return (f"# {title}\n\n{len(layers)} layers ({counts}); "
+            f"{sum(r['params'] for r in layers):,} parameters.\n\n"
+            + markdown_table(["#", "op", "name", "weight", "precision", "Q/DQ", "parameters", "inputs", "outputs"],
+                             rows)
+            + "\n")
+
+
+def polygraphy_text(path: Path) -> str:
+    """Polygraphy's `inspect model --show layers attrs` text for the file."""
+    import onnx
+    from polygraphy.backend.onnx.util import str_from_onnx
+
+    return str(str_from_onnx(onnx.load(str(path), load_external_data=False), show_layers=True, show_attrs=True))
+
+
+def write_onnx_inspection(path: Path, folder: Path) -> Dict[str, Any]:
+    """Writes <stem>.layers.md, .layers.json and .polygraphy.txt under folder; returns the record's summary."""
+    layers = onnx_layers(path)
+    stem = folder / path.stem
+    atomic_write_text(stem.with_name(stem.name + ".layers.json"), json.dumps(layers, indent=1))
+    atomic_write_text(stem.with_name(stem.name + ".layers.md"), layers_markdown(path.name, layers))
+    atomic_write_text(stem.with_name(stem.name + ".polygraphy.txt"), polygraphy_text(path))
+    return {"file": str(path), "layers": len(layers), "precisions": precision_counts(layers),
+            "qdq_layers": sum(r["qdq"] for r in layers), "table": str(stem.with_name(stem.name + ".layers.md"))}
