@@ -50,6 +50,21 @@ def test_cache_is_reused_then_invalidated_when_the_dataset_changes(tiny_dataset,
     assert other.images.shape[-1] == 48
 
 
+def test_another_resize_with_the_same_crop_is_another_cache(tiny_dataset, tmp_path):
+    """Same crop, other resize (ResNet's 256 vs timm's 232 for 224): other pixels, never the cached ones."""
+    c = tmp_path / "c"
+    a = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    other_pp = Preprocess(resize=80, crop=56)
+    b = open_dataset(tiny_dataset, other_pp, cache_dir=c, gpu_decode=False, workers=1)
+    assert b.meta["key"] != a.meta["key"] and not b.meta["cached"]
+    assert not np.array_equal(np.asarray(a.images), np.asarray(b.images))
+    for i, rel in enumerate(b.files):
+        assert np.array_equal(b.images[i], transform_uint8(decode_pil((tiny_dataset / rel).read_bytes()),
+                                                           other_pp).numpy())
+    back = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert np.array_equal(np.asarray(back.images), np.asarray(a.images))
+
+
 def test_truncated_and_foreign_caches_are_rebuilt(tiny_dataset, tmp_path):
     c = tmp_path / "c"
     good = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)

@@ -19,6 +19,22 @@ def test_normalizer_matches_the_formula():
     assert float(y.min()) >= -1.0 - 1e-6 and float(y.max()) <= 1.0 + 1e-6
 
 
+def test_imagenet_statistics_per_channel_in_rgb_order():
+    """A torchvision network's mean/std differ per channel: R is (x/255 - 0.485)/0.229, B (x/255 - 0.406)/0.225.
+    One value per channel catches statistics applied in BGR order (EfficientNet-Lite0's 0.5s cannot)."""
+    from utils.models.networks import load_network
+
+    pp = load_network("resnet18").preprocess
+    assert pp.mean == pytest.approx((0.485, 0.456, 0.406)) and pp.std == pytest.approx((0.229, 0.224, 0.225))
+    x = torch.zeros((1, 3, 2, 2), dtype=torch.uint8)
+    x[0, 0], x[0, 1], x[0, 2] = 200, 100, 50
+    y = Normalizer(pp, torch.device("cpu"))(x)
+    for c, value in enumerate((200, 100, 50)):
+        assert torch.allclose(y[0, c], torch.tensor((value / 255 - pp.mean[c]) / pp.std[c]), atol=1e-6)
+    half = Normalizer(pp, torch.device("cpu"), torch.float16)(x)
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), y, atol=1e-2)
+
+
 def _photo_crops(foolbox_dir, n=24):
     """Real photos cut to many different sizes (the mix a batch of ImageNet files has)."""
     photos = [decode_pil(p.read_bytes()) for p in sorted(foolbox_dir.glob("imagenet_*.jpg"))[:4]]

@@ -89,3 +89,94 @@ def test_memory_stays_bounded():
         s.update(y, y.clone(), torch.full((64,), -1), ["x"] * 64)
     assert s.inputs == 1280 and not s.flips and s.summary()["isclose_percent"] == 100.0
     assert all(not isinstance(v, torch.Tensor) for v in vars(s).values())
+
+
+def test_isclose_scales_the_tolerance_by_the_reference():
+    """numpy.isclose(other, ref): |other - ref| <= atol + rtol * |ref|. 101 against a reference of 100 at
+    rtol 0.00995 is not close (1 > 0.995); with the roles swapped it is (1 <= 1.00495). Equality is close."""
+    def close(ref, other, rtol, atol):
+        s = CompareStats(rtol=rtol, atol=atol)
+        s.update(torch.tensor([ref]), torch.tensor([other]), torch.tensor([-1]), ["a"])
+        return s.close, s.values, s.summary()["isclose_percent"]
+
+    assert close([100.0, 0.0], [101.0, 0.0], 0.00995, 0.0) == (1, 2, 50.0)
+    assert close([101.0, 0.0], [100.0, 0.0], 0.00995, 0.0) == (2, 2, 100.0)
+    assert close([100.0, 0.0], [101.0, 0.0], 0.0, 1.0) == (2, 2, 100.0)  # |diff| == atol: close
+    assert close([100.0, 0.0], [101.0, 0.0], 0.0, 0.999) == (1, 2, 50.0)
+
+
+def test_flips_both_ways_labels_and_logit_ranks_by_hand():
+    """Five inputs over three classes, worked out by hand: one right->wrong, one wrong->right, one flip where
+    both are wrong, one unlabelled flip, one agreement."""
+    ref = torch.tensor([[3.0, 1.0, 0.0],    # ref says 0, label 1: other (1) goes wrong -> right
+                        [3.0, 1.0, 0.0],    # ref says 0, label 0: other (1) goes right -> wrong
+                        [0.0, 1.0, 3.0],    # ref says 2, label 0, other says 1: both wrong
+                        [0.0, 3.0, 1.0],    # both say 1, label 1
+                        [3.0, 0.0, 1.0]])   # ref says 0, other 2, no label
+    other = torch.tensor([[1.0, 2.0, 0.0],
+                          [1.0, 2.0, 0.0],
+                          [0.0, 3.0, 1.0],
+                          [0.0, 3.0, 1.0],
+                          [1.0, 0.0, 3.0]])
+    labels = torch.tensor([1, 0, 0, 1, -1])
+    s = CompareStats(1e-3, 1e-8, class_names=["tench", "goldfish", "shark"])
+    s.update(ref[:2], other[:2], labels[:2], ["a", "b"])  # two batches, as the loop gives them
+    s.update(ref[2:], other[2:], labels[2:], ["c", "d", "e"])
+    out = s.summary()
+    assert (out["right_to_wrong"], out["wrong_to_right"], out["flips"], out["labelled"]) == (1, 1, 4, 4)
+    assert out["ref_top1"] == 50.0 and out["other_top1"] == 50.0 and out["top1_agreement_percent"] == 20.0
+    assert [(f["file"], f["true_class"], f["ref_class"], f["other_class"]) for f in s.flips] == [
+        ("a", 1, 0, 1), ("b", 0, 0, 1), ("c", 0, 2, 1), ("e", None, 0, 2)]
+    p = torch.softmax(torch.tensor([3.0, 1.0, 0.0], dtype=torch.float64), 0)
+    assert s.flips[0]["ref_score"] == pytest.approx(float(p[0]))
+    # each side's k-th largest logit, whatever its class: rank 1 is 3 vs 2 twice, else equal; ranks 2-3 equal
+    assert out["rank_logit_mae"] == pytest.approx([2 / 5, 0.0, 0.0])
+    assert out["rank_class_diff_percent"] == pytest.approx([80.0, 80.0, 0.0])
+    assert out["top5_overlap_percent"] == pytest.approx(100.0)  # three classes: the top-3 sets always agree
+    assert [(e["rank"], e["ref_class"], e["other_class"]) for e in out["example_top10"]] == [
+        (1, 0, 1), (2, 1, 0), (3, 2, 2)]  # the first input's ranks
+    assert out["example_top10"][0]["ref_score"] == pytest.approx(float(p[0]))
+    assert s.label(1) == "1 goldfish" and s.label(3) == "3" and s.label(-1) == "-1"
+    assert CompareStats(0, 0).label(2) == "2"
+
+
+class FirstPixelRunner(Runner):
+    """Logits naming the class written in each image's first pixel; fixed-shape when asked (then it must be
+    given full batches: it records what it saw)."""
+
+    backend = "pixel"
+
+    def __init__(self, fixed: bool):
+        super().__init__(Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)))
+        self.fixed, self.seen = fixed, []
+
+    @property
+    def fixed_shape(self) -> bool:
+        return self.fixed
+
+    def infer(self, x):
+        self.seen.append(x.shape[0])
+        label = (x[:, 0, 0, 0] * 255).round().long()
+        return torch.nn.functional.one_hot(label, 4).float() * 5
+
+
+def test_a_fixed_shape_runner_gets_full_batches_and_its_padding_is_dropped():
+    images = np.zeros((5, 3, 2, 2), np.uint8)
+    images[:, 0, 0, 0] = [0, 1, 2, 3, 1]
+    ds = CachedDataset(images, np.array([0, 1, 2, 3, 1]), [f"f{i}" for i in range(5)], {})
+    fixed, free = FirstPixelRunner(True), FirstPixelRunner(False)
+    s = compare_runners(free, fixed, ds, batch_size=4, rtol=0.0, atol=0.0, progress=False).summary()
+    assert fixed.seen == [4, 4] and free.seen == [4, 1]
+    assert s["inputs"] == 5 and s["isclose_percent"] == 100.0 and s["other_top1"] == 100.0 and s["flips"] == 0
+    limited = compare_runners(FirstPixelRunner(False), FirstPixelRunner(False), ds, batch_size=2, rtol=0.0,
+                              atol=0.0, limit=3, progress=False).summary()
+    assert limited["inputs"] == 3 and limited["labelled"] == 3
+
+
+def test_scores_are_softmax_unless_already_probabilities():
+    assert torch.allclose(to_scores(torch.tensor([[0.5, 0.2, 0.3]])), torch.tensor([[0.5, 0.2, 0.3]]).double())
+    neg = torch.tensor([[1.2, -0.1, -0.1]])  # sums to 1 but is not a distribution: logits, softmaxed
+    assert torch.allclose(to_scores(neg), torch.softmax(neg.double(), 1))
+    near = torch.tensor([[0.5, 0.2, 0.3009]])  # within 1e-3 of summing to one: kept
+    assert torch.equal(to_scores(near), near.double())
+    assert not torch.equal(to_scores(torch.tensor([[0.5, 0.2, 0.302]])), torch.tensor([[0.5, 0.2, 0.302]]).double())

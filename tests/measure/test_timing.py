@@ -8,6 +8,7 @@ import types
 import numpy as np
 import pytest
 import torch
+import torchvision.models  # noqa: F401  (imported at collection: forked mutation runs do not import it again)
 
 import utils.measure.timing as timing
 from utils.backends.base import Runner

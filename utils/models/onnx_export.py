@@ -115,13 +115,13 @@ def export_onnx(net: Network, output: str | os.PathLike[str], input_shape: Seque
                          "num_classes": net.num_classes, "weights": net.weights, "exporter": used,
                          "made_by": "arttrt onnx_transform"})
     onnx.checker.check_model(proto, full_check=True)
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp:  # checked before it takes its name: a wrong export is never left behind
         onnx.save(proto, str(tmp))
-    seconds = time.perf_counter() - t0
-    diff = check_against_torch(out, model, (dummy_b, c, h, w), seed)
-    if not diff <= atol:
-        raise ArtTRTError(f"the exported ONNX file differs from PyTorch by {diff:.3g} (> {atol:g}) on a random "
-                          f"batch: the export is wrong, not trusted")
+        seconds = time.perf_counter() - t0
+        diff = check_against_torch(tmp, model, (dummy_b, c, h, w), seed)
+        if not diff <= atol:
+            raise ArtTRTError(f"the exported ONNX file differs from PyTorch by {diff:.3g} (> {atol:g}) on a "
+                              "random batch: the export is wrong, not trusted")
     nodes = len(onnx.load(str(out), load_external_data=False).graph.node)
     log.info("exported %s -> %s (%s exporter, opset %d, %d nodes, max |ORT - torch| = %.2e, tolerance %.0e)",
              net.name, out, used, OPSET if used == "dynamo" else 17, nodes, diff, atol)
