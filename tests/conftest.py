@@ -1,6 +1,7 @@
 """Shared fixtures: real photos and weights that ship in packages, tiny datasets made per test."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,58 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("ARTTRT_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("ARTTRT_WEIGHTS_DIR", str(base / "weights"))
+    monkeypatch.setenv("ARTTRT_DATASETS_DIR", str(base / "datasets"))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_does_not_leak(monkeypatch):
+    """main(--quiet) turns tqdm's bars off process-wide (as it should in a run): undone after each test."""
+    import tqdm
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    init = tqdm.tqdm.__dict__["__init__"]
+    monkeypatch.setattr(tqdm.tqdm, "__init__", init.func if isinstance(init, functools.partialmethod) else init)
+    monkeypatch.delattr(tqdm.tqdm, "_arttrt_quiet", raising=False)
+
+
+# The suite writes nothing into the checkout: every file under it (ignored ones too: weights/, datasets/,
+# outputs/) is the same before and after, or the session fails and names what changed. Folders the tools
+# themselves keep (Python's bytecode, pytest's, mypy's, mutmut's copies) are not the tests' doing.
+_TREE = pytest.StashKey[dict]()
+NOT_OURS = {".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", "mutants"}
+
+
+def _tree_state():
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        dirnames[:] = [d for d in dirnames if d not in NOT_OURS]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            state[os.path.relpath(path, ROOT)] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
+def pytest_sessionstart(session):
+    if (ROOT / ".git").exists():  # a checkout (mutmut's copies have none and write beside the tests)
+        session.config.stash[_TREE] = _tree_state()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_TREE, None)
+    if before is None:
+        return
+    after = _tree_state()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = f"the tests wrote into the checkout ({len(changed)} files): " + ", ".join(changed[:20])
+        reporter.write_line(text, red=True) if reporter else print(text)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 
 @pytest.fixture(scope="session")

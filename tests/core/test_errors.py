@@ -92,12 +92,8 @@ def test_first_line():
 
 @pytest.fixture
 def restore_logging(monkeypatch):
-    import tqdm
-
     monkeypatch.setattr(errors, "_verbose", False)
-    monkeypatch.setattr(tqdm.tqdm, "__init__", tqdm.tqdm.__init__)
-    monkeypatch.delattr(tqdm.tqdm, "_arttrt_quiet", raising=False)  # as before any setup_logging
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    # tqdm as before any setup_logging: conftest's _quiet_does_not_leak
     names = ("arttrt", "utils", "__main__", "modelopt", "modelopt.torch.quantization", "ultralytics")
     saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers), logging.getLogger(n).propagate)
              for n in names}

@@ -165,3 +165,154 @@ def test_a_move_across_filesystems_never_leaves_a_partial_file(tmp_path, monkeyp
     monkeypatch.setattr(fmt.shutil, "copy2", real_copy2)
     assert format_dataset.main(["--src", str(src), "--dst", str(dst), "--move"]) == 0
     assert (dst / "n01440764" / a.name).read_bytes() == content and not a.exists()
+
+
+# ---- the plan, the placing and the summary, value by value ----------------------------------------------------
+
+from utils.core.errors import ArtTRTError  # noqa: E402
+from utils.data.format import Plan, Summary, apply_plan, format_summary, make_plan, read_labels  # noqa: E402
+
+
+def test_each_form_is_named_and_each_unplaced_file_says_why(tmp_path):
+    wnids = imagenet_classes().wnids
+    flat = tmp_path / "flat"
+    ok = write_jpeg(flat / "ILSVRC2012_val_00000001_n01440764.JPEG")
+    unknown = write_jpeg(flat / "ILSVRC2012_val_00000002_n99999999.JPEG")
+    bare = write_jpeg(flat / "ILSVRC2012_val_00000003.JPEG")
+    other = write_jpeg(flat / "holiday.jpg")
+    (flat / "readme.txt").write_text("not an image")
+    (flat / "extras").mkdir()  # a stray folder beside the files: still the flat form
+    plan = make_plan(flat)
+    assert plan.form == "names ending in the synset" and plan.moves == [(ok, "n01440764")]
+    assert plan.unplaced == [
+        (unknown, "name carries no synset and no labels file was given"),
+        (bare, "needs --labels (devkit ground truth + --meta, or LOC_val_solution.csv)"),
+        (other, "name carries no synset and no labels file was given")]
+
+    fool = tmp_path / "fool"
+    f7 = write_jpeg(fool / "imagenet_03_7.jpg")
+    f999 = write_jpeg(fool / "imagenet_04_999.jpg")
+    f1000 = write_jpeg(fool / "imagenet_05_1000.jpg")  # no class 1000
+    plan = make_plan(fool)
+    assert plan.form == "foolbox imagenet_<i>_<class index>"
+    assert plan.moves == [(f7, wnids[7]), (f999, wnids[999])]
+    assert plan.unplaced == [(f1000, "name carries no synset and no labels file was given")]
+
+    folders = tmp_path / "folders"
+    good = write_jpeg(folders / "n01443537" / "a.jpg")
+    bad = write_jpeg(folders / "cats" / "b.jpg")
+    plan = make_plan(folders)
+    assert plan.form == "class folders" and plan.moves == [(good, "n01443537")]
+    assert plan.unplaced == [(bad, "folder cats is not an ImageNet-1k wnid")]
+
+    with pytest.raises(ArtTRTError, match=f"^source folder {tmp_path / 'none'} does not exist$"):
+        make_plan(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtTRTError, match=f"^source folder {tmp_path / 'empty'} holds no images$"):
+        make_plan(tmp_path / "empty")
+
+
+def test_labels_files_value_by_value(tmp_path):
+    table = imagenet_classes()
+    flat = tmp_path / "val"
+    files = _val_files(flat, 3)
+    csv = tmp_path / "LOC_val_solution.csv"
+    csv.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01751748 1 2 3 4\n"
+                   "ILSVRC2012_val_00000002,n99999999 1 2 3 4\n")
+    plan = make_plan(flat, labels=csv)
+    assert plan.form == "flat with labels file" and plan.moves == [(files[0], "n01751748")]
+    assert plan.unplaced == [(files[1], "label n99999999 is not an ImageNet-1k wnid"),
+                             (files[2], "not in LOC_val_solution.csv")]
+    for header in ("ImageId\n", "PredictionString\n", "Image,PredictionString\n", ""):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(header + "x\n")
+        with pytest.raises(ArtTRTError, match=r"^.*bad.csv is not Kaggle's LOC_val_solution.csv \(columns ImageId, "
+                                              r"PredictionString\)$"):
+            read_labels(bad, None)
+    with pytest.raises(ArtTRTError, match=f"^labels file {tmp_path / 'no.csv'} does not exist$"):
+        read_labels(tmp_path / "no.csv", None)
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1\n")
+    with pytest.raises(ArtTRTError, match=r"^the devkit ground truth holds ILSVRC2012 IDs, whose order is not the "
+                                          r"sorted-wnid order: pass --meta with the devkit's data/meta.mat$"):
+        read_labels(gt, None)
+    # IDs 1..1000 are the classes (here in reversed order); 1001 is a non-leaf synset of the devkit
+    meta = _meta_mat(tmp_path / "meta.mat", table.wnids[::-1])
+    gt.write_text("1000\n1\n")
+    assert read_labels(gt, meta) == {"ILSVRC2012_val_00000001": table.wnids[0],
+                                     "ILSVRC2012_val_00000002": table.wnids[999]}
+    gt.write_text("1\n1001\n")
+    with pytest.raises(ArtTRTError, match=f"^{gt} line 2: ILSVRC2012 ID 1001 is not in {meta}$"):
+        read_labels(gt, meta)
+    gt.write_text("1\ntwo\n")
+    with pytest.raises(ArtTRTError, match=r"^.*gt.txt is not ILSVRC2012_validation_ground_truth.txt \(one integer "
+                                          r"per line\)$"):
+        read_labels(gt, meta)
+    not_mat = tmp_path / "meta2.mat"
+    not_mat.write_text("no")
+    with pytest.raises(ArtTRTError, match=r"is not the ILSVRC2012 devkit's meta.mat \(need synsets with "
+                                          r"ILSVRC2012_ID and WNID\): \S"):
+        read_labels(gt, not_mat)
+
+
+def _two_files(tmp_path):
+    a = write_jpeg(tmp_path / "src" / "a.jpg", seed=1)
+    b = write_jpeg(tmp_path / "src" / "b.jpg", seed=2)
+    c = write_jpeg(tmp_path / "src" / "c.jpg", seed=3)
+    return Plan("class folders", moves=[(a, "n01440764"), (b, "n01443537"), (c, "n01443537")],
+                unplaced=[(tmp_path / "x.jpg", "why")]), (a, b, c)
+
+
+def test_placing_counts_modes_and_existing_targets(tmp_path, monkeypatch):
+    import errno
+
+    plan, (a, b, c) = _two_files(tmp_path)
+    dst = tmp_path / "dst"
+    # a target already there with the same bytes (a copy: another inode) and one with other bytes of the same
+    # size and time: the first is in place, the second is not ours to overwrite
+    (dst / "n01440764").mkdir(parents=True)
+    same = dst / "n01440764" / "a.jpg"
+    same.write_bytes(a.read_bytes())
+    clash = dst / "n01443537" / "b.jpg"
+    clash.parent.mkdir()
+    data = bytearray(b.read_bytes())
+    data[-3] ^= 0xFF
+    clash.write_bytes(bytes(data))
+    os.utime(clash, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns))
+    dry = apply_plan(plan, dst, "copy", dry_run=True)
+    assert (dry.placed, dry.already, dry.classes) == (1, 1, 2) and not (dst / "n01443537" / "c.jpg").exists()
+    assert dry.unplaced == [(tmp_path / "x.jpg", "why"), (b, f"{clash} exists with other content (left as it is)")]
+    s = apply_plan(plan, dst, "copy")
+    assert (s.placed, s.already, s.copied_not_linked) == (1, 1, 0) and clash.read_bytes() == bytes(data)
+    copied = dst / "n01443537" / "c.jpg"
+    assert copied.read_bytes() == c.read_bytes() and copied.stat().st_ino != c.stat().st_ino
+    with pytest.raises(ValueError, match="^bogus$"):
+        apply_plan(plan, dst, "bogus")
+
+    # hard links refused by the filesystem: copies, counted; any other error is raised
+    plan2, (a2, b2, c2) = _two_files(tmp_path / "2")
+    monkeypatch.setattr(os, "link", lambda s, t: (_ for _ in ()).throw(OSError(errno.EXDEV, "cross-device")))
+    s = apply_plan(plan2, tmp_path / "dst2", "link")
+    assert (s.placed, s.copied_not_linked) == (3, 3)
+    assert (tmp_path / "dst2" / "n01443537" / "c.jpg").read_bytes() == c2.read_bytes()
+    monkeypatch.setattr(os, "link", lambda s, t: (_ for _ in ()).throw(OSError(errno.EACCES, "denied")))
+    with pytest.raises(OSError, match="denied"):
+        apply_plan(plan2, tmp_path / "dst3", "link")
+
+
+def test_a_folder_in_the_way_is_other_content(tmp_path):
+    plan, (a, _, _) = _two_files(tmp_path)
+    (tmp_path / "dst" / "n01440764" / "a.jpg").mkdir(parents=True)  # cannot be compared: not the same file
+    s = apply_plan(Plan("class folders", moves=[(a, "n01440764")]), tmp_path / "dst", "link")
+    assert s.placed == 0 and s.already == 0 and "exists with other content" in s.unplaced[0][1]
+
+
+@pytest.mark.parametrize("mode, dry, verb", [("link", False, "linked"), ("copy", True, "would be copied"),
+                                             ("move", False, "moved")])
+def test_the_summary_lines(tmp_path, mode, dry, verb):
+    s = Summary(placed=5, already=2, unplaced=[(Path("a.jpg"), "why")], classes=3,
+                copied_not_linked=2 if mode == "link" else 0)
+    text = format_summary(Plan("class folders"), s, Path("/d"), mode, dry)
+    extra = " (2 copied: hard links not possible)" if mode == "link" else ""
+    assert text.split("\n") == ["source form: class folders", f"{verb}: 5{extra}", "already in place: 2",
+                                "classes: 3", "not placed: 1", "  a.jpg: why", "destination: /d"]

@@ -1,6 +1,8 @@
 """The comparison loop: statistics checked against an independent numpy calculation, bounded memory."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -180,3 +182,38 @@ def test_scores_are_softmax_unless_already_probabilities():
     near = torch.tensor([[0.5, 0.2, 0.3009]])  # within 1e-3 of summing to one: kept
     assert torch.equal(to_scores(near), near.double())
     assert not torch.equal(to_scores(torch.tensor([[0.5, 0.2, 0.302]])), torch.tensor([[0.5, 0.2, 0.302]]).double())
+
+
+def test_summary_edges_one_input_tiny_and_zero_references():
+    s = CompareStats(1e-3, 1e-8)
+    s.update(torch.tensor([[2.0]]), torch.tensor([[2.0]]), torch.tensor([0]), ["only"])  # one input, one class
+    out = s.summary()
+    assert out["isclose_percent"] == 100.0 and out["top1_agreement_percent"] == 100.0 and out["inputs"] == 1
+    assert out["rtol"] == 1e-3 and out["atol"] == 1e-8 and out["rel_l2_error"] == 0.0
+    small = CompareStats(0.0, 0.0)
+    small.update(torch.tensor([[0.1, 0.2]]), torch.tensor([[0.1, 0.3]]), torch.tensor([-1]), ["s"])
+    assert small.summary()["rel_l2_error"] == pytest.approx(0.1 / math.sqrt(0.05), rel=1e-6)  # |ref| < 1
+    zero = CompareStats(0.0, 0.0)
+    zero.update(torch.zeros((1, 2)), torch.ones((1, 2)), torch.tensor([-1]), ["z"])
+    assert zero.summary()["rel_l2_error"] is None and zero.summary()["max_abs_error"] == 1.0  # no 0/0
+    assert CompareStats(0.0, 0.0).summary()["isclose_percent"] == 0.0  # nothing compared yet
+
+
+def test_scores_in_the_example_and_the_flips_are_each_sides_own():
+    ref, other = torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([[0.0, 1.0, 3.0]])
+    s = CompareStats(1e-3, 1e-8, class_names=["tench", "goldfish", "shark"])
+    s.update(ref, other, torch.tensor([0]), ["x"])
+    pr, po = torch.softmax(ref.double(), 1)[0], torch.softmax(other.double(), 1)[0]
+    ex = s.summary()["example_top10"]
+    assert [e["other_score"] for e in ex] == pytest.approx(sorted(po.tolist(), reverse=True))
+    assert [e["ref_score"] for e in ex] == pytest.approx(sorted(pr.tolist(), reverse=True))
+    assert s.flips[0]["other_score"] == pytest.approx(float(po[2])) and s.flips[0]["ref_score"] == pytest.approx(
+        float(pr[0]))
+    assert s.label(0) == "0 tench"
+
+
+def test_probabilities_are_recognised_row_by_row():
+    two = torch.tensor([[0.7, 0.3, 0.0], [0.2, 0.2, 0.6]])  # each row sums to 1; a zero is a probability
+    assert torch.equal(to_scores(two), two.double())
+    halves = torch.tensor([[0.5, 0.0], [0.5, 0.0]])  # the whole batch sums to 1, no row does: logits
+    assert torch.allclose(to_scores(halves), torch.softmax(halves.double(), 1))

@@ -9,6 +9,7 @@ Usage:
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -26,7 +27,8 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
     from utils.report.tables import results_table
     from utils.study.validate import validate_one
 
-    data = DataOptions(dataset=str(demo_dataset(ROOT / "datasets" / "demo")), progress=not quiet)
+    folder = Path(os.environ.get("ARTTRT_DATASETS_DIR", ROOT / "datasets")) / "demo"  # tests point it elsewhere
+    data = DataOptions(dataset=str(demo_dataset(folder)), progress=not quiet)
     net = load_network("efficientnet_lite0", pretrained=True)
     ds = data.open(net.preprocess, net.num_classes)
     opts = MeasureOptions(batch_size=1, progress=not quiet)
