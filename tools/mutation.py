@@ -47,8 +47,8 @@ MODULES: Dict[str, Module] = {
                       "utils.models.onnx_export.x_read_metadata__*", "utils.models.onnx_export.x_set_metadata__*"],
                      ["tests/models/test_onnx_export.py"]),
     "error boundary": (["utils/core/errors.py"], None, ["tests/core/test_errors.py"]),
-    "records": (["utils/report/records.py"], None, ["tests/report/test_report.py"]),
-    "tables": (["utils/report/tables.py"], None, ["tests/report/test_report.py"]),
+    "records": (["utils/report/records.py"], None, ["tests/report/test_records.py"]),
+    "tables": (["utils/report/tables.py"], None, ["tests/report/test_tables.py"]),
 }
 # what the tests need beside utils/ (mutmut copies utils/ itself, mutated, and tests/)
 ALSO_COPY = ["main.py", "build_trt.py", "onnx_transform.py", "format_dataset.py", "README.md", "requirements.txt",

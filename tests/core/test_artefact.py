@@ -77,3 +77,55 @@ def test_a_cheaper_fingerprint_is_used_both_ways(tmp_path):
     path.write_bytes(b"XXcdefgh")
     assert not cached(tmp_path, "thing", ".bin", {}, make, fingerprint=first_bytes)[1]["cached"]
     assert seen == ["test"] * 4 and make.calls == 2
+
+
+def test_the_sidecar_and_the_reasons_word_for_word(tmp_path, caplog, monkeypatch):
+    import utils.core.artefact as art
+    from utils.core.fileio import cache_key
+
+    import types
+
+    clock = iter([100.0, 101.2345])
+    make = Maker(b"x" * 10)
+    with monkeypatch.context() as m:
+        m.setattr(art, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+        path, facts = cached(tmp_path, "thing", ".bin", {"a": 1}, make)
+    assert facts["prepare_s"] == 1.234 and facts["cached"] is False  # seconds, to the millisecond
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["artefact"] == {"key": cache_key({"a": 1}), "settings": {"a": 1}, "bytes": 10,
+                                "fingerprint": art.file_sha256(path)}
+    assert side["made_by"] == "test" and art.sidecar_of(path) == path.with_suffix(".json")
+    assert path.name == f"thing-{cache_key({'a': 1})}.bin"
+    key = cache_key({"a": 1})
+    assert art._problem(tmp_path / "none.bin", tmp_path / "none.json", key, art.sha256_fingerprint) == (None, "absent")
+    assert art._problem(path, path.with_suffix(".json"), key, art.sha256_fingerprint) == (side, "")
+    path.write_bytes(b"y" * 10)
+    assert art._problem(path, path.with_suffix(".json"), key, art.sha256_fingerprint) == (
+        None, "does not hold the content it was written with")
+    path.write_bytes(b"y" * 4)
+    assert art._problem(path, path.with_suffix(".json"), key, art.sha256_fingerprint) == (
+        None, "holds 4 bytes, not the 10 it was written with (truncated or replaced)")
+    assert art._problem(path, path.with_suffix(".json"), "other", art.sha256_fingerprint) == (
+        None, "has a sidecar from another ArtTRT version or other settings")
+    path.with_suffix(".json").write_text("[1, 2]")  # JSON, but not ours
+    assert art._problem(path, path.with_suffix(".json"), key, art.sha256_fingerprint) == (
+        None, "has a sidecar from another ArtTRT version or other settings")
+    with caplog.at_level(logging.WARNING):
+        cached(tmp_path, "thing", ".bin", {"a": 1}, make)
+    assert f"{path.name} has a sidecar from another ArtTRT version or other settings: rebuilding it" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        cached(tmp_path, "new", ".bin", {"a": 1}, make)  # made for the first time: nothing to warn about
+    assert caplog.text == ""
+
+
+def test_a_sound_artefact_can_still_be_outdated(tmp_path, caplog):
+    make = Maker()
+    reasons = {"now": None}
+    path, _ = cached(tmp_path, "thing", ".bin", {}, make, still_valid=lambda meta: reasons["now"])
+    assert cached(tmp_path, "thing", ".bin", {}, make, still_valid=lambda meta: reasons["now"])[1]["cached"]
+    reasons["now"] = "skipped a file that can be read now"
+    with caplog.at_level(logging.WARNING):
+        _, facts = cached(tmp_path, "thing", ".bin", {}, make, still_valid=lambda meta: reasons["now"])
+    assert not facts["cached"] and make.calls == 2
+    assert f"{path.name} skipped a file that can be read now: rebuilding it" in caplog.text

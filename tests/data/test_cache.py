@@ -129,3 +129,71 @@ def test_gpu_decode_needs_a_gpu(tiny_dataset, tmp_path):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ArtTRTError, match="needs a CUDA GPU"):
         open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "c", gpu_decode=True)
+
+
+@pytest.mark.parametrize("key, edit", [
+    ("files", lambda m: m["files"].reverse()),
+    ("labels", lambda m: m["labels"].__setitem__(0, (m["labels"][0] + 1) % 3)),
+    ("class_names", lambda m: m["class_names"].__setitem__(0, "n99999999")),
+    ("checksums", lambda m: m["checksums"].__setitem__(0, m["checksums"][0] + 1)),
+    ("count", lambda m: m.__setitem__("count", m["count"] - 1)),
+    ("crop", lambda m: m.__setitem__("crop", 28)),
+])
+def test_every_fact_of_an_edited_sidecar_means_a_rebuild(tiny_dataset, tmp_path, key, edit):
+    """The sidecar says which file each row is, its label, the class names, the pixel checksums, how many rows
+    and their size: an edit of any of them (by hand, by a bug, by another version) must not be believed."""
+    c = tmp_path / "c"
+    first = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    sidecar = next(c.glob("*.json"))
+    meta = json.loads(sidecar.read_text())
+    edit(meta)
+    sidecar.write_text(json.dumps(meta))
+    again = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert not again.meta["cached"], key
+    assert again.files == first.files and again.labels.tolist() == first.labels.tolist()
+    assert np.array_equal(np.asarray(again.images), np.asarray(first.images))
+
+
+@pytest.mark.parametrize("row", [0, -1])
+def test_zeroed_pixels_at_either_end_are_caught_at_load(tiny_dataset, tmp_path, row):
+    """What a power cut before write-back leaves: zeros under a valid name. The sampled digests cover the first
+    and the last image."""
+    c = tmp_path / "c"
+    first = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    ref = np.array(first.images)  # a copy: the memory map would show the zeros written below
+    data = next(c.glob("*.u8"))
+    n = len(first)
+    raw = np.memmap(data, dtype=np.uint8, mode="r+", shape=(n, 3, 56, 56))
+    raw[row] = 0
+    raw.flush()
+    del raw
+    again = open_dataset(tiny_dataset, PP, cache_dir=c, gpu_decode=False, workers=1)
+    assert not again.meta["cached"] and np.array_equal(np.asarray(again.images), ref)
+
+
+def test_the_sampled_digests_spread_over_the_whole_cache(tmp_path):
+    from utils.data.cache import _digest, _sample_digests
+
+    images = np.random.default_rng(0).integers(0, 256, (100, 3, 4, 4), dtype=np.uint8)
+    path = tmp_path / "c.u8"
+    images.tofile(path)
+    os_mode = path.stat().st_mode
+    path.chmod(0o444)  # read-only: the check only reads
+    samples = _sample_digests(path, 100, 4)
+    assert len(samples) == 64 and samples[0][0] == 0 and samples[-1][0] == 99
+    assert all(d == _digest(images[i]) for i, d in samples) and len(samples[0][1]) == 16
+    assert [i for i, _ in _sample_digests(path, 5, 4)] == [0, 1, 2, 3, 4] and _sample_digests(path, 0, 4) == []
+    path.chmod(os_mode)
+
+
+def test_a_skipped_unreadable_file_that_can_be_read_now_means_a_rebuild(tmp_path):
+    from utils.data.cache import _unreadable_now_readable
+    from utils.data.lanes import UNREADABLE
+
+    write_jpeg(tmp_path / "n01440764" / "a.jpg")
+    check = _unreadable_now_readable(tmp_path)
+    assert check({"skipped": [["n01440764/a.jpg", UNREADABLE + "Permission denied"]]}) == \
+        "skipped n01440764/a.jpg as unreadable, and it can be read now"
+    assert check({"skipped": [["n01440764/a.jpg", "cannot identify image file"]]}) is None  # broken, not unreadable
+    assert check({"skipped": [["n01440764/gone.jpg", UNREADABLE + "Permission denied"]]}) is None
+    assert check({}) is None and check({"skipped": []}) is None

@@ -218,11 +218,11 @@ def test_labels_files_value_by_value(tmp_path):
     files = _val_files(flat, 3)
     csv = tmp_path / "LOC_val_solution.csv"
     csv.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01751748 1 2 3 4\n"
-                   "ILSVRC2012_val_00000002,n99999999 1 2 3 4\n")
+                   "ILSVRC2012_val_00000002,n99999999 1 2 3 4\nILSVRC2012_val_00000003,\n")
     plan = make_plan(flat, labels=csv)
     assert plan.form == "flat with labels file" and plan.moves == [(files[0], "n01751748")]
     assert plan.unplaced == [(files[1], "label n99999999 is not an ImageNet-1k wnid"),
-                             (files[2], "not in LOC_val_solution.csv")]
+                             (files[2], "not in LOC_val_solution.csv")]  # an empty label is no label
     for header in ("ImageId\n", "PredictionString\n", "Image,PredictionString\n", ""):
         bad = tmp_path / "bad.csv"
         bad.write_text(header + "x\n")
@@ -251,8 +251,9 @@ def test_labels_files_value_by_value(tmp_path):
     not_mat = tmp_path / "meta2.mat"
     not_mat.write_text("no")
     with pytest.raises(ArtTRTError, match=r"is not the ILSVRC2012 devkit's meta.mat \(need synsets with "
-                                          r"ILSVRC2012_ID and WNID\): \S"):
+                                          r"ILSVRC2012_ID and WNID\): \S") as err:
         read_labels(gt, not_mat)
+    assert not str(err.value).endswith(": None")  # scipy's own reason, not a placeholder
 
 
 def _two_files(tmp_path):
@@ -279,9 +280,12 @@ def test_placing_counts_modes_and_existing_targets(tmp_path, monkeypatch):
     data[-3] ^= 0xFF
     clash.write_bytes(bytes(data))
     os.utime(clash, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns))
+    d = write_jpeg(tmp_path / "src" / "d.jpg", seed=4)
+    plan.moves.append((d, "n01484850"))
     dry = apply_plan(plan, dst, "copy", dry_run=True)
-    assert (dry.placed, dry.already, dry.classes) == (1, 1, 2) and not (dst / "n01443537" / "c.jpg").exists()
+    assert (dry.placed, dry.already, dry.classes) == (2, 1, 3) and not (dst / "n01443537" / "c.jpg").exists()
     assert dry.unplaced == [(tmp_path / "x.jpg", "why"), (b, f"{clash} exists with other content (left as it is)")]
+    plan.moves.pop()
     s = apply_plan(plan, dst, "copy")
     assert (s.placed, s.already, s.copied_not_linked) == (1, 1, 0) and clash.read_bytes() == bytes(data)
     copied = dst / "n01443537" / "c.jpg"
@@ -298,6 +302,16 @@ def test_placing_counts_modes_and_existing_targets(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "link", lambda s, t: (_ for _ in ()).throw(OSError(errno.EACCES, "denied")))
     with pytest.raises(OSError, match="denied"):
         apply_plan(plan2, tmp_path / "dst3", "link")
+
+
+def test_the_default_is_a_hard_link_and_a_vanished_source_is_not_in_place(tmp_path):
+    plan, (a, b, c) = _two_files(tmp_path)
+    s = apply_plan(plan, tmp_path / "dst")
+    assert s.placed == 3 and (tmp_path / "dst" / "n01440764" / "a.jpg").stat().st_ino == a.stat().st_ino
+    b.unlink()  # gone between the plan and a rerun: cannot be compared, so not counted as in place
+    s = apply_plan(plan, tmp_path / "dst")
+    assert (s.placed, s.already) == (0, 2) and s.unplaced[-1][0] == b
+    assert s.unplaced[-1][1].endswith("exists with other content (left as it is)")
 
 
 def test_a_folder_in_the_way_is_other_content(tmp_path):

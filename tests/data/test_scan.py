@@ -9,10 +9,12 @@ from utils.data.scan import scan_dataset
 
 
 @pytest.mark.parametrize("setup, message", [
-    (lambda r: None, "does not exist"),
-    (lambda r: r.mkdir(), "holds no class folders"),
-    (lambda r: (r / "n01440764").mkdir(parents=True), "no images"),
-    (lambda r: write_jpeg(r / "cats" / "a.jpg"), "not among ImageNet-1k wnids"),
+    (lambda r: None, r"^dataset folder \S+/ds does not exist$"),
+    (lambda r: r.mkdir(), r"^dataset folder \S+/ds holds no class folders \(expected \S+/ds/<wnid>/<image>; "
+                          r"format_dataset.py makes that layout\)$"),
+    (lambda r: (r / "n01440764").mkdir(parents=True), r"^dataset folder \S+/ds holds class folders but no images$"),
+    (lambda r: write_jpeg(r / "cats" / "a.jpg"), r"^class folder 'cats' in \S+/ds is not among ImageNet-1k wnids "
+                                                 r"\(pass --class_map FILE for other classes\)$"),
 ])
 def test_bad_dataset_folders(tmp_path, setup, message):
     root = tmp_path / "ds"
@@ -31,7 +33,8 @@ def test_class_map_for_other_class_counts(tmp_path):
     assert idx.labels == [1, 0]  # by the map, not by folder sort order
     with pytest.raises(ArtTRTError, match="names 2 classes but the network has 10"):
         scan_dataset(root, num_classes=10, class_map=cmap)
-    with pytest.raises(ArtTRTError, match="--class_map"):
+    with pytest.raises(ArtTRTError, match=r"^the network has 2 outputs, not the 1000 ImageNet classes: pass "
+                                          r"--class_map FILE naming the class folders in output order$"):
         scan_dataset(root, num_classes=2)
 
 
@@ -52,11 +55,11 @@ def test_wnid_folders_map_to_imagenet_indices_not_folder_order(tmp_path):
 def test_class_map_files_are_checked(tmp_path):
     root = tmp_path / "ds"
     write_jpeg(root / "cats" / "a.jpg")
-    with pytest.raises(ArtTRTError, match="does not exist"):
+    with pytest.raises(ArtTRTError, match=r"^class map file \S+none.txt does not exist$"):
         scan_dataset(root, num_classes=1, class_map=tmp_path / "none.txt")
     twice = tmp_path / "twice.txt"
     twice.write_text("cats\ncats\n")
-    with pytest.raises(ArtTRTError, match="names a class twice"):
+    with pytest.raises(ArtTRTError, match=r"^class map file \S+twice.txt names a class twice$"):
         scan_dataset(root, num_classes=2, class_map=twice)
     spaced = tmp_path / "spaced.txt"
     spaced.write_text("\n dogs \n\ncats\n")

@@ -115,7 +115,8 @@ def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]
 
 def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
     """Per network: one section per batch size (rows Vanilla / TRT fp32 / ... ), then the percentiles."""
-    recs = [r for r in latest_per_config(records) if r.get("network") == network and r.get("kind") == "validate"]
+    recs = [r for r in latest_per_config([r for r in records if r.get("kind") == "validate"])
+            if r.get("network") == network]  # kind first: a comparison never hides the validation of its setup
     by_bs: Dict[Optional[int], List[Dict[str, Any]]] = defaultdict(list)
     for r in recs:
         by_bs[r.get("batch_size")].append(r)
@@ -150,7 +151,8 @@ def row_sort_key(r: Dict[str, Any]) -> Any:
 def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small: int = 1, large: int = 256) -> str:
     """Is TensorRT worth it? One row per backend and precision: images/s at batch 1 and 256, latency-model
     p50/p99 at batch 1, top-1 and preparation time. Rows that were not measured say so."""
-    recs = [r for r in latest_per_config(records) if r.get("network") == network and r.get("kind") == "validate"]
+    recs = [r for r in latest_per_config([r for r in records if r.get("kind") == "validate"])
+            if r.get("network") == network]  # kind first: a comparison never hides the validation of its setup
     extra = identity_columns(recs)
     groups: Dict[Tuple[str, ...], Dict[int, Dict[str, Any]]] = defaultdict(dict)
     keys: Dict[Tuple[str, ...], Any] = {}

@@ -1,0 +1,288 @@
+"""Every table, cell by cell, from hand-made records: number formats, which record is shown, the dataset and
+weights columns, the sort order, the headings, the comparison tables and the CSV of flips."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from utils.measure.compare import CompareStats
+from utils.report import tables as T
+
+ENV = {"gpu": "NVIDIA H200", "cpu": "Xeon", "torch": "2.11", "onnxruntime": "1.30", "tensorrt": None}
+
+
+def cells(text: str, heading: str = "") -> list:
+    """The rows of the first Markdown table after `heading`, as lists of stripped cells (separator dropped)."""
+    lines = text.split(heading, 1)[1].splitlines() if heading else text.splitlines()
+    rows, started = [], False
+    for ln in lines:
+        if ln.startswith("|"):
+            started = True
+            if not set(ln) <= set("|-: "):
+                rows.append([c.strip() for c in ln.strip()[1:-1].split("|")])
+        elif started:
+            break
+    return rows
+
+
+def from_header(text: str, start: str) -> list:
+    """The rows of the table whose header line starts with `start`."""
+    lines = text.splitlines()
+    return cells("\n".join(lines[next(i for i, ln in enumerate(lines) if ln.startswith(start)):]))
+
+
+def rec(**kw):
+    base = {"kind": "validate", "record_version": 1, "network": "resnet18", "backend": "torch", "precision": "fp32",
+            "options": "", "batch_size": 1, "mode": "pipelined", "dataset": "/data/imagenet/", "dataset_key": "k1",
+            "images": 50000, "weights": "torchvision", "env": ENV, "time": "2026-11-29T04:00:00+00:00",
+            "error": None}
+    base.update(kw)
+    return base
+
+
+def test_number_formats():
+    assert [T._fmt(v) for v in (None, math.nan, 1.23456, 9999, 10000, -12345, "x", 3)] == \
+        ["-", "-", "1.23", "9999", "10,000", "-12,345", "x", "3"]
+    assert T._fmt(1.23456, 3) == "1.235" and T._fmt(2.0, 1) == "2.0"
+    assert T.size_mib({"size_mib": 44.5912}) == "44.59" and T.size_mib({"size_mb": 100.0}) == "95.37"
+    assert T.size_mib({"size_mib": 1.0, "size_mb": 100.0}) == "1.00" and T.size_mib({}) == "-"
+    assert T.accuracy({"top1": 12.0, "weights": "random (seed 0)"}, "top1") == "12.00 (random weights)"
+    assert T.accuracy({"top1": 69.758, "weights": "torchvision"}, "top1") == "69.76"
+    assert T.accuracy({"top5": None}, "top5") == "-" and T.accuracy({"top1": 1.0, "weights": None}, "top1") == "1.00"
+    assert T.dataset_of({"dataset": "/data/imagenet/", "images": 50000}) == "imagenet (50000 img)"
+    assert T.dataset_of({"dataset": "demo"}) == "demo" and T.dataset_of({}) == "?"
+
+
+def test_identity_columns_only_where_records_differ():
+    a = rec()
+    assert T.identity_columns([a, rec(backend="onnxrt")]) == []
+    cols = T.identity_columns([a, rec(dataset="/x/demo", dataset_key="k2", images=20)])
+    assert [h for h, _ in cols] == ["dataset"] and cols[0][1](a) == "imagenet (50000 img)"
+    assert [h for h, _ in T.identity_columns([a, rec(images=100)])] == ["dataset"]  # same folder, fewer images
+    cols = T.identity_columns([a, rec(weights="random (seed 0)")])
+    assert [h for h, _ in cols] == ["weights"] and cols[0][1](a) == "torchvision"
+    assert T.identity_columns([rec(weights="w", weights_id="same"), rec(weights="v", weights_id="same")]) == []
+
+
+FULL = dict(latency_all_mean=1.23456, latency_all_max=2.0, latency_model_mean=1.0, latency_model_max=1.5,
+            images_per_s=812.345, size_mib=44.5912, top1=69.758, top5=89.078, layers=60, params=11689512,
+            latency_model_p50=0.9, latency_model_p90=1.1, latency_model_p99=1.4, latency_all_p50=1.2,
+            latency_all_p90=1.5, latency_all_p99=1.9, latency_model_cv_percent=3.21, latency_all_cv_percent=1.5,
+            latency_all_batches=100, prepare_s=12.34)
+
+
+def test_results_and_percentile_tables_cell_by_cell():
+    a = rec(**FULL)
+    b = rec(backend="onnxrt", precision="fp16", options="cuda", dataset="/x/demo", dataset_key="k2", images=20,
+            weights="random (seed 0)", top1=5.0)
+    rows = cells(T.results_table([a, b]))
+    assert rows[0] == ["network", "backend", "batch", "dataset", "weights", "Latency-all mean / max (ms)",
+                       "Latency-model mean / max (ms)", "images/s", "size (MiB)", "top-1 (%)", "top-5 (%)", "layers",
+                       "parameters"]
+    assert rows[1] == ["resnet18", "Vanilla", "1", "imagenet (50000 img)", "torchvision", "1.235 / 2.000",
+                       "1.000 / 1.500", "812.3", "44.59", "69.76", "89.08", "60", "11,689,512"]
+    assert rows[2] == ["resnet18", "ONNX Runtime fp16 (cuda)", "1", "demo (20 img)", "random (seed 0)", "- / -",
+                       "- / -", "-", "-", "5.00 (random weights)", "-", "-", "-"]
+    p = cells(T.percentile_table([a]))
+    assert p[0] == ["backend", "batch", "mode", "model p50 / p90 / p99 (ms)", "all p50 / p90 / p99 (ms)",
+                    "model CV (%)", "all CV (%)", "timed batches"]
+    assert p[1] == ["Vanilla", "1", "pipelined", "0.900 / 1.100 / 1.400", "1.200 / 1.500 / 1.900", "3.21", "1.50",
+                    "100"]
+
+
+def test_the_newest_record_of_each_setup_and_never_a_failed_one():
+    old, new = rec(images_per_s=1.0), rec(images_per_s=2.0, time="2026-11-29T05:00:00+00:00")
+    failed = rec(images_per_s=3.0, error="crashed")
+    other_mode, other_data = rec(mode="sync"), rec(dataset_key="k9")
+    other_weights, other_bs = rec(weights_id="w2"), rec(batch_size=8)
+    assert T.latest_per_config([old, new, failed]) == [new]
+    assert len(T.latest_per_config([old, other_mode, other_data, other_weights, other_bs])) == 5
+    assert T.latest_per_config([rec(dataset="a", dataset_key=None), rec(dataset="b", dataset_key=None)]) != \
+        T.latest_per_config([rec(dataset="a", dataset_key=None)])
+
+
+def test_summary_sections_per_batch_size_in_backend_order():
+    recs = [rec(backend="tensorrt", precision="int8", batch_size=256, **FULL),
+            rec(backend="torch", precision="fp16", batch_size=256, images_per_s=5.0),
+            rec(backend="torch", batch_size=256, images_per_s=4.0),
+            rec(batch_size=1, images_per_s=3.0),
+            rec(network="other", batch_size=1), rec(kind="compare", batch_size=1)]
+    text = T.summary_markdown("resnet18", recs)
+    lines = text.splitlines()
+    assert lines[:3] == ["# resnet18", "", "Measured on NVIDIA H200, torch 2.11, ONNX Runtime 1.30, TensorRT not "
+                                           "installed."]
+    assert text.index("## Batch size 1") < text.index("## Batch size 256") and text.endswith("\n")
+    rows = cells(text, "## Batch size 256")
+    assert rows[0] == ["", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)", "images/s", "size (MiB)",
+                       "top-1 (%)", "top-5 (%)", "layers", "parameters", "prepare (s)"]
+    assert [r[0] for r in rows[1:]] == ["Vanilla", "Vanilla fp16", "TRT int8"]
+    assert rows[3] == ["TRT int8", "1.235 / 2.000", "1.000 / 1.500", "812.3", "44.59", "69.76", "89.08", "60",
+                       "11,689,512", "12.34"]
+    assert [r[0] for r in cells(text, "## Batch size 1")[1:]] == ["Vanilla"]
+    percentiles = cells(text.split("## Batch size 256")[1], "Percentiles:")
+    assert [r[0] for r in percentiles[1:]] == ["Vanilla", "Vanilla fp16", "TRT int8"]
+    rtx = T.summary_markdown("resnet18", [rec(env={**ENV, "gpu": None, "tensorrt": "10.16", "tensorrt_rtx": "1.7"})])
+    assert "Measured on Xeon, torch 2.11, ONNX Runtime 1.30, TensorRT 10.16, TensorRT-RTX 1.7." in rtx
+    assert "Measured on ?, torch None" in T.summary_markdown("none", [])
+
+
+def test_side_by_side_rows_and_what_was_not_measured():
+    recs = [rec(batch_size=1, images_per_s=100.0, latency_model_p50=1.0, latency_model_p99=2.0, top1=70.0),
+            rec(batch_size=256, images_per_s=2000.0, prepare_s=3.0),
+            rec(backend="tensorrt", precision="int8", batch_size=256, images_per_s=9000.0, prepare_s=40.0, top1=69.0),
+            rec(backend="tensorrt", precision="fp16", batch_size=1, images_per_s=500.0, prepare_s=30.0,
+                latency_model_p50=0.2, latency_model_p99=0.3, top1=70.1)]
+    text = T.side_by_side_markdown("resnet18", recs)
+    assert text.startswith("# resnet18: is TensorRT worth it?\n\n") and text.endswith(".\n")
+    rows = cells(text)
+    assert rows[0] == ["backend", "images/s @ 1", "images/s @ 256", "latency-model p50 / p99 @ 1 (ms)", "top-1 (%)",
+                       "prepare (s)"]
+    assert rows[1:] == [["Vanilla", "100.0", "2000.0", "1.000 / 2.000", "70.00", "3.0"],
+                        ["TRT fp16", "500.0", "-", "0.200 / 0.300", "70.10", "30.0"],
+                        ["TRT int8", "-", "9000.0", "-", "69.00", "40.0"]]
+    assert text.rstrip().endswith("Not measured in these records: torch fp16, compile fp16, onnxrt fp16.")
+    custom = T.side_by_side_markdown("resnet18", recs, small=256, large=1)
+    assert cells(custom)[1][:3] == ["Vanilla", "2000.0", "100.0"]
+    everything = [rec(backend=b, precision=p) for b, p in T.SIDE_BY_SIDE_ROWS]
+    assert "Not measured" not in T.side_by_side_markdown("resnet18", everything)
+
+
+def _stats():
+    s = CompareStats(1e-3, 1e-8, class_names=["tench", "goldfish", "shark"])
+    ref = torch.tensor([[3.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    other = torch.tensor([[1.0, 2.0, 0.0], [0.0, 3.0, 1.0]])
+    s.update(ref, other, torch.tensor([1, -1]), ["a.jpg", "b.jpg"])
+    return s
+
+
+def test_the_comparison_tables():
+    s = _stats()
+    text = T.compare_markdown(s, "torch-fp32", "onnxrt-int8")
+    lines = text.splitlines()
+    assert lines[0] == "## Comparisons: onnxrt-int8 against torch-fp32 (2 inputs)"
+    assert lines[2] == "Output values equal under numpy.isclose (rtol=0.001, atol=1e-08): **66.67 %**"
+    ranks = cells(text)
+    assert ranks[0] == ["rank", "score MAE (logits)", "score MAE (probabilities)", "class differs (%)"]
+    summ = s.summary()
+    assert ranks[1] == ["1", f"{summ['rank_logit_mae'][0]:.3e}", f"{summ['rank_mae'][0]:.3e}", "50.00"]
+    assert [r[0] for r in ranks[1:]] == ["1", "2", "3"]
+    top = cells(text, "Top-10 of the first input:")
+    assert top[0] == ["torch-fp32 score", "torch-fp32 label", "onnxrt-int8 score", "onnxrt-int8 label"]
+    p = torch.softmax(torch.tensor([3.0, 1.0, 0.0], dtype=torch.float64), 0)
+    assert top[1][:2] == [f"{float(p[0]):.5f}", "0 tench"] and top[1][3] == "1 goldfish"
+    figures = from_header(text, "| top-1 agreement")
+    assert figures[0] == ["top-1 agreement (%)", "top-5 overlap (%)", "max abs error", "relative L2 error", "flips"]
+    assert figures[1] == ["50.00", "100.00", "2.000e+00", f"{summ['rel_l2_error']:.3e}", "1"]
+    assert lines[-1] == ("On 1 labelled images: top-1 0.00 % (torch-fp32) vs 100.00 % (onnxrt-int8); flips "
+                         "right->wrong 0, wrong->right 1.")
+    unlabelled = CompareStats(0, 0)
+    unlabelled.update(torch.zeros((1, 2)), torch.ones((1, 2)), torch.tensor([-1]), ["z"])
+    assert "labelled images" not in T.compare_markdown(unlabelled, "a", "b")
+    assert from_header(T.compare_markdown(unlabelled, "a", "b"), "| top-1 agreement")[1][3] == "-"
+
+
+def test_the_flips_csv():
+    s = _stats()
+    p = torch.softmax(torch.tensor([3.0, 1.0, 0.0], dtype=torch.float64), 0)
+    q = torch.softmax(torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64), 0)
+    assert T.flips_csv(s).splitlines() == ["file,true_class,ref_class,ref_score,other_class,other_score",
+                                           f"a.jpg,1 goldfish,0 tench,{float(p[0]):.6f},1 goldfish,{float(q[1]):.6f}"]
+    s.flips[0]["true_class"] = None
+    assert T.flips_csv(s).splitlines()[1].startswith("a.jpg,,0 tench,")
+
+
+def _summary(mae, isclose=99.0, flips=1):
+    return {"inputs": 20, "rank_mae": mae, "rank_logit_mae": [m * 10 for m in mae],
+            "rank_class_diff_percent": [5.0 * (i + 1) for i in range(len(mae))], "isclose_percent": isclose,
+            "top1_agreement_percent": 95.0, "top5_overlap_percent": 97.5, "max_abs_error": 0.25, "flips": flips}
+
+
+def test_the_columns_table_of_several_runners():
+    text = T.compare_columns_markdown([("onnxrt-fp16", _summary([0.001, 0.002])),
+                                       ("onnxrt-int8", _summary([0.01], isclose=50.0, flips=3))], "torch-fp32", "net")
+    assert text.startswith("## net: comparisons against torch-fp32 (20 inputs)\n") and text.endswith("\n")
+    assert cells(text, "Score MAE at each rank, logits:") == [["rank", "onnxrt-fp16", "onnxrt-int8"],
+                                                              ["1", "1.000e-02", "1.000e-01"], ["2", "2.000e-02", "-"]]
+    assert cells(text, "Score MAE at each rank, probabilities:")[1:] == [["1", "1.000e-03", "1.000e-02"],
+                                                                         ["2", "2.000e-03", "-"]]
+    assert cells(text, "Class differs at each rank (%):")[1:] == [["1", "5.00", "5.00"], ["2", "10.00", "-"]]
+    summary = from_header(text, "|                     | onnxrt-fp16")
+    assert summary == [["", "onnxrt-fp16", "onnxrt-int8"], ["isclose (%)", "99.00", "50.00"],
+                       ["top-1 agreement (%)", "95.00", "95.00"], ["top-5 overlap (%)", "97.50", "97.50"],
+                       ["max abs error", "2.500e-01", "2.500e-01"], ["flips", "1", "3"]]
+
+
+def _compare_rec(backend, precision, time="2026-11-29T04:00:00+00:00", **kw):
+    r = {"kind": "compare", "network": "net", "weights": "w", "reference": "torch-fp32", "backend": backend,
+         "precision": precision, "inputs_source": "random", "dataset": None, "inputs": 20, "batch_size": 4,
+         "time": time, **_summary([0.1])}
+    r.update(kw)
+    return r
+
+
+def test_comparisons_are_grouped_like_the_original_and_only_the_latest_counts():
+    recs = [_compare_rec("onnxrt", "int8", isclose=1.0), _compare_rec("onnxrt", "fp32"),
+            _compare_rec("onnxrt", "fp16"), _compare_rec("onnxrt", "int8", time="2026-11-29T05:00:00+00:00",
+                                                         isclose_percent=42.0),
+            _compare_rec("compile", "fp16"), _compare_rec("onnxrt", "fp16", network="alone"),
+            _compare_rec("onnxrt", "fp16", inputs=50), _compare_rec("onnxrt", "fp32", inputs=50)]
+    latest = T.latest_compares(recs)
+    assert len(latest) == 7 and [r["isclose_percent"] for r in latest if r["precision"] == "int8"] == [42.0]
+    groups = T.compare_groups(recs)
+    assert len(groups) == 2  # 20 inputs (four runners) and 50 inputs (two); "alone" has one runner
+    names = cells(groups[0], "Score MAE at each rank, logits:")[0]
+    assert names == ["rank", "compile-fp16", "onnxrt-fp32", "onnxrt-fp16", "onnxrt-int8"]
+    assert from_header(groups[0], "|  ")[1][-1] == "42.00"  # the summary table: isclose of the newest int8
+    assert groups[1].startswith("## net: comparisons against torch-fp32 (50 inputs)")
+    options = [_compare_rec("onnxrt", "fp16", other_facts={"options": "cpu"}),
+               _compare_rec("onnxrt", "fp16", other_facts={"options": "cuda"})]
+    assert len(T.latest_compares(options)) == 2
+
+
+def test_inside_tables_and_profiles():
+    assert T.inspect_markdown([rec()]) == "" and T.profile_markdown([rec(profile={"note": "cpu"})]) == ""
+    drift = {"images": 8, "output_relative_error": 0.17712, "top_added": [
+        {"name": "node_Conv_825", "op": "Conv", "weight": "_blocks.5", "relative_error": 0.17691, "added_error": 0.0966}]}
+    r = rec(backend="onnxrt", precision="int8", inspect={
+        "onnx": {"layers": 70, "precisions": {"int8": 60, "fp32": 10}, "qdq_layers": 60},
+        "engine": {"layers": 50, "precisions": {"Int8": 45, "Float": 5}}, "drift": drift})
+    plain = rec(inspect={"onnx": {"layers": 70, "precisions": None}, "note": "no engine: not TensorRT"})
+    text = T.inspect_markdown([r, plain, rec(kind="compare", inspect={})])
+    assert text.startswith("## Inside the models (--inspect)\n")
+    rows = cells(text)
+    assert rows[0] == ["network", "runner", "ONNX layers", "ONNX layers by precision", "Q/DQ layers", "engine layers",
+                       "engine layers by precision", "output drift (rel. L2)"]
+    assert rows[1] == ["resnet18", "ONNX Runtime int8", "70", "int8 60, fp32 10", "60", "50", "Int8 45, Float 5",
+                       "0.1771"]
+    assert rows[2] == ["resnet18", "Vanilla", "70", "-", "-", "-", "-", "no engine: not TensorRT"]
+    assert cells(text, "### Per-layer drift: ONNX Runtime int8 against fp32 (8 calibration images)") == [
+        ["layer", "op", "weight", "relative error", "added error"],
+        ["node_Conv_825", "Conv", "_blocks.5", "0.1769", "+0.0966"]]
+    ops = [{"op": f"op{i}", "calls_per_batch": 53.0, "self_cpu_ms_per_batch": 0.0, "self_gpu_ms_per_batch": 0.5 - i / 10}
+           for i in range(6)]
+    prof = rec(profile={"batch_size": 1, "wall_ms_per_batch": 7.399, "host_ops_ms_per_batch": 5.787,
+                        "gpu_kernels_ms_per_batch": 0.741, "host_wait_ms_per_batch": 0.025, "top_ops": ops})
+    text = T.profile_markdown([prof])
+    assert text.startswith("## Where the time goes (--profile, per batch)\n")
+    assert cells(text) == [["network", "runner", "batch", "wall (ms)", "host in operators (ms)", "GPU kernels (ms)",
+                            "host waiting (ms)"], ["resnet18", "Vanilla", "1", "7.399", "5.787", "0.741", "0.025"]]
+    top = cells(text, "### Top operators: Vanilla, batch 1 (per batch)")
+    assert top[0] == ["operator", "calls", "self CPU (ms)", "self GPU (ms)"] and len(top) == 6  # the top five
+    assert top[1] == ["op0", "53.0", "0.000", "0.500"]
+
+
+def test_rows_sort_by_backend_then_precision_then_options():
+    recs = [rec(backend="tensorrt", precision="fp16"), rec(backend="x", precision="fp32"),
+            rec(backend="torch", precision="int8"), rec(backend="torch", precision="fp16", options="b"),
+            rec(backend="torch", precision="fp16", options="a"), rec(backend="torch", precision="zz")]
+    order = sorted(recs, key=T.row_sort_key)
+    assert [(r["backend"], r["precision"], r["options"]) for r in order] == [
+        ("torch", "fp16", "a"), ("torch", "fp16", "b"), ("torch", "int8", ""), ("torch", "zz", ""),
+        ("tensorrt", "fp16", ""), ("x", "fp32", "")]
+
+
+@pytest.mark.parametrize("header, rows, expected", [(["a", "b"], [[1.5, None]], [["a", "b"], ["1.50", "-"]])])
+def test_markdown_formats_every_cell(header, rows, expected):
+    assert cells(T.markdown(header, rows)) == expected

@@ -1,0 +1,220 @@
+"""The scripts under benchmarks/ still run: each is started as a user would start it, on the CPU, on the
+smallest inputs its options allow, and what it prints or writes is checked. Scripts that need a CUDA GPU must
+refuse in one sentence, with no traceback.
+
+Every run writes under the test's tmp_path only (--out, --workdir, the ARTTRT_* folders, TMPDIR), never into
+the checkout. The subprocesses run with one OpenMP thread: on a small, busy machine PyTorch's default thread
+pool oversubscribes the cores and makes a CPU run several times slower (the figures are not checked against
+any target, only for being real).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_env(tmp_path: Path) -> dict:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    return {**os.environ, "ARTTRT_CACHE_DIR": str(tmp_path / "cache"), "ARTTRT_WEIGHTS_DIR": str(tmp_path / "weights"),
+            "ARTTRT_DATASETS_DIR": str(tmp_path / "datasets"), "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp),
+            "OMP_NUM_THREADS": "1", "CI": "true"}
+
+
+def run_script(script: str, *args: object, tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"benchmarks/{script}", *map(str, args)], cwd=ROOT,
+                          env=bench_env(tmp_path), capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def ok(r: subprocess.CompletedProcess) -> str:
+    """stdout of a run that must have succeeded (else the run's output is the failure message)."""
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}"
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr[-3000:]
+    return r.stdout
+
+
+def positive(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def jpeg_folder(dst: Path, photos: list[Path]) -> Path:
+    """The photos copied as ImageNet-style .JPEG files in two class folders."""
+    for i, p in enumerate(photos):
+        d = dst / ["n01440764", "n01443537"][i % 2]
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, d / f"img{i}.JPEG")
+    return dst
+
+
+# ---------------------------------------------------------------------------------------------- CPU scripts
+
+
+def test_datapath_makes_caches_and_times_both_passes_on_cpu(tmp_path, foolbox_dir):
+    work, out = tmp_path / "work", tmp_path / "out"
+    stdout = ok(run_script("datapath.py", "--num_images", 4, "--workers", 1, "--repeat", 2, "--photos", foolbox_dir,
+                           "--workdir", work, "--out", out, tmp_path=tmp_path))
+    res = json.loads((out / "datapath.json").read_text())
+    assert (res["num_images"], res["workers"], res["gpu"], res["device"]) == (4, 1, False, "cpu")
+    jpegs = sorted((work / "data").rglob("*.JPEG"))
+    assert len(jpegs) == 4 and all(re.fullmatch(r"n\d{8}", p.parent.name) for p in jpegs)  # real wnid folders
+    assert "made 4 JPEGs" in stdout
+    assert positive(res["mean_jpeg_kb"]) and res["make_s"] >= 0 and res["cache_gb"] >= 0
+    runs = res["first_pass_cpu1_runs"]
+    assert len(runs) == 2 and all(positive(r) for r in runs)
+    assert res["first_pass_cpu1_images_per_s"] == pytest.approx(sum(runs) / 2)  # the median of two
+    decoder = res["first_pass_cpu1_decoder"]
+    assert (decoder["cpu"], decoder["gpu"], decoder["workers"]) == (4, 0, 1)
+    assert positive(res["cached_pass_0_images_per_s"]) and positive(res["cached_pass_1_images_per_s"])
+    assert not any(k.startswith(("gpu_", "first_pass_gpu", "photos_")) or k.endswith("_over_cpu") for k in res)
+    printed = json.loads(stdout.strip().splitlines()[-1])  # the last line: the figures without the decoder facts
+    assert printed == {k: v for k, v in res.items() if "decoder" not in k}
+
+
+def test_decode_profile_times_read_pil_and_write_stages_on_cpu(tmp_path, foolbox_dir):
+    folder = jpeg_folder(tmp_path / "jpegs", sorted(foolbox_dir.glob("imagenet_*.jpg"))[:3])
+    out = tmp_path / "out"
+    stdout = ok(run_script("decode_profile.py", folder, "--num_images", 2, "--chunk", 2, "--workers", 1,
+                           "--out", out, tmp_path=tmp_path))
+    res = json.loads((out / "decode_profile.json").read_text())
+    assert (res.pop("images"), res.pop("chunk")) == (2, 2)  # --num_images of the 3 files
+    expected = {"read (16 threads)", "pil/1procs/no-write", "pil/1procs/pwrite-sparse", "pil/1procs/pwrite-fallocated",
+                "write-only/1procs/pwrite-sparse", "write-only/1procs/pwrite-fallocated"}
+    if Path("/dev/shm").is_dir():
+        expected.add("pil/1procs/pwrite-dev-shm")
+    assert set(res) == expected  # no decode/* figures without a GPU
+    for key, value in res.items():
+        assert positive(value), (key, value)
+        assert re.search(rf"^{re.escape(key)}\s+[\d,]+ images/s$", stdout, re.MULTILINE), key
+    assert json.loads(stdout.strip().splitlines()[-1]) == {"images": 2, "chunk": 2, **res}
+    assert not list((tmp_path / "cache").glob("*.u8"))  # the scratch files it writes are removed
+
+
+def test_records_table_prints_each_validation_record_with_the_harness_ratio(tmp_path):
+    from utils.report.records import make_record, write_record
+
+    folder = tmp_path / "outputs" / "records"
+    keys = ("network", "backend", "precision", "options", "cuda_graph", "batch_size", "images", "timed_images",
+            "images_per_s", "latency_all_mean", "latency_model_mean", "top1", "short_batch")
+    rows = [  # resnet18's harness ratio is 100 / (4 / 40 ms) = 1, lite0's 50 / (8 / 80 ms) = 0.5, resnet50's none
+        ("resnet18", "torch", "fp32", None, False, 4, 10, 8, 100.0, 40.0, 35.0, None, None),
+        ("efficientnet_lite0", "onnxrt", "fp16", "cl", True, 8, 20, 16, 50.0, 80.0, 70.5, 75.0, {"handling": "padded"}),
+        ("resnet50", "tensorrt", "int8", None, False, 1, 5, 0, None, None, None, None, None),
+    ]
+    for i, values in enumerate(rows):
+        rec = make_record("validate", "python main.py -v", **dict(zip(keys, values)))
+        rec["time"] = f"2024-01-01T00:00:0{i}+00:00"  # the table's order
+        write_record(rec, folder)
+    other = make_record("compare", "python main.py --compare", network="resnet18", batch_size=1)
+    write_record(other, folder)  # another kind of record: not listed
+    (folder / "notes.json").write_text('{"not": "a record"}')  # foreign JSON: ignored
+    stdout = ok(run_script("records_table.py", tmp_path / "outputs", tmp_path=tmp_path))
+    lines = stdout.splitlines()
+    assert lines[0].split()[:3] == ["network", "backend", "prec"] and len(lines) == 1 + len(rows)
+    a, b, c = (ln.split() for ln in lines[1:])
+    assert a == ["resnet18", "torch", "fp32", "-", "no", "4", "10", "8", "100", "40.000", "35.000", "1.000", "-", "-"]
+    assert b == ["efficientnet_lite0", "onnxrt", "fp16", "cl", "yes", "8", "20", "16", "50", "80.000", "70.500",
+                 "0.500", "75.0", "padded"]
+    assert c == ["resnet50", "tensorrt", "int8", "-", "no", "1", "5", "0", "0", "0.000", "0.000", "nan", "-", "-"]
+
+
+def test_cpu_figures_runs_main_py_and_reports_medians(tmp_path):
+    """The tiniest setting its options allow (one repeat, one random image, four JPEGs): it still runs main.py
+    six times (two demos, the validation, two data runs, a 256-input --compare), about a minute on 2 cores."""
+    out = tmp_path / "figures.json"
+    stdout = ok(run_script("cpu_figures.py", "--repeat", 1, "--images", 1, "--jpegs", 4, "--out", out,
+                           tmp_path=tmp_path, timeout=400))
+    figures = json.loads(out.read_text())
+    repo = str(ROOT)
+    assert list(figures["median"]) == [repo] and list(figures["runs"]) == [repo]
+    median, runs = figures["median"][repo], figures["runs"][repo]
+    expected = {"validate_wall_s", "demo_wall_s", "first_pass_run_wall_s", "cached_run_wall_s", "compare_wall_s"}
+    expected |= {f"{b}_bs{bs}_{m}" for b in ("torch", "onnxrt") for bs in (1, 32)
+                 for m in ("images_per_s", "latency_model_ms")}
+    assert set(median) == expected and set(runs) == expected
+    for key in expected:
+        assert len(runs[key]) == 1 and positive(runs[key][0]), (key, runs[key])  # one value per repeat
+        assert median[key] == round(runs[key][0], 3)
+        assert re.search(rf"^{key}\s+\d+\.\d{{3}}$", stdout, re.MULTILINE), key
+    assert stdout.splitlines()[0].split()[:3] == ["median", "of", "1"]
+    assert not list((tmp_path / "tmp").glob("tmp*"))  # its temporary folder (under TMPDIR) is removed
+
+
+# ---------------------------------------------------------------------------------------------- TensorRT
+
+
+@pytest.fixture(scope="module")
+def trt_prepared(tmp_path_factory, demo_data):
+    """trt_builds.py --prepare: the ONNX files made on the CPU with ModelOpt and ONNX Runtime (~25 s)."""
+    base = tmp_path_factory.mktemp("trt_builds")
+    folder = base / "onnx"
+    r = run_script("trt_builds.py", "--prepare", folder, "--dataset", demo_data, "--out", base / "out",
+                   tmp_path=base)
+    return base, folder, ok(r)
+
+
+PREPARED = {  # file name: (precision in the file's metadata, the tool that made it)
+    "fp32": (None, "torch.onnx"), "fp16": ("fp16", "modelopt.onnx.autocast"),
+    "bf16": ("bf16", "modelopt.onnx.autocast"), "int8-modelopt": ("int8", "modelopt.onnx.quantization"),
+    "int8-ort": ("int8", "onnxruntime.quantization.quantize_static"),
+    "fp8-modelopt": ("fp8", "modelopt.onnx.quantization"),
+}
+
+
+def test_trt_builds_prepare_makes_every_precision_on_cpu(trt_prepared):
+    import onnx
+
+    base, folder, stdout = trt_prepared
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"mobilenet_v3_small-{n}.onnx" for n in PREPARED)
+    for name, (precision, tool) in PREPARED.items():
+        m = re.search(rf"^{re.escape(name)}: ([\d.]+) MB, made by (\S+)$", stdout, re.MULTILINE)
+        assert m and float(m.group(1)) > 0 and m.group(2) == tool, (name, stdout)
+        model = onnx.load(str(folder / f"mobilenet_v3_small-{name}.onnx"), load_external_data=False)
+        meta = {p.key: json.loads(p.value) for p in model.metadata_props if p.key.startswith("arttrt.")}
+        assert meta["arttrt.network"] == "mobilenet_v3_small" and meta["arttrt.input_shape"] == [-1, 3, 224, 224]
+        assert meta.get("arttrt.precision", "fp32") == (precision or "fp32")
+        if precision == "int8" or precision == "fp8":
+            assert any(n.op_type == "QuantizeLinear" for n in model.graph.node), name
+    assert not (base / "out").exists()  # --prepare alone writes no table
+
+
+def test_trt_builds_build_quotes_each_refusal_without_tensorrt(trt_prepared):
+    base, folder, _ = trt_prepared
+    out = base / "build-out"
+    stdout = ok(run_script("trt_builds.py", "--build", folder, "--out", out, tmp_path=base))
+    table = (out / "trt_builds.md").read_text()
+    assert table.strip() == stdout.strip()
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.splitlines()[2:]]
+    routes = ["build_trt dynamic 1-256", "build_trt again (cache)", "build_trt static 8",
+              "main.py -v -trt (dynamic 1-8)"]
+    assert [(r[0], r[1]) for r in rows] == [(n, route) for n in PREPARED for route in routes]
+    for r in rows:  # no GPU, no TensorRT here: every route refuses, in one quoted sentence, and no figure is made
+        assert r[2].startswith("refused: ") and "TensorRT" in r[2], r
+        assert r[3:6] == ["", "", ""], r
+
+
+# ---------------------------------------------------------------------------------------------- GPU only
+
+
+@pytest.mark.parametrize("script", ["feed.py", "harness_overhead.py", "gpu_checks.py"])
+def test_gpu_only_script_refuses_in_one_line_without_a_gpu(script, tmp_path, demo_data):
+    out = tmp_path / "out"
+    args = ["--out", out] + (["--dataset", demo_data] if script == "gpu_checks.py" else [])
+    if script == "feed.py":
+        args += ["--images", 8, "--batch_sizes", 4, "--workdir", tmp_path / "work"]
+    r = run_script(script, *args, tmp_path=tmp_path, timeout=120)
+    said = (r.stdout + r.stderr).strip()
+    assert r.returncode != 0
+    assert "Traceback" not in said and len(said.splitlines()) == 1, said
+    assert "CUDA GPU" in said
+    assert not out.exists() and not (tmp_path / "work").exists()
