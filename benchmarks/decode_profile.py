@@ -155,7 +155,10 @@ def main() -> int:
     p.add_argument("--out", type=Path)
     args = p.parse_args()
 
-    files = sorted(args.folder.rglob("*.JPEG"))[: args.num_images]
+    files = sorted(f for f in args.folder.rglob("*") if f.suffix.lower() in (".jpeg", ".jpg"))[: args.num_images]
+    if not files:
+        print(f"error: no JPEG files under {args.folder}", file=sys.stderr)
+        return 2
     res: Dict[str, Any] = {"images": len(files), "chunk": args.chunk}
 
     def report(key: str, value: float) -> None:

@@ -15,6 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> int:
     from utils.report.records import load_records
 
+    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
+        print("usage: python benchmarks/records_table.py FOLDER (a folder of ArtTRT records, e.g. outputs/)",
+              file=sys.stderr)
+        return 2
     recs = load_records(Path(sys.argv[1]), "validate")
     print(f"{'network':<18} {'backend':<9} {'prec':<5} {'options':<14} {'graph':<5} {'bs':>4} {'images':>7} "
           f"{'timed':>7} {'images/s':>10} {'lat-all ms':>10} {'lat-model':>10} {'ips/(bs/all)':>12} {'top1':>6}  short batch")

@@ -218,3 +218,12 @@ def test_gpu_only_script_refuses_in_one_line_without_a_gpu(script, tmp_path, dem
     assert "Traceback" not in said and len(said.splitlines()) == 1, said
     assert "CUDA GPU" in said
     assert not out.exists() and not (tmp_path / "work").exists()
+
+
+def test_helpers_refuse_bad_folders_in_one_line(tmp_path):
+    r = run_script("records_table.py", tmp_path=tmp_path, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().startswith("usage: python benchmarks/records_table.py FOLDER")
+    (tmp_path / "empty").mkdir()
+    r = run_script("decode_profile.py", tmp_path / "empty", "--cpu_only", tmp_path=tmp_path, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: no JPEG files under {tmp_path / 'empty'}"
+    assert "Traceback" not in r.stderr
