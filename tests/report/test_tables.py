@@ -286,3 +286,87 @@ def test_rows_sort_by_backend_then_precision_then_options():
 @pytest.mark.parametrize("header, rows, expected", [(["a", "b"], [[1.5, None]], [["a", "b"], ["1.50", "-"]])])
 def test_markdown_formats_every_cell(header, rows, expected):
     assert cells(T.markdown(header, rows)) == expected
+
+
+def skeleton(text: str) -> list:
+    """The lines of a document that are not table rows: headings, sentences and the blank lines between."""
+    return [ln for ln in text.splitlines() if not ln.startswith("|")]
+
+
+def test_document_layouts_line_by_line():
+    s = _stats()
+    assert skeleton(T.compare_markdown(s, "torch-fp32", "onnxrt-int8")) == [
+        "## Comparisons: onnxrt-int8 against torch-fp32 (2 inputs)", "",
+        "Output values equal under numpy.isclose (rtol=0.001, atol=1e-08): **66.67 %**", "", "",
+        "Top-10 of the first input:", "", "", "",
+        "On 1 labelled images: top-1 0.00 % (torch-fp32) vs 100.00 % (onnxrt-int8); flips right->wrong 0, "
+        "wrong->right 1."]
+    cols = T.compare_columns_markdown([("a-fp16", _summary([0.1])), ("a-int8", {**_summary([0.2]), "inputs": 30})],
+                                      "torch-fp32", "net")
+    assert skeleton(cols) == ["## net: comparisons against torch-fp32 (20 inputs)", "",
+                              "Score MAE at each rank, logits:", "", "", "Score MAE at each rank, probabilities:", "",
+                              "", "Class differs at each rank (%):", "", ""]
+    two = [rec(**FULL), rec(backend="onnxrt", **FULL)]
+    assert skeleton(T.summary_markdown("resnet18", two)) == [
+        "# resnet18", "", "Measured on NVIDIA H200, torch 2.11, ONNX Runtime 1.30, TensorRT not installed.", "",
+        "## Batch size 1", "", "", "Percentiles:", ""]
+    drift = {"images": 8, "output_relative_error": 0.1, "top_added": [
+        {"name": "n1", "op": "Conv", "relative_error": 0.1, "added_error": 0.05}]}
+    recs = [rec(inspect={"onnx": {"layers": 3}, "drift": drift}),
+            rec(backend="onnxrt", inspect={"onnx": {"layers": 3}, "drift": drift}), rec(inspect={})]
+    text = T.inspect_markdown(recs)
+    assert skeleton(text) == ["## Inside the models (--inspect)", "", "",
+                              "### Per-layer drift: Vanilla against fp32 (8 calibration images)", "", "",
+                              "### Per-layer drift: ONNX Runtime fp32 against fp32 (8 calibration images)", ""]
+    assert text.endswith("|\n")  # the last table, then the end
+    assert cells(text)[3][-1] == "-"  # inspected, no drift and no note
+    assert cells(text, "### Per-layer drift: Vanilla")[1] == ["n1", "Conv", "", "0.1000", "+0.0500"]  # no weight
+    ops = [{"op": "k", "calls_per_batch": 1.0, "self_cpu_ms_per_batch": 0.1}]
+    prof = {"batch_size": 1, "wall_ms_per_batch": 1.0, "host_ops_ms_per_batch": 0.5, "top_ops": ops}
+    text = T.profile_markdown([rec(profile=prof), rec(backend="onnxrt", profile=prof)])
+    assert skeleton(text) == [
+        "## Where the time goes (--profile, per batch)", "",
+        "Wall time well above GPU kernel time: the host sets the pace. Profiled batches run synchronised and carry "
+        "the profiler's own cost (host time most): read the shares; the latencies above are the timed figures.", "",
+        "", "### Top operators: Vanilla, batch 1 (per batch)", "", "",
+        "### Top operators: ONNX Runtime fp32, batch 1 (per batch)", ""]
+    assert text.endswith("|\n")
+    assert cells(text)[1][-2:] == ["-", "-"]  # no GPU figures on the CPU
+
+
+def test_more_edges_of_the_cells():
+    assert T.dataset_of({"dataset": "/data/imagenet-ABX/"}) == "imagenet-ABX"
+    assert T.size_mib({"size_mb": 1e6}) == "953674.32"
+    assert not T.random_weights({"weights": None}) and T.random_weights({"weights": "random (seed 3)"})
+    no_options = {k: v for k, v in rec().items() if k != "options"}
+    assert sorted([rec(options="A"), no_options], key=T.row_sort_key)[0] is no_options
+    a, b = rec(dataset_key="k1", images=20), rec(dataset="/x/other", dataset_key="k2", images=20)
+    side = T.side_by_side_markdown("resnet18", [a, b])  # two datasets: a dataset column, one row each
+    assert [r[:2] for r in cells(side)[1:]] == [["Vanilla", "imagenet (20 img)"], ["Vanilla", "other (20 img)"]]
+    assert cells(side)[1][-1] == "0.0"  # no preparation recorded: nothing spent
+    summ = T.summary_markdown("resnet18", [a, b])
+    assert [r[:2] for r in cells(summ, "## Batch size 1")[1:]] == [["Vanilla", "imagenet (20 img)"],
+                                                                   ["Vanilla", "other (20 img)"]]
+
+
+def test_which_records_are_the_same_setup():
+    failed_first = [rec(error="boom", images_per_s=1.0, time="1"), rec(images_per_s=2.0, time="2"),
+                    rec(network="other", time="3")]
+    assert [r["images_per_s"] for r in T.latest_per_config(failed_first) if r["network"] == "resnet18"] == [2.0]
+    by_folder = [rec(dataset_key=None, dataset="a"), rec(dataset_key=None, dataset="b")]
+    assert len(T.latest_per_config(by_folder)) == 2
+    by_weights = [rec(weights_id=None, weights="a"), rec(weights_id=None, weights="b")]
+    assert len(T.latest_per_config(by_weights)) == 2
+    same_id = [rec(weights_id="x", weights="a"), rec(weights_id="x", weights="b")]
+    assert len(T.latest_per_config(same_id)) == 1
+    base = _compare_rec("onnxrt", "fp16")
+    for field, value in (("weights", "w2"), ("reference", "torch-fp16"), ("inputs_source", "dataset"),
+                         ("dataset", "/d"), ("batch_size", 8)):
+        assert len(T.latest_compares([base, {**base, field: value}])) == 2, field
+    assert len(T.latest_compares([{**base, "other_facts": {}}, {**base, "other_facts": {"options": ""}}])) == 1
+    for field, value in (("weights", "w2"), ("inputs_source", "dataset"), ("dataset", "/d")):
+        pair = [_compare_rec("onnxrt", "fp16"), _compare_rec("onnxrt", "int8", **{field: value})]
+        assert T.compare_groups(pair) == [], field  # not the same inputs or weights: no shared table
+    odd = [_compare_rec("onnxrt", "fp16"), _compare_rec("onnxrt", "int4"), _compare_rec("onnxrt", "fp32")]
+    names = cells(T.compare_groups(odd)[0], "Score MAE at each rank, logits:")[0]
+    assert names == ["rank", "onnxrt-fp32", "onnxrt-fp16", "onnxrt-int4"]  # a precision ArtTRT does not know: last
