@@ -137,3 +137,105 @@ def test_a_real_network_on_the_cpu():
     assert s["images_per_s"] == pytest.approx(36 / (sum(res.latency_all_ms) / 1e3))
     assert all(a >= m for a, m in zip(res.latency_all_ms, res.latency_model_ms))
     assert (res.predictions >= 0).all() and len(res.predictions) == 40
+
+
+class RankRunner(ClockRunner):
+    """Puts each image's true class (first pixel) at the rank written in its second pixel (1 = top), so top-1
+    and top-5 differ and each can be checked by hand."""
+
+    def infer(self, x):
+        self.seen.append((tuple(x.shape), self.phase.phase))
+        self.clock.t += self.ms * x.shape[0] / 1e3
+        label = (x[:, 0, 0, 0] * 255).round().long()
+        rank = (x[:, 0, 0, 1] * 255).round().long()
+        out = torch.zeros(x.shape[0], CLASSES)
+        for i in range(x.shape[0]):
+            others = [c for c in range(CLASSES) if c != int(label[i])]
+            order = others[:int(rank[i]) - 1] + [int(label[i])] + others[int(rank[i]) - 1:]
+            out[i, order] = torch.arange(CLASSES, 0, -1, dtype=torch.float32)
+        return out
+
+
+def test_top1_top5_and_predictions_by_hand(monkeypatch):
+    """Ten images, true class at ranks 1,1,1,2,2,5,6,10,1,3: top-1 4/10, top-5 8/10; class 0 among them."""
+    ranks = [1, 1, 1, 2, 2, 5, 6, 10, 1, 3]
+    ds = labelled_dataset(10)
+    ds.images[:, 0, 0, 1] = ranks
+    clock, phase = Clock(), Phase()
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock))
+    res = measure(RankRunner(clock, 1.0, False, phase), ds,
+                  MeasureOptions(batch_size=4, min_warmup_s=0.0, progress=False), num_outputs=CLASSES, telemetry=phase)
+    s = res.summary()
+    assert s["top1"] == 40.0 and s["top5"] == 80.0 and s["labelled_images"] == 10 and s["images"] == 10
+    labels = np.arange(10) % CLASSES
+    expected = [int(lab) if r == 1 else [c for c in range(CLASSES) if c != lab][0] for lab, r in zip(labels, ranks)]
+    assert res.predictions.dtype == np.int64 and res.predictions.tolist() == expected
+
+
+def test_unlabelled_images_count_for_nothing_and_a_class_map_mismatch_is_refused(monkeypatch):
+    ds = labelled_dataset(6)
+    ds.labels[:] = 0  # every image of class 0: labelled (0 is a class, -1 is none)
+    with pytest.raises(ArtTRTError, match=r"^the model has 10 outputs but the dataset's class map has 12$"):
+        measure(ClockRunner(Clock(), 1.0, False, Phase()), ds,
+                MeasureOptions(batch_size=2, min_warmup_s=0.0, progress=False), num_outputs=12)
+    ds.labels[:] = -1  # no labels (synthetic images): no accuracy, and the class count is not checked
+    res = measure(ClockRunner(Clock(), 1.0, False, Phase()), ds,
+                  MeasureOptions(batch_size=2, min_warmup_s=0.0, progress=False), num_outputs=12)
+    s = res.summary()
+    assert s["top1"] is None and s["top5"] is None and s["labelled_images"] == 0 and s["images"] == 6
+
+
+def test_one_image_and_the_summary_figures(monkeypatch):
+    s, _ = run(monkeypatch, 1, 4, sync=False, fixed=False, ms=0.123456)
+    assert s["images"] == 1 and s["timed_images"] == 1 and s["short_batch"]["handling"] == "timed: the only batch"
+    assert s["warmup_s"] == 0.0001 and s["feed"] == "host" and s["verified_images"] is None
+    fast, _ = run(monkeypatch, 16, 8, sync=True, fixed=False, ms=0.01)  # 0.08 ms per batch: under 1 ms in all
+    assert fast["images_per_s"] == pytest.approx(100_000.0)
+    still, _ = run(monkeypatch, 16, 8, sync=True, fixed=False, ms=0.0)  # a clock that did not move
+    assert still["images_per_s"] is None
+    still, _ = run(monkeypatch, 16, 8, sync=False, fixed=False, ms=0.0)
+    assert still["images_per_s"] is None
+    s, _ = run(monkeypatch, 20, 8, sync=False, fixed=True)
+    assert s["short_batch"] == {"images": 4, "handling": "padded to the full batch, run after the timed batches, "
+                                                         "for accuracy only"}
+    s, _ = run(monkeypatch, 20, 8, sync=False, fixed=False)
+    assert s["short_batch"]["handling"] == "run after the timed batches, for accuracy only"
+    with pytest.raises(ArtTRTError, match=r"^no images to measure \(an empty dataset, or --limit below 1\)$"):
+        measure(ClockRunner(Clock(), 1.0, False, Phase()), labelled_dataset(3), MeasureOptions(limit=0))
+
+
+def test_unstable_when_either_latency_varies():
+    from utils.measure.timing import MeasureResult
+
+    steady, jumpy = [10.0] * 8, [10.0, 1.0] * 4
+    assert MeasureResult(latency_all_ms=steady, latency_model_ms=jumpy).summary()["latency_unstable"] is True
+    assert MeasureResult(latency_all_ms=jumpy, latency_model_ms=steady).summary()["latency_unstable"] is True
+    assert MeasureResult(latency_all_ms=steady, latency_model_ms=steady).summary()["latency_unstable"] is False
+
+
+def test_every_image_is_checked_against_the_cache_checksums(monkeypatch):
+    from utils.data.checksum import checksums_numpy
+
+    ds = labelled_dataset(10)
+    ds.meta["checksums"] = checksums_numpy(ds.images).tolist()
+    res = measure(ClockRunner(Clock(), 1.0, False, Phase()), ds,
+                  MeasureOptions(batch_size=4, min_warmup_s=0.0, progress=False), num_outputs=CLASSES)
+    assert res.summary()["verified_images"] == 10
+    off = measure(ClockRunner(Clock(), 1.0, False, Phase()), ds,
+                  MeasureOptions(batch_size=4, min_warmup_s=0.0, progress=False, verify=False), num_outputs=CLASSES)
+    assert off.summary()["verified_images"] is None
+    ds.images[7, 1, 2, 3] ^= 1
+    ds.meta.pop("_checksums", None)
+    monkeypatch.setattr(type(ds), "invalidate", lambda self, why: None, raising=False)
+    with pytest.raises(ArtTRTError, match=r"^1 of 10 images read from the dataset cache differ"):
+        measure(ClockRunner(Clock(), 1.0, False, Phase()), ds,
+                MeasureOptions(batch_size=4, min_warmup_s=0.0, progress=False), num_outputs=CLASSES)
+
+
+def test_pad_batch_repeats_the_last_image():
+    from utils.measure.timing import pad_batch
+
+    x = torch.arange(2 * 3).float().view(2, 3, 1, 1)
+    y = pad_batch(x, 3)
+    assert y.shape == (3, 3, 1, 1) and torch.equal(y[2], x[1]) and torch.equal(y[:2], x)
+    assert pad_batch(x, 2) is x and pad_batch(x, 1) is x
