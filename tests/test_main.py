@@ -209,3 +209,23 @@ def test_compare_takes_the_options_of_its_default_backend(tmp_path, capsys):
     assert main.main(["--compare", "--network", "mobilenet_v3_small", "--provider", "cpu", "--num_inputs", "2",
                       "--output", str(tmp_path), "--quiet"]) == 0
     assert "onnxrt-fp32 against torch-fp32 (2 inputs)" in capsys.readouterr().out
+
+
+def test_class_map_cache_dir_sync_and_limit_through_the_command_line(tmp_path):
+    """A two-class dataset named by a class map, decoded into --cache_dir, three images, timed batch by batch."""
+    from tests.conftest import write_jpeg
+
+    data = tmp_path / "pets"
+    for i in range(3):
+        write_jpeg(data / "dogs" / f"d{i}.jpg", seed=i, size=(40, 40))
+        write_jpeg(data / "cats" / f"c{i}.jpg", seed=10 + i, size=(40, 40))
+    cmap = tmp_path / "classes.txt"
+    cmap.write_text("dogs\ncats\n")
+    out, cache = tmp_path / "o", tmp_path / "c"
+    assert main.main(["-v", "--network", "resnet18", "--num_classes", "2", "--dataset", str(data), "--class_map",
+                      str(cmap), "--cache_dir", str(cache), "--batch_size", "2", "--sync", "--limit", "3",
+                      "--output", str(out), "--quiet"]) == 0
+    (r,) = [json.loads(p.read_text()) for p in (out / "records").glob("validate-*.json")]
+    assert r["images"] == 3 and r["labelled_images"] == 3 and r["mode"] == "sync" and r["timed_images"] == 2
+    assert r["short_batch"]["images"] == 1 and r["latency_all_batches"] == 1 and r["batch_size"] == 2
+    assert len(list(cache.glob("pets-224-*.u8"))) == 1  # decoded where it was told

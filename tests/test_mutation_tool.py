@@ -24,7 +24,8 @@ def test_every_listed_equivalent_names_a_mutated_function_with_a_reason():
 
 def test_modules_name_files_and_tests_that_exist():
     for name, (files, functions, tests) in mutation.MODULES.items():
-        assert all((ROOT / f).is_file() for f in files + tests), name
+        paths = [t for t in tests if t.startswith("tests/")]  # the rest are pytest options (-k ...)
+        assert paths and all((ROOT / f).is_file() for f in files + paths), name
         assert functions is None or all(f.startswith(tuple(x[:-3].replace("/", ".") for x in files))
                                         for f in functions), name
 
