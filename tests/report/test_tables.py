@@ -370,3 +370,8 @@ def test_which_records_are_the_same_setup():
     odd = [_compare_rec("onnxrt", "fp16"), _compare_rec("onnxrt", "int4"), _compare_rec("onnxrt", "fp32")]
     names = cells(T.compare_groups(odd)[0], "Score MAE at each rank, logits:")[0]
     assert names == ["rank", "onnxrt-fp32", "onnxrt-fp16", "onnxrt-int4"]  # a precision ArtTRT does not know: last
+
+
+def test_a_record_without_a_batch_size_comes_first():
+    text = T.summary_markdown("resnet18", [rec(batch_size=1), rec(batch_size=None, backend="onnxrt")])
+    assert text.index("## Batch size None") < text.index("## Batch size 1")
