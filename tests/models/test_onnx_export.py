@@ -139,3 +139,103 @@ def test_good_input_shapes_and_static_metadata(tmp_path):
     check_input_shape(out, (-1, 3, 8, 8))  # a dynamic ask of a static file: its batch is what it is
     with pytest.raises(ArtTRTError, match="static batch of 3"):
         check_input_shape(out, (1, 3, 8, 8))
+
+
+def test_export_check_metadata_and_log_word_for_word(tmp_path, caplog, monkeypatch):
+    """What the export writes into the file and says, value by value, on the tiny seeded model."""
+    import logging
+    import re
+    import types
+
+    import utils.models.onnx_export as ox
+    from utils.data.preprocess import Preprocess
+    from utils.models.networks import Network
+
+    net = Network("tiny", Tiny().eval(), Preprocess(resize=9, crop=8, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6)), 10,
+                  "seeded")
+    clock = iter([10.0, 10.12345] + [20.0] * 10)
+    out = tmp_path / "sub" / "dir" / "t.onnx"  # folders made as needed
+    with monkeypatch.context() as m, caplog.at_level(logging.INFO, logger="utils.models.onnx_export"):
+        m.setattr(ox, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+        facts = export_onnx(net, out, (-1, 3, 8, 8), exporter="legacy")
+    assert facts["seconds"] == 0.123 and facts["exporter"] == "legacy" and facts["opset"] == 17
+    meta = read_metadata(out)
+    assert meta == {"network": "tiny", "input_shape": [-1, 3, 8, 8], "num_classes": 10, "weights": "seeded",
+                    "exporter": "legacy", "made_by": "arttrt onnx_transform", "graph_input_shape": [-1, 3, 8, 8],
+                    "preprocess": {"resize": 9, "crop": 8, "mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}}
+    message = [r.getMessage() for r in caplog.records if r.getMessage().startswith("exported")][-1]
+    assert re.fullmatch(rf"exported tiny -> {re.escape(str(out))} \(legacy exporter, opset 17, {facts['nodes']} "
+                        rf"nodes, max \|ORT - torch\| = \d\.\d\de[-+]\d\d, tolerance 1e-03\)", message), message
+    assert f"{facts['max_abs_diff']:.2e}" in message
+    assert [p.name for p in out.parent.iterdir()] == ["t.onnx"]  # the export's scratch folder is gone
+    # exported again over the same file with other metadata: each key once, with the new value
+    import onnx
+
+    proto = onnx.load(str(out))
+    ox.set_metadata(proto, {"network": "renamed", "extra": [1]})
+    assert [(p.key, p.value) for p in proto.metadata_props if p.key in ("arttrt.network", "arttrt.extra")] == [
+        ("arttrt.network", '"renamed"'), ("arttrt.extra", "[1]")]
+
+
+def test_a_crop_other_than_the_networks_is_said(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        export_onnx(_tiny_net(), tmp_path / "a.onnx", (2, 3, 8, 8), exporter="legacy")
+    assert "differs from the network's crop" not in caplog.text
+    from utils.data.preprocess import Preprocess
+    from utils.models.networks import Network
+
+    net = Network("tiny", Tiny().eval(), Preprocess(resize=9, crop=9), 10, "seeded")  # expects 9x9; made for 8x8
+    with caplog.at_level(logging.WARNING):
+        export_onnx(net, tmp_path / "b.onnx", (2, 3, 8, 8), exporter="legacy")
+    assert "input 8x8 differs from the network's crop 9: preprocessing will crop 8x8" in caplog.text
+    caplog.clear()
+    import torch.nn as nn
+
+    wide = Network("wide", nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(12, 10)).eval(),
+                   Preprocess(resize=8, crop=8), 10, "seeded")
+    with caplog.at_level(logging.WARNING):
+        export_onnx(wide, tmp_path / "c.onnx", (2, 3, 8, 12), exporter="legacy")  # only the width differs
+    assert "input 8x12 differs from the network's crop 8: preprocessing will crop 8x12" in caplog.text
+
+
+def test_the_dynamic_export_is_checked_on_two_images_and_a_static_one_on_its_batch(tmp_path, monkeypatch):
+    import utils.models.onnx_export as ox
+
+    shapes = []
+    real = ox.check_against_torch
+    monkeypatch.setattr(ox, "check_against_torch", lambda p, m, shape, seed=0: shapes.append(shape) or real(p, m, shape, seed))
+    export_onnx(_tiny_net(), tmp_path / "d.onnx", (-1, 3, 8, 8), exporter="legacy", seed=5)
+    export_onnx(_tiny_net(), tmp_path / "s.onnx", (3, 3, 8, 8), exporter="legacy")
+    assert shapes == [(2, 3, 8, 8), (3, 3, 8, 8)]
+
+
+def test_broken_and_foreign_onnx_files_and_shape_checks(tmp_path):
+    from utils.models.onnx_export import parse_input_shape
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ArtTRTError, match=r"^\S+bad.onnx (is not a readable ONNX file: \S|holds no model)"):
+        read_metadata(bad)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ArtTRTError, match=r"^\S+empty.onnx holds no model with an input and an output \(an empty "
+                                          r"or foreign file\)$"):
+        read_metadata(empty)
+    out = tmp_path / "s.onnx"
+    export_onnx(_tiny_net(), out, (3, 3, 8, 8), exporter="legacy")
+    with pytest.raises(ArtTRTError, match=rf"^ONNX file {out} takes input \[3, 3, 8, 8\], but --input_shape is "
+                                          rf"\[3, 3, 9, 8\]$"):
+        check_input_shape(out, (3, 3, 9, 8))
+    with pytest.raises(ArtTRTError, match=rf"^ONNX file {out} has a static batch of 3, but --input_shape asks 1$"):
+        check_input_shape(out, (1, 3, 8, 8))
+    dyn = tmp_path / "d.onnx"
+    export_onnx(_tiny_net(), dyn, (-1, 3, 8, 8), exporter="legacy")
+    assert read_metadata(dyn)["graph_input_shape"] == [-1, 3, 8, 8]
+    assert check_input_shape(dyn, (5, 3, 8, 8))["graph_input_shape"] == [-1, 3, 8, 8]  # any batch fits
+    for shape in ((1, 3, 1, 8), (1, 3, 8, 1)):
+        assert parse_input_shape(shape) == shape  # 1 pixel is small but valid
+    with pytest.raises(ArtTRTError, match=r"^--input_shape 1 3 0 8 is not valid: batch -1 \(dynamic\) or >0, 3 "
+                                          r"channels, positive height and width$"):
+        parse_input_shape((1, 3, 0, 8))
