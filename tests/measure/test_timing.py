@@ -239,3 +239,97 @@ def test_pad_batch_repeats_the_last_image():
     y = pad_batch(x, 3)
     assert y.shape == (3, 3, 1, 1) and torch.equal(y[2], x[1]) and torch.equal(y[:2], x)
     assert pad_batch(x, 2) is x and pad_batch(x, 1) is x
+
+
+class SlowSyncRunner(ClockRunner):
+    """Normalising costs 0.5 ms and each synchronise 2 ms of virtual time (a GPU catching up)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        inner = self.normalizer
+
+        def normalise(x):
+            self.clock.t += 0.5e-3
+            return inner(x)
+
+        self._normalizer = normalise  # what the normalizer property hands out
+
+    def synchronize(self):
+        self.clock.t += 2e-3
+
+
+def test_what_each_latency_holds(monkeypatch):
+    """latency-model is the model alone (8 ms for 8 images); latency-all adds normalising (0.5 ms); in sync mode
+    latency-all is the host's wall time of the batch, the synchronise after it included (2 ms)."""
+    for sync, expect_all in ((False, 8.5), (True, 10.5)):
+        clock, phase = Clock(), Phase()
+        monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock))
+        res = measure(SlowSyncRunner(clock, 1.0, False, phase), labelled_dataset(16),
+                      MeasureOptions(batch_size=8, sync=sync, min_warmup_s=0.0, progress=False), telemetry=phase)
+        assert res.latency_model_ms == pytest.approx([8.0, 8.0]) and res.latency_all_ms == pytest.approx(
+            [expect_all] * 2), sync
+
+
+def test_limit_warm_up_time_phases_and_the_progress_bar(monkeypatch):
+    clock, phase = Clock(), Phase()
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock))
+    marks, bars = [], []
+
+    class Marks:
+        def enter(self, name):
+            marks.append(name)
+
+        def close(self):
+            marks.append("close")
+
+    class Bar:
+        def __init__(self, **kw):
+            bars.append(kw)
+            self.updates = []
+
+        def update(self, k):
+            self.updates.append(k)
+
+        def close(self):
+            bars.append(sum(self.updates))
+
+    monkeypatch.setattr(timing, "PhaseMarks", Marks)
+    monkeypatch.setattr(timing, "progress_bar", lambda **kw: Bar(**kw))
+    runner = ClockRunner(clock, 1.0, False, phase)
+    res = measure(runner, labelled_dataset(40), MeasureOptions(batch_size=2, limit=7, min_warmup_s=0.005,
+                                                                progress=True), num_outputs=CLASSES, telemetry=phase)
+    s = res.summary()
+    assert s["images"] == 7 and s["timed_images"] == 6 and len(res.predictions) == 7  # the first 7 only
+    warm = [shape for shape, p in runner.seen if p == "warm-up"]
+    assert len(warm) == 3 and s["warmup_s"] == 0.006  # 2 ms a run: until 5 ms have passed, then no more
+    assert marks == ["warm-up", "measure", "short batch", "close", "close"] and phase.phase == "done"
+    assert bars == [{"total": 4, "desc": runner.name, "enabled": True}, 4] and runner.name == "clock-fp32"
+
+
+def test_many_batches_in_flight_and_a_model_that_returns_the_wrong_shape(monkeypatch):
+    s, seen = run(monkeypatch, 64, 2, sync=False, fixed=False)  # 32 batches through a 3-deep pipeline
+    assert s["timed_images"] == 64 and s["images_per_s"] == pytest.approx(1000.0) and s["top1"] == 100.0
+
+    class Flat(ClockRunner):
+        def infer(self, x):
+            return torch.zeros(x.shape[0] * CLASSES)
+
+    with pytest.raises(ArtTRTError, match=r"^the model returned shape \(20,\), not \(batch, classes\)$"):
+        measure(Flat(Clock(), 1.0, False, Phase()), labelled_dataset(4), MeasureOptions(batch_size=2, progress=False))
+
+
+def test_a_damaged_first_image_is_counted_once_and_the_cache_is_told(monkeypatch):
+    from utils.data.checksum import checksums_numpy
+
+    ds = labelled_dataset(10)
+    ds.meta["checksums"] = checksums_numpy(ds.images).tolist()
+    ds.images[0, 1, 2, 3] ^= 1  # in the batch the warm-up also runs: checked once, when it runs for real
+    told = []
+    monkeypatch.setattr(type(ds), "invalidate", lambda self, why: told.append(why), raising=False)
+    with pytest.raises(ArtTRTError) as err:
+        measure(ClockRunner(Clock(), 1.0, False, Phase()), ds,
+                MeasureOptions(batch_size=4, min_warmup_s=0.0, progress=False), num_outputs=CLASSES)
+    assert str(err.value) == ("1 of 10 images read from the dataset cache differ from what was written (the cache "
+                              "file was damaged or changed): no figure of this run was kept; run again to rebuild "
+                              "the cache")
+    assert told == ["changed under this run (1 of 10 images differ from what was written)"]
