@@ -46,7 +46,7 @@ MODULES: Dict[str, Module] = {
                       "utils.models.onnx_export.x_check_input_shape__*", "utils.models.onnx_export.x_parse_input_shape__*",
                       "utils.models.onnx_export.x_read_metadata__*", "utils.models.onnx_export.x_set_metadata__*"],
                      # the tiny seeded model's tests: the real networks' exports take tens of seconds each
-                     ["tests/models/test_onnx_export.py", "-k", "export_check or wrong_export or input_shapes or word_for_word or crop_other or two_images or broken_and_foreign"]),
+                     ["tests/models/test_onnx_export.py", "-k", "export_check or wrong_export or input_shapes or word_for_word or crop_other or two_images or broken_and_foreign or default_exporter"]),
     "error boundary": (["utils/core/errors.py"], None, ["tests/core/test_errors.py"]),
     "records": (["utils/report/records.py"], None, ["tests/report/test_records.py"]),
     "tables": (["utils/report/tables.py"], None, ["tests/report/test_tables.py"]),

@@ -112,7 +112,12 @@ def test_the_sidecar_and_the_reasons_word_for_word(tmp_path, caplog, monkeypatch
         None, "has a sidecar from another ArtTRT version or other settings")
     with caplog.at_level(logging.WARNING):
         cached(tmp_path, "thing", ".bin", {"a": 1}, make)
-    assert f"{path.name} has a sidecar from another ArtTRT version or other settings: rebuilding it" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path.name} has a sidecar from another ArtTRT version or other settings: rebuilding it"]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="utils.core.artefact"):
+        cached(tmp_path, "thing", ".bin", {"a": 1}, make)
+    assert [r.getMessage() for r in caplog.records] == [f"reusing {path}"]
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         cached(tmp_path, "new", ".bin", {"a": 1}, make)  # made for the first time: nothing to warn about

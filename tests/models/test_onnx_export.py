@@ -108,7 +108,8 @@ def test_a_wrong_export_is_refused_and_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ox, "_export", wrong)
     out = tmp_path / "t.onnx"
-    with pytest.raises(ArtTRTError, match=r"differs from PyTorch by .* \(> 0.001\).*not trusted"):
+    with pytest.raises(ArtTRTError, match=r"^the exported ONNX file differs from PyTorch by \S+ \(> 0.001\) on a random "
+                                          r"batch: the export is wrong, not trusted$"):
         export_onnx(_tiny_net(), out, (-1, 3, 8, 8), exporter="legacy")
     assert not out.exists() and list(tmp_path.iterdir()) == []
     facts = export_onnx(_tiny_net(), out, (-1, 3, 8, 8), exporter="legacy", atol=1e9)  # a looser bound passes
@@ -189,7 +190,8 @@ def test_a_crop_other_than_the_networks_is_said(tmp_path, caplog):
     net = Network("tiny", Tiny().eval(), Preprocess(resize=9, crop=9), 10, "seeded")  # expects 9x9; made for 8x8
     with caplog.at_level(logging.WARNING):
         export_onnx(net, tmp_path / "b.onnx", (2, 3, 8, 8), exporter="legacy")
-    assert "input 8x8 differs from the network's crop 9: preprocessing will crop 8x8" in caplog.text
+    assert [r.getMessage() for r in caplog.records if "differs" in r.getMessage()] == [
+        "input 8x8 differs from the network's crop 9: preprocessing will crop 8x8"]
     caplog.clear()
     import torch.nn as nn
 
@@ -216,26 +218,57 @@ def test_broken_and_foreign_onnx_files_and_shape_checks(tmp_path):
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")
-    with pytest.raises(ArtTRTError, match=r"^\S+bad.onnx (is not a readable ONNX file: \S|holds no model)"):
+    with pytest.raises(ArtTRTError, match=r"^\S+bad.onnx (is not a readable ONNX file: \S|holds no model)") as err:
         read_metadata(bad)
+    assert not str(err.value).endswith(": None")
+    import onnx
+    from onnx import TensorProto, helper
+
+    no_output = tmp_path / "no_output.onnx"
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    onnx.save(helper.make_model(helper.make_graph([], "g", [x], [])), str(no_output))
+    with pytest.raises(ArtTRTError, match="holds no model with an input and an output"):
+        read_metadata(no_output)
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
     with pytest.raises(ArtTRTError, match=r"^\S+empty.onnx holds no model with an input and an output \(an empty "
                                           r"or foreign file\)$"):
         read_metadata(empty)
     out = tmp_path / "s.onnx"
-    export_onnx(_tiny_net(), out, (3, 3, 8, 8), exporter="legacy")
-    with pytest.raises(ArtTRTError, match=rf"^ONNX file {out} takes input \[3, 3, 8, 8\], but --input_shape is "
-                                          rf"\[3, 3, 9, 8\]$"):
-        check_input_shape(out, (3, 3, 9, 8))
-    with pytest.raises(ArtTRTError, match=rf"^ONNX file {out} has a static batch of 3, but --input_shape asks 1$"):
+    export_onnx(_tiny_net(), out, (4, 3, 8, 8), exporter="legacy")
+    with pytest.raises(ArtTRTError, match=rf"^ONNX file {out} takes input \[4, 3, 8, 8\], but --input_shape is "
+                                          rf"\[4, 3, 9, 8\]$"):
+        check_input_shape(out, (4, 3, 9, 8))
+    with pytest.raises(ArtTRTError, match=rf"^ONNX file {out} has a static batch of 4, but --input_shape asks 1$"):
         check_input_shape(out, (1, 3, 8, 8))
     dyn = tmp_path / "d.onnx"
     export_onnx(_tiny_net(), dyn, (-1, 3, 8, 8), exporter="legacy")
     assert read_metadata(dyn)["graph_input_shape"] == [-1, 3, 8, 8]
     assert check_input_shape(dyn, (5, 3, 8, 8))["graph_input_shape"] == [-1, 3, 8, 8]  # any batch fits
+    with pytest.raises(ArtTRTError, match="is not valid"):
+        parse_input_shape((1, 3, 8, 0))
     for shape in ((1, 3, 1, 8), (1, 3, 8, 1)):
         assert parse_input_shape(shape) == shape  # 1 pixel is small but valid
     with pytest.raises(ArtTRTError, match=r"^--input_shape 1 3 0 8 is not valid: batch -1 \(dynamic\) or >0, 3 "
                                           r"channels, positive height and width$"):
         parse_input_shape((1, 3, 0, 8))
+
+
+def test_the_default_exporter_seeds_and_the_tolerance_edge(tmp_path, monkeypatch):
+    """The default exporter is dynamo (opset 18); the figure is ONNX Runtime against PyTorch on the seeded batch,
+    the export's seed included; a difference equal to the tolerance passes. Nothing is left in the working
+    folder."""
+    from utils.models.onnx_export import OPSET, check_against_torch
+
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = tmp_path / "auto.onnx"
+    facts = export_onnx(_tiny_net(), out, (-1, 3, 8, 8), seed=5)
+    assert facts["exporter"] == "dynamo" and facts["opset"] == OPSET == 18
+    assert facts["max_abs_diff"] == check_against_torch(out, Tiny(), (2, 3, 8, 8), seed=5) > 0
+    again = export_onnx(_tiny_net(), tmp_path / "edge.onnx", (-1, 3, 8, 8), seed=5, atol=facts["max_abs_diff"])
+    assert again["max_abs_diff"] == facts["max_abs_diff"]  # <= the tolerance: trusted
+    assert list(work.iterdir()) == []
+    with pytest.raises(ArtTRTError, match=r"^the exported ONNX output has shape \(2, 10\), PyTorch's \(2, 20\)$"):
+        check_against_torch(out, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 20)), (2, 3, 8, 8))
