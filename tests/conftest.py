@@ -16,6 +16,19 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("CI", "true")  # no progress bars in test output
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(tmp_path_factory):
+    """The same folders for the module- and session-scoped fixtures, which are made before any test's own
+    fixtures run (a module fixture exporting ONNX once wrote into weights/ of a fresh checkout)."""
+    base = tmp_path_factory.getbasetemp()
+    mp = pytest.MonkeyPatch()
+    for name, sub in (("ARTTRT_CACHE_DIR", "cache"), ("ARTTRT_WEIGHTS_DIR", "weights"),
+                      ("ARTTRT_DATASETS_DIR", "datasets")):
+        mp.setenv(name, str(base / sub))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory, monkeypatch):
     """Every test writes caches and artefacts under its own session folder, never into the repo."""
