@@ -32,10 +32,10 @@ def test_modules_name_files_and_tests_that_exist():
 
 def test_summary_counts_equivalents_out_of_the_rate(tmp_path):
     statuses = {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "survived", "m.x_f__mutmut_3": "survived",
-                "m.x_f__mutmut_4": "no tests", "m.x_f__mutmut_5": "killed"}
+                "m.x_f__mutmut_4": "no tests", "m.x_f__mutmut_5": "killed", "m.x_f__mutmut_6": "timeout"}
     row = mutation.summarise("m", statuses, {"m.x_f__mutmut_3": "why"})
-    assert row["mutants"] == 5 and row["killed"] == 2 and row["equivalent"] == 1
-    assert row["survivors"] == ["m.x_f__mutmut_2", "m.x_f__mutmut_4"] and row["kill rate %"] == 50.0
+    assert row["mutants"] == 6 and row["killed"] == 3 and row["equivalent"] == 1  # a hang counts as caught
+    assert row["survivors"] == ["m.x_f__mutmut_2", "m.x_f__mutmut_4"] and row["kill rate %"] == 60.0
     doc = tmp_path / "m.md"
     doc.write_text("- `m.x_f__mutmut_2`: a reason long enough\n- `other`: not a mutant key\n")
     assert mutation.equivalents(doc) == {"m.x_f__mutmut_2": "a reason long enough"}

@@ -121,12 +121,13 @@ def run_module(name: str, workdir: Path, children: int) -> Dict[str, str]:
 def summarise(name: str, statuses: Dict[str, str], equivalent: Dict[str, str],
               gpu_only: Optional[Dict[str, str]] = None) -> Dict[str, object]:
     counts = {s: sum(v == s for v in statuses.values()) for s in STATUSES}
-    survivors = sorted(k for k, v in statuses.items() if v != "killed" and k not in equivalent)
-    listed = sum(k in equivalent and statuses[k] != "killed" for k in statuses)
+    survivors = sorted(k for k, v in statuses.items() if v not in ("killed", "timeout") and k not in equivalent)
+    listed = sum(k in equivalent and statuses[k] not in ("killed", "timeout") for k in statuses)
     counted = len(statuses) - listed
-    rate = 100.0 * counts["killed"] / counted if counted else float("nan")
-    return {"module": name, "mutants": len(statuses), "killed": counts["killed"], "equivalent": listed,
-            "gpu only": sum(k in (gpu_only or {}) and statuses[k] != "killed" for k in statuses),
+    caught = counts["killed"] + counts["timeout"]  # a mutant that makes the tests hang is caught: they never pass
+    rate = 100.0 * caught / counted if counted else float("nan")
+    return {"module": name, "mutants": len(statuses), "killed": caught, "equivalent": listed,
+            "gpu only": sum(k in (gpu_only or {}) and statuses[k] not in ("killed", "timeout") for k in statuses),
             "not killed": len(survivors), "kill rate %": round(rate, 1), "survivors": survivors,
             "counts": counts}
 
