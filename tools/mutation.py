@@ -6,7 +6,7 @@ Each module runs in its own copy of the checkout under --workdir (the checkout i
 the test files listed for it below. A survivor is either killed by a new test or listed in docs/mutation.md as
 equivalent (the change cannot alter behaviour), with the reason; listed ones do not count against the module.
 
-Usage (about 15 minutes for every module on a 2-core machine; not part of CI):
+Usage (about 45 minutes for every module on a 2-core machine; not part of CI):
     pip install mutmut==3.8.1
     python tools/mutation.py                      # every module: kill rate per module, survivors listed
     python tools/mutation.py stats compare --show # some modules, with each survivor's diff

@@ -254,7 +254,7 @@ def test_broken_and_foreign_onnx_files_and_shape_checks(tmp_path):
         parse_input_shape((1, 3, 0, 8))
 
 
-def test_the_default_exporter_seeds_and_the_tolerance_edge(tmp_path, monkeypatch):
+def test_the_default_exporter_seeds_and_the_tolerance_edge(tmp_path, monkeypatch, caplog):
     """The default exporter is dynamo (opset 18); the figure is ONNX Runtime against PyTorch on the seeded batch,
     the export's seed included; a difference equal to the tolerance passes. Nothing is left in the working
     folder."""
@@ -263,9 +263,15 @@ def test_the_default_exporter_seeds_and_the_tolerance_edge(tmp_path, monkeypatch
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
+    import logging
+
     out = tmp_path / "auto.onnx"
-    facts = export_onnx(_tiny_net(), out, (-1, 3, 8, 8), seed=5)
+    with caplog.at_level(logging.INFO, logger="utils.models.onnx_export"):
+        facts = export_onnx(_tiny_net(), out, (-1, 3, 8, 8), seed=5)
     assert facts["exporter"] == "dynamo" and facts["opset"] == OPSET == 18
+    assert "(dynamo exporter, opset 18," in caplog.text
+    plain = export_onnx(_tiny_net(), tmp_path / "plain.onnx", (-1, 3, 8, 8), exporter="legacy")  # default seed 0
+    assert plain["max_abs_diff"] == check_against_torch(tmp_path / "plain.onnx", Tiny(), (2, 3, 8, 8), seed=0)
     assert facts["max_abs_diff"] == check_against_torch(out, Tiny(), (2, 3, 8, 8), seed=5) > 0
     again = export_onnx(_tiny_net(), tmp_path / "edge.onnx", (-1, 3, 8, 8), seed=5, atol=facts["max_abs_diff"])
     assert again["max_abs_diff"] == facts["max_abs_diff"]  # <= the tolerance: trusted
