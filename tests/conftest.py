@@ -18,8 +18,9 @@ os.environ.setdefault("CI", "true")  # no progress bars in test output
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_session(tmp_path_factory):
-    """The same folders for the module- and session-scoped fixtures, which are made before any test's own
-    fixtures run (a module fixture exporting ONNX once wrote into weights/ of a fresh checkout)."""
+    """Every test and fixture writes caches, artefacts and the demo photos under the session's temporary folder,
+    never into the repo; set for the whole session, since module- and session-scoped fixtures are made before
+    any test's own fixtures (a module fixture exporting ONNX once wrote into weights/ of a fresh checkout)."""
     base = tmp_path_factory.getbasetemp()
     mp = pytest.MonkeyPatch()
     for name, sub in (("ARTTRT_CACHE_DIR", "cache"), ("ARTTRT_WEIGHTS_DIR", "weights"),
@@ -27,15 +28,6 @@ def _isolated_session(tmp_path_factory):
         mp.setenv(name, str(base / sub))
     yield
     mp.undo()
-
-
-@pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path_factory, monkeypatch):
-    """Every test writes caches and artefacts under its own session folder, never into the repo."""
-    base = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("ARTTRT_CACHE_DIR", str(base / "cache"))
-    monkeypatch.setenv("ARTTRT_WEIGHTS_DIR", str(base / "weights"))
-    monkeypatch.setenv("ARTTRT_DATASETS_DIR", str(base / "datasets"))
 
 
 @pytest.fixture(autouse=True)

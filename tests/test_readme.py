@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,14 +45,11 @@ def test_readme_commands_are_found():
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory) -> Path:
     """A copy of the files git would commit, with the README's datasets/imagenet and weights/yolov8n-cls.pt."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from checkout import checkout_copy
+
     dst = tmp_path_factory.mktemp("newcomer") / "ArtTRT"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
+    checkout_copy(dst, ROOT)
     from ultralytics import YOLO
 
     from utils.data.photos import demo_dataset

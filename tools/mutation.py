@@ -26,6 +26,11 @@ import fnmatch
 from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+
+from checkout import checkout_copy  # noqa: E402
+from utils.core.markdown import markdown_table  # noqa: E402
+
 EQUIVALENT_DOC = ROOT / "docs" / "mutation.md"
 # name: (the files mutated, the functions mutated in them (mutmut's names, fnmatch patterns; None: all),
 # the tests that guard them). Functions are named where a file also holds code that makes no figure.
@@ -66,17 +71,6 @@ def equivalents(doc: Path = EQUIVALENT_DOC, section: str = "") -> Dict[str, str]
     if section:
         text = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0] if f"## {section}" in text else ""
     return dict(re.findall(r"^- `(\S+__mutmut_\d+)`: (.+)$", text, flags=re.M))
-
-
-def checkout_copy(dst: Path) -> None:
-    """The files git would commit (tracked and untracked-not-ignored), as they are in the working tree."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
 
 
 def config(files: Sequence[str], tests: Sequence[str]) -> str:
@@ -168,11 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(subprocess.run([sys.executable, "-m", "mutmut", "show", key], cwd=workdir / name.replace(" ", "-"),
                                      capture_output=True, text=True).stdout)
     print()
-    print("| module | mutants | killed | listed equivalent | listed GPU-only | not killed | kill rate % | seconds |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['module']} | {r['mutants']} | {r['killed']} | {int(r['equivalent']) - int(r['gpu only'])} | "
-              f"{r['gpu only']} | {r['not killed']} | {r['kill rate %']} | {r['seconds']} |")
+    print(markdown_table(["module", "mutants", "killed", "listed equivalent", "listed GPU-only", "not killed",
+                          "kill rate %", "seconds"],
+                         [[r["module"], r["mutants"], r["killed"], int(r["equivalent"]) - int(r["gpu only"]),
+                           r["gpu only"], r["not killed"], r["kill rate %"], r["seconds"]] for r in rows]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0 if all(r["kill rate %"] >= 90 for r in rows) else 1
