@@ -18,16 +18,19 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from utils.backends import registry
 from utils.core.errors import ArtTRTError, cli_boundary, setup_logging
 
 if TYPE_CHECKING:
     from utils.backends.base import RunSpec
+    from utils.study.plan import Plan
 
 log = logging.getLogger("arttrt")
 ROOT = Path(__file__).resolve().parent
+DEFAULT_DURATION_S = 1.0  # trtexec's --duration is 3 s: 1 s keeps a six-network study in minutes; the CV is printed
+DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     net = p.add_argument_group("network")
     net.add_argument("--network", default="resnet18", metavar="NAME",
                      help="torchvision name, efficientnet_lite0, or a YOLOv8-cls .pt/.yaml")
+    net.add_argument("--networks", nargs="+", metavar="NAME", help="several networks in one study (with -v)")
     net.add_argument("--weights", metavar="FILE",
                      help="your state_dict (.pth, any class count), or with --network yolo a .pt")
     net.add_argument("--pretrained", action="store_true", help="the framework's published weights (downloads)")
@@ -77,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument("--sync", action="store_true", help="synchronise after every batch (default: pipelined)")
     meas.add_argument("--warmup", type=float, default=0.1, metavar="F", help="fraction of the batches run as warm-up")
     meas.add_argument("--min_warmup_s", type=float, default=0.2, metavar="S", help="least warm-up time, seconds")
+    meas.add_argument("--duration", type=float, metavar="S",
+                      help="bounded timing: at least S seconds of timed batches per batch size (trtexec's rule: "
+                           f"with --iterations, whichever is reached last; default {DEFAULT_DURATION_S:g} in a sweep)")
+    meas.add_argument("--iterations", type=int, metavar="N",
+                      help=f"bounded timing: at least N timed batches (default {DEFAULT_ITERATIONS} in a sweep)")
+    meas.add_argument("--full_passes", action="store_true",
+                      help="time every batch size over the whole dataset (the original's way; accuracy at each) "
+                           "instead of one accuracy pass and bounded timing")
     meas.add_argument("--telemetry", action="store_true", help="sample GPU memory and SM use with NVML")
     meas.add_argument("--telemetry_ms", type=int, default=50, metavar="MS", help="telemetry sampling interval, ms")
     meas.add_argument("--output", default=str(ROOT / "outputs"), metavar="DIR",
@@ -84,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     talk = meas.add_mutually_exclusive_group()
     talk.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
     talk.add_argument("--verbose", action="store_true", help="the libraries' own messages too")
+
+    study = p.add_argument_group("study (with -v)")
+    study.add_argument("--gpus", nargs="+", metavar="N",
+                       help="GPU indices (or all): one process per GPU, each taking the next setup of the plan")
+    study.add_argument("--shard", metavar="K/N", help="only the K-th of N shares of the plan (a Slurm job array "
+                       "task, say); --report merges the shares' records")
+    study.add_argument("--claims", metavar="DIR", help="a folder of claim files shared by the processes of one "
+                       "study (set by --gpus for its workers)")
+    study.add_argument("--calib_methods", nargs="+", metavar="M", help="int8/fp8 rows for each calibration method")
+    study.add_argument("--calib_sizes", nargs="+", type=int, metavar="N", help="int8/fp8 rows for each calibration "
+                       "image count (the same seeded images)")
+    study.add_argument("--max_top1_drop", type=float, metavar="POINTS",
+                       help="mark the rows whose top-1 is more than POINTS below PyTorch fp32 on the same network "
+                            "and dataset, and exit 3 if any is")
 
     look = p.add_argument_group("look inside (with -v)")
     look.add_argument("--inspect", action="store_true",
@@ -113,17 +139,6 @@ def _spec(args: argparse.Namespace, backend: str, precision: str, batch_sizes: S
     return RunSpec(backend, precision, device=args.device, batch_size=batch_sizes[0],
                    max_batch_size=max(batch_sizes), cuda_graph=args.cuda_graph, model=ModelOptions.from_args(args),
                    options=registry.options_from_args(backend, args))
-
-
-def _specs(args: argparse.Namespace, batch_sizes: Sequence[int]) -> List["RunSpec"]:
-    """Every (backend, precision, variant) asked, each checked before any decoding, export or build."""
-    out = []
-    for backend in args.backends or [args.backend or default_backend(args)]:
-        for precision in args.precisions:
-            spec = _spec(args, backend, precision, batch_sizes)
-            registry.check(spec)
-            out += [dataclasses.replace(spec, options=v) for v in registry.variants(spec)]
-    return out
 
 
 def default_backend(args: argparse.Namespace) -> str:
@@ -156,11 +171,36 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     if device.type not in ("cpu", "cuda"):
         raise ArtTRTError(f"--device {args.device!r}: ArtTRT runs on cpu or cuda[:N]")
     given = {k for k, v in vars(args).items() if v is not None and v != parser.get_default(k)}
-    for one, many in (("backend", "backends"), ("batch_size", "batch_sizes")):
+    for one, many in (("backend", "backends"), ("batch_size", "batch_sizes"), ("network", "networks")):
         if one in given and many in given:
             raise ArtTRTError(f"--{one} and --{many} both given: pass only --{many}")
+    study_only = [n for n in ("networks", "duration", "iterations", "full_passes", "force", "gpus", "shard", "claims",
+                              "calib_methods", "calib_sizes", "max_top1_drop") if n in given]
+    if study_only and not args.validate:
+        raise ArtTRTError(f"--{study_only[0]} is an option of a study: add -v")
+    at_least("iterations", args.iterations)
+    if args.duration is not None and args.duration < 0:
+        raise ArtTRTError(f"--duration must not be negative, not {args.duration}")
+    if args.full_passes and (args.duration is not None or args.iterations is not None):
+        raise ArtTRTError("--full_passes times every whole pass: drop --duration/--iterations, or --full_passes")
+    for n in args.calib_sizes or []:
+        at_least("calib_sizes", n)
+    if args.max_top1_drop is not None and args.max_top1_drop < 0:
+        raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {args.max_top1_drop}")
+    if args.networks and len(args.networks) > 1 and args.weights:
+        raise ArtTRTError("--weights is one network's file: with --networks use --pretrained, or one --network")
+    if args.shard:
+        from utils.study.plan import parse_shard
+
+        parse_shard(args.shard)
+    if args.gpus and args.shard:
+        raise ArtTRTError("--gpus and --shard both given: a share runs on one machine's GPUs; pass one")
     backends = args.backends or [args.backend or default_backend(args)]
     precisions = args.precisions
+    ref_backend, ref_precision = registry.REFERENCE_RUNNER
+    if args.max_top1_drop is not None and not (ref_backend in backends and ref_precision in precisions):
+        raise ArtTRTError(f"--max_top1_drop measures each row against {ref_backend} {ref_precision}: add "
+                          f"{ref_backend} to --backends and {ref_precision} to --precisions")
     if args.validate and args.synthetic is not None and args.dataset and not {"int8", "fp8"} & set(precisions):
         raise ArtTRTError("--synthetic and --dataset both given: a run measures one of them (--dataset gives "
                           "calibration images only for int8/fp8); drop one")
@@ -169,7 +209,7 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         if name in used:
             continue
         for f in dataclasses.fields(b.impl().Options):
-            if f.name in given:
+            if f.name in given and f.name != "force":  # --force is the study's too: measure again
                 raise ArtTRTError(f"--{f.name} is an option of the {name} backend, which this run does not use")
     if ("onnx" in given or "input_shape" in given) and not any(registry.get(b).uses_onnx for b in used
                                                                if b in registry.BACKENDS):
@@ -179,10 +219,10 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                           + f"), not {', '.join(backends)}")
 
 
-def _network(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _network(args: argparse.Namespace, name: Optional[str] = None):  # type: ignore[no-untyped-def]
     from utils.models.networks import load_network
 
-    return load_network(args.network, args.weights, args.pretrained, args.num_classes, args.seed)
+    return load_network(name or args.network, args.weights, args.pretrained, args.num_classes, args.seed)
 
 
 def check_folders(args: argparse.Namespace, backends: Sequence[str]) -> None:
@@ -198,63 +238,98 @@ def check_folders(args: argparse.Namespace, backends: Sequence[str]) -> None:
         ensure_writable(weights_dir(), "the weights folder (ARTTRT_WEIGHTS_DIR)")
 
 
+def use_device(args: argparse.Namespace) -> None:
+    """The device is there; a cuda:N becomes the current GPU (checks, engine keys and records speak of it)."""
+    from utils.backends.base import resolve_device
+
+    device = resolve_device(args.device)
+    if device.type == "cuda" and device.index is not None:
+        import torch
+
+        torch.cuda.set_device(device)
+
+
+def make_plan(args: argparse.Namespace) -> "Plan":
+    """The study the arguments ask for, every combination checked (utils/study/plan.py)."""
+    from utils.study.plan import make_plan as plan_of
+
+    batch_sizes = args.batch_sizes or [args.batch_size]
+    bounded = args.duration is not None or args.iterations is not None or (
+        len(set(batch_sizes)) > 1 and not args.full_passes)
+    networks = list(dict.fromkeys(args.networks or [args.network]))
+    unloadable = {}
+    for name in networks:  # every network loads (weights found, downloaded) before any work
+        try:
+            args.loaded[name] = args.loaded.get(name) or _network(args, name)
+        except ArtTRTError as err:
+            unloadable[name] = str(err)
+    plan = plan_of(networks, args.backends or [args.backend or default_backend(args)],
+                   args.precisions, batch_sizes, lambda b, p: _spec(args, b, p, batch_sizes), bounded=bounded,
+                   calib_methods=args.calib_methods, calib_sizes=args.calib_sizes, unloadable=unloadable)
+    if all(s.skipped for s in plan.setups):  # nothing could run: the first reason, before any work
+        raise ArtTRTError(plan.setups[0].skipped or "nothing to run")
+    return plan
+
+
 def run_validate(args: argparse.Namespace, command: str) -> int:
+    import time
+
     from utils.data.options import DataOptions
     from utils.measure.timing import MeasureOptions
     from utils.report.records import Recorder
-    from utils.report.report import make_report
-    from utils.report.tables import inspect_markdown, percentile_table, profile_markdown, results_table
-    from utils.study.validate import validate_one, warn_if_random_weights
+    from utils.study.plan import parse_shard
+    from utils.study.study import (ERROR, MEASURED, REUSED, SKIPPED, StudyContext, fill_agreement, finish_study,
+                                   run_setups)
 
-    batch_sizes = args.batch_sizes or [args.batch_size]
-    specs = _specs(args, batch_sizes)
-    check_folders(args, [s.backend for s in specs])
-    net = _network(args)
-    data = DataOptions.from_args(args)
-    dataset = data.open(net.preprocess, net.num_classes)
-    warn_if_random_weights(net, dataset)
+    started = time.perf_counter()
+    plan = make_plan(args)
+    if not args.gpus:
+        use_device(args)
+    setups = plan.setups if not args.shard else plan.shard(*parse_shard(args.shard))
+    check_folders(args, [s.spec.backend for s in setups])
     output = Path(args.output)
-    recorder = Recorder(output, command)
-    telemetry = None
+    if args.gpus and args.claims is None:
+        from utils.study.gpus import gpu_indices, run_on_gpus
+
+        gpus = gpu_indices(args.gpus)
+        if len(gpus) > 1:
+            return run_on_gpus(args, sys.argv[1:] if args.argv is None else args.argv, gpus, plan, started)
+        args.device = f"cuda:{gpus[0]}"
+        setups = make_plan(args).setups
+    measure = MeasureOptions(warmup_fraction=args.warmup, min_warmup_s=args.min_warmup_s, sync=args.sync,
+                             limit=args.limit, progress=not args.quiet,
+                             duration_s=(DEFAULT_DURATION_S if args.duration is None else args.duration)
+                             if plan.bounded else None,
+                             iterations=(args.iterations or DEFAULT_ITERATIONS) if plan.bounded else None)
+    many = plan.jobs > 1
+    ctx = StudyContext(output, Recorder(output, command), DataOptions.from_args(args), measure,
+                       lambda name: args.loaded.get(name) or _network(args, name), force=args.force, progress=not args.quiet and many,
+                       profile=args.profile, inspect=args.inspect,
+                       claims=Path(args.claims) if args.claims else None, rows_for_errors=many)
+    if not many:  # one job: its own progress bar, as before
+        ctx.measure = dataclasses.replace(measure, progress=not args.quiet)
     if args.telemetry:
         from utils.measure.telemetry import Telemetry
 
-        telemetry = Telemetry(interval_ms=args.telemetry_ms).start()
-    records = []
+        ctx.telemetry = Telemetry(interval_ms=args.telemetry_ms).start()
     try:
-        for spec in specs:
-            for bs in batch_sizes:
-                opts = MeasureOptions(batch_size=bs, warmup_fraction=args.warmup, min_warmup_s=args.min_warmup_s,
-                                      sync=args.sync, limit=args.limit, progress=not args.quiet)
-                if telemetry is not None:
-                    telemetry.label = f"{spec.backend}-{spec.precision}-bs{bs}"
-                rec, _ = validate_one(dataclasses.replace(spec, batch_size=bs), net, dataset, opts, data=data,
-                                      recorder=recorder, telemetry=telemetry, profile=args.profile,
-                                      inspect=args.inspect and bs == batch_sizes[0])  # layers: once per model
-                records.append(rec)
-                log.info("wrote %s", rec.get("_path"))
+        outcomes = run_setups(setups, ctx)
     finally:
-        if telemetry is not None:
-            telemetry.stop()
-            csv_path = telemetry.save(output / "telemetry", f"{net.name}")
+        if ctx.telemetry is not None:
+            ctx.telemetry.stop()
+            csv_path = ctx.telemetry.save(output / "telemetry", "-".join(args.networks or [args.network]))
             log.info("GPU telemetry: %s", csv_path)
-    print(results_table(records))
-    print()
-    print(percentile_table(records))
-    for text in (inspect_markdown(records), profile_markdown(records)):
-        if text:
-            print()
-            print(text)
-    make_report(output)
-    print(where_results_are(output))
-    return 0
+    if args.claims:  # a worker of --gpus: the parent draws the tables
+        return 1 if any(o.status == ERROR for o in outcomes) else 0
+    fill_agreement(output)
+    return finish_study(args.max_top1_drop, output, [o.record for o in outcomes if o.record], started,
+                        {k: sum(o.status == k for o in outcomes) for k in (MEASURED, REUSED, SKIPPED, ERROR)})
 
 
 def where_results_are(output: Path) -> str:
-    """The paths a run wrote, one per line, after every run."""
-    return "\n".join(f"{what}: {output / sub}" for what, sub in (
-        ("records", "records"), ("tables", "table_outputs"), ("comparisons", "compare"), ("plots", "plots"),
-        ("layers", "inspect"), ("profiles", "profiles"), ("report", "report.html")) if (output / sub).exists())
+    from utils.report.report import where_results_are as where
+
+    return where(output)
 
 
 def run_compare(args: argparse.Namespace, command: str) -> int:
@@ -327,10 +402,11 @@ def run_report(args: argparse.Namespace, command: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from utils.backends.base import resolve_device
     from utils.report.records import command_line
 
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else None  # --gpus starts its workers with the same arguments
+    args.loaded = {}  # networks loaded while the plan is checked, by name
     if args.trt_backend:
         if args.backend not in (None, args.trt_backend) or args.backends:
             raise ArtTRTError(f"-trt and --backend{'s' if args.backends else ''} both given: -trt is --backend "
@@ -338,7 +414,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.backend = args.trt_backend
     backends = args.backends or [args.backend or default_backend(args)]
     if args.device is None:
-        args.device = "cuda" if any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS) else "cpu"
+        args.device = "cuda" if args.gpus or any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS) else "cpu"
     setup_logging(args.quiet, args.verbose)
     args.precisions = registry.precisions_asked(args)
     args.precision = args.precisions[0]
@@ -347,11 +423,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           "inspects an engine as it is built)")
     if args.validate or args.compare:
         check_arguments(args, build_parser())
-    device = resolve_device(args.device) if ":" in args.device and (args.validate or args.compare) else None
-    if device is not None and device.type == "cuda" and device.index is not None:
-        import torch
-
-        torch.cuda.set_device(device)  # checks, engine keys and records all speak of this GPU
+    if args.compare:
+        use_device(args)
     command = command_line("main.py", argv)
     for flag, run in (("demo", run_demo), ("compare", run_compare), ("report", run_report),
                       ("validate", run_validate)):

@@ -38,8 +38,9 @@ def test_sweep_records_tables_and_plots(tmp_path, capsys):
     assert main.main(["-v", "--network", "resnet18", "--synthetic", "8", "--batch_sizes", "1", "2", "4",
                       "--backends", "torch", "onnxrt", "--output", str(out), "--quiet"]) == 0
     recs = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
-    assert sorted((r["backend"], r["batch_size"]) for r in recs) == \
-        [("onnxrt", 1), ("onnxrt", 2), ("onnxrt", 4), ("torch", 1), ("torch", 2), ("torch", 4)]
+    assert sorted((r["backend"], r["batch_size"], r["role"]) for r in recs) == \
+        [(b, bs, role) for b in ("onnxrt", "torch") for bs, role in ((1, "timing"), (2, "timing"), (4, "accuracy"),
+                                                                     (4, "timing"))]
     for r in recs:
         for k in ("latency_model_p50", "latency_model_p99", "latency_all_p90", "latency_model_cv_percent",
                   "images_per_s", "size_mib", "layers", "params", "prepare_s"):
@@ -56,7 +57,7 @@ def test_sweep_records_tables_and_plots(tmp_path, capsys):
         p.unlink()
     assert main.main(["--report", str(out)]) == 0
     assert sorted((out / "plots").glob("*.png")) == pngs
-    check_report_html(out / "report.html", recs)
+    check_report_html(out / "report.html", [r for r in recs if r["role"] != "accuracy"])  # timing rows shown
 
 
 def check_report_html(page: Path, recs, plots: bool = True) -> None:
@@ -152,7 +153,8 @@ def test_random_weights_on_a_labelled_dataset_warn_once_and_are_marked(demo_data
     captured = capsys.readouterr()
     warnings = [line for line in captured.err.splitlines() if "random weights" in line]
     assert len(warnings) == 1 and "measure nothing" in warnings[0] and warnings[0].startswith("WARNING")
-    assert captured.out.count("(random weights)") == 4  # top-1 and top-5 of both rows
+    # top-1 and top-5 of both rows, and top-1 of both in the "is TensorRT worth it?" table
+    assert captured.out.count("(random weights)") == 6
     # timing on random images: nothing to warn about
     assert main.main(["-v", "--network", "mobilenet_v3_small", "--synthetic", "4", "--batch_size", "4",
                       "--output", str(tmp_path / "t"), "--quiet"]) == 0

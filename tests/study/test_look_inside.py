@@ -10,8 +10,9 @@ from utils.core.errors import cli_boundary
 
 
 def _records(folder):
-    return {(r["backend"], r["precision"], r["batch_size"]): r
-            for r in (json.loads(p.read_text()) for p in (folder / "records").glob("*.json"))}
+    return {(r["backend"], r["precision"], r["batch_size"]): r  # the timed jobs (a sweep's accuracy pass aside)
+            for r in (json.loads(p.read_text()) for p in (folder / "records").glob("*.json"))
+            if r.get("role") != "accuracy"}
 
 
 def test_inspect_and_profile_through_main(demo_data, tmp_path, capsys):
@@ -35,7 +36,8 @@ def test_inspect_and_profile_through_main(demo_data, tmp_path, capsys):
     assert "one opaque call" in int8["profile"]["note"]  # ONNX Runtime on the CPU: nothing for the profiler
     # torch: a profile per batch size, layers once (there is no file to inspect: a note says so)
     every = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
-    traces = [r["profile"]["trace"] for r in every if "trace" in r["profile"]]
+    assert all("profile" not in r for r in every if r.get("role") == "accuracy")  # profiled: timed jobs only
+    traces = [r["profile"]["trace"] for r in every if "trace" in r.get("profile", {})]
     assert len(traces) == len(set(traces)) == 3 and all(Path(t).is_file() for t in traces)
     t1 = next(r for r in every if r["backend"] == "torch" and r["batch_size"] == 1 and r["mode"] == "pipelined")
     t2 = recs[("torch", "fp32", 2)]

@@ -36,7 +36,7 @@ def test_validate_records_per_batch_size(demo_data, lite0, tmp_path):
 def test_interrupted_sweep_keeps_finished_records(tmp_path, monkeypatch):
     import utils.study.validate as validate
 
-    real = validate.validate_one
+    real = validate.measure_with
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -45,10 +45,19 @@ def test_interrupted_sweep_keeps_finished_records(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(validate, "validate_one", flaky)
-    rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_sizes", "1", "2",
-                                  "--output", str(tmp_path), "--quiet"])
+    monkeypatch.setattr(validate, "measure_with", flaky)
+    argv = ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_sizes", "1", "2", "--duration", "0",
+            "--output", str(tmp_path), "--quiet"]
+    rc = cli_boundary(main.main, argv)
     assert rc == 130
-    recs = list((tmp_path / "records").glob("*.json"))
-    assert len(recs) == 1 and json.loads(recs[0].read_text())["batch_size"] == 1
+    recs = list((tmp_path / "records").glob("*.json"))  # the accuracy pass (largest batch) was done: kept
+    first = json.loads(recs[0].read_text())
+    assert len(recs) == 1 and first["batch_size"] == 2 and first["role"] == "accuracy"
+    assert not list((tmp_path / "records").glob("*.part"))
+    # the rerun measures only what is missing, and its timing records take the kept accuracy pass's figures
+    monkeypatch.setattr(validate, "measure_with", real)
+    assert cli_boundary(main.main, argv) == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    assert sorted((r["role"], r["batch_size"]) for r in recs) == [("accuracy", 2), ("timing", 1), ("timing", 2)]
+    assert all(r["accuracy_from"]["job_key"] == first["job_key"] for r in recs if r["role"] == "timing")
     assert not list((tmp_path / "records").glob("*.part"))

@@ -108,6 +108,10 @@ class Runner(abc.ABC):
         the timing loop then pads a short batch to the full batch instead of feeding it as it is."""
         return self.cuda_graph
 
+    def serves(self, batch_size: int) -> bool:
+        """True where this runner can run batches of batch_size (a static TensorRT engine: its one size only)."""
+        return True
+
     @property
     def name(self) -> str:
         return f"{self.backend}-{self.precision}"

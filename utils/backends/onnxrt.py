@@ -84,9 +84,10 @@ class OnnxRuntimeRunner(Runner):
             raise ArtTRTError(f"ONNX file {self.path} does not exist")
         self.provider = provider
         self.precision = precision
-        self.device = torch.device("cuda" if provider != "cpu" else "cpu")
-        if self.device.type == "cuda" and not torch.cuda.is_available():
+        if provider != "cpu" and not torch.cuda.is_available():
             raise ArtTRTError(f"the ONNX Runtime {provider} provider needs a CUDA GPU, and none is visible")
+        # the run's GPU (device_scope made it current): the session and the bound tensors live there
+        self.device = torch.device("cuda", torch.cuda.current_device()) if provider != "cpu" else torch.device("cpu")
         self.threads = threads
         self.facts = dict(facts or {})
         self.session: Any = None
@@ -103,11 +104,20 @@ class OnnxRuntimeRunner(Runner):
         # and copy-out of the next batch need; without spinning latency-all measures the real work.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # Keep ORT's own error on a file it cannot load as one sentence for the user.
+        if self.provider == "cuda" and hasattr(ort, "preload_dlls"):  # CUDA/cuDNN of the pip packages, as torch's
+            try:
+                ort.preload_dlls()
+            except Exception:  # noqa: BLE001 - the session below says what is missing
+                pass
+        provider: Any = PROVIDERS[self.provider]
+        if self.device.type == "cuda":
+            provider = (provider, {"device_id": int(self.device.index or 0)})
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=[PROVIDERS[self.provider]])
+            self.session = ort.InferenceSession(str(self.path), opts, providers=[provider])
         except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             raise ArtTRTError(f"ONNX Runtime cannot load {self.path}: {first_line(err)}") from err
         self.providers_used = list(self.session.get_providers())
+        self.build = f"onnxruntime {ort.__version__} ({ort.get_device()} build)"
         check_providers(self.provider, self.providers_used, list(ort.get_available_providers()))
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -152,7 +162,8 @@ class OnnxRuntimeRunner(Runner):
         params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
         facts = {"size_mib": mib(self.path.stat().st_size), "layers": len(model.graph.node),
                  "params": params, "onnx_file": str(self.path), "providers_used": self.providers_used,
-                 "provider": self.provider, "size_note": "ONNX file", "layers_note": "ONNX nodes"}
+                 "provider": self.provider, "size_note": "ONNX file", "layers_note": "ONNX nodes",
+                 "onnxruntime_build": getattr(self, "build", None)}
         if self.device.type == "cuda":
             facts["latency_model_note"] = ("ONNX Runtime runs on a CUDA stream of its own and returns when it is done: "
                                            "latency-model is the host's wall time of run_with_iobinding, not "

@@ -59,6 +59,9 @@ BACKENDS: Dict[str, Backend] = {
     "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt", uses_onnx=True),
 }
 
+# The runner every other is measured against (speed-ups, top-1 drops, top-1 agreement): PyTorch fp32.
+REFERENCE_RUNNER: Tuple[str, str] = ("torch", "fp32")
+
 # The rows the "is TensorRT worth it?" table expects (it says which of them were not measured).
 SIDE_BY_SIDE_ROWS = [("torch", "fp32"), ("torch", "fp16"), ("compile", "fp16"), ("onnxrt", "fp16"),
                      ("tensorrt", "fp16"), ("tensorrt", "int8")]

@@ -56,6 +56,15 @@ class MeasureOptions:
     pipeline_depth: int = 3      # batches in flight before the host waits for the oldest
     progress: bool = True
     verify: bool = True          # check every image read against the checksum written with the cache
+    # Bounded timing (trtexec's --duration and --iterations: whichever is reached last): the full batches are
+    # replayed in order, round and round, until at least `duration_s` of timed batches and `iterations` timed
+    # batches; no accuracy (a study takes it from one whole pass). Both None: one whole pass, accuracy and timing.
+    duration_s: Optional[float] = None
+    iterations: Optional[int] = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.duration_s is not None or self.iterations is not None
 
 
 @dataclass
@@ -75,6 +84,7 @@ class MeasureResult:
     short_batch: Optional[Dict[str, Any]] = None  # images and how they were handled
     feed: str = "host"
     verified: Optional[int] = None  # images checked against the cache's checksums (None: nothing to check)
+    bounded: bool = False           # timed by --duration/--iterations over replayed batches (no accuracy)
 
     def summary(self) -> Dict[str, Any]:
         """The flat figures of a record."""
@@ -86,6 +96,7 @@ class MeasureResult:
             "timed_images": self.timed_images, "warmup_batches": self.warmup_batches,
             "warmup_s": round(self.warmup_s, 4), "mode": "sync" if self.sync else "pipelined",
             "short_batch": self.short_batch, "feed": self.feed, "verified_images": self.verified,
+            "timing": "bounded" if self.bounded else "whole pass",
         }
         for prefix, s in (("latency_all", la), ("latency_model", lm)):
             for k, v in s.items():
@@ -167,12 +178,19 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
         raise ArtTRTError("no images to measure (an empty dataset, or --limit below 1)")
     cuda = runner.device.type == "cuda"
     n_full, short = divmod(n, bs)
-    n_warm = int(opts.warmup_fraction * n_full)
+    bounded = opts.bounded
+    if bounded and ((opts.duration_s or 0) < 0 or (opts.iterations is not None and opts.iterations < 1)):
+        raise ArtTRTError(f"--duration must not be negative and --iterations must be at least 1 (got "
+                          f"{opts.duration_s}, {opts.iterations})")
+    n_warm = 0 if bounded else int(opts.warmup_fraction * n_full)  # bounded: warm-up by time only (trtexec)
     fixed = runner.fixed_shape
-    res = MeasureResult(warmup_batches=n_warm, sync=opts.sync, predictions=np.full(n, -1, np.int64))
+    res = MeasureResult(warmup_batches=n_warm, sync=opts.sync, predictions=np.full(n, -1, np.int64),
+                        bounded=bounded)
     if short:
         how = ("padded to the full batch, " if fixed else "") + \
-            ("timed: the only batch" if n_full == 0 else "run after the timed batches, for accuracy only")
+            ("timed: the only batch" if n_full == 0 else
+             "left out: bounded timing replays the full batches" if bounded else
+             "run after the timed batches, for accuracy only")
         res.short_batch = {"images": short, "handling": how}
     labelled = num_outputs if bool((dataset.labels[:n] >= 0).any()) else None
     registered = cuda and dataset.pin_in_place()
@@ -258,7 +276,8 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
         if item.timed:
             res.latency_all_ms.append(all_ms if all_ms is not None else t[0].ms_until(t[1]) + t[2].ms_until(t[5]))
             res.latency_model_ms.append(t[3].ms_until(t[4]))
-        _accumulate(res, item.top, item.labels, item.idx)
+        if not bounded:  # bounded timing sees images again and again: no accuracy from it
+            _accumulate(res, item.top, item.labels, item.idx)
 
     set_phase("warm-up")
     first = next(iter(batches()))
@@ -271,7 +290,6 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
             break
     res.warmup_s = time.perf_counter() - t_start
 
-    bar = progress_bar(total=math.ceil(n / bs), desc=runner.name, enabled=opts.progress)
     pending: Deque[_Batch] = collections.deque()
     wall0: Optional[float] = None
 
@@ -280,35 +298,63 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
             finish(pending.popleft())
         runner.synchronize()
 
-    for b, (images, labels, idx) in enumerate(batches()):
-        is_short = len(idx) < bs
-        timed = (b >= n_warm and not is_short) or n_full == 0
-        if timed and wall0 is None:
-            set_phase("measure")
-            drain()
-            wall0 = time.perf_counter()
-        if is_short and not timed:  # close the timed region first: this batch is for accuracy only
-            drain()
-            if wall0 is not None:
-                res.wall_s = time.perf_counter() - wall0
-                wall0 = None
-            set_phase("short batch")
-        if opts.sync or not timed:
+    def run_timed(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray) -> None:
+        if opts.sync:
             h0 = time.perf_counter()
-            item = run_batch(images, labels, idx, timed)
+            item = run_batch(images, labels, idx, True)
             runner.synchronize()
-            finish(item, all_ms=(time.perf_counter() - h0) * 1e3 if opts.sync else None)
+            finish(item, all_ms=(time.perf_counter() - h0) * 1e3)
         else:
-            pending.append(run_batch(images, labels, idx, timed))
+            pending.append(run_batch(images, labels, idx, True))
             while len(pending) > opts.pipeline_depth:
                 finish(pending.popleft())
-        if timed:
-            res.timed_images += len(idx)
-        bar.update(1)
-    drain()
-    if wall0 is not None:
+        res.timed_images += len(idx)
+
+    if bounded:
+        set_phase("measure")
+        lap = n_full * bs if n_full else n  # the full batches (or the only, short, one), replayed in order
+        count = reads = 0
+        wall0 = time.perf_counter()
+        while True:
+            for images, labels, idx in dataset.batches(bs, limit=lap, pin=cuda and not registered,
+                                                       copy=not registered):
+                run_timed(images, labels, idx)
+                count, reads = count + 1, reads + len(idx)
+                if count >= (opts.iterations or 1) and time.perf_counter() - wall0 >= (opts.duration_s or 0.0):
+                    break
+            else:
+                continue
+            break
+        drain()
         res.wall_s = time.perf_counter() - wall0
-    bar.close()
+        checked = min(reads, lap)
+    else:
+        bar = progress_bar(total=math.ceil(n / bs), desc=runner.name, enabled=opts.progress)
+        for b, (images, labels, idx) in enumerate(batches()):
+            is_short = len(idx) < bs
+            timed = (b >= n_warm and not is_short) or n_full == 0
+            if timed and wall0 is None:
+                set_phase("measure")
+                drain()
+                wall0 = time.perf_counter()
+            if is_short and not timed:  # close the timed region first: this batch is for accuracy only
+                drain()
+                if wall0 is not None:
+                    res.wall_s = time.perf_counter() - wall0
+                    wall0 = None
+                set_phase("short batch")
+            if timed:
+                run_timed(images, labels, idx)
+            else:
+                item = run_batch(images, labels, idx, False)
+                runner.synchronize()
+                finish(item)
+            bar.update(1)
+        drain()
+        if wall0 is not None:
+            res.wall_s = time.perf_counter() - wall0
+        bar.close()
+        checked = n
     if expected is not None and cuda:
         verify_stream.synchronize()
     if expected is not None:
@@ -318,7 +364,7 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
             raise ArtTRTError(f"{bad} of {n} images read from the dataset cache differ from what was written (the "
                               "cache file was damaged or changed): no figure of this run was kept; run again to "
                               "rebuild the cache")
-        res.verified = n
+        res.verified = checked
     set_phase("done")
     return res
 

@@ -12,13 +12,14 @@ import base64
 import datetime as dt
 import html
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text
 from utils.report.records import load_records
 from utils.report.tables import (compare_groups, inspect_markdown, latest_compares, latest_per_config,
-                                 profile_markdown, side_by_side_markdown, summary_markdown)
+                                 not_measured_markdown, profile_markdown, side_by_side_markdown, summary_markdown,
+                                 worth_it_markdown)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.86em}th,td{border:1px solid #ccc;padding:.25em .5em;
@@ -37,22 +38,31 @@ def _img(path: Path, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
 
 
-def make_report(folder: Path) -> List[str]:
-    """Writes table_outputs/<network>*.md, plots/*.png and report.html under folder; returns what it wrote."""
+def make_report(folder: Path, max_top1_drop: Optional[float] = None) -> List[str]:
+    """Writes table_outputs/<network>*.md, plots/*.png and report.html under folder; returns what it wrote.
+
+    With several setups, the first section is "is TensorRT worth it?" across networks (table_outputs/worth-it.md;
+    max_top1_drop marks the rows over the gate); skipped and failed study jobs are listed at the end."""
     from utils.measure.telemetry import read_csv
     from utils.report import plots
 
     if not folder.is_dir():
         raise ArtTRTError(f"results folder {folder} does not exist")
-    records = [r for r in load_records(folder, "validate") if not r.get("error")]
+    every = load_records(folder, "validate")
+    records = [r for r in every if not r.get("error")]
     compares = [r for r in load_records(folder, "compare") if not r.get("error")]
     csvs = sorted(folder.rglob("telemetry-*.csv"))
-    if not records and not csvs and not compares:
+    if not records and not csvs and not compares and not every:
         raise ArtTRTError(f"no ArtTRT records under {folder}: run main.py -v first")
     wrote: List[str] = []
     latest = latest_per_config(records)
     sections: List[str] = []
     images: Dict[str, Path] = {}
+    if len({(r.get("network"), r.get("backend"), r.get("precision"), r.get("options")) for r in latest}) > 1:
+        worth = worth_it_markdown(records, max_top1_drop)
+        atomic_write_text(folder / "table_outputs" / "worth-it.md", worth)
+        wrote.append(str(folder / "table_outputs" / "worth-it.md"))
+        sections.append(_md(worth))
     for network in sorted({r["network"] for r in latest}):
         summary, side = summary_markdown(network, latest), side_by_side_markdown(network, latest)
         for name, text in ((f"{network}.md", summary), (f"{network}-side-by-side.md", side)):
@@ -83,6 +93,10 @@ def make_report(folder: Path) -> List[str]:
         md = (folder / "compare" / (Path(rec["_path"]).stem + ".md"))
         if md.is_file():
             sections.append(_md(md.read_text()))
+    missing = not_measured_markdown(every)
+    if missing:
+        atomic_write_text(folder / "table_outputs" / "not-measured.md", missing)
+        sections.append(_md(missing))
     env = (latest or compares or [{}])[-1].get("env", {})
     head = (f"<h1>ArtTRT report</h1><p class=note>{len(records)} validation and {len(compares)} comparison "
             f"records under {html.escape(str(folder.resolve()))}; drawn {dt.datetime.now():%Y-%m-%d %H:%M}. "
@@ -94,3 +108,10 @@ def make_report(folder: Path) -> List[str]:
     atomic_write_text(folder / "report.html", page)
     wrote.append(str(folder / "report.html"))
     return wrote
+
+
+def where_results_are(output: Path) -> str:
+    """The paths a run wrote, one per line, after every run."""
+    return "\n".join(f"{what}: {output / sub}" for what, sub in (
+        ("records", "records"), ("tables", "table_outputs"), ("comparisons", "compare"), ("plots", "plots"),
+        ("layers", "inspect"), ("profiles", "profiles"), ("report", "report.html")) if (output / sub).exists())

@@ -89,11 +89,12 @@ def results_table(records: Sequence[Dict[str, Any]]) -> str:
 
 
 def percentile_table(records: Sequence[Dict[str, Any]]) -> str:
-    header = ["backend", "batch", "mode", "model p50 / p90 / p99 (ms)", "all p50 / p90 / p99 (ms)",
-              "model CV (%)", "all CV (%)", "timed batches"]
+    several = len({r.get("network") for r in records}) > 1  # a study: say which network each row is
+    header = ["network"] * several + ["backend", "batch", "mode", "model p50 / p90 / p99 (ms)",
+                                      "all p50 / p90 / p99 (ms)", "model CV (%)", "all CV (%)", "timed batches"]
     rows = []
     for r in records:
-        rows.append([row_label(r), r.get("batch_size"), r.get("mode"),
+        rows.append([r.get("network")] * several + [row_label(r), r.get("batch_size"), r.get("mode"),
                      " / ".join(_fmt(r.get(f"latency_model_p{q}"), 3) for q in (50, 90, 99)),
                      " / ".join(_fmt(r.get(f"latency_all_p{q}"), 3) for q in (50, 90, 99)),
                      _fmt(r.get("latency_model_cv_percent")), _fmt(r.get("latency_all_cv_percent")),
@@ -102,9 +103,10 @@ def percentile_table(records: Sequence[Dict[str, Any]]) -> str:
 
 
 def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The newest record of each (network, backend, precision, batch, mode, options, dataset, weights)."""
+    """The newest record of each (network, backend, precision, batch, mode, options, dataset, weights); a study's
+    accuracy pass stands for its batch size only where no timing or whole-pass record of the setup does."""
     latest: Dict[Any, Dict[str, Any]] = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: r.get("role") != "accuracy"):  # stable: then oldest first
         if r.get("error"):
             continue
         key = (r.get("network"), row_label(r), r.get("batch_size"), r.get("mode"),
@@ -140,6 +142,12 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
         parts += ["", f"## Batch size {bs}", "", table, "", "Percentiles:", "",
                   percentile_table(sorted(by_bs[bs], key=row_sort_key))]
     return "\n".join(parts) + "\n"
+
+
+def study_order(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Network, then backend and precision in the registry's order, then batch size."""
+    return sorted(records, key=lambda r: (str(r.get("network")), row_sort_key(r), row_label(r),
+                                          int(r.get("batch_size") or 0)))
 
 
 def row_sort_key(r: Dict[str, Any]) -> Any:
@@ -315,3 +323,106 @@ def compare_groups(records: Sequence[Dict[str, Any]]) -> List[str]:
             out.append(compare_columns_markdown([(f"{r['backend']}-{r['precision']}", r) for r in recs],
                                                 str(reference), str(network)))
     return out
+
+
+REFERENCE_LABEL = "Vanilla"  # PyTorch fp32, the row every other is measured against
+
+
+def _images_key(r: Dict[str, Any]) -> Any:
+    return (r.get("network"), r.get("weights_id") or r.get("weights"), r.get("dataset_key") or r.get("dataset"),
+            r.get("images"))
+
+
+def top1_drops(records: Sequence[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], Optional[float]]]:
+    """Each validation record with its top-1 drop in points below PyTorch fp32 on the same network, weights and
+    images (None where that reference or a top-1 is missing)."""
+    recs = [r for r in records if r.get("kind") == "validate" and not r.get("error")]
+    refs = {_images_key(r): r for r in recs if row_label(r) == REFERENCE_LABEL and r.get("top1") is not None}
+    out = []
+    for r in recs:
+        ref = refs.get(_images_key(r))
+        drop = None if ref is None or r.get("top1") is None else float(ref["top1"]) - float(r["top1"])
+        out.append((r, drop))
+    return out
+
+
+def over_top1_drop(records: Sequence[Dict[str, Any]], max_drop: float) -> List[Tuple[Dict[str, Any], float]]:
+    """The rows whose top-1 falls more than max_drop points below their PyTorch fp32 row (one per setup)."""
+    seen, out = set(), []
+    for r, drop in top1_drops(latest_per_config(records)):
+        key = (r.get("setup_key") or row_label(r), _images_key(r))
+        if drop is not None and drop > max_drop + 1e-9 and key not in seen:
+            seen.add(key)
+            out.append((r, drop))
+    return out
+
+
+def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[float] = None) -> str:
+    """Is TensorRT worth it, across networks: per network and runner, images/s at the largest batch and
+    latency-model p50 at the smallest, each beside PyTorch fp32's (x times), top-1 and its drop in points, and
+    how often the top-1 class agrees with PyTorch fp32's; with max_drop, the rows over it are marked."""
+    every = [r for r in records if r.get("kind") == "validate" and not r.get("error")]
+    agree = {r["setup_key"]: r for r in every if r.get("setup_key") and r.get("agree_top1_percent") is not None}
+    recs = latest_per_config(every)
+    drops = {id(r): d for r, d in top1_drops(recs)}
+    rows = []
+    for network in sorted({str(r.get("network")) for r in recs}):
+        mine = [r for r in recs if r.get("network") == network]
+        extra = identity_columns(mine)
+        small, large = min(int(r["batch_size"]) for r in mine), max(int(r["batch_size"]) for r in mine)
+        groups: Dict[Tuple[str, ...], Dict[int, Dict[str, Any]]] = defaultdict(dict)
+        for r in mine:
+            groups[(row_label(r), *[f(r) for _, f in extra])][int(r["batch_size"])] = r
+        # several datasets or weights under one network: no single reference row to divide by
+        ref = groups.get((REFERENCE_LABEL,)) if not extra else None
+
+        def times(g: Dict[int, Dict[str, Any]], bs: int, key: str, inverse: bool = False) -> str:
+            if ref is None or bs not in g or bs not in ref or not g[bs].get(key) or not ref[bs].get(key):
+                return "-"
+            a, b = float(g[bs][key]), float(ref[bs][key])
+            return f"{(b / a if inverse else a / b):.2f}x"
+
+        for key in sorted(groups, key=lambda k: (row_sort_key(next(iter(groups[k].values()))), k)):
+            g = groups[key]
+            any_rec = next(iter(g.values()))
+            drop = next((drops[id(r)] for r in g.values() if drops.get(id(r)) is not None), None)
+            agreed = next((agree[r["setup_key"]] for r in g.values() if r.get("setup_key") in agree), None)
+            agreed = agreed or next((r for r in g.values() if r.get("agree_top1_percent") is not None), None)
+            mark = "" if max_drop is None or drop is None else ("OVER" if drop > max_drop + 1e-9 else "ok")
+            rows.append([network, " / ".join(key), _fmt(g[large].get("images_per_s"), 1) if large in g else "-",
+                         times(g, large, "images_per_s"),
+                         _fmt(g[small].get("latency_model_p50"), 3) if small in g else "-",
+                         times(g, small, "latency_model_p50", inverse=True), accuracy(any_rec, "top1"),
+                         "-" if drop is None else f"{drop:+.2f}",
+                         _fmt(agreed.get("agree_top1_percent"), 2) if agreed else "-", *([mark] if max_drop is not None
+                                                                                        else [])])
+    if not rows:
+        return ""
+    head = ["network", "runner", "images/s @ largest batch", "x Vanilla", "latency-model p50 @ smallest (ms)",
+            "x Vanilla (speed)", "top-1 (%)", "top-1 drop (points)", "same top-1 as Vanilla (%)"]
+    if max_drop is not None:
+        head.append(f"drop <= {max_drop:g}")
+    text = markdown(head, rows)
+    return ("# Is TensorRT worth it? Every network\n\nLargest and smallest batch of each network; \"x Vanilla\" is "
+            "the speed-up over PyTorch fp32 (above 1: faster); the top-1 drop is in points below PyTorch fp32 on the "
+            "same images.\n\n" + text + "\n")
+
+
+def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> str:
+    """The study rows that were skipped (cannot run) or failed, newest per job, unless a later record of the
+    same job measured it."""
+    latest: Dict[Any, Dict[str, Any]] = {}
+    for r in records:
+        if r.get("kind") == "validate" and r.get("job_key"):
+            latest[r["job_key"]] = r
+    groups: Dict[Tuple[str, str, str], List[Tuple[int, str]]] = defaultdict(list)
+    for r in latest.values():  # one row per runner and reason, with the jobs it stopped
+        if r.get("error"):
+            runner = f"{r.get('backend')} {r.get('precision')}" + (f" ({r['options']})" if r.get("options") else "")
+            groups[(str(r.get("network")), runner, str(r["error"]))].append((int(r.get("batch_size") or 0),
+                                                                             str(r.get("role") or "run")))
+    if not groups:
+        return ""
+    rows = [[net, runner, ", ".join(f"{role} bs{bs}" for bs, role in sorted(set(jobs))), why]
+            for (net, runner, why), jobs in sorted(groups.items())]
+    return "## Not measured\n\n" + markdown(["network", "runner", "jobs", "why"], rows) + "\n"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from utils.backends.base import RunSpec, device_scope
 from utils.backends.registry import make_runner, options_label
@@ -38,8 +38,10 @@ def warn_if_random_weights(net: Network, dataset: CachedDataset) -> bool:
 
 def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: MeasureOptions, *,
                  data: DataOptions = DataOptions(), recorder: Recorder = Recorder(),
-                 telemetry: Any = None, inspect: bool = False, profile: bool = False) -> Tuple[Dict[str, Any],
-                                                                                              MeasureResult]:
+                 telemetry: Any = None, inspect: bool = False, profile: bool = False,
+                 extra: Optional[Dict[str, Any]] = None,
+                 on_result: Optional[Callable[[MeasureResult], Dict[str, Any]]] = None
+                 ) -> Tuple[Dict[str, Any], MeasureResult]:
     """Prepares, validates and times one spec at one batch size; writes and returns its record.
 
     Args:
@@ -50,9 +52,11 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
             under recorder.folder / "inspect", summarised in the record.
         profile: also run a few batches under the PyTorch profiler, after the timed ones; Chrome trace under
             recorder.folder / "profiles", top operators in the record.
+        extra: fields written into the record over the measured ones (a study's job key, role, accuracy).
+        on_result: called with the measurement before the record is written; its fields go into the record.
     """
     with device_scope(spec.device):  # the spec's GPU, on a stream of its own, for everything below
-        return _validate(spec, net, dataset, opts, data, recorder, telemetry, inspect, profile)
+        return _validate(spec, net, dataset, opts, data, recorder, telemetry, inspect, profile, extra, on_result)
 
 
 def _first_batch(runner: Any, dataset: CachedDataset, bs: int) -> Any:
@@ -64,47 +68,89 @@ def _first_batch(runner: Any, dataset: CachedDataset, bs: int) -> Any:
     return pad_batch(x, bs) if x.shape[0] < bs else x
 
 
+class OpenRunner:
+    """A spec's runner, made (built, cached) and activated once, then measured at one or more batch sizes (a study
+    keeps it for every job of a setup: one export/compile/session per setup, not per batch size)."""
+
+    def __init__(self, spec: RunSpec, net: Network, data: DataOptions, telemetry: Any = None):
+        import torch
+
+        self.spec = spec
+        cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
+        self.device = torch.device("cuda", torch.cuda.current_device()) if cuda else None
+        self.index = self.device.index if self.device is not None else None
+        if self.device is not None:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        t0 = time.perf_counter()
+        if telemetry is not None:
+            telemetry.phase = "build"
+        self.runner, self.facts = make_runner(spec, net, data)
+        if telemetry is not None:
+            telemetry.phase = "load"
+        self.clock_start = gpu_facts(self.index).get("sm_clock_mhz")
+        self.runner.__enter__()
+        self.load_s = time.perf_counter() - t0
+        self.jobs = 0  # jobs measured so far: the later ones did not pay for the build and the load
+
+    def serves(self, spec: RunSpec) -> bool:
+        """True where this runner can measure spec (the same setup at another batch size)."""
+        return self.runner.serves(spec.batch_size)
+
+    def close(self) -> None:
+        self.runner.__exit__(None, None, None)
+
+
 def _validate(spec: RunSpec, net: Network, dataset: CachedDataset, opts: MeasureOptions, data: DataOptions,
-              recorder: Recorder, telemetry: Any, inspect: bool = False,
-              profile: bool = False) -> Tuple[Dict[str, Any], MeasureResult]:
+              recorder: Recorder, telemetry: Any, inspect: bool = False, profile: bool = False,
+              extra_fields: Optional[Dict[str, Any]] = None,
+              on_result: Optional[Callable[[MeasureResult], Dict[str, Any]]] = None
+              ) -> Tuple[Dict[str, Any], MeasureResult]:
+    opened = OpenRunner(spec, net, data, telemetry)
+    try:
+        return measure_with(opened, spec, net, dataset, opts, recorder, telemetry, inspect, profile, extra_fields,
+                            on_result)
+    finally:
+        opened.close()
+
+
+def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedDataset, opts: MeasureOptions,
+                 recorder: Recorder = Recorder(), telemetry: Any = None, inspect: bool = False, profile: bool = False,
+                 extra_fields: Optional[Dict[str, Any]] = None,
+                 on_result: Optional[Callable[[MeasureResult], Dict[str, Any]]] = None
+                 ) -> Tuple[Dict[str, Any], MeasureResult]:
+    """Prepares the open runner for opts.batch_size, validates and times it, writes and returns the record."""
     import torch
 
-    cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
-    device = torch.device("cuda", torch.cuda.current_device()) if cuda else None
-    if device is not None:
+    runner, device, index = opened.runner, opened.device, opened.index
+    first = opened.jobs == 0
+    facts = opened.facts if first else {**opened.facts, "prepare_s": 0.0}  # built once, counted once
+    clock_start = opened.clock_start if first else gpu_facts(index).get("sm_clock_mhz")
+    if device is not None and not first:
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    if telemetry is not None:
-        telemetry.phase = "build"
-    runner, facts = make_runner(spec, net, data)
-    if telemetry is not None:
-        telemetry.phase = "load"
-    index = device.index if device is not None else None
-    clock_start = gpu_facts(index).get("sm_clock_mhz")
-    with runner:
-        load_s = time.perf_counter() - t0
-        crop = net.preprocess.crop
-        t1 = time.perf_counter()
-        runner.prepare((opts.batch_size, 3, crop, crop))
-        runner_prepare_s = time.perf_counter() - t1
-        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device is not None else None
-        result = measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry)
-        info = runner.info()
-        extra: Dict[str, Any] = {}
-        folder = recorder.folder or Path("outputs")
-        stem = "-".join(p for p in (net.name, spec.backend, spec.precision, options_label(spec).replace(" ", "_"),
-                                    "cudagraph" if spec.cuda_graph else "", "sync" if opts.sync else "",
-                                    f"bs{opts.batch_size}") if p)  # one trace per record, never overwritten
-        if profile:
-            from utils.measure.profile import profile_runner
+    opened.jobs += 1
+    load_s = opened.load_s if first else 0.0
+    crop = net.preprocess.crop
+    t1 = time.perf_counter()
+    runner.prepare((opts.batch_size, 3, crop, crop))
+    runner_prepare_s = time.perf_counter() - t1
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device is not None else None
+    result = measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry)
+    info = runner.info()
+    extra: Dict[str, Any] = {}
+    folder = recorder.folder or Path("outputs")
+    stem = "-".join(p for p in (net.name, spec.backend, spec.precision, options_label(spec).replace(" ", "_"),
+                                "cudagraph" if spec.cuda_graph else "", "sync" if opts.sync else "",
+                                f"bs{opts.batch_size}") if p)  # one trace per record, never overwritten
+    if profile:
+        from utils.measure.profile import profile_runner
 
-            extra["profile"] = profile_runner(runner, _first_batch(runner, dataset, opts.batch_size),
-                                              folder / "profiles" / f"{stem}.trace.json")
-        if inspect:
-            from utils.study.inspect import inspect_runner
+        extra["profile"] = profile_runner(runner, _first_batch(runner, dataset, opts.batch_size),
+                                          folder / "profiles" / f"{stem}.trace.json")
+    if inspect:
+        from utils.study.inspect import inspect_runner
 
-            extra["inspect"] = inspect_runner(runner, spec.precision, facts, info, folder / "inspect",
-                                              (opts.batch_size, 3, crop, crop))
+        extra["inspect"] = inspect_runner(runner, spec.precision, facts, info, folder / "inspect",
+                                          (opts.batch_size, 3, crop, crop))
     preparation = {k: v for k, v in facts.items() if k != "prepare_s"}
     preparation["runner_prepare_s"] = round(runner_prepare_s, 3)
     fields: Dict[str, Any] = {
@@ -117,14 +163,16 @@ def _validate(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Measure
     fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
                    "cuda_graph_error": runner.graphs.error if runner.graphs is not None else None,
                    "prepare_s": round(float(facts.get("prepare_s") or 0.0) + runner_prepare_s, 3),
-                   "load_s": round(load_s, 3), "preparation": preparation,
+                   "load_s": round(load_s, 3), "preparation": preparation, "runner_reused": not first,
                    "prepare_peak_gpu_mb": round(peak, 1) if peak is not None else None,
                    "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts(index).get("sm_clock_mhz"),
                    **extra})
+    if on_result is not None:
+        fields.update(on_result(result))
+    fields.update(extra_fields or {})
     rec = recorder.write(make_record("validate", recorder.command, device_index=index, **fields))
     if rec.get("latency_unstable"):
         log.warning("%s bs%d: latency varies by more than 2.5%% (CV model %.1f%%, all %.1f%%): "
                     "treat the mean with care", runner.name, opts.batch_size,
                     rec.get("latency_model_cv_percent") or 0, rec.get("latency_all_cv_percent") or 0)
     return rec, result
-

@@ -48,7 +48,9 @@ def add_args(g: Any, max_default: str = "the largest batch size asked", run: boo
     g.add_argument("--workspace", type=float, metavar="GIB", help="TensorRT workspace memory pool limit, GiB")
     g.add_argument("--timing_cache", metavar="FILE",
                    help="timing cache file, reused across builds (default under weights/engines)")
-    g.add_argument("--force", action="store_true", help="rebuild even if a cached engine matches")
+    g.add_argument("--force", action="store_true",
+                   help="rebuild even if a cached engine matches (main.py -v: also measure again every job whose "
+                        "record is already in --output)")
     g.add_argument("--weak_typing", action="store_true",
                    help="TensorRT 10 builder flags (+ a calibrator for int8) on the fp32 ONNX file, "
                         "where the installed TensorRT still has them")

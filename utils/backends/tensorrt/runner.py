@@ -92,6 +92,12 @@ class TensorRTRunner(Runner):
     def fixed_shape(self) -> bool:
         return self.cuda_graph or not self.dynamic  # a static engine takes its one shape only
 
+    def serves(self, batch_size: int) -> bool:
+        """A dynamic engine serves any batch of its profile; a static one its own batch size only."""
+        if self.engine is None or self.dynamic:
+            return True
+        return dims_tuple(self.engine.get_tensor_shape(self.input_name))[0] == batch_size
+
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         return self.graphs(x) if self.graphs is not None else self._enqueue(x)
 

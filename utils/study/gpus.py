@@ -1,0 +1,127 @@
+"""--gpus: one worker process per GPU over the same plan; each takes the next setup by claiming it (a claim file
+created exclusively), so no setup runs twice and no GPU times two jobs at once. The parent shows one progress
+bar over every worker's jobs, then draws the tables and the report from their records.
+
+Usage:
+    python main.py -v --networks resnet18 resnet50 --backends torch compile --precisions fp16 \
+        --batch_sizes 1 32 256 --dataset DIR --gpus all
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from utils.core.errors import ArtTRTError
+from utils.core.progress import progress_bar
+
+log = logging.getLogger(__name__)
+MAIN = Path(__file__).resolve().parents[2] / "main.py"
+
+
+def gpu_indices(values: Sequence[str]) -> List[int]:
+    """--gpus 0 1 ... or --gpus all -> the GPU indices, each checked against the GPUs this machine has."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ArtTRTError("--gpus needs CUDA GPUs, and none is visible here")
+    if list(values) == ["all"]:
+        return list(range(count))
+    try:
+        idx = [int(v) for v in values]
+    except ValueError:
+        raise ArtTRTError(f"--gpus takes GPU indices or all, not {' '.join(values)}") from None
+    bad = [i for i in idx if not 0 <= i < count]
+    if bad:
+        raise ArtTRTError(f"--gpus {bad[0]}: this machine has {count} GPU{'s' if count > 1 else ''} (0..{count - 1})")
+    if len(set(idx)) < len(idx):
+        raise ArtTRTError("--gpus names a GPU twice: two timing jobs would share it")
+    return idx
+
+
+def worker_argv(argv: Sequence[str], device: str, claims: Path) -> List[str]:
+    """The study's own arguments without --gpus and --device, for a worker on `device` claiming from `claims`."""
+    out: List[str] = []
+    skip = False
+    for a in argv:
+        if skip and not a.startswith("-"):
+            continue
+        skip = False
+        if a in ("--gpus", "--device"):
+            skip = True
+            continue
+        if a.startswith(("--gpus=", "--device=")):
+            continue
+        out.append(a)
+    talk = [] if "--verbose" in out or "--quiet" in out else ["--quiet"]
+    return [*out, "--device", device, "--claims", str(claims), *talk]
+
+
+def device_of(gpu: int) -> str:
+    return f"cuda:{gpu}"
+
+
+def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[int], plan: Any, started: float) -> int:
+    """Starts one worker per GPU, follows them with one progress bar, then draws the tables of all their jobs."""
+    output = Path(args.output)
+    claims = output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
+    claims.mkdir(parents=True)
+    procs = {g: subprocess.Popen([sys.executable, str(MAIN), *worker_argv(argv, device_of(g), claims)])
+             for g in gpus}
+    log.info("study on GPUs %s: %d jobs in %d setups", ", ".join(map(str, gpus)), plan.jobs, len(plan.setups))
+    bar = progress_bar(total=plan.jobs, desc=f"study on {len(gpus)} GPUs", enabled=not args.quiet)
+    try:
+        while any(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+            bar.n = min(plan.jobs, _jobs_done(claims))
+            bar.refresh()
+    except BaseException:
+        for p in procs.values():  # Ctrl-C, SIGTERM: the workers stop the same way, keeping their records
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs.values():
+            p.wait()
+        raise
+    finally:
+        bar.close()
+    outcomes = _outcomes(claims)
+    shutil.rmtree(claims, ignore_errors=True)
+    crashed = {g: p.returncode for g, p in procs.items() if p.returncode not in (0, 1)}
+    for g, rc in crashed.items():
+        log.error("the worker on GPU %d stopped with status %d: its unfinished setups run on the next rerun", g, rc)
+    from utils.report.records import load_records
+    from utils.study.study import fill_agreement, finish_study
+
+    fill_agreement(output)
+    by_path = {r["_path"]: r for r in load_records(output, "validate")}
+    records = [by_path[o["path"]] for o in outcomes if o.get("path") in by_path]
+    counts: Dict[str, int] = {}
+    for o in outcomes:
+        counts[o["status"]] = counts.get(o["status"], 0) + 1
+    rc = finish_study(args.max_top1_drop, output, records, started, counts)
+    return rc if not crashed else max(rc, 1)
+
+
+def _outcomes(claims: Path) -> List[Dict[str, Any]]:
+    out = []
+    for p in sorted(claims.glob("outcomes-*.jsonl")):
+        for line in p.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a worker killed mid-line
+    return out
+
+
+def _jobs_done(claims: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in claims.glob("outcomes-*.jsonl"))

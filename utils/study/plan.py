@@ -1,0 +1,174 @@
+"""The plan of a study, checked before any work: every (network, backend, precision, calibration, variant)
+asked is a setup; each setup has one accuracy pass over the whole dataset (at the largest batch size) and a
+bounded timing job per batch size, or (--full_passes, or one batch size without --duration/--iterations) one
+whole pass per batch size, the original's way. A setup that cannot run is a skipped row with its reason, as
+Ultralytics' benchmark and trtexec show a failing row, and the study goes on.
+
+A job's key names everything that changes its figures (network and weights, dataset and limit, backend,
+precision and options, device, batch size, mode, timing rules): a rerun of the same command finds the
+records of the jobs already measured and measures only the rest.
+
+Usage:
+    plan = make_plan(["resnet18", "resnet50"], ["torch", "onnxrt"], ["fp32", "int8"], [1, 32], spec_for,
+                     bounded=True)
+    for setup in plan.shard(1, 2): ...
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from utils.backends import registry
+from utils.backends.base import RunSpec
+from utils.core.errors import ArtTRTError
+from utils.models.precision import CALIB_METHODS
+
+ACCURACY, TIMING, WHOLE = "accuracy", "timing", "whole pass"
+
+
+@dataclass(frozen=True)
+class Job:
+    role: str        # ACCURACY, TIMING or WHOLE
+    batch_size: int
+
+
+@dataclass
+class Setup:
+    """One network through one backend, precision and set of options: the unit a shard or a GPU takes whole
+    (its timing records take their accuracy from its accuracy pass)."""
+
+    index: int
+    network: str
+    spec: RunSpec
+    jobs: List[Job]
+    skipped: Optional[str] = None       # why it cannot run (checked before any work)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.spec.precision in CALIB_METHODS
+
+    @property
+    def label(self) -> str:
+        opts = registry.options_label(self.spec) if self.skipped is None else ""
+        calib = (f" {self.spec.model.calib.calib_method} x{self.spec.model.calib.calib_size}"
+                 if self.calibrated else "")
+        return f"{self.network} {self.spec.backend} {self.spec.precision}{calib}" + (f" ({opts})" if opts else "")
+
+
+@dataclass
+class Plan:
+    setups: List[Setup] = field(default_factory=list)
+    batch_sizes: Tuple[int, ...] = ()
+    bounded: bool = True
+
+    def shard(self, k: int, n: int) -> List[Setup]:
+        """The k-th (1-based) of n shares: setups k-1, k-1+n, ... (a setup is never split)."""
+        return [s for s in self.setups if s.index % n == k - 1]
+
+    @property
+    def jobs(self) -> int:
+        return sum(len(s.jobs) for s in self.setups)
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """'K/N' -> (K, N), 1 <= K <= N; anything else is one sentence."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ArtTRTError(f"--shard takes K/N (the K-th of N shares, e.g. 1/4), not {text!r}") from None
+    if not 1 <= k <= n:
+        raise ArtTRTError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def jobs_for(batch_sizes: Sequence[int], bounded: bool) -> List[Job]:
+    """Bounded: one accuracy pass at the largest batch size, then bounded timing at each; else whole passes."""
+    sizes = sorted(set(batch_sizes))
+    if bounded:
+        return [Job(ACCURACY, sizes[-1])] + [Job(TIMING, bs) for bs in sizes]
+    return [Job(WHOLE, bs) for bs in sizes]
+
+
+def calib_grid(spec: RunSpec, methods: Optional[Sequence[str]], sizes: Optional[Sequence[int]]
+               ) -> List[Tuple[RunSpec, Optional[str]]]:
+    """An int8/fp8 spec once per calibration method and size asked (the same seeded images), each with the
+    reason it cannot run, if any; other precisions pass through once."""
+    if spec.precision not in CALIB_METHODS or not (methods or sizes):
+        return [(spec, None)]
+    out = []
+    calib = spec.model.calib
+    for m in methods or [calib.calib_method]:
+        for n in sizes or [calib.calib_size]:
+            new = dataclasses.replace(spec, model=dataclasses.replace(
+                spec.model, calib=dataclasses.replace(calib, calib_method=m, calib_size=n)))
+            why = None if m in CALIB_METHODS[spec.precision] else (
+                f"{spec.precision} calibrates with {' or '.join(CALIB_METHODS[spec.precision])} only, not {m}")
+            out.append((new, why))
+    return out
+
+
+def make_plan(networks: Sequence[str], backends: Sequence[str], precisions: Sequence[str],
+              batch_sizes: Sequence[int], spec_for: Callable[[str, str], RunSpec], *, bounded: bool,
+              calib_methods: Optional[Sequence[str]] = None, calib_sizes: Optional[Sequence[int]] = None,
+              unloadable: Optional[Dict[str, str]] = None) -> Plan:
+    """Every combination asked, in order network > backend > precision > calibration > variant; each is checked
+    (registry.check) and either planned or skipped with the check's sentence (unloadable: network -> why it
+    could not be loaded; its setups are skipped with that sentence)."""
+    plan = Plan(batch_sizes=tuple(sorted(set(batch_sizes))), bounded=bounded)
+    jobs = jobs_for(batch_sizes, bounded)
+    for network in networks:
+        for backend in backends:
+            for precision in precisions:
+                for spec, calib_why in calib_grid(spec_for(backend, precision), calib_methods, calib_sizes):
+                    why = (unloadable or {}).get(network)
+                    if why is None:  # first what the backend refuses, then what the calibration does
+                        try:
+                            registry.check(spec)
+                        except ArtTRTError as err:
+                            why = str(err)
+                    why = why or calib_why
+                    variants = [spec] if why else [dataclasses.replace(spec, options=v)
+                                                   for v in registry.variants(spec)]
+                    for v in variants:
+                        plan.setups.append(Setup(len(plan.setups), network, v, list(jobs), why))
+    return plan
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def job_identity(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str, Any]) -> Dict[str, Any]:
+    """Everything that changes a job's figures: facts holds the network's weights id, the dataset's key and image
+    count and the device (read once the network and dataset are open); timing the measurement rules."""
+    spec = setup.spec
+    options = _plain(spec.options)
+    if isinstance(options, dict):  # how it is rebuilt or retried does not change the figures
+        options = {k: v for k, v in options.items() if k != "force"}
+    ident = {"network": setup.network, "backend": spec.backend, "precision": spec.precision,
+             "options": options, "model": _plain(spec.model), "cuda_graph": spec.cuda_graph,
+             "role": job.role, "batch_size": job.batch_size, **facts}
+    if job.role == ACCURACY:  # one whole pass: only the rules that change which images count
+        ident["timing"] = {"limit": timing.get("limit")}
+    else:
+        ident["timing"] = dict(timing)
+    if spec.precision not in CALIB_METHODS:
+        ident["model"] = {k: v for k, v in ident["model"].items() if k != "calib"}
+    return ident
+
+
+def setup_key(setup: Setup, facts: Dict[str, Any]) -> str:
+    """The key of a setup (its jobs without role and batch size): timing records name their accuracy pass by it."""
+    ident = job_identity(setup, Job(ACCURACY, 0), facts, {})
+    for k in ("role", "batch_size", "timing"):
+        ident.pop(k)
+    return digest(ident)
+
+
+def digest(ident: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]

@@ -1,0 +1,372 @@
+"""Runs a study's plan (utils/study/plan.py): each setup's accuracy pass, then its bounded timing per batch size,
+one record per job; jobs whose records are already there are not measured again (--force redoes them); a job
+that fails is an error row and the study goes on; a setup that cannot run is a skipped row.
+
+Several processes share one plan through claims: a process takes a setup by creating its claim file
+exclusively (--gpus runs one such process per GPU, each taking the next setup), so two processes never
+measure the same setup and a GPU never times two jobs at once.
+
+Usage:
+    ctx = StudyContext(Path("outputs"), Recorder(Path("outputs"), command), DataOptions(dataset="..."),
+                       MeasureOptions(duration_s=1.0, iterations=10), load_network)
+    outcomes = run_setups(plan.setups, ctx)
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from utils.backends.registry import REFERENCE_RUNNER, options_label
+from utils.core.errors import ArtTRTError, first_line
+from utils.core.fileio import atomic_path, atomic_write_json
+from utils.core.progress import progress_bar
+from utils.data.options import DataOptions
+from utils.measure.timing import MeasureOptions
+from utils.models.networks import Network
+from utils.models.paths import weights_id
+from utils.report.records import Recorder, load_records, make_record
+from utils.study.plan import ACCURACY, TIMING, Job, Setup, digest, job_identity, setup_key
+
+log = logging.getLogger(__name__)
+
+MEASURED, REUSED, SKIPPED, ERROR = "measured", "done before", "skipped", "error"
+GATE_FAILED = 3  # exit status of a study with rows over --max_top1_drop
+
+
+@dataclass
+class StudyContext:
+    output: Path
+    recorder: Recorder
+    data: DataOptions
+    measure: MeasureOptions                 # the rules; batch size, duration and iterations set per job
+    load_network: Callable[[str], Network]
+    force: bool = False
+    progress: bool = True
+    telemetry: Any = None
+    profile: bool = False
+    inspect: bool = False
+    claims: Optional[Path] = None           # a folder of claim files shared by the processes of one study
+    rows_for_errors: bool = True            # a failing job is an error row (a study); False: it is raised (one run)
+
+
+@dataclass
+class Outcome:
+    setup: Setup
+    job: Job
+    status: str
+    record: Optional[Dict[str, Any]] = None
+    message: Optional[str] = None
+
+
+@dataclass
+class _Open:
+    """The network and dataset of the setups being run (one network open at a time)."""
+    name: Optional[str] = None
+    net: Any = None
+    dataset: Any = None
+    facts: Dict[str, Any] = field(default_factory=dict)
+
+
+def timing_rules(m: MeasureOptions) -> Dict[str, Any]:
+    """The measurement rules that change a timing job's figures (part of its key)."""
+    return {"sync": m.sync, "limit": m.limit, "duration_s": m.duration_s, "iterations": m.iterations,
+            "min_warmup_s": m.min_warmup_s, "warmup_fraction": None if m.bounded else m.warmup_fraction}
+
+
+def device_identity(device: str) -> str:
+    """The kind of device a job ran on (GPUs of one model are interchangeable for a rerun; the record keeps the
+    index)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return str(torch.cuda.get_device_name(torch.device(device)))
+    return "cpu"
+
+
+def finished(output: Path) -> Dict[str, Dict[str, Any]]:
+    """Every job record already under output, by job key (the newest of each)."""
+    out: Dict[str, Dict[str, Any]] = {}
+    if output.is_dir():
+        for rec in load_records(output, "validate"):
+            if rec.get("job_key"):
+                out[rec["job_key"]] = rec
+    return out
+
+
+def claim(folder: Path, setup: Setup) -> bool:
+    """Takes a setup for this process: True if no other process of the study has."""
+    try:
+        fd = os.open(folder / f"setup-{setup.index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> List[Outcome]:
+    """Runs every job of setups (those this process claims), network by network; returns each job's outcome."""
+    done = {} if ctx.force else finished(ctx.output)
+    own_bar = bar is None
+    if own_bar:
+        bar = progress_bar(total=sum(len(s.jobs) for s in setups), desc="study", enabled=ctx.progress)
+    outcomes: List[Outcome] = []
+    try:
+        for _, group in itertools.groupby(setups, key=lambda s: s.network):
+            opened = _Open()
+            for setup in group:
+                if ctx.claims is not None and not claim(ctx.claims, setup):
+                    continue
+                outcomes += _run_setup(setup, ctx, done, opened, bar)
+            opened.net = opened.dataset = None
+    finally:
+        if own_bar:
+            bar.close()
+    return outcomes
+
+
+def _open(setup: Setup, ctx: StudyContext, opened: _Open) -> _Open:
+    from utils.study.validate import warn_if_random_weights
+
+    if opened.name != setup.network:
+        opened.net = opened.dataset = None  # one network's memory at a time
+        net = ctx.load_network(setup.network)
+        dataset = ctx.data.open(net.preprocess, net.num_classes)
+        warn_if_random_weights(net, dataset)
+        n = len(dataset) if ctx.measure.limit is None else min(ctx.measure.limit, len(dataset))
+        opened.name, opened.net, opened.dataset = setup.network, net, dataset
+        opened.facts = {"weights_id": weights_id(net), "images": n,
+                        "dataset_key": dataset.meta.get("key") or dataset.meta.get("root")}
+    return opened
+
+
+def _run_setup(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open,
+               bar: Any) -> List[Outcome]:
+    from utils.backends.base import device_scope
+
+    if setup.skipped is not None:
+        return _jobs(setup, ctx, done, opened, bar, {})
+    opened = _open(setup, ctx, opened)
+    with device_scope(setup.spec.device):  # one GPU and stream for the setup's runner and every job
+        return _jobs(setup, ctx, done, opened, bar, {**opened.facts, "device": device_identity(setup.spec.device)})
+
+
+def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open, bar: Any,
+          facts: Dict[str, Any]) -> List[Outcome]:
+    from utils.study.validate import OpenRunner, measure_with
+
+    out: List[Outcome] = []
+    accuracy: Optional[Dict[str, Any]] = None
+    rules = timing_rules(ctx.measure)
+    skey = setup_key(setup, facts)
+    runner: Optional[OpenRunner] = None
+    broken: Optional[str] = None  # the runner could not be made: the setup's other jobs are not tried again
+    try:
+        for job in setup.jobs:
+            bar.set_postfix_str(f"{setup.label} bs{job.batch_size} {job.role}", refresh=False)
+            ident = job_identity(setup, job, facts, rules)
+            key = digest(ident)
+            common = {"role": job.role, "job_key": key, "setup_key": skey, "study_job": ident}
+            old = done.get(key)
+            if old is not None and not (old.get("error") and not setup.skipped):  # failures are tried again
+                _emit(out, ctx, Outcome(setup, job, SKIPPED if setup.skipped else REUSED, old, old.get("error")))
+                if job.role == ACCURACY:
+                    accuracy = old
+                bar.update(1)
+                continue
+            if setup.skipped is not None or broken is not None:
+                why = f"skipped: {setup.skipped}" if setup.skipped else f"not run: {broken}"
+                rec = ctx.recorder.write(_failure_record(setup, job, ctx, why, common))
+                _emit(out, ctx, Outcome(setup, job, SKIPPED if setup.skipped else ERROR, rec, why))
+                bar.update(1)
+                continue
+            spec = dataclasses.replace(setup.spec, batch_size=job.batch_size)
+            opts = dataclasses.replace(ctx.measure, batch_size=job.batch_size, progress=False)
+            if job.role != TIMING:  # a whole pass: accuracy over every image (and its own timing)
+                opts = dataclasses.replace(opts, duration_s=None, iterations=None)
+            extra = dict(common)
+            if job.role == TIMING and accuracy is not None:
+                extra.update({k: accuracy.get(k) for k in ("top1", "top5", "images", "labelled_images")})
+                extra["accuracy_from"] = {"batch_size": accuracy.get("batch_size"),
+                                          "job_key": accuracy.get("job_key")}
+            if ctx.telemetry is not None:
+                ctx.telemetry.label = f"{setup.network}-{spec.backend}-{spec.precision}-bs{job.batch_size}-{job.role}"
+            try:
+                if runner is not None and not runner.serves(spec):  # a static engine: one per batch size
+                    runner.close()
+                    runner = None
+                if runner is None:
+                    try:
+                        runner = OpenRunner(spec, opened.net, ctx.data, ctx.telemetry)
+                    except Exception as err:
+                        broken = _message(err)
+                        raise
+                rec, _ = measure_with(runner, spec, opened.net, opened.dataset, opts, ctx.recorder, ctx.telemetry,
+                                      inspect=ctx.inspect and job == next(j for j in setup.jobs
+                                                                          if j.role != ACCURACY),
+                                      profile=ctx.profile and job.role != ACCURACY, extra_fields=extra,
+                                      on_result=_predictions_saver(ctx.output, key) if job.role != TIMING else None)
+            except Exception as err:  # an error row, and the study goes on (Ultralytics' benchmark, trtexec)
+                if not ctx.rows_for_errors:
+                    raise
+                message = _message(err)
+                if not isinstance(err, ArtTRTError):  # a bug keeps its traceback in the log
+                    log.error("%s bs%d (%s) failed", setup.label, job.batch_size, job.role, exc_info=True)
+                else:
+                    log.warning("%s bs%d (%s): %s", setup.label, job.batch_size, job.role, message)
+                rec = ctx.recorder.write(_failure_record(setup, job, ctx, message, common))
+                _emit(out, ctx, Outcome(setup, job, ERROR, rec, message))
+                bar.update(1)
+                continue
+            if job.role == ACCURACY:
+                accuracy = rec
+            _emit(out, ctx, Outcome(setup, job, MEASURED, rec))
+            bar.update(1)
+    finally:
+        if runner is not None:
+            runner.close()
+    return out
+
+
+def _message(err: BaseException) -> str:
+    return first_line(err) if isinstance(err, ArtTRTError) else f"{type(err).__name__}: {first_line(err)}"
+
+
+def _emit(out: List[Outcome], ctx: StudyContext, outcome: Outcome) -> None:
+    out.append(outcome)
+    if ctx.claims is not None:  # a worker of --gpus: a line for the parent's bar and tables
+        note_outcome(ctx.claims, outcome.status, outcome.record)
+
+
+def note_outcome(claims: Path, status: str, record: Any) -> None:
+    """A worker's line per finished job (claims/outcomes-<pid>.jsonl): the parent counts them for its bar and
+    reads them for its tables."""
+    with open(claims / f"outcomes-{os.getpid()}.jsonl", "a") as f:
+        f.write(json.dumps({"status": status, "path": (record or {}).get("_path")}) + "\n")
+
+
+def _failure_record(setup: Setup, job: Job, ctx: StudyContext, message: str, common: Dict[str, Any]
+                    ) -> Dict[str, Any]:
+    spec = setup.spec
+    return make_record("validate", ctx.recorder.command, error=message, network=setup.network,
+                       backend=spec.backend, precision=spec.precision,
+                       options=options_label(spec) if not setup.skipped else _calib_words(setup), device=spec.device,
+                       batch_size=job.batch_size, mode="sync" if ctx.measure.sync else "pipelined", **common)
+
+
+def _calib_words(setup: Setup) -> str:
+    calib = setup.spec.model.calib
+    return f"{calib.calib_method}, {calib.calib_size} img" if setup.calibrated else ""
+
+
+def _predictions_saver(output: Path, key: str) -> Callable[[Any], Dict[str, Any]]:
+    """Keeps an accuracy pass's top-1 class per image (predictions/<job key>.npy): the agreement of every setup
+    with PyTorch fp32 is computed from these."""
+
+    def save(result: Any) -> Dict[str, Any]:
+        path = output / "predictions" / f"{key}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(result.predictions, dtype=np.int64), allow_pickle=False)
+        return {"predictions_file": str(path.relative_to(output))}
+
+    return save
+
+
+def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dict[str, Any]], started: float,
+                 counts: Dict[str, int]) -> int:
+    """The tables of the study's records, the report of the whole folder, the top-1 gate and the exit status."""
+    from utils.backends.registry import row_label
+    from utils.report.report import make_report, where_results_are
+    from utils.report.tables import (inspect_markdown, latest_per_config, not_measured_markdown, over_top1_drop,
+                                     percentile_table, profile_markdown, results_table, study_order,
+                                     worth_it_markdown)
+
+    keys = {r.get("job_key") for r in records if r.get("job_key")}
+    fresh = {r.get("job_key"): r for r in load_records(output, "validate") if r.get("job_key") in keys}
+    records = [fresh.get(r.get("job_key"), r) for r in records]  # with the agreement filled in
+    ok = [r for r in records if not r.get("error")]
+    shown = study_order(latest_per_config(ok))
+    if shown:
+        print(results_table(shown))
+        print()
+        print(percentile_table(shown))
+    for text in (inspect_markdown(ok), profile_markdown(ok)):
+        if text:
+            print()
+            print(text)
+    if len({(r.get("network"), r.get("backend"), r.get("precision"), r.get("options")) for r in ok}) > 1:
+        print()
+        print(worth_it_markdown(ok, max_top1_drop))
+    missing = not_measured_markdown(records)
+    if missing:
+        print()
+        print(missing)
+    make_report(output, max_top1_drop=max_top1_drop)
+    print(where_results_are(output))
+    took = time.perf_counter() - started
+    print(f"study: {sum(counts.values())} jobs ({counts.get('measured', 0)} measured, "
+          f"{counts.get('done before', 0)} found done before, {counts.get('skipped', 0)} skipped, "
+          f"{counts.get('error', 0)} failed) in {took:.1f} s")
+    if max_top1_drop is not None:
+        over = over_top1_drop(ok, max_top1_drop)
+        for r, drop in over:
+            print(f"top-1 gate: {r['network']} {row_label(r)} is {drop:.2f} points below PyTorch fp32 "
+                  f"(more than --max_top1_drop {max_top1_drop:g})", file=sys.stderr)
+        if over:
+            return GATE_FAILED
+    return 1 if counts.get("error") else 0
+
+
+
+
+def fill_agreement(output: Path) -> int:
+    """For every accuracy record under output with saved predictions: the share of images whose top-1 class is
+    PyTorch fp32's (same network, weights and dataset), written into the record; returns how many it wrote."""
+    recs = [r for r in load_records(output, "validate")
+            if not r.get("error") and r.get("predictions_file") and r.get("role") in (ACCURACY, "whole pass")]
+    refs: Dict[Any, Dict[str, Any]] = {}
+    for r in recs:
+        if (r.get("backend"), r.get("precision")) == REFERENCE_RUNNER and not r.get("options") and \
+                not r.get("cuda_graph"):
+            refs[_same_images(r)] = r
+    wrote = 0
+    for r in recs:
+        ref = refs.get(_same_images(r))
+        if ref is None or r.get("agree_top1_ref_key") == ref.get("job_key"):
+            continue
+        try:
+            a = np.load(output / r["predictions_file"], allow_pickle=False)
+            b = np.load(output / ref["predictions_file"], allow_pickle=False)
+        except (OSError, ValueError):
+            continue
+        both = (a >= 0) & (b >= 0) if a.shape == b.shape else np.zeros(0, bool)
+        if not both.any():
+            continue
+        r["agree_top1_percent"] = round(100.0 * float((a[both] == b[both]).mean()), 3)
+        r["agree_top1_images"] = int(both.sum())
+        r["agree_top1_ref_key"] = ref.get("job_key")
+        path = Path(r.pop("_path"))
+        atomic_write_json(path, r)
+        wrote += 1
+    return wrote
+
+
+def _same_images(r: Dict[str, Any]) -> Any:
+    return (r.get("network"), r.get("weights_id"), r.get("dataset_key"), r.get("images"))
+
+
+def study_wall(started: float) -> str:
+    s = time.perf_counter() - started
+    return f"{int(s // 60)} min {s % 60:.0f} s" if s >= 60 else f"{s:.1f} s"
