@@ -100,6 +100,53 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
     mkdir -p .trtbuild/all && cp /tmp/onnx/*.onnx .trtbuild/all/
     python3 benchmarks/trt_builds.py --build .trtbuild/all --out $OUT 2>&1 | tee $OUT/trt_builds.log
     ;;
+  st1|st2|st3|st4)  # issue 14: park a part of onnxruntime-gpu 1.31.1 (CUDA 13; .ort/pN, 30 MiB each) in /tmp/ort;
+    # st1 also makes the 50,000-JPEG folder and runs a small study twice (resume); st4 joins and installs ORT + ModelOpt
+    mkdir -p /tmp/ort /tmp/st && cp .ort/p*/part_* /tmp/ort/ && ls /tmp/ort
+    if [ "$1" = st1 ]; then
+      nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv
+      python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+      t0=$(date +%s%N)
+      python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/st'), 50000, d.source_photos(Path('datasets/demo')), 16)"
+      echo "50,000-JPEG folder made in $(( ($(date +%s%N) - t0) / 1000000 )) ms: $(du -sh /tmp/st/data)" | tee $OUT/folder.log
+      TIMEFORMAT="mini study run: %R s"
+      for k in 1 2; do  # the same small study twice: the second finds every job done
+        time python3 main.py -v --networks resnet18 mobilenet_v2 --backends torch compile \
+          --precisions fp32 fp16 bf16 int8 --batch_sizes 1 64 --synthetic 2048 --device cuda --duration 0.3 --quiet \
+          --output $OUT/mini 2>&1 | tail -22
+      done 2>&1 | tee $OUT/mini.log
+    fi
+    if [ "$1" = st4 ]; then
+      mkdir -p /tmp/ortsite && cat /tmp/ort/part_* | xz -d -T16 | tar -x -C /tmp/ortsite
+      python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl .mo/nvidia_modelopt*.whl \
+        .mo/onnx_graphsurgeon*.whl .mo/onnxslim*.whl .mo/lief*.whl
+      python3 -c "import onnxscript" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --target /tmp/site .mo/onnx*script*.whl .mo/onnx_ir*.whl
+      export PYTHONPATH=/tmp/ortsite:/tmp/site
+      python3 -c "import torch, onnxruntime as ort, modelopt.onnx.autocast; print('onnxruntime', ort.__version__, ort.get_device(), ort.get_available_providers(), ort.__file__)" 2>&1 | tee $OUT/ort.log
+      bash benchmarks/h200_session.sh study
+    fi
+    ;;
+  study)  # issue 14: the study (resumable: STUDY_S bounds this call's part); its wall time adds up in /tmp/st/wall
+    export PYTHONPATH=/tmp/ortsite:/tmp/site
+    t0=$(date +%s%N)
+    timeout -s INT ${STUDY_S:-530} python3 main.py -v --networks resnet18 resnet34 resnet50 resnet101 resnet152 mobilenet_v2 \
+      --backends torch compile onnxrt --precisions fp32 fp16 --batch_sizes 1 16 256 --dataset /tmp/st/data --device cuda \
+      --output /tmp/st/out --quiet > /tmp/st/last.log 2>&1; rc=$?
+    dt=$(( ($(date +%s%N) - t0) / 1000000 )); echo "$dt $rc" >> /tmp/st/wall
+    echo "this part: $dt ms, exit $rc; parts so far (ms, exit):"; cat /tmp/st/wall
+    grep -v "latency varies" /tmp/st/last.log | tail -60
+    ls /tmp/st/out/records | wc -l
+    mkdir -p $OUT/study && cp /tmp/st/last.log /tmp/st/wall $OUT/study/ && cp -r /tmp/st/out/table_outputs $OUT/study/ 2>/dev/null
+    ;;
+  rerun)  # issue 14: the same study again: every job found done; then the records themselves come back
+    export PYTHONPATH=/tmp/ortsite:/tmp/site
+    TIMEFORMAT="rerun: %R s"
+    time python3 main.py -v --networks resnet18 resnet34 resnet50 resnet101 resnet152 mobilenet_v2 \
+      --backends torch compile onnxrt --precisions fp32 fp16 --batch_sizes 1 16 256 --dataset /tmp/st/data --device cuda \
+      --output /tmp/st/out --quiet > /tmp/st/rerun.log 2>&1; tail -4 /tmp/st/rerun.log | tee $OUT/rerun.log
+    cat /tmp/st/wall | tee -a $OUT/rerun.log
+    mkdir -p $OUT/records && cp -r /tmp/st/out/records /tmp/st/out/table_outputs /tmp/st/out/report.html $OUT/records/
+    ;;
 esac
 # $OUT returns at most 8 files: pack every folder the step wrote into one archive
 for d in $OUT/*/; do [ -d "$d" ] && tar czf "$OUT/$(basename "$d")-$1.tgz" -C "$OUT" "$(basename "$d")" && rm -rf "$d"; done
