@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -278,8 +279,8 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
     from utils.measure.timing import MeasureOptions
     from utils.report.records import Recorder
     from utils.study.plan import parse_shard
-    from utils.study.study import (ERROR, MEASURED, REUSED, SKIPPED, StudyContext, fill_agreement, finish_study,
-                                   run_setups)
+    from utils.study.study import (ERROR, MEASURED, REUSED, SETUP_PROCESS, SKIPPED, StudyContext, fill_agreement,
+                                   finish_study, run_setups)
 
     started = time.perf_counter()
     plan = make_plan(args)
@@ -305,7 +306,9 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
     ctx = StudyContext(output, Recorder(output, command), DataOptions.from_args(args), measure,
                        lambda name: args.loaded.get(name) or _network(args, name), force=args.force, progress=not args.quiet and many,
                        profile=args.profile, inspect=args.inspect,
-                       claims=Path(args.claims) if args.claims else None, rows_for_errors=many)
+                       claims=Path(args.claims) if args.claims else None, rows_for_errors=many,
+                       argv=None if os.environ.get(SETUP_PROCESS) else sys.argv[1:] if args.argv is None else args.argv,
+                       setups_in_plan=len(plan.setups))
     if not many:  # one job: its own progress bar, as before
         ctx.measure = dataclasses.replace(measure, progress=not args.quiet)
     if args.telemetry:

@@ -94,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out, facts = onnx_for(net, shape, exporter=args.exporter)
         stable = name_stably(out, net.name)
     print(f"{stable or out}: {facts['nodes']} nodes, opset {facts['opset']} ({facts['exporter']} exporter), "
-          f"max |ONNX Runtime - PyTorch| = {facts['max_abs_diff']:.2e} (tolerance {facts['atol']:.0e})"
+          f"max |ONNX Runtime - PyTorch| = {facts['max_abs_diff']:.2e} (tolerance {facts['tolerance']:.2e})"
           + (f"; the file is {out}" if stable else ""))
     return 0
 

@@ -110,7 +110,7 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
       python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/st'), 50000, d.source_photos(Path('datasets/demo')), 16)"
       echo "50,000-JPEG folder made in $(( ($(date +%s%N) - t0) / 1000000 )) ms: $(du -sh /tmp/st/data)" | tee $OUT/folder.log
       TIMEFORMAT="mini study run: %R s"
-      for k in 1 2; do  # the same small study twice: the second finds every job done
+      for k in ${MINI:-}; do  # the same small study twice: the second finds every job done
         time python3 main.py -v --networks resnet18 mobilenet_v2 --backends torch compile \
           --precisions fp32 fp16 bf16 int8 --batch_sizes 1 64 --synthetic 2048 --device cuda --duration 0.3 --quiet \
           --output $OUT/mini 2>&1 | tail -22
@@ -123,6 +123,7 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
       python3 -c "import onnxscript" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --target /tmp/site .mo/onnx*script*.whl .mo/onnx_ir*.whl
       export PYTHONPATH=/tmp/ortsite:/tmp/site
       python3 -c "import torch, onnxruntime as ort, modelopt.onnx.autocast; print('onnxruntime', ort.__version__, ort.get_device(), ort.get_available_providers(), ort.__file__)" 2>&1 | tee $OUT/ort.log
+      python3 benchmarks/ort_beside_torch.py 2>&1 | grep -v "plugin EP device" | tee -a $OUT/ort.log
       bash benchmarks/h200_session.sh study
     fi
     ;;
@@ -130,7 +131,7 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
     export PYTHONPATH=/tmp/ortsite:/tmp/site
     t0=$(date +%s%N)
     timeout -s INT ${STUDY_S:-530} python3 main.py -v --networks resnet18 resnet34 resnet50 resnet101 resnet152 mobilenet_v2 \
-      --backends torch compile onnxrt --precisions fp32 fp16 --batch_sizes 1 16 256 --dataset /tmp/st/data --device cuda \
+      --backends torch compile onnxrt --precisions fp32 fp16 --batch_sizes ${BS:-1 256} --dataset /tmp/st/data --device cuda \
       --output /tmp/st/out --quiet > /tmp/st/last.log 2>&1; rc=$?
     dt=$(( ($(date +%s%N) - t0) / 1000000 )); echo "$dt $rc" >> /tmp/st/wall
     echo "this part: $dt ms, exit $rc; parts so far (ms, exit):"; cat /tmp/st/wall
@@ -142,7 +143,7 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
     export PYTHONPATH=/tmp/ortsite:/tmp/site
     TIMEFORMAT="rerun: %R s"
     time python3 main.py -v --networks resnet18 resnet34 resnet50 resnet101 resnet152 mobilenet_v2 \
-      --backends torch compile onnxrt --precisions fp32 fp16 --batch_sizes 1 16 256 --dataset /tmp/st/data --device cuda \
+      --backends torch compile onnxrt --precisions fp32 fp16 --batch_sizes ${BS:-1 256} --dataset /tmp/st/data --device cuda \
       --output /tmp/st/out --quiet > /tmp/st/rerun.log 2>&1; tail -4 /tmp/st/rerun.log | tee $OUT/rerun.log
     cat /tmp/st/wall | tee -a $OUT/rerun.log
     mkdir -p $OUT/records && cp -r /tmp/st/out/records /tmp/st/out/table_outputs /tmp/st/out/report.html $OUT/records/

@@ -44,6 +44,10 @@ class Backend:
     needs_gpu: bool
     module: str                           # the module implementing it (Options, add_args, make, ...)
     uses_onnx: bool = False               # runs an ONNX file (--onnx, --input_shape, precision conversion)
+    # On a GPU, a study runs each setup of this backend in a process of its own: its runtime shares the process's
+    # CUDA runtime with PyTorch (an H200 study saw "resource already mapped" in PyTorch and damaged reads of the
+    # page-locked cache after ONNX Runtime CUDA setups ran beside PyTorch ones).
+    own_process_on_gpu: bool = False
 
     def impl(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -55,7 +59,7 @@ BACKENDS: Dict[str, Backend] = {
     "compile": Backend("compile", "torch.compile", ("fp32", "fp16", "bf16"), ("fp16", "bf16"), False,
                        "utils.backends.compile"),
     "onnxrt": Backend("onnxrt", "ONNX Runtime", PRECISIONS, ("bf16", "fp8"), False, "utils.backends.onnxrt",
-                      uses_onnx=True),
+                      uses_onnx=True, own_process_on_gpu=True),
     "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt", uses_onnx=True),
 }
 

@@ -67,6 +67,14 @@ class CachedDataset:
                          "pinned memory instead", why_not)
         return self._pinned
 
+    def unpin(self) -> None:
+        """Undoes pin_in_place (before this dataset is dropped while the process goes on)."""
+        if self._pinned:
+            from utils.data.hostmem import page_unlock
+
+            page_unlock(self.images)
+        self._pinned = None
+
     def batches(self, batch_size: int, limit: Optional[int] = None, indices: Optional[Sequence[int]] = None,
                 pin: bool = False, copy: bool = True) -> Iterator[Tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
         """Yields (uint8 images, labels, dataset indices) in file order (or the given indices).

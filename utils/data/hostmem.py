@@ -5,6 +5,7 @@ error" behind for PyTorch's next kernel-launch check to trip over.
 
 Usage:
     why_not = page_lock(images)          # None when done
+    page_unlock(images)                  # before the memory goes away (a study opens several datasets)
 """
 from __future__ import annotations
 
@@ -35,3 +36,12 @@ def page_lock(arr: np.ndarray) -> Optional[str]:
     flags = cu.CU_MEMHOSTREGISTER_PORTABLE | (cu.CU_MEMHOSTREGISTER_READ_ONLY if read_only else 0)
     (err,) = cu.cuMemHostRegister(arr.ctypes.data, arr.nbytes, flags)
     return None if err == cu.CUresult.CUDA_SUCCESS else f"cuMemHostRegister answered {err.name}"
+
+
+def page_unlock(arr: np.ndarray) -> None:
+    """Undoes page_lock before arr's memory is unmapped: memory that stays registered after munmap makes a later
+    mapping at the same address fail ("resource already mapped", seen on the H200 when a study moved to its next
+    network)."""
+    from cuda.bindings import driver as cu
+
+    cu.cuMemHostUnregister(arr.ctypes.data)

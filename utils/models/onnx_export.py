@@ -33,6 +33,9 @@ OPSET = 18
 # fp32 ONNX Runtime vs fp32 PyTorch on CPU: kernels differ in summation order only; 1e-3 on logits
 # of magnitude ~10 leaves room for deep networks while catching any real export error.
 EXPORT_ATOL = 1e-3
+# ... plus this share of the largest logit: random-weight deep networks (ResNet-152 in eval mode) give logits of
+# 1e5 and more, where fp32 summation order alone moves the last digits (H200 run of 2026-11-29: 58 absolute)
+EXPORT_RTOL = 1e-4
 META_PREFIX = "arttrt."
 
 
@@ -118,15 +121,18 @@ def export_onnx(net: Network, output: str | os.PathLike[str], input_shape: Seque
     with atomic_path(out) as tmp:  # checked before it takes its name: a wrong export is never left behind
         onnx.save(proto, str(tmp))
         seconds = time.perf_counter() - t0
-        diff = check_against_torch(tmp, model, (dummy_b, c, h, w), seed)
-        if not diff <= atol:
-            raise ArtTRTError(f"the exported ONNX file differs from PyTorch by {diff:.3g} (> {atol:g}) on a "
-                              "random batch: the export is wrong, not trusted")
+        diff, scale = compare_with_torch(tmp, model, (dummy_b, c, h, w), seed)
+        tolerance = atol + EXPORT_RTOL * scale
+        if not diff <= tolerance:
+            raise ArtTRTError(f"the exported ONNX file differs from PyTorch by {diff:.3g} (> {tolerance:.3g}: "
+                              f"{atol:g} + {EXPORT_RTOL:g} x the largest logit {scale:.3g}) on a random batch: the "
+                              "export is wrong, not trusted")
     nodes = len(onnx.load(str(out), load_external_data=False).graph.node)
-    log.info("exported %s -> %s (%s exporter, opset %d, %d nodes, max |ORT - torch| = %.2e, tolerance %.0e)",
-             net.name, out, used, OPSET if used == "dynamo" else 17, nodes, diff, atol)
+    log.info("exported %s -> %s (%s exporter, opset %d, %d nodes, max |ORT - torch| = %.2e, tolerance %.2e)",
+             net.name, out, used, OPSET if used == "dynamo" else 17, nodes, diff, tolerance)
     return {"exporter": used, "opset": OPSET if used == "dynamo" else 17, "nodes": nodes,
-            "max_abs_diff": diff, "atol": atol, "seconds": round(seconds, 3)}
+            "max_abs_diff": diff, "atol": atol, "rtol": EXPORT_RTOL, "max_abs_logit": scale,
+            "tolerance": tolerance, "seconds": round(seconds, 3)}
 
 
 def _rename_io(proto: Any) -> None:
@@ -189,6 +195,12 @@ def check_input_shape(path: str | os.PathLike[str], input_shape: Sequence[int]) 
 def check_against_torch(path: Path, model: torch.nn.Module, shape: Tuple[int, int, int, int], seed: int = 0,
                         provider: Optional[str] = None) -> float:
     """Max abs difference between ONNX Runtime (CPU) and PyTorch (CPU, fp32) on one random batch."""
+    return compare_with_torch(path, model, shape, seed)[0]
+
+
+def compare_with_torch(path: Path, model: torch.nn.Module, shape: Tuple[int, int, int, int],
+                       seed: int = 0) -> Tuple[float, float]:
+    """(max |ONNX Runtime - PyTorch|, max |PyTorch|) on one random batch, both on the CPU in fp32."""
     ort = import_onnxruntime()
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(*shape, generator=g)
@@ -198,7 +210,7 @@ def check_against_torch(path: Path, model: torch.nn.Module, shape: Tuple[int, in
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != ref.shape:
         raise ArtTRTError(f"the exported ONNX output has shape {got.shape}, PyTorch's {ref.shape}")
-    return float(np.max(np.abs(got.astype(np.float64) - ref)))
+    return float(np.max(np.abs(got.astype(np.float64) - ref))), float(np.max(np.abs(ref)))
 
 
 def network_from_onnx(path: str | os.PathLike[str]) -> Network:

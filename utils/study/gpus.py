@@ -57,10 +57,10 @@ def worker_argv(argv: Sequence[str], device: str, claims: Path) -> List[str]:
         if skip and not a.startswith("-"):
             continue
         skip = False
-        if a in ("--gpus", "--device"):
+        if a in ("--gpus", "--device", "--claims"):
             skip = True
             continue
-        if a.startswith(("--gpus=", "--device=")):
+        if a.startswith(("--gpus=", "--device=", "--claims=")):
             continue
         out.append(a)
     talk = [] if "--verbose" in out or "--quiet" in out else ["--quiet"]
@@ -110,6 +110,11 @@ def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[in
         counts[o["status"]] = counts.get(o["status"], 0) + 1
     rc = finish_study(args.max_top1_drop, output, records, started, counts)
     return rc if not crashed else max(rc, 1)
+
+
+def outcomes_of(claims: Path) -> List[Dict[str, Any]]:
+    """Every outcome line the workers of claims wrote: {"status", "path"}."""
+    return _outcomes(claims)
 
 
 def _outcomes(claims: Path) -> List[Dict[str, Any]]:

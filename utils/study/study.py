@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MEASURED, REUSED, SKIPPED, ERROR = "measured", "done before", "skipped", "error"
 GATE_FAILED = 3  # exit status of a study with rows over --max_top1_drop
+SETUP_PROCESS = "ARTTRT_SETUP_PROCESS"  # set in a child running one setup: it runs that setup itself
 
 
 @dataclass
@@ -56,6 +57,9 @@ class StudyContext:
     profile: bool = False
     inspect: bool = False
     claims: Optional[Path] = None           # a folder of claim files shared by the processes of one study
+    datasets: Dict[str, Any] = field(default_factory=dict)  # open datasets by preprocessing: one per study
+    argv: Optional[List[str]] = None        # the study's command line: setups of own_process_on_gpu backends
+    setups_in_plan: int = 0                 # run in a child process started with it
     rows_for_errors: bool = True            # a failing job is an error row (a study); False: it is raised (one run)
 
 
@@ -79,8 +83,11 @@ class _Open:
 
 def timing_rules(m: MeasureOptions) -> Dict[str, Any]:
     """The measurement rules that change a timing job's figures (part of its key)."""
-    return {"sync": m.sync, "limit": m.limit, "duration_s": m.duration_s, "iterations": m.iterations,
-            "min_warmup_s": m.min_warmup_s, "warmup_fraction": None if m.bounded else m.warmup_fraction}
+    def num(v: Any) -> Any:  # 0 and 0.0 are one rule (a key must not depend on how a number was typed)
+        return None if v is None else float(v)
+
+    return {"sync": bool(m.sync), "limit": m.limit, "duration_s": num(m.duration_s), "iterations": m.iterations,
+            "min_warmup_s": num(m.min_warmup_s), "warmup_fraction": None if m.bounded else num(m.warmup_fraction)}
 
 
 def device_identity(device: str) -> str:
@@ -127,12 +134,84 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
             for setup in group:
                 if ctx.claims is not None and not claim(ctx.claims, setup):
                     continue
-                outcomes += _run_setup(setup, ctx, done, opened, bar)
+                if _own_process(setup, ctx):
+                    outcomes += _run_in_child(setup, ctx, bar)
+                else:
+                    outcomes += _run_setup(setup, ctx, done, opened, bar)
+                _give_back_gpu_memory(setup)
             opened.net = opened.dataset = None
     finally:
         if own_bar:
             bar.close()
+        for dataset in ctx.datasets.values():
+            dataset.unpin()
+        ctx.datasets.clear()
     return outcomes
+
+
+def _own_process(setup: Setup, ctx: StudyContext) -> bool:
+    from utils.backends.registry import get
+
+    return (ctx.argv is not None and setup.skipped is None and setup.spec.device.startswith("cuda")
+            and get(setup.spec.backend).own_process_on_gpu)
+
+
+def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
+    """Runs one setup in a child process over the same command line: every other setup is claimed for it first,
+    so the child (a study worker) takes this one only; its records come back through its outcome lines."""
+    import secrets
+    import shutil
+    import signal
+    import subprocess
+
+    from utils.study.gpus import MAIN, outcomes_of, worker_argv
+
+    assert ctx.argv is not None
+    folder = ctx.output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    try:
+        for i in range(ctx.setups_in_plan):
+            if i != setup.index:
+                (folder / f"setup-{i}").touch()
+        argv = worker_argv(ctx.argv, setup.spec.device, folder)
+        if ctx.force:
+            argv.append("--force")
+        proc = subprocess.Popen([sys.executable, str(MAIN), *argv], env={**os.environ, SETUP_PROCESS: "1"})
+        try:
+            rc = proc.wait()
+        except BaseException:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C, SIGTERM: the child stops the same way, keeping its records
+            proc.wait()
+            raise
+        lines = outcomes_of(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    by_path = {r["_path"]: r for r in load_records(ctx.output, "validate")} if lines else {}
+    out = []
+    for line in lines:
+        rec = by_path.get(line.get("path") or "")
+        job = Job(str((rec or {}).get("role")), int((rec or {}).get("batch_size") or 0))
+        out.append(Outcome(setup, job, line["status"], rec, (rec or {}).get("error")))
+    if rc not in (0, 1) or len(out) < len(setup.jobs):
+        log.error("%s: its process stopped with status %d after %d of %d jobs", setup.label, rc, len(out),
+                  len(setup.jobs))
+        out += [Outcome(setup, job, ERROR, None, f"its process stopped with status {rc}")
+                for job in setup.jobs[len(out):]]
+    bar.update(len(setup.jobs))
+    return out
+
+
+def _give_back_gpu_memory(setup: Setup) -> None:
+    """After a setup, the memory PyTorch cached is returned to the GPU: the next setup's runtime (ONNX Runtime's
+    own arena, TensorRT) must not find the GPU full of PyTorch's freed blocks (an H200 study ran ONNX Runtime out
+    of memory after torch.compile setups before this)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if setup.spec.device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _open(setup: Setup, ctx: StudyContext, opened: _Open) -> _Open:
@@ -141,7 +220,10 @@ def _open(setup: Setup, ctx: StudyContext, opened: _Open) -> _Open:
     if opened.name != setup.network:
         opened.net = opened.dataset = None  # one network's memory at a time
         net = ctx.load_network(setup.network)
-        dataset = ctx.data.open(net.preprocess, net.num_classes)
+        key = json.dumps([net.preprocess.as_dict(), net.num_classes], sort_keys=True)
+        if key not in ctx.datasets:  # networks with the same preprocessing share one open (page-locked) dataset
+            ctx.datasets[key] = ctx.data.open(net.preprocess, net.num_classes)
+        dataset = ctx.datasets[key]
         warn_if_random_weights(net, dataset)
         n = len(dataset) if ctx.measure.limit is None else min(ctx.measure.limit, len(dataset))
         opened.name, opened.net, opened.dataset = setup.network, net, dataset

@@ -1,0 +1,57 @@
+"""A setup run in a process of its own (what a study does on a GPU for ONNX Runtime, whose CUDA runtime use
+must not share PyTorch's process): the child runs that setup only, and its records come back as outcomes."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import main
+from utils.data.options import DataOptions
+from utils.measure.timing import MeasureOptions
+from utils.report.records import Recorder
+from utils.study.study import REUSED, StudyContext, _run_in_child, run_setups
+
+
+def _plan(argv):
+    args = main.build_parser().parse_args(argv)
+    args.argv, args.loaded = argv, {}
+    args.precisions = ["fp32"]
+    args.device = "cpu"
+    return main.make_plan(args)
+
+
+def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
+    argv = ["-v", "--networks", "resnet18", "mobilenet_v3_small", "--backends", "torch", "onnxrt", "--synthetic", "6",
+            "--batch_sizes", "2", "3", "--duration", "0", "--iterations", "2", "--min_warmup_s", "0", "--device", "cpu",
+            "--output", str(tmp_path), "--quiet"]
+    plan = _plan(argv)
+    assert [s.label for s in plan.setups] == ["resnet18 torch fp32", "resnet18 onnxrt fp32 (cpu)",
+                                              "mobilenet_v3_small torch fp32", "mobilenet_v3_small onnxrt fp32 (cpu)"]
+    target = plan.setups[3]
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    ctx = StudyContext(tmp_path, Recorder(tmp_path, "test"), DataOptions(synthetic=6),
+                       MeasureOptions(duration_s=0, iterations=2, min_warmup_s=0), lambda n: None, argv=argv,
+                       setups_in_plan=len(plan.setups))
+    bar = Bar()
+    outcomes = _run_in_child(target, ctx, bar)
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    # the child ran the one setup: its accuracy pass and both timings, nothing of the other three
+    assert sorted((r["network"], r["backend"], r["role"], r["batch_size"]) for r in recs) == [
+        ("mobilenet_v3_small", "onnxrt", "accuracy", 3), ("mobilenet_v3_small", "onnxrt", "timing", 2),
+        ("mobilenet_v3_small", "onnxrt", "timing", 3)]
+    assert [(o.status, o.job.role, o.job.batch_size) for o in outcomes] == [
+        ("measured", "accuracy", 3), ("measured", "timing", 2), ("measured", "timing", 3)]
+    assert all(o.record["_path"] for o in outcomes) and bar.n == 3
+    assert not list(tmp_path.glob(".claims-*"))  # its claim folder is removed
+    # the same setup run in this process now finds every job done: the child's job keys are this process's
+    import utils.models.networks as nets
+
+    ctx.load_network = lambda name: nets.load_network(name)
+    again = run_setups([target], ctx)
+    assert [o.status for o in again] == [REUSED] * 3
