@@ -259,7 +259,11 @@ def make_plan(args: argparse.Namespace) -> "Plan":
         len(set(batch_sizes)) > 1 and not args.full_passes)
     networks = list(dict.fromkeys(args.networks or [args.network]))
     unloadable = {}
+    from utils.study.study import SETUP_PROCESS
+
     for name in networks:  # every network loads (weights found, downloaded) before any work
+        if os.environ.get(SETUP_PROCESS):  # a child running one setup: its parent did, and it needs one network
+            break
         try:
             args.loaded[name] = args.loaded.get(name) or _network(args, name)
         except ArtTRTError as err:
