@@ -175,7 +175,7 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     for one, many in (("backend", "backends"), ("batch_size", "batch_sizes"), ("network", "networks")):
         if one in given and many in given:
             raise ArtTRTError(f"--{one} and --{many} both given: pass only --{many}")
-    study_only = [n for n in ("networks", "duration", "iterations", "full_passes", "force", "gpus", "shard", "claims",
+    study_only = [n for n in ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims",
                               "calib_methods", "calib_sizes", "max_top1_drop") if n in given]
     if study_only and not args.validate:
         raise ArtTRTError(f"--{study_only[0]} is an option of a study: add -v")
@@ -293,6 +293,13 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
     setups = plan.setups if not args.shard else plan.shard(*parse_shard(args.shard))
     check_folders(args, [s.spec.backend for s in setups])
     output = Path(args.output)
+    if args.claims:
+        from utils.core.fileio import ensure_writable
+
+        ensure_writable(args.claims, "--claims")  # a shared folder (one per study) may be new
+    if not setups:
+        print(f"--shard {args.shard}: this share holds none of the plan's {len(plan.setups)} setups: nothing to do")
+        return 0
     if args.gpus and args.claims is None:
         from utils.study.gpus import gpu_indices, run_on_gpus
 
@@ -402,7 +409,10 @@ def run_demo(args: argparse.Namespace, command: str) -> int:
 
 def run_report(args: argparse.Namespace, command: str) -> int:
     from utils.report.report import make_report
+    from utils.study.study import fill_agreement
 
+    if Path(args.report).is_dir():
+        fill_agreement(Path(args.report))  # shares merged: each setup's agreement with PyTorch fp32 across them
     make_report(Path(args.report))
     print(where_results_are(Path(args.report)))
     return 0

@@ -179,3 +179,21 @@ def test_which_files_are_records(tmp_path):
     assert [r["_path"] for r in load_records(tmp_path, "validate")] == [str(untimed), str(early), str(late),
                                                                         str(after)]
     assert load_records(tmp_path, "inspect") == []
+
+
+def test_the_onnxruntime_that_is_imported_is_the_one_recorded(tmp_path, monkeypatch):
+    """A GPU build earlier on sys.path than a CPU build: the record names the one `import onnxruntime` loads."""
+    import sys
+
+    from utils.report.records import imported_version
+
+    for root, dist, version in ((tmp_path / "gpu", "onnxruntime_gpu", "9.9.1"), (tmp_path / "cpu", "onnxruntime", "1.0")):
+        (root / "fakeort").mkdir(parents=True)
+        (root / "fakeort" / "__init__.py").write_text("")
+        (root / f"{dist}-{version}.dist-info").mkdir()
+        (root / f"{dist}-{version}.dist-info" / "METADATA").write_text(f"Name: {dist}\nVersion: {version}\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "gpu"), str(tmp_path / "cpu"), *sys.path])
+    assert imported_version("fakeort", ("onnxruntime", "onnxruntime-gpu")) == "9.9.1 (onnxruntime-gpu)"
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "cpu"), str(tmp_path / "gpu"), *sys.path[2:]])
+    assert imported_version("fakeort", ("onnxruntime", "onnxruntime-gpu")) == "1.0 (onnxruntime)"
+    assert imported_version("no_such_module_here", ("x",)) is None

@@ -44,9 +44,9 @@ class Backend:
     needs_gpu: bool
     module: str                           # the module implementing it (Options, add_args, make, ...)
     uses_onnx: bool = False               # runs an ONNX file (--onnx, --input_shape, precision conversion)
-    # On a GPU, a study runs each setup of this backend in a process of its own: its runtime shares the process's
-    # CUDA runtime with PyTorch (an H200 study saw "resource already mapped" in PyTorch and damaged reads of the
-    # page-locked cache after ONNX Runtime CUDA setups ran beside PyTorch ones).
+    # On a GPU, a study runs each setup of this backend in a process of its own: its runtime keeps a memory arena
+    # of its own that never shrinks, beside PyTorch's cache (an H200 study ran ONNX Runtime out of memory at
+    # batch 256 after PyTorch setups); the child's exit gives every byte back.
     own_process_on_gpu: bool = False
 
     def impl(self) -> ModuleType:

@@ -46,6 +46,27 @@ def _version(module: str) -> Optional[str]:
         return None
 
 
+def imported_version(module: str, distributions: tuple) -> Optional[str]:
+    """The version of the distribution that `import module` loads, named: "1.31.1 (onnxruntime-gpu)". Where
+    several are installed (a CPU build in site-packages, a GPU build earlier on PYTHONPATH), the one beside
+    the module found first, not the first the metadata lists (an H200 record said 1.30.0 while 1.31.1 ran)."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        return None
+    where = str(Path(spec.origin).resolve().parent.parent)
+    for dist in importlib.metadata.distributions(path=[where]):
+        name = str(dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name in distributions:
+            return f"{dist.version} ({name})"
+    return None
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -89,7 +110,7 @@ def environment(device_index: Optional[int] = None) -> Dict[str, Any]:
 
     env = {"host": platform.node(), "cpu": _cpu_name(), "python": platform.python_version(),
            "torch": torch.__version__, "torchvision": _version("torchvision"),
-           "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+           "onnx": _version("onnx"), "onnxruntime": imported_version("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
            "modelopt": _version("nvidia-modelopt"), "tensorrt": _version("tensorrt") or _version("tensorrt-cu13")
            or _version("tensorrt-cu12"), "tensorrt_rtx": _version("tensorrt-rtx-cu13-bindings")}
     env.update({k: v for k, v in gpu_facts(device_index).items() if k != "sm_clock_mhz"})
