@@ -288,7 +288,7 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
 
     started = time.perf_counter()
     plan = make_plan(args)
-    if not args.gpus:
+    if not args.gpus and ":" in args.device:  # cuda:N becomes the current GPU (the plan checked it is there)
         use_device(args)
     setups = plan.setups if not args.shard else plan.shard(*parse_shard(args.shard))
     check_folders(args, [s.spec.backend for s in setups])

@@ -123,8 +123,14 @@ class StandInEngineRunner(Runner):
     def infer(self, x):
         return torch.zeros(x.shape[0], 1000)
 
+    def serves(self, batch_size):  # as TensorRTRunner: a static engine serves its own batch size only
+        import re
+
+        m = re.search(r"-static(\d+)-", self.path.name)
+        return m is None or int(m.group(1)) == batch_size
+
     def info(self):
-        return dict(self.facts)
+        return {**self.facts, "engine": str(self.path)}  # as TensorRTRunner.info
 
     def engine_information(self, shape):
         self.inspected_shape = shape
@@ -212,7 +218,12 @@ def test_strongly_typed_int8_builds_the_qdq_file_and_static_engines_per_batch(st
     assert shapes == [(1, 8, 8), (4, 4, 4), (8, 8, 8)]
     assert all("-int8-" in f.name and s.calibration is None and not s.weak_typing for f, s in stand_in_tensorrt)
     recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
-    assert sorted((r["batch_size"], r["options"]) for r in recs) == [(4, ""), (4, "static"), (8, ""), (8, "static")]
+    # a study: one accuracy pass at batch 8 and timing at 4 and 8, per engine kind; a static engine per batch size
+    assert sorted((r["batch_size"], r["options"], r["role"]) for r in recs) == [
+        (4, "", "timing"), (4, "static", "timing"), (8, "", "accuracy"), (8, "", "timing"), (8, "static", "accuracy"),
+        (8, "static", "timing")]
+    static = {r["batch_size"]: r["engine"] for r in recs if r["options"] == "static" and r["role"] == "timing"}
+    assert "-static4-" in static[4] and "-static8-" in static[8]
     # the original's parameter column for TensorRT rows: the network's count (EfficientNet-Lite0: 4,652,008)
     assert {r["params"] for r in recs} == {4_652_008}
 

@@ -138,12 +138,17 @@ def check_combination(backend: str, precision: str, device: str) -> None:
                           + (" on a machine with one" if b.needs_gpu else ""))
 
 
+
 def check(spec: RunSpec) -> None:
     """Everything that can be refused before any decoding, export or build."""
     check_combination(spec.backend, spec.precision, spec.device)
     impl = get(spec.backend).impl()
     if hasattr(impl, "check"):
         impl.check(spec)
+    if spec.device.startswith("cuda") and not get(spec.backend).needs_gpu:
+        from utils.backends.base import resolve_device
+
+        resolve_device(spec.device)  # the GPU asked for is there (a GPU-only backend's own check says so)
 
 
 def make_runner(spec: RunSpec, net: Network, data: DataOptions = DataOptions()) -> Tuple[Runner, Dict[str, Any]]:
