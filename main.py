@@ -253,14 +253,13 @@ def use_device(args: argparse.Namespace) -> None:
 def make_plan(args: argparse.Namespace) -> "Plan":
     """The study the arguments ask for, every combination checked (utils/study/plan.py)."""
     from utils.study.plan import make_plan as plan_of
+    from utils.study.study import SETUP_PROCESS
 
     batch_sizes = args.batch_sizes or [args.batch_size]
     bounded = args.duration is not None or args.iterations is not None or (
         len(set(batch_sizes)) > 1 and not args.full_passes)
     networks = list(dict.fromkeys(args.networks or [args.network]))
     unloadable = {}
-    from utils.study.study import SETUP_PROCESS
-
     for name in networks:  # every network loads (weights found, downloaded) before any work
         if os.environ.get(SETUP_PROCESS):  # a child running one setup: its parent did, and it needs one network
             break
@@ -306,7 +305,8 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
         gpus = gpu_indices(args.gpus)
         if len(gpus) > 1:
             return run_on_gpus(args, sys.argv[1:] if args.argv is None else args.argv, gpus, plan, started)
-        args.device = f"cuda:{gpus[0]}"
+        args.device = f"cuda:{gpus[0]}"  # one GPU: this process is its worker
+        use_device(args)
         setups = make_plan(args).setups
     measure = MeasureOptions(warmup_fraction=args.warmup, min_warmup_s=args.min_warmup_s, sync=args.sync,
                              limit=args.limit, progress=not args.quiet,
@@ -314,12 +314,12 @@ def run_validate(args: argparse.Namespace, command: str) -> int:
                              if plan.bounded else None,
                              iterations=(args.iterations or DEFAULT_ITERATIONS) if plan.bounded else None)
     many = plan.jobs > 1
+    own_argv = sys.argv[1:] if args.argv is None else args.argv
     ctx = StudyContext(output, Recorder(output, command), DataOptions.from_args(args), measure,
-                       lambda name: args.loaded.get(name) or _network(args, name), force=args.force, progress=not args.quiet and many,
-                       profile=args.profile, inspect=args.inspect,
+                       lambda name: args.loaded.get(name) or _network(args, name), force=args.force,
+                       progress=not args.quiet and many, profile=args.profile, inspect=args.inspect,
                        claims=Path(args.claims) if args.claims else None, rows_for_errors=many,
-                       argv=None if os.environ.get(SETUP_PROCESS) else sys.argv[1:] if args.argv is None else args.argv,
-                       setups_in_plan=len(plan.setups))
+                       argv=None if os.environ.get(SETUP_PROCESS) else own_argv, setups_in_plan=len(plan.setups))
     if not many:  # one job: its own progress bar, as before
         ctx.measure = dataclasses.replace(measure, progress=not args.quiet)
     if args.telemetry:
@@ -431,7 +431,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.backend = args.trt_backend
     backends = args.backends or [args.backend or default_backend(args)]
     if args.device is None:
-        args.device = "cuda" if args.gpus or any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS) else "cpu"
+        gpu = args.gpus or any(registry.needs_gpu(b) for b in backends if b in registry.BACKENDS)
+        args.device = "cuda" if gpu else "cpu"
     setup_logging(args.quiet, args.verbose)
     args.precisions = registry.precisions_asked(args)
     args.precision = args.precisions[0]
@@ -440,7 +441,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           "inspects an engine as it is built)")
     if args.validate or args.compare:
         check_arguments(args, build_parser())
-    if args.compare:
+    if args.compare and ":" in args.device:
         use_device(args)
     command = command_line("main.py", argv)
     for flag, run in (("demo", run_demo), ("compare", run_compare), ("report", run_report),

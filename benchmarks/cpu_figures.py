@@ -38,6 +38,12 @@ def run(argv: list[str], env: dict, repo: Path = ROOT) -> float:
     return time.perf_counter() - t0
 
 
+def whole_passes(repo: Path) -> list[str]:
+    """--full_passes where the checkout has it (since the study, a sweep times bounded runs): the same figures
+    in every checkout compared."""
+    return ["--full_passes"] if "--full_passes" in (repo / "main.py").read_text() else []
+
+
 def records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((folder / "records").glob("*.json"))]
 
@@ -88,7 +94,7 @@ def main() -> int:
                 out = w / f"v{rep}"
                 add("validate_wall_s", run(["-v", "--network", "resnet18", "--synthetic", str(args.images),
                                             "--batch_sizes", "1", "32", "--backends", "torch", "onnxrt", "--quiet",
-                                            "--output", str(out)], env, repo))
+                                            *whole_passes(repo), "--output", str(out)], env, repo))
                 for r in records(out):
                     tag = f"{r['backend']}_bs{r['batch_size']}"
                     add(f"{tag}_images_per_s", r["images_per_s"])

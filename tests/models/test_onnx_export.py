@@ -294,3 +294,25 @@ def test_the_export_tolerance_grows_with_the_logits(tmp_path, monkeypatch):
     with pytest.raises(ArtTRTError, match=r"differs from PyTorch by 150 \(> 100: 0.001 \+ 0.0001 x the largest logit"):
         export_onnx(_tiny_net(), tmp_path / "wrong.onnx", (-1, 3, 8, 8), exporter="legacy")
     assert not (tmp_path / "wrong.onnx").exists()
+
+
+def test_an_export_whose_declared_shapes_contradict_the_graph_is_refused(tmp_path, monkeypatch):
+    """The full check (strict shape inference): an output declared (N, 7) for a graph that makes (N, 10) is
+    refused in one sentence and leaves no file; ONNX Runtime alone would run it and give the 10 right logits."""
+    import utils.models.onnx_export as ox
+
+    real_export = ox._export
+
+    def mislabelled(model, dummy, tmp, dynamic, exporter):
+        used = real_export(model, dummy, tmp, dynamic, exporter)
+        proto = onnx.load(str(tmp))
+        proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7
+        onnx.save(proto, str(tmp))
+        return used
+
+    monkeypatch.setattr(ox, "_export", mislabelled)
+    out = tmp_path / "t.onnx"
+    with pytest.raises(ArtTRTError, match=r"^the exported ONNX file fails ONNX's full check \(.*\): the export is "
+                                          r"wrong, not trusted$"):
+        export_onnx(_tiny_net(), out, (-1, 3, 8, 8), exporter="legacy")
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -2,7 +2,6 @@
 must not share PyTorch's process): the child runs that setup only, and its records come back as outcomes."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import main
@@ -55,3 +54,26 @@ def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
     ctx.load_network = lambda name: nets.load_network(name)
     again = run_setups([target], ctx)
     assert [o.status for o in again] == [REUSED] * 3
+
+
+def test_a_study_sends_such_setups_to_children_and_a_rerun_spawns_none(tmp_path, monkeypatch, capsys):
+    import utils.study.study as st
+
+    # on a GPU, onnxrt setups go to a process of their own; here on the CPU the same path, asked for by hand
+    monkeypatch.setattr(st, "_own_process", lambda setup, ctx: ctx.argv is not None and setup.skipped is None
+                        and setup.spec.backend == "onnxrt")
+    spawned = []
+    real = st._run_in_child
+    monkeypatch.setattr(st, "_run_in_child", lambda s, c, b: spawned.append(s.label) or real(s, c, b))
+    argv = ["-v", "--network", "resnet18", "--backends", "torch", "onnxrt", "--synthetic", "6", "--batch_sizes", "2",
+            "3", "--duration", "0", "--iterations", "2", "--min_warmup_s", "0", "--output", str(tmp_path), "--quiet"]
+    assert main.main(argv) == 0
+    assert spawned == ["resnet18 onnxrt fp32 (cpu)"]
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    assert sorted((r["backend"], r["role"], r["batch_size"]) for r in recs) == [
+        (b, role, bs) for b in ("onnxrt", "torch") for role, bs in (("accuracy", 3), ("timing", 2), ("timing", 3))]
+    assert "study: 6 jobs (6 measured, 0 found done before" in capsys.readouterr().out
+    spawned.clear()
+    assert main.main(argv) == 0
+    assert spawned == []  # every job of the setup found done: no process started for nothing
+    assert "study: 6 jobs (0 measured, 6 found done before" in capsys.readouterr().out

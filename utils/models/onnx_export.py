@@ -117,7 +117,11 @@ def export_onnx(net: Network, output: str | os.PathLike[str], input_shape: Seque
     set_metadata(proto, {"network": net.name, "input_shape": [b, c, h, w], "preprocess": pp.as_dict(),
                          "num_classes": net.num_classes, "weights": net.weights, "exporter": used,
                          "made_by": "arttrt onnx_transform"})
-    onnx.checker.check_model(proto, full_check=True)
+    try:  # full_check: also strict shape inference, so declared shapes that contradict the graph are refused
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise ArtTRTError(f"the exported ONNX file fails ONNX's full check ({first_line(err)}): the export is "
+                          "wrong, not trusted") from err
     with atomic_path(out) as tmp:  # checked before it takes its name: a wrong export is never left behind
         onnx.save(proto, str(tmp))
         seconds = time.perf_counter() - t0

@@ -9,7 +9,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import secrets
@@ -23,9 +22,9 @@ from typing import Any, Dict, List, Sequence
 
 from utils.core.errors import ArtTRTError
 from utils.core.progress import progress_bar
+from utils.study.workers import MAIN, jobs_done, outcomes_of, worker_argv
 
 log = logging.getLogger(__name__)
-MAIN = Path(__file__).resolve().parents[2] / "main.py"
 
 
 def gpu_indices(values: Sequence[str]) -> List[int]:
@@ -49,24 +48,6 @@ def gpu_indices(values: Sequence[str]) -> List[int]:
     return idx
 
 
-def worker_argv(argv: Sequence[str], device: str, claims: Path) -> List[str]:
-    """The study's own arguments without --gpus and --device, for a worker on `device` claiming from `claims`."""
-    out: List[str] = []
-    skip = False
-    for a in argv:
-        if skip and not a.startswith("-"):
-            continue
-        skip = False
-        if a in ("--gpus", "--device", "--claims"):
-            skip = True
-            continue
-        if a.startswith(("--gpus=", "--device=", "--claims=")):
-            continue
-        out.append(a)
-    talk = [] if "--verbose" in out or "--quiet" in out else ["--quiet"]
-    return [*out, "--device", device, "--claims", str(claims), *talk]
-
-
 def device_of(gpu: int) -> str:
     return f"cuda:{gpu}"
 
@@ -83,7 +64,7 @@ def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[in
     try:
         while any(p.poll() is None for p in procs.values()):
             time.sleep(0.5)
-            bar.n = min(plan.jobs, _jobs_done(claims))
+            bar.n = min(plan.jobs, jobs_done(claims))
             bar.refresh()
     except BaseException:
         for p in procs.values():  # Ctrl-C, SIGTERM: the workers stop the same way, keeping their records
@@ -94,7 +75,7 @@ def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[in
         raise
     finally:
         bar.close()
-    outcomes = _outcomes(claims)
+    outcomes = outcomes_of(claims)
     shutil.rmtree(claims, ignore_errors=True)
     crashed = {g: p.returncode for g, p in procs.items() if p.returncode not in (0, 1)}
     for g, rc in crashed.items():
@@ -110,23 +91,3 @@ def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[in
         counts[o["status"]] = counts.get(o["status"], 0) + 1
     rc = finish_study(args.max_top1_drop, output, records, started, counts)
     return rc if not crashed else max(rc, 1)
-
-
-def outcomes_of(claims: Path) -> List[Dict[str, Any]]:
-    """Every outcome line the workers of claims wrote: {"status", "path"}."""
-    return _outcomes(claims)
-
-
-def _outcomes(claims: Path) -> List[Dict[str, Any]]:
-    out = []
-    for p in sorted(claims.glob("outcomes-*.jsonl")):
-        for line in p.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a worker killed mid-line
-    return out
-
-
-def _jobs_done(claims: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in claims.glob("outcomes-*.jsonl"))

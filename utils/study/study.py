@@ -36,6 +36,7 @@ from utils.models.networks import Network
 from utils.models.paths import weights_id
 from utils.report.records import Recorder, load_records, make_record
 from utils.study.plan import ACCURACY, TIMING, Job, Setup, digest, job_identity, setup_key
+from utils.study.workers import MAIN, claim, note_outcome, outcomes_of, worker_argv
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +111,6 @@ def finished(output: Path) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def claim(folder: Path, setup: Setup) -> bool:
-    """Takes a setup for this process: True if no other process of the study has."""
-    try:
-        fd = os.open(folder / f"setup-{setup.index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    return True
-
-
 def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> List[Outcome]:
     """Runs every job of setups (those this process claims), network by network; returns each job's outcome."""
     done = {} if ctx.force else finished(ctx.output)
@@ -132,11 +122,11 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
         for _, group in itertools.groupby(setups, key=lambda s: s.network):
             opened = _Open()
             for setup in group:
-                if ctx.claims is not None and not claim(ctx.claims, setup):
+                if ctx.claims is not None and not claim(ctx.claims, setup.index):
                     continue
-                if _own_process(setup, ctx):
+                if _own_process(setup, ctx) and not _all_done(setup, ctx, done, opened):
                     outcomes += _run_in_child(setup, ctx, bar)
-                else:
+                else:  # (a setup whose jobs are all done is found here: no child for nothing)
                     outcomes += _run_setup(setup, ctx, done, opened, bar)
                 _give_back_gpu_memory(setup)
             opened.net = opened.dataset = None
@@ -147,6 +137,18 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
             dataset.unpin()
         ctx.datasets.clear()
     return outcomes
+
+
+def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open) -> bool:
+    """True where every job of setup has a measured record already (its keys need the network and dataset)."""
+    opened = _open(setup, ctx, opened)
+    facts = {**opened.facts, "device": device_identity(setup.spec.device)}
+    rules = timing_rules(ctx.measure)
+    for job in setup.jobs:
+        old = done.get(digest(job_identity(setup, job, facts, rules)))
+        if old is None or old.get("error"):
+            return False
+    return True
 
 
 def _own_process(setup: Setup, ctx: StudyContext) -> bool:
@@ -163,8 +165,6 @@ def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
     import shutil
     import signal
     import subprocess
-
-    from utils.study.gpus import MAIN, outcomes_of, worker_argv
 
     assert ctx.argv is not None
     folder = ctx.output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
@@ -328,13 +328,6 @@ def _emit(out: List[Outcome], ctx: StudyContext, outcome: Outcome) -> None:
     out.append(outcome)
     if ctx.claims is not None:  # a worker of --gpus: a line for the parent's bar and tables
         note_outcome(ctx.claims, outcome.status, outcome.record)
-
-
-def note_outcome(claims: Path, status: str, record: Any) -> None:
-    """A worker's line per finished job (claims/outcomes-<pid>.jsonl): the parent counts them for its bar and
-    reads them for its tables."""
-    with open(claims / f"outcomes-{os.getpid()}.jsonl", "a") as f:
-        f.write(json.dumps({"status": status, "path": (record or {}).get("_path")}) + "\n")
 
 
 def _failure_record(setup: Setup, job: Job, ctx: StudyContext, message: str, common: Dict[str, Any]

@@ -1,0 +1,69 @@
+"""The processes of one study: claims (a setup taken by creating its file exclusively), the command line a
+worker runs, and the outcome lines a worker leaves for its parent. Used by --gpus (one worker per GPU) and by
+the study itself (a setup run in a process of its own).
+
+Usage:
+    if claim(folder, setup): ...run it...; note_outcome(folder, "measured", record)
+    argv = worker_argv(sys.argv[1:], "cuda:1", folder)
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+MAIN = Path(__file__).resolve().parents[2] / "main.py"
+
+
+def claim(folder: Path, index: int) -> bool:
+    """Takes setup `index` for this process: True if no other process of the study has."""
+    try:
+        fd = os.open(folder / f"setup-{index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def worker_argv(argv: Sequence[str], device: str, claims: Path) -> List[str]:
+    """The study's own arguments without --gpus, --device and --claims, for a worker on `device` claiming from
+    `claims`."""
+    out: List[str] = []
+    skip = False
+    for a in argv:
+        if skip and not a.startswith("-"):
+            continue
+        skip = False
+        if a in ("--gpus", "--device", "--claims"):
+            skip = True
+            continue
+        if a.startswith(("--gpus=", "--device=", "--claims=")):
+            continue
+        out.append(a)
+    talk = [] if "--verbose" in out or "--quiet" in out else ["--quiet"]
+    return [*out, "--device", device, "--claims", str(claims), *talk]
+
+
+def note_outcome(claims: Path, status: str, record: Any) -> None:
+    """A worker's line per finished job (claims/outcomes-<pid>.jsonl): its parent counts them for its progress
+    bar and reads them for its tables."""
+    with open(claims / f"outcomes-{os.getpid()}.jsonl", "a") as f:
+        f.write(json.dumps({"status": status, "path": (record or {}).get("_path")}) + "\n")
+
+
+def outcomes_of(claims: Path) -> List[Dict[str, Any]]:
+    """Every outcome line the workers of claims wrote ({"status", "path"}); a line cut by a kill is left out."""
+    out = []
+    for p in sorted(claims.glob("outcomes-*.jsonl")):
+        for line in p.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def jobs_done(claims: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in claims.glob("outcomes-*.jsonl"))
