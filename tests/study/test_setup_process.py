@@ -77,3 +77,24 @@ def test_a_study_sends_such_setups_to_children_and_a_rerun_spawns_none(tmp_path,
     assert main.main(argv) == 0
     assert spawned == []  # every job of the setup found done: no process started for nothing
     assert "study: 6 jobs (0 measured, 6 found done before" in capsys.readouterr().out
+
+
+def test_gpus_runs_one_worker_per_gpu_and_draws_one_set_of_tables(tmp_path, monkeypatch, capsys):
+    """--gpus 0 1 on a machine with two GPUs: two workers over one plan, each setup measured once, the parent's
+    tables and counts over both (here the two "GPUs" are CPU workers: the parent's path is the same)."""
+    import utils.study.gpus as gpus
+
+    monkeypatch.setattr(gpus, "gpu_indices", lambda values: [0, 1])
+    monkeypatch.setattr(gpus, "device_of", lambda g: "cpu")
+    argv = ["-v", "--networks", "resnet18", "mobilenet_v3_small", "--backends", "torch", "onnxrt", "--synthetic", "6",
+            "--batch_sizes", "2", "3", "--duration", "0", "--iterations", "2", "--min_warmup_s", "0", "--gpus", "0", "1", "--device", "cpu",
+            "--output", str(tmp_path), "--quiet"]
+    assert main.main(argv) == 0
+    out = capsys.readouterr().out
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    keys = [r["job_key"] for r in recs]
+    assert len(recs) == 12 and len(set(keys)) == 12  # 4 setups x 3 jobs, none twice
+    assert all("--claims" in r["command"] for r in recs)  # measured by the workers
+    assert "study: 12 jobs (12 measured, 0 found done before, 0 skipped, 0 failed)" in out
+    assert "# Is TensorRT worth it? Every network" in out and (tmp_path / "report.html").is_file()
+    assert not list(tmp_path.glob(".claims-*"))  # the parent's claim folder is removed
