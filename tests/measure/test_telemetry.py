@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from utils.measure.telemetry import Telemetry, read_csv
 
@@ -16,6 +17,9 @@ def test_telemetry_samples_with_phases_and_csv(tmp_path):
     def fake_reader():
         i = next(values)
         read.release()
+        # the test's thread runs (and may switch the phase) before this read returns: the sample keeps the phase
+        # its read started in (a loaded CI machine once caught it taking the new one)
+        time.sleep(0.002)
         return {"memory_used_mb": 100.0 + i, "sm_util_percent": 50.0, "sm_clock_mhz": 1980.0, "power_w": 300.0}
 
     tel = Telemetry(interval_ms=1, reader=fake_reader)
@@ -24,7 +28,7 @@ def test_telemetry_samples_with_phases_and_csv(tmp_path):
     for _ in range(3):
         assert read.acquire(timeout=30)
     tel.phase = "measure"
-    for _ in range(4):  # the read under way at the switch may still be tagged warm-up
+    for _ in range(4):  # the read under way at the switch started in warm-up and is tagged so
         assert read.acquire(timeout=30)
     tel.stop()
     phases = [s["phase"] for s in tel.samples]

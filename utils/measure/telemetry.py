@@ -73,12 +73,13 @@ class Telemetry:
         assert self.reader is not None
         while not self._stop.is_set():
             t = time.perf_counter() - self._t0
+            label, phase = self.label, self.phase  # the run and phase at t, when the read starts
             try:
                 sample = self.reader()
             except Exception as err:  # a failing read stops sampling, never the measurement
                 log.warning("GPU telemetry stopped: %s", err)
                 return
-            self.samples.append({"t_s": round(t, 4), "label": self.label, "phase": self.phase, **sample})
+            self.samples.append({"t_s": round(t, 4), "label": label, "phase": phase, **sample})
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
