@@ -290,6 +290,10 @@ def test_the_export_tolerance_grows_with_the_logits(tmp_path, monkeypatch):
     monkeypatch.setattr(ox, "compare_with_torch", lambda *a, **k: (58.0, 1e6))  # 58 < 1e-3 + 1e-4 * 1e6 = 100
     facts = export_onnx(_tiny_net(), tmp_path / "big.onnx", (-1, 3, 8, 8), exporter="legacy")
     assert facts["tolerance"] == pytest.approx(1e-3 + 100.0) and facts["max_abs_logit"] == 1e6
+    assert facts["rtol"] == 1e-4 and facts["atol"] == 1e-3 and facts["max_abs_diff"] == 58.0
+    edge = 1e-3 + 1e-4 * 1e6  # exactly at the bound: still trusted (the bound is inclusive)
+    monkeypatch.setattr(ox, "compare_with_torch", lambda *a, **k: (edge, 1e6))
+    assert export_onnx(_tiny_net(), tmp_path / "edge.onnx", (-1, 3, 8, 8), exporter="legacy")["max_abs_diff"] == edge
     monkeypatch.setattr(ox, "compare_with_torch", lambda *a, **k: (150.0, 1e6))
     with pytest.raises(ArtTRTError, match=r"differs from PyTorch by 150 \(> 100: 0.001 \+ 0.0001 x the largest logit"):
         export_onnx(_tiny_net(), tmp_path / "wrong.onnx", (-1, 3, 8, 8), exporter="legacy")
@@ -312,7 +316,8 @@ def test_an_export_whose_declared_shapes_contradict_the_graph_is_refused(tmp_pat
 
     monkeypatch.setattr(ox, "_export", mislabelled)
     out = tmp_path / "t.onnx"
-    with pytest.raises(ArtTRTError, match=r"^the exported ONNX file fails ONNX's full check \(.*\): the export is "
-                                          r"wrong, not trusted$"):
+    with pytest.raises(ArtTRTError, match=r"^the exported ONNX file fails ONNX's full check \(\[ShapeInferenceError\] "
+                                          r".*Inferred shape and existing shape differ in dimension 1: \(10\) vs "
+                                          r"\(7\)\): the export is wrong, not trusted$"):
         export_onnx(_tiny_net(), out, (-1, 3, 8, 8), exporter="legacy")
     assert not out.exists() and list(tmp_path.iterdir()) == []
