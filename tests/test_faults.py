@@ -60,9 +60,17 @@ def clean_top1(big_photos, tmp_path_factory):
     return records(t / "o")[0]["top1"]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(argv: list, **kw) -> subprocess.Popen:
+    """The script as a user's terminal starts it: Ctrl-C's SIGINT at its default, also where this test session
+    runs in the background (a shell without job control starts background jobs with SIGINT ignored, and a child
+    inherits that: Python then never raises KeyboardInterrupt, and a clean-clone CI run in the background saw
+    these tests' SIGINT cases exit 0)."""
     return subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
+                            text=True, preexec_fn=_default_sigint, **kw)
 
 
 def wait_for(predicate, timeout: float = 60.0) -> bool:
