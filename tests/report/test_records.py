@@ -197,3 +197,4 @@ def test_the_onnxruntime_that_is_imported_is_the_one_recorded(tmp_path, monkeypa
     monkeypatch.setattr(sys, "path", [str(tmp_path / "cpu"), str(tmp_path / "gpu"), *sys.path[2:]])
     assert imported_version("fakeort", ("onnxruntime", "onnxruntime-gpu")) == "1.0 (onnxruntime)"
     assert imported_version("no_such_module_here", ("x",)) is None
+    assert imported_version("", ("x",)) is None  # a name importlib refuses (ValueError): nothing, not a traceback

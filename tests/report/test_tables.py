@@ -375,3 +375,105 @@ def test_which_records_are_the_same_setup():
 def test_a_record_without_a_batch_size_comes_first():
     text = T.summary_markdown("resnet18", [rec(batch_size=1), rec(batch_size=None, backend="onnxrt")])
     assert text.index("## Batch size None") < text.index("## Batch size 1")
+
+
+# --- the study's tables ----------------------------------------------------------------------------------------
+
+def _study_records():
+    """resnet18: PyTorch fp32 (the reference) and ONNX Runtime int8 at batch 1 and 256, with an accuracy pass;
+    mobilenet_v2: PyTorch fp32 only."""
+    out = []
+    for net, backend, precision, top1, ips, p50, key in (
+            ("resnet18", "torch", "fp32", 70.0, (400.0, 8000.0), (2.0, 30.0), "s-ref"),
+            ("resnet18", "onnxrt", "int8", 67.5, (1000.0, 32000.0), (0.5, 8.0), "s-int8"),
+            ("mobilenet_v2", "torch", "fp32", 71.0, (300.0, 9000.0), (3.0, 25.0), "s-mb")):
+        for bs, i, p in ((1, ips[0], p50[0]), (256, ips[1], p50[1])):
+            out.append(rec(network=net, backend=backend, precision=precision, batch_size=bs, top1=top1, role="timing",
+                           images_per_s=i, latency_model_p50=p, setup_key=key, weights_id="w-" + net))
+        out.append(rec(network=net, backend=backend, precision=precision, batch_size=256, top1=top1, role="accuracy",
+                       images_per_s=1.0, setup_key=key, weights_id="w-" + net, time="2026-11-29T03:00:00+00:00",
+                       agree_top1_percent=100.0 if backend == "torch" else 96.25))
+    return out
+
+
+def test_worth_it_across_networks_cell_by_cell():
+    text = T.worth_it_markdown(_study_records(), max_drop=2.0)
+    assert text.startswith("# Is TensorRT worth it? Every network\n")
+    rows = cells(text)
+    assert rows[0] == ["network", "runner", "images/s @ largest batch", "x Vanilla",
+                       "latency-model p50 @ smallest (ms)", "x Vanilla (speed)", "top-1 (%)", "top-1 drop (points)",
+                       "same top-1 as Vanilla (%)", "drop <= 2"]
+    assert rows[1:] == [
+        ["mobilenet_v2", "Vanilla", "9000.0", "1.00x", "3.000", "1.00x", "71.00", "+0.00", "100.00", "ok"],
+        ["resnet18", "Vanilla", "8000.0", "1.00x", "2.000", "1.00x", "70.00", "+0.00", "100.00", "ok"],
+        # 32000 / 8000 = 4.00x the images/s; 2.0 / 0.5 = 4.00x the speed; 70 - 67.5 = 2.5 points > 2: over
+        ["resnet18", "ONNX Runtime int8", "32000.0", "4.00x", "0.500", "4.00x", "67.50", "+2.50", "96.25", "OVER"]]
+    # without a gate, no gate column; the accuracy pass (images/s 1.0) is never the row shown at its batch size
+    plain = cells(T.worth_it_markdown(_study_records()))
+    assert len(plain[0]) == 9 and all("1.0" != r[2] for r in plain[1:])
+    assert T.worth_it_markdown([]) == ""
+
+
+def test_worth_it_without_a_reference_or_with_two_datasets_divides_by_nothing():
+    recs = [r for r in _study_records() if r["backend"] != "torch" or r["network"] == "mobilenet_v2"]
+    rows = cells(T.worth_it_markdown(recs))
+    int8 = next(r for r in rows if r[1] == "ONNX Runtime int8")
+    assert int8[3] == "-" and int8[5] == "-" and int8[7] == "-"  # no PyTorch fp32 of resnet18: no ratio, no drop
+    two = _study_records() + [rec(network="resnet18", backend="torch", precision="fp32", batch_size=256, top1=10.0,
+                                  role="timing", images_per_s=7000.0, dataset_key="k2", images=500,
+                                  setup_key="s-other", weights_id="w-resnet18")]
+    rows = cells(T.worth_it_markdown(two))
+    r18 = [r for r in rows if r[0] == "resnet18"]
+    assert {r[1] for r in r18} == {"Vanilla / imagenet (50000 img)", "Vanilla / imagenet (500 img)",
+                                   "ONNX Runtime int8 / imagenet (50000 img)"}
+    assert all(r[3] == "-" for r in r18)  # two datasets under one network: no single row to divide by
+
+
+def test_top1_drops_and_the_gate():
+    recs = _study_records()
+    drops = {(r["network"], r["backend"], r["batch_size"], r["role"]): d for r, d in T.top1_drops(recs)}
+    assert drops[("resnet18", "onnxrt", 1, "timing")] == pytest.approx(2.5)
+    assert drops[("resnet18", "torch", 256, "timing")] == 0.0 and drops[("mobilenet_v2", "torch", 1, "timing")] == 0.0
+    over = T.over_top1_drop(recs, 2.0)
+    assert [(r["network"], r["backend"], d) for r, d in over] == [("resnet18", "onnxrt", pytest.approx(2.5))]
+    assert T.over_top1_drop(recs, 2.5) == [] and len(T.over_top1_drop(recs, 2.49)) == 1  # strictly more than
+    failed = recs + [rec(network="resnet18", backend="onnxrt", precision="fp16", top1=0.0, error="boom")]
+    assert len(T.over_top1_drop(failed, 2.0)) == 1  # a failed row has no top-1 to judge
+    no_ref = [r for r in recs if r["backend"] != "torch"]
+    assert T.over_top1_drop(no_ref, 0.0) == [] and all(d is None for _, d in T.top1_drops(no_ref))
+
+
+def test_not_measured_rows_group_jobs_and_a_later_success_clears_them():
+    recs = [rec(backend="torch", precision="int8", batch_size=bs, role=role, job_key=f"k{bs}{role}",
+                error="skipped: the torch backend has no int8")
+            for bs, role in ((1, "timing"), (256, "accuracy"), (256, "timing"))]
+    recs.append(rec(backend="onnxrt", precision="fp16", options="cuda", batch_size=256, role="accuracy",
+                    job_key="kf", error="boom"))
+    recs.append(rec(backend="onnxrt", precision="fp16", options="cuda", batch_size=1, role="timing",
+                    job_key="kg", error="not run: boom"))
+    rows = cells(T.not_measured_markdown(recs))
+    assert rows == [["network", "runner", "jobs", "why"],
+                    ["resnet18", "onnxrt fp16 (cuda)", "accuracy bs256", "boom"],
+                    ["resnet18", "onnxrt fp16 (cuda)", "timing bs1", "not run: boom"],
+                    ["resnet18", "torch int8", "timing bs1, accuracy bs256, timing bs256",
+                     "skipped: the torch backend has no int8"]]
+    fixed = recs + [rec(backend="onnxrt", precision="fp16", batch_size=256, role="accuracy", job_key="kf")]
+    assert "accuracy bs256 | boom" not in T.not_measured_markdown(fixed).replace("  ", " ")
+    assert len(cells(T.not_measured_markdown(fixed))) == 3
+    assert T.not_measured_markdown([rec(job_key="x")]) == "" and T.not_measured_markdown([rec(error="e")]) == ""
+
+
+def test_study_order_and_the_network_column_of_percentiles():
+    recs = _study_records()
+    order = [(r["network"], r["backend"], r["batch_size"]) for r in T.study_order(recs) if r["role"] == "timing"]
+    assert order == [("mobilenet_v2", "torch", 1), ("mobilenet_v2", "torch", 256), ("resnet18", "torch", 1),
+                     ("resnet18", "torch", 256), ("resnet18", "onnxrt", 1), ("resnet18", "onnxrt", 256)]
+    assert cells(T.percentile_table(recs))[0][0] == "network"  # several networks: each row says which
+    assert cells(T.percentile_table([r for r in recs if r["network"] == "resnet18"]))[0][0] == "backend"
+
+
+def test_an_accuracy_pass_never_hides_the_timing_of_its_batch_size():
+    acc = rec(batch_size=256, role="accuracy", images_per_s=1.0, time="2026-11-29T05:00:00+00:00")  # newer
+    timing = rec(batch_size=256, role="timing", images_per_s=9.0, time="2026-11-29T04:00:00+00:00")
+    assert [r["images_per_s"] for r in T.latest_per_config([acc, timing])] == [9.0]
+    assert [r["images_per_s"] for r in T.latest_per_config([acc])] == [1.0]  # alone, it stands for its batch
