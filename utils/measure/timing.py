@@ -221,8 +221,8 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
         else:
             marks.enter(name)
 
-    def batches() -> Any:
-        return dataset.batches(bs, limit=n, pin=cuda and not registered, copy=not registered)
+    def batches(limit: int = n) -> Any:
+        return dataset.batches(bs, limit=limit, pin=cuda and not registered, copy=not registered)
 
     def run_batch(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray, timed: bool,
                   verify: bool = True) -> _Batch:
@@ -316,8 +316,7 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
         count = reads = 0
         wall0 = time.perf_counter()
         while True:
-            for images, labels, idx in dataset.batches(bs, limit=lap, pin=cuda and not registered,
-                                                       copy=not registered):
+            for images, labels, idx in batches(lap):
                 run_timed(images, labels, idx)
                 count, reads = count + 1, reads + len(idx)
                 if count >= (opts.iterations or 1) and time.perf_counter() - wall0 >= (opts.duration_s or 0.0):

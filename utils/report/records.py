@@ -177,11 +177,19 @@ def load_records(folder: Path, kind: Optional[str] = None) -> List[Dict[str, Any
     for p in sorted(folder.rglob("*.json")):
         if p.parent.name in ("inspect", "profiles"):
             continue
-        try:
-            rec = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(rec, dict) and rec.get("record_version") and (kind is None or rec.get("kind") == kind):
-            rec["_path"] = str(p)
+        rec = read_record(p)
+        if rec is not None and (kind is None or rec.get("kind") == kind):
             out.append(rec)
     return sorted(out, key=lambda r: r.get("time", ""))
+
+
+def read_record(path: Path) -> Optional[Dict[str, Any]]:
+    """One ArtTRT record with "_path" set, or None for a file that is not one (foreign, unreadable, cut short)."""
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(rec, dict) or not rec.get("record_version"):
+        return None
+    rec["_path"] = str(path)
+    return rec

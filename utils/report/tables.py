@@ -328,19 +328,25 @@ def compare_groups(records: Sequence[Dict[str, Any]]) -> List[str]:
 REFERENCE_LABEL = "Vanilla"  # PyTorch fp32, the row every other is measured against
 
 
-def _images_key(r: Dict[str, Any]) -> Any:
+def images_key(r: Dict[str, Any]) -> Any:
+    """Which network, weights and images a record measured: records with the same key are compared row by row."""
     return (r.get("network"), r.get("weights_id") or r.get("weights"), r.get("dataset_key") or r.get("dataset"),
             r.get("images"))
+
+
+def is_reference(r: Dict[str, Any]) -> bool:
+    """The PyTorch fp32 row every other is measured against (no options, no CUDA graph: plain "Vanilla")."""
+    return row_label(r) == REFERENCE_LABEL
 
 
 def top1_drops(records: Sequence[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], Optional[float]]]:
     """Each validation record with its top-1 drop in points below PyTorch fp32 on the same network, weights and
     images (None where that reference or a top-1 is missing)."""
     recs = [r for r in records if r.get("kind") == "validate" and not r.get("error")]
-    refs = {_images_key(r): r for r in recs if row_label(r) == REFERENCE_LABEL and r.get("top1") is not None}
+    refs = {images_key(r): r for r in recs if is_reference(r) and r.get("top1") is not None}
     out = []
     for r in recs:
-        ref = refs.get(_images_key(r))
+        ref = refs.get(images_key(r))
         drop = None if ref is None or r.get("top1") is None else float(ref["top1"]) - float(r["top1"])
         out.append((r, drop))
     return out
@@ -350,7 +356,7 @@ def over_top1_drop(records: Sequence[Dict[str, Any]], max_drop: float) -> List[T
     """The rows whose top-1 falls more than max_drop points below their PyTorch fp32 row (one per setup)."""
     seen, out = set(), []
     for r, drop in top1_drops(latest_per_config(records)):
-        key = (r.get("setup_key") or row_label(r), _images_key(r))
+        key = (r.get("setup_key") or row_label(r), images_key(r))
         if drop is not None and drop > max_drop + 1e-9 and key not in seen:
             seen.add(key)
             out.append((r, drop))

@@ -13,16 +13,14 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from utils.core.errors import ArtTRTError
 from utils.core.progress import progress_bar
-from utils.study.workers import MAIN, jobs_done, outcomes_of, worker_argv
+from utils.study.workers import MAIN, jobs_done, outcomes_of, records_of, wait_all, worker_argv
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +59,13 @@ def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[in
              for g in gpus}
     log.info("study on GPUs %s: %d jobs in %d setups", ", ".join(map(str, gpus)), plan.jobs, len(plan.setups))
     bar = progress_bar(total=plan.jobs, desc=f"study on {len(gpus)} GPUs", enabled=not args.quiet)
+
+    def tick() -> None:
+        bar.n = min(plan.jobs, jobs_done(claims))
+        bar.refresh()
+
     try:
-        while any(p.poll() is None for p in procs.values()):
-            time.sleep(0.5)
-            bar.n = min(plan.jobs, jobs_done(claims))
-            bar.refresh()
-    except BaseException:
-        for p in procs.values():  # Ctrl-C, SIGTERM: the workers stop the same way, keeping their records
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs.values():
-            p.wait()
-        raise
+        wait_all(list(procs.values()), tick)
     finally:
         bar.close()
     outcomes = outcomes_of(claims)
@@ -80,12 +73,10 @@ def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[in
     crashed = {g: p.returncode for g, p in procs.items() if p.returncode not in (0, 1)}
     for g, rc in crashed.items():
         log.error("the worker on GPU %d stopped with status %d: its unfinished setups run on the next rerun", g, rc)
-    from utils.report.records import load_records
     from utils.study.study import fill_agreement, finish_study
 
     fill_agreement(output)
-    by_path = {r["_path"]: r for r in load_records(output, "validate")}
-    records = [by_path[o["path"]] for o in outcomes if o.get("path") in by_path]
+    records = [r for r in records_of(outcomes) if r is not None]
     counts: Dict[str, int] = {}
     for o in outcomes:
         counts[o["status"]] = counts.get(o["status"], 0) + 1

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from utils.backends.registry import REFERENCE_RUNNER, options_label
+from utils.backends.registry import options_label
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_path, atomic_write_json
 from utils.core.progress import progress_bar
@@ -35,8 +35,9 @@ from utils.measure.timing import MeasureOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_id
 from utils.report.records import Recorder, load_records, make_record
+from utils.report.tables import images_key, is_reference
 from utils.study.plan import ACCURACY, TIMING, Job, Setup, digest, job_identity, setup_key
-from utils.study.workers import MAIN, claim, note_outcome, outcomes_of, worker_argv
+from utils.study.workers import MAIN, claim, note_outcome, outcomes_of, records_of, wait_all, worker_argv
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,15 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
     return outcomes
 
 
+def _facts(setup: Setup, ctx: StudyContext, opened: _Open) -> Dict[str, Any]:
+    """What the keys of a runnable setup's jobs need besides the setup: its network's weights, its dataset, the
+    kind of device (the network and dataset are opened here if they are not yet)."""
+    return {**_open(setup, ctx, opened).facts, "device": device_identity(setup.spec.device)}
+
+
 def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open) -> bool:
     """True where every job of setup has a measured record already (its keys need the network and dataset)."""
-    opened = _open(setup, ctx, opened)
-    facts = {**opened.facts, "device": device_identity(setup.spec.device)}
+    facts = _facts(setup, ctx, opened)
     rules = timing_rules(ctx.measure)
     for job in setup.jobs:
         old = done.get(digest(job_identity(setup, job, facts, rules)))
@@ -163,7 +169,6 @@ def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
     so the child (a study worker) takes this one only; its records come back through its outcome lines."""
     import secrets
     import shutil
-    import signal
     import subprocess
 
     assert ctx.argv is not None
@@ -177,19 +182,13 @@ def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
         if ctx.force:
             argv.append("--force")
         proc = subprocess.Popen([sys.executable, str(MAIN), *argv], env={**os.environ, SETUP_PROCESS: "1"})
-        try:
-            rc = proc.wait()
-        except BaseException:
-            proc.send_signal(signal.SIGINT)  # Ctrl-C, SIGTERM: the child stops the same way, keeping its records
-            proc.wait()
-            raise
+        wait_all([proc])
+        rc = proc.returncode
         lines = outcomes_of(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    by_path = {r["_path"]: r for r in load_records(ctx.output, "validate")} if lines else {}
     out = []
-    for line in lines:
-        rec = by_path.get(line.get("path") or "")
+    for line, rec in zip(lines, records_of(lines)):
         job = Job(str((rec or {}).get("role")), int((rec or {}).get("batch_size") or 0))
         out.append(Outcome(setup, job, line["status"], rec, (rec or {}).get("error")))
     if rc not in (0, 1) or len(out) < len(setup.jobs):
@@ -238,9 +237,9 @@ def _run_setup(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]],
 
     if setup.skipped is not None:
         return _jobs(setup, ctx, done, opened, bar, {})
-    opened = _open(setup, ctx, opened)
+    facts = _facts(setup, ctx, opened)
     with device_scope(setup.spec.device):  # one GPU and stream for the setup's runner and every job
-        return _jobs(setup, ctx, done, opened, bar, {**opened.facts, "device": device_identity(setup.spec.device)})
+        return _jobs(setup, ctx, done, opened, bar, facts)
 
 
 def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open, bar: Any,
@@ -404,21 +403,15 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     return 1 if counts.get("error") else 0
 
 
-
-
 def fill_agreement(output: Path) -> int:
     """For every accuracy record under output with saved predictions: the share of images whose top-1 class is
     PyTorch fp32's (same network, weights and dataset), written into the record; returns how many it wrote."""
     recs = [r for r in load_records(output, "validate")
             if not r.get("error") and r.get("predictions_file") and r.get("role") in (ACCURACY, "whole pass")]
-    refs: Dict[Any, Dict[str, Any]] = {}
-    for r in recs:
-        if (r.get("backend"), r.get("precision")) == REFERENCE_RUNNER and not r.get("options") and \
-                not r.get("cuda_graph"):
-            refs[_same_images(r)] = r
+    refs = {images_key(r): r for r in recs if is_reference(r)}
     wrote = 0
     for r in recs:
-        ref = refs.get(_same_images(r))
+        ref = refs.get(images_key(r))
         if ref is None or r.get("agree_top1_ref_key") == ref.get("job_key"):
             continue
         try:
@@ -436,12 +429,3 @@ def fill_agreement(output: Path) -> int:
         atomic_write_json(path, r)
         wrote += 1
     return wrote
-
-
-def _same_images(r: Dict[str, Any]) -> Any:
-    return (r.get("network"), r.get("weights_id"), r.get("dataset_key"), r.get("images"))
-
-
-def study_wall(started: float) -> str:
-    s = time.perf_counter() - started
-    return f"{int(s // 60)} min {s % 60:.0f} s" if s >= 60 else f"{s:.1f} s"

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 MAIN = Path(__file__).resolve().parents[2] / "main.py"
 
@@ -67,3 +70,27 @@ def outcomes_of(claims: Path) -> List[Dict[str, Any]]:
 
 def jobs_done(claims: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in claims.glob("outcomes-*.jsonl"))
+
+
+def wait_all(procs: Sequence[subprocess.Popen], tick: Optional[Callable[[], None]] = None) -> None:
+    """Waits for every worker (calling tick about twice a second); on Ctrl-C or SIGTERM, the workers stop the same
+    way (SIGINT: each keeps its finished records) before this process goes on unwinding."""
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            if tick is not None:
+                tick()
+    except BaseException:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+
+
+def records_of(lines: Sequence[Dict[str, Any]]) -> List[Optional[Dict[str, Any]]]:
+    """The record each outcome line names (None where it names none, or the file is not a record)."""
+    from utils.report.records import read_record
+
+    return [read_record(Path(line["path"])) if line.get("path") else None for line in lines]
