@@ -3,6 +3,7 @@ record holds and never collide, the fallback folder, and which files count as re
 from __future__ import annotations
 
 import json
+import re
 import platform
 import sys
 import types
@@ -103,7 +104,7 @@ def test_a_record_names_the_gpu_it_ran_on(fake_gpu):
 def test_a_record_is_flat_with_its_environment(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["main.py", "-v"])
     rec = make_record("validate", None, network="resnet18", top1=69.758)
-    assert rec["record_version"] == 1 and rec["kind"] == "validate" and rec["error"] is None
+    assert rec["record_version"] == 2 and rec["kind"] == "validate" and rec["error"] is None
     assert rec["command"] == "main.py -v" and rec["network"] == "resnet18" and rec["top1"] == 69.758
     assert rec["time"].endswith("+00:00") and len(rec["time"]) == 25  # seconds, UTC
     assert rec["env"] == environment(None)
@@ -119,7 +120,7 @@ def test_record_names_say_what_they_hold(monkeypatch):
            "time": "2026-11-29T04:00:00+00:00"}
     assert record_name(rec) == "validate-resnet18-torch-fp16-channels_last-bs8-sync-nvidia-h200-2026-11-29T040000Z-abc123.json"
     bare = {"time": "2026-11-29T04:00:00+00:00", "options": "a/b c"}
-    assert record_name(bare) == "record-net-a_b_c-cpu-2026-11-29T040000Z-abc123.json"
+    assert re.fullmatch(r"record-net-a_b_c-[0-9a-f]{8}-cpu-2026-11-29T040000Z-abc123\.json", record_name(bare))
     assert record_name({"time": "2026-11-29T04:00:00+00:00"}) == "record-net-cpu-2026-11-29T040000Z-abc123.json"
 
 

@@ -211,7 +211,8 @@ def test_the_columns_table_of_several_runners():
     summary = from_header(text, "|                     | onnxrt-fp16")
     assert summary == [["", "onnxrt-fp16", "onnxrt-int8"], ["isclose (%)", "99.00", "50.00"],
                        ["top-1 agreement (%)", "95.00", "95.00"], ["top-5 overlap (%)", "97.50", "97.50"],
-                       ["max abs error", "2.500e-01", "2.500e-01"], ["flips", "1", "3"]]
+                       ["max abs error", "2.500e-01", "2.500e-01"], ["NaN/Inf outputs", "0", "0"],
+                       ["flips", "1", "3"]]
 
 
 def _compare_rec(backend, precision, time="2026-11-29T04:00:00+00:00", **kw):

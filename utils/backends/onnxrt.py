@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from utils.backends.base import RunSpec, Runner, mib
+from utils.core.content import files_bytes, onnx_files
 from utils.core.errors import ArtTRTError, first_line
 from utils.data.options import DataOptions
 from utils.data.preprocess import Preprocess
@@ -160,9 +161,9 @@ class OnnxRuntimeRunner(Runner):
 
         model = onnx.load(str(self.path), load_external_data=False)
         params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-        facts = {"size_mib": mib(self.path.stat().st_size), "layers": len(model.graph.node),
+        facts = {"size_mib": mib(files_bytes(onnx_files(self.path))), "layers": len(model.graph.node),
                  "params": params, "onnx_file": str(self.path), "providers_used": self.providers_used,
-                 "provider": self.provider, "size_note": "ONNX file", "layers_note": "ONNX nodes",
+                 "provider": self.provider, "size_note": "ONNX file and its external data", "layers_note": "ONNX nodes",
                  "onnxruntime_build": getattr(self, "build", None)}
         if self.device.type == "cuda":
             facts["latency_model_note"] = ("ONNX Runtime runs on a CUDA stream of its own and returns when it is done: "

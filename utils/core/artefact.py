@@ -1,8 +1,8 @@
 """The one cached-artefact helper: every build step whose output is a file (ONNX export, precision
 conversion, calibration data, TensorRT engines, the decoded dataset) goes through `cached`.
 
-A file is named <stem>-<key><suffix>, where key is a hash of the settings that made it (content hashes of
-its inputs among them). Beside it, <stem>-<key>.json (the sidecar) holds the facts of how it was made and
+A file is named <stem>-<key><suffix>, where key is utils.core.content.content_key(settings): the settings that
+made it, with every input file (a Path) and network taken by its content, never by its name. Beside it, <stem>-<key>.json (the sidecar) holds the facts of how it was made and
 an "artefact" block: key, settings, size in bytes and a fingerprint of the content (SHA-256 of the file
 unless the step gives a cheaper one). The file is reused only when the sidecar is readable, its key is
 this key, and the file's size and fingerprint match; otherwise it is rebuilt and a warning says why.
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from utils.core.content import content_of
 from utils.core.fileio import atomic_path, atomic_write_json, cache_key, file_sha256
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def _problem(path: Path, sidecar: Path, key: str, fingerprint: Fingerprint,
         return None, "absent"
     try:
         meta = json.loads(sidecar.read_text())
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         return None, f"has an unreadable sidecar ({err})"
     block = meta.get(BLOCK) if isinstance(meta, dict) else None
     if not isinstance(block, dict) or block.get("key") != key:
@@ -74,6 +75,8 @@ def cached(folder: Path, stem: str, suffix: str, settings: Mapping[str, Any],
     """The artefact made by `make(tmp_path)` from `settings`, made once and reused while it checks out.
 
     Args:
+        settings: what the artefact is made from; a Path in it stands for the file's (or folder's) content, a
+            network for its architecture and weights (utils.core.content).
         stem: the readable part of the file name (what it is); the settings' key is appended.
         make: writes the artefact to the temporary path it is given; returns facts for the sidecar.
         force: rebuild even if a valid artefact exists.
@@ -84,7 +87,8 @@ def cached(folder: Path, stem: str, suffix: str, settings: Mapping[str, Any],
     Returns:
         (path, facts): the sidecar's facts plus "cached" (reused or not) and "prepare_s" (seconds spent now).
     """
-    key = cache_key(settings)
+    resolved = content_of(settings)  # input files and networks by content
+    key = cache_key(resolved)
     path = folder / f"{stem}-{key}{suffix}"
     sidecar = folder / f"{stem}-{key}.json"
     if not force:
@@ -98,7 +102,7 @@ def cached(folder: Path, stem: str, suffix: str, settings: Mapping[str, Any],
     t0 = time.perf_counter()
     with atomic_path(path) as tmp:
         facts = dict(make(tmp) or {})
-        block = {"key": key, "settings": dict(settings), "bytes": tmp.stat().st_size,
+        block = {"key": key, "settings": resolved, "bytes": tmp.stat().st_size,
                  "fingerprint": fingerprint(tmp, facts)}
     meta = {**facts, BLOCK: block}
     atomic_write_json(sidecar, meta)

@@ -11,12 +11,15 @@ import errno
 import glob
 import hashlib
 import json
+import math
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 
 
 _SHA256_SEEN: dict = {}
@@ -105,17 +108,109 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
+def finite_json(obj: Any) -> Any:
+    """obj with every float that is not a number (NaN, +-inf) replaced by None: JSON has no such numbers, and a
+    reader must never take one for a figure."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    """Strict JSON (indented, sorted keys; non-finite floats written as null, never as NaN)."""
+    return json.dumps(finite_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Writes JSON (indented, sorted keys) atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Writes strict JSON (indented, sorted keys, no NaN) atomically."""
+    atomic_write_text(path, json_text(obj))
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Reads a JSON file; a broken one is a user-facing error naming the file."""
+def regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """`path` if it is a regular file (links followed); one sentence otherwise. A FIFO, a device or a socket
+    where a file is expected would block a read forever or read something that is not a file at all."""
+    p = Path(path)
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ArtTRTError(f"cannot read JSON file {path}: {err}") from err
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise ArtTRTError(f"{what} {p} does not exist") from None
+    except OSError as err:
+        raise ArtTRTError(f"{what} {p} cannot be read ({(err.strerror or type(err).__name__).lower()})") from err
+    if stat.S_ISDIR(st.st_mode):
+        raise ArtTRTError(f"{what} {p} is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise ArtTRTError(f"{what} {p} is {kind}, not a regular file: refusing to read it")
+    return p
+
+
+def is_regular_file(path: str | os.PathLike[str]) -> bool:
+    """True for a regular file (links followed); False for anything else, absent included."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
+    """The bytes of a regular file, or one sentence."""
+    p = regular_file(path, what)
+    try:
+        return p.read_bytes()
+    except OSError as err:
+        raise ArtTRTError(f"{what} {p} cannot be read ({(err.strerror or type(err).__name__).lower()})") from err
+
+
+def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
+    """The UTF-8 text of a regular file (a byte-order mark dropped), or one sentence naming the file and what
+    is wrong: absent, not a regular file, unreadable, not UTF-8."""
+    data = read_bytes(path, what)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ArtTRTError(f"{what} {path} is not UTF-8 text (byte {err.start}, line {line})") from None
+
+
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """Reads a JSON file (strict: no NaN); a broken one is a user-facing error naming the file."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as err:
+        raise ArtTRTError(f"cannot read {what} {path}: {first_line(err)}") from err
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+SLUG_RE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def slug(text: Any, max_len: int = 80) -> str:
+    """A file-name part made from text that came from a user or a file: letters, digits and ._+- only, no
+    leading dot, at most max_len characters; where anything had to change, a short hash of the original
+    keeps two different texts apart ("../../README" -> "README-<hash>", never a path)."""
+    raw = str(text)
+    out = SLUG_RE.sub("_", raw).lstrip("._-")[:max_len] or "unnamed"
+    if out != raw:
+        out = f"{out[:max_len - 9]}-{hashlib.sha256(raw.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return out
+
+
+def inside(folder: str | os.PathLike[str], *parts: str) -> Path:
+    """folder/parts..., refused in one sentence unless it stays inside folder (links resolved)."""
+    base = Path(folder).resolve()
+    path = base.joinpath(*parts).resolve()
+    if path != base and base not in path.parents:
+        raise ArtTRTError(f"{'/'.join(parts)!r} would lead out of {folder}: refusing it")
+    return path
 
 
 def ensure_writable(folder: str | os.PathLike[str], what: str) -> Path:

@@ -62,6 +62,9 @@ class CompareStats:
     sq_diff: float = 0.0
     sq_ref: float = 0.0
     labelled: int = 0
+    finite_inputs: int = 0          # inputs whose outputs are all finite on both sides: the errors are over these
+    ref_nonfinite: int = 0          # inputs with a NaN or Inf output, per side
+    other_nonfinite: int = 0
     ref_correct: int = 0
     other_correct: int = 0
     right_to_wrong: int = 0
@@ -77,24 +80,36 @@ class CompareStats:
         b, c = ref.shape
         k = min(RANKS, c)
         self.inputs += b
-        self.values += ref.numel()
-        self.close += int(torch.isclose(other, ref, rtol=self.rtol, atol=self.atol).sum())
-        diff = other - ref
-        self.max_abs = max(self.max_abs, float(diff.abs().max()))
-        self.sq_diff += float((diff ** 2).sum())
-        self.sq_ref += float((ref ** 2).sum())
-        rs, ri = to_scores(ref).topk(k, dim=1)
-        os_, oi = to_scores(other).topk(k, dim=1)
-        rl, ol = ref.gather(1, ri), other.gather(1, oi)  # each side's k-th largest raw output (logit)
+        # NaN or Inf is not a number to subtract: such inputs are counted per side, their top-1 is "none" (never a
+        # class argmax picked among NaNs), and every error below is over the inputs finite on both sides (max(0, nan)
+        # is 0 in Python: a NaN run once reported "max abs error 0.000e+00")
+        ref_bad, other_bad = ~torch.isfinite(ref).all(dim=1), ~torch.isfinite(other).all(dim=1)
+        self.ref_nonfinite += int(ref_bad.sum())
+        self.other_nonfinite += int(other_bad.sum())
+        ok = ~(ref_bad | other_bad)
+        self.finite_inputs += int(ok.sum())
+        self.values += int(ok.sum()) * c
+        self.close += int(torch.isclose(other[ok], ref[ok], rtol=self.rtol, atol=self.atol).sum())
+        if bool(ok.any()):
+            diff = other[ok] - ref[ok]
+            self.max_abs = max(self.max_abs, float(diff.abs().max()))
+            self.sq_diff += float((diff ** 2).sum())
+            self.sq_ref += float((ref[ok] ** 2).sum())
+        rs, ri = to_scores(torch.nan_to_num(ref)).topk(k, dim=1)
+        os_, oi = to_scores(torch.nan_to_num(other)).topk(k, dim=1)
+        ri[ref_bad], oi[other_bad] = -1, -1  # no class for an output that is not a number
+        rs, os_ = rs * ok.unsqueeze(1), os_ * ok.unsqueeze(1)
+        rl = ref.gather(1, ri.clamp(min=0))[ok]  # each side's k-th largest raw output (logit), finite inputs only
+        ol = other.gather(1, oi.clamp(min=0))[ok]
         for r in range(k):
-            self.rank_abs_err[r] += float((rs[:, r] - os_[:, r]).abs().sum())
+            self.rank_abs_err[r] += float((rs[ok, r] - os_[ok, r]).abs().sum())
             self.rank_logit_err[r] += float((rl[:, r] - ol[:, r]).abs().sum())
             self.rank_class_diff[r] += int((ri[:, r] != oi[:, r]).sum())
-        self.top1_agree += int((ri[:, 0] == oi[:, 0]).sum())
+        self.top1_agree += int(((ri[:, 0] == oi[:, 0]) & ok).sum())
         k5 = min(5, c)
         overlap = (ri[:, :k5].unsqueeze(2) == oi[:, :k5].unsqueeze(1)).any(dim=2).sum(dim=1).double() / k5
-        self.top5_overlap += float(overlap.sum())
-        if not self.example:
+        self.top5_overlap += float((overlap * ok).sum())
+        if not self.example and bool(ok[0]):
             self.example = [{"rank": r + 1, "ref_score": float(rs[0, r]), "ref_class": int(ri[0, r]),
                              "other_score": float(os_[0, r]), "other_class": int(oi[0, r])} for r in range(k)]
         for j in range(b):
@@ -114,25 +129,30 @@ class CompareStats:
 
     def summary(self) -> Dict[str, Any]:
         n = max(self.inputs, 1)
+        f = self.finite_inputs
         k = len(self.example) or RANKS
         return {
-            "inputs": self.inputs, "rtol": self.rtol, "atol": self.atol,
-            "isclose_percent": 100.0 * self.close / max(self.values, 1),
-            "rank_mae": [self.rank_abs_err[r] / n for r in range(k)],
-            "rank_logit_mae": [self.rank_logit_err[r] / n for r in range(k)],
+            "inputs": self.inputs, "rtol": self.rtol, "atol": self.atol, "finite_inputs": f,
+            "ref_nonfinite": self.ref_nonfinite, "other_nonfinite": self.other_nonfinite,
+            "isclose_percent": 100.0 * self.close / self.values if self.values else None,
+            "rank_mae": [self.rank_abs_err[r] / f if f else None for r in range(k)],
+            "rank_logit_mae": [self.rank_logit_err[r] / f if f else None for r in range(k)],
             "rank_class_diff_percent": [100.0 * self.rank_class_diff[r] / n for r in range(k)],
             "top1_agreement_percent": 100.0 * self.top1_agree / n,
             "top5_overlap_percent": 100.0 * self.top5_overlap / n,
-            "max_abs_error": self.max_abs,
+            "max_abs_error": self.max_abs if f else None,
             "rel_l2_error": math.sqrt(self.sq_diff / self.sq_ref) if self.sq_ref > 0 else None,
             "flips": len(self.flips), "labelled": self.labelled,
             "ref_top1": 100.0 * self.ref_correct / self.labelled if self.labelled else None,
             "other_top1": 100.0 * self.other_correct / self.labelled if self.labelled else None,
             "right_to_wrong": self.right_to_wrong, "wrong_to_right": self.wrong_to_right,
-            "example_top10": self.example,
+            "example_top10": [{**e, "ref_label": self.label(e["ref_class"]), "other_label": self.label(e["other_class"])}
+                              for e in self.example],
         }
 
     def label(self, idx: int) -> str:
+        if idx < 0:
+            return "none (NaN/Inf output)"
         if self.class_names and 0 <= idx < len(self.class_names):
             return f"{idx} {self.class_names[idx]}"
         return str(idx)

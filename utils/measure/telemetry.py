@@ -105,10 +105,26 @@ class Telemetry:
 
 
 def read_csv(path: Path) -> List[Dict[str, Any]]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k in FIELDS:
-            if k not in ("label", "phase"):
-                r[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
+    """The samples of a telemetry CSV; [] and one warning for a file that is not one (not a regular file, not
+    UTF-8, columns or numbers that do not fit): a report is drawn from what it can trust."""
+    import io
+    import logging
+    import math
+
+    from utils.core.errors import ArtTRTError
+    from utils.core.fileio import read_text
+
+    try:
+        rows = list(csv.DictReader(io.StringIO(read_text(path, "telemetry file"), newline="")))
+        for r in rows:
+            for k in FIELDS:
+                if k in ("label", "phase"):
+                    r[k] = str(r.get(k) or "")[:200]
+                else:
+                    r[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
+                    if math.isinf(r[k]):
+                        raise ValueError(f"{k} is infinite")
+    except (ArtTRTError, ValueError, TypeError, csv.Error) as err:
+        logging.getLogger(__name__).warning("skipped %s: not an ArtTRT telemetry file (%s)", path, err)
+        return []
     return rows

@@ -22,7 +22,8 @@ from utils.core.options import from_args
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.networks import Network
-from utils.models.paths import weights_dir, weights_id
+from utils.core.fileio import regular_file
+from utils.models.paths import weights_dir
 from utils.models.precision import CalibOptions, convert_precision
 
 Shape = Tuple[int, int, int, int]
@@ -66,8 +67,8 @@ def onnx_for(net: Network, input_shape: Sequence[int], exporter: str = "auto",
     from utils.models.onnx_export import OPSET, export_onnx
 
     b = "dyn" if int(input_shape[0]) == -1 else f"b{int(input_shape[0])}"
-    settings = {"network": net.name, "weights": weights_id(net), "shape": [int(v) for v in input_shape],
-                "exporter": exporter, "opset": OPSET, "num_classes": net.num_classes}
+    settings = {"model": net, "network": net.name, "weights": net.weights, "shape": [int(v) for v in input_shape],
+                "exporter": exporter, "opset": OPSET, "num_classes": net.num_classes}  # model: by content
 
     @in_phase("export")
     def make(tmp: Path) -> Dict[str, Any]:
@@ -83,12 +84,13 @@ def user_onnx(net: Network, model: ModelOptions) -> Tuple[Path, str]:
     from utils.models.onnx_export import check_input_shape
 
     assert model.onnx is not None
-    path = Path(model.onnx)
-    if not path.is_file():
-        raise ArtTRTError(f"ONNX file {path} does not exist")
+    path = regular_file(model.onnx, "ONNX file")
     meta = check_input_shape(path, model.shape_for(net))
     if meta.get("num_classes") not in (None, net.num_classes):
         raise ArtTRTError(f"ONNX file {path} has {meta['num_classes']} classes, the network {net.num_classes}")
+    if meta.get("network") not in (None, net.name):
+        raise ArtTRTError(f"ONNX file {path} was exported from network {meta['network']}, not {net.name}: pass "
+                          f"--network {meta['network']} (its records would carry the wrong name otherwise)")
     return path, str(meta.get("precision", "fp32"))
 
 

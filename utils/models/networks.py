@@ -9,11 +9,14 @@ Usage:
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -33,6 +36,28 @@ class Network:
     num_classes: int
     weights: str  # "random", "packaged:<file>", "pretrained:<id>", or a user file path
     convolutional: bool = True
+    _key: Optional[str] = field(default=None, init=False, repr=False, compare=False)
+
+    def content_key(self) -> str:
+        """The network by content, never by name: its architecture (every module as PyTorch prints it, and a YOLO
+        model's description), its weights (each tensor's name, type, shape and bytes), its preprocessing and class
+        count. An edited model .yaml, a replaced weights file or another network under the same name gives another
+        key, so another export and other job keys (utils.core.content). Computed once, when first asked."""
+        if self._key is None:
+            h = hashlib.sha256()
+            h.update(repr(self.model).encode())
+            inner = getattr(self.model, "inner", self.model)
+            description = getattr(inner, "yaml", None)
+            if isinstance(description, dict):
+                h.update(json.dumps(description, sort_keys=True, default=str).encode())
+            with torch.no_grad():
+                for name, t in self.model.state_dict().items():
+                    t = t.detach().to("cpu").contiguous()
+                    h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\n".encode())
+                    h.update(t.reshape(-1).view(torch.uint8).numpy())
+            h.update(json.dumps([self.preprocess.as_dict(), self.num_classes], sort_keys=True).encode())
+            self._key = h.hexdigest()
+        return self._key
 
     @property
     def params(self) -> int:
@@ -112,8 +137,9 @@ def _classifier_out_features(model: nn.Module) -> Tuple[str, int]:
 
 
 def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise ArtTRTError(f"weights file {path} does not exist")
+    from utils.core.fileio import regular_file
+
+    regular_file(path, "weights file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a foreign or broken file
@@ -129,18 +155,24 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
 
 
 def _load_weights(name: str, model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    result = model.load_state_dict(state, strict=False)
+    """Loads state into model, or says in one sentence how they do not fit: checked before loading, since
+    load_state_dict raises on a tensor of another shape even with strict=False."""
     own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     bad_shapes = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if result.missing_keys or result.unexpected_keys or bad_shapes:
+    if missing or unexpected or bad_shapes:
         detail = []
-        if result.missing_keys:
-            detail.append(f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[0]})")
-        if result.unexpected_keys:
-            detail.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
+        if missing:
+            detail.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if bad_shapes:
-            detail.append(f"{len(bad_shapes)} of another shape (e.g. {bad_shapes[0]})")
+            k = bad_shapes[0]
+            detail.append(f"{len(bad_shapes)} of another shape (e.g. {k}: {tuple(state[k].shape)} in the file, "
+                          f"{tuple(own[k].shape)} in {name})")
         raise ArtTRTError(f"weights {source} do not fit network {name}: " + ", ".join(detail))
+    model.load_state_dict(state, strict=True)
 
 
 def _build_torchvision(name: str, num_classes: int, pretrained: bool) -> nn.Module:
@@ -162,7 +194,7 @@ def _yolo_checkpoint(path: str, pretrained: bool) -> nn.Module:
     missing published file is fetched by Ultralytics' own download code first."""
     from utils.models.safe_load import load_checkpoint
 
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         if not pretrained:
             raise ArtTRTError(f"YOLO weights file {path} does not exist: pass a local .pt file, or let Ultralytics "
                               f"download its published weights with --network {os.path.basename(path)} --pretrained "
@@ -181,28 +213,97 @@ def _yolo_checkpoint(path: str, pretrained: bool) -> nn.Module:
     return model.float()
 
 
-def _load_yolo(path: str, pretrained: bool = False) -> Tuple[nn.Module, str]:
+@contextlib.contextmanager
+def _ultralytics_restricted() -> Iterator[None]:
+    """Ultralytics' own restricted building (no eval() of the activation line, layers must be nn.Module classes),
+    where this Ultralytics has it (8.4.x: the switch its weights-only loader sets). The description was checked
+    before (utils.models.safe_load.load_model_config): this is a second lock, not the first."""
     try:
-        from ultralytics import YOLO
+        from ultralytics.nn.tasks import _SafeLoad  # type: ignore[attr-defined]
+
+        local = _SafeLoad._local
+    except (ImportError, AttributeError):
+        yield
+        return
+    before = getattr(local, "active", False)
+    local.active = True
+    try:
+        yield
+    finally:
+        local.active = before
+
+
+def packaged_yolo_config(name: str) -> Path:
+    """The model description Ultralytics ships for a model name (yolov8n-cls -> cfg/models/v8/yolov8-cls.yaml,
+    scale n): found in the installed package only, never in the current folder."""
+    import re
+
+    import ultralytics
+
+    stem = Path(name).stem
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem)
+    found = sorted((Path(ultralytics.__file__).parent / "cfg" / "models").rglob(f"{unified}.yaml"))
+    if not found:
+        raise ArtTRTError(f"Ultralytics ships no model description for {stem} ({unified}.yaml): pass the path of "
+                          "a .yaml or .pt file")
+    return found[0]
+
+
+def _yolo_from_config(path: Path, name: str) -> nn.Module:
+    """A YOLO model built from a checked description (random weights): nothing in it runs, nothing is re-read."""
+    from ultralytics.nn.tasks import ClassificationModel, guess_model_scale
+
+    from utils.models.safe_load import load_model_config
+
+    cfg = load_model_config(path)
+    cfg["scale"] = guess_model_scale(name)
+    cfg["yaml_file"] = str(path)
+    try:
+        with _ultralytics_restricted():
+            return ClassificationModel(cfg, ch=3, verbose=False)
+    except Exception as err:  # Ultralytics raises many types for a description it cannot build
+        raise ArtTRTError(f"Ultralytics could not build {path} ({type(err).__name__}: {first_line(err)})") from err
+
+
+def _load_yolo(name: str, pretrained: bool = False) -> Tuple[nn.Module, str]:
+    """A YOLOv8-cls model from a .pt (loaded without running code), a .yaml (random weights), or a bare model name
+    (Ultralytics' packaged description, or with --pretrained its published .pt under the weights folder): a bare
+    name never picks a file up from the current folder."""
+    os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")  # Ultralytics' own loads, where it has the switch
+    try:
         from ultralytics.nn.tasks import guess_model_task
 
         quiet_libraries()  # Ultralytics sets its own logger's level when imported
     except ImportError as err:
         raise ArtTRTError("YOLOv8-cls networks need the package ultralytics (pip install ultralytics)") from err
-    if path.endswith((".yaml", ".yml")):
-        try:
-            model = YOLO(path, task="classify").model  # built from the model description: nothing unpickled
-        except Exception as err:  # Ultralytics raises many types for a bad description
-            raise ArtTRTError(f"Ultralytics could not build {path} ({first_line(err)})") from err
+    if name.endswith((".yaml", ".yml")):
+        given = Path(name)
+        if given.exists() or given.parent != Path("."):
+            path = given
+        else:  # "yolov8s-cls.yaml" that is not here: Ultralytics' packaged one, as Ultralytics itself resolves it
+            path = packaged_yolo_config(name)
+        model = _yolo_from_config(path, name)
+        source = "random:seed{seed}"
+    elif name.endswith(".pt"):
+        model = _yolo_checkpoint(name, pretrained)
+        source = name
+    elif pretrained:  # a bare name: the published weights, kept in the weights folder
+        from utils.models.paths import weights_dir
+
+        path_pt = weights_dir() / "yolo" / f"{Path(name).name}.pt"
+        path_pt.parent.mkdir(parents=True, exist_ok=True)
+        model = _yolo_checkpoint(str(path_pt), pretrained)
+        source = str(path_pt)
     else:
-        model = _yolo_checkpoint(path, pretrained)
+        model = _yolo_from_config(packaged_yolo_config(name), name)
+        source = "random:seed{seed}"
     task = guess_model_task(model)
     if task != "classify":
-        raise ArtTRTError(f"{path} is a YOLO {task} model, not a classifier (-cls)")
+        raise ArtTRTError(f"{name} is a YOLO {task} model, not a classifier (-cls)")
     assert isinstance(model, nn.Module)
     for p in model.parameters():
         p.requires_grad_(False)
-    return _FirstOutput(model), "random:seed{seed}" if path.endswith((".yaml", ".yml")) else path
+    return _FirstOutput(model), source
 
 
 def load_network(name: str, weights: Optional[str] = None, pretrained: bool = False,
@@ -229,8 +330,7 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
             raise ArtTRTError("for YOLO networks pass the .pt file as --network, not --weights")
         if pretrained and name.endswith((".yaml", ".yml")):
             raise ArtTRTError("--pretrained asks for published weights: name the .pt (e.g. yolov8n-cls.pt), not a .yaml")
-        default = name + (".pt" if pretrained else ".yaml")
-        model, source = _load_yolo(name if name.endswith((".pt", ".yaml", ".yml")) else default, pretrained)
+        model, source = _load_yolo(name, pretrained)
         source = source.format(seed=seed)
         net_name = Path(name).stem
         n_out = _classifier_out_features(model)[1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from utils.core.fileio import file_sha256
 from utils.models.networks import Network
 
 
@@ -18,7 +17,6 @@ def weights_dir() -> Path:
 
 
 def weights_id(net: Network) -> str:
-    """What the network's weights are, for cache keys: a file hash, a packaged name, or random+seed."""
-    if os.path.isfile(net.weights):
-        return "sha256:" + file_sha256(net.weights)[:16]
-    return net.weights
+    """The network by content (architecture and weights, utils.models.networks.Network.content_key), for records,
+    job keys and the tables' grouping: never its name or the path of its weights."""
+    return "model:" + net.content_key()[:20]

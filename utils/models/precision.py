@@ -25,7 +25,6 @@ import numpy as np
 
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError, first_line, library_prints, quiet_libraries
-from utils.core.fileio import file_sha256
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.networks import Network
@@ -174,7 +173,7 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
 
     if precision == "fp32":
         return src, {"prepare_s": 0.0}
-    settings: Dict[str, Any] = {"src": file_sha256(src), "precision": precision, "version": 2}
+    settings: Dict[str, Any] = {"src": src, "precision": precision, "version": 2}  # src: by content, external data too
     calib_facts: Dict[str, Any] = {}
     calibrate_s = 0.0
     if precision in ("fp16", "bf16"):

@@ -141,8 +141,9 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     """A full checkpoint loaded with PyTorch's weights-only unpickler and only layer classes allowed."""
     import torch
 
-    if not path.is_file():
-        raise ArtTRTError(f"checkpoint {path} does not exist")
+    from utils.core.fileio import regular_file
+
+    regular_file(path, "checkpoint")
     if path.stat().st_size == 0:
         raise ArtTRTError(f"checkpoint {path} is empty (0 bytes)")
     names, reduced = scan_globals(_pickle_bytes(path))
@@ -167,3 +168,130 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     if not isinstance(ckpt, dict):
         raise ArtTRTError(f"{path.name} holds a {type(ckpt).__name__}, not an Ultralytics checkpoint (a dict)")
     return ckpt
+
+
+# A model description (.yaml) is data, but Ultralytics builds it with eval() of its `activation:` line and looks its
+# layer names up among the globals of ultralytics.nn.tasks. So before Ultralytics sees it, the description is read
+# here (YAML's safe loader, a regular UTF-8 file) and checked: the activation must be a torch.nn class called with
+# literal arguments (the form Ultralytics' own restricted loader accepts, ultralytics.nn.tasks._SafeLoad.activation),
+# every layer a torch.nn, torchvision.ops or Ultralytics nn.Module class, every argument a literal. Ultralytics then
+# builds the checked dict itself (nothing re-read from disk), in its restricted mode where it has one.
+MAX_CONFIG_BYTES = 1 << 20
+LAYER_SECTIONS = ("backbone", "head")
+
+
+def _literal(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, list):
+        return all(_literal(v) for v in value)
+    return False
+
+
+def check_activation(spec: Any) -> str:
+    """The activation line, if it is `nn.Class(literals)` or `torch.nn.Class(literals)` naming an nn.Module class;
+    else one sentence."""
+    import ast
+
+    import torch
+
+    bad = ArtTRTError(f"the model description's activation {str(spec)[:80]!r} is not a torch.nn class called with "
+                      "literal arguments (e.g. nn.SiLU() or nn.LeakyReLU(0.1)): refusing to build it")
+    if not isinstance(spec, str) or len(spec) > 200:
+        raise bad
+    try:
+        call = ast.parse(spec.strip(), mode="eval").body
+    except SyntaxError:
+        raise bad from None
+    if not isinstance(call, ast.Call):
+        raise bad
+    parts: List[str] = []
+    node: Any = call.func
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise bad
+    parts.append(node.id)
+    if parts[1:] not in (["nn"], ["nn", "torch"]):
+        raise bad
+    cls = getattr(torch.nn, parts[0], None) if not parts[0].startswith("_") else None
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise bad
+    for arg in [*call.args, *(k.value for k in call.keywords)]:
+        try:
+            ast.literal_eval(arg)
+        except ValueError:
+            raise bad from None
+    if any(k.arg is None for k in call.keywords):  # **kwargs
+        raise bad
+    return spec
+
+
+def _layer_class(name: Any) -> Any:
+    """The nn.Module class a layer row names, resolved as Ultralytics resolves it, or None."""
+    import torch
+
+    if not isinstance(name, str) or not name.isascii() or name.startswith("_") or "__" in name:
+        return None
+    if name.startswith("nn."):
+        obj = getattr(torch.nn, name[3:], None) if name[3:].isidentifier() else None
+    elif name.startswith("torchvision.ops."):
+        import torchvision
+
+        obj = getattr(torchvision.ops, name[16:], None) if name[16:].isidentifier() else None
+    elif name.isidentifier():
+        from ultralytics.nn import tasks
+
+        obj = vars(tasks).get(name)
+    else:
+        obj = None
+    return obj if isinstance(obj, type) and issubclass(obj, torch.nn.Module) else None
+
+
+def load_model_config(path: Path) -> Dict[str, Any]:
+    """A YOLO model description read without running anything, checked as the comment above says; one sentence
+    naming what is refused."""
+    import yaml
+
+    from utils.core.fileio import read_text, regular_file
+
+    size = regular_file(path, "model description").stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ArtTRTError(f"model description {path} is {size} bytes: not a YOLO model .yaml")
+    text = read_text(path, "model description")
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ArtTRTError(f"model description {path} is not valid YAML ({first_line(err)})") from None
+    if not isinstance(cfg, dict) or not all(isinstance(k, str) for k in cfg):
+        raise ArtTRTError(f"model description {path} is not a YAML mapping of a YOLO model")
+    if not all(_literal(v) or isinstance(v, dict) for v in cfg.values()):
+        raise ArtTRTError(f"model description {path} holds values that are not plain data")
+    if cfg.get("channels", 3) != 3 or isinstance(cfg.get("channels"), bool):
+        raise ArtTRTError(f"model description {path} takes {cfg.get('channels')!r} input channels: ArtTRT feeds "
+                          "RGB images (3)")
+    nc = cfg.get("nc")
+    if nc is not None and not (isinstance(nc, int) and not isinstance(nc, bool) and 1 <= nc <= 1_000_000):
+        raise ArtTRTError(f"model description {path}: nc {nc!r} is not a class count")
+    if cfg.get("activation") is not None:
+        check_activation(cfg["activation"])
+    rows = []
+    for section in LAYER_SECTIONS:
+        if not isinstance(cfg.get(section), list):
+            raise ArtTRTError(f"model description {path} has no '{section}' list of layers")
+        rows += cfg[section]
+    for i, row in enumerate(rows):
+        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[1], int) and isinstance(row[3], list)):
+            raise ArtTRTError(f"model description {path}, layer {i}: not [from, repeats, module, args]")
+        if _layer_class(row[2]) is None:
+            raise ArtTRTError(f"model description {path}, layer {i}: {str(row[2])[:60]!r} is not a torch.nn, "
+                              "torchvision.ops or Ultralytics layer class: refusing to build it")
+        if not _literal(row[0]) or not _literal(row[3]):
+            raise ArtTRTError(f"model description {path}, layer {i}: its arguments are not plain data")
+    scales = cfg.get("scales")
+    if scales is not None and not (isinstance(scales, dict) and all(
+            isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                        for x in v) for v in scales.values())):
+        raise ArtTRTError(f"model description {path}: 'scales' is not a mapping of [depth, width, max_channels]")
+    return cfg

@@ -14,6 +14,9 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import matplotlib
 
 matplotlib.use("Agg")
+# Texts in plots come from records (network names, labels): never parsed as mathtext ("$" is a dollar sign, and an
+# unbalanced one cannot stop a report)
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402

@@ -14,8 +14,8 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
 import platform
-import re
 import secrets
 import shlex
 import sys
@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from utils.core.errors import ArtTRTError
-from utils.core.fileio import atomic_write_json
+from utils.core.fileio import atomic_write_json, finite_json, is_regular_file, slug
+from utils.report.schema import RECORD_VERSION, RecordError, check_record
 
 log = logging.getLogger(__name__)
 
-RECORD_VERSION = 1
+MAX_RECORD_BYTES = 16 << 20  # a record is a few KB; a larger .json is not one (and is not read whole)
 
 
 def command_line(prog: str, argv: Optional[Sequence[str]]) -> str:
@@ -125,7 +126,7 @@ def make_record(kind: str, command: Optional[str] = None, device_index: Optional
                            "command": command or " ".join(shlex.quote(a) for a in sys.argv), "error": None}
     rec.update(fields)
     rec["env"] = dict(environment(device_index))
-    return rec
+    return dict(finite_json(rec))  # a figure that is not a number is written as null, never as NaN
 
 
 def record_name(rec: Dict[str, Any]) -> str:
@@ -134,12 +135,18 @@ def record_name(rec: Dict[str, Any]) -> str:
     parts = [rec.get("kind", "record"), rec.get("network", "net"), rec.get("backend", ""), rec.get("precision", ""),
              rec.get("options", ""), f"bs{rec['batch_size']}" if rec.get("batch_size") else "", rec.get("mode", ""),
              str(rec.get("env", {}).get("gpu") or "cpu").replace(" ", "-").lower(),
-             rec["time"].replace(":", "").replace("+0000", "Z"), secrets.token_hex(3)]
-    return re.sub(r"[^\w.+-]", "_", "-".join(str(p) for p in parts if p)) + ".json"
+             str(rec["time"]).replace(":", "").replace("+0000", "Z")]
+    # every part from a field is a slug (letters, digits, ._+-): a network named "../../README" names no path
+    return "-".join(slug(p, 40) for p in parts if p) + f"-{secrets.token_hex(3)}.json"
 
 
 def write_record(rec: Dict[str, Any], folder: Path) -> Path:
-    """Writes the record atomically under a name no other record has."""
+    """Writes the record atomically under a name no other record has. A record that does not fit the schema is a
+    bug of ArtTRT's: it is said loudly, and written all the same (a measurement is never thrown away)."""
+    try:
+        check_record({k: v for k, v in rec.items() if k != "_path"})
+    except RecordError as err:
+        log.error("ArtTRT wrote a record that does not fit its own schema (%s): please report it", err)
     path = folder / record_name(rec)
     while path.exists():
         path = folder / record_name(rec)
@@ -170,26 +177,49 @@ class Recorder:
         return rec
 
 
-def load_records(folder: Path, kind: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Every ArtTRT record under folder (recursively), oldest first; foreign JSON files are ignored, and the
-    layer tables and profiler traces (inspect/, profiles/: large, never records) are not even read."""
+def record_files(folder: Path) -> List[Path]:
+    """Every .json file under folder (links to folders not followed), but the layer tables and profiler traces
+    (inspect/, profiles/: large, never records)."""
     out = []
-    for p in sorted(folder.rglob("*.json")):
-        if p.parent.name in ("inspect", "profiles"):
-            continue
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in ("inspect", "profiles"))
+        out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".json")]
+    return out
+
+
+def load_records(folder: Path, kind: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every ArtTRT record under folder (recursively), oldest first, each checked against the schema; foreign JSON
+    files are ignored, a record that does not fit is skipped with one warning naming it."""
+    out = []
+    for p in record_files(folder):
         rec = read_record(p)
         if rec is not None and (kind is None or rec.get("kind") == kind):
             out.append(rec)
-    return sorted(out, key=lambda r: r.get("time", ""))
+    return sorted(out, key=lambda r: str(r.get("time", "")))
 
 
 def read_record(path: Path) -> Optional[Dict[str, Any]]:
-    """One ArtTRT record with "_path" set, or None for a file that is not one (foreign, unreadable, cut short)."""
-    try:
-        rec = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+    """One ArtTRT record with "_path" set, or None: for a file that is not one (foreign JSON, not a regular file,
+    unreadable, cut short: quietly) and for a record that does not fit the schema (one warning naming the file and
+    the field). Never trusted unchecked, never a traceback."""
+    if not is_regular_file(path):  # a FIFO named x.json would block the read forever
         return None
-    if not isinstance(rec, dict) or not rec.get("record_version"):
+    try:
+        if os.stat(path).st_size > MAX_RECORD_BYTES:
+            return None
+        rec = json.loads(Path(path).read_bytes().decode("utf-8"), parse_constant=_not_a_number)
+    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8, NaN/Infinity
+        return None
+    if not isinstance(rec, dict) or "record_version" not in rec:
+        return None  # not an ArtTRT record (a sidecar, someone else's JSON)
+    try:
+        check_record(rec)
+    except RecordError as err:
+        log.warning("skipped %s: not a valid ArtTRT record (%s)", path, err)
         return None
     rec["_path"] = str(path)
     return rec
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")

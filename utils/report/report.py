@@ -1,7 +1,9 @@
 """Regenerates every table, plot and the report of a results folder from its records and telemetry CSVs.
 
 report.html is one self-contained page (tables, and plots inline as PNG data: no network access, no other
-file needed) drawn from the same records as the Markdown tables; Python-Markdown turns those tables into HTML.
+file needed) drawn from the same records as the Markdown tables, through an auto-escaping Jinja2 template: every
+text that came from a record, a file or a folder name is escaped where it is placed, so nothing in a record can
+add an element or an attribute to the page. Files written from record fields are named by slugs inside the folder.
 
 Usage:
     python main.py --report outputs
@@ -10,14 +12,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+
+import jinja2
+from markupsafe import Markup
 
 from utils.core.errors import ArtTRTError
-from utils.core.fileio import atomic_write_text
+from utils.core.fileio import atomic_write_text, slug
+from utils.report.doc import Doc
 from utils.report.records import load_records
-from utils.report.tables import (compare_groups, inspect_markdown, latest_compares, latest_per_config,
+from utils.report.tables import (compare_doc, compare_groups, inspect_markdown, latest_compares, latest_per_config,
                                  not_measured_markdown, profile_markdown, side_by_side_markdown, summary_markdown,
                                  worth_it_markdown)
 
@@ -26,16 +31,20 @@ table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.86em}th,td{border:
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}.note{color:#666;font-size:.9em}"""
 
+PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(
+    "<!doctype html><html><head><meta charset=utf-8><title>ArtTRT report</title><style>{{ style }}</style></head>"
+    "<body><h1>ArtTRT report</h1><p class=note>{{ head }}</p>"
+    "{% for s in sections %}{% if s.kind == 'doc' %}{{ s.html }}{% else %}<h2>{{ s.title }}</h2>"
+    '<p><img alt="{{ s.title }}" src="data:image/png;base64,{{ s.data }}"></p>{% endif %}{% endfor %}'
+    "</body></html>\n")
 
-def _md(text: str) -> str:
-    import markdown
 
-    return str(markdown.markdown(text, extensions=["tables"]))
+def _doc(d: Doc) -> Dict[str, Any]:
+    return {"kind": "doc", "html": d.html()}
 
 
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
+def _img(path: Path, title: str) -> Dict[str, Any]:
+    return {"kind": "img", "title": title, "data": base64.b64encode(path.read_bytes()).decode("ascii")}
 
 
 def make_report(folder: Path, max_top1_drop: Optional[float] = None) -> List[str]:
@@ -56,55 +65,55 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None) -> List[str
         raise ArtTRTError(f"no ArtTRT records under {folder}: run main.py -v first")
     wrote: List[str] = []
     latest = latest_per_config(records)
-    sections: List[str] = []
-    images: Dict[str, Path] = {}
+    sections: List[Dict[str, Any]] = []
+    images: List[Tuple[str, Path]] = []
+
+    def write(sub: str, name: str, text: str) -> None:
+        path = folder / sub / name
+        atomic_write_text(path, text)
+        wrote.append(str(path))
+
     if len({(r.get("network"), r.get("backend"), r.get("precision"), r.get("options")) for r in latest}) > 1:
         worth = worth_it_markdown(records, max_top1_drop)
-        atomic_write_text(folder / "table_outputs" / "worth-it.md", worth)
-        wrote.append(str(folder / "table_outputs" / "worth-it.md"))
-        sections.append(_md(worth))
-    for network in sorted({r["network"] for r in latest}):
+        write("table_outputs", "worth-it.md", worth)
+        sections.append(_doc(worth))
+    for network in sorted({str(r["network"]) for r in latest}):
         summary, side = summary_markdown(network, latest), side_by_side_markdown(network, latest)
-        for name, text in ((f"{network}.md", summary), (f"{network}-side-by-side.md", side)):
-            atomic_write_text(folder / "table_outputs" / name, text)
-            wrote.append(str(folder / "table_outputs" / name))
-        plot = plots.throughput_plot(latest, network, folder / "plots" / f"throughput-{network}.png")
+        name = slug(network)  # a file name from a record field: a slug, never a path
+        write("table_outputs", f"{name}.md", summary)
+        write("table_outputs", f"{name}-side-by-side.md", side)
+        plot = plots.throughput_plot(latest, network, folder / "plots" / f"throughput-{name}.png")
         wrote.append(str(plot))
-        sections.append(_md(side) + _img(plot, f"{network}: images/s against batch size") + _md(summary))
-    for bs in sorted({int(r["batch_size"]) for r in latest}):
+        sections += [_doc(side), _img(plot, f"{network}: images/s against batch size"), _doc(summary)]
+    for bs in sorted({int(r["batch_size"]) for r in latest if r.get("batch_size") is not None}):
         bars = plots.latency_bars(latest, folder / "plots" / f"inference_time_bar_all-bs{bs}.png", bs)
         wrote.append(str(bars))
-        images[f"Latency at batch size {bs}"] = bars
+        images.append((f"Latency at batch size {bs}", bars))
     for csv_path in csvs:
         samples = read_csv(csv_path)
         if samples:
-            tel = plots.telemetry_plot(samples, folder / "plots" / f"{csv_path.stem}.png", csv_path.stem)
+            tel = plots.telemetry_plot(samples, folder / "plots" / f"{slug(csv_path.stem)}.png", csv_path.stem)
             wrote.append(str(tel))
-            images[f"GPU telemetry: {csv_path.stem}"] = tel
+            images.append((f"GPU telemetry: {csv_path.stem}", tel))
     for text in (inspect_markdown(latest), profile_markdown(latest)):
         if text:
-            sections.append(_md(text))
-    for title, path in images.items():
-        sections.append(f"<h2>{html.escape(title)}</h2>" + _img(path, title))
+            sections.append(_doc(text))
+    sections += [_img(path, title) for title, path in images]
     compares = latest_compares(compares)
-    for text in compare_groups(compares):  # several runners side by side, then each on its own
-        sections.append(_md(text))
-    for rec in compares:
-        md = (folder / "compare" / (Path(rec["_path"]).stem + ".md"))
-        if md.is_file():
-            sections.append(_md(md.read_text()))
+    for doc in compare_groups(compares):  # several runners side by side, then each on its own
+        sections.append(_doc(doc))
+    for rec in compares:  # drawn from the record itself, never from a file beside it
+        sections.append(_doc(compare_doc(rec, str(rec.get("reference")), f"{rec.get('backend')}-{rec.get('precision')}",
+                                         str(rec.get("network")))))
     missing = not_measured_markdown(every)
     if missing:
-        atomic_write_text(folder / "table_outputs" / "not-measured.md", missing)
-        sections.append(_md(missing))
+        write("table_outputs", "not-measured.md", missing)
+        sections.append(_doc(missing))
     env = (latest or compares or [{}])[-1].get("env", {})
-    head = (f"<h1>ArtTRT report</h1><p class=note>{len(records)} validation and {len(compares)} comparison "
-            f"records under {html.escape(str(folder.resolve()))}; drawn {dt.datetime.now():%Y-%m-%d %H:%M}. "
-            f"Measured on {html.escape(str(env.get('gpu') or env.get('cpu', '?')))}, torch "
-            f"{html.escape(str(env.get('torch')))}, ONNX Runtime {html.escape(str(env.get('onnxruntime')))}, "
-            f"TensorRT {html.escape(str(env.get('tensorrt') or 'not installed'))}.</p>")
-    page = f"<!doctype html><html><head><meta charset=utf-8><title>ArtTRT report</title><style>{STYLE}</style>" \
-           f"</head><body>{head}{''.join(sections)}</body></html>\n"
+    head = (f"{len(records)} validation and {len(compares)} comparison records under {folder.resolve()}; drawn "
+            f"{dt.datetime.now():%Y-%m-%d %H:%M}. Measured on {env.get('gpu') or env.get('cpu', '?')}, torch "
+            f"{env.get('torch')}, ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}.")
+    page = PAGE.render(style=Markup(STYLE), head=head, sections=sections)
     atomic_write_text(folder / "report.html", page)
     wrote.append(str(folder / "report.html"))
     return wrote

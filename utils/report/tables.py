@@ -13,8 +13,9 @@ import math
 from collections import defaultdict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from utils.backends.registry import BACKENDS, PRECISIONS, SIDE_BY_SIDE_ROWS, row_label
+from utils.backends.registry import BACKENDS, PRECISIONS, REFERENCE_RUNNER, SIDE_BY_SIDE_ROWS, row_label
 from utils.measure.compare import CompareStats
+from utils.report.doc import Doc, compose, strong, table
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -27,11 +28,10 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def markdown(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub Markdown table, columns padded to line up in a terminal (tabulate); cells formatted by _fmt."""
-    from utils.core.markdown import markdown_table
-
-    return markdown_table(header, [[_fmt(c) for c in row] for row in rows])
+def markdown(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Doc:
+    """A table (utils.report.doc): GitHub Markdown with columns padded to line up in a terminal (tabulate), and
+    escaped HTML in the report; cells formatted by _fmt."""
+    return table(header, [[_fmt(c) for c in row] for row in rows])
 
 
 MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
@@ -115,7 +115,7 @@ def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]
     return list(latest.values())
 
 
-def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
+def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> Doc:
     """Per network: one section per batch size (rows Vanilla / TRT fp32 / ... ), then the percentiles."""
     recs = [r for r in latest_per_config([r for r in records if r.get("kind") == "validate"])
             if r.get("network") == network]  # kind first: a comparison never hides the validation of its setup
@@ -124,7 +124,7 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
         by_bs[r.get("batch_size")].append(r)
     header = ["", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)", "images/s", "size (MiB)",
               "top-1 (%)", "top-5 (%)", "layers", "parameters", "prepare (s)"]
-    parts = [f"# {network}", ""]
+    parts: List[Any] = [f"# {network}"]
     env = recs[0]["env"] if recs else {}
     parts.append(f"Measured on {env.get('gpu') or env.get('cpu', '?')}, torch {env.get('torch')}, "
                  f"ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}"
@@ -139,9 +139,8 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> str:
                          _fmt(r.get("images_per_s"), 1), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
                          r.get("layers"), r.get("params"), r.get("prepare_s")])
         table = markdown(header[:1] + [h for h, _ in extra] + header[1:], rows)
-        parts += ["", f"## Batch size {bs}", "", table, "", "Percentiles:", "",
-                  percentile_table(sorted(by_bs[bs], key=row_sort_key))]
-    return "\n".join(parts) + "\n"
+        parts += [f"## Batch size {bs}", table, "Percentiles:", percentile_table(sorted(by_bs[bs], key=row_sort_key))]
+    return compose(*parts)
 
 
 def study_order(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -156,7 +155,7 @@ def row_sort_key(r: Dict[str, Any]) -> Any:
     return (b, p, str(r.get("options", "")))
 
 
-def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small: int = 1, large: int = 256) -> str:
+def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small: int = 1, large: int = 256) -> Doc:
     """Is TensorRT worth it? One row per backend and precision: images/s at batch 1 and 256, latency-model
     p50/p99 at batch 1, top-1 and preparation time. Rows that were not measured say so."""
     recs = [r for r in latest_per_config([r for r in records if r.get("kind") == "validate"])
@@ -181,33 +180,57 @@ def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small
     missing = [f"{b} {p}" for b, p in SIDE_BY_SIDE_ROWS if (b, p) not in keys.values()]
     text = markdown(["backend", *[h for h, _ in extra], f"images/s @ {small}", f"images/s @ {large}",
                      f"latency-model p50 / p99 @ {small} (ms)", "top-1 (%)", "prepare (s)"], rows)
-    if missing:
-        text += "\n\nNot measured in these records: " + ", ".join(missing) + "."
-    return f"# {network}: is TensorRT worth it?\n\n{text}\n"
+    return compose(f"# {network}: is TensorRT worth it?", text,
+                   "Not measured in these records: " + ", ".join(missing) + "." if missing else None)
 
 
-def compare_markdown(stats: CompareStats, ref_name: str, other_name: str) -> str:
+NONFINITE_ADVICE = ("outputs that are not numbers: fp16 overflows where fp32 does not; try bf16 (fp32's range), "
+                    "fp32 inputs and outputs (drop --fp16_io), or fp32")
+
+
+def _e(v: Any, fmt: str = ".3e") -> str:
+    return "-" if v is None else format(float(v), fmt)
+
+
+def compare_markdown(stats: CompareStats, ref_name: str, other_name: str) -> Doc:
     """The original's "Comparisons" tables, then the dataset-wide figures."""
-    s = stats.summary()
-    parts = [f"## Comparisons: {other_name} against {ref_name} ({s['inputs']} inputs)", "",
-             f"Output values equal under numpy.isclose (rtol={s['rtol']:g}, atol={s['atol']:g}): "
-             f"**{s['isclose_percent']:.2f} %**", "",
-             markdown(["rank", "score MAE (logits)", "score MAE (probabilities)", "class differs (%)"],
-                      [[r + 1, f"{s['rank_logit_mae'][r]:.3e}", f"{s['rank_mae'][r]:.3e}",
-                        f"{s['rank_class_diff_percent'][r]:.2f}"] for r in range(len(s["rank_mae"]))]), "",
-             "Top-10 of the first input:", "",
-             markdown([f"{ref_name} score", f"{ref_name} label", f"{other_name} score", f"{other_name} label"],
-                      [[f"{e['ref_score']:.5f}", stats.label(e["ref_class"]), f"{e['other_score']:.5f}",
-                        stats.label(e["other_class"])] for e in s["example_top10"]]), "",
-             markdown(["top-1 agreement (%)", "top-5 overlap (%)", "max abs error", "relative L2 error", "flips"],
-                      [[f"{s['top1_agreement_percent']:.2f}", f"{s['top5_overlap_percent']:.2f}",
-                        f"{s['max_abs_error']:.3e}", "-" if s["rel_l2_error"] is None else f"{s['rel_l2_error']:.3e}",
-                        s["flips"]]])]
-    if s["labelled"]:
-        parts += ["", f"On {s['labelled']} labelled images: top-1 {s['ref_top1']:.2f} % ({ref_name}) vs "
-                      f"{s['other_top1']:.2f} % ({other_name}); flips right->wrong {s['right_to_wrong']}, "
-                      f"wrong->right {s['wrong_to_right']}."]
-    return "\n".join(parts) + "\n"
+    return compare_doc(stats.summary(), ref_name, other_name)
+
+
+def compare_doc(s: Dict[str, Any], ref_name: str, other_name: str, network: Optional[str] = None) -> Doc:
+    """The comparison tables of a summary (CompareStats.summary(), or a comparison record's fields)."""
+    def label(e: Dict[str, Any], side: str) -> str:
+        return str(e.get(f"{side}_label") or e[f"{side}_class"])
+
+    inputs, finite = s.get("inputs") or 0, s.get("finite_inputs")
+    bad = [(name, int(s.get(f"{side}_nonfinite") or 0)) for name, side in ((other_name, "other"), (ref_name, "ref"))]
+    warn = None
+    if any(n for _, n in bad):
+        warn = (strong(" and ".join(f"{name} gave NaN or Inf on {n} of {inputs} inputs" for name, n in bad if n)),
+                f": the errors below are over the {finite} inputs finite on both sides; its top-1 there is none. "
+                f"{NONFINITE_ADVICE[0].upper()}{NONFINITE_ADVICE[1:]}.")
+    title = f"## Comparisons{': ' + network if network else ''}: {other_name} against {ref_name} ({inputs} inputs)"
+    ranks = s.get("rank_mae") or []
+    diffs = s.get("rank_class_diff_percent") or []
+    parts: List[Any] = [
+        title, warn,
+        (f"Output values equal under numpy.isclose (rtol={_e(s.get('rtol'), 'g')}, atol={_e(s.get('atol'), 'g')}): ",
+         strong(f"{_e(s.get('isclose_percent'), '.2f')} %")),
+        markdown(["rank", "score MAE (logits)", "score MAE (probabilities)", "class differs (%)"],
+                 [[r + 1, _e((s.get("rank_logit_mae") or [None] * len(ranks))[r]), _e(ranks[r]),
+                   _e(diffs[r] if r < len(diffs) else None, ".2f")] for r in range(len(ranks))]),
+        "Top-10 of the first input:" if s.get("example_top10") else None,
+        markdown([f"{ref_name} score", f"{ref_name} label", f"{other_name} score", f"{other_name} label"],
+                 [[_e(e.get("ref_score"), ".5f"), label(e, "ref"), _e(e.get("other_score"), ".5f"), label(e, "other")]
+                  for e in s["example_top10"]]) if s.get("example_top10") else None,
+        markdown(["top-1 agreement (%)", "top-5 overlap (%)", "max abs error", "relative L2 error", "flips"],
+                 [[_e(s.get("top1_agreement_percent"), ".2f"), _e(s.get("top5_overlap_percent"), ".2f"),
+                   _e(s.get("max_abs_error")), _e(s.get("rel_l2_error")), s.get("flips")]])]
+    if s.get("labelled"):
+        parts.append(f"On {s['labelled']} labelled images: top-1 {_e(s.get('ref_top1'), '.2f')} % ({ref_name}) vs "
+                     f"{_e(s.get('other_top1'), '.2f')} % ({other_name}); flips right->wrong {s.get('right_to_wrong')}, "
+                     f"wrong->right {s.get('wrong_to_right')}.")
+    return compose(*parts)
 
 
 def flips_csv(stats: CompareStats) -> str:
@@ -222,40 +245,41 @@ def flips_csv(stats: CompareStats) -> str:
     return buf.getvalue()
 
 
-def compare_columns_markdown(runs: Sequence[Tuple[str, Dict[str, Any]]], ref_name: str, network: str) -> str:
+def compare_columns_markdown(runs: Sequence[Tuple[str, Dict[str, Any]]], ref_name: str, network: str) -> Doc:
     """The original's comparison table for several runners at once: ranks as rows, one column per runner
     (fp32 / fp16 / int8 side by side), for the score MAE on logits, on probabilities, and class differences."""
     names = [n for n, _ in runs]
-    k = max(len(s["rank_mae"]) for _, s in runs)
+    k = max(len(s.get("rank_mae") or []) for _, s in runs)
 
-    def table(key: str, fmt: str) -> str:
-        return markdown(["rank", *names], [[r + 1, *[format(s[key][r], fmt) if r < len(s[key]) else "-"
+    def col(key: str, fmt: str) -> Doc:
+        return markdown(["rank", *names], [[r + 1, *[_e(s[key][r], fmt) if r < len(s.get(key) or []) else "-"
                                                     for _, s in runs]] for r in range(k)])
 
     summary = markdown(["", *names], [
-        ["isclose (%)", *[f"{s['isclose_percent']:.2f}" for _, s in runs]],
-        ["top-1 agreement (%)", *[f"{s['top1_agreement_percent']:.2f}" for _, s in runs]],
-        ["top-5 overlap (%)", *[f"{s['top5_overlap_percent']:.2f}" for _, s in runs]],
-        ["max abs error", *[f"{s['max_abs_error']:.3e}" for _, s in runs]],
-        ["flips", *[s["flips"] for _, s in runs]]])
-    return "\n".join([f"## {network}: comparisons against {ref_name} ({runs[0][1]['inputs']} inputs)", "",
-                      "Score MAE at each rank, logits:", "", table("rank_logit_mae", ".3e"), "",
-                      "Score MAE at each rank, probabilities:", "", table("rank_mae", ".3e"), "",
-                      "Class differs at each rank (%):", "", table("rank_class_diff_percent", ".2f"), "",
-                      summary]) + "\n"
+        ["isclose (%)", *[_e(s.get("isclose_percent"), ".2f") for _, s in runs]],
+        ["top-1 agreement (%)", *[_e(s.get("top1_agreement_percent"), ".2f") for _, s in runs]],
+        ["top-5 overlap (%)", *[_e(s.get("top5_overlap_percent"), ".2f") for _, s in runs]],
+        ["max abs error", *[_e(s.get("max_abs_error")) for _, s in runs]],
+        ["NaN/Inf outputs", *[s.get("other_nonfinite") or 0 for _, s in runs]],
+        ["flips", *[s.get("flips") for _, s in runs]]])
+    return compose(f"## {network}: comparisons against {ref_name} ({runs[0][1].get('inputs')} inputs)",
+                   "Score MAE at each rank, logits:", col("rank_logit_mae", ".3e"),
+                   "Score MAE at each rank, probabilities:", col("rank_mae", ".3e"),
+                   "Class differs at each rank (%):", col("rank_class_diff_percent", ".2f"), summary)
 
 
 def _counts(precisions: Optional[Dict[str, int]]) -> str:
     return ", ".join(f"{p} {n}" for p, n in (precisions or {}).items()) or "-"
 
 
-def inspect_markdown(records: Sequence[Dict[str, Any]]) -> str:
+def inspect_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
     """--inspect: how many layers of each model file and engine run at each precision, and where a quantized
     file drifts from fp32 (the layers that add the most relative error); empty when nothing was inspected."""
     recs = [r for r in records if isinstance(r.get("inspect"), dict) and r["kind"] == "validate"]
     if not recs:
-        return ""
-    rows, parts = [], []
+        return compose()
+    rows: List[List[Any]] = []
+    parts: List[Any] = []
     for r in recs:
         i = r["inspect"]
         onnx, engine, drift = i.get("onnx") or {}, i.get("engine") or {}, i.get("drift") or {}
@@ -263,37 +287,39 @@ def inspect_markdown(records: Sequence[Dict[str, Any]]) -> str:
                      onnx.get("qdq_layers"), engine.get("layers"), _counts(engine.get("precisions")),
                      _fmt(drift.get("output_relative_error"), 4) if drift else i.get("note", "-")])
         if drift:
-            parts += [f"### Per-layer drift: {row_label(r)} against fp32 ({drift['images']} calibration images)", "",
+            parts += [f"### Per-layer drift: {row_label(r)} against fp32 ({drift['images']} calibration images)",
                       markdown(["layer", "op", "weight", "relative error", "added error"],
-                               [[d["name"], d["op"], d.get("weight", ""), f"{d['relative_error']:.4f}",
-                                 f"{d['added_error']:+.4f}"] for d in drift["top_added"]]), ""]
+                               [[d["name"], d["op"], d.get("weight") or "", f"{d['relative_error']:.4f}",
+                                 f"{d['added_error']:+.4f}"] for d in drift.get("top_added") or []])]
     head = markdown(["network", "runner", "ONNX layers", "ONNX layers by precision", "Q/DQ layers", "engine layers",
                      "engine layers by precision", "output drift (rel. L2)"], rows)
-    return "\n".join(["## Inside the models (--inspect)", "", head, "", *parts])
+    return compose("## Inside the models (--inspect)", head, *parts)
 
 
-def profile_markdown(records: Sequence[Dict[str, Any]]) -> str:
+def profile_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
     """--profile: per batch, wall time beside the host's operator time and the GPU's kernel time, and the
     operators that take the most; empty when nothing was profiled."""
-    recs = [r for r in records if isinstance(r.get("profile"), dict) and "wall_ms_per_batch" in r["profile"]]
+    recs = [r for r in records if isinstance(r.get("profile"), dict)
+            and r["profile"].get("wall_ms_per_batch") is not None]
     if not recs:
-        return ""
-    rows, parts = [], []
+        return compose()
+    rows: List[List[Any]] = []
+    parts: List[Any] = []
     for r in recs:
         p = r["profile"]
-        rows.append([r.get("network"), row_label(r), p["batch_size"], _fmt(p["wall_ms_per_batch"], 3),
-                     _fmt(p["host_ops_ms_per_batch"], 3), _fmt(p.get("gpu_kernels_ms_per_batch"), 3),
+        rows.append([r.get("network"), row_label(r), p.get("batch_size"), _fmt(p.get("wall_ms_per_batch"), 3),
+                     _fmt(p.get("host_ops_ms_per_batch"), 3), _fmt(p.get("gpu_kernels_ms_per_batch"), 3),
                      _fmt(p.get("host_wait_ms_per_batch"), 3)])
-        parts += [f"### Top operators: {row_label(r)}, batch {p['batch_size']} (per batch)", "",
+        parts += [f"### Top operators: {row_label(r)}, batch {p.get('batch_size')} (per batch)",
                   markdown(["operator", "calls", "self CPU (ms)", "self GPU (ms)"],
                            [[o["op"], _fmt(o["calls_per_batch"], 1), _fmt(o["self_cpu_ms_per_batch"], 3),
-                             _fmt(o.get("self_gpu_ms_per_batch"), 3)] for o in p["top_ops"][:5]]), ""]
+                             _fmt(o.get("self_gpu_ms_per_batch"), 3)] for o in (p.get("top_ops") or [])[:5]])]
     head = markdown(["network", "runner", "batch", "wall (ms)", "host in operators (ms)", "GPU kernels (ms)",
                      "host waiting (ms)"], rows)
-    return "\n".join(["## Where the time goes (--profile, per batch)", "",
-                      "Wall time well above GPU kernel time: the host sets the pace. Profiled batches run "
-                      "synchronised and carry the profiler's own cost (host time most): read the shares; the "
-                      "latencies above are the timed figures.", "", head, "", *parts])
+    return compose("## Where the time goes (--profile, per batch)",
+                   "Wall time well above GPU kernel time: the host sets the pace. Profiled batches run "
+                   "synchronised and carry the profiler's own cost (host time most): read the shares; the "
+                   "latencies above are the timed figures.", head, *parts)
 
 
 def latest_compares(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -363,7 +389,7 @@ def over_top1_drop(records: Sequence[Dict[str, Any]], max_drop: float) -> List[T
     return out
 
 
-def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[float] = None) -> str:
+def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[float] = None) -> Doc:
     """Is TensorRT worth it, across networks: per network and runner, images/s at the largest batch and
     latency-model p50 at the smallest, each beside PyTorch fp32's (x times), top-1 and its drop in points, and
     how often the top-1 class agrees with PyTorch fp32's; with max_drop, the rows over it are marked."""
@@ -403,18 +429,18 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
                          _fmt(agreed.get("agree_top1_percent"), 2) if agreed else "-", *([mark] if max_drop is not None
                                                                                         else [])])
     if not rows:
-        return ""
+        return compose()
     head = ["network", "runner", "images/s @ largest batch", "x Vanilla", "latency-model p50 @ smallest (ms)",
             "x Vanilla (speed)", "top-1 (%)", "top-1 drop (points)", "same top-1 as Vanilla (%)"]
     if max_drop is not None:
         head.append(f"drop <= {max_drop:g}")
     text = markdown(head, rows)
-    return ("# Is TensorRT worth it? Every network\n\nLargest and smallest batch of each network; \"x Vanilla\" is "
-            "the speed-up over PyTorch fp32 (above 1: faster); the top-1 drop is in points below PyTorch fp32 on the "
-            "same images.\n\n" + text + "\n")
+    return compose("# Is TensorRT worth it? Every network",
+                   "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over PyTorch fp32 (above 1: "
+                   "faster); the top-1 drop is in points below PyTorch fp32 on the same images.", text)
 
 
-def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> str:
+def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
     """The study rows that were skipped (cannot run) or failed, newest per job, unless a later record of the
     same job measured it."""
     latest: Dict[Any, Dict[str, Any]] = {}
@@ -428,7 +454,7 @@ def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> str:
             groups[(str(r.get("network")), runner, str(r["error"]))].append((int(r.get("batch_size") or 0),
                                                                              str(r.get("role") or "run")))
     if not groups:
-        return ""
+        return compose()
     rows = [[net, runner, ", ".join(f"{role} bs{bs}" for bs, role in sorted(set(jobs))), why]
             for (net, runner, why), jobs in sorted(groups.items())]
-    return "## Not measured\n\n" + markdown(["network", "runner", "jobs", "why"], rows) + "\n"
+    return compose("## Not measured", markdown(["network", "runner", "jobs", "why"], rows))

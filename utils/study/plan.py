@@ -19,10 +19,12 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends import registry
 from utils.backends.base import RunSpec
+from utils.core.content import content_of
 from utils.core.errors import ArtTRTError
 from utils.models.precision import CALIB_METHODS
 
@@ -143,15 +145,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _by_content(path: Optional[str]) -> Any:
+    """A file or folder the user named, by its content (utils.core.content); where it cannot be read, its path
+    (the job then fails with the reader's own sentence)."""
+    if not path:
+        return path
+    try:
+        return content_of(Path(path))
+    except (ArtTRTError, OSError):
+        return {"unreadable": str(path)}
+
+
+def _model_identity(spec: RunSpec) -> Dict[str, Any]:
+    """The model options of a spec with the user's files taken by content: a replaced --onnx file or calibration
+    folder is another job, not one "found done before"."""
+    model = _plain(spec.model)
+    model["onnx"] = _by_content(model.get("onnx"))
+    if isinstance(model.get("calib"), dict):
+        model["calib"]["calib_dataset"] = _by_content(model["calib"].get("calib_dataset"))
+    return dict(model)
+
+
 def job_identity(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str, Any]) -> Dict[str, Any]:
-    """Everything that changes a job's figures: facts holds the network's weights id, the dataset's key and image
-    count and the device (read once the network and dataset are open); timing the measurement rules."""
+    """Everything that changes a job's figures: facts holds the network's content key (weights_id), the dataset's
+    key and image count and the device (read once the network and dataset are open); timing the measurement rules;
+    the user's --onnx file and calibration folder are taken by content."""
     spec = setup.spec
     options = _plain(spec.options)
     if isinstance(options, dict):  # how it is rebuilt or retried does not change the figures
         options = {k: v for k, v in options.items() if k != "force"}
     ident = {"network": setup.network, "backend": spec.backend, "precision": spec.precision,
-             "options": options, "model": _plain(spec.model), "cuda_graph": spec.cuda_graph,
+             "options": options, "model": _model_identity(spec), "cuda_graph": spec.cuda_graph,
              "role": job.role, "batch_size": job.batch_size, **facts}
     if job.role == ACCURACY:  # one whole pass: only the rules that change which images count
         ident["timing"] = {"limit": timing.get("limit")}

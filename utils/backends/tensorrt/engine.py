@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from utils.backends.tensorrt import api
 from utils.core.artefact import cached, sidecar_of
 from utils.core.errors import ArtTRTError
-from utils.core.fileio import cache_key, file_sha256, read_json
+from utils.core.content import content_key, file_digest
+from utils.core.fileio import read_json
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.chain import ModelOptions, model_file
@@ -94,7 +95,9 @@ def check_sidecar(engine: Path, env: Dict[str, str]) -> Dict[str, Any]:
     if not sidecar.is_file():
         log.warning("engine %s has no ArtTRT sidecar: its TensorRT version and GPU cannot be checked", engine)
         return {}
-    meta = read_json(sidecar)
+    meta = read_json(sidecar, "engine sidecar")
+    if not isinstance(meta, dict):
+        raise ArtTRTError(f"engine sidecar {sidecar} is not an ArtTRT sidecar (not a JSON object)")
     for k in ("module", "tensorrt_version", "gpu", "compute_capability"):
         if meta.get(k) != env.get(k):
             raise ArtTRTError(f"engine {engine.name} was built for {k} {meta.get(k)!r}, this machine has "
@@ -110,7 +113,7 @@ def engine_for(onnx_path: Path, precision: str, shapes: EngineShapes, folder: Pa
     from utils.backends.tensorrt import build
 
     env = environment_key()
-    settings = {"onnx": file_sha256(onnx_path), "precision": precision, "min": shapes.min, "opt": shapes.opt,
+    settings = {"onnx": onnx_path, "precision": precision, "min": shapes.min, "opt": shapes.opt,
                 "max": shapes.max, "weak_typing": weak_typing, "workspace_gb": workspace_gb,
                 "calibration": calibration.cache.name if calibration else None, "profiling": "detailed", **env}
     gpu_tag = env["gpu"].replace(" ", "-").lower()
@@ -125,7 +128,7 @@ def engine_for(onnx_path: Path, precision: str, shapes: EngineShapes, folder: Pa
         plan, facts = build.build_serialized(onnx_path, s)
         tmp.write_bytes(plan)
         log.info("built %s (%.1f MiB, %s, %.1f s)", tmp.name, len(plan) / 2**20, facts["route"], facts["build_s"])
-        return {**env, **facts, "onnx": str(onnx_path), "onnx_sha256": settings["onnx"], "precision": precision,
+        return {**env, **facts, "onnx": str(onnx_path), "onnx_sha256": file_digest(onnx_path), "precision": precision,
                 "shapes": {"min": shapes.min, "opt": shapes.opt, "max": shapes.max}, "dynamic": shapes.dynamic,
                 "engine_bytes": len(plan)}
 
@@ -149,7 +152,7 @@ def weak_calibration(net: Network, onnx_path: Path, model: ModelOptions, data: D
         raise ArtTRTError(f"weak-typed int8 for a static batch of {batch} needs at least {batch} calibration images; "
                           f"{len(arr)} were found: pass --calib_size {batch} or more")
     method = model.calib.calib_method
-    key = cache_key({"onnx": file_sha256(onnx_path), "images": Path(facts["calib_data"]).name, "method": method,
+    key = content_key({"onnx": onnx_path, "images": Path(facts["calib_data"]).name, "method": method,
                      "batch": batch})
     cache = weights_dir() / "calib" / f"{onnx_path.stem}-{method}-b{batch}-{key}.trtcalib"
     calibration = Calibration(arr, method, batch, cache)

@@ -1,0 +1,122 @@
+"""What a table or a section is, once, in two renderings: Markdown for the terminal and the .md files, and HTML for
+report.html through an auto-escaping Jinja2 template. Every text in it (a folder name, a network name, a record
+field, a class-map entry) is data: in HTML it is escaped at the cell, never parsed as markup, so no element or
+attribute reaches the page that the template did not write; in Markdown it is cell text.
+
+A Doc is a str (its Markdown), so it prints, compares and is written to .md files as before, and it keeps its blocks
+(headings, paragraphs, tables) for the HTML.
+
+Usage:
+    doc = compose("# resnet50", "Measured on ...", table(["backend", "images/s"], [["torch", "40.7"]]))
+    print(doc); html_fragment = doc.html()
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, List, Sequence, Tuple, Union
+
+import jinja2
+from markupsafe import Markup
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+    def markdown(self) -> str:
+        return f"{'#' * self.level} {self.text}"
+
+
+@dataclass(frozen=True)
+class Para:
+    """A paragraph: runs of (text, strong)."""
+
+    runs: Tuple[Tuple[str, bool], ...]
+
+    def markdown(self) -> str:
+        return "".join(f"**{t}**" if strong else t for t, strong in self.runs)
+
+
+@dataclass(frozen=True)
+class Table:
+    header: Tuple[str, ...]
+    rows: Tuple[Tuple[str, ...], ...]
+    text: str  # the Markdown (tabulate's, columns padded)
+
+    def markdown(self) -> str:
+        return self.text
+
+
+Block = Union[Heading, Para, Table]
+
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_BLOCKS = _ENV.from_string("""\
+{% for b in blocks %}
+{% if b.kind == "heading" %}<h{{ b.level }}>{{ b.text }}</h{{ b.level }}>
+{% elif b.kind == "para" %}<p>{% for text, strong in b.runs %}{% if strong %}<strong>{{ text }}</strong>{% else %}\
+{{ text }}{% endif %}{% endfor %}</p>
+{% else %}<table><thead><tr>{% for h in b.header %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in b.rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>
+{% endif %}
+{% endfor %}""")
+
+
+class Doc(str):
+    """Markdown text that keeps its blocks for an escaped HTML rendering."""
+
+    blocks: Tuple[Block, ...]
+
+    def __new__(cls, blocks: Sequence[Block], text: str) -> "Doc":
+        obj = super().__new__(cls, text)
+        obj.blocks = tuple(blocks)
+        return obj
+
+    def html(self) -> Markup:
+        """The blocks as HTML, every text escaped (Jinja2's autoescape)."""
+        items = []
+        for b in self.blocks:
+            if isinstance(b, Heading):
+                items.append({"kind": "heading", "level": min(max(b.level, 1), 4), "text": b.text})
+            elif isinstance(b, Para):
+                items.append({"kind": "para", "runs": b.runs})
+            else:
+                items.append({"kind": "table", "header": b.header, "rows": b.rows})
+        return Markup(_BLOCKS.render(blocks=items))
+
+
+def table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Doc:
+    """A table: GitHub Markdown with columns padded to line up in a terminal (tabulate), cells given as text."""
+    from tabulate import tabulate
+
+    head = tuple(str(h) for h in header)
+    body = tuple(tuple(str(c) for c in row) for row in rows)
+    text = str(tabulate([list(r) for r in body], headers=list(head), tablefmt="github", disable_numparse=True))
+    return Doc([Table(head, body, text)], text)
+
+
+def strong(text: str) -> Tuple[str, bool]:
+    return (text, True)
+
+
+Part = Union[Doc, str, Tuple[Any, ...], None]
+
+
+def compose(*parts: Part) -> Doc:
+    """One Doc of its parts, separated by blank lines: a Doc keeps its blocks; a str starting with '#' is a heading,
+    any other non-empty str a paragraph; a tuple of runs (str, or strong(str)) a paragraph with strong runs."""
+    blocks: List[Block] = []
+    for part in parts:
+        if part is None or part == "":
+            continue
+        if isinstance(part, Doc):
+            blocks += part.blocks
+        elif isinstance(part, tuple):
+            blocks.append(Para(tuple(r if isinstance(r, tuple) else (str(r), False) for r in part)))
+        elif part.startswith("#"):
+            level = len(part) - len(part.lstrip("#"))
+            blocks.append(Heading(level, part[level:].strip()))
+        else:
+            blocks.append(Para(((part, False),)))
+    return Doc(blocks, "\n\n".join(b.markdown() for b in blocks) + "\n" if blocks else "")

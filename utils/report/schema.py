@@ -1,0 +1,225 @@
+"""The record, defined once (a pydantic model with a version field) and checked on every read and every write.
+
+A record is trusted only after it fits: every field the tables, the report, the gate and the study's resume read
+is typed here, numbers are finite and within bounds (no NaN taken for a figure, no integer of 400 digits), texts
+are bounded, nested blocks (--inspect, --profile, a comparison's example) have their own shapes. Fields this
+version does not know pass through untyped and are never read. A record that does not fit is skipped by
+utils.report.records.read_record with one warning naming the file and the field.
+
+Usage:
+    rec = check_record(json_object)        # the record as a dict, or raises RecordError naming the field
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+RECORD_VERSION = 2          # 2: records checked against this schema (1: the same fields, written before it)
+READABLE_VERSIONS = (1, 2)
+
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
+NonNegative = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e300)]
+Percent = Annotated[float, Field(allow_inf_nan=False, ge=0, le=100)]
+Count = Annotated[int, Field(ge=0, le=2**53)]
+BatchSize = Annotated[int, Field(ge=0, le=2**31)]
+Text = Annotated[str, Field(max_length=4096)]
+LongText = Annotated[str, Field(max_length=65536)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class Env(_Strict):
+    gpu: Optional[Text] = None
+    cpu: Optional[Text] = None
+    torch: Optional[Text] = None
+    onnxruntime: Optional[Text] = None
+    tensorrt: Optional[Text] = None
+    tensorrt_rtx: Optional[Text] = None
+
+
+class LayerCounts(_Strict):
+    layers: Optional[Count] = None
+    precisions: Optional[Dict[Text, Count]] = None
+    qdq_layers: Optional[Count] = None
+    table: Optional[Text] = None
+
+
+class DriftLayer(_Strict):
+    name: Text
+    op: Text
+    weight: Optional[Text] = None
+    relative_error: Finite
+    added_error: Finite
+
+
+class Drift(_Strict):
+    images: Count
+    output_relative_error: Optional[Finite] = None
+    top_added: List[DriftLayer] = Field(default_factory=list, max_length=1000)
+
+
+class Inspect(_Strict):
+    onnx: Optional[LayerCounts] = None
+    engine: Optional[LayerCounts] = None
+    drift: Optional[Drift] = None
+    note: Optional[Text] = None
+
+
+class ProfileOp(_Strict):
+    op: Text
+    calls_per_batch: NonNegative
+    self_cpu_ms_per_batch: Finite
+    self_gpu_ms_per_batch: Optional[Finite] = None
+
+
+class Profile(_Strict):
+    note: Optional[LongText] = None
+    trace: Optional[Text] = None
+    batch_size: Optional[BatchSize] = None
+    wall_ms_per_batch: Optional[NonNegative] = None
+    host_ops_ms_per_batch: Optional[NonNegative] = None
+    gpu_kernels_ms_per_batch: Optional[NonNegative] = None
+    host_wait_ms_per_batch: Optional[NonNegative] = None
+    top_ops: List[ProfileOp] = Field(default_factory=list, max_length=1000)
+
+
+class Example(_Strict):
+    rank: Count
+    ref_score: Finite
+    ref_class: Count
+    other_score: Finite
+    other_class: Count
+    ref_label: Optional[Text] = None
+    other_label: Optional[Text] = None
+
+
+class OtherFacts(_Strict):
+    options: Optional[Text] = None
+
+
+class Record(_Strict):
+    """One measurement (kind "validate") or comparison (kind "compare"); the fields anything reads."""
+
+    record_version: Annotated[int, Field(ge=min(READABLE_VERSIONS), le=max(READABLE_VERSIONS))]
+    kind: Text
+    time: Optional[Text] = None
+    command: Optional[LongText] = None
+    error: Optional[LongText] = None
+    env: Env = Field(default_factory=Env)
+    # what was measured
+    network: Optional[Text] = None
+    backend: Optional[Text] = None
+    precision: Optional[Text] = None
+    options: Optional[Text] = None
+    device: Optional[Text] = None
+    batch_size: Optional[BatchSize] = None
+    mode: Optional[Text] = None
+    role: Optional[Text] = None
+    cuda_graph: Optional[bool] = None
+    cuda_graph_error: Optional[Text] = None
+    provider: Optional[Text] = None
+    compile_mode: Optional[Text] = None
+    engine_shapes: Optional[Text] = None
+    calib_method: Optional[Text] = None
+    calib_images: Optional[Count] = None
+    calib_images_used: Optional[Count] = None
+    # on what
+    dataset: Optional[Text] = None
+    dataset_key: Optional[Text] = None
+    dataset_images: Optional[Count] = None
+    images: Optional[Count] = None
+    labelled_images: Optional[Count] = None
+    weights: Optional[Text] = None
+    weights_id: Optional[Text] = None
+    # figures
+    top1: Optional[Percent] = None
+    top5: Optional[Percent] = None
+    images_per_s: Optional[NonNegative] = None
+    size_mib: Optional[NonNegative] = None
+    size_mb: Optional[NonNegative] = None
+    layers: Optional[Count] = None
+    params: Optional[Count] = None
+    prepare_s: Optional[NonNegative] = None
+    timed_images: Optional[Count] = None
+    latency_all_mean: Optional[NonNegative] = None
+    latency_all_min: Optional[NonNegative] = None
+    latency_all_max: Optional[NonNegative] = None
+    latency_all_std: Optional[NonNegative] = None
+    latency_all_p50: Optional[NonNegative] = None
+    latency_all_p90: Optional[NonNegative] = None
+    latency_all_p99: Optional[NonNegative] = None
+    latency_all_cv_percent: Optional[NonNegative] = None
+    latency_model_mean: Optional[NonNegative] = None
+    latency_model_min: Optional[NonNegative] = None
+    latency_model_max: Optional[NonNegative] = None
+    latency_model_std: Optional[NonNegative] = None
+    latency_model_p50: Optional[NonNegative] = None
+    latency_model_p90: Optional[NonNegative] = None
+    latency_model_p99: Optional[NonNegative] = None
+    latency_model_cv_percent: Optional[NonNegative] = None
+    latency_all_batches: Optional[Count] = None
+    latency_model_batches: Optional[Count] = None
+    latency_unstable: Optional[bool] = None
+    nonfinite_outputs: Optional[Count] = None
+    unrankable_outputs: Optional[Count] = None
+    # a study's job
+    job_key: Optional[Text] = None
+    setup_key: Optional[Text] = None
+    predictions_file: Optional[Text] = None
+    agree_top1_percent: Optional[Percent] = None
+    agree_top1_images: Optional[Count] = None
+    agree_top1_ref_key: Optional[Text] = None
+    study_job: Optional[Dict[Text, Any]] = None
+    inspect: Optional[Inspect] = None
+    profile: Optional[Profile] = None
+    # a comparison
+    reference: Optional[Text] = None
+    inputs_source: Optional[Text] = None
+    inputs: Optional[Count] = None
+    rtol: Optional[NonNegative] = None
+    atol: Optional[NonNegative] = None
+    isclose_percent: Optional[Percent] = None
+    rank_mae: Optional[List[Optional[Finite]]] = Field(default=None, max_length=1000)
+    rank_logit_mae: Optional[List[Optional[Finite]]] = Field(default=None, max_length=1000)
+    rank_class_diff_percent: Optional[List[Percent]] = Field(default=None, max_length=1000)
+    top1_agreement_percent: Optional[Percent] = None
+    top5_overlap_percent: Optional[Percent] = None
+    max_abs_error: Optional[NonNegative] = None
+    rel_l2_error: Optional[NonNegative] = None
+    flips: Optional[Count] = None
+    labelled: Optional[Count] = None
+    ref_top1: Optional[Percent] = None
+    other_top1: Optional[Percent] = None
+    right_to_wrong: Optional[Count] = None
+    wrong_to_right: Optional[Count] = None
+    ref_nonfinite: Optional[Count] = None
+    other_nonfinite: Optional[Count] = None
+    example_top10: Optional[List[Example]] = Field(default=None, max_length=1000)
+    other_facts: Optional[OtherFacts] = None
+
+
+class RecordError(ValueError):
+    """A record that does not fit the schema: `field` names where, `reason` what."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def check_record(obj: Any) -> Dict[str, Any]:
+    """obj as a record dict if it fits the schema (unknown fields kept as they are); RecordError otherwise."""
+    if not isinstance(obj, dict):
+        raise RecordError("(record)", f"a JSON {type(obj).__name__}, not an object")
+    version = obj.get("record_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > max(READABLE_VERSIONS):
+        raise RecordError("record_version", f"{version}: written by a newer ArtTRT")
+    try:
+        Record.model_validate(obj)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "(record)"
+        raise RecordError(where, str(first.get("msg", "does not fit")).lower()) from None
+    return obj
