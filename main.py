@@ -182,6 +182,12 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     at_least("iterations", args.iterations)
     if args.duration is not None and args.duration < 0:
         raise ArtTRTError(f"--duration must not be negative, not {args.duration}")
+    if args.input_shape and args.input_shape[0] != -1:
+        fed = sorted(set(args.batch_sizes or [args.batch_size]) - {args.input_shape[0]})
+        if fed:
+            raise ArtTRTError(f"--input_shape {' '.join(map(str, args.input_shape))} is a static batch of "
+                              f"{args.input_shape[0]}, but batches of {fed[0]} would be fed: pass --batch_size "
+                              f"{args.input_shape[0]}, or -1 as the batch for a dynamic one")
     if args.full_passes and (args.duration is not None or args.iterations is not None):
         raise ArtTRTError("--full_passes times every whole pass: drop --duration/--iterations, or --full_passes")
     for n in args.calib_sizes or []:

@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("CI", "true")  # no progress bars in test output
+# Hypothesis keeps its example database and Unicode tables outside the checkout (the suite writes nothing there)
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(__import__("tempfile").gettempdir(),
+                                                                   "arttrt-hypothesis"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -137,3 +140,36 @@ def squeeze(text: str) -> str:
     import re
 
     return re.sub(r" {2,}", " ", text)
+
+
+def tree_snapshot(*paths):
+    """Every file under paths (or the file itself) by relative path, size, bytes' hash and mode: what a user owns."""
+    import hashlib
+    import stat as st_
+
+    out = {}
+    for base in map(Path, paths):
+        items = [base] if not base.is_dir() else sorted(p for p in base.rglob("*"))
+        for p in items:
+            s = os.lstat(p)
+            digest = hashlib.sha256(p.read_bytes()).hexdigest() if st_.S_ISREG(s.st_mode) else None
+            out[str(p)] = (s.st_mode, s.st_size, digest)
+    return out
+
+
+class unchanged:
+    """with unchanged(folder, file): ...: fails if anything under them was added, removed or changed (a user's
+    inputs: datasets, weights, class maps, ONNX files, the folder beside an output)."""
+
+    def __init__(self, *paths):
+        self.paths = paths
+
+    def __enter__(self):
+        self.before = tree_snapshot(*self.paths)
+        return self
+
+    def __exit__(self, *exc):
+        after = tree_snapshot(*self.paths)
+        changed = sorted(k for k in self.before.keys() | after.keys() if self.before.get(k) != after.get(k))
+        assert not changed, f"a user's files changed: {changed[:10]}"
+        return False

@@ -138,7 +138,7 @@ def test_flips_both_ways_labels_and_logit_ranks_by_hand():
     assert [(e["rank"], e["ref_class"], e["other_class"]) for e in out["example_top10"]] == [
         (1, 0, 1), (2, 1, 0), (3, 2, 2)]  # the first input's ranks
     assert out["example_top10"][0]["ref_score"] == pytest.approx(float(p[0]))
-    assert s.label(1) == "1 goldfish" and s.label(3) == "3" and s.label(-1) == "-1"
+    assert s.label(1) == "1 goldfish" and s.label(3) == "3" and s.label(-1) == "none (NaN/Inf output)"
     assert CompareStats(0, 0).label(2) == "2"
 
 
@@ -196,7 +196,7 @@ def test_summary_edges_one_input_tiny_and_zero_references():
     zero = CompareStats(0.0, 0.0)
     zero.update(torch.zeros((1, 2)), torch.ones((1, 2)), torch.tensor([-1]), ["z"])
     assert zero.summary()["rel_l2_error"] is None and zero.summary()["max_abs_error"] == 1.0  # no 0/0
-    assert CompareStats(0.0, 0.0).summary()["isclose_percent"] == 0.0  # nothing compared yet
+    assert CompareStats(0.0, 0.0).summary()["isclose_percent"] is None  # nothing compared yet: no figure
 
 
 def test_scores_in_the_example_and_the_flips_are_each_sides_own():

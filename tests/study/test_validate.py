@@ -30,7 +30,7 @@ def test_validate_records_per_batch_size(demo_data, lite0, tmp_path):
     assert rec["short_batch"] == {"images": 4, "handling": "run after the timed batches, for accuracy only"}
     # who and what: the dataset's content key and size, the weights
     assert rec["dataset_key"] == ds.meta["key"] and rec["dataset_images"] == 20
-    assert rec["weights"].startswith("packaged:") and rec["weights_id"] == rec["weights"]
+    assert rec["weights"].startswith("packaged:") and rec["weights_id"] == "model:" + lite0.content_key()[:20]
 
 
 def test_interrupted_sweep_keeps_finished_records(tmp_path, monkeypatch):

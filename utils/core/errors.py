@@ -46,10 +46,23 @@ def cli_boundary(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as escapes, never a traceback
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
     try:
         return main(argv)
     except ArtTRTError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as err:
+        # a path the system refuses (a folder of the user's that is a file, a file they may not read): their
+        # input, one sentence naming it; without a path it is not known to be theirs, and keeps its traceback
+        if not getattr(err, "filename", None):
+            raise
+        print(f"error: {err.filename}: {(err.strerror or type(err).__name__).lower()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         what = "terminated" if isinstance(err, Terminated) else "interrupted"

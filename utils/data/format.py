@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import filecmp
 import logging
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from utils.core.errors import ArtTRTError, first_line
-from utils.core.fileio import atomic_path
+from utils.core.fileio import atomic_path, read_text, regular_file
 from utils.data.imagenet import imagenet_classes
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def read_meta_mat(meta: Path) -> Dict[int, str]:
     """ILSVRC2012_ID (1-based) -> wnid, from the devkit's meta.mat (read with scipy)."""
     from scipy.io import loadmat
 
+    regular_file(meta, "--meta file")
     try:
         synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
         ids = [int(i) for i in synsets["ILSVRC2012_ID"]]
@@ -75,35 +77,74 @@ def read_meta_mat(meta: Path) -> Dict[int, str]:
     return {i: w for i, w in zip(ids, wnids) if i <= 1000}
 
 
+def read_csv_labels(labels: Path) -> Dict[str, str]:
+    """ImageId -> wnid from Kaggle's LOC_val_solution.csv; an ImageId twice is refused (which label would hold?)."""
+    text = read_text(labels, "labels file")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or "ImageId" not in reader.fieldnames or "PredictionString" not in reader.fieldnames:
+            raise ArtTRTError(f"{labels} is not Kaggle's LOC_val_solution.csv (columns ImageId, PredictionString)")
+        out: Dict[str, str] = {}
+        for n, row in enumerate(reader, start=2):  # a row without a label leaves its image unplaced (and listed)
+            image = (row.get("ImageId") or "").strip()
+            if image in out:
+                raise ArtTRTError(f"{labels} line {n}: ImageId {image} appears twice: which label holds? Fix the file "
+                                  "(nothing was placed)")
+            words = (row.get("PredictionString") or "").split()
+            if image and words:
+                out[image] = words[0]
+    except csv.Error as err:
+        raise ArtTRTError(f"{labels} is not a readable CSV file ({first_line(err)})") from err
+    return out
+
+
+def read_ground_truth(labels: Path) -> List[int]:
+    """The devkit's ground truth: exactly one ILSVRC2012 ID per line, line i for ILSVRC2012_val_<i>. A blank line
+    or two IDs on one line would shift every later label by one: refused, naming the line."""
+    text = read_text(labels, "labels file")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
+    ids = []
+    for n, line in enumerate(lines, start=1):
+        words = line.split()
+        if len(words) != 1:
+            what = "is blank" if not words else f"holds {len(words)} values"
+            raise ArtTRTError(f"{labels} line {n} {what}: the ground truth has one ILSVRC2012 ID per line, line i for "
+                              "image i, so every later label would shift (nothing was placed)")
+        try:
+            ids.append(int(words[0]))
+        except ValueError:
+            raise ArtTRTError(f"{labels} line {n}: {words[0][:40]!r} is not an ILSVRC2012 ID (one integer per "
+                              "line)") from None
+    return ids
+
+
 def read_labels(labels: Path, meta: Optional[Path]) -> Dict[str, str]:
     """File stem -> wnid from the devkit ground truth (with meta.mat) or Kaggle's LOC_val_solution.csv."""
-    if not labels.is_file():
-        raise ArtTRTError(f"labels file {labels} does not exist")
+    regular_file(labels, "labels file")
     if labels.suffix.lower() == ".csv":
-        out: Dict[str, str] = {}
-        with open(labels, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "ImageId" not in reader.fieldnames or "PredictionString" not in reader.fieldnames:
-                raise ArtTRTError(f"{labels} is not Kaggle's LOC_val_solution.csv (columns ImageId, PredictionString)")
-            for row in reader:  # a row without a label leaves its image unplaced (and listed), not a traceback
-                words = (row.get("PredictionString") or "").split()
-                if row.get("ImageId") and words:
-                    out[row["ImageId"]] = words[0]
-        return out
+        return read_csv_labels(labels)
     if meta is None:
         raise ArtTRTError("the devkit ground truth holds ILSVRC2012 IDs, whose order is not the sorted-wnid "
                           "order: pass --meta with the devkit's data/meta.mat")
     id_to_wnid = read_meta_mat(meta)
-    try:
-        ids = [int(x) for x in labels.read_text().split()]
-    except ValueError as err:
-        raise ArtTRTError(f"{labels} is not ILSVRC2012_validation_ground_truth.txt (one integer per line)") from err
+    ids = read_ground_truth(labels)
     out = {}
     for i, cls in enumerate(ids, start=1):
         if cls not in id_to_wnid:
             raise ArtTRTError(f"{labels} line {i}: ILSVRC2012 ID {cls} is not in {meta}")
         out[f"ILSVRC2012_val_{i:08d}"] = id_to_wnid[cls]
     return out
+
+
+def _check_ground_truth_covers(files: List[Path], labels: Path, table: Dict[str, str]) -> None:
+    """The devkit's ground truth must have a line for every ILSVRC2012_val_<i> image given: fewer lines than the
+    highest i means lines are missing, and every label after the gap belongs to another image."""
+    numbers = [int(m.group(1)) for f in files if (m := VAL_NAME_RE.match(f.name))]
+    if numbers and labels.suffix.lower() != ".csv" and max(numbers) > len(table):
+        raise ArtTRTError(f"{labels} has {len(table)} lines but the images go up to ILSVRC2012_val_{max(numbers):08d}: "
+                          "lines are missing, so the labels cannot be matched to images (nothing was placed)")
 
 
 def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = None) -> Plan:
@@ -128,6 +169,7 @@ def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = N
     if labels is not None:
         plan = Plan("flat with labels file")
         table = read_labels(labels, meta)
+        _check_ground_truth_covers(files, labels, table)
         for f in files:
             wnid = table.get(f.stem)
             if wnid is None:
@@ -155,6 +197,15 @@ def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = N
     return plan
 
 
+def check_destination(plan: Plan, dst: Path) -> None:
+    """--dst and each class folder the plan writes into are folders (or can be made): one sentence otherwise,
+    before any file is linked, copied or moved."""
+    for folder in [dst, *sorted({dst / w for _, w in plan.moves})]:
+        if folder.exists() and not folder.is_dir():
+            what = "--dst" if folder == dst else "class folder"
+            raise ArtTRTError(f"{what} {folder} is a file, not a folder: nothing was placed")
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)
@@ -171,6 +222,7 @@ def apply_plan(plan: Plan, dst: Path, mode: str = "link", dry_run: bool = False)
     """
     if mode not in ("link", "copy", "move"):
         raise ValueError(mode)
+    check_destination(plan, dst)  # every folder it will write into, before anything is placed
     summary = Summary(unplaced=list(plan.unplaced))
     summary.classes = len({w for _, w in plan.moves})
     for src, wnid in plan.moves:

@@ -8,11 +8,13 @@ Usage:
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
 from utils.core.errors import ArtTRTError
+from utils.core.fileio import read_text
 from utils.data.imagenet import imagenet_classes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -33,16 +35,14 @@ class DatasetIndex:
         (touch -r cannot set ctime) or made readable again (chmod changes ctime)."""
         h = hashlib.sha256()
         for rel, label in zip(self.files, self.labels):
-            st = (self.root / rel).stat()
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{label}\n".encode())
+            st = (self.root / rel).stat()  # a file name that is not UTF-8 is hashed as the bytes it is
+            h.update(os.fsencode(rel) + f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{label}\n".encode())
         return h.hexdigest()
 
 
 def read_class_map(path: Path) -> List[str]:
     """A class map file: one folder name per line, in the model's output order."""
-    if not path.is_file():
-        raise ArtTRTError(f"class map file {path} does not exist")
-    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    names = [ln.strip() for ln in read_text(path, "class map file").splitlines() if ln.strip()]
     if len(set(names)) != len(names):
         raise ArtTRTError(f"class map file {path} names a class twice")
     return names

@@ -85,6 +85,8 @@ class MeasureResult:
     feed: str = "host"
     verified: Optional[int] = None  # images checked against the cache's checksums (None: nothing to check)
     bounded: bool = False           # timed by --duration/--iterations over replayed batches (no accuracy)
+    nonfinite: int = 0              # images whose outputs hold a NaN or an Inf (their top-1 is none: wrong)
+    unrankable: int = 0             # images whose outputs are all equal (underflow to zero, say): no class ranks
 
     def summary(self) -> Dict[str, Any]:
         """The flat figures of a record."""
@@ -97,6 +99,8 @@ class MeasureResult:
             "warmup_s": round(self.warmup_s, 4), "mode": "sync" if self.sync else "pipelined",
             "short_batch": self.short_batch, "feed": self.feed, "verified_images": self.verified,
             "timing": "bounded" if self.bounded else "whole pass",
+            "nonfinite_outputs": None if self.bounded else self.nonfinite,
+            "unrankable_outputs": None if self.bounded else self.unrankable,
         }
         for prefix, s in (("latency_all", la), ("latency_model", lm)):
             for k, v in s.items():
@@ -144,6 +148,7 @@ class _Batch:
 
     t: Tuple[_Timer, ...]
     top: torch.Tensor       # (n, k) top classes, on the host once t[-1] has completed
+    flags: torch.Tensor     # (n, 2) bool: outputs not all finite, outputs all equal (on the host, as top)
     logits: torch.Tensor    # (n, classes) copy-out, on the host once t[-1] has completed
     labels: torch.Tensor
     idx: np.ndarray
@@ -263,10 +268,13 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
         top = y.topk(min(5, y.shape[1]), dim=1).indices
         host_top = torch.empty(top.shape, dtype=top.dtype, pin_memory=cuda)
         host_top.copy_(top, non_blocking=cuda)
+        flags = output_flags(y)  # on the device beside the model: a few reductions, n x 2 booleans back
+        host_flags = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=cuda)
+        host_flags.copy_(flags, non_blocking=cuda)
         host_logits = torch.empty(y.shape, dtype=torch.float32, pin_memory=cuda)
         host_logits.copy_(y.float(), non_blocking=cuda)
         t[5].record(stream)
-        return _Batch(t, host_top, host_logits, labels, idx, timed)
+        return _Batch(t, host_top, host_flags, host_logits, labels, idx, timed)
 
     def finish(item: _Batch, all_ms: Optional[float] = None) -> None:
         """Accounts a batch once its copy-out is done; all_ms replaces the events' latency-all (sync mode)."""
@@ -277,7 +285,7 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
             res.latency_all_ms.append(all_ms if all_ms is not None else t[0].ms_until(t[1]) + t[2].ms_until(t[5]))
             res.latency_model_ms.append(t[3].ms_until(t[4]))
         if not bounded:  # bounded timing sees images again and again: no accuracy from it
-            _accumulate(res, item.top, item.labels, item.idx)
+            _accumulate(res, item.top, item.labels, item.idx, item.flags)
 
     set_phase("warm-up")
     first = next(iter(batches()))
@@ -368,9 +376,23 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
     return res
 
 
-def _accumulate(res: MeasureResult, top: torch.Tensor, labels: torch.Tensor, idx: np.ndarray) -> None:
-    """Top-1 and top-5 hits of one batch from its top classes (on the host)."""
+def output_flags(y: torch.Tensor) -> torch.Tensor:
+    """(n, 2) booleans per image: its outputs are not all finite (NaN, Inf); its outputs are all equal (nothing
+    ranks: an fp16 underflow to zero, say). The top classes of such an image are no prediction."""
+    yf = y.float()
+    return torch.stack([~torch.isfinite(yf).all(dim=1), yf.amax(dim=1) == yf.amin(dim=1)], dim=1)
+
+
+def _accumulate(res: MeasureResult, top: torch.Tensor, labels: torch.Tensor, idx: np.ndarray,
+                flags: Optional[torch.Tensor] = None) -> None:
+    """Top-1 and top-5 hits of one batch from its top classes (on the host); an image whose outputs are not numbers
+    or do not rank has no prediction (-1) and counts as wrong, never as the class argmax picked among NaNs."""
     res.images += top.shape[0]
+    if flags is not None:
+        nonfinite, flat = flags[:, 0], flags[:, 1] & ~flags[:, 0]
+        res.nonfinite += int(nonfinite.sum())
+        res.unrankable += int(flat.sum())
+        top = torch.where((nonfinite | flat).view(-1, 1), torch.full_like(top, -1), top)
     res.predictions[idx] = top[:, 0].numpy()
     mask = labels >= 0
     if bool(mask.any()):

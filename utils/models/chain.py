@@ -101,6 +101,11 @@ def model_file(net: Network, precision: str, model: ModelOptions,
     Returns:
         (path, facts): facts["prepare_s"] is export plus conversion time spent now.
     """
+    shape = model.shape_for(net)
+    if tuple(shape[2:]) != (net.preprocess.crop, net.preprocess.crop):
+        raise ArtTRTError(f"--input_shape asks {shape[2]}x{shape[3]} images, but {net.name}'s preprocessing crops "
+                          f"{net.preprocess.crop}x{net.preprocess.crop}: the images fed would not fit the model (export "
+                          "other sizes with onnx_transform.py)")
     if model.onnx:
         path, carried = user_onnx(net, model)
         if carried == precision:

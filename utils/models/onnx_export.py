@@ -177,11 +177,49 @@ def read_metadata(path: str | os.PathLike[str]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for p in proto.metadata_props:
         if p.key.startswith(META_PREFIX):
-            out[p.key[len(META_PREFIX):]] = json.loads(p.value)
+            try:
+                out[p.key[len(META_PREFIX):]] = json.loads(p.value, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
+                raise ArtTRTError(f"{path}: its metadata {p.key} is not JSON: not a file ArtTRT wrote, or a damaged "
+                                  "one (export it again with onnx_transform.py)") from None
+    check_metadata(out, path)
     dims = [d.dim_value if d.HasField("dim_value") else -1
             for d in proto.graph.input[0].type.tensor_type.shape.dim]
     out["graph_input_shape"] = dims
     return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_metadata(meta: Dict[str, Any], path: Any) -> None:
+    """ArtTRT's metadata of an ONNX file is trusted only in the shapes ArtTRT writes it: one sentence otherwise."""
+    def bad(key: str, why: str) -> ArtTRTError:
+        return ArtTRTError(f"{path}: its metadata arttrt.{key} {why}: not a file ArtTRT wrote, or a damaged one "
+                           "(export it again with onnx_transform.py)")
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000
+
+    if "network" in meta and not (isinstance(meta["network"], str) and 0 < len(meta["network"]) <= 200):
+        raise bad("network", "is not a network name")
+    if "num_classes" in meta and not count(meta["num_classes"]):
+        raise bad("num_classes", "is not a class count")
+    if "precision" in meta and meta["precision"] not in ("fp32", "fp16", "bf16", "int8", "fp8"):
+        raise bad("precision", "is not a precision")
+    if "weights" in meta and not isinstance(meta["weights"], (str, type(None))):
+        raise bad("weights", "is not a text")
+    if "input_shape" in meta and not (isinstance(meta["input_shape"], list) and len(meta["input_shape"]) == 4 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in meta["input_shape"])):
+        raise bad("input_shape", "is not 4 integers")
+    if "preprocess" in meta:
+        pp = meta["preprocess"]
+        numbers = (lambda v: isinstance(v, list) and len(v) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v))
+        if not (isinstance(pp, dict) and set(pp) == {"resize", "crop", "mean", "std"} and count(pp["resize"])
+                and count(pp["crop"]) and numbers(pp["mean"]) and numbers(pp["std"]) and all(x for x in pp["std"])):
+            raise bad("preprocess", "is not resize, crop, mean and std")
 
 
 def check_input_shape(path: str | os.PathLike[str], input_shape: Sequence[int]) -> Dict[str, Any]:

@@ -29,6 +29,7 @@ from utils.report.schema import RECORD_VERSION, RecordError, check_record
 
 log = logging.getLogger(__name__)
 
+_WARNED: set = set()
 MAX_RECORD_BYTES = 16 << 20  # a record is a few KB; a larger .json is not one (and is not read whole)
 
 
@@ -207,19 +208,18 @@ def read_record(path: Path) -> Optional[Dict[str, Any]]:
     try:
         if os.stat(path).st_size > MAX_RECORD_BYTES:
             return None
-        rec = json.loads(Path(path).read_bytes().decode("utf-8"), parse_constant=_not_a_number)
-    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8, NaN/Infinity
+        rec = json.loads(Path(path).read_bytes().decode("utf-8"))  # NaN parses here, and the schema refuses it
+    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8
         return None
     if not isinstance(rec, dict) or "record_version" not in rec:
         return None  # not an ArtTRT record (a sidecar, someone else's JSON)
     try:
         check_record(rec)
     except RecordError as err:
-        log.warning("skipped %s: not a valid ArtTRT record (%s)", path, err)
+        if str(path) not in _WARNED:  # once per file and process, however often the folder is read
+            _WARNED.add(str(path))
+            log.warning("skipped %s: not a valid ArtTRT record (%s)", path, err)
         return None
     rec["_path"] = str(path)
     return rec
 
-
-def _not_a_number(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")

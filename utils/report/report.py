@@ -57,9 +57,10 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None) -> List[str
 
     if not folder.is_dir():
         raise ArtTRTError(f"results folder {folder} does not exist")
-    every = load_records(folder, "validate")
+    everything = load_records(folder)
+    every = [r for r in everything if r.get("kind") == "validate"]
     records = [r for r in every if not r.get("error")]
-    compares = [r for r in load_records(folder, "compare") if not r.get("error")]
+    compares = [r for r in everything if r.get("kind") == "compare" and not r.get("error")]
     csvs = sorted(folder.rglob("telemetry-*.csv"))
     if not records and not csvs and not compares and not every:
         raise ArtTRTError(f"no ArtTRT records under {folder}: run main.py -v first")

@@ -209,6 +209,11 @@ class RecordError(ValueError):
         self.field, self.reason = field, reason
 
 
+# what each kind of record must name for the tables to place it (a row needs its network, runner and batch)
+REQUIRED = {"validate": ("network", "backend", "precision", "batch_size"),
+            "compare": ("network", "backend", "precision", "reference")}
+
+
 def check_record(obj: Any) -> Dict[str, Any]:
     """obj as a record dict if it fits the schema (unknown fields kept as they are); RecordError otherwise."""
     if not isinstance(obj, dict):
@@ -222,4 +227,9 @@ def check_record(obj: Any) -> Dict[str, Any]:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "(record)"
         raise RecordError(where, str(first.get("msg", "does not fit")).lower()) from None
+    for name in REQUIRED.get(str(obj.get("kind")), ()):
+        if obj.get(name) is None or obj.get(name) == "":
+            raise RecordError(name, f"missing: a {obj['kind']} record names its {name}")
+    if obj.get("kind") == "validate" and obj["batch_size"] < 1:
+        raise RecordError("batch_size", "must be at least 1")
     return obj

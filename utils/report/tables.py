@@ -50,12 +50,23 @@ def random_weights(r: Dict[str, Any]) -> bool:
     return str(r.get("weights") or "").startswith("random")
 
 
+def not_numbers(r: Dict[str, Any]) -> int:
+    """How many images of a record gave outputs that are not numbers (NaN/Inf) or do not rank (all equal)."""
+    return int(r.get("nonfinite_outputs") or 0) + int(r.get("unrankable_outputs") or 0)
+
+
 def accuracy(r: Dict[str, Any], key: str) -> str:
-    """top-1 or top-5 of a record, marked where the network had random weights (the figure measures nothing)."""
+    """top-1 or top-5 of a record, marked where the network had random weights (the figure measures nothing) and
+    where outputs were not numbers (those images count as wrong)."""
     v = r.get(key)
     if v is None:
         return "-"
-    return f"{_fmt(v)} ({RANDOM_WEIGHTS})" if random_weights(r) else _fmt(v)
+    marks = [RANDOM_WEIGHTS] * random_weights(r)
+    if r.get("nonfinite_outputs"):
+        marks.append(f"NaN/Inf on {r['nonfinite_outputs']} img")
+    if r.get("unrankable_outputs"):
+        marks.append(f"flat on {r['unrankable_outputs']} img")
+    return f"{_fmt(v)} ({'; '.join(marks)})" if marks else _fmt(v)
 
 
 def dataset_of(r: Dict[str, Any]) -> str:
@@ -64,14 +75,42 @@ def dataset_of(r: Dict[str, Any]) -> str:
     return f"{name} ({r['images']} img)" if r.get("images") is not None else name
 
 
+def _distinct(records: Sequence[Dict[str, Any]], identity: Callable[[Dict[str, Any]], Any],
+              shown: Callable[[Dict[str, Any]], str], key: Callable[[Dict[str, Any]], Any]
+              ) -> Callable[[Dict[str, Any]], str]:
+    """A column's text per record: `shown`, with a short key added where two different identities would read
+    the same (two folders named imagenet with 50,000 images each are two rows, never one)."""
+    names: Dict[str, set] = defaultdict(set)
+    for r in records:
+        names[shown(r)].add(identity(r))
+
+    def text(r: Dict[str, Any]) -> str:
+        name = shown(r)
+        if len(names[name]) < 2:
+            return name
+        import hashlib
+
+        return f"{name} [{hashlib.sha256(str(key(r)).encode()).hexdigest()[:6]}]"
+
+    return text
+
+
 def identity_columns(records: Sequence[Dict[str, Any]]) -> List[Tuple[str, Callable[[Dict[str, Any]], str]]]:
     """The columns a table needs so that it never puts different datasets or weights side by side unlabelled:
-    "dataset" where the records measured different images, "weights" where they ran different weights."""
+    "dataset" where the records measured different images, "weights" where they ran different weights; each
+    column's text tells apart identities that read the same (rows are grouped by these texts)."""
     cols: List[Tuple[str, Callable[[Dict[str, Any]], str]]] = []
-    if len({(r.get("dataset_key") or r.get("dataset"), r.get("images")) for r in records}) > 1:
-        cols.append(("dataset", dataset_of))
-    if len({r.get("weights_id") or r.get("weights") for r in records}) > 1:
-        cols.append(("weights", lambda r: str(r.get("weights"))))
+
+    def data_id(r: Dict[str, Any]) -> Any:
+        return (r.get("dataset_key") or r.get("dataset"), r.get("images"))
+
+    def weights_key(r: Dict[str, Any]) -> Any:
+        return r.get("weights_id") or r.get("weights")
+
+    if len({data_id(r) for r in records}) > 1:
+        cols.append(("dataset", _distinct(records, data_id, dataset_of, data_id)))
+    if len({weights_key(r) for r in records}) > 1:
+        cols.append(("weights", _distinct(records, weights_key, lambda r: str(r.get("weights")), weights_key)))
     return cols
 
 
@@ -378,12 +417,19 @@ def top1_drops(records: Sequence[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], 
     return out
 
 
-def over_top1_drop(records: Sequence[Dict[str, Any]], max_drop: float) -> List[Tuple[Dict[str, Any], float]]:
-    """The rows whose top-1 falls more than max_drop points below their PyTorch fp32 row (one per setup)."""
+def over_top1_drop(records: Sequence[Dict[str, Any]], max_drop: float
+                   ) -> List[Tuple[Dict[str, Any], Optional[float]]]:
+    """The rows whose top-1 falls more than max_drop points below their PyTorch fp32 row, and the rows whose outputs
+    were not numbers on some image (drop None: they fail whatever their top-1); one per setup."""
     seen, out = set(), []
     for r, drop in top1_drops(latest_per_config(records)):
         key = (r.get("setup_key") or row_label(r), images_key(r))
-        if drop is not None and drop > max_drop + 1e-9 and key not in seen:
+        if key in seen:
+            continue
+        if not_numbers(r):
+            seen.add(key)
+            out.append((r, None))
+        elif drop is not None and drop > max_drop + 1e-9:
             seen.add(key)
             out.append((r, drop))
     return out
@@ -420,7 +466,9 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
             drop = next((drops[id(r)] for r in g.values() if drops.get(id(r)) is not None), None)
             agreed = next((agree[r["setup_key"]] for r in g.values() if r.get("setup_key") in agree), None)
             agreed = agreed or next((r for r in g.values() if r.get("agree_top1_percent") is not None), None)
-            mark = "" if max_drop is None or drop is None else ("OVER" if drop > max_drop + 1e-9 else "ok")
+            nan = any(not_numbers(r) for r in g.values())
+            mark = "" if max_drop is None else "NaN" if nan else "" if drop is None else (
+                "OVER" if drop > max_drop + 1e-9 else "ok")
             rows.append([network, " / ".join(key), _fmt(g[large].get("images_per_s"), 1) if large in g else "-",
                          times(g, large, "images_per_s"),
                          _fmt(g[small].get("latency_model_p50"), 3) if small in g else "-",

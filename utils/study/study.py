@@ -28,7 +28,7 @@ import numpy as np
 
 from utils.backends.registry import options_label
 from utils.core.errors import ArtTRTError, first_line
-from utils.core.fileio import atomic_path, atomic_write_json
+from utils.core.fileio import atomic_path, atomic_write_json, inside, regular_file
 from utils.core.progress import progress_bar
 from utils.data.options import DataOptions
 from utils.measure.timing import MeasureOptions
@@ -277,7 +277,8 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                 opts = dataclasses.replace(opts, duration_s=None, iterations=None)
             extra = dict(common)
             if job.role == TIMING and accuracy is not None:
-                extra.update({k: accuracy.get(k) for k in ("top1", "top5", "images", "labelled_images")})
+                extra.update({k: accuracy.get(k) for k in ("top1", "top5", "images", "labelled_images",
+                                                            "nonfinite_outputs", "unrankable_outputs")})
                 extra["accuracy_from"] = {"batch_size": accuracy.get("batch_size"),
                                           "job_key": accuracy.get("job_key")}
             if ctx.telemetry is not None:
@@ -396,6 +397,10 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     if max_top1_drop is not None:
         over = over_top1_drop(ok, max_top1_drop)
         for r, drop in over:
+            if drop is None:  # outputs that are not numbers fail the gate whatever the top-1
+                print(f"top-1 gate: {r['network']} {row_label(r)} gave NaN/Inf or unranked outputs on "
+                      f"{(r.get('nonfinite_outputs') or 0) + (r.get('unrankable_outputs') or 0)} images", file=sys.stderr)
+                continue
             print(f"top-1 gate: {r['network']} {row_label(r)} is {drop:.2f} points below PyTorch fp32 "
                   f"(more than --max_top1_drop {max_top1_drop:g})", file=sys.stderr)
         if over:
@@ -414,12 +419,14 @@ def fill_agreement(output: Path) -> int:
         ref = refs.get(images_key(r))
         if ref is None or r.get("agree_top1_ref_key") == ref.get("job_key"):
             continue
-        try:
-            a = np.load(output / r["predictions_file"], allow_pickle=False)
-            b = np.load(output / ref["predictions_file"], allow_pickle=False)
-        except (OSError, ValueError):
+        try:  # files named by records: confined to the output folder, regular files, no pickles
+            a = np.load(regular_file(inside(output, r["predictions_file"]), "predictions"), allow_pickle=False)
+            b = np.load(regular_file(inside(output, ref["predictions_file"]), "predictions"), allow_pickle=False)
+        except (OSError, ValueError, ArtTRTError) as err:
+            log.warning("no agreement for %s: %s", r.get("_path"), first_line(err))
             continue
-        both = (a >= 0) & (b >= 0) if a.shape == b.shape else np.zeros(0, bool)
+        # over the images the reference ranks; one this runner could not rank (-1: NaN/Inf) is a disagreement
+        both = (b >= 0) if a.shape == b.shape and a.ndim == 1 else np.zeros(0, bool)
         if not both.any():
             continue
         r["agree_top1_percent"] = round(100.0 * float((a[both] == b[both]).mean()), 3)

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from utils.backends.base import RunSpec, device_scope
 from utils.backends.registry import make_runner, options_label
+from utils.core.errors import ArtTRTError
+from utils.core.fileio import slug
 from utils.data.cache import CachedDataset
 from utils.data.options import DataOptions
 from utils.measure.timing import MeasureOptions, MeasureResult, measure
@@ -66,6 +68,30 @@ def _first_batch(runner: Any, dataset: CachedDataset, bs: int) -> Any:
     images, _, _ = next(iter(dataset.batches(bs, limit=min(bs, len(dataset)), pin=False, copy=True)))
     x = runner.normalizer(images.to(runner.device))
     return pad_batch(x, bs) if x.shape[0] < bs else x
+
+
+def _beside(extra: Dict[str, Any], key: str, write: Callable[[], Any]) -> None:
+    """extra[key] = write(), or, where the disk refuses (full, read-only), extra[key + "_error"] = why, logged."""
+    from utils.core.errors import first_line
+
+    try:
+        extra[key] = write()
+    except (OSError, ArtTRTError) as err:
+        extra[f"{key}_error"] = first_line(err)
+        log.warning("%s was not written (%s): the record is kept without it", key, first_line(err))
+
+
+def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
+    """One line when outputs were not numbers (NaN/Inf) or did not rank (all equal): those images count as wrong,
+    the tables mark the row and the --max_top1_drop gate fails it."""
+    from utils.report.tables import NONFINITE_ADVICE
+
+    bad, flat = rec.get("nonfinite_outputs") or 0, rec.get("unrankable_outputs") or 0
+    if bad or flat:
+        what = " and ".join(w for w in (f"{bad} gave NaN or Inf outputs" if bad else "",
+                                        f"{flat} gave outputs that are all equal" if flat else "") if w)
+        log.warning("%s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", name,
+                    rec.get("batch_size") or 0, rec.get("images"), what, NONFINITE_ADVICE)
 
 
 class OpenRunner:
@@ -141,16 +167,19 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     stem = "-".join(p for p in (net.name, spec.backend, spec.precision, options_label(spec).replace(" ", "_"),
                                 "cudagraph" if spec.cuda_graph else "", "sync" if opts.sync else "",
                                 f"bs{opts.batch_size}") if p)  # one trace per record, never overwritten
+    # What follows writes files beside the record (a trace, layer tables, predictions): a full disk there must
+    # not take the measurement with it. Each is tried; where one fails, the record says why and is written all
+    # the same (Recorder.write falls back to the system's temporary folder when the output folder takes nothing).
     if profile:
         from utils.measure.profile import profile_runner
 
-        extra["profile"] = profile_runner(runner, _first_batch(runner, dataset, opts.batch_size),
-                                          folder / "profiles" / f"{stem}.trace.json")
+        _beside(extra, "profile", lambda: profile_runner(runner, _first_batch(runner, dataset, opts.batch_size),
+                                                         folder / "profiles" / f"{slug(stem, 160)}.trace.json"))
     if inspect:
         from utils.study.inspect import inspect_runner
 
-        extra["inspect"] = inspect_runner(runner, spec.precision, facts, info, folder / "inspect",
-                                          (opts.batch_size, 3, crop, crop))
+        _beside(extra, "inspect", lambda: inspect_runner(runner, spec.precision, facts, info, folder / "inspect",
+                                                         (opts.batch_size, 3, crop, crop)))
     preparation = {k: v for k, v in facts.items() if k != "prepare_s"}
     preparation["runner_prepare_s"] = round(runner_prepare_s, 3)
     fields: Dict[str, Any] = {
@@ -168,9 +197,13 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                    "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts(index).get("sm_clock_mhz"),
                    **extra})
     if on_result is not None:
-        fields.update(on_result(result))
+        saved: Dict[str, Any] = {}
+        _beside(saved, "predictions", lambda: on_result(result))  # the fields it adds, or predictions_error
+        fields.update(saved.pop("predictions", None) or {})
+        fields.update(saved)
     fields.update(extra_fields or {})
     rec = recorder.write(make_record("validate", recorder.command, device_index=index, **fields))
+    warn_if_not_numbers(rec, runner.name)
     if rec.get("latency_unstable"):
         log.warning("%s bs%d: latency varies by more than 2.5%% (CV model %.1f%%, all %.1f%%): "
                     "treat the mean with care", runner.name, opts.batch_size,
