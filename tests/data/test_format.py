@@ -245,8 +245,8 @@ def test_labels_files_value_by_value(tmp_path):
     with pytest.raises(ArtTRTError, match=f"^{gt} line 2: ILSVRC2012 ID 1001 is not in {meta}$"):
         read_labels(gt, meta)
     gt.write_text("1\ntwo\n")
-    with pytest.raises(ArtTRTError, match=r"^.*gt.txt is not ILSVRC2012_validation_ground_truth.txt \(one integer "
-                                          r"per line\)$"):
+    with pytest.raises(ArtTRTError, match=r"^.*gt.txt line 2: 'two' is not an ILSVRC2012 ID \(one integer per "
+                                          r"line\)$"):
         read_labels(gt, meta)
     not_mat = tmp_path / "meta2.mat"
     not_mat.write_text("no")

@@ -85,11 +85,13 @@ def read_csv_labels(labels: Path) -> Dict[str, str]:
         if not reader.fieldnames or "ImageId" not in reader.fieldnames or "PredictionString" not in reader.fieldnames:
             raise ArtTRTError(f"{labels} is not Kaggle's LOC_val_solution.csv (columns ImageId, PredictionString)")
         out: Dict[str, str] = {}
+        seen = set()
         for n, row in enumerate(reader, start=2):  # a row without a label leaves its image unplaced (and listed)
             image = (row.get("ImageId") or "").strip()
-            if image in out:
+            if image and image in seen:
                 raise ArtTRTError(f"{labels} line {n}: ImageId {image} appears twice: which label holds? Fix the file "
                                   "(nothing was placed)")
+            seen.add(image)
             words = (row.get("PredictionString") or "").split()
             if image and words:
                 out[image] = words[0]
