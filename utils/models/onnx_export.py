@@ -248,6 +248,9 @@ def compare_with_torch(path: Path, model: torch.nn.Module, shape: Tuple[int, int
     x = torch.randn(*shape, generator=g)
     with torch.inference_mode():
         ref = model(x).float().numpy()
+    if not np.isfinite(ref).all():
+        raise ArtTRTError("PyTorch's own outputs hold NaN or Inf on the export check's random batch: the weights are "
+                          "not numbers (or overflow), so no export can be checked against them")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != ref.shape:

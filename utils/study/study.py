@@ -388,6 +388,11 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     if missing:
         print()
         print(missing)
+    away = [Path(r["_path"]) for r in records if r.get("_path")
+            and not Path(r["_path"]).resolve().is_relative_to(output.resolve())]
+    if away:  # Recorder.write kept them in the system's temporary folder: say where, draw nothing over them
+        raise ArtTRTError(f"{output} took no file (the disk is full or read-only): the records of this run are in "
+                          f"{away[0].parent}; no tables or report were drawn")
     make_report(output, max_top1_drop=max_top1_drop)
     print(where_results_are(output))
     took = time.perf_counter() - started

@@ -1,0 +1,128 @@
+"""Outputs that are not numbers are caught: per image on the device in the timing loop (no prediction, counted
+wrong, never the argmax of NaNs), in the record, a warning, the tables, the gate and --compare (NaN/Inf counts,
+errors over finite inputs only, never "max abs error 0")."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import main
+from tests.measure.test_timing import CLASSES, Clock, ClockRunner, Phase, labelled_dataset
+from utils.core.errors import cli_boundary
+from utils.measure.compare import CompareStats
+from utils.measure.timing import MeasureOptions, measure
+from utils.report.tables import accuracy, over_top1_drop
+
+
+class BrokenRunner(ClockRunner):
+    """ClockRunner whose outputs are NaN for class-0 images, Inf for class-1 images, and all zero (nothing ranks)
+    for class-2 images; the rest right."""
+
+    def infer(self, x):
+        y = super().infer(x)
+        label = (x[:, 0, 0, 0] * 255).round().long()
+        y[label == 0, 3] = float("nan")
+        y[label == 1, 0] = float("inf")
+        y[label == 2] = 0.0
+        return y
+
+
+def test_images_whose_outputs_are_not_numbers_have_no_prediction_and_count_wrong():
+    clock, phase = Clock(), Phase()
+    runner = BrokenRunner(clock, 1.0, False, phase)
+    res = measure(runner, labelled_dataset(20), MeasureOptions(batch_size=4, min_warmup_s=0.0, progress=False),
+                  num_outputs=CLASSES, telemetry=phase)
+    s = res.summary()
+    labels = np.arange(20) % CLASSES
+    assert s["nonfinite_outputs"] == 4 and s["unrankable_outputs"] == 2  # classes 0 and 1 twice each; class 2 twice
+    assert (res.predictions[labels < 3] == -1).all() and (res.predictions[labels >= 3] == labels[labels >= 3]).all()
+    # class 0 images used to count right: the argmax of a NaN row, or the first of equal scores, is class 0 / 1
+    assert s["top1"] == pytest.approx(100.0 * 14 / 20) and s["top5"] == pytest.approx(100.0 * 14 / 20)
+
+
+def test_tables_mark_the_row_and_the_gate_fails_it_whatever_the_drop():
+    ref = {"kind": "validate", "network": "n", "backend": "torch", "precision": "fp32", "batch_size": 1,
+           "top1": 70.0, "dataset_key": "d", "images": 20, "weights_id": "w", "time": "1", "mode": "pipelined"}
+    nan = {**ref, "precision": "fp16", "top1": 70.0, "nonfinite_outputs": 3, "time": "2"}
+    flat = {**ref, "backend": "onnxrt", "top1": 69.0, "unrankable_outputs": 20, "time": "3"}
+    assert accuracy(nan, "top1") == "70.00 (NaN/Inf on 3 img)" and accuracy(flat, "top1") == "69.00 (flat on 20 img)"
+    over = over_top1_drop([ref, nan, flat], max_drop=100.0)
+    assert sorted((r["backend"], r["precision"], d) for r, d in over) == [("onnxrt", "fp32", None),
+                                                                        ("torch", "fp16", None)]
+    assert over_top1_drop([ref], max_drop=0.0) == []
+
+
+def test_compare_counts_nan_per_side_and_takes_errors_over_finite_inputs_only():
+    s = CompareStats(1e-3, 1e-8)
+    ref = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+    other = torch.tensor([[1.0, 2.0, 3.5], [float("nan")] * 3, [3.0, 2.0, float("inf")]])
+    s.update(ref, other, torch.tensor([2, 2, 0]), ["a", "b", "c"])
+    out = s.summary()
+    assert out["other_nonfinite"] == 2 and out["ref_nonfinite"] == 0 and out["finite_inputs"] == 1
+    assert out["max_abs_error"] == pytest.approx(0.5)  # max(0, nan) is 0 in Python: not here
+    assert out["top1_agreement_percent"] == pytest.approx(100 / 3)  # a NaN row agrees with nothing
+    assert out["other_top1"] == pytest.approx(100 / 3) and out["ref_top1"] == pytest.approx(100.0)
+    assert [f["other_class"] for f in s.flips] == [-1, -1]
+    all_nan = CompareStats(0, 0)
+    all_nan.update(ref, torch.full_like(ref, float("nan")), torch.tensor([-1, -1, -1]), ["a", "b", "c"])
+    assert all_nan.summary()["max_abs_error"] is None and all_nan.summary()["isclose_percent"] is None
+
+
+@pytest.fixture(scope="module")
+def nan_weights(tmp_path_factory):
+    """resnet18 (random, seed 0) with one NaN in the classifier's bias: every image's outputs hold a NaN."""
+    from utils.models.networks import load_network
+
+    state = load_network("resnet18").model.state_dict()
+    state["fc.bias"][7] = float("nan")
+    path = tmp_path_factory.mktemp("nan") / "nan-resnet18.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_a_study_of_nan_weights_warns_marks_and_fails_the_gate(tmp_path, demo_data, nan_weights, capsys):
+    out = tmp_path / "out"
+    rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--weights", str(nan_weights), "--dataset",
+                                  str(demo_data), "--backends", "torch", "--batch_sizes", "4", "8",
+                                  "--max_top1_drop", "100", "--output", str(out), "--quiet", "--duration", "0"])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert "top-1 gate: resnet18 Vanilla gave NaN/Inf or unranked outputs on 20 images" in err
+    recs = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    acc = next(r for r in recs if r["role"] == "accuracy")
+    assert acc["nonfinite_outputs"] == 20 and acc["top1"] == 0.0 and acc["top5"] == 0.0
+    assert all(r["nonfinite_outputs"] == 20 for r in recs)  # timing rows carry their accuracy pass's count
+    assert "(random weights; NaN/Inf on 20 img)" not in (out / "table_outputs" / "resnet18.md").read_text()
+    assert "NaN/Inf on 20 img" in (out / "table_outputs" / "resnet18.md").read_text()
+
+
+def test_compare_of_a_nan_onnx_file_reports_counts_not_a_max_error_of_zero(tmp_path, demo_data, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    from utils.models.chain import onnx_for
+    from utils.models.networks import load_network
+
+    good, _ = onnx_for(load_network("resnet18"), (-1, 3, 224, 224))
+    proto = onnx.load(str(good))
+    for i, t in enumerate(proto.graph.initializer):
+        arr = numpy_helper.to_array(t)
+        if arr.shape == (1000,):  # the classifier's bias
+            arr = arr.copy()
+            arr[3] = np.nan
+            proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, t.name))
+    bad = tmp_path / "nan.onnx"
+    onnx.save(proto, str(bad))
+    rc = cli_boundary(main.main, ["--compare", "--network", "resnet18", "--onnx", str(bad), "--backend", "onnxrt",
+                                  "--val_dataset", "--dataset", str(demo_data), "--output", str(tmp_path / "o"),
+                                  "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "ONNX Runtime gave NaN or Inf on 20 of 20 inputs" in out or "gave NaN or Inf on 20 of 20 inputs" in out
+    assert "max abs error" in out and "0.000e+00" not in out
+    rec = json.loads(next((tmp_path / "o" / "records").glob("*.json")).read_text())
+    assert rec["other_nonfinite"] == 20 and rec["max_abs_error"] is None and rec["top1_agreement_percent"] == 0.0
