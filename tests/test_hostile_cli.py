@@ -169,3 +169,115 @@ def test_a_full_disk_after_a_measured_pass_keeps_the_record(tmp_path, capsys, de
     rec = json.loads(kept[0].read_text())
     assert rec["top1"] == 85.0 and rec["images"] == 20 and "is full" in rec["predictions_error"]
     assert f"it is in {kept[0]}" in err
+
+
+# Found by a hostile pass over the first version of these fixes: each a new case of a class above.
+
+def test_a_checkpoint_that_is_a_legacy_pickle_with_a_zip_appended_is_refused(tmp_path):
+    """zipfile finds a zip by its end, torch.load by its first bytes: the pickle checked must be the one loaded."""
+    import io
+    import pickle
+    import zipfile
+
+    from utils.core.errors import ArtTRTError
+    from utils.models.safe_load import load_checkpoint
+
+    class Call:
+        def __reduce__(self):
+            return (torch.nn.modules.linear.Linear, (3, 3))
+
+    legacy = io.BytesIO()
+    torch.save({"model": Call()}, legacy, _use_new_zipfile_serialization=False)
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps({"model": torch.nn.modules.linear.Linear}))
+    poly = tmp_path / "poly.pt"
+    poly.write_bytes(legacy.getvalue() + z.getvalue())
+    assert zipfile.is_zipfile(poly)
+    with pytest.raises(ArtTRTError, match="not a PyTorch zip checkpoint"):
+        load_checkpoint(poly)
+
+
+@pytest.mark.parametrize("text,why", [
+    ("a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n"
+                                                         for i in range(1, 10))
+     + "nc: 10\nbackbone:\n  - [-1, 1, Conv, *a9]\nhead:\n  - [-1, 1, Classify, [nc]]\n", "uses YAML aliases"),
+    ("nc: 10\nbackbone:\n  - [-1, 1, Conv, &r [64, 3, 2, *r]]\nhead:\n  - [-1, 1, Classify, [nc]]\n",
+     "uses YAML aliases"),
+    ("x: " + "[" * 200000 + "]" * 200000 + "\n", "nested too deeply"),
+])
+def test_yaml_bombs_are_refused_at_once(tmp_path, text, why):
+    import time
+
+    from utils.core.errors import ArtTRTError
+    from utils.models.networks import load_network
+
+    p = tmp_path / "bomb-cls.yaml"
+    p.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(ArtTRTError, match=why):
+        load_network(str(p))
+    assert time.perf_counter() - t0 < 30
+
+
+def test_files_that_never_end_or_are_huge_are_refused_without_reading_them(tmp_path, capsys):
+    from utils.core.errors import ArtTRTError
+    from utils.core.fileio import read_text
+
+    huge = tmp_path / "classes.txt"
+    with open(huge, "wb") as f:
+        f.truncate(300 << 20)  # sparse: 300 MiB that take no disk
+    with pytest.raises(ArtTRTError, match=r"is larger than 256 MiB: refusing to read it"):
+        read_text(huge, "class map file")
+    out = tmp_path / "results"
+    (out / "records").mkdir(parents=True)
+    (out / "records" / "big.json").symlink_to(huge)
+    if os.path.exists("/proc/kmsg") and os.access("/proc/kmsg", os.R_OK):
+        (out / "records" / "kmsg.json").symlink_to("/proc/kmsg")  # size 0, "regular", and it never ends
+    (out / "telemetry").mkdir()
+    (out / "telemetry" / "telemetry-big.csv").symlink_to(huge)
+    rc, _, err = run(capsys, ["--report", str(out)], timeout=120)  # a hang fails here
+    assert rc == 0 and "Traceback" not in err
+    assert f"skipped {out / 'telemetry' / 'telemetry-big.csv'}: not an ArtTRT telemetry file" in err
+
+
+def test_an_onnx_file_reached_through_a_link_is_keyed_by_the_external_data_beside_the_link(tmp_path):
+    from tests.core.test_content import tiny_onnx
+    from utils.core.content import file_digest
+
+    real = tiny_onnx(tmp_path / "b" / "m.onnx", 1.0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "m.onnx").symlink_to(real)
+    (tmp_path / "a" / "w.bin").write_bytes((real.parent / "w.bin").read_bytes())
+    before = file_digest(tmp_path / "a" / "m.onnx")
+    import numpy as np
+
+    (tmp_path / "a" / "w.bin").write_bytes(np.full((4, 4), 9.0, np.float32).tobytes())  # what ONNX Runtime reads
+    assert file_digest(tmp_path / "a" / "m.onnx") != before
+
+
+def test_names_with_pipes_newlines_and_escapes_stay_in_their_cell_and_their_line(tmp_path, capsys):
+    from tests.report.test_hostile_records import record, write
+
+    out = tmp_path / "results"
+    write(out, "a.json", record(network="net|x\nNEWLINE | injected |\r\x1b[31mRED", options="o|p\nq"))
+    write(out, "b.json", record(network="worth-it"))
+    write(out, "c.json", record(network="worth-it", backend="onnxrt"))
+    write(out, "d.json", record(network="n", backend="onnxrt"))
+    (out / "records" / "e\ntop-1 gate: all rows passed\n.json").write_text("{not json but named so}")
+    (out / "records" / "f\x1b[2J.json").write_text(json.dumps(record(top1=float("nan"))).replace("null", "NaN"))
+    rc, _, err = run(capsys, ["--report", str(out)])
+    assert rc == 0 and "\x1b" not in err and not any(ln.startswith("top-1 gate") for ln in err.splitlines())
+    assert "f\\x1b[2J.json" in err
+    tables = out / "table_outputs"
+    worth = (tables / "worth-it.md").read_text()
+    assert worth.startswith("# Is TensorRT worth it? Every network")  # a network named worth-it took another name
+    assert (tables / "network-worth-it.md").read_text().startswith("# worth-it")
+    hostile = next(p for p in tables.iterdir() if p.name.startswith("net_x") and "side-by-side" not in p.name)
+    text = hostile.read_text()
+    assert "\x1b" not in text and "\r" not in text
+    assert text.splitlines()[0] == "# net|x\\x0aNEWLINE | injected |\\x0d\\x1b[31mRED"
+    for table in text.split("\n\n"):  # every table: each line as many (unescaped) columns as its header
+        lines = [ln for ln in table.splitlines() if ln.startswith("|")]
+        if lines:
+            assert len({ln.replace("\\|", "").count("|") for ln in lines}) == 1, table

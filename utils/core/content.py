@@ -36,7 +36,8 @@ def onnx_files(path: Path) -> List[Path]:
         raise ArtTRTError(f"{path} is not a readable ONNX file: {first_line(err)}") from err
     tensors = getattr(external_data_helper, "_get_all_tensors", None)
     found = list(tensors(proto)) if tensors is not None else list(proto.graph.initializer)
-    base = path.resolve().parent
+    # external data is looked up beside the path as given, as ONNX Runtime and onnx do (not beside a link's target)
+    base = Path(os.path.abspath(path)).parent
     out: List[Path] = [path]
     for t in found:
         if t.data_location != onnx.TensorProto.EXTERNAL:
@@ -44,8 +45,8 @@ def onnx_files(path: Path) -> List[Path]:
         location = next((e.value for e in t.external_data if e.key == "location"), None)
         if not location:
             raise ArtTRTError(f"{path}: tensor {t.name!r} is stored outside the file but names no location")
-        target = (base / location).resolve()
-        if base not in target.parents:
+        target = base / location
+        if base.resolve() not in target.resolve().parents:
             raise ArtTRTError(f"{path}: tensor {t.name!r} names external data {location!r} outside the model's "
                               "folder: refusing it")
         regular_file(target, f"external data of {path.name}")
@@ -77,7 +78,13 @@ def tree_digest(folder: Path) -> str:
     """Every regular file under folder by relative path, size, modification and status-change times and inode
     (a file replaced under its old name and mtime changes its ctime and inode); remembered for the process."""
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(folder):
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):  # class folders may be links
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree: walked once
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames.sort()
         for name in sorted(filenames):
             p = os.path.join(dirpath, name)

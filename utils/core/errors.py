@@ -55,14 +55,15 @@ def cli_boundary(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[
     try:
         return main(argv)
     except ArtTRTError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {str(err).translate(_CONTROL)}", file=sys.stderr)  # one line, whatever a name held
         return 2
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as err:
         # a path the system refuses (a folder of the user's that is a file, a file they may not read): their
         # input, one sentence naming it; without a path it is not known to be theirs, and keeps its traceback
         if not getattr(err, "filename", None):
             raise
-        print(f"error: {err.filename}: {(err.strerror or type(err).__name__).lower()}", file=sys.stderr)
+        print(f"error: {str(err.filename).translate(_CONTROL)}: {(err.strerror or type(err).__name__).lower()}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         what = "terminated" if isinstance(err, Terminated) else "interrupted"
@@ -79,6 +80,18 @@ LIBRARY_LOGGERS = ("modelopt", "onnxscript", "onnx_ir", "ultralytics", "torch", 
 
 
 _verbose = False
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+class VisibleFormatter(logging.Formatter):
+    """Log lines whose interpolated values (a file name, a record field) show control characters as escapes: a
+    name cannot colour the terminal, return the cursor or, with a newline, fake a log line of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple) and record.args:
+            args = tuple(str(a).translate(_CONTROL) if isinstance(a, (str, os.PathLike)) else a for a in record.args)
+            record = logging.makeLogRecord({**record.__dict__, "args": args})
+        return super().format(record)
 
 
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
@@ -89,6 +102,8 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     _verbose = verbose
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    for handler in logging.root.handlers:
+        handler.setFormatter(VisibleFormatter("%(levelname)s %(message)s"))
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
     quiet_libraries()

@@ -157,19 +157,42 @@ def is_regular_file(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
-    """The bytes of a regular file, or one sentence."""
+MAX_READ_BYTES = 256 << 20  # a class map, a labels file, a record or a telemetry CSV is far smaller
+
+
+def read_bytes(path: str | os.PathLike[str], what: str = "file", max_bytes: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of a regular file of at most max_bytes, or one sentence. Read without blocking and in bounded
+    chunks: a file that reports size 0 but never ends (/proc/kmsg) or one of 30 GB is refused, not waited for or
+    loaded whole."""
     p = regular_file(path, what)
     try:
-        return p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as err:
         raise ArtTRTError(f"{what} {p} cannot be read ({(err.strerror or type(err).__name__).lower()})") from err
+    chunks, total = [], 0
+    try:
+        while True:
+            try:
+                block = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                raise ArtTRTError(f"{what} {p} is not a file that can be read to its end (it blocks)") from None
+            except OSError as err:
+                raise ArtTRTError(f"{what} {p} cannot be read ({(err.strerror or type(err).__name__).lower()})"
+                                  ) from err
+            if not block:
+                return b"".join(chunks)
+            total += len(block)
+            if total > max_bytes:
+                raise ArtTRTError(f"{what} {p} is larger than {max_bytes / 2**20:g} MiB: refusing to read it")
+            chunks.append(block)
+    finally:
+        os.close(fd)
 
 
-def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
+def read_text(path: str | os.PathLike[str], what: str = "file", max_bytes: int = MAX_READ_BYTES) -> str:
     """The UTF-8 text of a regular file (a byte-order mark dropped), or one sentence naming the file and what
-    is wrong: absent, not a regular file, unreadable, not UTF-8."""
-    data = read_bytes(path, what)
+    is wrong: absent, not a regular file, unreadable, too large, not UTF-8."""
+    data = read_bytes(path, what, max_bytes)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

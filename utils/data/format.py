@@ -11,8 +11,8 @@ Accepted sources:
 Default is a hard link, falling back to a copy; --move only when asked; a re-run changes nothing.
 
 Usage:
-    plan = make_plan(Path("val"), labels=Path("ILSVRC2012_validation_ground_truth.txt"), meta=Path("meta.mat"))
-    summary = apply_plan(plan, Path("datasets/imagenet"), mode="link")
+    plan = plan_placement(Path("val"), labels=Path("ILSVRC2012_validation_ground_truth.txt"), meta=Path("meta.mat"))
+    summary = apply_placement(plan, Path("datasets/imagenet"), mode="link")
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ FOOLBOX_RE = re.compile(r"^imagenet_\d+_(\d+)\.[A-Za-z]+$")
 
 
 @dataclass
-class Plan:
+class Placement:
     """Where each source file goes, and what could not be placed (with the reason)."""
 
     form: str
@@ -105,8 +105,8 @@ def read_ground_truth(labels: Path) -> List[int]:
     or two IDs on one line would shift every later label by one: refused, naming the line."""
     text = read_text(labels, "labels file")
     lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline
+    while lines and not lines[-1].strip():
+        lines.pop()  # the final newline, and blank lines after the last ID (nothing follows them to shift)
     ids = []
     for n, line in enumerate(lines, start=1):
         words = line.split()
@@ -149,7 +149,7 @@ def _check_ground_truth_covers(files: List[Path], labels: Path, table: Dict[str,
                           "lines are missing, so the labels cannot be matched to images (nothing was placed)")
 
 
-def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = None) -> Plan:
+def plan_placement(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = None) -> Placement:
     """Works out which of the accepted forms `src` is in, and where each file goes."""
     if not src.is_dir():
         raise ArtTRTError(f"source folder {src} does not exist")
@@ -157,7 +157,7 @@ def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = N
     subdirs = sorted(p for p in src.iterdir() if p.is_dir())
     files = _image_files(src)
     if subdirs and not files:
-        plan = Plan("class folders")
+        plan = Placement("class folders")
         for d in subdirs:
             for f in _image_files(d):
                 if d.name in known:
@@ -169,7 +169,7 @@ def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = N
         raise ArtTRTError(f"source folder {src} holds no images")
 
     if labels is not None:
-        plan = Plan("flat with labels file")
+        plan = Placement("flat with labels file")
         table = read_labels(labels, meta)
         _check_ground_truth_covers(files, labels, table)
         for f in files:
@@ -182,7 +182,7 @@ def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = N
                 plan.moves.append((f, wnid))
         return plan
 
-    plan = Plan("names ending in the synset")
+    plan = Placement("names ending in the synset")
     wnids = imagenet_classes().wnids
     for f in files:
         m = SUFFIX_WNID_RE.match(f.name)
@@ -199,7 +199,7 @@ def make_plan(src: Path, labels: Optional[Path] = None, meta: Optional[Path] = N
     return plan
 
 
-def check_destination(plan: Plan, dst: Path) -> None:
+def check_destination(plan: Placement, dst: Path) -> None:
     """--dst and each class folder the plan writes into are folders (or can be made): one sentence otherwise,
     before any file is linked, copied or moved."""
     for folder in [dst, *sorted({dst / w for _, w in plan.moves})]:
@@ -215,7 +215,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def apply_plan(plan: Plan, dst: Path, mode: str = "link", dry_run: bool = False) -> Summary:
+def apply_placement(plan: Placement, dst: Path, mode: str = "link", dry_run: bool = False) -> Summary:
     """Places the planned files under dst/<wnid>/; never overwrites a different file already there.
 
     Args:
@@ -268,7 +268,12 @@ def _copy_atomic(src: Path, target: Path) -> None:
         shutil.copy2(src, tmp)
 
 
-def format_summary(plan: Plan, summary: Summary, dst: Path, mode: str, dry_run: bool) -> str:
+def visible(text: str) -> str:
+    """Control characters of a file name or a label shown as escapes: a name never rewrites the terminal."""
+    return text.translate({c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]})
+
+
+def format_summary(plan: Placement, summary: Summary, dst: Path, mode: str, dry_run: bool) -> str:
     """The lines format_dataset.py prints: counts, then every file it could not place."""
     verb = {"link": "linked", "copy": "copied", "move": "moved"}[mode]
     lines = [f"source form: {plan.form}",
@@ -277,6 +282,6 @@ def format_summary(plan: Plan, summary: Summary, dst: Path, mode: str, dry_run: 
              f"already in place: {summary.already}",
              f"classes: {summary.classes}",
              f"not placed: {len(summary.unplaced)}"]
-    lines += [f"  {p}: {why}" for p, why in summary.unplaced]
+    lines += [f"  {visible(str(p))}: {visible(why)}" for p, why in summary.unplaced]  # names as escapes
     lines.append(f"destination: {dst}")
     return "\n".join(lines)

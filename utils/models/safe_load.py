@@ -31,14 +31,23 @@ CONVERT_HINT = ("if you trust the file, re-save its model in a Python you trust 
 
 
 def _pickle_bytes(path: Path) -> bytes:
-    """The pickle inside a torch.save zip file (or the whole file for the legacy format)."""
-    if zipfile.is_zipfile(path):
+    """The pickle that torch.load will read: the data.pkl of a torch.save zip file. torch.load takes a file for a zip
+    by its first four bytes and reads anything else as the legacy format, while Python's zipfile finds a zip by its
+    end: a file that is both (a legacy pickle with a zip appended) would have the harmless pickle checked and the
+    other one loaded. So only a file that starts as a zip, and is one, is read; the legacy format is refused."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" or not zipfile.is_zipfile(path):
+        raise ArtTRTError(f"refusing to load {path.name}: it is not a PyTorch zip checkpoint (torch.save's format "
+                          f"since PyTorch 1.6); {CONVERT_HINT}")
+    try:
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if n.endswith("data.pkl")]
             if len(names) != 1:
                 raise ArtTRTError(f"{path} is a zip file but not a PyTorch checkpoint (no single data.pkl)")
             return z.read(names[0])
-    return path.read_bytes()
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as err:
+        raise ArtTRTError(f"{path} is a damaged zip file ({first_line(err)})") from err
 
 
 def scan_globals(data: bytes) -> Tuple[Set[str], Set[str]]:
@@ -180,6 +189,22 @@ MAX_CONFIG_BYTES = 1 << 20
 LAYER_SECTIONS = ("backbone", "head")
 
 
+def _no_alias_loader() -> Any:
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """YAML's safe loader without anchors and aliases: a model description never needs them, and aliases of
+        aliases make a file of a few KB into 10^9 nodes (a "billion laughs")."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise ArtTRTError("the model description uses YAML aliases (*name), which a YOLO model .yaml never "
+                                  "needs: refusing it")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
 def _literal(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float, str)):
         return True
@@ -256,14 +281,19 @@ def load_model_config(path: Path) -> Dict[str, Any]:
 
     from utils.core.fileio import read_text, regular_file
 
+    _NoAliasLoader = _no_alias_loader()
     size = regular_file(path, "model description").stat().st_size
     if size > MAX_CONFIG_BYTES:
         raise ArtTRTError(f"model description {path} is {size} bytes: not a YOLO model .yaml")
-    text = read_text(path, "model description")
+    text = read_text(path, "model description", max_bytes=MAX_CONFIG_BYTES)
     try:
-        cfg = yaml.safe_load(text)
+        cfg = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader that also refuses aliases
+    except ArtTRTError as err:
+        raise ArtTRTError(f"model description {path}: {err}") from None
     except yaml.YAMLError as err:
         raise ArtTRTError(f"model description {path} is not valid YAML ({first_line(err)})") from None
+    except RecursionError:
+        raise ArtTRTError(f"model description {path} is nested too deeply to be a YOLO model .yaml") from None
     if not isinstance(cfg, dict) or not all(isinstance(k, str) for k in cfg):
         raise ArtTRTError(f"model description {path} is not a YAML mapping of a YOLO model")
     if not all(_literal(v) or isinstance(v, dict) for v in cfg.values()):

@@ -19,13 +19,27 @@ import jinja2
 from markupsafe import Markup
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def visible(text: str) -> str:
+    """text with every control character shown as an escape (\\x1b, \\x0a): a name from a record or a file never
+    moves the cursor, colours a terminal, starts a new table row or fakes a log line."""
+    return str(text).translate(_CONTROL)
+
+
+def cell(text: str) -> str:
+    """A Markdown table cell: visible, and its pipes escaped (a '|' in a name never adds a column)."""
+    return visible(text).replace("|", "\\|")
+
+
 @dataclass(frozen=True)
 class Heading:
     level: int
     text: str
 
     def markdown(self) -> str:
-        return f"{'#' * self.level} {self.text}"
+        return f"{'#' * self.level} {visible(self.text)}"
 
 
 @dataclass(frozen=True)
@@ -35,7 +49,7 @@ class Para:
     runs: Tuple[Tuple[str, bool], ...]
 
     def markdown(self) -> str:
-        return "".join(f"**{t}**" if strong else t for t, strong in self.runs)
+        return "".join(f"**{visible(t)}**" if strong else visible(t) for t, strong in self.runs)
 
 
 @dataclass(frozen=True)
@@ -78,11 +92,12 @@ class Doc(str):
         items = []
         for b in self.blocks:
             if isinstance(b, Heading):
-                items.append({"kind": "heading", "level": min(max(b.level, 1), 4), "text": b.text})
+                items.append({"kind": "heading", "level": min(max(b.level, 1), 4), "text": visible(b.text)})
             elif isinstance(b, Para):
-                items.append({"kind": "para", "runs": b.runs})
+                items.append({"kind": "para", "runs": [(visible(t), strong) for t, strong in b.runs]})
             else:
-                items.append({"kind": "table", "header": b.header, "rows": b.rows})
+                items.append({"kind": "table", "header": [visible(h) for h in b.header],
+                              "rows": [[visible(c) for c in row] for row in b.rows]})
         return Markup(_BLOCKS.render(blocks=items))
 
 
@@ -92,7 +107,8 @@ def table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Doc:
 
     head = tuple(str(h) for h in header)
     body = tuple(tuple(str(c) for c in row) for row in rows)
-    text = str(tabulate([list(r) for r in body], headers=list(head), tablefmt="github", disable_numparse=True))
+    text = str(tabulate([[cell(c) for c in r] for r in body], headers=[cell(h) for h in head], tablefmt="github",
+                        disable_numparse=True))
     return Doc([Table(head, body, text)], text)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from utils.core.errors import ArtTRTError
-from utils.core.fileio import atomic_write_json, finite_json, is_regular_file, slug
+from utils.core.fileio import atomic_write_json, finite_json, is_regular_file, read_bytes, slug
 from utils.report.schema import RECORD_VERSION, RecordError, check_record
 
 log = logging.getLogger(__name__)
@@ -205,11 +205,9 @@ def read_record(path: Path) -> Optional[Dict[str, Any]]:
     the field). Never trusted unchecked, never a traceback."""
     if not is_regular_file(path):  # a FIFO named x.json would block the read forever
         return None
-    try:
-        if os.stat(path).st_size > MAX_RECORD_BYTES:
-            return None
-        rec = json.loads(Path(path).read_bytes().decode("utf-8"))  # NaN parses here, and the schema refuses it
-    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8
+    try:  # bounded and non-blocking: /proc/kmsg reports size 0 and never ends
+        rec = json.loads(read_bytes(path, "record", MAX_RECORD_BYTES).decode("utf-8"))  # NaN parses; the schema refuses it
+    except (ArtTRTError, OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8
         return None
     if not isinstance(rec, dict) or "record_version" not in rec:
         return None  # not an ArtTRT record (a sidecar, someone else's JSON)
