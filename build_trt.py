@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def inspect_built(engine: Path, facts: Dict[str, Any], precision: str, net: Any, shape: Tuple[int, ...]) -> None:
     """--inspect: what the ONNX file and the engine hold, written to <engine>.inspect/ and summarised."""
     from utils.backends.tensorrt.runner import TensorRTRunner
-    from utils.study.inspect import inspect_model, write_engine_inspection
+    from utils.study.look_inside import inspect_model, write_engine_inspection
 
     folder = engine.with_name(engine.stem + ".inspect")
     summary = inspect_model(Path(facts["onnx"]), precision, facts, folder)

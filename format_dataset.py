@@ -32,14 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from utils.data.format import apply_plan, format_summary, make_plan
+    from utils.data.format import apply_placement, format_summary, plan_placement
 
     args = build_parser().parse_args(argv)
     setup_logging()
     src, dst = Path(args.src), Path(args.dst)
-    plan = make_plan(src, Path(args.labels) if args.labels else None, Path(args.meta) if args.meta else None)
+    plan = plan_placement(src, Path(args.labels) if args.labels else None, Path(args.meta) if args.meta else None)
     mode = "move" if args.move else "copy" if args.copy else "link"
-    summary = apply_plan(plan, dst, mode=mode, dry_run=args.dry_run)
+    summary = apply_placement(plan, dst, mode=mode, dry_run=args.dry_run)
     print(format_summary(plan, summary, dst, mode, args.dry_run))
     return 1 if summary.unplaced else 0
 

@@ -318,7 +318,7 @@ def test_a_given_int8_file_with_weak_typing_is_one_clear_sentence(stand_in_tenso
 
 
 def test_engine_inspector_rows_and_precisions():
-    from utils.backends.tensorrt.inspect import datatype, engine_layers, precision_counts
+    from utils.backends.tensorrt.engine_layers import datatype, engine_layers, precision_counts
 
     rows = engine_layers(INSPECTOR_SAMPLE)
     assert [(r["type"], r["precision"]) for r in rows] == [("CaskConvolution", "int8"), ("Reformat", "int8"),

@@ -170,7 +170,7 @@ def test_a_move_across_filesystems_never_leaves_a_partial_file(tmp_path, monkeyp
 # ---- the plan, the placing and the summary, value by value ----------------------------------------------------
 
 from utils.core.errors import ArtTRTError  # noqa: E402
-from utils.data.format import Plan, Summary, apply_plan, format_summary, make_plan, read_labels  # noqa: E402
+from utils.data.format import Placement, Summary, apply_placement, format_summary, plan_placement, read_labels  # noqa: E402
 
 
 def test_each_form_is_named_and_each_unplaced_file_says_why(tmp_path):
@@ -182,7 +182,7 @@ def test_each_form_is_named_and_each_unplaced_file_says_why(tmp_path):
     other = write_jpeg(flat / "holiday.jpg")
     (flat / "readme.txt").write_text("not an image")
     (flat / "extras").mkdir()  # a stray folder beside the files: still the flat form
-    plan = make_plan(flat)
+    plan = plan_placement(flat)
     assert plan.form == "names ending in the synset" and plan.moves == [(ok, "n01440764")]
     assert plan.unplaced == [
         (unknown, "name carries no synset and no labels file was given"),
@@ -193,7 +193,7 @@ def test_each_form_is_named_and_each_unplaced_file_says_why(tmp_path):
     f7 = write_jpeg(fool / "imagenet_03_7.jpg")
     f999 = write_jpeg(fool / "imagenet_04_999.jpg")
     f1000 = write_jpeg(fool / "imagenet_05_1000.jpg")  # no class 1000
-    plan = make_plan(fool)
+    plan = plan_placement(fool)
     assert plan.form == "foolbox imagenet_<i>_<class index>"
     assert plan.moves == [(f7, wnids[7]), (f999, wnids[999])]
     assert plan.unplaced == [(f1000, "name carries no synset and no labels file was given")]
@@ -201,15 +201,15 @@ def test_each_form_is_named_and_each_unplaced_file_says_why(tmp_path):
     folders = tmp_path / "folders"
     good = write_jpeg(folders / "n01443537" / "a.jpg")
     bad = write_jpeg(folders / "cats" / "b.jpg")
-    plan = make_plan(folders)
+    plan = plan_placement(folders)
     assert plan.form == "class folders" and plan.moves == [(good, "n01443537")]
     assert plan.unplaced == [(bad, "folder cats is not an ImageNet-1k wnid")]
 
     with pytest.raises(ArtTRTError, match=f"^source folder {tmp_path / 'none'} does not exist$"):
-        make_plan(tmp_path / "none")
+        plan_placement(tmp_path / "none")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ArtTRTError, match=f"^source folder {tmp_path / 'empty'} holds no images$"):
-        make_plan(tmp_path / "empty")
+        plan_placement(tmp_path / "empty")
 
 
 def test_labels_files_value_by_value(tmp_path):
@@ -219,7 +219,7 @@ def test_labels_files_value_by_value(tmp_path):
     csv = tmp_path / "LOC_val_solution.csv"
     csv.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01751748 1 2 3 4\n"
                    "ILSVRC2012_val_00000002,n99999999 1 2 3 4\nILSVRC2012_val_00000003,\n")
-    plan = make_plan(flat, labels=csv)
+    plan = plan_placement(flat, labels=csv)
     assert plan.form == "flat with labels file" and plan.moves == [(files[0], "n01751748")]
     assert plan.unplaced == [(files[1], "label n99999999 is not an ImageNet-1k wnid"),
                              (files[2], "not in LOC_val_solution.csv")]  # an empty label is no label
@@ -260,7 +260,7 @@ def _two_files(tmp_path):
     a = write_jpeg(tmp_path / "src" / "a.jpg", seed=1)
     b = write_jpeg(tmp_path / "src" / "b.jpg", seed=2)
     c = write_jpeg(tmp_path / "src" / "c.jpg", seed=3)
-    return Plan("class folders", moves=[(a, "n01440764"), (b, "n01443537"), (c, "n01443537")],
+    return Placement("class folders", moves=[(a, "n01440764"), (b, "n01443537"), (c, "n01443537")],
                 unplaced=[(tmp_path / "x.jpg", "why")]), (a, b, c)
 
 
@@ -282,34 +282,34 @@ def test_placing_counts_modes_and_existing_targets(tmp_path, monkeypatch):
     os.utime(clash, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns))
     d = write_jpeg(tmp_path / "src" / "d.jpg", seed=4)
     plan.moves.append((d, "n01484850"))
-    dry = apply_plan(plan, dst, "copy", dry_run=True)
+    dry = apply_placement(plan, dst, "copy", dry_run=True)
     assert (dry.placed, dry.already, dry.classes) == (2, 1, 3) and not (dst / "n01443537" / "c.jpg").exists()
     assert dry.unplaced == [(tmp_path / "x.jpg", "why"), (b, f"{clash} exists with other content (left as it is)")]
     plan.moves.pop()
-    s = apply_plan(plan, dst, "copy")
+    s = apply_placement(plan, dst, "copy")
     assert (s.placed, s.already, s.copied_not_linked) == (1, 1, 0) and clash.read_bytes() == bytes(data)
     copied = dst / "n01443537" / "c.jpg"
     assert copied.read_bytes() == c.read_bytes() and copied.stat().st_ino != c.stat().st_ino
     with pytest.raises(ValueError, match="^bogus$"):
-        apply_plan(plan, dst, "bogus")
+        apply_placement(plan, dst, "bogus")
 
     # hard links refused by the filesystem: copies, counted; any other error is raised
     plan2, (a2, b2, c2) = _two_files(tmp_path / "2")
     monkeypatch.setattr(os, "link", lambda s, t: (_ for _ in ()).throw(OSError(errno.EXDEV, "cross-device")))
-    s = apply_plan(plan2, tmp_path / "dst2", "link")
+    s = apply_placement(plan2, tmp_path / "dst2", "link")
     assert (s.placed, s.copied_not_linked) == (3, 3)
     assert (tmp_path / "dst2" / "n01443537" / "c.jpg").read_bytes() == c2.read_bytes()
     monkeypatch.setattr(os, "link", lambda s, t: (_ for _ in ()).throw(OSError(errno.EACCES, "denied")))
     with pytest.raises(OSError, match="denied"):
-        apply_plan(plan2, tmp_path / "dst3", "link")
+        apply_placement(plan2, tmp_path / "dst3", "link")
 
 
 def test_the_default_is_a_hard_link_and_a_vanished_source_is_not_in_place(tmp_path):
     plan, (a, b, c) = _two_files(tmp_path)
-    s = apply_plan(plan, tmp_path / "dst")
+    s = apply_placement(plan, tmp_path / "dst")
     assert s.placed == 3 and (tmp_path / "dst" / "n01440764" / "a.jpg").stat().st_ino == a.stat().st_ino
     b.unlink()  # gone between the plan and a rerun: cannot be compared, so not counted as in place
-    s = apply_plan(plan, tmp_path / "dst")
+    s = apply_placement(plan, tmp_path / "dst")
     assert (s.placed, s.already) == (0, 2) and s.unplaced[-1][0] == b
     assert s.unplaced[-1][1].endswith("exists with other content (left as it is)")
 
@@ -317,7 +317,7 @@ def test_the_default_is_a_hard_link_and_a_vanished_source_is_not_in_place(tmp_pa
 def test_a_folder_in_the_way_is_other_content(tmp_path):
     plan, (a, _, _) = _two_files(tmp_path)
     (tmp_path / "dst" / "n01440764" / "a.jpg").mkdir(parents=True)  # cannot be compared: not the same file
-    s = apply_plan(Plan("class folders", moves=[(a, "n01440764")]), tmp_path / "dst", "link")
+    s = apply_placement(Placement("class folders", moves=[(a, "n01440764")]), tmp_path / "dst", "link")
     assert s.placed == 0 and s.already == 0 and "exists with other content" in s.unplaced[0][1]
 
 
@@ -326,7 +326,7 @@ def test_a_folder_in_the_way_is_other_content(tmp_path):
 def test_the_summary_lines(tmp_path, mode, dry, verb):
     s = Summary(placed=5, already=2, unplaced=[(Path("a.jpg"), "why")], classes=3,
                 copied_not_linked=2 if mode == "link" else 0)
-    text = format_summary(Plan("class folders"), s, Path("/d"), mode, dry)
+    text = format_summary(Placement("class folders"), s, Path("/d"), mode, dry)
     extra = " (2 copied: hard links not possible)" if mode == "link" else ""
     assert text.split("\n") == ["source form: class folders", f"{verb}: 5{extra}", "already in place: 2",
                                 "classes: 3", "not placed: 1", "  a.jpg: why", "destination: /d"]

@@ -10,7 +10,7 @@ import pytest
 
 from utils.models.chain import ModelOptions, model_file
 from utils.models.drift import layer_drift, top_drift
-from utils.models.inspect import onnx_layers, polygraphy_text, precision_counts
+from utils.models.onnx_layers import onnx_layers, polygraphy_text, precision_counts
 from utils.models.precision import CalibOptions
 
 

@@ -199,9 +199,9 @@ def test_the_report_draws_comparisons_from_the_latest_records_only():
     latest = latest_compares(recs)
     assert sorted((r["precision"], r["time"]) for r in latest) == [("fp16", "t2"), ("fp32", "t1"), ("int8", "t3")]
     tables = compare_groups(latest)
-    assert len(tables) == 1 and tables[0].startswith("## net: comparisons against torch-fp32 (16 inputs)")
+    assert len(tables) == 1 and tables[0].startswith("## net: comparisons against Vanilla (16 inputs)")
     rows = squeeze(tables[0])
-    assert "| rank | onnxrt-fp32 | onnxrt-fp16 |" in rows and "| 1 | 1.000e+00 | 2.500e+00 |" in rows
+    assert "| rank | ONNX Runtime fp32 | ONNX Runtime fp16 |" in rows and "| 1 | 1.000e+00 | 2.500e+00 |" in rows
 
 
 def test_plot_series_tell_modes_datasets_and_weights_apart():

@@ -12,11 +12,11 @@ from utils.study.study import REUSED, StudyContext, _run_in_child, run_setups
 
 
 def _plan(argv):
-    args = main.build_parser().parse_args(argv)
-    args.argv, args.loaded = argv, {}
-    args.precisions = ["fp32"]
-    args.device = "cpu"
-    return main.make_plan(args)
+    from utils.study.request import request_from_args
+    from utils.study.run import plan_of_request
+
+    parser = main.build_parser()
+    return plan_of_request(request_from_args(parser.parse_args(argv), parser, argv), {})
 
 
 def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
@@ -35,8 +35,7 @@ def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
             self.n += k
 
     ctx = StudyContext(tmp_path, Recorder(tmp_path, "test"), DataOptions(synthetic=6),
-                       MeasureOptions(duration_s=0, iterations=2, min_warmup_s=0), lambda n: None, argv=argv,
-                       setups_in_plan=len(plan.setups))
+                       MeasureOptions(duration_s=0, iterations=2, min_warmup_s=0), lambda n: None, argv=argv)
     bar = Bar()
     outcomes = _run_in_child(target, ctx, bar)
     recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Tuple
 
 from utils.backends.base import RunSpec, Runner
 from utils.core.errors import ArtTRTError
-from utils.core.options import from_args
+from utils.core.namespace import from_args
 from utils.data.options import DataOptions
 from utils.models.networks import Network
 
@@ -183,3 +183,9 @@ def row_label(rec: Dict[str, Any]) -> str:
     if rec.get("mode") == "sync" and str(rec.get("device", "")).startswith("cuda"):
         extras.append("sync")  # on the CPU every run is synchronous: say it only where it differs
     return text + (f" ({', '.join(extras)})" if extras else "")
+
+
+def spec_label(spec: RunSpec) -> str:
+    """A spec's row label, as every table, comparison title and log line names the runner."""
+    return row_label({"backend": spec.backend, "precision": spec.precision, "options": options_label(spec),
+                      "cuda_graph": spec.cuda_graph})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from utils.core.errors import ArtTRTError
-from utils.core.options import from_args
+from utils.core.namespace import from_args
 from utils.data.cache import CachedDataset, SyntheticDataset, open_dataset
 from utils.data.decode import GPU_DECODERS
 from utils.data.preprocess import Preprocess

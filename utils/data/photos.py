@@ -29,15 +29,15 @@ def demo_dataset(dst: Path) -> Path:
     import shutil
     import tempfile
 
-    from utils.data.format import apply_plan, make_plan
+    from utils.data.format import apply_placement, plan_placement
 
     src = foolbox_photo_dir()
     # foolbox's data folder also holds CIFAR/MNIST images: plan over the ImageNet photos only.
     with tempfile.TemporaryDirectory() as tmp:
         for f in sorted(src.glob("imagenet_*.jpg")):
             shutil.copy2(f, Path(tmp) / f.name)
-        plan = make_plan(Path(tmp))
-        summary = apply_plan(plan, dst, mode="copy")
+        plan = plan_placement(Path(tmp))
+        summary = apply_placement(plan, dst, mode="copy")
     if summary.unplaced:
         raise ArtTRTError(f"could not place demo photos: {summary.unplaced[:3]}")
     return dst

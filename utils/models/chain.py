@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError
-from utils.core.options import from_args
+from utils.core.namespace import from_args
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.networks import Network

@@ -24,7 +24,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from utils.core.errors import ArtTRTError
-from utils.models.inspect import QDQ_OPS, tensor_types, onnx_layers
+from utils.models.onnx_layers import QDQ_OPS, tensor_types, onnx_layers
 
 
 def _with_outputs(model: Any, names: List[str]) -> bytes:

@@ -22,7 +22,7 @@ from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text, slug
 from utils.report.doc import Doc
 from utils.report.records import load_records
-from utils.report.tables import (compare_doc, compare_groups, inspect_markdown, latest_compares, latest_per_config,
+from utils.report.tables import (compare_doc, compare_groups, compare_labels, inspect_markdown, latest_compares, latest_per_config,
                                  not_measured_markdown, profile_markdown, side_by_side_markdown, summary_markdown,
                                  worth_it_markdown)
 
@@ -47,7 +47,8 @@ def _img(path: Path, title: str) -> Dict[str, Any]:
     return {"kind": "img", "title": title, "data": base64.b64encode(path.read_bytes()).decode("ascii")}
 
 
-def make_report(folder: Path, max_top1_drop: Optional[float] = None) -> List[str]:
+def make_report(folder: Path, max_top1_drop: Optional[float] = None,
+                records: Optional[List[Dict[str, Any]]] = None) -> List[str]:
     """Writes table_outputs/<network>*.md, plots/*.png and report.html under folder; returns what it wrote.
 
     With several setups, the first section is "is TensorRT worth it?" across networks (table_outputs/worth-it.md;
@@ -57,7 +58,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None) -> List[str
 
     if not folder.is_dir():
         raise ArtTRTError(f"results folder {folder} does not exist")
-    everything = load_records(folder)
+    everything = load_records(folder) if records is None else records  # a run passes what it read and wrote
     every = [r for r in everything if r.get("kind") == "validate"]
     records = [r for r in every if not r.get("error")]
     compares = [r for r in everything if r.get("kind") == "compare" and not r.get("error")]
@@ -80,7 +81,9 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None) -> List[str
         sections.append(_doc(worth))
     for network in sorted({str(r["network"]) for r in latest}):
         summary, side = summary_markdown(network, latest), side_by_side_markdown(network, latest)
-        name = slug(network)  # a file name from a record field: a slug, never a path
+        name = slug(network)  # a file name from a record field: a slug, never a path, never one of the report's own
+        if name in ("worth-it", "not-measured") or name.endswith("-side-by-side"):
+            name = f"network-{name}"
         write("table_outputs", f"{name}.md", summary)
         write("table_outputs", f"{name}-side-by-side.md", side)
         plot = plots.throughput_plot(latest, network, folder / "plots" / f"throughput-{name}.png")
@@ -104,8 +107,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None) -> List[str
     for doc in compare_groups(compares):  # several runners side by side, then each on its own
         sections.append(_doc(doc))
     for rec in compares:  # drawn from the record itself, never from a file beside it
-        sections.append(_doc(compare_doc(rec, str(rec.get("reference")), f"{rec.get('backend')}-{rec.get('precision')}",
-                                         str(rec.get("network")))))
+        sections.append(_doc(compare_doc(rec, *compare_labels(rec), str(rec.get("network")))))
     missing = not_measured_markdown(every)
     if missing:
         write("table_outputs", "not-measured.md", missing)

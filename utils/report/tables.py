@@ -231,9 +231,18 @@ def _e(v: Any, fmt: str = ".3e") -> str:
     return "-" if v is None else format(float(v), fmt)
 
 
-def compare_markdown(stats: CompareStats, ref_name: str, other_name: str) -> Doc:
+def compare_markdown(stats: CompareStats, ref_name: str, other_name: str, network: Optional[str] = None) -> Doc:
     """The original's "Comparisons" tables, then the dataset-wide figures."""
-    return compare_doc(stats.summary(), ref_name, other_name)
+    return compare_doc(stats.summary(), ref_name, other_name, network)
+
+
+def compare_labels(rec: Dict[str, Any]) -> Tuple[str, str]:
+    """The row labels of a comparison record's reference ("torch-fp32" in the record) and other runner."""
+    backend, _, precision = str(rec.get("reference") or "-").partition("-")
+    other = {"backend": rec.get("backend"), "precision": rec.get("precision"),
+             "options": rec.get("options") if rec.get("options") is not None else
+             ((rec.get("other_facts") or {}).get("options") or "")}
+    return row_label({"backend": backend, "precision": precision, "options": ""}), row_label(other)
 
 
 def compare_doc(s: Dict[str, Any], ref_name: str, other_name: str, network: Optional[str] = None) -> Doc:
@@ -385,12 +394,10 @@ def compare_groups(records: Sequence[Dict[str, Any]]) -> List[str]:
         if len(recs) > 1:
             recs = sorted(recs, key=lambda r: (str(r.get("backend")), PRECISIONS.index(r["precision"])
                                                if r.get("precision") in PRECISIONS else 9))
-            out.append(compare_columns_markdown([(f"{r['backend']}-{r['precision']}", r) for r in recs],
-                                                str(reference), str(network)))
+            out.append(compare_columns_markdown([(compare_labels(r)[1], r) for r in recs],
+                                                compare_labels(recs[0])[0], str(network)))
     return out
 
-
-REFERENCE_LABEL = "Vanilla"  # PyTorch fp32, the row every other is measured against
 
 
 def images_key(r: Dict[str, Any]) -> Any:
@@ -400,8 +407,11 @@ def images_key(r: Dict[str, Any]) -> Any:
 
 
 def is_reference(r: Dict[str, Any]) -> bool:
-    """The PyTorch fp32 row every other is measured against (no options, no CUDA graph: plain "Vanilla")."""
-    return row_label(r) == REFERENCE_LABEL
+    """The PyTorch fp32 row every other is measured against, found by its runner key (backend and precision, no
+    options, no CUDA graph, no calibration, not a synchronised GPU run), never by its display label."""
+    return ((r.get("backend"), r.get("precision")) == REFERENCE_RUNNER and not r.get("options")
+            and not r.get("cuda_graph") and not r.get("calib_method")
+            and not (r.get("mode") == "sync" and str(r.get("device", "")).startswith("cuda")))
 
 
 def top1_drops(records: Sequence[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], Optional[float]]]:
@@ -451,10 +461,15 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
         groups: Dict[Tuple[str, ...], Dict[int, Dict[str, Any]]] = defaultdict(dict)
         for r in mine:
             groups[(row_label(r), *[f(r) for _, f in extra])][int(r["batch_size"])] = r
-        # several datasets or weights under one network: no single reference row to divide by
-        ref = groups.get((REFERENCE_LABEL,)) if not extra else None
+        # each row is divided by the PyTorch fp32 row of the same weights and images (several datasets under one
+        # network: each its own reference), found by runner key
+        refs: Dict[Any, Dict[int, Dict[str, Any]]] = defaultdict(dict)
+        for r in mine:
+            if is_reference(r):
+                refs[images_key(r)][int(r["batch_size"])] = r
 
         def times(g: Dict[int, Dict[str, Any]], bs: int, key: str, inverse: bool = False) -> str:
+            ref = refs.get(images_key(next(iter(g.values()))))
             if ref is None or bs not in g or bs not in ref or not g[bs].get(key) or not ref[bs].get(key):
                 return "-"
             a, b = float(g[bs][key]), float(ref[bs][key])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from utils.backends.base import RunSpec, device_scope
-from utils.backends.registry import make_runner
+from utils.backends.registry import make_runner, options_label, spec_label
 from utils.core.fileio import atomic_write_text
 from utils.data.cache import CachedDataset
 from utils.data.imagenet import imagenet_classes
@@ -57,11 +57,12 @@ def _compare(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: Cach
         stats = compare_runners(ref, other, dataset, batch_size, rtol, atol, limit=limit,
                                 class_names=class_names_for(dataset, net.num_classes), progress=progress)
         other_info = other.info()
-    text = compare_markdown(stats, ref.name, other.name)
+    # the runners named as every table names them (row_label: "Vanilla", "ONNX Runtime int8 (cpu)"), the network too
+    text = compare_markdown(stats, spec_label(ref_spec), spec_label(other_spec), net.name)
     rec = make_record("compare", recorder.command, network=net.name, weights=net.weights, reference=ref.name,
                       backend=other_spec.backend, precision=other_spec.precision, batch_size=batch_size,
                       inputs_source=inputs_source, dataset=dataset.meta.get("root"), **stats.summary(),
-                      other_facts=other_info)
+                      options=options_label(other_spec), other_facts=other_info)
     recorder.write(rec)
     if recorder.folder is not None:
         stem = Path(rec["_path"]).stem

@@ -8,19 +8,17 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from utils.core.errors import ArtTRTError
 from utils.core.progress import progress_bar
-from utils.study.workers import MAIN, jobs_done, outcomes_of, records_of, wait_all, worker_argv
+from utils.study.workers import jobs_done, launch, outcomes_of, wait_all
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +48,15 @@ def device_of(gpu: int) -> str:
     return f"cuda:{gpu}"
 
 
-def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[int], plan: Any, started: float) -> int:
+def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) -> int:
     """Starts one worker per GPU, follows them with one progress bar, then draws the tables of all their jobs."""
-    output = Path(args.output)
+    output = request.output
     claims = output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
     claims.mkdir(parents=True)
-    procs = {g: subprocess.Popen([sys.executable, str(MAIN), *worker_argv(argv, device_of(g), claims)])
-             for g in gpus}
+    argv = sys.argv[1:] if request.argv is None else list(request.argv)
+    procs = {g: launch(argv, device_of(g), claims) for g in gpus}
     log.info("study on GPUs %s: %d jobs in %d setups", ", ".join(map(str, gpus)), plan.jobs, len(plan.setups))
-    bar = progress_bar(total=plan.jobs, desc=f"study on {len(gpus)} GPUs", enabled=not args.quiet)
+    bar = progress_bar(total=plan.jobs, desc=f"study on {len(gpus)} GPUs", enabled=not request.quiet)
 
     def tick() -> None:
         bar.n = min(plan.jobs, jobs_done(claims))
@@ -75,10 +73,14 @@ def run_on_gpus(args: argparse.Namespace, argv: Sequence[str], gpus: Sequence[in
         log.error("the worker on GPU %d stopped with status %d: its unfinished setups run on the next rerun", g, rc)
     from utils.study.study import fill_agreement, finish_study
 
-    fill_agreement(output)
-    records = [r for r in records_of(outcomes) if r is not None]
+    from utils.report.records import load_records
+
+    everything = load_records(output)  # the workers' records and the folder's others, read once
+    fill_agreement(output, everything)
+    by_path = {r["_path"]: r for r in everything}
+    records = [by_path[str(o["path"])] for o in outcomes if o.get("path") and str(o["path"]) in by_path]
     counts: Dict[str, int] = {}
     for o in outcomes:
         counts[o["status"]] = counts.get(o["status"], 0) + 1
-    rc = finish_study(args.max_top1_drop, output, records, started, counts)
+    rc = finish_study(request.max_top1_drop, output, records, started, counts, everything)
     return rc if not crashed else max(rc, 1)

@@ -40,7 +40,7 @@ def write_drift(fp32_onnx: Path, quant_onnx: Path, calib_data: Path, folder: Pat
 
 
 def write_engine_inspection(info: Dict[str, Any], name: str, folder: Path) -> Dict[str, Any]:
-    from utils.backends.tensorrt.inspect import engine_layers, engine_layers_markdown, precision_counts
+    from utils.backends.tensorrt.engine_layers import engine_layers, engine_layers_markdown, precision_counts
 
     rows = engine_layers(info)
     stem = folder / name
@@ -52,7 +52,7 @@ def write_engine_inspection(info: Dict[str, Any], name: str, folder: Path) -> Di
 
 def inspect_model(onnx: Optional[Path], precision: str, facts: Dict[str, Any], folder: Path) -> Dict[str, Any]:
     """The ONNX file's layer table and, for a quantized file made from an fp32 one, its per-layer drift."""
-    from utils.models.inspect import write_onnx_inspection
+    from utils.models.onnx_layers import write_onnx_inspection
 
     out: Dict[str, Any] = {}
     if onnx is not None and onnx.is_file():

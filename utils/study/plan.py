@@ -61,7 +61,7 @@ class Setup:
 
 
 @dataclass
-class Plan:
+class StudyPlan:
     setups: List[Setup] = field(default_factory=list)
     batch_sizes: Tuple[int, ...] = ()
     bounded: bool = True
@@ -115,11 +115,11 @@ def calib_grid(spec: RunSpec, methods: Optional[Sequence[str]], sizes: Optional[
 def make_plan(networks: Sequence[str], backends: Sequence[str], precisions: Sequence[str],
               batch_sizes: Sequence[int], spec_for: Callable[[str, str], RunSpec], *, bounded: bool,
               calib_methods: Optional[Sequence[str]] = None, calib_sizes: Optional[Sequence[int]] = None,
-              unloadable: Optional[Dict[str, str]] = None) -> Plan:
+              unloadable: Optional[Dict[str, str]] = None) -> StudyPlan:
     """Every combination asked, in order network > backend > precision > calibration > variant; each is checked
     (registry.check) and either planned or skipped with the check's sentence (unloadable: network -> why it
     could not be loaded; its setups are skipped with that sentence)."""
-    plan = Plan(batch_sizes=tuple(sorted(set(batch_sizes))), bounded=bounded)
+    plan = StudyPlan(batch_sizes=tuple(sorted(set(batch_sizes))), bounded=bounded)
     jobs = jobs_for(batch_sizes, bounded)
     for network in networks:
         for backend in backends:

@@ -37,13 +37,12 @@ from utils.models.paths import weights_id
 from utils.report.records import Recorder, load_records, make_record
 from utils.report.tables import images_key, is_reference
 from utils.study.plan import ACCURACY, TIMING, Job, Setup, digest, job_identity, setup_key
-from utils.study.workers import MAIN, claim, note_outcome, outcomes_of, records_of, wait_all, worker_argv
+from utils.study.workers import claim, launch, note_outcome, outcomes_of, records_of, wait_all
 
 log = logging.getLogger(__name__)
 
 MEASURED, REUSED, SKIPPED, ERROR = "measured", "done before", "skipped", "error"
 GATE_FAILED = 3  # exit status of a study with rows over --max_top1_drop
-SETUP_PROCESS = "ARTTRT_SETUP_PROCESS"  # set in a child running one setup: it runs that setup itself
 
 
 @dataclass
@@ -60,8 +59,9 @@ class StudyContext:
     inspect: bool = False
     claims: Optional[Path] = None           # a folder of claim files shared by the processes of one study
     datasets: Dict[str, Any] = field(default_factory=dict)  # open datasets by preprocessing: one per study
-    argv: Optional[List[str]] = None        # the study's command line: setups of own_process_on_gpu backends
-    setups_in_plan: int = 0                 # run in a child process started with it
+    records: Optional[List[Dict[str, Any]]] = None  # the output folder's, read once at the start (None: read here)
+    argv: Optional[List[str]] = None        # the study's command line: setups of own_process_on_gpu backends run
+                                            # in a worker started with it (None: this is such a worker)
     rows_for_errors: bool = True            # a failing job is an error row (a study); False: it is raised (one run)
 
 
@@ -102,19 +102,27 @@ def device_identity(device: str) -> str:
     return "cpu"
 
 
-def finished(output: Path) -> Dict[str, Dict[str, Any]]:
-    """Every job record already under output, by job key (the newest of each)."""
+def finished(records: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Every job record among records (the output folder's, loaded once per run), by job key (the newest of each)."""
     out: Dict[str, Dict[str, Any]] = {}
-    if output.is_dir():
-        for rec in load_records(output, "validate"):
-            if rec.get("job_key"):
-                out[rec["job_key"]] = rec
+    for rec in sorted(records, key=lambda r: str(r.get("time") or "")):
+        if rec.get("kind") == "validate" and rec.get("job_key"):
+            out[rec["job_key"]] = rec
     return out
+
+
+def merged(before: Sequence[Dict[str, Any]], new: Sequence[Optional[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """The records of the folder after a run: those read at its start and those it wrote (by file, the newer copy)."""
+    by_path = {r.get("_path"): r for r in before}
+    by_path.update({r.get("_path"): r for r in new if r})
+    return sorted(by_path.values(), key=lambda r: str(r.get("time") or ""))
 
 
 def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> List[Outcome]:
     """Runs every job of setups (those this process claims), network by network; returns each job's outcome."""
-    done = {} if ctx.force else finished(ctx.output)
+    if ctx.records is None:
+        ctx.records = load_records(ctx.output) if ctx.output.is_dir() else []
+    done = {} if ctx.force else finished(ctx.records)
     own_bar = bar is None
     if own_bar:
         bar = progress_bar(total=sum(len(s.jobs) for s in setups), desc="study", enabled=ctx.progress)
@@ -165,23 +173,16 @@ def _own_process(setup: Setup, ctx: StudyContext) -> bool:
 
 
 def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
-    """Runs one setup in a child process over the same command line: every other setup is claimed for it first,
-    so the child (a study worker) takes this one only; its records come back through its outcome lines."""
+    """Runs one setup in a worker process of its own (utils.study.workers.launch), told that setup explicitly; its
+    records come back through its outcome lines."""
     import secrets
     import shutil
-    import subprocess
 
     assert ctx.argv is not None
     folder = ctx.output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
     folder.mkdir(parents=True)
     try:
-        for i in range(ctx.setups_in_plan):
-            if i != setup.index:
-                (folder / f"setup-{i}").touch()
-        argv = worker_argv(ctx.argv, setup.spec.device, folder)
-        if ctx.force:
-            argv.append("--force")
-        proc = subprocess.Popen([sys.executable, str(MAIN), *argv], env={**os.environ, SETUP_PROCESS: "1"})
+        proc = launch(ctx.argv, setup.spec.device, folder, setups=[setup.index], force=ctx.force)
         wait_all([proc])
         rc = proc.returncode
         lines = outcomes_of(folder)
@@ -360,16 +361,17 @@ def _predictions_saver(output: Path, key: str) -> Callable[[Any], Dict[str, Any]
 
 
 def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dict[str, Any]], started: float,
-                 counts: Dict[str, int]) -> int:
+                 counts: Dict[str, int], everything: Sequence[Dict[str, Any]] = ()) -> int:
     """The tables of the study's records, the report of the whole folder, the top-1 gate and the exit status."""
     from utils.backends.registry import row_label
+    from utils.report.doc import visible
     from utils.report.report import make_report, where_results_are
     from utils.report.tables import (inspect_markdown, latest_per_config, not_measured_markdown, over_top1_drop,
                                      percentile_table, profile_markdown, results_table, study_order,
                                      worth_it_markdown)
 
     keys = {r.get("job_key") for r in records if r.get("job_key")}
-    fresh = {r.get("job_key"): r for r in load_records(output, "validate") if r.get("job_key") in keys}
+    fresh = {r.get("job_key"): r for r in everything if r.get("job_key") in keys}
     records = [fresh.get(r.get("job_key"), r) for r in records]  # with the agreement filled in
     ok = [r for r in records if not r.get("error")]
     shown = study_order(latest_per_config(ok))
@@ -393,7 +395,7 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     if away:  # Recorder.write kept them in the system's temporary folder: say where, draw nothing over them
         raise ArtTRTError(f"{output} took no file (the disk is full or read-only): the records of this run are in "
                           f"{away[0].parent}; no tables or report were drawn")
-    make_report(output, max_top1_drop=max_top1_drop)
+    make_report(output, max_top1_drop=max_top1_drop, records=list(everything) or None)
     print(where_results_are(output))
     took = time.perf_counter() - started
     print(f"study: {sum(counts.values())} jobs ({counts.get('measured', 0)} measured, "
@@ -403,21 +405,22 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
         over = over_top1_drop(ok, max_top1_drop)
         for r, drop in over:
             if drop is None:  # outputs that are not numbers fail the gate whatever the top-1
-                print(f"top-1 gate: {r['network']} {row_label(r)} gave NaN/Inf or unranked outputs on "
+                print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} gave NaN/Inf or unranked outputs on "
                       f"{(r.get('nonfinite_outputs') or 0) + (r.get('unrankable_outputs') or 0)} images", file=sys.stderr)
                 continue
-            print(f"top-1 gate: {r['network']} {row_label(r)} is {drop:.2f} points below PyTorch fp32 "
+            print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} is {drop:.2f} points below PyTorch fp32 "
                   f"(more than --max_top1_drop {max_top1_drop:g})", file=sys.stderr)
         if over:
             return GATE_FAILED
     return 1 if counts.get("error") else 0
 
 
-def fill_agreement(output: Path) -> int:
+def fill_agreement(output: Path, records: Optional[Sequence[Dict[str, Any]]] = None) -> int:
     """For every accuracy record under output with saved predictions: the share of images whose top-1 class is
     PyTorch fp32's (same network, weights and dataset), written into the record; returns how many it wrote."""
-    recs = [r for r in load_records(output, "validate")
-            if not r.get("error") and r.get("predictions_file") and r.get("role") in (ACCURACY, "whole pass")]
+    recs = [r for r in (load_records(output, "validate") if records is None else records)
+            if r.get("kind") == "validate" and not r.get("error") and r.get("predictions_file")
+            and r.get("role") in (ACCURACY, "whole pass")]
     refs = {images_key(r): r for r in recs if is_reference(r)}
     wrote = 0
     for r in recs:
@@ -437,7 +440,6 @@ def fill_agreement(output: Path) -> int:
         r["agree_top1_percent"] = round(100.0 * float((a[both] == b[both]).mean()), 3)
         r["agree_top1_images"] = int(both.sum())
         r["agree_top1_ref_key"] = ref.get("job_key")
-        path = Path(r.pop("_path"))
-        atomic_write_json(path, r)
+        atomic_write_json(Path(r["_path"]), {k: v for k, v in r.items() if k != "_path"})  # in memory too
         wrote += 1
     return wrote

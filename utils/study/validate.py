@@ -176,7 +176,7 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
         _beside(extra, "profile", lambda: profile_runner(runner, _first_batch(runner, dataset, opts.batch_size),
                                                          folder / "profiles" / f"{slug(stem, 160)}.trace.json"))
     if inspect:
-        from utils.study.inspect import inspect_runner
+        from utils.study.look_inside import inspect_runner
 
         _beside(extra, "inspect", lambda: inspect_runner(runner, spec.precision, facts, info, folder / "inspect",
                                                          (opts.batch_size, 3, crop, crop)))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 MAIN = Path(__file__).resolve().parents[2] / "main.py"
+SETUP_PROCESS = "ARTTRT_SETUP_PROCESS"  # set in a worker told its setups: its parent loaded and checked everything
 
 
 def claim(folder: Path, index: int) -> bool:
@@ -30,23 +31,39 @@ def claim(folder: Path, index: int) -> bool:
     return True
 
 
-def worker_argv(argv: Sequence[str], device: str, claims: Path) -> List[str]:
-    """The study's own arguments without --gpus, --device and --claims, for a worker on `device` claiming from
-    `claims`."""
+def worker_argv(argv: Sequence[str], device: str, claims: Path, setups: Optional[Sequence[int]] = None,
+                force: bool = False) -> List[str]:
+    """The study's own arguments without --gpus, --device, --claims and --setups, for a worker on `device`
+    claiming from `claims` (and, where given, running exactly `setups`)."""
     out: List[str] = []
     skip = False
     for a in argv:
         if skip and not a.startswith("-"):
             continue
         skip = False
-        if a in ("--gpus", "--device", "--claims"):
+        if a in ("--gpus", "--device", "--claims", "--setups"):
             skip = True
             continue
-        if a.startswith(("--gpus=", "--device=", "--claims=")):
+        if a.startswith(("--gpus=", "--device=", "--claims=", "--setups=")):
             continue
         out.append(a)
     talk = [] if "--verbose" in out or "--quiet" in out else ["--quiet"]
-    return [*out, "--device", device, "--claims", str(claims), *talk]
+    told = ["--setups", *map(str, setups)] if setups is not None else []
+    again = ["--force"] if force and "--force" not in out else []
+    return [*out, "--device", device, "--claims", str(claims), *told, *again, *talk]
+
+
+def launch(argv: Sequence[str], device: str, claims: Path, setups: Optional[Sequence[int]] = None,
+           force: bool = False) -> subprocess.Popen:
+    """The one way a study starts a worker process: main.py with the study's arguments on `device`, claiming from
+    `claims`; given `setups`, it runs exactly those (a setup in a process of its own), else it takes the next
+    unclaimed one until none is left (one worker per GPU of --gpus)."""
+    import sys
+
+    env = dict(os.environ)
+    if setups is not None:
+        env[SETUP_PROCESS] = "1"  # its parent loaded every network and checked the plan
+    return subprocess.Popen([sys.executable, str(MAIN), *worker_argv(argv, device, claims, setups, force)], env=env)
 
 
 def note_outcome(claims: Path, status: str, record: Any) -> None:

@@ -117,7 +117,7 @@ class TensorRTRunner(Runner):
         return out
 
     def engine_information(self, shape: Tuple[int, ...]) -> Optional[Dict[str, Any]]:
-        from utils.backends.tensorrt.inspect import engine_information
+        from utils.backends.tensorrt.engine_layers import engine_information
 
         if self.engine is None or self.context is None:
             raise RuntimeError("TensorRTRunner.activate() first")

@@ -1,0 +1,223 @@
+"""What one command line asks for, as one typed request: made once from the parsed arguments (main.py parses,
+nothing else), every argument that concerns several layers checked here, each single value checked by the layer
+that owns it (MeasureOptions, DataOptions, CalibOptions, the backends' Options, the plan); nothing writes back into
+the argparse namespace, and the study never calls back into main.py.
+
+Usage:
+    parser = main.build_parser(); args = parser.parse_args(argv)
+    request = request_from_args(args, parser, argv)
+    spec = request.spec_for("onnxrt", "int8")
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from utils.backends import registry
+from utils.backends.base import RunSpec
+from utils.core.errors import ArtTRTError
+from utils.data.options import DataOptions
+from utils.measure.timing import MeasureOptions
+from utils.models.chain import ModelOptions
+
+DEFAULT_DURATION_S = 1.0  # trtexec's --duration is 3 s: 1 s keeps a six-network study in minutes; the CV is printed
+DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
+STUDY_ONLY = ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims", "setups",
+              "calib_methods", "calib_sizes", "max_top1_drop")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One run of main.py: which command, on which networks, backends, precisions, batch sizes and data, and how."""
+
+    mode: str                                   # validate, compare, demo, report
+    command: str                                # the command line, for the records
+    argv: Optional[Tuple[str, ...]]             # main(argv)'s own arguments (None: sys.argv's), for worker processes
+    output: Path
+    networks: Tuple[str, ...] = ("resnet18",)
+    weights: Optional[str] = None
+    pretrained: bool = False
+    num_classes: Optional[int] = None
+    seed: int = 0
+    backends: Tuple[str, ...] = ("torch",)
+    precisions: Tuple[str, ...] = ("fp32",)
+    device: str = "cpu"
+    device_reason: str = "the default"         # what made the device what it is (for messages)
+    cuda_graph: bool = False
+    model: ModelOptions = field(default_factory=ModelOptions)
+    backend_options: Dict[str, Any] = field(default_factory=dict)
+    batch_sizes: Tuple[int, ...] = (1,)
+    bounded: bool = False
+    measure: MeasureOptions = field(default_factory=MeasureOptions)  # the rules; the batch size is each job's
+    data: DataOptions = field(default_factory=DataOptions)
+    telemetry: bool = False
+    telemetry_ms: int = 50
+    quiet: bool = False
+    verbose: bool = False
+    force: bool = False
+    inspect: bool = False
+    profile: bool = False
+    gpus: Optional[Tuple[str, ...]] = None
+    shard: Optional[Tuple[int, int]] = None
+    claims: Optional[Path] = None
+    setups: Optional[Tuple[int, ...]] = None    # a worker told its setups explicitly (a setup's own process)
+    calib_methods: Optional[Tuple[str, ...]] = None
+    calib_sizes: Optional[Tuple[int, ...]] = None
+    max_top1_drop: Optional[float] = None
+    reference: Tuple[str, str] = registry.REFERENCE_RUNNER
+    num_inputs: int = 5000
+    rtol: float = 1e-3
+    atol: float = 1e-8
+    val_dataset: bool = False
+    report_dir: Optional[Path] = None
+
+    def spec_for(self, backend: str, precision: str) -> RunSpec:
+        """The spec of one backend and precision (its variants come from the registry); built for the largest batch
+        of the run (a static engine is made per batch size by the runner's own check, Runner.serves)."""
+        return RunSpec(backend, precision, device=self.device, batch_size=self.batch_sizes[0],
+                       max_batch_size=max(self.batch_sizes), cuda_graph=self.cuda_graph, model=self.model,
+                       options=self.backend_options.get(backend))
+
+    def with_device(self, device: str, reason: str) -> "Request":
+        return dataclasses.replace(self, device=device, device_reason=reason)
+
+
+def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> set:
+    return {k for k, v in vars(args).items() if v is not None and v != parser.get_default(k)}
+
+
+def _backends(args: argparse.Namespace) -> Tuple[str, ...]:
+    if args.trt_backend and (args.backend not in (None, args.trt_backend) or args.backends):
+        raise ArtTRTError(f"-trt and --backend{'s' if args.backends else ''} both given: -trt is --backend "
+                          f"{args.trt_backend}; pass one")
+    one = args.trt_backend or args.backend or ("onnxrt" if args.compare else "torch")
+    return tuple(args.backends or [one])
+
+
+def _device(args: argparse.Namespace, backends: Sequence[str]) -> Tuple[str, str]:
+    """The device asked, or implied: cuda for --gpus or a GPU-only backend (say which), else cpu."""
+    if args.device is not None:
+        return args.device, f"--device {args.device}"
+    if args.gpus:
+        return "cuda", "--gpus"
+    gpu_only = [b for b in backends if b in registry.BACKENDS and registry.needs_gpu(b)]
+    if gpu_only:
+        return "cuda", f"the {gpu_only[0]} backend runs on a GPU only"
+    return "cpu", "the default"
+
+
+def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                      argv: Optional[Sequence[str]] = None) -> Request:
+    """The typed request of the parsed arguments, every cross-argument rule checked: one sentence for the first
+    thing that is wrong (ArtTRTError), before any work."""
+    from utils.report.records import command_line
+
+    mode = next((m for m in ("demo", "compare", "report", "validate") if getattr(args, m)), "")
+    if not mode:
+        raise ArtTRTError("choose one of -v, --compare, --demo or --report")
+    backends = _backends(args)
+    device, why = _device(args, backends)
+    precisions = tuple(registry.precisions_asked(args))
+    given = _given(args, parser)
+    if (args.inspect or args.profile) and not args.validate:
+        raise ArtTRTError("--inspect and --profile look inside a validation run: add -v (build_trt.py --inspect "
+                          "inspects an engine as it is built)")
+    common = dict(mode=mode, command=command_line("main.py", argv), argv=tuple(argv) if argv is not None else None,
+                  output=Path(args.output), quiet=args.quiet, verbose=args.verbose)
+    if mode in ("demo", "report"):
+        return Request(**common, report_dir=Path(args.report) if args.report else None)  # type: ignore[arg-type]
+    _check_combinations(args, given, backends, precisions)
+    batch_sizes = tuple(args.batch_sizes or [args.batch_size])
+    bounded = args.duration is not None or args.iterations is not None or (
+        len(set(batch_sizes)) > 1 and not args.full_passes)
+    measure = MeasureOptions(batch_size=batch_sizes[0], warmup_fraction=args.warmup, min_warmup_s=args.min_warmup_s,
+                             sync=args.sync, limit=args.limit, progress=not args.quiet,
+                             duration_s=(DEFAULT_DURATION_S if args.duration is None else args.duration)
+                             if bounded else None,
+                             iterations=(args.iterations or DEFAULT_ITERATIONS) if bounded else None)
+    reference = _reference(args.reference) if mode == "compare" else registry.REFERENCE_RUNNER
+    used = set(backends) | ({reference[0]} if mode == "compare" else set())
+    from utils.core.namespace import from_args
+
+    return Request(**common, networks=tuple(dict.fromkeys(args.networks or [args.network])),  # type: ignore[arg-type]
+                   weights=args.weights, pretrained=args.pretrained, num_classes=args.num_classes, seed=args.seed,
+                   backends=backends, precisions=precisions, device=device, device_reason=why,
+                   cuda_graph=args.cuda_graph, model=ModelOptions.from_args(args),
+                   backend_options={b: registry.options_from_args(b, args) for b in used if b in registry.BACKENDS},
+                   batch_sizes=batch_sizes, bounded=bounded, measure=measure,
+                   data=from_args(DataOptions, args, progress=not args.quiet), telemetry=args.telemetry,
+                   telemetry_ms=args.telemetry_ms, force=bool(getattr(args, "force", False)), inspect=args.inspect,
+                   profile=args.profile, gpus=tuple(args.gpus) if args.gpus else None,
+                   shard=_shard(args.shard), claims=Path(args.claims) if args.claims else None,
+                   setups=tuple(args.setups) if args.setups else None,
+                   calib_methods=tuple(args.calib_methods) if args.calib_methods else None,
+                   calib_sizes=tuple(args.calib_sizes) if args.calib_sizes else None,
+                   max_top1_drop=args.max_top1_drop, reference=reference, num_inputs=args.num_inputs,
+                   rtol=args.rtol, atol=args.atol, val_dataset=args.val_dataset)
+
+
+def _shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    if not text:
+        return None
+    from utils.study.plan import parse_shard
+
+    return parse_shard(text)
+
+
+def _reference(text: str) -> Tuple[str, str]:
+    backend, _, precision = text.partition("-")
+    if not backend or not precision:
+        raise ArtTRTError(f"--reference takes BACKEND-PRECISION, e.g. torch-fp32, not {text!r}")
+    return backend, precision
+
+
+def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence[str],
+                        precisions: Sequence[str]) -> None:
+    """The rules that tie several arguments together (each single value is checked by its owner)."""
+    for one, many in (("backend", "backends"), ("batch_size", "batch_sizes"), ("network", "networks")):
+        if one in given and many in given:
+            raise ArtTRTError(f"--{one} and --{many} both given: pass only --{many}")
+    study_only = [n for n in STUDY_ONLY if n in given]
+    if study_only and not args.validate:
+        raise ArtTRTError(f"--{study_only[0]} is an option of a study: add -v")
+    if args.full_passes and (args.duration is not None or args.iterations is not None):
+        raise ArtTRTError("--full_passes times every whole pass: drop --duration/--iterations, or --full_passes")
+    if args.max_top1_drop is not None and args.max_top1_drop < 0:
+        raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {args.max_top1_drop}")
+    if args.networks and len(args.networks) > 1 and args.weights:
+        raise ArtTRTError("--weights is one network's file: with --networks use --pretrained, or one --network")
+    if args.gpus and args.shard:
+        raise ArtTRTError("--gpus and --shard both given: a share runs on one machine's GPUs; pass one")
+    ref_backend, ref_precision = registry.REFERENCE_RUNNER
+    if args.max_top1_drop is not None and not (ref_backend in backends and ref_precision in precisions):
+        raise ArtTRTError(f"--max_top1_drop measures each row against {ref_backend} {ref_precision}: add "
+                          f"{ref_backend} to --backends and {ref_precision} to --precisions")
+    if args.validate and args.synthetic is not None and args.dataset and not {"int8", "fp8"} & set(precisions):
+        raise ArtTRTError("--synthetic and --dataset both given: a run measures one of them (--dataset gives "
+                          "calibration images only for int8/fp8); drop one")
+    if args.input_shape and args.input_shape[0] != -1:
+        fed = sorted(set(args.batch_sizes or [args.batch_size]) - {args.input_shape[0]})
+        if fed:
+            raise ArtTRTError(f"--input_shape {' '.join(map(str, args.input_shape))} is a static batch of "
+                              f"{args.input_shape[0]}, but batches of {fed[0]} would be fed: pass --batch_size "
+                              f"{args.input_shape[0]}, or -1 as the batch for a dynamic one")
+    if args.compare and (args.rtol < 0 or args.atol < 0):
+        raise ArtTRTError(f"-rtol and -atol must not be negative (got rtol={args.rtol}, atol={args.atol})")
+    if args.compare and args.val_dataset and not args.dataset:
+        raise ArtTRTError("--val_dataset compares on a validation set: pass --dataset DIR too")
+    used = set(backends) | ({args.reference.split("-", 1)[0]} if args.compare else set())
+    for name, b in registry.BACKENDS.items():
+        if name in used:
+            continue
+        for f in dataclasses.fields(b.impl().Options):
+            if f.name in given and f.name != "force":  # --force is the study's too: measure again
+                raise ArtTRTError(f"--{f.name} is an option of the {name} backend, which this run does not use")
+    if ("onnx" in given or "input_shape" in given) and not any(registry.get(b).uses_onnx for b in used
+                                                               if b in registry.BACKENDS):
+        flag = "--onnx" if "onnx" in given else "--input_shape"
+        raise ArtTRTError(f"{flag} is for the backends that run an ONNX file ("
+                          + ", ".join(n for n, b in registry.BACKENDS.items() if b.uses_onnx)
+                          + f"), not {', '.join(backends)}")

@@ -1,0 +1,209 @@
+"""What main.py runs once it has a request (utils/study/request.py): the study (-v), a comparison (--compare), the
+demo (--demo) and the report (--report). Each is one hop from main.py; nothing here reads the argument namespace
+or calls back into main.py.
+
+Usage:
+    return run(request_from_args(args, parser, argv))
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from utils.backends import registry
+from utils.core.errors import ArtTRTError, setup_logging
+from utils.models.networks import Network
+from utils.study.request import Request
+from utils.study.workers import SETUP_PROCESS
+
+log = logging.getLogger("arttrt")
+
+
+def run(request: Request) -> int:
+    """Runs the request's command; its exit status."""
+    setup_logging(request.quiet, request.verbose)
+    return {"demo": run_demo, "compare": run_compare, "report": run_report, "validate": run_validate}[
+        request.mode](request)
+
+
+def load(request: Request, name: str) -> Network:
+    from utils.models.networks import load_network
+
+    return load_network(name, request.weights, request.pretrained, request.num_classes, request.seed)
+
+
+def check_folders(request: Request, backends: Sequence[str]) -> None:
+    """The folders this run will write to take files, before anything is measured."""
+    from utils.core.fileio import ensure_writable
+    from utils.data.cache import default_cache_dir
+    from utils.models.paths import weights_dir
+
+    ensure_writable(request.output, "--output")
+    if request.data.dataset and request.data.synthetic is None or request.val_dataset:
+        ensure_writable(request.data.cache_dir or default_cache_dir(), "--cache_dir")
+    if any(registry.get(b).uses_onnx for b in backends):
+        ensure_writable(weights_dir(), "the weights folder (ARTTRT_WEIGHTS_DIR)")
+    if request.claims is not None:
+        ensure_writable(request.claims, "--claims")  # a shared folder (one per study) may be new
+
+
+def use_device(device: str) -> None:
+    """The device is there; a cuda:N becomes the current GPU (checks, engine keys and records speak of it)."""
+    from utils.backends.base import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        import torch
+
+        torch.cuda.set_device(dev)
+
+
+def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: ignore[no-untyped-def]
+    """The study the request asks for, every combination checked (utils/study/plan.py); every network loads first
+    (weights found, downloaded) into `loaded`, so nothing fails later for a missing file."""
+    from utils.study.plan import make_plan
+
+    unloadable = {}
+    for name in request.networks:
+        if os.environ.get(SETUP_PROCESS):  # a worker given its setups: its parent loaded every network
+            break
+        try:
+            loaded[name] = loaded.get(name) or load(request, name)
+        except ArtTRTError as err:
+            unloadable[name] = str(err)
+    plan = make_plan(list(request.networks), list(request.backends), list(request.precisions),
+                   list(request.batch_sizes), request.spec_for, bounded=request.bounded,
+                   calib_methods=request.calib_methods, calib_sizes=request.calib_sizes, unloadable=unloadable)
+    if all(s.skipped for s in plan.setups):  # nothing could run: the first reason, before any work
+        raise ArtTRTError(plan.setups[0].skipped or "nothing to run")
+    return plan
+
+
+def run_validate(request: Request) -> int:
+    """-v: the plan, its setups (this share, or those given, or those claimed), one record per job, the tables."""
+    import dataclasses
+
+    from utils.report.records import Recorder
+    from utils.report.records import load_records
+    from utils.study.study import ERROR, MEASURED, REUSED, SKIPPED, StudyContext, fill_agreement, finish_study, \
+        merged, run_setups
+
+    started = time.perf_counter()
+    loaded: Dict[str, Network] = {}
+    plan = plan_of_request(request, loaded)
+    if not request.gpus and ":" in request.device:  # cuda:N becomes the current GPU (the plan checked it is there)
+        use_device(request.device)
+    setups = plan.shard(*request.shard) if request.shard else plan.setups
+    if request.setups is not None:
+        setups = [s for s in setups if s.index in request.setups]
+    check_folders(request, [s.spec.backend for s in setups])
+    if not setups:
+        print(f"--shard {request.shard[0]}/{request.shard[1]}: this share holds none of the plan's "
+              f"{len(plan.setups)} setups: nothing to do" if request.shard else "no setup to run: nothing to do")
+        return 0
+    if request.gpus and request.claims is None:
+        from utils.study.gpus import gpu_indices, run_on_gpus
+
+        gpus = gpu_indices(request.gpus)
+        if len(gpus) > 1:
+            return run_on_gpus(request, gpus, plan, started)
+        request = request.with_device(f"cuda:{gpus[0]}", "--gpus")  # one GPU: this process is its worker
+        use_device(request.device)
+        setups = plan_of_request(request, loaded).setups
+    many = plan.jobs > 1
+    worker = bool(os.environ.get(SETUP_PROCESS))
+    known = load_records(request.output) if request.output.is_dir() else []  # the folder's records, read once
+    ctx = StudyContext(request.output, Recorder(request.output, request.command), request.data,
+                       dataclasses.replace(request.measure, progress=not request.quiet and not many),
+                       lambda name: loaded.get(name) or load(request, name), force=request.force,
+                       progress=not request.quiet and many, profile=request.profile, inspect=request.inspect,
+                       claims=request.claims, rows_for_errors=many,
+                       argv=None if worker else list(sys.argv[1:] if request.argv is None else request.argv),
+                       records=known)
+    if request.telemetry:
+        from utils.measure.telemetry import Telemetry
+
+        ctx.telemetry = Telemetry(interval_ms=request.telemetry_ms).start()
+    try:
+        outcomes = run_setups(setups, ctx)
+    finally:
+        if ctx.telemetry is not None:
+            ctx.telemetry.stop()
+            csv_path = ctx.telemetry.save(request.output / "telemetry", "-".join(request.networks))
+            log.info("GPU telemetry: %s", csv_path)
+    if request.claims is not None:  # a worker: the parent draws the tables
+        return 1 if any(o.status == ERROR for o in outcomes) else 0
+    everything = merged(known, [o.record for o in outcomes])
+    fill_agreement(request.output, everything)
+    return finish_study(request.max_top1_drop, request.output, [o.record for o in outcomes if o.record], started,
+                        {k: sum(o.status == k for o in outcomes) for k in (MEASURED, REUSED, SKIPPED, ERROR)},
+                        everything)
+
+
+def run_compare(request: Request) -> int:
+    """--compare: the reference runner (default torch-fp32) against each backend and precision asked; with several,
+    the original's table with one column per runner."""
+    from utils.core.fileio import atomic_write_text, slug
+    from utils.data.cache import SyntheticDataset
+    from utils.report.records import Recorder
+    from utils.report.report import make_report, where_results_are
+    from utils.report.tables import compare_columns_markdown
+    from utils.study.comparison import compare_one
+
+    if ":" in request.device:
+        use_device(request.device)
+    others = [request.spec_for(b, p) for b in request.backends for p in request.precisions]
+    ref_spec = request.spec_for(*request.reference)
+    for spec in [*others, ref_spec]:  # what is compared first: no advice that sends the user round in a circle
+        registry.check(spec)
+    check_folders(request, [ref_spec.backend, *[s.backend for s in others]])
+    net = load(request, request.networks[0])
+    if request.val_dataset:
+        dataset = request.data.open(net.preprocess, net.num_classes)
+        limit = request.num_inputs if request.measure.limit is None else request.measure.limit
+        source = "dataset"
+    else:
+        dataset = SyntheticDataset(request.num_inputs, net.preprocess.crop, seed=request.seed)
+        limit, source = request.measure.limit, f"random (seed {request.seed})"
+    recorder = Recorder(request.output, request.command)
+    runs: List = []
+    for other in others:
+        rec, stats, text = compare_one(ref_spec, other, net, dataset, batch_size=request.batch_sizes[0],
+                                       rtol=request.rtol, atol=request.atol, data=request.data, recorder=recorder,
+                                       limit=limit, inputs_source=source, progress=not request.quiet)
+        runs.append((registry.spec_label(other), stats.summary()))
+        if len(others) == 1:
+            print(text)
+    if len(others) > 1:
+        columns = compare_columns_markdown(runs, registry.spec_label(ref_spec), net.name)
+        atomic_write_text(request.output / "compare" / f"{slug(net.name)}-columns.md", columns)
+        print(columns)
+    make_report(request.output)
+    print(where_results_are(request.output))
+    return 0
+
+
+def run_demo(request: Request) -> int:
+    from utils.study.demo import run_demo as demo
+
+    return demo(request.output, quiet=request.quiet, command=request.command)
+
+
+def run_report(request: Request) -> int:
+    from utils.report.report import make_report, where_results_are
+    from utils.study.study import fill_agreement
+
+    from utils.report.records import load_records
+
+    assert request.report_dir is not None
+    records = None
+    if request.report_dir.is_dir():
+        records = load_records(request.report_dir)  # once
+        fill_agreement(request.report_dir, records)  # shares merged: each setup's agreement with PyTorch fp32
+    make_report(request.report_dir, records=records)
+    print(where_results_are(request.report_dir))
+    return 0
