@@ -206,3 +206,63 @@ def test_the_architecture_page_shows_the_example_backend_the_tests_run():
     assert len(example.splitlines()) <= 45
     for layer in LAYERS:
         assert f"utils/{layer}/" in page
+
+
+# Issue 26: thin entry scripts, no way back into main.py, short steps where the figures are made, unique names.
+ENTRY_MAX_LINES = 200
+STEP_MAX_LINES = 60
+
+
+def test_entry_scripts_only_parse_and_are_short():
+    for script in SCRIPTS:
+        lines = len((ROOT / script).read_text().splitlines())
+        assert lines < ENTRY_MAX_LINES, f"{script} has {lines} lines: its logic belongs in utils/"
+    tree = ast.parse((ROOT / "main.py").read_text())
+    writes = [f"main.py:{n.lineno}" for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AugAssign))
+              for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+              if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "args"]
+    assert not writes, f"main.py writes into the argument namespace: {writes}"
+    main_fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+    calls = [n for n in ast.walk(main_fn) if isinstance(n, ast.Call) and ast.unparse(n.func) == "build_parser"]
+    assert len(calls) == 1, "main() builds its parser once"
+
+
+def test_nothing_under_utils_imports_the_entry_scripts():
+    found = []
+    for p in UTILS.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{p.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
+                      if n.split(".")[0] in {Path(s).stem for s in SCRIPTS}]
+    assert not found, found
+
+
+def test_the_code_that_makes_figures_is_in_short_steps_without_shared_closures():
+    long, nested = [], []
+    for p in sorted((UTILS / "measure").glob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > STEP_MAX_LINES:
+                    long.append(f"{p.name}:{node.name} ({length} lines)")
+                inner = [n for n in ast.walk(node) if isinstance(n, ast.Nonlocal)]
+                if inner:
+                    nested.append(f"{p.name}:{node.name}")
+    assert not long, f"functions longer than {STEP_MAX_LINES} lines in utils/measure: {long}"
+    assert not nested, f"closures sharing state (nonlocal) in utils/measure: {nested}"
+
+
+def test_module_and_class_names_are_unique_across_the_tree():
+    from collections import Counter
+
+    stems = Counter(p.stem for p in UTILS.rglob("*.py") if p.stem != "__init__")
+    assert [s for s, n in stems.items() if n > 1] == [], "two modules of one name"
+    top: Counter = Counter()
+    for p in UTILS.rglob("*.py"):
+        for node in ast.parse(p.read_text()).body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and not node.name.startswith("_"):
+                top[node.name] += 1
+    allowed = {"add_args", "make", "check", "label", "variants", "Options", "main", "build_parser"}  # the backends'
+    # and scripts' interface: one per module by design (utils/backends/registry.py's module protocol)
+    assert sorted(n for n, c in top.items() if c > 1 and n not in allowed) == []

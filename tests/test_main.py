@@ -40,7 +40,8 @@ def test_torch_vs_onnxruntime_fp32_and_int8_on_the_packaged_photos(demo_data, tm
     # a flip is right->wrong, wrong->right, or one wrong class for another
     assert int8["ref_top1"] == 85.0 and int8["flips"] >= int8["right_to_wrong"] + int8["wrong_to_right"]
     out = squeeze(capsys.readouterr().out)
-    assert "## Comparisons: onnxrt-int8 against torch-fp32 (20 inputs)" in out and "| rank | score MAE" in out
+    assert "## Comparisons: efficientnet_lite0: ONNX Runtime int8 (cpu) against Vanilla (20 inputs)" in out
+    assert "| rank | score MAE" in out
     md = list((tmp_path / "int8" / "compare").glob("*.md"))
     assert md and "Top-10 of the first input" in md[0].read_text()
     print(f"fp32: max abs {fp32['max_abs_error']:.2e}, isclose {fp32['isclose_percent']:.2f}%; "
@@ -59,8 +60,8 @@ def test_compare_precisions_as_columns_like_the_original(demo_data, tmp_path, ca
     assert sorted(recs) == ["fp16", "fp32", "int8"]
     text = squeeze((out / "compare" / "efficientnet_lite0-columns.md").read_text())
     assert text in squeeze(capsys.readouterr().out)
-    assert "## efficientnet_lite0: comparisons against torch-fp32 (20 inputs)" in text
-    names = ["onnxrt-fp32", "onnxrt-fp16", "onnxrt-int8"]
+    assert "## efficientnet_lite0: comparisons against Vanilla (20 inputs)" in text
+    names = ["ONNX Runtime fp32 (cpu)", "ONNX Runtime fp16 (cpu)", "ONNX Runtime int8 (cpu)"]
     for heading, key in (("Score MAE at each rank, logits:", "rank_logit_mae"),
                          ("Score MAE at each rank, probabilities:", "rank_mae"),
                          ("Class differs at each rank (%):", "rank_class_diff_percent")):
@@ -68,7 +69,7 @@ def test_compare_precisions_as_columns_like_the_original(demo_data, tmp_path, ca
         rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.strip().splitlines()]
         assert rows[0] == ["rank", *names] and [r[0] for r in rows[2:]] == [str(i) for i in range(1, 11)]
         for col, name in enumerate(names, start=1):
-            rec = recs[name.split("-")[1]]
+            rec = recs[name.split(" ")[2]]
             assert [float(r[col]) for r in rows[2:]] == pytest.approx(rec[key][:10], rel=1e-3, abs=1e-2 * (
                 key == "rank_class_diff_percent")), (key, name)
     logits = {p: recs[p]["rank_logit_mae"][0] for p in recs}
@@ -77,7 +78,8 @@ def test_compare_precisions_as_columns_like_the_original(demo_data, tmp_path, ca
     from tests.report.test_report import check_report_html
 
     page = (out / "report.html").read_text()
-    assert "efficientnet_lite0: comparisons against torch-fp32 (20 inputs)" in page and page.count("onnxrt-int8") >= 2
+    assert "efficientnet_lite0: comparisons against Vanilla (20 inputs)" in page
+    assert page.count("ONNX Runtime int8 (cpu)") >= 2
     check_report_html(out / "report.html", [], plots=False)
 
 
@@ -130,7 +132,7 @@ def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):
     (["-v", "--network", "resnet18", "--synthetic", "4", "--device", "cuda"], "no CUDA GPU"),
     # counts, fractions and devices, checked at the door
     (["-v", "--synthetic", "4", "--batch_size", "0"], "--batch_size must be at least 1, not 0"),
-    (["-v", "--synthetic", "4", "--batch_sizes", "4", "-2"], "--batch_sizes must be at least 1, not -2"),
+    (["-v", "--synthetic", "4", "--batch_sizes", "4", "-2"], "--batch_size must be at least 1, not -2"),
     (["--compare", "--batch_size", "0"], "--batch_size must be at least 1, not 0"),
     (["--compare", "--batch_size", "-1"], "--batch_size must be at least 1, not -1"),
     (["--compare", "--num_inputs", "0"], "--num_inputs must be at least 1, not 0"),
@@ -209,7 +211,7 @@ def test_compare_takes_the_options_of_its_default_backend(tmp_path, capsys):
     """--compare's default runner is ONNX Runtime, so its options (--provider) are accepted without --backend."""
     assert main.main(["--compare", "--network", "mobilenet_v3_small", "--provider", "cpu", "--num_inputs", "2",
                       "--output", str(tmp_path), "--quiet"]) == 0
-    assert "onnxrt-fp32 against torch-fp32 (2 inputs)" in capsys.readouterr().out
+    assert "ONNX Runtime fp32 (cpu) against Vanilla (2 inputs)" in capsys.readouterr().out
 
 
 def test_class_map_cache_dir_sync_and_limit_through_the_command_line(tmp_path):

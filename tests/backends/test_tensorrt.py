@@ -318,13 +318,13 @@ def test_a_given_int8_file_with_weak_typing_is_one_clear_sentence(stand_in_tenso
 
 
 def test_engine_inspector_rows_and_precisions():
-    from utils.backends.tensorrt.engine_layers import datatype, engine_layers, precision_counts
+    from utils.backends.tensorrt.engine_layers import datatype, engine_layers, engine_precision_counts
 
     rows = engine_layers(INSPECTOR_SAMPLE)
     assert [(r["type"], r["precision"]) for r in rows] == [("CaskConvolution", "int8"), ("Reformat", "int8"),
                                                            ("CaskGemmMatrixMultiply", "fp32")]
     assert rows[0]["tactic"].startswith("sm90_xmma") and rows[1]["tactic"] == "0x0000000000000000"
-    assert precision_counts(rows) == {"int8": 2, "fp32": 1}
+    assert engine_precision_counts(rows) == {"int8": 2, "fp32": 1}
     for text, name in (("Row major linear FP16 format", "fp16"), ("Channel major FP16 format where channel % 8 == 0",
                        "fp16"), ("Half", "fp16"), ("Float", "fp32"), ("Row major linear BF16", "bf16"),
                        ("Row major linear FP8", "fp8"), ("Row major linear Int32", "int32"),

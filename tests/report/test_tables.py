@@ -234,9 +234,9 @@ def test_comparisons_are_grouped_like_the_original_and_only_the_latest_counts():
     groups = T.compare_groups(recs)
     assert len(groups) == 2  # 20 inputs (four runners) and 50 inputs (two); "alone" has one runner
     names = cells(groups[0], "Score MAE at each rank, logits:")[0]
-    assert names == ["rank", "compile-fp16", "onnxrt-fp32", "onnxrt-fp16", "onnxrt-int8"]
+    assert names == ["rank", "torch.compile fp16", "ONNX Runtime fp32", "ONNX Runtime fp16", "ONNX Runtime int8"]
     assert from_header(groups[0], "|  ")[1][-1] == "42.00"  # the summary table: isclose of the newest int8
-    assert groups[1].startswith("## net: comparisons against torch-fp32 (50 inputs)")
+    assert groups[1].startswith("## net: comparisons against Vanilla (50 inputs)")
     options = [_compare_rec("onnxrt", "fp16", other_facts={"options": "cpu"}),
                _compare_rec("onnxrt", "fp16", other_facts={"options": "cuda"})]
     assert len(T.latest_compares(options)) == 2
@@ -370,7 +370,7 @@ def test_which_records_are_the_same_setup():
         assert T.compare_groups(pair) == [], field  # not the same inputs or weights: no shared table
     odd = [_compare_rec("onnxrt", "fp16"), _compare_rec("onnxrt", "int4"), _compare_rec("onnxrt", "fp32")]
     names = cells(T.compare_groups(odd)[0], "Score MAE at each rank, logits:")[0]
-    assert names == ["rank", "onnxrt-fp32", "onnxrt-fp16", "onnxrt-int4"]  # a precision ArtTRT does not know: last
+    assert names == ["rank", "ONNX Runtime fp32", "ONNX Runtime fp16", "ONNX Runtime int4"]  # unknown precision: last
 
 
 def test_a_record_without_a_batch_size_comes_first():

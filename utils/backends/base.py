@@ -49,14 +49,21 @@ def mib(nbytes: float) -> float:
     return round(nbytes / 2**20, 3)
 
 
-def resolve_device(device: str) -> torch.device:
-    """'cpu', 'cuda' or 'cuda:N'; a device that is not there is a user error."""
+def parse_device(device: str) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N' as a device, whether or not it is here (a plan may name GPUs this machine lacks:
+    those rows are skipped); anything else is one sentence. The one check of --device's spelling."""
     try:
         dev = torch.device(device)
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:
         raise ArtTRTError(f"--device {device!r} is not a device: use cpu, cuda or cuda:N") from err
     if dev.type not in ("cpu", "cuda"):
         raise ArtTRTError(f"--device {device!r}: ArtTRT runs on cpu or cuda[:N]")
+    return dev
+
+
+def resolve_device(device: str) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N'; a device that is not there is a user error."""
+    dev = parse_device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ArtTRTError("--device cuda asked, but PyTorch sees no CUDA GPU here (use --device cpu)")
@@ -112,9 +119,13 @@ class Runner(abc.ABC):
         """True where this runner can run batches of batch_size (a static TensorRT engine: its one size only)."""
         return True
 
+    label: Optional[str] = None  # the row label the registry gives it (make_runner): how tables name it
+
     @property
     def name(self) -> str:
-        return f"{self.backend}-{self.precision}"
+        """How every table, comparison title, log line and progress bar names this runner: its row label
+        ("Vanilla", "ONNX Runtime int8 (cpu)", "TRT fp16 (static)"), the original project's names."""
+        return self.label or f"{self.backend}-{self.precision}"
 
     @property
     def normalizer(self) -> Normalizer:

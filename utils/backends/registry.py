@@ -155,6 +155,7 @@ def make_runner(spec: RunSpec, net: Network, data: DataOptions = DataOptions()) 
     """Builds (and caches) what the spec needs, then returns its runner and preparation facts."""
     check(spec)
     runner, facts = get(spec.backend).impl().make(spec, net, data)
+    runner.label = spec_label(spec)
     return runner, facts
 
 

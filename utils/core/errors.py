@@ -29,6 +29,12 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def at_least(option: str, value: Optional[float], least: float = 1) -> None:
+    """One sentence when an option's number is below its least value (None: not given)."""
+    if value is not None and value < least:
+        raise ArtTRTError(f"--{option} must be at least {least:g}, not {value:g}")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is: what is being written is abandoned cleanly, finished records are kept."""
 
@@ -81,6 +87,12 @@ LIBRARY_LOGGERS = ("modelopt", "onnxscript", "onnx_ir", "ultralytics", "torch", 
 
 _verbose = False
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def visible(text: str) -> str:
+    """text with every control character shown as an escape (\\x1b, \\x0a): a name from a file, a folder or a record
+    never colours a terminal, moves its cursor, starts a new table row or fakes a line of its own."""
+    return str(text).translate(_CONTROL)
 
 
 class VisibleFormatter(logging.Formatter):

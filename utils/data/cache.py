@@ -219,9 +219,7 @@ def open_dataset(root: Path, pp: Preprocess, num_classes: int = 1000, class_map:
         gpu = torch.cuda.is_available() if gpu_decode is None else gpu_decode
         if gpu and not torch.cuda.is_available():
             raise ArtTRTError("--gpu_decode needs a CUDA GPU, and none is visible")
-        n_workers = workers or min(16, os.cpu_count() or 1)
-        if n_workers < 1 or (gpu_lanes is not None and gpu_lanes < 0):
-            raise ArtTRTError("--workers must be at least 1 and --gpu_lanes at least 0")
+        n_workers = workers or min(16, os.cpu_count() or 1)  # checked by DataOptions
         lanes = min(DEFAULT_GPU_LANES if gpu_lanes is None else gpu_lanes, n_workers) if gpu else 0
         s = pp.crop
         stats = DecodeStats()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from utils.core.errors import ArtTRTError, first_line
+from utils.core.errors import ArtTRTError, first_line, visible
 from utils.core.fileio import atomic_path, read_text, regular_file
 from utils.data.imagenet import imagenet_classes
 
@@ -266,11 +266,6 @@ def _copy_atomic(src: Path, target: Path) -> None:
     under the final name."""
     with atomic_path(target) as tmp:
         shutil.copy2(src, tmp)
-
-
-def visible(text: str) -> str:
-    """Control characters of a file name or a label shown as escapes: a name never rewrites the terminal."""
-    return text.translate({c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]})
 
 
 def format_summary(plan: Placement, summary: Summary, dst: Path, mode: str, dry_run: bool) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, at_least
 from utils.core.namespace import from_args
 from utils.data.cache import CachedDataset, SyntheticDataset, open_dataset
 from utils.data.decode import GPU_DECODERS
@@ -36,6 +36,12 @@ class DataOptions:
     strict: bool = False
     seed: int = 0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Each of these options is checked here, the one place that owns it."""
+        at_least("synthetic", self.synthetic)
+        at_least("workers", self.workers)
+        at_least("gpu_lanes", self.gpu_lanes, 0)
 
     @staticmethod
     def from_args(args: argparse.Namespace) -> "DataOptions":

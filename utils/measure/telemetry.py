@@ -128,3 +128,11 @@ def read_csv(path: Path) -> List[Dict[str, Any]]:
         logging.getLogger(__name__).warning("skipped %s: not an ArtTRT telemetry file (%s)", path, err)
         return []
     return rows
+
+
+def check_interval(ms: int) -> None:
+    """--telemetry_ms, checked here, the one place that owns it."""
+    if ms < 1:
+        from utils.core.errors import ArtTRTError
+
+        raise ArtTRTError(f"--telemetry_ms must be at least 1, not {ms}")

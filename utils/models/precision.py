@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from utils.core.artefact import cached
-from utils.core.errors import ArtTRTError, first_line, library_prints, quiet_libraries
+from utils.core.errors import ArtTRTError, at_least, first_line, library_prints, quiet_libraries
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.networks import Network
@@ -64,6 +64,10 @@ class CalibOptions:
     calib_dataset: Optional[str] = None      # default: the validation dataset
     seed: int = 0                            # picks the calibration images
 
+    def __post_init__(self) -> None:
+        """Checked here, the one place that owns it (a --calib_sizes grid makes one per size)."""
+        at_least("calib_size", self.calib_size)
+
 
 def add_args(g: Any, calib_dataset: bool = True) -> None:
     """How fp16/bf16/int8/fp8 ONNX files are made: calibration method and size, quantizer, I/O type."""
@@ -96,9 +100,7 @@ def calibration_data(net: Network, calib: CalibOptions, data: DataOptions, folde
     data = data.with_dataset(calib.calib_dataset)
     if not data.dataset:
         raise ArtTRTError("int8/fp8 need real calibration images: pass --dataset (or --calib_dataset) DIR")
-    asked = int(calib.calib_size)
-    if asked < 1:
-        raise ArtTRTError("--calib_size must be at least 1")
+    asked = int(calib.calib_size)  # at least 1: CalibOptions checks it
     ds = data.open(net.preprocess, net.num_classes)
     ds_root = Path(data.dataset)
     n = min(asked, len(ds))

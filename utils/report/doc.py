@@ -18,14 +18,7 @@ from typing import Any, Iterable, List, Sequence, Tuple, Union
 import jinja2
 from markupsafe import Markup
 
-
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
-
-
-def visible(text: str) -> str:
-    """text with every control character shown as an escape (\\x1b, \\x0a): a name from a record or a file never
-    moves the cursor, colours a terminal, starts a new table row or fakes a log line."""
-    return str(text).translate(_CONTROL)
+from utils.core.errors import visible
 
 
 def cell(text: str) -> str:

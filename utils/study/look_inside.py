@@ -40,13 +40,13 @@ def write_drift(fp32_onnx: Path, quant_onnx: Path, calib_data: Path, folder: Pat
 
 
 def write_engine_inspection(info: Dict[str, Any], name: str, folder: Path) -> Dict[str, Any]:
-    from utils.backends.tensorrt.engine_layers import engine_layers, engine_layers_markdown, precision_counts
+    from utils.backends.tensorrt.engine_layers import engine_layers, engine_layers_markdown, engine_precision_counts
 
     rows = engine_layers(info)
     stem = folder / name
     atomic_write_text(stem.with_name(stem.name + ".engine-layers.json"), json.dumps(info, indent=1))
     atomic_write_text(stem.with_name(stem.name + ".engine-layers.md"), engine_layers_markdown(name, rows))
-    return {"layers": len(rows), "precisions": precision_counts(rows),
+    return {"layers": len(rows), "precisions": engine_precision_counts(rows),
             "table": str(stem.with_name(stem.name + ".engine-layers.md"))}
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from utils.backends import registry
-from utils.backends.base import RunSpec
-from utils.core.errors import ArtTRTError
+from utils.backends.base import RunSpec, parse_device
+from utils.core.errors import ArtTRTError, at_least
+from utils.measure.telemetry import check_interval
 from utils.data.options import DataOptions
 from utils.measure.timing import MeasureOptions
 from utils.models.chain import ModelOptions
@@ -120,6 +121,7 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
         raise ArtTRTError("choose one of -v, --compare, --demo or --report")
     backends = _backends(args)
     device, why = _device(args, backends)
+    parse_device(device)  # its spelling; whether it is here is the plan's question (a skipped row, or a sentence)
     precisions = tuple(registry.precisions_asked(args))
     given = _given(args, parser)
     if (args.inspect or args.profile) and not args.validate:
@@ -133,11 +135,15 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
     batch_sizes = tuple(args.batch_sizes or [args.batch_size])
     bounded = args.duration is not None or args.iterations is not None or (
         len(set(batch_sizes)) > 1 and not args.full_passes)
+    at_least("num_inputs", args.num_inputs)
+    check_interval(args.telemetry_ms)
     measure = MeasureOptions(batch_size=batch_sizes[0], warmup_fraction=args.warmup, min_warmup_s=args.min_warmup_s,
                              sync=args.sync, limit=args.limit, progress=not args.quiet,
                              duration_s=(DEFAULT_DURATION_S if args.duration is None else args.duration)
                              if bounded else None,
                              iterations=(args.iterations or DEFAULT_ITERATIONS) if bounded else None)
+    for bs in batch_sizes[1:]:  # each batch size is a measurement's, checked by MeasureOptions as the first was
+        dataclasses.replace(measure, batch_size=bs)
     reference = _reference(args.reference) if mode == "compare" else registry.REFERENCE_RUNNER
     used = set(backends) | ({reference[0]} if mode == "compare" else set())
     from utils.core.namespace import from_args

@@ -26,8 +26,8 @@ log = logging.getLogger("arttrt")
 def run(request: Request) -> int:
     """Runs the request's command; its exit status."""
     setup_logging(request.quiet, request.verbose)
-    return {"demo": run_demo, "compare": run_compare, "report": run_report, "validate": run_validate}[
-        request.mode](request)
+    return {"demo": demo_command, "compare": compare_command, "report": report_command,
+            "validate": validate_command}[request.mode](request)
 
 
 def load(request: Request, name: str) -> Network:
@@ -83,7 +83,7 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: igno
     return plan
 
 
-def run_validate(request: Request) -> int:
+def validate_command(request: Request) -> int:
     """-v: the plan, its setups (this share, or those given, or those claimed), one record per job, the tables."""
     import dataclasses
 
@@ -144,7 +144,7 @@ def run_validate(request: Request) -> int:
                         everything)
 
 
-def run_compare(request: Request) -> int:
+def compare_command(request: Request) -> int:
     """--compare: the reference runner (default torch-fp32) against each backend and precision asked; with several,
     the original's table with one column per runner."""
     from utils.core.fileio import atomic_write_text, slug
@@ -187,13 +187,13 @@ def run_compare(request: Request) -> int:
     return 0
 
 
-def run_demo(request: Request) -> int:
-    from utils.study.demo import run_demo as demo
+def demo_command(request: Request) -> int:
+    from utils.study.demo import run_demo
 
-    return demo(request.output, quiet=request.quiet, command=request.command)
+    return run_demo(request.output, quiet=request.quiet, command=request.command)
 
 
-def run_report(request: Request) -> int:
+def report_command(request: Request) -> int:
     from utils.report.report import make_report, where_results_are
     from utils.study.study import fill_agreement
 

@@ -364,7 +364,7 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
                  counts: Dict[str, int], everything: Sequence[Dict[str, Any]] = ()) -> int:
     """The tables of the study's records, the report of the whole folder, the top-1 gate and the exit status."""
     from utils.backends.registry import row_label
-    from utils.report.doc import visible
+    from utils.core.errors import visible
     from utils.report.report import make_report, where_results_are
     from utils.report.tables import (inspect_markdown, latest_per_config, not_measured_markdown, over_top1_drop,
                                      percentile_table, profile_markdown, results_table, study_order,

@@ -33,6 +33,13 @@ class Options:
     force: bool = False
     weak_typing: bool = False
 
+    def __post_init__(self) -> None:
+        """The profile's batch sizes are checked here, the one place that owns them."""
+        for name in ("min_batch", "opt_batch", "max_batch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ArtTRTError(f"--{name} must be at least 1, not {value}")
+
 
 def add_args(g: Any, max_default: str = "the largest batch size asked", run: bool = True) -> None:
     """The TensorRT build arguments; with run=True also --engine and --trt_shapes (main.py)."""

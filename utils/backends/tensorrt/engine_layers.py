@@ -10,7 +10,7 @@ given. Type-checked by mypy against TensorRT's stubs.
 
 Usage:
     info = engine_information(engine, context)     # the runner's engine and context
-    rows = engine_layers(info); print(precision_counts(rows))
+    rows = engine_layers(info); print(engine_precision_counts(rows))
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def engine_layers(info: Dict[str, Any]) -> List[Dict[str, Any]]:
     return rows
 
 
-def precision_counts(rows: List[Dict[str, Any]]) -> Dict[str, int]:
+def engine_precision_counts(rows: List[Dict[str, Any]]) -> Dict[str, int]:
     """How many engine layers read each precision, most first (Reformat layers included: they run too)."""
     return dict(collections.Counter(r["precision"] for r in rows).most_common())
 
@@ -70,7 +70,7 @@ def precision_counts(rows: List[Dict[str, Any]]) -> Dict[str, int]:
 def engine_layers_markdown(title: str, rows: List[Dict[str, Any]]) -> str:
     from utils.core.markdown import markdown_table
 
-    counts = ", ".join(f"{p} {n}" for p, n in precision_counts(rows).items())
+    counts = ", ".join(f"{p} {n}" for p, n in engine_precision_counts(rows).items())
     note = "" if any(r["type"] != "?" for r in rows) else (
         " The engine was built without ProfilingVerbosity.DETAILED: names only.")
     return (f"# {title}\n\n{len(rows)} engine layers ({counts}).{note}\n\n"
