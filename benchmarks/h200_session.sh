@@ -5,6 +5,14 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1 CI=true ARTTRT_WEIGHTS_DIR=/tmp/arttrt-weights ARTTRT_CACHE_DIR=/tmp/arttrt-cache
 OUT=${OUT:-/tmp/out}
 case "$1" in
+  trust)  # issue 23 on the GPU: random ResNets in fp16 overflow; their outputs are counted, marked, gated
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry23/*.whl && export PYTHONPATH=/tmp/site
+    nvidia-smi --query-gpu=name,driver_version --format=csv
+    python3 main.py -v --networks resnet101 resnet152 --synthetic 1024 --device cuda --backends torch \
+      --precisions fp32 fp16 bf16 --batch_sizes 1 256 --max_top1_drop 1 --quiet --output $OUT/nan > $OUT/nan.log 2>&1
+    echo "exit $?" >> $OUT/nan.log; cat $OUT/nan.log
+    python3 benchmarks/records_table.py $OUT/nan | tee $OUT/nan-records.log
+    ;;
   measure)  # call 3: the sweep with telemetry, the harness overhead, the data path
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry3/*.whl && export PYTHONPATH=/tmp/site
     python3 main.py -v --network resnet50 --synthetic 4096 --device cuda --backend torch --precisions fp32 fp16 \

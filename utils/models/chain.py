@@ -101,11 +101,6 @@ def model_file(net: Network, precision: str, model: ModelOptions,
     Returns:
         (path, facts): facts["prepare_s"] is export plus conversion time spent now.
     """
-    shape = model.shape_for(net)
-    if tuple(shape[2:]) != (net.preprocess.crop, net.preprocess.crop):
-        raise ArtTRTError(f"--input_shape asks {shape[2]}x{shape[3]} images, but {net.name}'s preprocessing crops "
-                          f"{net.preprocess.crop}x{net.preprocess.crop}: the images fed would not fit the model (export "
-                          "other sizes with onnx_transform.py)")
     if model.onnx:
         path, carried = user_onnx(net, model)
         if carried == precision:
@@ -123,3 +118,13 @@ def model_file(net: Network, precision: str, model: ModelOptions,
     conv["export_s"] = export["prepare_s"]
     conv["prepare_s"] = round(float(export["prepare_s"]) + float(conv["prepare_s"]), 3)
     return out, conv
+
+
+def check_input_size(net: Network, model: ModelOptions) -> None:
+    """--input_shape's image size is the network's crop (what the dataset is cut to): one sentence otherwise, before
+    any work (onnx_transform.py exports other sizes)."""
+    shape = model.shape_for(net)
+    if tuple(shape[2:]) != (net.preprocess.crop, net.preprocess.crop):
+        raise ArtTRTError(f"--input_shape asks {shape[2]}x{shape[3]} images, but {net.name}'s preprocessing crops "
+                          f"{net.preprocess.crop}x{net.preprocess.crop}: the images fed would not fit the model (export "
+                          "other sizes with onnx_transform.py)")

@@ -75,6 +75,11 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: igno
             loaded[name] = loaded.get(name) or load(request, name)
         except ArtTRTError as err:
             unloadable[name] = str(err)
+            continue
+        if request.model.input_shape is not None:
+            from utils.models.chain import check_input_size
+
+            check_input_size(loaded[name], request.model)
     plan = make_plan(list(request.networks), list(request.backends), list(request.precisions),
                    list(request.batch_sizes), request.spec_for, bounded=request.bounded,
                    calib_methods=request.calib_methods, calib_sizes=request.calib_sizes, unloadable=unloadable)
@@ -162,6 +167,10 @@ def compare_command(request: Request) -> int:
         registry.check(spec)
     check_folders(request, [ref_spec.backend, *[s.backend for s in others]])
     net = load(request, request.networks[0])
+    if request.model.input_shape is not None:
+        from utils.models.chain import check_input_size
+
+        check_input_size(net, request.model)
     if request.val_dataset:
         dataset = request.data.open(net.preprocess, net.num_classes)
         limit = request.num_inputs if request.measure.limit is None else request.measure.limit

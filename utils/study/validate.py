@@ -155,7 +155,7 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
         torch.cuda.reset_peak_memory_stats(device)
     opened.jobs += 1
     load_s = opened.load_s if first else 0.0
-    crop = net.preprocess.crop
+    crop = int(dataset.images.shape[-1])  # the images fed: the network's crop, or the given dataset's size
     t1 = time.perf_counter()
     runner.prepare((opts.batch_size, 3, crop, crop))
     runner_prepare_s = time.perf_counter() - t1
