@@ -87,11 +87,13 @@ def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
     from utils.report.tables import NONFINITE_ADVICE
 
     bad, flat = rec.get("nonfinite_outputs") or 0, rec.get("unrankable_outputs") or 0
+    if rec.get("accuracy_from"):  # a timing job carries its accuracy pass's counts: said once, there
+        return
     if bad or flat:
         what = " and ".join(w for w in (f"{bad} gave NaN or Inf outputs" if bad else "",
                                         f"{flat} gave outputs that are all equal" if flat else "") if w)
-        log.warning("%s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", name,
-                    rec.get("batch_size") or 0, rec.get("images"), what, NONFINITE_ADVICE)
+        log.warning("%s %s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", rec.get("network"),
+                    name, rec.get("batch_size") or 0, rec.get("images"), what, NONFINITE_ADVICE)
 
 
 class OpenRunner:
