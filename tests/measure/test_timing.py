@@ -117,13 +117,18 @@ def test_warmup_batches_count_for_accuracy_not_for_time(monkeypatch):
 
 
 @pytest.mark.parametrize("opts, message", [
-    (MeasureOptions(batch_size=0), "--batch_size must be at least 1"),
-    (MeasureOptions(warmup_fraction=1.0), r"fraction of the batches in \[0, 1\)"),
-    (MeasureOptions(limit=0), "no images to measure"),
+    (dict(batch_size=0), "--batch_size must be at least 1, not 0"),
+    (dict(warmup_fraction=1.0), r"--warmup is the fraction of batches used as warm-up, in \[0, 1\), not 1.0"),
+    (dict(limit=0), "--limit must be at least 1, not 0"),
+    (dict(min_warmup_s=-0.1), "--min_warmup_s must not be negative, not -0.1"),
+    (dict(duration_s=-1), "--duration must not be negative, not -1.0"),
+    (dict(iterations=0), "--iterations must be at least 1, not 0"),
 ])
-def test_bad_options_are_one_sentence(opts, message):
+def test_bad_options_are_one_sentence_where_they_are_made(opts, message):
     with pytest.raises(ArtTRTError, match=message):
-        measure(ClockRunner(Clock(), 1.0, False, Phase()), labelled_dataset(4), opts)
+        MeasureOptions(**opts)
+    with pytest.raises(ArtTRTError, match="no images to measure"):  # the data, not an option: at measure time
+        measure(ClockRunner(Clock(), 1.0, False, Phase()), labelled_dataset(0), MeasureOptions())
 
 
 def test_a_real_network_on_the_cpu():

@@ -415,7 +415,7 @@ def test_worth_it_across_networks_cell_by_cell():
     assert T.worth_it_markdown([]) == ""
 
 
-def test_worth_it_without_a_reference_or_with_two_datasets_divides_by_nothing():
+def test_worth_it_without_a_reference_divides_by_nothing_and_two_datasets_each_by_their_own():
     recs = [r for r in _study_records() if r["backend"] != "torch" or r["network"] == "mobilenet_v2"]
     rows = cells(T.worth_it_markdown(recs))
     int8 = next(r for r in rows if r[1] == "ONNX Runtime int8")
@@ -427,7 +427,11 @@ def test_worth_it_without_a_reference_or_with_two_datasets_divides_by_nothing():
     r18 = [r for r in rows if r[0] == "resnet18"]
     assert {r[1] for r in r18} == {"Vanilla / imagenet (50000 img)", "Vanilla / imagenet (500 img)",
                                    "ONNX Runtime int8 / imagenet (50000 img)"}
-    assert all(r[3] == "-" for r in r18)  # two datasets under one network: no single row to divide by
+    # two datasets under one network: each row divides by the PyTorch fp32 row of its own images (issue 27)
+    alone = next(r for r in cells(T.worth_it_markdown(_study_records())) if r[1] == "ONNX Runtime int8")
+    by_label = {r[1]: r for r in r18}
+    assert by_label["ONNX Runtime int8 / imagenet (50000 img)"][3] == alone[3] != "-"
+    assert by_label["Vanilla / imagenet (500 img)"][3] == "1.00x" == by_label["Vanilla / imagenet (50000 img)"][3]
 
 
 def test_top1_drops_and_the_gate():

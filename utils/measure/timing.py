@@ -62,6 +62,22 @@ class MeasureOptions:
     duration_s: Optional[float] = None
     iterations: Optional[int] = None
 
+    def __post_init__(self) -> None:
+        """Each measurement rule checked here, the one place that owns it (a request makes one before any work)."""
+        if self.batch_size < 1:
+            raise ArtTRTError(f"--batch_size must be at least 1, not {self.batch_size}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ArtTRTError(f"--warmup is the fraction of batches used as warm-up, in [0, 1), not "
+                              f"{self.warmup_fraction}")
+        if self.min_warmup_s < 0:
+            raise ArtTRTError(f"--min_warmup_s must not be negative, not {self.min_warmup_s}")
+        if self.limit is not None and self.limit < 1:
+            raise ArtTRTError(f"--limit must be at least 1, not {self.limit}")
+        if self.duration_s is not None and self.duration_s < 0:
+            raise ArtTRTError(f"--duration must not be negative, not {float(self.duration_s)}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ArtTRTError(f"--iterations must be at least 1, not {self.iterations}")
+
     @property
     def bounded(self) -> bool:
         return self.duration_s is not None or self.iterations is not None
@@ -173,76 +189,117 @@ def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
 
 def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_outputs: Optional[int],
              telemetry: Any, marks: PhaseMarks) -> MeasureResult:
-    bs = opts.batch_size
-    if bs < 1:
-        raise ArtTRTError(f"--batch_size must be at least 1, not {bs}")
-    if not 0 <= opts.warmup_fraction < 1:
-        raise ArtTRTError(f"--warmup is a fraction of the batches in [0, 1), not {opts.warmup_fraction}")
-    n = len(dataset) if opts.limit is None else min(opts.limit, len(dataset))
-    if n < 1:
-        raise ArtTRTError("no images to measure (an empty dataset, or --limit below 1)")
-    cuda = runner.device.type == "cuda"
-    n_full, short = divmod(n, bs)
-    bounded = opts.bounded
-    if bounded and ((opts.duration_s or 0) < 0 or (opts.iterations is not None and opts.iterations < 1)):
-        raise ArtTRTError(f"--duration must not be negative and --iterations must be at least 1 (got "
-                          f"{opts.duration_s}, {opts.iterations})")
-    n_warm = 0 if bounded else int(opts.warmup_fraction * n_full)  # bounded: warm-up by time only (trtexec)
-    fixed = runner.fixed_shape
-    res = MeasureResult(warmup_batches=n_warm, sync=opts.sync, predictions=np.full(n, -1, np.int64),
-                        bounded=bounded)
-    if short:
-        how = ("padded to the full batch, " if fixed else "") + \
-            ("timed: the only batch" if n_full == 0 else
-             "left out: bounded timing replays the full batches" if bounded else
-             "run after the timed batches, for accuracy only")
-        res.short_batch = {"images": short, "handling": how}
-    labelled = num_outputs if bool((dataset.labels[:n] >= 0).any()) else None
-    registered = cuda and dataset.pin_in_place()
-    res.feed = "page-locked cache (cuMemHostRegister)" if registered else "pinned copy per batch" if cuda else "host"
-    device = runner.device
-    stream = torch.cuda.current_stream(device) if cuda else None
-    copy_stream = torch.cuda.Stream(device) if cuda else None
-    # Every image read is checked against the checksum written with the cache: on a GPU by a kernel on a
-    # stream of its own beside the model and the next copy (the count comes back once, at the end), on the
-    # CPU per batch.
-    expected = dataset.checksums if opts.verify else None
-    if expected is not None:
-        res.verified = 0
-        if cuda:
-            from utils.data.checksum import checksums_torch, weights_torch
+    """The loop's steps in order: warm-up, then bounded timing or the whole pass (its short batch last), then the
+    images read checked against the cache's checksums."""
+    loop = _Loop(runner, dataset, opts, num_outputs, telemetry, marks)
+    loop.warm_up()
+    checked = loop.bounded_timing() if loop.bounded else loop.whole_pass()
+    loop.check_reads(checked)
+    loop.set_phase("done")
+    return loop.res
 
-            exp_dev = torch.from_numpy(expected[:n]).to(device)
-            w_dev = weights_torch(int(np.prod(dataset.images.shape[1:])), device)
-            bad_dev = torch.zeros((), dtype=torch.int64, device=device)
-            verify_stream = torch.cuda.Stream(device)
-    bad_host = 0
 
-    def set_phase(name: str) -> None:
-        if telemetry is not None:
-            telemetry.phase = name
+class _Loop:
+    """One measure() call: its options and plan, the record it fills, the device's streams, the checksum
+    counters and the batches in flight. Each step of the loop is a method."""
+
+    # the on-device checksum (a GPU run with checksums to verify): set by _verification, read by copy_in
+    checksums_torch: Any
+    exp_dev: torch.Tensor
+    w_dev: torch.Tensor
+    bad_dev: torch.Tensor
+    verify_stream: Any
+
+    def __init__(self, runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_outputs: Optional[int],
+                 telemetry: Any, marks: PhaseMarks) -> None:
+        self.runner, self.dataset, self.opts = runner, dataset, opts
+        self.num_outputs, self.telemetry, self.marks = num_outputs, telemetry, marks
+        self.bs = bs = opts.batch_size  # the options were checked when made (MeasureOptions.__post_init__)
+        self.n = n = len(dataset) if opts.limit is None else min(opts.limit, len(dataset))
+        if n < 1:
+            raise ArtTRTError("no images to measure (an empty dataset, or --limit below 1)")
+        self.cuda = runner.device.type == "cuda"
+        self.n_full, self.short = divmod(n, bs)
+        self.bounded = opts.bounded
+        # bounded: warm-up by time only (trtexec)
+        self.n_warm = 0 if self.bounded else int(opts.warmup_fraction * self.n_full)
+        self.fixed = runner.fixed_shape
+        self.res = self._result()
+        self.labelled = num_outputs if bool((dataset.labels[:n] >= 0).any()) else None
+        self._feed()
+        self._verification()
+        self.pending: Deque[_Batch] = collections.deque()  # pipelined batches in flight, oldest first
+
+    def _result(self) -> MeasureResult:
+        """The record, with how the short batch (if any) is handled."""
+        res = MeasureResult(warmup_batches=self.n_warm, sync=self.opts.sync, predictions=np.full(self.n, -1, np.int64),
+                            bounded=self.bounded)
+        if self.short:
+            how = ("padded to the full batch, " if self.fixed else "") + \
+                ("timed: the only batch" if self.n_full == 0 else
+                 "left out: bounded timing replays the full batches" if self.bounded else
+                 "run after the timed batches, for accuracy only")
+            res.short_batch = {"images": self.short, "handling": how}
+        return res
+
+    def _feed(self) -> None:
+        """How the images reach the model (on a GPU: the cache page-locked in place, else a pinned copy per
+        batch), and the streams: the run's compute stream, a copy stream."""
+        cuda = self.cuda
+        self.registered = cuda and self.dataset.pin_in_place()
+        self.res.feed = ("page-locked cache (cuMemHostRegister)" if self.registered else "pinned copy per batch"
+                         if cuda else "host")
+        self.device = self.runner.device
+        self.stream: Any = torch.cuda.current_stream(self.device) if cuda else None
+        self.copy_stream: Any = torch.cuda.Stream(self.device) if cuda else None
+
+    def _verification(self) -> None:
+        """Every image read is checked against the checksum written with the cache: on a GPU by a kernel on a
+        stream of its own beside the model and the next copy (the count comes back once, at the end), on the
+        CPU per batch."""
+        self.expected = self.dataset.checksums if self.opts.verify else None
+        if self.expected is not None:
+            self.res.verified = 0
+            if self.cuda:
+                from utils.data.checksum import checksums_torch, weights_torch
+
+                device = self.device
+                self.checksums_torch = checksums_torch
+                self.exp_dev = torch.from_numpy(self.expected[:self.n]).to(device)
+                self.w_dev = weights_torch(int(np.prod(self.dataset.images.shape[1:])), device)
+                self.bad_dev = torch.zeros((), dtype=torch.int64, device=device)
+                self.verify_stream = torch.cuda.Stream(device)
+        self.bad_host = 0
+
+    def set_phase(self, name: str) -> None:
+        """Tags telemetry and opens the phase's NVTX range ("done" closes the last one)."""
+        if self.telemetry is not None:
+            self.telemetry.phase = name
         if name == "done":
-            marks.close()
+            self.marks.close()
         else:
-            marks.enter(name)
+            self.marks.enter(name)
 
-    def batches(limit: int = n) -> Any:
-        return dataset.batches(bs, limit=limit, pin=cuda and not registered, copy=not registered)
+    def batches(self, limit: int) -> Any:
+        """The first `limit` images in batches, fed as the feed says."""
+        return self.dataset.batches(self.bs, limit=limit, pin=self.cuda and not self.registered,
+                                    copy=not self.registered)
 
-    def run_batch(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray, timed: bool,
-                  verify: bool = True) -> _Batch:
-        """Copy-in, normalise, model, top-k, copy-out, with timers between the stages."""
-        nonlocal bad_host
-        t = tuple(_Timer(cuda) for _ in range(6))
-        if cuda:
+    def copy_in(self, images: torch.Tensor, idx: np.ndarray, t: Tuple[_Timer, ...], verify: bool) -> torch.Tensor:
+        """The batch on the device, copied between t[0] and t[1]; its images checked against the cache's
+        checksums (a GPU: on the verify stream once copied; the CPU: on the host) unless `verify` is false."""
+        if self.cuda:
+            copy_stream, stream = self.copy_stream, self.stream
             with torch.cuda.stream(copy_stream):
                 t[0].record(copy_stream)
-                x_dev = images.to(device, non_blocking=True)
+                x_dev = images.to(self.device, non_blocking=True)
                 t[1].record(copy_stream)
-            if expected is not None and verify:
+            if self.expected is not None and verify:
+                verify_stream = self.verify_stream
                 verify_stream.wait_event(t[1].ev)
                 with torch.cuda.stream(verify_stream):
-                    bad_dev.add_((checksums_torch(x_dev, w_dev) != exp_dev[idx[0]:idx[-1] + 1]).sum())
+                    expected = self.exp_dev[idx[0]:idx[-1] + 1]
+                    self.bad_dev.add_((self.checksums_torch(x_dev, self.w_dev) != expected).sum())
                 x_dev.record_stream(verify_stream)
             stream.wait_event(t[1].ev)
             x_dev.record_stream(stream)
@@ -250,19 +307,27 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
             t[0].record()
             x_dev = images
             t[1].record()
-            if expected is not None and verify:
-                bad_host += dataset.verify(idx, images)
+            if self.expected is not None and verify:
+                self.bad_host += self.dataset.verify(idx, images)
+        return x_dev
+
+    def run_batch(self, images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray, timed: bool,
+                  verify: bool = True) -> _Batch:
+        """Copy-in, normalise, model, top-k, copy-out, with timers between the stages."""
+        cuda, runner, stream, bs, num_outputs = self.cuda, self.runner, self.stream, self.bs, self.num_outputs
+        t = tuple(_Timer(cuda) for _ in range(6))
+        x_dev = self.copy_in(images, idx, t, verify)
         t[2].record(stream)
         x = runner.normalizer(x_dev)
         real = x.shape[0]
-        if fixed and real < bs:
+        if self.fixed and real < bs:
             x = pad_batch(x, bs)
         t[3].record(stream)
         y = runner.infer(x)
         t[4].record(stream)
         if y.dim() != 2:
             raise ArtTRTError(f"the model returned shape {tuple(y.shape)}, not (batch, classes)")
-        if num_outputs is not None and labelled is not None and y.shape[1] != num_outputs:
+        if num_outputs is not None and self.labelled is not None and y.shape[1] != num_outputs:
             raise ArtTRTError(f"the model has {y.shape[1]} outputs but the dataset's class map has {num_outputs}")
         y = y[:real]
         top = y.topk(min(5, y.shape[1]), dim=1).indices
@@ -276,104 +341,137 @@ def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_o
         t[5].record(stream)
         return _Batch(t, host_top, host_flags, host_logits, labels, idx, timed)
 
-    def finish(item: _Batch, all_ms: Optional[float] = None) -> None:
+    def finish(self, item: _Batch, all_ms: Optional[float] = None) -> None:
         """Accounts a batch once its copy-out is done; all_ms replaces the events' latency-all (sync mode)."""
         t = item.t
-        if cuda:
+        if self.cuda:
             t[5].ev.synchronize()
+        res = self.res
         if item.timed:
             res.latency_all_ms.append(all_ms if all_ms is not None else t[0].ms_until(t[1]) + t[2].ms_until(t[5]))
             res.latency_model_ms.append(t[3].ms_until(t[4]))
-        if not bounded:  # bounded timing sees images again and again: no accuracy from it
+        if not self.bounded:  # bounded timing sees images again and again: no accuracy from it
             _accumulate(res, item.top, item.labels, item.idx, item.flags)
 
-    set_phase("warm-up")
-    first = next(iter(batches()))
-    t_start = time.perf_counter()
-    while True:  # at least one run of the same path, then until min_warmup_s has passed
-        item = run_batch(*first, timed=False, verify=False)  # checked when it runs for real
-        if cuda:
-            item.t[5].ev.synchronize()
-        if time.perf_counter() - t_start >= opts.min_warmup_s:
-            break
-    res.warmup_s = time.perf_counter() - t_start
+    def warm_up(self) -> None:
+        """The first batch, run at least once (the same path as a timed batch, unchecked: it is checked when it
+        runs for real), then until min_warmup_s has passed."""
+        self.set_phase("warm-up")
+        images, labels, idx = next(iter(self.batches(self.n)))
+        t_start = time.perf_counter()
+        while True:
+            item = self.run_batch(images, labels, idx, timed=False, verify=False)
+            if self.cuda:
+                item.t[5].ev.synchronize()
+            if time.perf_counter() - t_start >= self.opts.min_warmup_s:
+                break
+        self.res.warmup_s = time.perf_counter() - t_start
 
-    pending: Deque[_Batch] = collections.deque()
-    wall0: Optional[float] = None
-
-    def drain() -> None:
+    def drain(self) -> None:
+        """Accounts every batch in flight, then waits for the runner."""
+        pending = self.pending
         while pending:
-            finish(pending.popleft())
-        runner.synchronize()
+            self.finish(pending.popleft())
+        self.runner.synchronize()
 
-    def run_timed(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray) -> None:
-        if opts.sync:
+    def run_timed(self, images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray) -> None:
+        """A timed batch: --sync waits for it (latency-all from the host clock); pipelined, it joins the batches
+        in flight, and the oldest are accounted while more than `pipeline_depth` are."""
+        if self.opts.sync:
             h0 = time.perf_counter()
-            item = run_batch(images, labels, idx, True)
-            runner.synchronize()
-            finish(item, all_ms=(time.perf_counter() - h0) * 1e3)
+            item = self.run_batch(images, labels, idx, True)
+            self.runner.synchronize()
+            self.finish(item, all_ms=(time.perf_counter() - h0) * 1e3)
         else:
-            pending.append(run_batch(images, labels, idx, True))
-            while len(pending) > opts.pipeline_depth:
-                finish(pending.popleft())
-        res.timed_images += len(idx)
+            pending = self.pending
+            pending.append(self.run_batch(images, labels, idx, True))
+            while len(pending) > self.opts.pipeline_depth:
+                self.finish(pending.popleft())
+        self.res.timed_images += len(idx)
 
-    if bounded:
-        set_phase("measure")
-        lap = n_full * bs if n_full else n  # the full batches (or the only, short, one), replayed in order
+    def run_untimed(self, images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray) -> None:
+        """A batch for accuracy only (warm-up fraction, short batch), waited for and accounted at once."""
+        item = self.run_batch(images, labels, idx, False)
+        self.runner.synchronize()
+        self.finish(item)
+
+    def open_timed(self) -> float:
+        """Starts the timed region (after the batches before it): the wall clock's start."""
+        self.set_phase("measure")
+        self.drain()
+        return time.perf_counter()
+
+    def close_timed(self, wall0: Optional[float]) -> None:
+        """Accounts the batches in flight and, if the timed region was open (wall0), its wall time."""
+        self.drain()
+        if wall0 is not None:
+            self.res.wall_s = time.perf_counter() - wall0
+
+    def bounded_timing(self) -> int:
+        """--duration/--iterations: the full batches (or the only, short, one) replayed in order until both are
+        reached, all timed, no accuracy. Returns how many distinct images were read (and checked)."""
+        self.set_phase("measure")
+        opts = self.opts
+        lap = self.n_full * self.bs if self.n_full else self.n
         count = reads = 0
         wall0 = time.perf_counter()
         while True:
-            for images, labels, idx in batches(lap):
-                run_timed(images, labels, idx)
+            for images, labels, idx in self.batches(lap):
+                self.run_timed(images, labels, idx)
                 count, reads = count + 1, reads + len(idx)
                 if count >= (opts.iterations or 1) and time.perf_counter() - wall0 >= (opts.duration_s or 0.0):
                     break
             else:
                 continue
             break
-        drain()
-        res.wall_s = time.perf_counter() - wall0
-        checked = min(reads, lap)
-    else:
-        bar = progress_bar(total=math.ceil(n / bs), desc=runner.name, enabled=opts.progress)
-        for b, (images, labels, idx) in enumerate(batches()):
+        self.close_timed(wall0)
+        return min(reads, lap)
+
+    def whole_pass(self) -> int:
+        """Every image once: the warm-up fraction's batches for accuracy only, then the timed batches, then the
+        short batch (if any; timed when it is the only batch). Returns the images read (all of them)."""
+        bs = self.bs
+        bar = progress_bar(total=math.ceil(self.n / bs), desc=self.runner.name, enabled=self.opts.progress)
+        wall0: Optional[float] = None
+        for b, (images, labels, idx) in enumerate(self.batches(self.n)):
             is_short = len(idx) < bs
-            timed = (b >= n_warm and not is_short) or n_full == 0
-            if timed and wall0 is None:
-                set_phase("measure")
-                drain()
-                wall0 = time.perf_counter()
-            if is_short and not timed:  # close the timed region first: this batch is for accuracy only
-                drain()
-                if wall0 is not None:
-                    res.wall_s = time.perf_counter() - wall0
-                    wall0 = None
-                set_phase("short batch")
+            timed = (b >= self.n_warm and not is_short) or self.n_full == 0
             if timed:
-                run_timed(images, labels, idx)
+                if wall0 is None:
+                    wall0 = self.open_timed()
+                self.run_timed(images, labels, idx)
+            elif is_short:
+                self.short_batch(images, labels, idx, wall0)
+                wall0 = None
             else:
-                item = run_batch(images, labels, idx, False)
-                runner.synchronize()
-                finish(item)
+                self.run_untimed(images, labels, idx)
             bar.update(1)
-        drain()
-        if wall0 is not None:
-            res.wall_s = time.perf_counter() - wall0
+        self.close_timed(wall0)
         bar.close()
-        checked = n
-    if expected is not None and cuda:
-        verify_stream.synchronize()
-    if expected is not None:
-        bad = bad_host + (int(bad_dev.item()) if cuda else 0)
+        return self.n
+
+    def short_batch(self, images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray,
+                    wall0: Optional[float]) -> None:
+        """The short last batch of a whole pass: the timed region is closed first, then it runs for accuracy
+        only."""
+        self.close_timed(wall0)
+        self.set_phase("short batch")
+        self.run_untimed(images, labels, idx)
+
+    def check_reads(self, checked: int) -> None:
+        """Refuses the run if any image read differed from its checksum; else records how many were checked."""
+        if self.expected is None:
+            return
+        if self.cuda:
+            self.verify_stream.synchronize()
+        bad = self.bad_host + (int(self.bad_dev.item()) if self.cuda else 0)
         if bad:
-            dataset.invalidate(f"changed under this run ({bad} of {n} images differ from what was written)")
+            n = self.n
+            self.dataset.invalidate(f"changed under this run ({bad} of {n} images differ from what was written)")
             raise ArtTRTError(f"{bad} of {n} images read from the dataset cache differ from what was written (the "
                               "cache file was damaged or changed): no figure of this run was kept; run again to "
                               "rebuild the cache")
-        res.verified = checked
-    set_phase("done")
-    return res
+        self.res.verified = checked
 
 
 def output_flags(y: torch.Tensor) -> torch.Tensor:

@@ -141,7 +141,8 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
                              sync=args.sync, limit=args.limit, progress=not args.quiet,
                              duration_s=(DEFAULT_DURATION_S if args.duration is None else args.duration)
                              if bounded else None,
-                             iterations=(args.iterations or DEFAULT_ITERATIONS) if bounded else None)
+                             iterations=(DEFAULT_ITERATIONS if args.iterations is None else args.iterations)
+                             if bounded else None)
     for bs in batch_sizes[1:]:  # each batch size is a measurement's, checked by MeasureOptions as the first was
         dataclasses.replace(measure, batch_size=bs)
     reference = _reference(args.reference) if mode == "compare" else registry.REFERENCE_RUNNER
