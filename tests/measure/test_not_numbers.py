@@ -126,3 +126,11 @@ def test_compare_of_a_nan_onnx_file_reports_counts_not_a_max_error_of_zero(tmp_p
     assert "max abs error" in out and "0.000e+00" not in out
     rec = json.loads(next((tmp_path / "o" / "records").glob("*.json")).read_text())
     assert rec["other_nonfinite"] == 20 and rec["max_abs_error"] is None and rec["top1_agreement_percent"] == 0.0
+
+
+def test_a_one_output_model_is_never_flagged_as_unranked():
+    from utils.measure.timing import output_flags
+
+    flags = output_flags(torch.tensor([[3.0], [float("nan")]]))
+    assert flags.tolist() == [[False, False], [True, False]]
+    assert output_flags(torch.zeros(2, 3)).tolist() == [[False, True], [False, True]]

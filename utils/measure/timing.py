@@ -478,7 +478,8 @@ def output_flags(y: torch.Tensor) -> torch.Tensor:
     """(n, 2) booleans per image: its outputs are not all finite (NaN, Inf); its outputs are all equal (nothing
     ranks: an fp16 underflow to zero, say). The top classes of such an image are no prediction."""
     yf = y.float()
-    return torch.stack([~torch.isfinite(yf).all(dim=1), yf.amax(dim=1) == yf.amin(dim=1)], dim=1)
+    flat = (yf.amax(dim=1) == yf.amin(dim=1)) & (yf.shape[1] > 1)  # one output always "ranks": never flat
+    return torch.stack([~torch.isfinite(yf).all(dim=1), flat], dim=1)
 
 
 def _accumulate(res: MeasureResult, top: torch.Tensor, labels: torch.Tensor, idx: np.ndarray,
