@@ -59,7 +59,7 @@ def _compare(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: Cach
         other_info = other.info()
     # the runners named as every table names them (row_label: "Vanilla", "ONNX Runtime int8 (cpu)"), the network too
     text = compare_markdown(stats, spec_label(ref_spec), spec_label(other_spec), net.name)
-    rec = make_record("compare", recorder.command, network=net.name, weights=net.weights, reference=ref.name,
+    rec = make_record("compare", recorder.command, network=net.name, weights=net.weights, reference=f"{ref_spec.backend}-{ref_spec.precision}",
                       backend=other_spec.backend, precision=other_spec.precision, batch_size=batch_size,
                       inputs_source=inputs_source, dataset=dataset.meta.get("root"), **stats.summary(),
                       options=options_label(other_spec), other_facts=other_info)
