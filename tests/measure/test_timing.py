@@ -206,7 +206,9 @@ def test_one_image_and_the_summary_figures(monkeypatch):
     s, _ = run(monkeypatch, 20, 8, sync=False, fixed=False)
     assert s["short_batch"]["handling"] == "run after the timed batches, for accuracy only"
     with pytest.raises(ArtTRTError, match=r"^no images to measure \(an empty dataset, or --limit below 1\)$"):
-        measure(ClockRunner(Clock(), 1.0, False, Phase()), labelled_dataset(3), MeasureOptions(limit=0))
+        measure(ClockRunner(Clock(), 1.0, False, Phase()), labelled_dataset(0), MeasureOptions())
+    with pytest.raises(ArtTRTError, match=r"^--limit must be at least 1, not 0$"):  # refused where it is made
+        MeasureOptions(limit=0)
 
 
 def test_unstable_when_either_latency_varies():
