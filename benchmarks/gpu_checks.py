@@ -54,7 +54,7 @@ def main() -> int:
         return real_infer(self, x)
 
     TorchRunner.infer = watching  # type: ignore[method-assign]
-    rec, _ = validate_one(RunSpec("torch", "fp32", device=device, batch_size=8), net, ds,
+    rec, _ = validate_one(RunSpec("torch", "fp32", device=device), net, ds,
                           MeasureOptions(batch_size=8, progress=False), data=data)
     TorchRunner.infer = real_infer  # type: ignore[method-assign]
     streams = {s for s, _, _ in seen}
@@ -77,7 +77,7 @@ def main() -> int:
 
     syncing = load_network("efficientnet_lite0", pretrained=True)
     syncing.model = Syncing(syncing.model)
-    rec, _ = validate_one(RunSpec("torch", "fp32", device=device, batch_size=8, cuda_graph=True), syncing, ds,
+    rec, _ = validate_one(RunSpec("torch", "fp32", device=device, cuda_graph=True), syncing, ds,
                           MeasureOptions(batch_size=8, progress=False), data=data)
     results["capture_failure"] = {"cuda_graph": rec["cuda_graph"], "cuda_graph_error": rec["cuda_graph_error"],
                                   "top1": rec["top1"], "images": rec["images"]}
@@ -97,7 +97,7 @@ def main() -> int:
 
     validate.measure = damage_then_measure
     try:
-        validate_one(RunSpec("torch", "fp16", device=device, batch_size=8), net, ds,
+        validate_one(RunSpec("torch", "fp16", device=device), net, ds,
                      MeasureOptions(batch_size=8, progress=False), data=data)
         results["damaged_cache"] = "NOT CAUGHT"
     except ArtTRTError as err:
@@ -105,7 +105,7 @@ def main() -> int:
     validate.measure = real_measure
     print("3. damaged cache:", results["damaged_cache"], flush=True)
     ds = data.open(net.preprocess, net.num_classes)  # rebuilt
-    rec, _ = validate_one(RunSpec("torch", "fp32", device=device, batch_size=8, cuda_graph=True), net, ds,
+    rec, _ = validate_one(RunSpec("torch", "fp32", device=device, cuda_graph=True), net, ds,
                           MeasureOptions(batch_size=8, progress=False), data=data)
     results["after_rebuild"] = {"top1": rec["top1"], "verified_images": rec["verified_images"],
                                 "short_batch": rec["short_batch"], "cuda_graph": rec["cuda_graph"]}

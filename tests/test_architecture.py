@@ -266,3 +266,21 @@ def test_module_and_class_names_are_unique_across_the_tree():
     allowed = {"add_args", "make", "check", "label", "variants", "Options", "main", "build_parser"}  # the backends'
     # and scripts' interface: one per module by design (utils/backends/registry.py's module protocol)
     assert sorted(n for n, c in top.items() if c > 1 and n not in allowed) == []
+
+
+def test_the_batch_size_lives_in_the_job_and_its_measurement_only():
+    """A RunSpec says what is built and run, not the batch: the job's batch reaches the runner as an argument
+    (make_runner, OpenRunner) and the measurement as MeasureOptions.batch_size, so the two cannot disagree."""
+    import dataclasses
+    import inspect
+
+    from utils.backends.base import RunSpec
+    from utils.backends.registry import BACKENDS
+    from utils.measure.timing import MeasureOptions
+    from utils.study.plan import Job
+
+    assert "batch_size" not in {f.name for f in dataclasses.fields(RunSpec)}
+    assert "batch_size" in {f.name for f in dataclasses.fields(Job)}
+    assert "batch_size" in {f.name for f in dataclasses.fields(MeasureOptions)}
+    for backend in BACKENDS.values():  # every backend is told the batch its runner is made for
+        assert list(inspect.signature(backend.impl().make).parameters) == ["spec", "net", "data", "batch_size"]

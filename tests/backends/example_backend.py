@@ -18,7 +18,7 @@ def add_args(g: Any) -> None:
     g.add_argument("--export_max_batch", type=int, help="torch.export: largest batch (default 4096)")
 
 
-def make(spec: RunSpec, net: Any, data: Any) -> Tuple[Runner, Dict[str, Any]]:
+def make(spec: RunSpec, net: Any, data: Any, batch_size: int) -> Tuple[Runner, Dict[str, Any]]:
     return ExportRunner(net, spec.device, spec.options or Options()), {"prepare_s": 0.0}
 
 

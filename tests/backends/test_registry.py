@@ -57,3 +57,23 @@ def test_a_new_backend_is_one_module_and_one_row(monkeypatch, tmp_path, capsys):
     with ExportRunner(net, "cpu", Options(export_max_batch=8)) as r, torch.inference_mode():
         x = torch.rand(3, 3, 224, 224)
         assert torch.allclose(r.infer(x), net.model(x), atol=1e-5)
+
+
+def test_each_job_makes_its_runner_for_its_own_batch(monkeypatch, tmp_path):
+    """The batch size lives in the job alone: a runner that serves one batch (a static engine) is made for each
+    job's batch, and each record's batch is the one its runner was built for and fed."""
+    from tests.backends import static_backend
+
+    monkeypatch.setitem(registry.BACKENDS, "static", registry.Backend(
+        "static", "static", ("fp32",), (), False, "tests.backends.static_backend"))
+    monkeypatch.setattr(static_backend, "BUILT", [])
+    assert main.main(["-v", "--backends", "static", "--network", "mobilenet_v3_small", "--synthetic", "5",
+                      "--batch_sizes", "2", "3", "--duration", "0", "--iterations", "2", "--min_warmup_s", "0",
+                      "--output", str(tmp_path), "--quiet"]) == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    built = sorted((r["batch_size"], r["preparation"]["built_for"], r["role"]) for r in recs)
+    assert built == [(2, 2, "timing"), (3, 3, "accuracy"), (3, 3, "timing")]
+    # the accuracy pass at the largest batch first, then timing at 2 and 3: a runner is made again only where the
+    # open one cannot serve the job's batch (a static engine is cached on disk, so the second 3 is a load)
+    assert static_backend.BUILT == [3, 2, 3]
+    assert all(r["images"] == 5 for r in recs if r["role"] == "accuracy")

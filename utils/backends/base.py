@@ -33,15 +33,15 @@ class RunSpec:
     backend: str
     precision: str = "fp32"
     device: str = "cpu"
-    batch_size: int = 1                     # the batch this runner will be fed
-    max_batch_size: Optional[int] = None    # the largest batch of the whole run (default batch_size)
+    max_batch_size: Optional[int] = None    # the largest batch of the whole run (a dynamic engine's maximum);
+    # the batch a runner is fed is the job's (MeasureOptions.batch_size), given to make_runner, never kept here
     cuda_graph: bool = False                # replay a CUDA graph per batch shape where the backend can
     model: ModelOptions = field(default_factory=ModelOptions)  # the ONNX file and how it is made
     options: Any = None                     # the backend's own Options (None: its defaults)
 
-    @property
-    def largest_batch(self) -> int:
-        return max(self.batch_size, self.max_batch_size or 1)
+    def largest_batch(self, batch_size: int) -> int:
+        """The largest batch a runner first fed batch_size must serve in this run."""
+        return max(batch_size, self.max_batch_size or 1)
 
 
 def mib(nbytes: float) -> float:

@@ -36,7 +36,7 @@ def label(spec: RunSpec) -> str:
     return str((spec.options or Options()).compile_mode)
 
 
-def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple["CompileRunner", Dict[str, Any]]:
+def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple["CompileRunner", Dict[str, Any]]:
     opts: Options = spec.options or Options()
     return CompileRunner(net, spec.device, spec.precision, opts.compile_mode, net.convolutional), {"prepare_s": 0.0}
 

@@ -57,7 +57,7 @@ def check(spec: RunSpec) -> None:
         raise ArtTRTError(ORT_FP8_NOTE)
 
 
-def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple["OnnxRuntimeRunner", Dict[str, Any]]:
+def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple["OnnxRuntimeRunner", Dict[str, Any]]:
     path, facts = model_file(net, spec.precision, spec.model, data)
     return OnnxRuntimeRunner(path, net.preprocess, provider_of(spec), spec.precision, facts=facts), facts
 

@@ -7,7 +7,8 @@ runners all read this table; nothing above the backends layer compares backend n
 A backend module provides:
     Options                      a frozen dataclass of its own settings (argparse dests)
     add_args(group)              its argument group
-    make(spec, net, data)        -> (Runner, preparation facts); builds what it needs, cached
+    make(spec, net, data, batch_size) -> (Runner, preparation facts); builds what it needs, cached
+                                 (batch_size: the job's, the first batch the runner is fed)
 and optionally:
     check(spec)                  cheap refusals before any decoding, export or build
     variants(options)            several runs from one set of options (TensorRT: dynamic and static)
@@ -151,10 +152,16 @@ def check(spec: RunSpec) -> None:
         resolve_device(spec.device)  # the GPU asked for is there (a GPU-only backend's own check says so)
 
 
-def make_runner(spec: RunSpec, net: Network, data: DataOptions = DataOptions()) -> Tuple[Runner, Dict[str, Any]]:
-    """Builds (and caches) what the spec needs, then returns its runner and preparation facts."""
+def make_runner(spec: RunSpec, net: Network, data: DataOptions = DataOptions(),
+                batch_size: int = 1) -> Tuple[Runner, Dict[str, Any]]:
+    """Builds (and caches) what the spec needs, then returns its runner and preparation facts.
+
+    Args:
+        batch_size: the batch the runner is first fed (the job's): a static TensorRT engine is built for it;
+            Runner.serves says whether it can be fed another.
+    """
     check(spec)
-    runner, facts = get(spec.backend).impl().make(spec, net, data)
+    runner, facts = get(spec.backend).impl().make(spec, net, data, batch_size)
     runner.label = spec_label(spec)
     return runner, facts
 

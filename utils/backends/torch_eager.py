@@ -37,7 +37,7 @@ def label(spec: RunSpec) -> str:
     return "channels_last" if (spec.options or Options()).channels_last else ""
 
 
-def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple["TorchRunner", Dict[str, Any]]:
+def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple["TorchRunner", Dict[str, Any]]:
     opts: Options = spec.options or Options()
     return TorchRunner(net, spec.device, spec.precision, opts.channels_last, spec.cuda_graph), {"prepare_s": 0.0}
 

@@ -51,8 +51,8 @@ def compare_one(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: C
 def _compare(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: CachedDataset, batch_size: int,
              rtol: float, atol: float, data: DataOptions, recorder: Recorder, limit: Optional[int],
              inputs_source: str, progress: bool) -> Tuple[Dict[str, Any], CompareStats, str]:
-    ref, _ = make_runner(ref_spec, net, data)
-    other, _ = make_runner(other_spec, net, data)
+    ref, _ = make_runner(ref_spec, net, data, batch_size)
+    other, _ = make_runner(other_spec, net, data, batch_size)
     with ref, other:
         stats = compare_runners(ref, other, dataset, batch_size, rtol, atol, limit=limit,
                                 class_names=class_names_for(dataset, net.num_classes), progress=progress)

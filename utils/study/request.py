@@ -77,8 +77,9 @@ class Request:
 
     def spec_for(self, backend: str, precision: str) -> RunSpec:
         """The spec of one backend and precision (its variants come from the registry); built for the largest batch
-        of the run (a static engine is made per batch size by the runner's own check, Runner.serves)."""
-        return RunSpec(backend, precision, device=self.device, batch_size=self.batch_sizes[0],
+        of the run (the batch each job feeds is its own, given to the runner when it is made; a static engine is
+        made per batch size by the runner's own check, Runner.serves)."""
+        return RunSpec(backend, precision, device=self.device,
                        max_batch_size=max(self.batch_sizes), cuda_graph=self.cuda_graph, model=self.model,
                        options=self.backend_options.get(backend))
 

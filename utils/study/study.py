@@ -272,7 +272,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                 _emit(out, ctx, Outcome(setup, job, SKIPPED if setup.skipped else ERROR, rec, why))
                 bar.update(1)
                 continue
-            spec = dataclasses.replace(setup.spec, batch_size=job.batch_size)
+            spec = setup.spec
             opts = dataclasses.replace(ctx.measure, batch_size=job.batch_size, progress=False)
             if job.role != TIMING:  # a whole pass: accuracy over every image (and its own timing)
                 opts = dataclasses.replace(opts, duration_s=None, iterations=None)
@@ -285,12 +285,12 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
             if ctx.telemetry is not None:
                 ctx.telemetry.label = f"{setup.network}-{spec.backend}-{spec.precision}-bs{job.batch_size}-{job.role}"
             try:
-                if runner is not None and not runner.serves(spec):  # a static engine: one per batch size
+                if runner is not None and not runner.serves(job.batch_size):  # a static engine: one per batch size
                     runner.close()
                     runner = None
                 if runner is None:
                     try:
-                        runner = OpenRunner(spec, opened.net, ctx.data, ctx.telemetry)
+                        runner = OpenRunner(spec, opened.net, ctx.data, job.batch_size, ctx.telemetry)
                     except Exception as err:
                         broken = _message(err)
                         raise

@@ -100,7 +100,7 @@ class OpenRunner:
     """A spec's runner, made (built, cached) and activated once, then measured at one or more batch sizes (a study
     keeps it for every job of a setup: one export/compile/session per setup, not per batch size)."""
 
-    def __init__(self, spec: RunSpec, net: Network, data: DataOptions, telemetry: Any = None):
+    def __init__(self, spec: RunSpec, net: Network, data: DataOptions, batch_size: int, telemetry: Any = None):
         import torch
 
         self.spec = spec
@@ -112,7 +112,7 @@ class OpenRunner:
         t0 = time.perf_counter()
         if telemetry is not None:
             telemetry.phase = "build"
-        self.runner, self.facts = make_runner(spec, net, data)
+        self.runner, self.facts = make_runner(spec, net, data, batch_size)
         if telemetry is not None:
             telemetry.phase = "load"
         self.clock_start = gpu_facts(self.index).get("sm_clock_mhz")
@@ -120,9 +120,9 @@ class OpenRunner:
         self.load_s = time.perf_counter() - t0
         self.jobs = 0  # jobs measured so far: the later ones did not pay for the build and the load
 
-    def serves(self, spec: RunSpec) -> bool:
-        """True where this runner can measure spec (the same setup at another batch size)."""
-        return self.runner.serves(spec.batch_size)
+    def serves(self, batch_size: int) -> bool:
+        """True where this runner can be fed batches of batch_size (a static engine: its own size only)."""
+        return self.runner.serves(batch_size)
 
     def close(self) -> None:
         self.runner.__exit__(None, None, None)
@@ -133,7 +133,7 @@ def _validate(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Measure
               extra_fields: Optional[Dict[str, Any]] = None,
               on_result: Optional[Callable[[MeasureResult], Dict[str, Any]]] = None
               ) -> Tuple[Dict[str, Any], MeasureResult]:
-    opened = OpenRunner(spec, net, data, telemetry)
+    opened = OpenRunner(spec, net, data, opts.batch_size, telemetry)
     try:
         return measure_with(opened, spec, net, dataset, opts, recorder, telemetry, inspect, profile, extra_fields,
                             on_result)

@@ -94,7 +94,7 @@ def check(spec: RunSpec) -> None:
         weak.require(spec.precision)  # TensorRT 11 has no builder flags: said now, not after decoding
 
 
-def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple[Runner, Dict[str, Any]]:
+def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple[Runner, Dict[str, Any]]:
     """The user's engine (its sidecar checked), or the cached build of the spec's network and precision."""
     from utils.backends.tensorrt.engine import check_sidecar, engine_for_network, require_tensorrt_and_gpu
     from utils.backends.tensorrt.runner import TensorRTRunner
@@ -106,8 +106,8 @@ def make(spec: RunSpec, net: Network, data: DataOptions) -> Tuple[Runner, Dict[s
             raise ArtTRTError(f"engine file {path} does not exist")
         facts: Dict[str, Any] = {**check_sidecar(path, require_tensorrt_and_gpu()), "prepare_s": 0.0}
     else:
-        path, facts = engine_for_network(net, spec.precision, spec.model, opts, data, spec.batch_size,
-                                         spec.largest_batch)
+        path, facts = engine_for_network(net, spec.precision, spec.model, opts, data, batch_size,
+                                         spec.largest_batch(batch_size))
     # an engine keeps no list of its weights: the count is the network's, as the original printed for TensorRT
     facts = {**facts, "params": net.params, "params_note": "the network's parameters"}
     return TensorRTRunner(path, net.preprocess, spec.precision, facts, cuda_graph=spec.cuda_graph,
