@@ -232,3 +232,32 @@ def test_class_map_cache_dir_sync_and_limit_through_the_command_line(tmp_path):
     assert r["images"] == 3 and r["labelled_images"] == 3 and r["mode"] == "sync" and r["timed_images"] == 2
     assert r["short_batch"]["images"] == 1 and r["latency_all_batches"] == 1 and r["batch_size"] == 2
     assert len(list(cache.glob("pets-224-*.u8"))) == 1  # decoded where it was told
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-trt"], "TensorRT is not installed: pip install tensorrt-cu13"),
+    (["--backends", "torch", "tensorrt"], "TensorRT is not installed"),
+    (["--gpus", "0"], "this run is on cuda because --gpus was given, but PyTorch sees no CUDA GPU here: drop --gpus"),
+    (["--backends", "torch", "gpuonly"], "this run is on cuda because the gpuonly backend runs on a GPU only, but "
+                                         "PyTorch sees no CUDA GPU here: drop gpuonly from the backends"),
+    (["--device", "cuda"], "--device cuda asked, but PyTorch sees no CUDA GPU here"),
+])
+def test_a_missing_gpu_or_tensorrt_is_refused_before_any_network_loads(argv, message, monkeypatch, tmp_path, capsys):
+    """What implied the GPU is named; no network, data or weights are touched before the refusal."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from utils.backends import registry
+    from utils.models import networks
+
+    monkeypatch.setitem(registry.BACKENDS, "gpuonly", registry.Backend(
+        "gpuonly", "gpu only", ("fp32",), (), True, "tests.backends.example_backend"))
+
+    def no_load(*a, **k):
+        raise AssertionError("a network was loaded before the refusal")
+
+    monkeypatch.setattr(networks, "load_network", no_load)
+    rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--synthetic", "4", *argv,
+                                  "--output", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()

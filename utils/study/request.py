@@ -104,7 +104,7 @@ def _device(args: argparse.Namespace, backends: Sequence[str]) -> Tuple[str, str
     if args.device is not None:
         return args.device, f"--device {args.device}"
     if args.gpus:
-        return "cuda", "--gpus"
+        return "cuda", "--gpus was given"
     gpu_only = [b for b in backends if b in registry.BACKENDS and registry.needs_gpu(b)]
     if gpu_only:
         return "cuda", f"the {gpu_only[0]} backend runs on a GPU only"

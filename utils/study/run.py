@@ -62,11 +62,35 @@ def use_device(device: str) -> None:
         torch.cuda.set_device(dev)
 
 
+def check_implied_device(request: Request) -> None:
+    """A GPU the user did not name (--gpus or a GPU-only backend implied it) that is not here: one sentence that
+    says what implied it, after the GPU-only backends' own refusals ("TensorRT is not installed" says more)."""
+    if not request.device.startswith("cuda") or request.device_reason.startswith("--device"):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    gpu_only = [b for b in request.backends if registry.needs_gpu(b)]
+    for backend in gpu_only:
+        for precision in request.precisions:
+            registry.check(request.spec_for(backend, precision))
+    raise ArtTRTError(f"this run is on cuda because {request.device_reason}, but PyTorch sees no CUDA GPU here: "
+                      + (f"drop {' '.join(gpu_only)} from the backends (the rest run on --device cpu)" if gpu_only
+                         else "drop --gpus") + ", or run on a machine with an NVIDIA GPU")
+
+
 def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: ignore[no-untyped-def]
     """The study the request asks for, every combination checked (utils/study/plan.py); every network loads first
     (weights found, downloaded) into `loaded`, so nothing fails later for a missing file."""
     from utils.study.plan import make_plan
 
+    check_implied_device(request)
+    plan = make_plan(list(request.networks), list(request.backends), list(request.precisions),
+                     list(request.batch_sizes), request.spec_for, bounded=request.bounded,
+                     calib_methods=request.calib_methods, calib_sizes=request.calib_sizes)
+    if all(s.skipped for s in plan.setups):  # nothing could run (TensorRT missing, no GPU): said before any load
+        raise ArtTRTError(plan.setups[0].skipped or "nothing to run")
     unloadable = {}
     for name in request.networks:
         if os.environ.get(SETUP_PROCESS):  # a worker given its setups: its parent loaded every network
