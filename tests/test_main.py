@@ -113,6 +113,10 @@ def test_demo_figures(tmp_path, capsys):
         assert r["latency_model_max"] >= r["latency_model_mean"]
         assert r["params"] > 4_000_000 and r["size_mib"] > 14 and r["layers"] > 50
         assert r["env"]["torch"] == torch.__version__ and "main.py" in r["command"]
+        assert r["agree_top1_percent"] == 100.0 and r["agree_top1_images"] == 20  # against PyTorch's (itself: 100)
+    page = (tmp_path / "demo" / "report.html").read_text()  # the report's agreement column is filled, as printed
+    worth = page[page.index("Is TensorRT worth it?"):page.index("images/s against batch size")]
+    assert worth.count("<td>100.00</td>") == 2, worth
 
 
 def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):

@@ -33,12 +33,16 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
     ds = data.open(net.preprocess, net.num_classes)
     opts = MeasureOptions(batch_size=1, progress=not quiet)
     recorder = Recorder(output / "demo", command)
+    from utils.study.study import top1_agreement
+
     records, preds = [], []
-    for backend in ("torch", "onnxrt"):
-        rec, res = validate_one(RunSpec(backend, "fp32"), net, ds, opts, data=data, recorder=recorder)
+    for backend in ("torch", "onnxrt"):  # PyTorch first: each record says how often its top-1 is PyTorch's
+        rec, res = validate_one(RunSpec(backend, "fp32"), net, ds, opts, data=data, recorder=recorder,
+                                on_result=lambda r: top1_agreement(r.predictions, (preds or [r.predictions])[0]) or {})
         records.append(rec)
         preds.append(res.predictions)
-    same = int((preds[0] == preds[1]).sum())
+    # the report's "same top-1 as Vanilla" column and this line are one figure, the record's
+    same = round((records[1].get("agree_top1_percent") or 0.0) * (records[1].get("agree_top1_images") or 0) / 100)
     lines: List[str] = [results_table(records), "",
                         f"EfficientNet-Lite0 (packaged ImageNet weights), {len(ds)} foolbox photos: "
                         f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "

@@ -415,6 +415,16 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     return 1 if counts.get("error") else 0
 
 
+def top1_agreement(a: np.ndarray, ref: np.ndarray) -> Optional[Dict[str, Any]]:
+    """The record fields of how often top-1 classes a agree with the reference's: over the images the reference
+    ranks; one that a could not rank (-1: NaN/Inf) is a disagreement. None where the two are not comparable."""
+    both = (ref >= 0) if a.shape == ref.shape and a.ndim == 1 else np.zeros(0, bool)
+    if not both.any():
+        return None
+    return {"agree_top1_percent": round(100.0 * float((a[both] == ref[both]).mean()), 3),
+            "agree_top1_images": int(both.sum())}
+
+
 def fill_agreement(output: Path, records: Optional[Sequence[Dict[str, Any]]] = None) -> int:
     """For every accuracy record under output with saved predictions: the share of images whose top-1 class is
     PyTorch fp32's (same network, weights and dataset), written into the record; returns how many it wrote."""
@@ -433,12 +443,10 @@ def fill_agreement(output: Path, records: Optional[Sequence[Dict[str, Any]]] = N
         except (OSError, ValueError, ArtTRTError) as err:
             log.warning("no agreement for %s: %s", r.get("_path"), first_line(err))
             continue
-        # over the images the reference ranks; one this runner could not rank (-1: NaN/Inf) is a disagreement
-        both = (b >= 0) if a.shape == b.shape and a.ndim == 1 else np.zeros(0, bool)
-        if not both.any():
+        agreement = top1_agreement(a, b)
+        if agreement is None:
             continue
-        r["agree_top1_percent"] = round(100.0 * float((a[both] == b[both]).mean()), 3)
-        r["agree_top1_images"] = int(both.sum())
+        r.update(agreement)
         r["agree_top1_ref_key"] = ref.get("job_key")
         atomic_write_json(Path(r["_path"]), {k: v for k, v in r.items() if k != "_path"})  # in memory too
         wrote += 1
