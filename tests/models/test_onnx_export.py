@@ -1,6 +1,9 @@
 """The checked ONNX export: metadata, dynamic and static batches, the input-shape check, onnx_transform.py."""
 from __future__ import annotations
 
+import logging
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -321,3 +324,14 @@ def test_an_export_whose_declared_shapes_contradict_the_graph_is_refused(tmp_pat
                                           r"\(7\)\): the export is wrong, not trusted$"):
         export_onnx(_tiny_net(), out, (-1, 3, 8, 8), exporter="legacy")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_cached_export_is_logged_by_its_folder_never_its_temporary_name(tmp_path, caplog):
+    from utils.models.chain import onnx_for
+
+    net = _tiny_net()
+    with caplog.at_level(logging.INFO):
+        path, _ = onnx_for(net, (-1, 3, 8, 8), exporter="legacy", folder=tmp_path)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("exported"))
+    assert line.startswith(f"exported tiny -> {tmp_path}{os.sep} (legacy exporter") and ".part" not in line, line
+    assert path.parent == tmp_path and path.is_file()

@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -72,7 +73,7 @@ def onnx_for(net: Network, input_shape: Sequence[int], exporter: str = "auto",
 
     @in_phase("export")
     def make(tmp: Path) -> Dict[str, Any]:
-        facts = export_onnx(net, tmp, input_shape, exporter=exporter)
+        facts = export_onnx(net, tmp, input_shape, exporter=exporter, shown_as=f"{tmp.parent}{os.sep}")
         return {**facts, "network": net.name, "weights": net.weights, "input_shape": list(input_shape)}
 
     return cached(folder or weights_dir() / "onnx", f"{net.name}-{b}-{input_shape[2]}x{input_shape[3]}-fp32", ".onnx",

@@ -87,8 +87,10 @@ def _export(model: torch.nn.Module, dummy: torch.Tensor, tmp: Path, dynamic: boo
 
 
 def export_onnx(net: Network, output: str | os.PathLike[str], input_shape: Sequence[int] = (-1, 3, 224, 224),
-                exporter: str = "auto", atol: float = EXPORT_ATOL, seed: int = 0) -> Dict[str, Any]:
-    """Exports net to ONNX at `output` (written atomically) and verifies it.
+                exporter: str = "auto", atol: float = EXPORT_ATOL, seed: int = 0,
+                shown_as: Optional[str] = None) -> Dict[str, Any]:
+    """Exports net to ONNX at `output` (written atomically) and verifies it; shown_as is how the log line names
+    the file where `output` is a temporary name (the cache's: its folder), never the temporary itself.
 
     Returns:
         A dict with the exporter used, opset, node count, max_abs_diff vs PyTorch and seconds.
@@ -133,7 +135,7 @@ def export_onnx(net: Network, output: str | os.PathLike[str], input_shape: Seque
                               "export is wrong, not trusted")
     nodes = len(onnx.load(str(out), load_external_data=False).graph.node)
     log.info("exported %s -> %s (%s exporter, opset %d, %d nodes, max |ORT - torch| = %.2e, tolerance %.2e)",
-             net.name, out, used, OPSET if used == "dynamo" else 17, nodes, diff, tolerance)
+             net.name, shown_as or out, used, OPSET if used == "dynamo" else 17, nodes, diff, tolerance)
     return {"exporter": used, "opset": OPSET if used == "dynamo" else 17, "nodes": nodes,
             "max_abs_diff": diff, "atol": atol, "rtol": EXPORT_RTOL, "max_abs_logit": scale,
             "tolerance": tolerance, "seconds": round(seconds, 3)}
