@@ -35,13 +35,14 @@ def _isolated_session(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _quiet_does_not_leak(monkeypatch):
-    """main(--quiet) turns tqdm's bars off process-wide (as it should in a run): undone after each test."""
+    """main() without --verbose turns the libraries' tqdm bars off process-wide (as it should in a run): undone
+    after each test."""
     import tqdm
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     init = tqdm.tqdm.__dict__["__init__"]
     monkeypatch.setattr(tqdm.tqdm, "__init__", init.func if isinstance(init, functools.partialmethod) else init)
-    monkeypatch.delattr(tqdm.tqdm, "_arttrt_quiet", raising=False)
+    monkeypatch.delattr(tqdm.tqdm, "_arttrt_init", raising=False)
 
 
 # The suite writes nothing into the checkout: every file under it (ignored ones too: weights/, datasets/,

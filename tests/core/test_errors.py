@@ -2,6 +2,7 @@
 SIGTERM keep what was written (130 / 143); logging levels for ArtTRT and the libraries; library prints."""
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -94,7 +95,7 @@ def test_first_line():
 def restore_logging(monkeypatch):
     monkeypatch.setattr(errors, "_verbose", False)
     # tqdm as before any setup_logging: conftest's _quiet_does_not_leak
-    names = ("arttrt", "utils", "__main__", "modelopt", "modelopt.torch.quantization", "ultralytics")
+    names = ("arttrt", "utils", "__main__", "modelopt", "modelopt.torch.quantization", "ultralytics", "torch", "torch._dynamo", "torch._subclasses")
     saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers), logging.getLogger(n).propagate)
              for n in names}
     root = (logging.root.level, list(logging.root.handlers))
@@ -108,9 +109,9 @@ def restore_logging(monkeypatch):
     logging.root.handlers[:] = root[1]
 
 
-@pytest.mark.parametrize("quiet, verbose, own, libs", [(None, None, logging.INFO, logging.WARNING),
-                                                       (False, False, logging.INFO, logging.WARNING),
-                                                       (True, False, logging.WARNING, logging.WARNING),
+@pytest.mark.parametrize("quiet, verbose, own, libs", [(None, None, logging.INFO, logging.ERROR),
+                                                       (False, False, logging.INFO, logging.ERROR),
+                                                       (True, False, logging.WARNING, logging.ERROR),
                                                        (False, True, logging.INFO, logging.INFO)])
 def test_levels(restore_logging, quiet, verbose, own, libs):
     child = logging.getLogger("modelopt.torch.quantization")  # a library's own child logger, set on import
@@ -127,17 +128,26 @@ class TTY(io.StringIO):
         return True
 
 
-def test_quiet_turns_progress_bars_off(restore_logging):
+@pytest.mark.parametrize("flags", [{}, {"quiet": True}])
+def test_the_libraries_bars_are_off_unless_verbose_and_arttrts_own_stay(restore_logging, flags):
     import tqdm
 
+    from utils.core.progress import progress_bar
+
     assert not tqdm.tqdm(range(3)).disable and not tqdm.tqdm(range(3), file=TTY()).disable
-    setup_logging(quiet=True)
+    setup_logging(**flags)
     assert os.environ["TQDM_DISABLE"] == "1"
     assert tqdm.tqdm(range(3)).disable and tqdm.tqdm(range(3), file=TTY()).disable  # off on a terminal too
     assert not tqdm.tqdm(range(3), disable=False).disable  # a caller that decides still decides
     init = tqdm.tqdm.__dict__["__init__"]
-    setup_logging(quiet=True)  # twice: still one wrapper, not a wrapper of a wrapper
+    setup_logging(**flags)  # twice: still one wrapper, not a wrapper of a wrapper
     assert tqdm.tqdm.__dict__["__init__"] is init and tqdm.tqdm(range(3)).disable
+    with contextlib.redirect_stderr(TTY()):  # ArtTRT's own bar, asked for, on a terminal: shown
+        own = progress_bar(3, "images", True)
+    assert not own.disable
+    own.close()
+    setup_logging(verbose=True)  # --verbose: the libraries' bars are back
+    assert "TQDM_DISABLE" not in os.environ and not tqdm.tqdm(range(3), file=TTY()).disable
 
 
 def test_a_librarys_own_console_handler_goes_and_its_file_handler_stays(restore_logging, tmp_path):
@@ -147,9 +157,13 @@ def test_a_librarys_own_console_handler_goes_and_its_file_handler_stays(restore_
     for h in (console, to_file, to_buffer):
         lg.addHandler(h)
     lg.propagate = False
+    import torch  # noqa: F401  torch's own stderr handler (its "W1202 12:00:00 file.py:1] ..." lines) goes too
+
     setup_logging()
     assert console not in lg.handlers and to_file in lg.handlers and to_buffer in lg.handlers and lg.propagate
     to_file.close()
+    torch_log = logging.getLogger("torch")
+    assert not [h for h in torch_log.handlers if getattr(h, "stream", None) is sys.stderr] and torch_log.propagate
 
 
 def test_library_prints_are_kept_off_the_screen_unless_verbose(restore_logging, capsys, caplog):

@@ -108,8 +108,7 @@ class VisibleFormatter(logging.Formatter):
 
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     """One format for every script. ArtTRT's own messages at INFO (--quiet: warnings only); the libraries'
-    (ModelOpt, onnxscript, Ultralytics, ...) at WARNING unless --verbose; with --quiet, progress bars off too,
-    the libraries' included."""
+    (ModelOpt, onnxscript, Ultralytics, ...) and their progress bars shown only with --verbose."""
     global _verbose
     _verbose = verbose
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -119,29 +118,52 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
     quiet_libraries()
+    quiet_library_bars(not verbose)
+
+
+def quiet_library_bars(quiet: bool) -> None:
+    """The libraries' own tqdm bars (ModelOpt's and ONNX Runtime's calibration, one per image) off unless
+    --verbose: a bar that does not pass disable= gets disable=True. ArtTRT's bars (utils/core/progress.py) pass
+    it and are unchanged. With --verbose the libraries' bars come back."""
+    import tqdm
+
+    original = getattr(tqdm.tqdm, "_arttrt_init", None)
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"  # for processes started from here (tqdm reads it at import)
-        import tqdm
-
-        # tqdm is imported already: its bars default to off (a caller that passes disable= still decides)
-        if not getattr(tqdm.tqdm, "_arttrt_quiet", False):
-            quiet_init = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
-            tqdm.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
-            tqdm.tqdm._arttrt_quiet = True  # type: ignore[attr-defined]
+        if original is None:  # tqdm is imported already: its bars default to off
+            tqdm.tqdm._arttrt_init = tqdm.tqdm.__init__  # type: ignore[attr-defined]
+            tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)  # type: ignore
+    else:
+        os.environ.pop("TQDM_DISABLE", None)
+        if original is not None:
+            tqdm.tqdm.__init__ = original  # type: ignore[method-assign]
+            del tqdm.tqdm._arttrt_init  # type: ignore[attr-defined]
 
 
 def quiet_libraries() -> None:
-    """The libraries' loggers (and any child a library configured itself, as ModelOpt does on import) at WARNING
-    unless --verbose. Called again after importing a library that sets its own levels."""
-    level = logging.INFO if _verbose else logging.WARNING
+    """The libraries' loggers (and any child a library configured itself, as ModelOpt does on import) shown only
+    with --verbose: at ERROR otherwise (an error is still said). A console handler of their own (ModelOpt's on
+    stdout, torch's stderr handler with its "W1202 ..." format) goes, and their messages propagate to ArtTRT's one
+    format. Called again after importing a library that sets its own levels."""
+    level = logging.INFO if _verbose else logging.ERROR
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in LIBRARY_LOGGERS]
     for name in {*LIBRARY_LOGGERS, *names}:
         lg = logging.getLogger(name)
         lg.setLevel(level)
-        for h in list(lg.handlers):  # a console handler of its own (ModelOpt's, on stdout): once, on stderr, ours
-            if type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stdout, sys.stderr):
+        for h in list(lg.handlers):  # on the console: once, on stderr, ours; a file or a buffer of theirs stays
+            if _on_console(h):
                 lg.removeHandler(h)
                 lg.propagate = True
+
+
+def _on_console(h: logging.Handler) -> bool:
+    """A handler that writes to the terminal: stdout or stderr (torch's _StderrHandler writes to whatever
+    stderr was when torch was imported), not a file or a buffer a library keeps."""
+    if type(h).__name__ == "_StderrHandler":  # torch's (a logging.Handler of its own) and the standard library's
+        return True
+    if not isinstance(h, logging.StreamHandler) or isinstance(h, logging.FileHandler):
+        return False
+    return getattr(h, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
 
 
 @contextlib.contextmanager
