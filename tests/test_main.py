@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -114,6 +115,7 @@ def test_demo_figures(tmp_path, capsys):
         assert r["params"] > 4_000_000 and r["size_mib"] > 14 and r["layers"] > 50
         assert r["env"]["torch"] == torch.__version__ and "main.py" in r["command"]
         assert r["agree_top1_percent"] == 100.0 and r["agree_top1_images"] == 20  # against PyTorch's (itself: 100)
+        assert r["host_cores"] == os.cpu_count() and r["host_load_1m"] >= 0  # what marks a loaded host's rows
     page = (tmp_path / "demo" / "report.html").read_text()  # the report's agreement column is filled, as printed
     worth = page[page.index("Is TensorRT worth it?"):page.index("images/s against batch size")]
     assert worth.count("<td>100.00</td>") == 2, worth

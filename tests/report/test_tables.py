@@ -482,3 +482,43 @@ def test_an_accuracy_pass_never_hides_the_timing_of_its_batch_size():
     timing = rec(batch_size=256, role="timing", images_per_s=9.0, time="2026-11-29T04:00:00+00:00")
     assert [r["images_per_s"] for r in T.latest_per_config([acc, timing])] == [9.0]
     assert [r["images_per_s"] for r in T.latest_per_config([acc])] == [1.0]  # alone, it stands for its batch
+
+
+@pytest.mark.parametrize("row, peers, why", [
+    ({"host_load_1m": 3.7, "host_cores": 2, "latency_all_cv_percent": 1.0}, [], "host loaded (load average 3.7 on 2 cores)"),
+    ({"host_load_1m": 2.0, "host_cores": 2, "latency_all_cv_percent": 1.0}, [], None),  # at the core count: not over
+    ({"latency_all_cv_percent": 50.5}, [], "latency CV 50.5 %"),  # above 50 % whatever the peers
+    ({"latency_all_cv_percent": 50.0}, [], None),
+    ({"latency_all_cv_percent": 12.1}, [2.0, 4.0, 3.0], "latency CV 12.1 % against its peers' median 3.0 %"),
+    ({"latency_all_cv_percent": 8.9}, [2.0, 3.0], None),  # 3x the median (2.5) but under the 10 % floor
+    ({"latency_all_cv_percent": 12.0}, [2.0, 3.0, 5.0, 4.0],  # the even median (3 + 4) / 2: 3 x 3.5 = 10.5 < 12
+     "latency CV 12.0 % against its peers' median 3.5 %"),
+    ({"latency_all_cv_percent": 10.4}, [2.0, 3.0, 5.0, 4.0], None),  # under 10.5
+    ({"latency_all_cv_percent": 30.0}, [11.0, 9.0], None),  # not 3x the peers' median 10.0
+    ({"latency_all_cv_percent": float("nan")}, [1.0], None),
+    ({}, [1.0], None),
+])
+def test_a_row_is_unstable_when_the_host_was_loaded_or_its_cv_is_far_above_its_peers(row, peers, why):
+    rows = [row] + [{"latency_all_cv_percent": cv} for cv in peers]
+    assert T.unstable_reason(row, rows) == why
+
+
+def test_an_unstable_row_marks_its_images_per_s_and_every_speed_up_computed_from_it():
+    recs = _study_records()
+    ref = next(r for r in recs if r["backend"] == "torch" and r["network"] == "resnet18" and r["batch_size"] == 256
+               and r["role"] == "timing")
+    ref.update(host_load_1m=5.0, host_cores=2)  # the reference was timed on a loaded host
+    rows = cells(T.worth_it_markdown(recs))
+    by = {(r[0], r[1]): r for r in rows[1:]}
+    assert by[("resnet18", "Vanilla")][2] == "8000.0 (unstable)" and by[("resnet18", "Vanilla")][3] == "1.00x (unstable)"
+    assert by[("resnet18", "ONNX Runtime int8")][2] == "32000.0"  # its own timing is fine ...
+    assert by[("resnet18", "ONNX Runtime int8")][3] == "4.00x (unstable)"  # ... its speed-up divides by a shaky one
+    assert by[("resnet18", "ONNX Runtime int8")][5] == "4.00x"  # the latency at batch 1 used steady rows only
+    assert by[("mobilenet_v2", "Vanilla")][2] == "9000.0"
+    assert "(unstable): the row's timing is not to be trusted" in T.worth_it_markdown(recs)
+    assert "(unstable)" not in T.worth_it_markdown(_study_records())
+    side = T.side_by_side_markdown("resnet18", recs)
+    assert "| 8000.0 (unstable) |" in side and "(unstable): the row's timing" in side
+    summary = T.summary_markdown("resnet18", recs)
+    assert "| 8000.0 (unstable) |" in summary and summary.count("(unstable): the row's timing") == 1
+    assert "(unstable)" in T.results_table([ref]) and "(unstable)" not in T.results_table([dict(ref, host_load_1m=1.0)])

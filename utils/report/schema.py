@@ -163,6 +163,8 @@ class Record(_Strict):
     latency_all_batches: Optional[Count] = None
     latency_model_batches: Optional[Count] = None
     latency_unstable: Optional[bool] = None
+    host_load_1m: Optional[NonNegative] = None  # the 1-minute load average, the higher of before and after timing
+    host_cores: Optional[Count] = None
     nonfinite_outputs: Optional[Count] = None
     unrankable_outputs: Optional[Count] = None
     # a study's job

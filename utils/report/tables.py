@@ -114,6 +114,46 @@ def identity_columns(records: Sequence[Dict[str, Any]]) -> List[Tuple[str, Calla
     return cols
 
 
+# A row's timing is marked unstable (its images/s and every speed-up computed from it) when the host was loaded
+# while it was timed (1-minute load average above the core count), or when its latency CV is far above its
+# peers' (more than UNSTABLE_PEER_FACTOR x their median and above UNSTABLE_CV_FLOOR %), or above
+# UNSTABLE_CV_ALWAYS % whatever the peers. trtexec only warns above 2.5 %; these rows are the ones not to trust.
+UNSTABLE_CV_FLOOR = 10.0
+UNSTABLE_PEER_FACTOR = 3.0
+UNSTABLE_CV_ALWAYS = 50.0
+UNSTABLE = " (unstable)"
+UNSTABLE_NOTE = ("(unstable): the row's timing is not to be trusted: the host was loaded while it was timed (load "
+                 "average above the core count), or its latency varied far more than its peers' (CV above "
+                 f"{UNSTABLE_PEER_FACTOR:g}x their median and {UNSTABLE_CV_FLOOR:g} %, or above "
+                 f"{UNSTABLE_CV_ALWAYS:g} %); speed-ups computed from it are marked too.")
+
+
+def unstable_reason(r: Dict[str, Any], peers: Sequence[Dict[str, Any]]) -> Optional[str]:
+    """Why the row's timing is not to be trusted, or None (see UNSTABLE_NOTE)."""
+    load, cores = r.get("host_load_1m"), r.get("host_cores")
+    if isinstance(load, (int, float)) and isinstance(cores, int) and cores > 0 and load > cores:
+        return f"host loaded (load average {load:.1f} on {cores} cores)"
+    cv = r.get("latency_all_cv_percent")
+    if not isinstance(cv, (int, float)) or not math.isfinite(cv):
+        return None
+    if cv > UNSTABLE_CV_ALWAYS:
+        return f"latency CV {cv:.1f} %"
+    others = sorted(float(p["latency_all_cv_percent"]) for p in peers if p is not r
+                    and isinstance(p.get("latency_all_cv_percent"), (int, float)))
+    if others:
+        mid = len(others) // 2
+        median = others[mid] if len(others) % 2 else (others[mid - 1] + others[mid]) / 2
+        if cv > max(UNSTABLE_CV_FLOOR, UNSTABLE_PEER_FACTOR * median):
+            return f"latency CV {cv:.1f} % against its peers' median {median:.1f} %"
+    return None
+
+
+def _rate(r: Dict[str, Any], peers: Sequence[Dict[str, Any]]) -> str:
+    """images/s, marked where the row's timing is unstable."""
+    text = _fmt(r.get("images_per_s"), 1)
+    return text + UNSTABLE if text != "-" and unstable_reason(r, peers) else text
+
+
 def results_table(records: Sequence[Dict[str, Any]]) -> str:
     """The original's columns, one row per validation record (and dataset / weights where they differ)."""
     extra = identity_columns(records)
@@ -122,7 +162,7 @@ def results_table(records: Sequence[Dict[str, Any]]) -> str:
         rows.append([r.get("network"), row_label(r), r.get("batch_size"), *[f(r) for _, f in extra],
                      f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
                      f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
-                     _fmt(r.get("images_per_s"), 1), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
+                     _rate(r, records), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
                      r.get("layers"), r.get("params")])
     return markdown(MAIN_HEADER[:3] + [h for h, _ in extra] + MAIN_HEADER[3:], rows)
 
@@ -175,10 +215,11 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> Doc:
             rows.append([row_label(r), *[f(r) for _, f in extra],
                          f"{_fmt(r.get('latency_all_mean'), 3)} / {_fmt(r.get('latency_all_max'), 3)}",
                          f"{_fmt(r.get('latency_model_mean'), 3)} / {_fmt(r.get('latency_model_max'), 3)}",
-                         _fmt(r.get("images_per_s"), 1), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
+                         _rate(r, by_bs[bs]), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
                          r.get("layers"), r.get("params"), r.get("prepare_s")])
         table = markdown(header[:1] + [h for h, _ in extra] + header[1:], rows)
-        parts += [f"## Batch size {bs}", table, "Percentiles:", percentile_table(sorted(by_bs[bs], key=row_sort_key))]
+        parts += [f"## Batch size {bs}", table, *([UNSTABLE_NOTE] if any(UNSTABLE in row[len(extra) + 3]
+                                                                          for row in rows) else []), "Percentiles:", percentile_table(sorted(by_bs[bs], key=row_sort_key))]
     return compose(*parts)
 
 
@@ -212,15 +253,17 @@ def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small
         s, l_ = by.get(small), by.get(large)
         top1 = next((accuracy(r, "top1") for r in by.values() if r.get("top1") is not None), None)
         prep = max((r.get("prepare_s") or 0.0) for r in by.values())
-        rows.append([*key, _fmt(s.get("images_per_s"), 1) if s else "-",
-                     _fmt(l_.get("images_per_s"), 1) if l_ else "-",
+        rows.append([*key, _rate(s, [r for r in recs if r.get("batch_size") == small]) if s else "-",
+                     _rate(l_, [r for r in recs if r.get("batch_size") == large]) if l_ else "-",
                      f"{_fmt(s.get('latency_model_p50'), 3)} / {_fmt(s.get('latency_model_p99'), 3)}" if s else "-",
                      top1, _fmt(prep, 1)])
     missing = [f"{b} {p}" for b, p in SIDE_BY_SIDE_ROWS if (b, p) not in keys.values()]
     text = markdown(["backend", *[h for h, _ in extra], f"images/s @ {small}", f"images/s @ {large}",
                      f"latency-model p50 / p99 @ {small} (ms)", "top-1 (%)", "prepare (s)"], rows)
+    shaky = any(UNSTABLE in str(cell) for row in rows for cell in row)
     return compose(f"# {network}: is TensorRT worth it?", text,
-                   "Not measured in these records: " + ", ".join(missing) + "." if missing else None)
+                   "Not measured in these records: " + ", ".join(missing) + "." if missing else None,
+                   UNSTABLE_NOTE if shaky else None)
 
 
 NONFINITE_ADVICE = ("outputs that are not numbers: fp16 overflows where fp32 does not; try bf16 (fp32's range), "
@@ -473,7 +516,9 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
             if ref is None or bs not in g or bs not in ref or not g[bs].get(key) or not ref[bs].get(key):
                 return "-"
             a, b = float(g[bs][key]), float(ref[bs][key])
-            return f"{(b / a if inverse else a / b):.2f}x"
+            peers = [r for r in mine if r.get("batch_size") == bs]
+            shaky = unstable_reason(g[bs], peers) or unstable_reason(ref[bs], peers)
+            return f"{(b / a if inverse else a / b):.2f}x" + (UNSTABLE if shaky else "")
 
         for key in sorted(groups, key=lambda k: (row_sort_key(next(iter(groups[k].values()))), k)):
             g = groups[key]
@@ -484,7 +529,8 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
             nan = any(not_numbers(r) for r in g.values())
             mark = "" if max_drop is None else "NaN" if nan else "" if drop is None else (
                 "OVER" if drop > max_drop + 1e-9 else "ok")
-            rows.append([network, " / ".join(key), _fmt(g[large].get("images_per_s"), 1) if large in g else "-",
+            rows.append([network, " / ".join(key), _rate(g[large], [r for r in mine if r.get("batch_size") == large])
+                         if large in g else "-",
                          times(g, large, "images_per_s"),
                          _fmt(g[small].get("latency_model_p50"), 3) if small in g else "-",
                          times(g, small, "latency_model_p50", inverse=True), accuracy(any_rec, "top1"),
@@ -498,9 +544,11 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
     if max_drop is not None:
         head.append(f"drop <= {max_drop:g}")
     text = markdown(head, rows)
+    shaky = any(UNSTABLE in str(cell) for row in rows for cell in row)
     return compose("# Is TensorRT worth it? Every network",
                    "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over PyTorch fp32 (above 1: "
-                   "faster); the top-1 drop is in points below PyTorch fp32 on the same images.", text)
+                   "faster); the top-1 drop is in points below PyTorch fp32 on the same images.", text,
+                   *([UNSTABLE_NOTE] if shaky else []))
 
 
 def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> Doc:

@@ -10,6 +10,7 @@ Usage:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -96,6 +97,14 @@ def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
                     name, rec.get("batch_size") or 0, rec.get("images"), what, NONFINITE_ADVICE)
 
 
+def _load_average() -> float:
+    """The host's 1-minute load average (-1 where the system has none): a loaded host makes timing unstable."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return -1.0
+
+
 class OpenRunner:
     """A spec's runner, made (built, cached) and activated once, then measured at one or more batch sizes (a study
     keeps it for every job of a setup: one export/compile/session per setup, not per batch size)."""
@@ -162,7 +171,9 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     runner.prepare((opts.batch_size, 3, crop, crop))
     runner_prepare_s = time.perf_counter() - t1
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device is not None else None
+    load_before = _load_average()
     result = measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry)
+    load = max(load_before, _load_average())
     info = runner.info()
     extra: Dict[str, Any] = {}
     folder = recorder.folder or Path("outputs")
@@ -196,6 +207,7 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                    "prepare_s": round(float(facts.get("prepare_s") or 0.0) + runner_prepare_s, 3),
                    "load_s": round(load_s, 3), "preparation": preparation, "runner_reused": not first,
                    "prepare_peak_gpu_mb": round(peak, 1) if peak is not None else None,
+                   "host_load_1m": round(load, 2) if load >= 0 else None, "host_cores": os.cpu_count(),
                    "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts(index).get("sm_clock_mhz"),
                    **extra})
     if on_result is not None:
