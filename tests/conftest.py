@@ -47,9 +47,9 @@ def _quiet_does_not_leak(monkeypatch):
 
 # The suite writes nothing into the checkout: every file under it (ignored ones too: weights/, datasets/,
 # outputs/) is the same before and after, or the session fails and names what changed. Folders the tools
-# themselves keep (Python's bytecode, pytest's, mypy's, mutmut's copies) are not the tests' doing.
+# themselves keep (Python's bytecode, pytest's, mypy's and its TensorRT stubs, mutmut's copies) are not the tests' doing.
 _TREE = pytest.StashKey[dict]()
-NOT_OURS = {".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", "mutants"}
+NOT_OURS = {".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", "mutants", ".mypy_stubs", ".trt-bindings"}
 
 
 def _tree_state():

@@ -75,8 +75,12 @@ def check_implied_device(request: Request) -> None:
     for backend in gpu_only:
         for precision in request.precisions:
             registry.check(request.spec_for(backend, precision))
+    # a GPU-only backend with its own check vouches for the GPU it runs on (TensorRT's says "no GPU" itself)
+    unvouched = [b for b in gpu_only if not hasattr(registry.get(b).impl(), "check")]
+    if gpu_only and not unvouched and not request.device_reason.startswith("--gpus"):
+        return
     raise ArtTRTError(f"this run is on cuda because {request.device_reason}, but PyTorch sees no CUDA GPU here: "
-                      + (f"drop {' '.join(gpu_only)} from the backends (the rest run on --device cpu)" if gpu_only
+                      + (f"drop {' '.join(unvouched)} from the backends (the rest run on --device cpu)" if unvouched
                          else "drop --gpus") + ", or run on a machine with an NVIDIA GPU")
 
 
