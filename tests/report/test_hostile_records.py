@@ -190,7 +190,7 @@ def test_tampered_records_are_skipped_with_one_warning_each_and_the_report_is_dr
     assert any("nan.json" in m for m in skipped) and any("top1" in m for m in skipped if "top1-200" in m)
     assert any("batch_size" in m for m in skipped if "huge.json" in m)
     assert [r["_path"] for r in load_records(out)] == [str(good)]
-    assert "1 validation and 0 comparison records" in (out / "report.html").read_text()
+    assert "1 validation (1 shown) and 0 comparison (0 shown) records" in (out / "report.html").read_text()
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -216,3 +216,64 @@ def test_plot_series_tell_modes_datasets_and_weights_apart():
     label = series_labels([b, c])
     assert label(b).endswith("[demo (20 img)]") and label(c).endswith("[three (3 img)]")
     assert series_labels([a])(a) == "Vanilla"  # nothing to tell apart: the row label alone
+
+
+def test_the_report_header_counts_every_record_read_and_says_why_any_is_left_out(tmp_path):
+    """Issue 27: five comparison records but four shown, without a word. Now the header names every record read and
+    why each left out is not a row: replaced by a newer one of the same setup, failed, skipped. A comparison at
+    another tolerance asks another question: it is shown, not replaced."""
+    from utils.report.report import make_report
+
+    old, new = _rec("torch", "d", 20, 80.0), dict(_rec("torch", "d", 20, 81.0), time="tz")  # same setup, later
+    acc = dict(_rec("onnxrt", "d", 20, 80.0), role="accuracy", time="ta")  # folded into the timed row below
+    timed = dict(_rec("onnxrt", "d", 20, 80.0), role="timing", time="tb")
+    failed = dict(_rec("compile", "d", 20, 0.0), error="RuntimeError: out of memory", job_key="j1")
+    skipped = dict(_rec("tensorrt", "d", 20, 0.0), error="skipped: TensorRT is not installed", job_key="j2")
+    cmps = [_cmp("onnxrt", "fp16", 16, 0.5, "t1"), _cmp("onnxrt", "fp16", 16, 0.25, "t2"),
+            dict(_cmp("onnxrt", "fp16", 16, 0.25, "t3"), rtol=1e-2)]
+    make_report(tmp_path, records=[old, new, acc, timed, failed, skipped, *cmps])
+    page = " ".join((tmp_path / "report.html").read_text().split())
+    assert (f"Records under {tmp_path.resolve()}: 6 validation (2 shown; left out: 2 replaced by a newer record of "
+            "the same setup (or an accuracy pass folded into its timed row), 1 failed, 1 skipped) and 3 comparison "
+            "(2 shown; left out: 1 replaced by a newer record of the same setup) records; a failed or skipped job "
+            "that no later record measured is listed under Not measured. Drawn ") in page
+    assert "RuntimeError: out of memory" in page and "TensorRT is not installed" in page  # listed, as it says
+
+
+def test_the_legends_cover_no_bar_and_no_line(tmp_path, monkeypatch):
+    """Issue 27: the latency bars' legend sat over the bars. Each plot's legend is drawn outside its axes: its box
+    overlaps no bar and no point of a line, and the saved image holds it."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    from utils.report import plots
+
+    recs = [dict(_rec(b, "d", 20, 80.0, bs=bs), precision=p, images_per_s=ips, latency_model_mean=lat,
+                 latency_all_mean=lat * 1.2)
+            for b, p, ips, lat in (("torch", "fp32", 90.0, 9.0), ("torch", "fp16", 95.0, 9.5),
+                                   ("onnxrt", "fp32", 100.0, 10.0), ("onnxrt", "int8", 99.0, 9.9))
+            for bs in (1, 8)]
+    checked = []
+
+    def check(fig, path):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend()
+        assert legend is not None and len(legend.get_texts()) == 4, path
+        box = legend.get_window_extent()
+        assert box.x0 >= ax.get_window_extent().x1, f"{path}: the legend is inside the axes"
+        for artist in ax.get_children():
+            if isinstance(artist, Rectangle) and artist is not ax.patch and artist.get_height():
+                assert not box.overlaps(artist.get_window_extent()), f"{path}: the legend covers a bar"
+            if isinstance(artist, Line2D):
+                for x, y in ax.transData.transform(artist.get_xydata()):
+                    assert not box.contains(x, y), f"{path}: the legend covers a point"
+        checked.append(path.name)
+        fig.savefig(path, bbox_inches="tight")
+        assert Image.open(path).size[0] * 72 / fig.dpi > fig.get_size_inches()[0] * 72, "the legend was cut off"
+        return path
+
+    monkeypatch.setattr(plots, "_save", check)
+    plots.latency_bars(recs, tmp_path / "bars.png", 8)
+    plots.throughput_plot(recs, "efficientnet_lite0", tmp_path / "tp.png")
+    assert checked == ["bars.png", "tp.png"]

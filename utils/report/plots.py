@@ -46,6 +46,12 @@ def _log_if_wide(ax: Any, values: Sequence[float], axis: str = "y") -> None:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
 
 
+def _legend_outside(ax: Any) -> None:
+    """The legend right of the axes, never over a bar or a line (the saved image grows to hold it)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def _save(fig: Any, path: Path) -> Path:
     import warnings
 
@@ -113,7 +119,7 @@ def throughput_plot(records: Sequence[Dict[str, Any]], network: str, path: Path)
     env = records[0].get("env", {}) if records else {}
     ax.set_title(f"{network}: throughput on {env.get('gpu') or env.get('cpu', '?')}")
     ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -141,7 +147,7 @@ def latency_bars(records: Sequence[Dict[str, Any]], path: Path, batch_size: int)
     _log_if_wide(ax, [r["latency_model_mean"] for r in rows] + [r.get("latency_all_mean") or 0 for r in rows])
     ax.set_ylabel("ms per batch (solid: model, pale: with copies)")
     ax.set_title(f"latency at batch size {batch_size}")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return _save(fig, path)
 
 

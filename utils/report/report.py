@@ -22,9 +22,9 @@ from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text, slug
 from utils.report.doc import Doc
 from utils.report.records import load_records
-from utils.report.tables import (compare_doc, compare_groups, compare_labels, inspect_markdown, latest_compares, latest_per_config,
-                                 not_measured_markdown, profile_markdown, side_by_side_markdown, summary_markdown,
-                                 worth_it_markdown)
+from utils.report.tables import (compare_doc, compare_groups, compare_labels, inspect_markdown, latest_compares,
+                                 latest_per_config, not_measured_markdown, profile_markdown, records_read,
+                                 side_by_side_markdown, summary_markdown, worth_it_markdown)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.86em}th,td{border:1px solid #ccc;padding:.25em .5em;
@@ -104,6 +104,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
             sections.append(_doc(text))
     sections += [_img(path, title) for title, path in images]
     compares = latest_compares(compares)
+    read = records_read(everything, len(latest), len(compares))
     for doc in compare_groups(compares):  # several runners side by side, then each on its own
         sections.append(_doc(doc))
     for rec in compares:  # drawn from the record itself, never from a file beside it
@@ -113,7 +114,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
         write("table_outputs", "not-measured.md", missing)
         sections.append(_doc(missing))
     env = (latest or compares or [{}])[-1].get("env", {})
-    head = (f"{len(records)} validation and {len(compares)} comparison records under {folder.resolve()}; drawn "
+    head = (f"Records under {folder.resolve()}: {read}. Drawn "
             f"{dt.datetime.now():%Y-%m-%d %H:%M}. Measured on {env.get('gpu') or env.get('cpu', '?')}, torch "
             f"{env.get('torch')}, ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}.")
     page = PAGE.render(style=Markup(STYLE), head=head, sections=sections)

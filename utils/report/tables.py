@@ -420,9 +420,28 @@ def latest_compares(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     for r in records:
         key = (r.get("network"), r.get("weights"), r.get("reference"), r.get("backend"), r.get("precision"),
                str(r.get("other_facts", {}).get("options", "")), r.get("inputs_source"), r.get("dataset"),
-               r.get("inputs"), r.get("batch_size"))
+               r.get("inputs"), r.get("batch_size"), r.get("rtol"), r.get("atol"))  # another tolerance: another question
         latest[key] = r
     return list(latest.values())
+
+
+def records_read(everything: Sequence[Dict[str, Any]], shown_validations: int, shown_compares: int) -> str:
+    """What the report drew from: every record read, and in one clause each why any is not a row of its own."""
+    def why_left_out(kind: str, shown: int, replaced_by: str) -> str:
+        recs = [r for r in everything if r.get("kind") == kind]
+        skipped = sum(1 for r in recs if str(r.get("error") or "").startswith("skipped:"))
+        failed = sum(1 for r in recs if r.get("error")) - skipped
+        parts = [f"{n} {what}" for n, what in ((len(recs) - failed - skipped - shown, replaced_by),
+                                               (failed, "failed"), (skipped, "skipped")) if n > 0]
+        return f"{len(recs)} {{}} ({shown} shown" + ("; left out: " + ", ".join(parts) if parts else "") + ")"
+    same = "replaced by a newer record of the same setup"
+    line = (why_left_out("validate", shown_validations, same + " (or an accuracy pass folded into its timed row)")
+            .format("validation") + " and " + why_left_out("compare", shown_compares, same).format("comparison")
+            + " records")
+    validations = [r for r in everything if r.get("kind") == "validate"]
+    if any(r.get("error") for r in validations):
+        line += "; a failed or skipped job that no later record measured is listed under Not measured"
+    return line
 
 
 def compare_groups(records: Sequence[Dict[str, Any]]) -> List[str]:
