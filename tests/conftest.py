@@ -29,6 +29,7 @@ def _isolated_session(tmp_path_factory):
     for name, sub in (("ARTTRT_CACHE_DIR", "cache"), ("ARTTRT_WEIGHTS_DIR", "weights"),
                       ("ARTTRT_DATASETS_DIR", "datasets")):
         mp.setenv(name, str(base / sub))
+    mp.delenv("COLUMNS", raising=False)  # printed tables keep every column (a test of the narrowing sets it)
     yield
     mp.undo()
 

@@ -220,7 +220,7 @@ def test_compare_takes_the_options_of_its_default_backend(tmp_path, capsys):
     assert "ONNX Runtime fp32 (cpu) against Vanilla (2 inputs)" in capsys.readouterr().out
 
 
-def test_class_map_cache_dir_sync_and_limit_through_the_command_line(tmp_path):
+def test_class_map_cache_dir_sync_and_limit_through_the_command_line(tmp_path, capsys):
     """A two-class dataset named by a class map, decoded into --cache_dir, three images, timed batch by batch."""
     from tests.conftest import write_jpeg
 
@@ -238,6 +238,7 @@ def test_class_map_cache_dir_sync_and_limit_through_the_command_line(tmp_path):
     assert r["images"] == 3 and r["labelled_images"] == 3 and r["mode"] == "sync" and r["timed_images"] == 2
     assert r["short_batch"]["images"] == 1 and r["latency_all_batches"] == 1 and r["batch_size"] == 2
     assert len(list(cache.glob("pets-224-*.u8"))) == 1  # decoded where it was told
+    assert "study: 1 job (1 measured, 0 found done before, 0 skipped, 0 failed)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

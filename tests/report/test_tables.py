@@ -266,7 +266,8 @@ def test_inside_tables_and_profiles():
     prof = rec(profile={"batch_size": 1, "wall_ms_per_batch": 7.399, "host_ops_ms_per_batch": 5.787,
                         "gpu_kernels_ms_per_batch": 0.741, "host_wait_ms_per_batch": 0.025, "top_ops": ops})
     text = T.profile_markdown([prof])
-    assert text.startswith("## Where the time goes (--profile, per batch)\n")
+    assert text.startswith("## Where the time goes (--profile, per batch)\n\nWall time well above GPU kernel time: "
+                           "the host sets the pace.")  # GPU kernels were timed: a GPU's words
     assert cells(text) == [["network", "runner", "batch", "wall (ms)", "host in operators (ms)", "GPU kernels (ms)",
                             "host waiting (ms)"], ["resnet18", "Vanilla", "1", "7.399", "5.787", "0.741", "0.025"]]
     top = cells(text, "### Top operators: Vanilla, batch 1 (per batch)")
@@ -324,13 +325,15 @@ def test_document_layouts_line_by_line():
     assert cells(text, "### Per-layer drift: Vanilla")[1] == ["n1", "Conv", "", "0.1000", "+0.0500"]  # no weight
     ops = [{"op": "k", "calls_per_batch": 1.0, "self_cpu_ms_per_batch": 0.1}]
     prof = {"batch_size": 1, "wall_ms_per_batch": 1.0, "host_ops_ms_per_batch": 0.5, "top_ops": ops}
-    text = T.profile_markdown([rec(profile=prof), rec(backend="onnxrt", profile=prof)])
-    assert skeleton(text) == [
+    text = T.profile_markdown([rec(profile=dict(prof, batch_size=8)), rec(backend="onnxrt", profile=prof),
+                               rec(profile=prof)])
+    assert skeleton(text) == [  # on the CPU no GPU is said to be there; each runner's batches in order
         "## Where the time goes (--profile, per batch)", "",
-        "Wall time well above GPU kernel time: the host sets the pace. Profiled batches run synchronised and carry "
-        "the profiler's own cost (host time most): read the shares; the latencies above are the timed figures.", "",
-        "", "### Top operators: Vanilla, batch 1 (per batch)", "", "",
-        "### Top operators: ONNX Runtime fp32, batch 1 (per batch)", ""]
+        "On the CPU the operators are the work: wall time above operator time is the framework's own cost. Profiled "
+        "batches run synchronised and carry the profiler's own cost (host time most): read the shares; the latencies "
+        "above are the timed figures.", "",
+        "", "### Top operators: ONNX Runtime fp32, batch 1 (per batch)", "", "",
+        "### Top operators: Vanilla, batch 1 (per batch)", "", "", "### Top operators: Vanilla, batch 8 (per batch)", ""]
     assert text.endswith("|\n")
     assert cells(text)[1][-2:] == ["-", "-"]  # no GPU figures on the CPU
 
@@ -522,3 +525,35 @@ def test_an_unstable_row_marks_its_images_per_s_and_every_speed_up_computed_from
     summary = T.summary_markdown("resnet18", recs)
     assert "| 8000.0 (unstable) |" in summary and summary.count("(unstable): the row's timing") == 1
     assert "(unstable)" in T.results_table([ref]) and "(unstable)" not in T.results_table([dict(ref, host_load_1m=1.0)])
+
+
+def test_a_table_fits_the_terminal_by_leaving_out_what_tells_least(monkeypatch):
+    """Issue 27: a 230-character table in an 80-column terminal. The printed table drops, in order, parameters,
+    layers, top-5, size, latency-all, a network or batch that every row shares, then the model latency's max, until
+    it fits, and says what it left out; a file or a pipe (no COLUMNS) keeps every column."""
+    def demo(backend, images_per_s, bs=1, network="efficientnet_lite0"):
+        return rec(network=network, backend=backend, batch_size=bs, images_per_s=images_per_s, top1=85.0,
+                   top5=95.0, latency_all_mean=29.562, latency_all_max=48.87, latency_model_mean=18.644,
+                   latency_model_max=24.726, size_mb=18.7, layers=94, params=4631006)
+
+    full = T.results_table([demo("onnxrt", 27.2), demo("torch", 3.5)])
+    assert T.fit_terminal(full, None) == full
+    assert T.fit_terminal(full, max(map(len, full.splitlines()))) == full  # exactly as wide: as it is
+    text = T.fit_terminal(full, 80)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 80
+    assert cells(text)[0] == ["backend", "model ms", "images/s", "top-1 (%)"]
+    assert cells(text)[1:] == [["ONNX Runtime fp32", "18.644", "27.2", "85.00"], ["Vanilla", "18.644", "3.5", "85.00"]]
+    note = " ".join(ln for ln in lines if not ln.startswith("|"))
+    assert note == ("(to fit 80 columns, left out: parameters, layers, top-5 (%), size (MiB), Latency-all mean / max "
+                    "(ms), network (each row's is efficientnet_lite0), batch (each row's is 1), Latency-model max; "
+                    "every column is in the report)")
+    several = T.results_table([demo("torch", 3.5, 1, "resnet18"), demo("torch", 9.9, 8)])
+    narrow = T.fit_terminal(several, 100)
+    assert cells(narrow)[0][:2] == ["network", "backend"] and "batch" in cells(narrow)[0]  # they differ: kept
+    assert max(map(len, narrow.splitlines())) <= 100
+    monkeypatch.setenv("COLUMNS", "123")
+    assert T.terminal_width() == 123
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert T.terminal_width() is None

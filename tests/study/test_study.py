@@ -28,7 +28,7 @@ from utils.core.errors import ArtTRTError, cli_boundary
 FAST = ["--duration", "0", "--iterations", "2", "--min_warmup_s", "0", "--quiet"]
 TORCH_INT8 = "skipped: the torch backend has no int8: it runs fp32, fp16, bf16; int8 runs on onnxrt or tensorrt"
 TORCH_FP16 = "skipped: Vanilla fp16 needs a CUDA GPU: add --device cuda"
-SUMMARY = re.compile(r"study: (\d+) jobs \((\d+) measured, (\d+) found done before, (\d+) skipped, (\d+) failed\)")
+SUMMARY = re.compile(r"study: (\d+) jobs? \((\d+) measured, (\d+) found done before, (\d+) skipped, (\d+) failed\)")
 
 
 def records(folder: Path):

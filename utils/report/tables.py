@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from utils.backends.registry import BACKENDS, PRECISIONS, REFERENCE_RUNNER, SIDE_BY_SIDE_ROWS, row_label
 from utils.measure.compare import CompareStats
-from utils.report.doc import Doc, compose, strong, table
+from utils.report.doc import Doc, Table, compose, strong, table
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -165,6 +165,61 @@ def results_table(records: Sequence[Dict[str, Any]]) -> str:
                      _rate(r, records), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
                      r.get("layers"), r.get("params")])
     return markdown(MAIN_HEADER[:3] + [h for h, _ in extra] + MAIN_HEADER[3:], rows)
+
+
+# what a terminal narrower than a table loses first (every column stays in table_outputs/ and the report)
+TERMINAL_DROPS = ("parameters", "layers", "top-5 (%)", "size (MiB)", "Latency-all mean / max (ms)",
+                  "all p50 / p90 / p99 (ms)", "all CV (%)", "timed batches", "mode", "network", "batch")
+SAME_IN_EVERY_ROW = ("network", "batch")  # left out only where every row has the same (said in the note)
+TERMINAL_MEANS = {"Latency-model mean / max (ms)": "model ms"}  # then the mean alone
+
+
+def terminal_width() -> Optional[int]:
+    """The columns of the terminal the tables go to; None when stdout is a file or a pipe (and COLUMNS is unset):
+    a log keeps every column."""
+    import os
+    import shutil
+    import sys
+
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def fit_terminal(doc: str, width: Optional[int]) -> str:
+    """A one-table Doc as it fits `width` columns: the least telling columns left out first (TERMINAL_DROPS; the
+    network only where every row has the same), then the model latency as its mean; a line says what was left
+    out. As it is where it fits, or where nothing more can go."""
+    if width is None or max(map(len, doc.splitlines() or [""])) <= width:
+        return str(doc)
+    tables = [b for b in getattr(doc, "blocks", ()) if isinstance(b, Table)]
+    if len(tables) != 1:
+        return str(doc)
+    header, rows = list(tables[0].header), [list(r) for r in tables[0].rows]
+    left_out: List[str] = []
+    steps: List[Tuple[str, Optional[str]]] = [(h, None) for h in TERMINAL_DROPS] + list(TERMINAL_MEANS.items())
+    text = str(doc)
+    for name, renamed in steps:
+        if name not in header or (name in SAME_IN_EVERY_ROW and len({r[header.index(name)] for r in rows}) > 1):
+            continue
+        i = header.index(name)
+        if renamed is None:
+            left_out.append(f"{name} (each row's is {rows[0][i]})" if name in SAME_IN_EVERY_ROW and rows else name)
+            del header[i]
+            for r in rows:
+                del r[i]
+        else:
+            header[i] = renamed
+            for r in rows:
+                r[i] = r[i].split(" / ")[0]
+            left_out.append(f"{name.split(' mean')[0]} max")
+        text = str(table(header, rows))
+        if max(map(len, text.splitlines())) <= width:
+            break
+    import textwrap
+
+    return text + "\n" + textwrap.fill(f"(to fit {width} columns, left out: {', '.join(left_out)}; every column is "
+                                       "in the report)", max(width, 40))
 
 
 def percentile_table(records: Sequence[Dict[str, Any]]) -> str:
@@ -390,10 +445,12 @@ def inspect_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
 def profile_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
     """--profile: per batch, wall time beside the host's operator time and the GPU's kernel time, and the
     operators that take the most; empty when nothing was profiled."""
-    recs = [r for r in records if isinstance(r.get("profile"), dict)
-            and r["profile"].get("wall_ms_per_batch") is not None]
+    recs = sorted((r for r in records if isinstance(r.get("profile"), dict)
+                   and r["profile"].get("wall_ms_per_batch") is not None),
+                  key=lambda r: (str(r.get("network")), row_label(r), r["profile"].get("batch_size") or 0))
     if not recs:
         return compose()
+    on_gpu = any(r["profile"].get("gpu_kernels_ms_per_batch") is not None for r in recs)
     rows: List[List[Any]] = []
     parts: List[Any] = []
     for r in recs:
@@ -408,9 +465,10 @@ def profile_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
     head = markdown(["network", "runner", "batch", "wall (ms)", "host in operators (ms)", "GPU kernels (ms)",
                      "host waiting (ms)"], rows)
     return compose("## Where the time goes (--profile, per batch)",
-                   "Wall time well above GPU kernel time: the host sets the pace. Profiled batches run "
-                   "synchronised and carry the profiler's own cost (host time most): read the shares; the "
-                   "latencies above are the timed figures.", head, *parts)
+                   ("Wall time well above GPU kernel time: the host sets the pace. " if on_gpu else
+                    "On the CPU the operators are the work: wall time above operator time is the framework's own "
+                    "cost. ") + "Profiled batches run synchronised and carry the profiler's own cost (host time "
+                   "most): read the shares; the latencies above are the timed figures.", head, *parts)
 
 
 def latest_compares(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

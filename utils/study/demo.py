@@ -24,7 +24,7 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
     from utils.measure.timing import MeasureOptions
     from utils.models.networks import load_network
     from utils.report.records import Recorder
-    from utils.report.tables import results_table
+    from utils.report.tables import fit_terminal, results_table, terminal_width
     from utils.study.validate import validate_one
 
     folder = Path(os.environ.get("ARTTRT_DATASETS_DIR", ROOT / "datasets")) / "demo"  # tests point it elsewhere
@@ -43,7 +43,7 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
         preds.append(res.predictions)
     # the report's "same top-1 as Vanilla" column and this line are one figure, the record's
     same = round((records[1].get("agree_top1_percent") or 0.0) * (records[1].get("agree_top1_images") or 0) / 100)
-    lines: List[str] = [results_table(records), "",
+    lines: List[str] = [fit_terminal(results_table(records), terminal_width()), "",
                         f"EfficientNet-Lite0 (packaged ImageNet weights), {len(ds)} foolbox photos: "
                         f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "
                         f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} (PyTorch / ONNX Runtime); "

@@ -366,9 +366,9 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     from utils.backends.registry import row_label
     from utils.core.errors import visible
     from utils.report.report import make_report, where_results_are
-    from utils.report.tables import (inspect_markdown, latest_per_config, not_measured_markdown, over_top1_drop,
-                                     percentile_table, profile_markdown, results_table, study_order,
-                                     worth_it_markdown)
+    from utils.report.tables import (fit_terminal, inspect_markdown, latest_per_config, not_measured_markdown,
+                                     over_top1_drop, percentile_table, profile_markdown, results_table, study_order,
+                                     terminal_width, worth_it_markdown)
 
     keys = {r.get("job_key") for r in records if r.get("job_key")}
     fresh = {r.get("job_key"): r for r in everything if r.get("job_key") in keys}
@@ -376,9 +376,10 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     ok = [r for r in records if not r.get("error")]
     shown = study_order(latest_per_config(ok))
     if shown:
-        print(results_table(shown))
+        width = terminal_width()
+        print(fit_terminal(results_table(shown), width))
         print()
-        print(percentile_table(shown))
+        print(fit_terminal(percentile_table(shown), width))
     for text in (inspect_markdown(ok), profile_markdown(ok)):
         if text:
             print()
@@ -398,7 +399,8 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     make_report(output, max_top1_drop=max_top1_drop, records=list(everything) or None)
     print(where_results_are(output))
     took = time.perf_counter() - started
-    print(f"study: {sum(counts.values())} jobs ({counts.get('measured', 0)} measured, "
+    total = sum(counts.values())
+    print(f"study: {total} job{'s' if total != 1 else ''} ({counts.get('measured', 0)} measured, "
           f"{counts.get('done before', 0)} found done before, {counts.get('skipped', 0)} skipped, "
           f"{counts.get('error', 0)} failed) in {took:.1f} s")
     if max_top1_drop is not None:
