@@ -330,3 +330,32 @@ def test_the_summary_lines(tmp_path, mode, dry, verb):
     extra = " (2 copied: hard links not possible)" if mode == "link" else ""
     assert text.split("\n") == ["source form: class folders", f"{verb}: 5{extra}", "already in place: 2",
                                 "classes: 3", "not placed: 1", "  a.jpg: why", "destination: /d"]
+
+
+def test_a_flat_validation_folder_without_labels_is_one_sentence_naming_both_label_files(tmp_path, capsys):
+    """Issue 27: a flat Kaggle/devkit folder without --labels was reported as "names ending in the synset" with
+    every file listed (50,000 lines on ImageNet). Now: one sentence naming both labels files, exit 2, nothing
+    made; a folder of names with no class at all is named as such."""
+    src = tmp_path / "val"
+    for i in range(1, 4):
+        write_jpeg(src / f"ILSVRC2012_val_{i:08d}.JPEG", seed=i)
+    rc = cli_boundary(format_dataset.main, ["--src", str(src), "--dst", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and not (tmp_path / "o").exists()
+    assert (f"{src} is a flat folder of ILSVRC2012_val_<n> images (3 of 3 files), whose classes are in a labels "
+            "file: add --labels LOC_val_solution.csv (Kaggle) or --labels ILSVRC2012_validation_ground_truth.txt "
+            "--meta meta.mat (the devkit's); nothing was placed") in err[0]
+    other = tmp_path / "holiday"
+    write_jpeg(other / "beach.jpg")
+    assert plan_placement(other).form == "names that carry no class"
+
+
+def test_the_summary_names_ten_files_and_counts_the_rest_by_reason():
+    unplaced = [(Path(f"f{i}.jpg"), "why a" if i % 3 else "why b") for i in range(13)]
+    text = format_summary(Placement("class folders"), Summary(unplaced=unplaced), Path("/d"), "link", False)
+    lines = text.split("\n")
+    assert lines[4] == "not placed: 13" and lines[5:15] == [f"  f{i}.jpg: {'why a' if i % 3 else 'why b'}"
+                                                            for i in range(10)]
+    assert lines[15] == "  ... and 3 more: 2 why a; 1 why b" and lines[16] == "destination: /d"
+    exactly = format_summary(Placement("class folders"), Summary(unplaced=unplaced[:10]), Path("/d"), "link", False)
+    assert "more" not in exactly and len(exactly.split("\n")) == 16

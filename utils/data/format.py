@@ -182,20 +182,28 @@ def plan_placement(src: Path, labels: Optional[Path] = None, meta: Optional[Path
                 plan.moves.append((f, wnid))
         return plan
 
-    plan = Placement("names ending in the synset")
+    plan = Placement("names that carry no class")  # what the files turn out to be names it
     wnids = imagenet_classes().wnids
+    bare = 0
     for f in files:
         m = SUFFIX_WNID_RE.match(f.name)
         fb = FOOLBOX_RE.match(f.name)
         if m and m.group(1) in known:
+            plan.form = "names ending in the synset"
             plan.moves.append((f, m.group(1)))
         elif fb and int(fb.group(1)) < len(wnids):
             plan.form = "foolbox imagenet_<i>_<class index>"
             plan.moves.append((f, wnids[int(fb.group(1))]))
         elif VAL_NAME_RE.match(f.name):
+            bare += 1
             plan.unplaced.append((f, "needs --labels (devkit ground truth + --meta, or LOC_val_solution.csv)"))
         else:
             plan.unplaced.append((f, "name carries no synset and no labels file was given"))
+    if not plan.moves and bare:  # the devkit's or Kaggle's flat folder: its classes are in a file not given
+        raise ArtTRTError(f"{visible(str(src))} is a flat folder of ILSVRC2012_val_<n> images ({bare} of {len(files)} "
+                          "files), whose classes are in a labels file: add --labels LOC_val_solution.csv (Kaggle) or "
+                          "--labels ILSVRC2012_validation_ground_truth.txt --meta meta.mat (the devkit's); "
+                          "nothing was placed")
     return plan
 
 
@@ -268,8 +276,12 @@ def _copy_atomic(src: Path, target: Path) -> None:
         shutil.copy2(src, tmp)
 
 
+LISTED = 10  # files not placed that the summary names one by one
+
+
 def format_summary(plan: Placement, summary: Summary, dst: Path, mode: str, dry_run: bool) -> str:
-    """The lines format_dataset.py prints: counts, then every file it could not place."""
+    """The lines format_dataset.py prints: counts, then the first files it could not place (and the rest counted
+    by reason)."""
     verb = {"link": "linked", "copy": "copied", "move": "moved"}[mode]
     lines = [f"source form: {plan.form}",
              f"{'would be ' if dry_run else ''}{verb}: {summary.placed}"
@@ -277,6 +289,13 @@ def format_summary(plan: Placement, summary: Summary, dst: Path, mode: str, dry_
              f"already in place: {summary.already}",
              f"classes: {summary.classes}",
              f"not placed: {len(summary.unplaced)}"]
-    lines += [f"  {visible(str(p))}: {visible(why)}" for p, why in summary.unplaced]  # names as escapes
+    listed = summary.unplaced[:LISTED]
+    lines += [f"  {visible(str(p))}: {visible(why)}" for p, why in listed]  # names as escapes
+    if len(summary.unplaced) > len(listed):  # 50,000 lines help nobody: the rest counted by reason
+        reasons: Dict[str, int] = {}
+        for _, why in summary.unplaced[len(listed):]:
+            reasons[why] = reasons.get(why, 0) + 1
+        lines.append(f"  ... and {len(summary.unplaced) - len(listed)} more: "
+                     + "; ".join(f"{n} {visible(why)}" for why, n in reasons.items()))
     lines.append(f"destination: {dst}")
     return "\n".join(lines)
