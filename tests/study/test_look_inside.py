@@ -29,6 +29,7 @@ def test_inspect_and_profile_through_main(demo_data, tmp_path, capsys):
     i = int8["inspect"]
     assert i["onnx"]["layers"] == 94 and i["onnx"]["precisions"] == {"int8": 49, "fp32": 45}
     assert i["onnx"]["qdq_layers"] == 49 and "engine" not in i
+    assert int8["layers"] == 94  # the row's count is --inspect's (the QDQ file has 290 nodes)
     d = i["drift"]
     assert d["images"] == 8 and d["layers"] == 94 and 0.02 < d["output_relative_error"] < 0.5
     assert len(d["top_added"]) == 5 and all(t["op"] == "Conv" for t in d["top_added"])

@@ -181,11 +181,14 @@ class OnnxRuntimeRunner(Runner):
     def info(self) -> Dict[str, Any]:
         import onnx
 
+        from utils.models.onnx_layers import layer_count
+
         model = onnx.load(str(self.path), load_external_data=False)
         params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-        facts = {"size_mib": mib(files_bytes(onnx_files(self.path))), "layers": len(model.graph.node),
+        facts = {"size_mib": mib(files_bytes(onnx_files(self.path))), "layers": layer_count(model.graph),
                  "params": params, "onnx_file": str(self.path), "providers_used": self.providers_used,
-                 "provider": self.provider, "size_note": "ONNX file and its external data", "layers_note": "ONNX nodes",
+                 "provider": self.provider, "size_note": "ONNX file and its external data",
+                 "layers_note": "ONNX layers (Q/DQ and Constant nodes not counted, as --inspect)",
                  "onnxruntime_build": getattr(self, "build", None),
                  "onnxruntime_session": {"session.qdqisint8allowed": "1", "session.intra_op.allow_spinning": "0"}}
         if self.device.type == "cuda":

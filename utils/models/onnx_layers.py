@@ -43,6 +43,12 @@ def tensor_types(model: Any) -> Dict[str, Tuple[int, List[Any]]]:
     return out
 
 
+def layer_count(graph: Any) -> int:
+    """The layers of an ONNX graph as --inspect counts them: every node but Q/DQ and Constant (a QDQ file of a
+    94-layer network has 290 nodes and 94 layers)."""
+    return sum(1 for n in graph.node if n.op_type not in QDQ_OPS and n.op_type != "Constant")
+
+
 def onnx_layers(path: Path) -> List[Dict[str, Any]]:
     """One row per node that is not a Q/DQ node, in graph order."""
     import numpy as np
