@@ -43,6 +43,7 @@ from utils.core.errors import ArtTRTError
 from utils.core.phases import PhaseMarks
 from utils.core.progress import progress_bar
 from utils.data.cache import CachedDataset
+from utils.measure.energy import EnergyMeter, energy_fields
 from utils.measure.stats import latency_stats, unstable
 
 
@@ -103,6 +104,7 @@ class MeasureResult:
     bounded: bool = False           # timed by --duration/--iterations over replayed batches (no accuracy)
     nonfinite: int = 0              # images whose outputs hold a NaN or an Inf (their top-1 is none: wrong)
     unrankable: int = 0             # images whose outputs are all equal (underflow to zero, say): no class ranks
+    energy: Optional[Tuple[float, float]] = None  # the GPU's energy counter over the timed window: (mJ, s)
 
     def summary(self) -> Dict[str, Any]:
         """The flat figures of a record."""
@@ -127,6 +129,8 @@ class MeasureResult:
         else:
             out["images_per_s"] = self.timed_images / self.wall_s if self.wall_s > 0 else None
         out["latency_unstable"] = unstable(la) or unstable(lm)
+        if self.energy is not None:
+            out.update(energy_fields(*self.energy, self.timed_images, out["images_per_s"]))
         return out
 
 
@@ -173,25 +177,29 @@ class _Batch:
 
 @torch.inference_mode()
 def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
-            num_outputs: Optional[int] = None, telemetry: Any = None) -> MeasureResult:
+            num_outputs: Optional[int] = None, telemetry: Any = None,
+            energy: Optional[EnergyMeter] = None) -> MeasureResult:
     """Runs every image of `dataset` through `runner`: accuracy over all, latency over the timed batches.
 
     Args:
         num_outputs: the class count the dataset's labels index into (checked against the model).
         telemetry: an object with a `phase` attribute (utils/measure/telemetry.py), tagged as the loop goes.
+        energy: the meter read around the timed window (default: the runner's GPU's NVML counter; none on the CPU).
     """
     marks = PhaseMarks()  # NVTX ranges and profiler labels: Nsight Systems shows the loop's phases
     try:
-        return _measure(runner, dataset, opts, num_outputs, telemetry, marks)
+        if energy is None:
+            energy = EnergyMeter.for_device(runner.device)
+        return _measure(runner, dataset, opts, num_outputs, telemetry, marks, energy)
     finally:
         marks.close()
 
 
 def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_outputs: Optional[int],
-             telemetry: Any, marks: PhaseMarks) -> MeasureResult:
+             telemetry: Any, marks: PhaseMarks, energy: Optional[EnergyMeter] = None) -> MeasureResult:
     """The loop's steps in order: warm-up, then bounded timing or the whole pass (its short batch last), then the
     images read checked against the cache's checksums."""
-    loop = _Loop(runner, dataset, opts, num_outputs, telemetry, marks)
+    loop = _Loop(runner, dataset, opts, num_outputs, telemetry, marks, energy)
     loop.warm_up()
     checked = loop.bounded_timing() if loop.bounded else loop.whole_pass()
     loop.check_reads(checked)
@@ -211,8 +219,10 @@ class _Loop:
     verify_stream: Any
 
     def __init__(self, runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_outputs: Optional[int],
-                 telemetry: Any, marks: PhaseMarks) -> None:
+                 telemetry: Any, marks: PhaseMarks, energy: Optional[EnergyMeter] = None) -> None:
         self.runner, self.dataset, self.opts = runner, dataset, opts
+        self.energy = energy
+        self.energy_start: Optional[Tuple[int, float]] = None
         self.num_outputs, self.telemetry, self.marks = num_outputs, telemetry, marks
         self.bs = bs = opts.batch_size  # the options were checked when made (MeasureOptions.__post_init__)
         self.n = n = len(dataset) if opts.limit is None else min(opts.limit, len(dataset))
@@ -399,6 +409,12 @@ class _Loop:
         """Starts the timed region (after the batches before it): the wall clock's start."""
         self.set_phase("measure")
         self.drain()
+        return self.start_window()
+
+    def start_window(self) -> float:
+        """The timed window opens: the energy counter is read (where there is one), then the wall clock."""
+        if self.energy is not None:
+            self.energy_start = self.energy.read()
         return time.perf_counter()
 
     def close_timed(self, wall0: Optional[float]) -> None:
@@ -406,6 +422,10 @@ class _Loop:
         self.drain()
         if wall0 is not None:
             self.res.wall_s = time.perf_counter() - wall0
+            if self.energy is not None and self.energy_start is not None:
+                mj0, t0 = self.energy_start
+                mj1, t1 = self.energy.read()
+                self.res.energy = (float(mj1 - mj0), t1 - t0)
 
     def bounded_timing(self) -> int:
         """--duration/--iterations: the full batches (or the only, short, one) replayed in order until both are
@@ -414,7 +434,7 @@ class _Loop:
         opts = self.opts
         lap = self.n_full * self.bs if self.n_full else self.n
         count = reads = 0
-        wall0 = time.perf_counter()
+        wall0 = self.start_window()
         while True:
             for images, labels, idx in self.batches(lap):
                 self.run_timed(images, labels, idx)

@@ -22,8 +22,8 @@ from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text, slug
 from utils.report.doc import Doc
 from utils.report.records import load_records
-from utils.report.tables import (compare_doc, compare_groups, compare_labels, inspect_markdown, latest_compares,
-                                 latest_per_config, not_measured_markdown, profile_markdown, records_read,
+from utils.report.tables import (compare_doc, compare_groups, compare_labels, energy_markdown, inspect_markdown,
+                                 latest_compares, latest_per_config, not_measured_markdown, profile_markdown, records_read,
                                  side_by_side_markdown, summary_markdown, worth_it_markdown)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
@@ -82,13 +82,17 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     for network in sorted({str(r["network"]) for r in latest}):
         summary, side = summary_markdown(network, latest), side_by_side_markdown(network, latest)
         name = slug(network)  # a file name from a record field: a slug, never a path, never one of the report's own
-        if name in ("worth-it", "not-measured") or name.endswith("-side-by-side"):
+        if name in ("worth-it", "not-measured", "energy") or name.endswith("-side-by-side"):
             name = f"network-{name}"
         write("table_outputs", f"{name}.md", summary)
         write("table_outputs", f"{name}-side-by-side.md", side)
         plot = plots.throughput_plot(latest, network, folder / "plots" / f"throughput-{name}.png")
         wrote.append(str(plot))
         sections += [_doc(side), _img(plot, f"{network}: images/s against batch size"), _doc(summary)]
+    energy = energy_markdown(latest)
+    if energy:
+        write("table_outputs", "energy.md", energy)
+        sections.append(_doc(energy))
     for bs in sorted({int(r["batch_size"]) for r in latest if r.get("batch_size") is not None}):
         bars = plots.latency_bars(latest, folder / "plots" / f"inference_time_bar_all-bs{bs}.png", bs)
         wrote.append(str(bars))

@@ -166,6 +166,14 @@ class Record(_Strict):
     host_load_1m: Optional[NonNegative] = None  # the 1-minute load average, the higher of before and after timing
     host_cores: Optional[Count] = None
     nonfinite_outputs: Optional[Count] = None
+    # NVML's energy counter over the timed window (utils/measure/energy.py); energy_note says why there is none
+    energy_scope: Optional[Text] = None
+    energy_window_s: Optional[NonNegative] = None
+    energy_note: Optional[Text] = None
+    energy_j: Optional[NonNegative] = None
+    joules_per_image: Optional[NonNegative] = None
+    power_mean_w: Optional[NonNegative] = None
+    images_per_s_per_watt: Optional[NonNegative] = None
     unrankable_outputs: Optional[Count] = None
     # a study's job
     job_key: Optional[Text] = None

@@ -646,3 +646,24 @@ def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
     rows = [[net, runner, ", ".join(f"{role} bs{bs}" for bs, role in sorted(set(jobs))), why]
             for (net, runner, why), jobs in sorted(groups.items())]
     return compose("## Not measured", markdown(["network", "runner", "jobs", "why"], rows))
+
+
+ENERGY_NOTE = ("Energy from NVML's counter over each row's timed window, for the whole GPU (idle power and any other "
+               "work on it included): images/s per watt is images per joule where images/s is over the same window "
+               "(pipelined rows); a window under a second gives no figure.")
+
+
+def energy_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
+    """Per GPU row: mean power, joules per image and images/s per watt over the timed window, or why there is no
+    figure (a short window, no counter). Empty where no row ran on a GPU."""
+    recs = [r for r in study_order(records) if r.get("energy_scope")]
+    if not recs:
+        return compose()
+    several = len({r.get("network") for r in recs}) > 1
+    rows = [[r.get("network")] * several + [row_label(r), r.get("batch_size"), r.get("mode"),
+             _fmt(r.get("images_per_s"), 1), _fmt(r.get("power_mean_w"), 1), _e(r.get("joules_per_image"), ".4g"),
+             _fmt(r.get("images_per_s_per_watt"), 2), _fmt(r.get("energy_window_s"), 2), r.get("energy_note") or ""]
+            for r in recs]
+    head = ["network"] * several + ["runner", "batch", "mode", "images/s", "mean power (W)", "J / image",
+                                    "images/s per W", "window (s)", "no figure because"]
+    return compose("## Energy per image", ENERGY_NOTE, markdown(head, rows))
