@@ -33,24 +33,31 @@ def test_the_figures_by_hand():
     assert f["images_per_s_per_watt"] == pytest.approx(1 / f["joules_per_image"])
 
 
+SHORT = "is shorter than 1 s, the least the counter's steps allow"
+
+
 @pytest.mark.parametrize("delta_mj, window_s, images, why", [
-    (10_000, 0.5, 100, "shorter than 1 s"),                       # the counter's step is too large a share
-    (10_000, 0.999, 100, "shorter than 1 s"),
-    (0, 2.0, 100, "did not increase"),                            # a stuck counter: never 0 J, never inf images/J
-    (-5_000, 2.0, 100, "did not increase"),                       # a reset between the reads
-    (float("nan"), 2.0, 100, "did not increase"),
-    (10_000, float("nan"), 100, "shorter than 1 s"),
+    (10_000, 0.5, 100, "the timed window (0.5 s) " + SHORT),       # the counter's step is too large a share
+    (10_000, 0.999, 100, "the timed window (0.999 s) " + SHORT),
+    (0, 2.0, 100, "the energy counter did not increase over the window (0 mJ)"),  # stuck: never 0 J, never inf
+    (-5_000, 2.0, 100, "the energy counter did not increase over the window (-5000 mJ)"),  # a reset between reads
+    (float("nan"), 2.0, 100, "the energy counter did not increase over the window (nan mJ)"),
+    (10_000, float("nan"), 100, "the timed window (nan s) " + SHORT),
     (10_000, 2.0, 0, "no image was timed"),
 ])
 def test_no_figure_and_the_reason_where_the_counter_cannot_give_one(delta_mj, window_s, images, why):
     f = energy_fields(delta_mj, window_s, images, 100.0)
-    assert why in f["energy_note"]
+    assert f["energy_note"] == why
     assert not {"energy_j", "joules_per_image", "power_mean_w", "images_per_s_per_watt"} & set(f)
     check_record({**RECORD, **f})  # what is written fits the record
 
 
-def test_exactly_one_second_gives_a_figure():
-    assert energy_fields(300_000, 1.0, 100, 100.0)["joules_per_image"] == pytest.approx(3.0)
+def test_the_edges_that_still_give_a_figure_and_the_rounding():
+    assert energy_fields(300_000, 1.0, 100, 100.0)["joules_per_image"] == pytest.approx(3.0)  # exactly one second
+    one = energy_fields(1, 2.0, 1, None)  # the counter's least step, one image, no images/s
+    assert one["energy_j"] == 0.001 and one["joules_per_image"] == 0.001 and one["images_per_s_per_watt"] is None
+    f = energy_fields(1234.56789, 2.123456789, 3, 1.0)
+    assert f["energy_j"] == 1.2346 and f["energy_window_s"] == 2.1235 and f["power_mean_w"] == 0.58
 
 
 def run_with_power(monkeypatch, watts, n, bs, warmup, sync, bounded=False):
@@ -141,6 +148,14 @@ def test_the_counter_of_the_gpu_that_ran_the_batches(monkeypatch, two_gpus):
     assert nvml.asked == [f"GPU-{two_gpus[1]}", f"GPU-{two_gpus[0]}"]
 
 
+@pytest.mark.parametrize("uuid", ["GPU-cccccccc-2222", "MIG-dddddddd-3333"])
+def test_a_uuid_that_already_names_its_kind_is_asked_as_it_is(monkeypatch, uuid):
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid=uuid))
+    nvml = FakeNVML({uuid: 7})
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert EnergyMeter.for_device(torch.device("cuda:0")).read()[0] == 7 and nvml.asked == [uuid]
+
+
 def test_a_gpu_without_the_counter_says_so_once(monkeypatch, two_gpus, caplog):
     nvml = FakeNVML({f"GPU-{two_gpus[0]}": 0}, unsupported=[f"GPU-{two_gpus[0]}"])
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
@@ -149,6 +164,11 @@ def test_a_gpu_without_the_counter_says_so_once(monkeypatch, two_gpus, caplog):
         assert EnergyMeter.for_device(torch.device("cuda:0")) is None
     lines = [r.getMessage() for r in caplog.records if "energy" in r.getMessage()]
     assert lines == ["no energy figures on cuda:0: NVML's energy counter cannot be read there (Not Supported)"]
+    nvml.NVMLError = type("NVMLError_NoPermission", (Exception,), {})  # an error with no message: named by its type
+    nvml.nvmlInit = lambda: (_ for _ in ()).throw(nvml.NVMLError())
+    with caplog.at_level(logging.WARNING):
+        assert EnergyMeter.for_device(torch.device("cuda:1")) is None
+    assert caplog.records[-1].getMessage().endswith("cannot be read there (NVMLError_NoPermission)")
 
 
 def test_records_refuse_energy_that_is_not_a_number():

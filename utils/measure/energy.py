@@ -41,7 +41,7 @@ class EnergyMeter:
     @classmethod
     def for_device(cls, device: Any) -> Optional["EnergyMeter"]:
         """The meter of a CUDA device, or None (the CPU; no NVML; no energy counter: said once in one line)."""
-        if getattr(device, "type", None) != "cuda":
+        if device.type != "cuda":
             return None
         try:
             import pynvml
@@ -71,13 +71,7 @@ def energy_fields(delta_mj: float, window_s: float, images: int, images_per_s: O
     power; or no figure and `energy_note` saying why."""
     out: Dict[str, Any] = {"energy_scope": SCOPE, "energy_window_s": round(window_s, 4) if math.isfinite(window_s)
                            else None}
-    why = None
-    if not (math.isfinite(window_s) and window_s >= MIN_WINDOW_S):
-        why = f"the timed window ({window_s:.3g} s) is shorter than {MIN_WINDOW_S:g} s, the least the counter's steps allow"
-    elif not (math.isfinite(delta_mj) and delta_mj > 0):
-        why = f"the energy counter did not increase over the window ({delta_mj:g} mJ)"
-    elif images < 1:
-        why = "no image was timed"
+    why = why_no_energy(delta_mj, window_s, images)
     if why:
         return {**out, "energy_note": why}
     joules = delta_mj / 1e3
@@ -85,3 +79,15 @@ def energy_fields(delta_mj: float, window_s: float, images: int, images_per_s: O
     out.update({"energy_j": round(joules, 4), "joules_per_image": joules / images, "power_mean_w": round(watts, 2),
                 "images_per_s_per_watt": images_per_s / watts if images_per_s else None})
     return out
+
+
+def why_no_energy(delta_mj: float, window_s: float, images: int) -> Optional[str]:
+    """Why a window gives no energy figure, or None where it gives one."""
+    if not (math.isfinite(window_s) and window_s >= MIN_WINDOW_S):
+        return (f"the timed window ({window_s:.3g} s) is shorter than {MIN_WINDOW_S:g} s, the least the counter's "
+                "steps allow")
+    if not (math.isfinite(delta_mj) and delta_mj > 0):
+        return f"the energy counter did not increase over the window ({delta_mj:g} mJ)"
+    if images < 1:
+        return "no image was timed"
+    return None
