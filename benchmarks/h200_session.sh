@@ -135,12 +135,44 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
       bash benchmarks/h200_session.sh study
     fi
     ;;
+  c1|c2|c3|c4|c5)  # issue 28 (2026-12-03): each call carries one 48 MiB part of onnxruntime-gpu 1.31.1 (.ort/pN, an
+    # xz tar of the unpacked wheel) and does work beside it; the study's parts add up in /tmp/st/wall (cold time)
+    mkdir -p /tmp/ort /tmp/st && cp .ort/p*/part_* /tmp/ort/ 2>/dev/null; ls /tmp/ort
+    [ -d /tmp/site/pydantic ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+    case "$1" in
+      c1)  # the GPU's facts, the 50,000-JPEG folder, the GPU tests, then the study's PyTorch part
+        nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee $OUT/gpu.log
+        t0=$(date +%s%N)
+        python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/st'), 50000, d.source_photos(Path('datasets/demo')), 16)"
+        echo "50,000-JPEG folder made in $(( ($(date +%s%N) - t0) / 1000000 )) ms: $(du -sh /tmp/st/data)" | tee -a $OUT/gpu.log
+        python3 -m pytest -q -p no:cacheprovider tests/measure/test_timing_gpu.py tests/measure/test_energy.py 2>&1 | tail -15 | tee -a $OUT/gpu.log
+        STUDY_S=${STUDY_S:-420} BACKENDS="torch compile" bash benchmarks/h200_session.sh study ;;
+      c2)  # the PyTorch part's rest; then the loop's GPU mutants (tools/mutation.py "timing on a GPU"), bounded
+        STUDY_S=${STUDY_S:-300} BACKENDS="torch compile" bash benchmarks/h200_session.sh study
+        python3 -m pip install -q --no-index --no-deps --target /tmp/site .mut/*.whl
+        [ -d .git ] || { git init -q . && git add -A > /dev/null; }
+        mkdir -p $OUT/mut
+        timeout -s INT ${MUT_S:-240} python3 tools/mutation.py "timing on a GPU" --max_children 14 --workdir /tmp/mut \
+          --json $OUT/mut/gpu.json > $OUT/mut/gpu.log 2>&1; echo "mutation exit $?" >> $OUT/mut/gpu.log
+        (cd "/tmp/mut/timing-on-a-GPU" && python3 -m mutmut results --all true > $OUT/mut/results.txt 2>&1)
+        grep -v "^ *$" $OUT/mut/gpu.log | tail -5; awk -F': ' '{print $2}' $OUT/mut/results.txt | sort | uniq -c ;;
+      c4|c5)  # join and unpack ONNX Runtime GPU once, then the study with every backend (resumed)
+        if [ ! -d /tmp/ortsite/onnxruntime ]; then
+          mkdir -p /tmp/ortsite && cat /tmp/ort/part_* | xz -d -T16 | tar -x -C /tmp/ortsite || exit 1
+          export PYTHONPATH=/tmp/ortsite:/tmp/site
+          python3 -c "import torch, onnxruntime as ort, modelopt.onnx.autocast, polygraphy; print('onnxruntime', ort.__version__, ort.get_device(), ort.get_available_providers())" 2>&1 | tail -2 | tee $OUT/ort.log
+        fi
+        STUDY_S=${STUDY_S:-520} bash benchmarks/h200_session.sh study
+        [ "$1" = c5 ] && bash benchmarks/h200_session.sh rerun ;;
+    esac
+    ;;
   study)  # issue 14: the study (resumable: STUDY_S bounds this call's part); its wall time adds up in /tmp/st/wall
     export PYTHONPATH=/tmp/ortsite:/tmp/site
     t0=$(date +%s%N)
     timeout -s INT ${STUDY_S:-530} python3 main.py -v --networks resnet18 resnet34 resnet50 resnet101 resnet152 mobilenet_v2 \
-      --backends torch compile onnxrt --precisions fp32 fp16 --batch_sizes ${BS:-1 256} --dataset /tmp/st/data --device cuda \
-      --output /tmp/st/out --quiet > /tmp/st/last.log 2>&1; rc=$?
+      --backends ${BACKENDS:-torch compile onnxrt} --precisions fp32 fp16 --batch_sizes ${BS:-1 256} --dataset /tmp/st/data \
+      --device cuda --output /tmp/st/out --quiet > /tmp/st/last.log 2>&1; rc=$?
     dt=$(( ($(date +%s%N) - t0) / 1000000 )); echo "$dt $rc" >> /tmp/st/wall
     echo "this part: $dt ms, exit $rc; parts so far (ms, exit):"; cat /tmp/st/wall
     grep -v "latency varies" /tmp/st/last.log | tail -60

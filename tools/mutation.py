@@ -38,6 +38,14 @@ Module = Tuple[List[str], Optional[List[str]], List[str]]
 MODULES: Dict[str, Module] = {
     "statistics": (["utils/measure/stats.py"], None, ["tests/measure/test_stats.py"]),
     "timing and accuracy": (["utils/measure/timing.py"], None, ["tests/measure/test_timing.py"]),
+    # the loop's steps that hold GPU paths (CUDA events, streams, the page-locked feed, the on-device checksum)
+    # against the GPU tests: run on a CUDA machine (on the CPU those tests skip)
+    "timing on a GPU": (["utils/measure/timing.py"],
+                        [f"utils.measure.timing.xǁ{f}__*" for f in (
+                            "_Timerǁ__init_", "_Timerǁrecord", "_Timerǁms_until", "_Loopǁ_feed", "_Loopǁ_verification",
+                            "_Loopǁcopy_in", "_Loopǁrun_batch", "_Loopǁfinish", "_Loopǁcheck_reads")],
+                        ["tests/measure/test_timing_gpu.py"]),
+    "energy": (["utils/measure/energy.py"], None, ["tests/measure/test_energy.py"]),
     "comparison": (["utils/measure/compare.py"], None, ["tests/measure/test_compare.py"]),
     "cache key and fingerprint": (
         ["utils/data/scan.py", "utils/core/artefact.py", "utils/data/cache.py"],
@@ -55,8 +63,10 @@ MODULES: Dict[str, Module] = {
                      ["tests/models/test_onnx_export.py", "-k", "export_check or wrong_export or input_shapes or word_for_word or crop_other or two_images or broken_and_foreign or default_exporter or tolerance_grows or contradict"]),
     "error boundary": (["utils/core/errors.py"], None, ["tests/core/test_errors.py"]),
     "records": (["utils/report/records.py"], None, ["tests/report/test_records.py"]),
-    "tables": (["utils/report/tables.py"], None, ["tests/report/test_tables.py"]),
+    "tables": (["utils/report/tables.py"], None, ["tests/report/test_tables.py", "tests/report/test_tables_records.py",
+                                                  "tests/report/test_tables_study.py"]),
 }
+ON_A_GPU = ("timing on a GPU",)  # named explicitly, on a CUDA machine (not in the default "every module")
 # what the tests need beside utils/ (mutmut copies utils/ itself, mutated, and tests/)
 ALSO_COPY = ["main.py", "build_trt.py", "onnx_transform.py", "format_dataset.py", "README.md", "requirements.txt",
              "tools", "benchmarks", "datasets", "weights", "outputs", "docs"]
@@ -87,9 +97,10 @@ def config(files: Sequence[str], tests: Sequence[str]) -> str:
             'process_isolation = "forkserver"\n')  # torch is not fork-safe once used
 
 
-def run_module(name: str, workdir: Path, children: int) -> Dict[str, str]:
-    """mutmut over one module in a fresh copy; every mutant's status by key."""
+def run_module(name: str, workdir: Path, children: int, only: Optional[List[str]] = None) -> Dict[str, str]:
+    """mutmut over one module in a fresh copy; every mutant's status by key (`only`: these functions of it)."""
     files, functions, tests = MODULES[name]
+    functions = only or functions
     here = workdir / name.replace(" ", "-")
     if here.exists():
         shutil.rmtree(here)
@@ -134,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max_children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
     p.add_argument("--show", action="store_true", help="print each survivor's diff (mutmut show)")
     p.add_argument("--json", help="write the summary here as JSON")
+    p.add_argument("--only", nargs="+", metavar="PATTERN",
+                   help="only the functions these mutmut names match (fnmatch: 'utils.report.tables.x_records_read*')")
     args = p.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -148,9 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     equivalent, gpu_only = equivalents(), equivalents(section="Reached only on a GPU")
     rows = []
-    for name in args.modules or list(MODULES):
+    for name in args.modules or [m for m in MODULES if m not in ON_A_GPU]:
         t0 = time.perf_counter()
-        statuses = run_module(name, workdir, args.max_children)
+        statuses = run_module(name, workdir, args.max_children, args.only)
         row = summarise(name, statuses, equivalent, gpu_only)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
