@@ -135,7 +135,7 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
       bash benchmarks/h200_session.sh study
     fi
     ;;
-  c1|c2|c3|c4|c5)  # issue 28 (2026-12-03): each call carries one 48 MiB part of onnxruntime-gpu 1.31.1 (.ort/pN, an
+  c1|c2|c3|c4|c5|mut)  # issue 28 (2026-12-03): each call carries one 48 MiB part of onnxruntime-gpu 1.31.1 (.ort/pN, an
     # xz tar of the unpacked wheel) and does work beside it; the study's parts add up in /tmp/st/wall (cold time)
     mkdir -p /tmp/ort /tmp/st && cp .ort/p*/part_* /tmp/ort/ 2>/dev/null; ls /tmp/ort
     [ -d /tmp/site/pydantic ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
@@ -148,8 +148,9 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
         echo "50,000-JPEG folder made in $(( ($(date +%s%N) - t0) / 1000000 )) ms: $(du -sh /tmp/st/data)" | tee -a $OUT/gpu.log
         python3 -m pytest -q -p no:cacheprovider tests/measure/test_timing_gpu.py tests/measure/test_energy.py 2>&1 | tail -15 | tee -a $OUT/gpu.log
         STUDY_S=${STUDY_S:-420} BACKENDS="torch compile" bash benchmarks/h200_session.sh study ;;
-      c2)  # the PyTorch part's rest; then the loop's GPU mutants (tools/mutation.py "timing on a GPU"), bounded
-        STUDY_S=${STUDY_S:-300} BACKENDS="torch compile" bash benchmarks/h200_session.sh study
+      c2)  # the PyTorch part's rest
+        STUDY_S=${STUDY_S:-400} BACKENDS="torch compile" bash benchmarks/h200_session.sh study ;;
+      mut)  # the loop's GPU mutants (tools/mutation.py "timing on a GPU"), bounded by MUT_S
         python3 -m pip install -q --no-index --no-deps --target /tmp/site .mut/*.whl
         [ -d .git ] || { git init -q . && git add -A > /dev/null; }
         mkdir -p $OUT/mut
@@ -164,7 +165,8 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
           python3 -c "import torch, onnxruntime as ort, modelopt.onnx.autocast, polygraphy; print('onnxruntime', ort.__version__, ort.get_device(), ort.get_available_providers())" 2>&1 | tail -2 | tee $OUT/ort.log
         fi
         STUDY_S=${STUDY_S:-520} bash benchmarks/h200_session.sh study
-        [ "$1" = c5 ] && bash benchmarks/h200_session.sh rerun ;;
+        [ "$1" = c5 ] && bash benchmarks/h200_session.sh rerun
+        [ "$1" = c5 ] && [ -n "${MUT_S:-}" ] && bash benchmarks/h200_session.sh mut ;;
     esac
     ;;
   study)  # issue 14: the study (resumable: STUDY_S bounds this call's part); its wall time adds up in /tmp/st/wall
