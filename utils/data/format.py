@@ -16,6 +16,7 @@ Usage:
 """
 from __future__ import annotations
 
+import collections
 import csv
 import errno
 import io
@@ -292,9 +293,7 @@ def format_summary(plan: Placement, summary: Summary, dst: Path, mode: str, dry_
     listed = summary.unplaced[:LISTED]
     lines += [f"  {visible(str(p))}: {visible(why)}" for p, why in listed]  # names as escapes
     if len(summary.unplaced) > len(listed):  # 50,000 lines help nobody: the rest counted by reason
-        reasons: Dict[str, int] = {}
-        for _, why in summary.unplaced[len(listed):]:
-            reasons[why] = reasons.get(why, 0) + 1
+        reasons = collections.Counter(why for _, why in summary.unplaced[len(listed):])  # in order first seen
         lines.append(f"  ... and {len(summary.unplaced) - len(listed)} more: "
                      + "; ".join(f"{n} {visible(why)}" for why, n in reasons.items()))
     lines.append(f"destination: {dst}")

@@ -24,7 +24,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from utils.core.errors import ArtTRTError
-from utils.models.onnx_layers import QDQ_OPS, tensor_types, onnx_layers
+from utils.models.onnx_layers import is_layer, onnx_layers, tensor_types
 
 
 def _with_outputs(model: Any, names: List[str]) -> bytes:
@@ -60,7 +60,7 @@ def layer_drift(fp32_path: Path, quant_path: Path, images: np.ndarray) -> List[D
     layers = {r["name"]: r for r in onnx_layers(quant_path)}
     compared: List[Dict[str, Any]] = []
     for node in quant.graph.node:
-        if node.op_type in QDQ_OPS or node.op_type == "Constant" or not node.output:
+        if not is_layer(node) or not node.output:
             continue
         out = node.output[0]
         if out in ref_outputs:

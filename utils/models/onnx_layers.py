@@ -43,14 +43,18 @@ def tensor_types(model: Any) -> Dict[str, Tuple[int, List[Any]]]:
     return out
 
 
+def is_layer(node: Any) -> bool:
+    """A layer as --inspect counts it: any node but a Q/DQ node or a Constant."""
+    return node.op_type not in QDQ_OPS and node.op_type != "Constant"
+
+
 def layer_count(graph: Any) -> int:
-    """The layers of an ONNX graph as --inspect counts them: every node but Q/DQ and Constant (a QDQ file of a
-    94-layer network has 290 nodes and 94 layers)."""
-    return sum(1 for n in graph.node if n.op_type not in QDQ_OPS and n.op_type != "Constant")
+    """The layers of an ONNX graph (a QDQ file of a 94-layer network has 290 nodes and 94 layers)."""
+    return sum(1 for n in graph.node if is_layer(n))
 
 
 def onnx_layers(path: Path) -> List[Dict[str, Any]]:
-    """One row per node that is not a Q/DQ node, in graph order."""
+    """One row per layer (is_layer: not a Q/DQ node, not a Constant), in graph order."""
     import numpy as np
     import onnx
 
@@ -81,7 +85,7 @@ def onnx_layers(path: Path) -> List[Dict[str, Any]]:
 
     rows: List[Dict[str, Any]] = []
     for node in g.node:
-        if node.op_type in QDQ_OPS or node.op_type == "Constant":
+        if not is_layer(node):
             continue
         data_inputs = [i for i in node.input if i]
         params = 0
