@@ -39,3 +39,24 @@ def test_summary_counts_equivalents_out_of_the_rate(tmp_path):
     doc = tmp_path / "m.md"
     doc.write_text("- `m.x_f__mutmut_2`: a reason long enough\n- `other`: not a mutant key\n")
     assert mutation.equivalents(doc) == {"m.x_f__mutmut_2": "a reason long enough"}
+
+
+def test_which_modules_and_functions_a_run_mutates(monkeypatch, tmp_path, capsys):
+    """No module named: every module but the GPU one (its tests skip without CUDA); --only narrows the functions."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "mutmut", types.ModuleType("mutmut"))
+    calls = []
+
+    def fake_run(name, workdir, children, only=None):
+        calls.append((name, only))
+        return {f"utils.x_f__mutmut_{i}": "killed" for i in range(3)}
+
+    monkeypatch.setattr(mutation, "run_module", fake_run)
+    assert mutation.main(["--workdir", str(tmp_path)]) == 0
+    assert [n for n, _ in calls] == [m for m in mutation.MODULES if m != "timing on a GPU"] and len(calls) >= 9
+    calls.clear()
+    assert mutation.main(["timing on a GPU", "--workdir", str(tmp_path), "--only", "a*", "b*"]) == 0
+    assert calls == [("timing on a GPU", ["a*", "b*"])]
+    assert mutation.main(["no such module", "--workdir", str(tmp_path)]) == 2
+    assert "no module 'no such module' here" in capsys.readouterr().err
