@@ -146,7 +146,7 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
         t0=$(date +%s%N)
         python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/st'), 50000, d.source_photos(Path('datasets/demo')), 16)"
         echo "50,000-JPEG folder made in $(( ($(date +%s%N) - t0) / 1000000 )) ms: $(du -sh /tmp/st/data)" | tee -a $OUT/gpu.log
-        python3 -m pytest -q -p no:cacheprovider tests/measure/test_timing_gpu.py tests/measure/test_energy.py 2>&1 | tail -15 | tee -a $OUT/gpu.log
+        python3 -m pytest -q -p no:cacheprovider tests/measure/test_timing_gpu.py 2>&1 | tail -15 | tee -a $OUT/gpu.log
         STUDY_S=${STUDY_S:-420} BACKENDS="torch compile" bash benchmarks/h200_session.sh study ;;
       c2)  # the PyTorch part's rest
         STUDY_S=${STUDY_S:-400} BACKENDS="torch compile" bash benchmarks/h200_session.sh study ;;
