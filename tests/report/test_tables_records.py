@@ -138,6 +138,15 @@ def test_comparison_labels_from_the_records_own_options():
         ("Vanilla", "ONNX Runtime int8 (cuda)")
 
 
+def test_a_reference_whose_backend_name_holds_a_dash():
+    """A backend added with registry.register() may be named "my-trt": the reference "my-trt-fp16" is that backend at
+    fp16 (the precision is after the last dash: no precision name holds one), not backend "my" at "trt-fp16"."""
+    from utils.backends.registry import row_label
+
+    ref, _ = T.compare_labels(_cmp("onnxrt", "int8", reference="my-trt-fp16"))
+    assert ref == row_label({"backend": "my-trt", "precision": "fp16", "options": ""}) and "trt-fp16" not in ref
+
+
 def test_comparison_labels_of_records_written_before_they_said_their_options():
     old = {k: v for k, v in _cmp("onnxrt", "int8").items() if k != "options"}
     assert T.compare_labels(dict(old, other_facts={"options": "cpu"})) == ("Vanilla", "ONNX Runtime int8 (cpu)")

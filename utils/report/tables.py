@@ -216,6 +216,8 @@ def fit_terminal(doc: str, width: Optional[int]) -> str:
         text = str(table(header, rows))
         if max(map(len, text.splitlines())) <= width:
             break
+    if not left_out:  # nothing that may go is in it: as it is
+        return str(doc)
     import textwrap
 
     return text + "\n" + textwrap.fill(f"(to fit {width} columns, left out: {', '.join(left_out)}; every column is "
@@ -336,7 +338,7 @@ def compare_markdown(stats: CompareStats, ref_name: str, other_name: str, networ
 
 def compare_labels(rec: Dict[str, Any]) -> Tuple[str, str]:
     """The row labels of a comparison record's reference ("torch-fp32" in the record) and other runner."""
-    backend, _, precision = str(rec.get("reference") or "-").partition("-")
+    backend, _, precision = str(rec.get("reference") or "-").rpartition("-")  # a backend's name may hold "-"
     other = {"backend": rec.get("backend"), "precision": rec.get("precision"),
              "options": rec.get("options") if rec.get("options") is not None else
              ((rec.get("other_facts") or {}).get("options") or "")}
@@ -604,7 +606,8 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
             agreed = next((agree[r["setup_key"]] for r in g.values() if r.get("setup_key") in agree), None)
             agreed = agreed or next((r for r in g.values() if r.get("agree_top1_percent") is not None), None)
             nan = any(not_numbers(r) for r in g.values())
-            mark = "" if max_drop is None else "NaN" if nan else "" if drop is None else (
+            mark = "" if max_drop is None else "NaN" if nan else (
+                "no top-1" if any_rec.get("top1") is None else "no reference") if drop is None else (
                 "OVER" if drop > max_drop + 1e-9 else "ok")
             rows.append([network, " / ".join(key), _rate(g[large], [r for r in mine if r.get("batch_size") == large])
                          if large in g else "-",
@@ -643,7 +646,7 @@ def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
                                                                              str(r.get("role") or "run")))
     if not groups:
         return compose()
-    rows = [[net, runner, ", ".join(f"{role} bs{bs}" for bs, role in sorted(set(jobs))), why]
+    rows = [[net, runner, ", ".join(f"{role} bs{bs}" if bs else role for bs, role in sorted(set(jobs))), why]
             for (net, runner, why), jobs in sorted(groups.items())]
     return compose("## Not measured", markdown(["network", "runner", "jobs", "why"], rows))
 
