@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--max_top1_drop", type=float, metavar="POINTS",
                        help="mark the rows whose top-1 is more than POINTS below PyTorch fp32 on the same network "
                             "and dataset, and exit 3 if any is")
+    study.add_argument("--mixed_precision", action="store_true",
+                       help="int8/fp8: keep the fewest layers in fp32 for top-1 within --max_top1_drop")
 
     look = p.add_argument_group("look inside (with -v)")
     look.add_argument("--inspect", action="store_true",

@@ -188,6 +188,10 @@ def row_label(rec: Dict[str, Any]) -> str:
         extras.append("CUDA graph")
     if rec.get("calib_method"):  # the images the calibration really used (weak typing: whole batches only)
         extras.append(f"{rec['calib_method']}, {rec.get('calib_images_used') or rec.get('calib_images')} img")
+    prep = rec.get("preparation")
+    mixed = prep.get("mixed_precision") if isinstance(prep, dict) else None
+    if isinstance(mixed, dict):  # a --mixed_precision file: another file than the plain int8/fp8 one
+        extras.append(f"mixed, {mixed.get('final_k')} layers fp32")
     if rec.get("mode") == "sync" and str(rec.get("device", "")).startswith("cuda"):
         extras.append("sync")  # on the CPU every run is synchronous: say it only where it differs
     return text + (f" ({', '.join(extras)})" if extras else "")

@@ -41,7 +41,8 @@ class ModelOptions:
 
     @staticmethod
     def from_args(args: argparse.Namespace) -> "ModelOptions":
-        return from_args(ModelOptions, args, calib=from_args(CalibOptions, args))
+        budget = getattr(args, "max_top1_drop", None) if getattr(args, "mixed_precision", False) else None
+        return from_args(ModelOptions, args, calib=from_args(CalibOptions, args, mixed_precision_budget=budget))
 
     def shape_for(self, net: Network) -> Shape:
         if self.input_shape is not None:

@@ -15,6 +15,8 @@ Usage:
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -63,10 +65,15 @@ class CalibOptions:
     quantizer: str = "auto"                  # who inserts Q/DQ nodes: auto (ModelOpt, else ORT), modelopt, ort
     calib_dataset: Optional[str] = None      # default: the validation dataset
     seed: int = 0                            # picks the calibration images
+    exclude: Tuple[str, ...] = ()            # ONNX node names kept out of quantization (in high precision)
+    mixed_precision_budget: Optional[float] = None  # top-1 points: search which layers to exclude (mixed_precision)
 
     def __post_init__(self) -> None:
         """Checked here, the one place that owns it (a --calib_sizes grid makes one per size)."""
         at_least("calib_size", self.calib_size)
+        budget = self.mixed_precision_budget
+        if budget is not None and not (0 <= budget < float("inf")):
+            raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {budget}")
 
 
 def add_args(g: Any, calib_dataset: bool = True) -> None:
@@ -76,7 +83,7 @@ def add_args(g: Any, calib_dataset: bool = True) -> None:
     g.add_argument("--calib_size", type=int, default=500, metavar="N",
                    help="calibration images (capped by the dataset)")
     g.add_argument("--quantizer", choices=["auto", "modelopt", "ort"], default="auto",
-                   help="who inserts Q/DQ nodes: ModelOpt, or ONNX Runtime's quantizer")
+                   help="who inserts Q/DQ nodes: ModelOpt or ONNX Runtime")
     g.add_argument("--fp16_io", action="store_true", help="AutoCast fp16/bf16: make the model's I/O fp16 too")
     if calib_dataset:
         g.add_argument("--calib_dataset", metavar="DIR", help="dataset for calibration (default --dataset)")
@@ -128,22 +135,26 @@ def calibration_data(net: Network, calib: CalibOptions, data: DataOptions, folde
     return arr, {**facts, "calib_data": str(path), "calib_prepare_s": made["prepare_s"]}
 
 
-def _quantize_modelopt(src: Path, out: Path, mode: str, method: str, data: np.ndarray) -> None:
-    """ModelOpt's ONNX PTQ into `out` (through a name ending in .onnx, which ModelOpt wants)."""
+def _quantize_modelopt(src: Path, out: Path, mode: str, method: str, data: np.ndarray,
+                       exclude: Tuple[str, ...] = ()) -> None:
+    """ModelOpt's ONNX PTQ into `out` (through a name ending in .onnx, which ModelOpt wants); the nodes named in
+    `exclude` stay in high precision."""
     _, quantization = _modelopt_onnx()
     tmp_onnx = out.with_name(out.name + ".onnx")
     try:
         with library_prints():  # ONNX Runtime's calibrator prints its progress
             quantization.quantize(str(src), quantize_mode=mode, calibration_data=data, calibration_method=method,
                                   calibration_eps=["cpu"], high_precision_dtype=HIGH_PRECISION,
-                                  output_path=str(tmp_onnx), log_level="WARNING")
+                                  nodes_to_exclude=list(exclude) or None, output_path=str(tmp_onnx),
+                                  log_level="WARNING")
         tmp_onnx.replace(out)
     finally:
         tmp_onnx.unlink(missing_ok=True)
 
 
-def _quantize_ort(src: Path, out: Path, method: str, data: np.ndarray) -> None:
-    """ONNX Runtime's quantizer, in the form TensorRT accepts (QDQ, symmetric, per-channel, float biases).
+def _quantize_ort(src: Path, out: Path, method: str, data: np.ndarray, exclude: Tuple[str, ...] = ()) -> None:
+    """ONNX Runtime's quantizer, in the form TensorRT accepts (QDQ, symmetric, per-channel, float biases); the
+    nodes named in `exclude` stay in float (passed as a JSON file).
 
     It runs in a fresh interpreter: importing ModelOpt patches ONNX Runtime's quantization classes, after
     which quantize_static fails in the same process ("Quantization parameters are not specified").
@@ -155,8 +166,10 @@ def _quantize_ort(src: Path, out: Path, method: str, data: np.ndarray) -> None:
     with tempfile.TemporaryDirectory() as work:
         npy = Path(work) / "calib.npy"
         np.save(npy, data)
+        names = Path(work) / "exclude.json"
+        names.write_text(json.dumps(list(exclude)))
         r = subprocess.run([sys.executable, "-m", "utils.models.ort_quantize", str(src), str(out), method, str(npy),
-                            work], cwd=Path(__file__).resolve().parent.parent.parent, capture_output=True, text=True)
+                            work, str(names)], cwd=Path(__file__).resolve().parent.parent.parent, capture_output=True, text=True)
         if r.returncode != 0:
             last = (r.stderr.strip().splitlines() or ["no output"])[-1]
             raise ArtTRTError(f"ONNX Runtime's quantizer failed on {src.name}: {last}")
@@ -175,6 +188,8 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
 
     if precision == "fp32":
         return src, {"prepare_s": 0.0}
+    if precision in CALIB_METHODS and calib.mixed_precision_budget is not None:
+        return _mixed_precision(src, precision, net, calib, data, folder)
     settings: Dict[str, Any] = {"src": src, "precision": precision, "version": 2}  # src: by content, external data too
     calib_facts: Dict[str, Any] = {}
     calibrate_s = 0.0
@@ -189,6 +204,8 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
         calibrate_s = float(calib_facts["calib_prepare_s"])
         settings.update({"method": method, "calib_data": Path(calib_facts["calib_data"]).name,
                          "tool": calib.quantizer, "high_precision": HIGH_PRECISION})
+        if calib.exclude:  # only when asked: the keys of every file made before stay as they were
+            settings["exclude"] = list(calib.exclude)
     else:
         raise ArtTRTError(f"unknown precision {precision}")
 
@@ -209,7 +226,7 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
             made_by = None
             if tool in ("auto", "modelopt"):
                 try:
-                    _quantize_modelopt(src, tmp, precision, method, calib_data)
+                    _quantize_modelopt(src, tmp, precision, method, calib_data, calib.exclude)
                     made_by = "modelopt.onnx.quantization"
                 except ArtTRTError:
                     raise
@@ -219,9 +236,11 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
                                           f"{first_line(err)}") from err
                     log.warning("ModelOpt quantization failed (%s): falling back to ONNX Runtime's quantizer", err)
             if made_by is None:
-                _quantize_ort(src, tmp, method, calib_data)
+                _quantize_ort(src, tmp, method, calib_data, calib.exclude)
                 made_by = "onnxruntime.quantization.quantize_static"
             facts.update({"tool": made_by, "calib_method": method, "high_precision": HIGH_PRECISION})
+            if calib.exclude:
+                facts["excluded_layers"] = list(calib.exclude)
             if precision == "fp8":
                 facts["ort_cpu_note"] = ORT_FP8_NOTE
             proto = onnx.load(str(tmp))
@@ -236,4 +255,41 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
     facts["calibrate_s"] = round(calibrate_s, 3)
     facts["convert_s"] = facts["prepare_s"]
     facts["prepare_s"] = round(facts["prepare_s"] + calibrate_s, 3)
+    return out, facts
+
+
+def _mixed_precision(src: Path, precision: str, net: Network, calib: CalibOptions, data: DataOptions,
+                     folder: Optional[Path]) -> Tuple[Path, Dict[str, Any]]:
+    """The quantized file whose top-1 stays within calib.mixed_precision_budget points of fp32 on held-out images,
+    with the fewest layers kept out of quantization (utils.models.mixed_precision); facts["mixed_precision"] holds
+    the search, every step's measure included."""
+    from utils.models import mixed_precision as mp
+
+    budget = float(calib.mixed_precision_budget or 0.0)
+    plain = dataclasses.replace(calib, mixed_precision_budget=None, exclude=())
+    _, calib_facts = calibration_data(net, plain, data, load=False)
+    heldout = mp.heldout_images(net, data, calib_facts, plain.seed)
+    onnx_folder = folder or weights_dir() / "onnx"
+
+    def convert(exclude: Tuple[str, ...]) -> Tuple[Path, Dict[str, Any]]:
+        return convert_precision(src, precision, net, dataclasses.replace(plain, exclude=exclude), data,
+                                 folder=onnx_folder)
+
+    settings = {"precision": precision, "method": plain.calib_method, "quantizer": plain.quantizer,
+                "calib_data": Path(calib_facts["calib_data"]).name, "high_precision": HIGH_PRECISION,
+                "budget": budget, "drift_images": mp.DRIFT_IMAGES, "version": 1}
+    result, found = mp.search(src, precision, convert, lambda: np.load(calib_facts["calib_data"]), heldout, budget,
+                              settings, onnx_folder)
+    out, facts = convert(tuple(result["kept"]))
+    block = {**result, "calib_images": int(calib_facts["calib_images"]), "final_onnx": str(out), "cached": found}
+    final = result["steps"][[s["k"] for s in result["steps"]].index(result["final_k"])]
+    said = (f"{result['final_k']} of {result['ranked_layers']} ranked layers kept out of {precision}: top-1 "
+            f"{final['top1']:.2f}% against fp32 {result['fp32_top1']:.2f}% on {result['heldout_images']} held-out images "
+            f"(drop {final['drop']:.2f} points, budget {budget:g}{'' if result['met'] else ', NOT met'})")
+    if not found:
+        log.info("mixed precision search of %s:\n%s", src.name, mp.steps_markdown(result))
+    log.info("mixed precision%s: %s; the file: %s (build_trt.py --onnx takes it)",
+             f", found before in {Path(result['search_file']).name}" if found else "", said, out)
+    facts["mixed_precision"] = block
+    facts["prepare_s"] = round(float(facts["prepare_s"]) + (0.0 if found else float(result["search_s"])), 3)
     return out, facts

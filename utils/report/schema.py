@@ -22,6 +22,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
 NonNegative = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e300)]
 Percent = Annotated[float, Field(allow_inf_nan=False, ge=0, le=100)]
 Count = Annotated[int, Field(ge=0, le=2**53)]
+Points = Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]  # a difference of two percentages
 BatchSize = Annotated[int, Field(ge=0, le=2**31)]
 Text = Annotated[str, Field(max_length=4096)]
 LongText = Annotated[str, Field(max_length=65536)]
@@ -94,6 +95,48 @@ class Example(_Strict):
     other_class: Count
     ref_label: Optional[Text] = None
     other_label: Optional[Text] = None
+
+
+class MixedPrecisionStep(_Strict):
+    """One step of a --mixed_precision search: k layers kept out of quantization, and what that measured."""
+
+    k: Count
+    kept: List[Text] = Field(default_factory=list, max_length=100000)
+    added: List[Text] = Field(default_factory=list, max_length=100000)
+    top1: Percent
+    drop: Points
+    size_mib: Optional[NonNegative] = None
+    file: Optional[Text] = None
+    within: bool
+
+
+class MixedPrecision(_Strict):
+    """A --mixed_precision search (utils.models.mixed_precision): its budget, the images that judged it, its steps
+    in the order measured, and what it chose."""
+
+    budget: NonNegative
+    precision: Optional[Text] = None
+    fp32_top1: Percent
+    heldout_images: Count
+    heldout_dataset: Optional[Text] = None
+    heldout_rule: Optional[Text] = None
+    heldout_files: List[Text] = Field(default_factory=list, max_length=100000)
+    calib_images: Count
+    ranked_layers: Count
+    steps: List[MixedPrecisionStep] = Field(max_length=1000)
+    final_k: Count
+    kept: List[Text] = Field(default_factory=list, max_length=100000)
+    met: bool
+    final_onnx: Optional[Text] = None
+    search_file: Optional[Text] = None
+    search_s: Optional[NonNegative] = None
+    cached: Optional[bool] = None
+
+
+class Preparation(_Strict):
+    """How the runner's files were made (the facts of the build steps); the fields anything reads."""
+
+    mixed_precision: Optional[MixedPrecision] = None
 
 
 class OtherFacts(_Strict):
@@ -185,6 +228,7 @@ class Record(_Strict):
     study_job: Optional[Dict[Text, Any]] = None
     inspect: Optional[Inspect] = None
     profile: Optional[Profile] = None
+    preparation: Optional[Preparation] = None
     # a comparison
     reference: Optional[Text] = None
     inputs_source: Optional[Text] = None

@@ -163,6 +163,9 @@ def _model_identity(spec: RunSpec) -> Dict[str, Any]:
     model["onnx"] = _by_content(model.get("onnx"))
     if isinstance(model.get("calib"), dict):
         model["calib"]["calib_dataset"] = _by_content(model["calib"].get("calib_dataset"))
+        for name in ("exclude", "mixed_precision_budget"):  # left out at their defaults: earlier jobs' keys stand
+            if model["calib"].get(name) in ((), None):
+                model["calib"].pop(name, None)
     return dict(model)
 
 

@@ -27,7 +27,7 @@ from utils.models.chain import ModelOptions
 DEFAULT_DURATION_S = 1.0  # trtexec's --duration is 3 s: 1 s keeps a six-network study in minutes; the CV is printed
 DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
 STUDY_ONLY = ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims", "setups",
-              "calib_methods", "calib_sizes", "max_top1_drop")
+              "calib_methods", "calib_sizes", "max_top1_drop", "mixed_precision")
 
 
 @dataclass(frozen=True)
@@ -199,8 +199,11 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
         raise ArtTRTError("--weights is one network's file: with --networks use --pretrained, or one --network")
     if args.gpus and args.shard:
         raise ArtTRTError("--gpus and --shard both given: a share runs on one machine's GPUs; pass one")
+    if args.mixed_precision:
+        _check_mixed_precision(args, backends, precisions)
     ref_backend, ref_precision = registry.REFERENCE_RUNNER
-    if args.max_top1_drop is not None and not (ref_backend in backends and ref_precision in precisions):
+    if args.max_top1_drop is not None and not args.mixed_precision and not (ref_backend in backends
+                                                                          and ref_precision in precisions):
         raise ArtTRTError(f"--max_top1_drop measures each row against {ref_backend} {ref_precision}: add "
                           f"{ref_backend} to --backends and {ref_precision} to --precisions")
     if args.validate and args.synthetic is not None and args.dataset and not {"int8", "fp8"} & set(precisions):
@@ -229,3 +232,21 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
         raise ArtTRTError(f"{flag} is for the backends that run an ONNX file ("
                           + ", ".join(n for n, b in registry.BACKENDS.items() if b.uses_onnx)
                           + f"), not {', '.join(backends)}")
+
+
+def _check_mixed_precision(args: argparse.Namespace, backends: Sequence[str], precisions: Sequence[str]) -> None:
+    """--mixed_precision searches an int8/fp8 ONNX file within --max_top1_drop of fp32 on held-out images of
+    --dataset (utils.models.mixed_precision): each thing it needs, one sentence before any work."""
+    if args.max_top1_drop is None:
+        raise ArtTRTError("--mixed_precision keeps layers out of int8/fp8 until top-1 is within a budget: give it "
+                          "with --max_top1_drop POINTS")
+    quantized = [p for p in precisions if p in ("int8", "fp8")]
+    if not quantized:
+        raise ArtTRTError(f"--mixed_precision keeps layers of an int8/fp8 file in higher precision, but this run asks "
+                          f"{', '.join(precisions)}: add --precision int8 (or fp8)")
+    onnx_backends = [n for n, b in registry.BACKENDS.items() if b.uses_onnx]
+    if not any(b in onnx_backends for b in backends):
+        raise ArtTRTError(f"--mixed_precision makes an ONNX file, which {', '.join(backends)} does not run: use "
+                          f"--backend {' or '.join(onnx_backends)}")
+    if not args.dataset:
+        raise ArtTRTError("--mixed_precision measures top-1 on held-out labelled images: pass --dataset DIR")

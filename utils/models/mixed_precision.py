@@ -1,0 +1,244 @@
+"""Mixed precision within a top-1 budget: which layers to keep out of int8/fp8 so that top-1 stays within
+--max_top1_drop points of fp32 (main.py -v --precision int8 --max_top1_drop 1 --mixed_precision).
+
+1. Quantize every layer (k = 0) and measure its top-1 on held-out images: the dataset's images that calibration did
+   not pick (all of them where calibration reads another folder), at most 2000 by a seeded pick. fp32's top-1 on
+   the same images is the reference; drop = fp32 top-1 - quantized top-1, in points. Within budget: done.
+2. Otherwise rank the Q/DQ-fenced layers of the k = 0 file by the error each adds (utils.models.drift, on 8
+   calibration images), worst first.
+3. Keep the worst k in high precision (the quantizer's nodes_to_exclude) and bisect k for the smallest one within
+   budget: k = all ranked layers first (over budget even then: that file, met false, one warning), then halves.
+
+The bisection assumes that keeping more layers out of quantization never lowers top-1. Nothing guarantees it
+(quantization noise can flip an image either way, and a few hundred held-out images move top-1 in steps of a
+fraction of a point), so every step's measured top-1 is in the result and in its table: a step whose top-1 falls
+as k grows shows there, and the k found is then the smallest within budget among the ones tried, not everywhere.
+
+The search is an artefact of utils.core.artefact.cached, keyed by the fp32 file's content, the precision, the
+calibration settings, the budget and the held-out files: a rerun finds it and only fetches the final file (itself a
+cached artefact of utils.models.precision, named by content like every other).
+
+Usage:
+    out, facts = convert_precision(src, "int8", net, CalibOptions(calib_size=4, mixed_precision_budget=1.0), data)
+    facts["mixed_precision"]["final_k"], facts["mixed_precision"]["steps"]
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from utils.core.artefact import cached
+from utils.core.errors import ArtTRTError, first_line
+from utils.core.fileio import atomic_write_json
+from utils.core.markdown import markdown_table
+from utils.data.options import DataOptions
+from utils.models.networks import Network
+
+log = logging.getLogger(__name__)
+
+HELDOUT_CAP = 2000     # held-out images that judge the search, at most (a seeded pick above it)
+SMALL_HELDOUT = 100    # below this, one image moves top-1 by more than a point: said once
+DRIFT_IMAGES = 8       # calibration images that rank the layers (utils.models.drift)
+EVAL_BATCH = 16
+
+# what each step measures: k -> {"top1": %, "size_mib": ..., "file": ...}
+Evaluate = Callable[[int], Dict[str, Any]]
+
+
+def heldout_pick(val_files: Sequence[Path], calib_files: Sequence[Path], seed: int,
+                 cap: int = HELDOUT_CAP) -> np.ndarray:
+    """The indices of val_files that are not calibration images (both as resolved paths), sorted, at most `cap` of
+    them by a pick seeded with `seed`; an empty array where none is left."""
+    calib = {Path(p).resolve() for p in calib_files}
+    left = np.array([i for i, p in enumerate(val_files) if Path(p).resolve() not in calib], dtype=np.int64)
+    if len(left) > cap:
+        rng = np.random.default_rng(int(seed))
+        left = np.sort(rng.choice(left, size=cap, replace=False))
+    return left
+
+
+@dataclass(frozen=True)
+class Heldout:
+    """The images that judge a search: rows `indices` of the decoded dataset `ds`, normalised by `normalize`."""
+
+    ds: Any
+    indices: np.ndarray
+    normalize: Callable[[Any], Any]
+    facts: Dict[str, Any]
+
+
+def heldout_images(net: Network, data: DataOptions, calib_facts: Dict[str, Any], seed: int,
+                   cap: int = HELDOUT_CAP) -> Heldout:
+    """The held-out images of the validation dataset (data.dataset) and the facts that say which.
+
+    Raises:
+        ArtTRTError: no labelled dataset, or no image left once calibration took its own.
+    """
+    import torch
+
+    from utils.data.preprocess import Normalizer
+
+    if not data.dataset:
+        raise ArtTRTError("--mixed_precision measures top-1 on held-out labelled images: pass --dataset DIR")
+    ds = data.with_dataset(None).open(net.preprocess, net.num_classes)
+    if ds.num_classes is None:
+        raise ArtTRTError(f"--mixed_precision measures top-1: {data.dataset} has no labels (class folders)")
+    root = Path(data.dataset).resolve()
+    calib_root = Path(calib_facts["calib_dataset"]).resolve()
+    calib_files = [calib_root / f for f in calib_facts["calib_files"]]
+    picked = heldout_pick([root / f for f in ds.files], calib_files, seed, cap)
+    if len(picked) == 0:
+        raise ArtTRTError(f"no held-out image is left to judge --mixed_precision: calibration took all {len(ds)} "
+                          f"images of {data.dataset}; pass a smaller --calib_size, or --calib_dataset another folder")
+    taken = {p.resolve() for p in calib_files}
+    left = sum(1 for f in ds.files if (root / f).resolve() not in taken)
+    rule = (f"the {left} images of {root.name} that calibration did not pick"
+            + (f", {len(picked)} of them by a pick seeded with {seed} (at most {cap})" if left > cap else ""))
+    if left > cap:
+        log.info("mixed precision: %d held-out images judge the search, a pick seeded with %d of the %d that "
+                 "calibration left (at most %d)", len(picked), seed, left, cap)
+    if len(picked) < SMALL_HELDOUT:
+        log.warning("mixed precision: only %d held-out images judge the search: one image is %.2f points of top-1",
+                    len(picked), 100.0 / len(picked))
+    facts = {"heldout_dataset": str(root), "heldout_dataset_key": ds.meta.get("key"), "heldout_images": len(picked),
+             "heldout_rule": rule, "heldout_files": [ds.files[i] for i in picked]}
+    return Heldout(ds, picked, Normalizer(net.preprocess, torch.device("cpu")), facts)
+
+
+def onnx_top1(path: Path, heldout: "Heldout") -> float:
+    """Top-1 (%) of an ONNX file on the held-out images, with ONNX Runtime on the CPU, set as the onnxrt backend sets
+    it (Q/DQ int8 kept int8), so the search measures what that backend runs; a batch at a time, so 2000 images never
+    sit in memory as floats."""
+    from utils.models.onnx_export import import_onnxruntime
+
+    ort = import_onnxruntime()
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.qdqisint8allowed", "1")
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise ArtTRTError(f"ONNX Runtime cannot load {path.name} to measure its top-1: {first_line(err)}") from err
+    name = session.get_inputs()[0].name
+    right = 0
+    for images, labels, _ in heldout.ds.batches(EVAL_BATCH, indices=heldout.indices):
+        x = heldout.normalize(images).numpy().astype(np.float32)
+        right += int((np.argmax(session.run(None, {name: x})[0], axis=1) == labels.numpy()).sum())
+    return 100.0 * right / len(heldout.indices)
+
+
+def _within(drop: float, budget: float) -> bool:
+    return drop <= budget + 1e-9  # points printed with two decimals: a drop equal to the budget is within it
+
+
+def bisect_keep(evaluate: Evaluate, rank: Callable[[], Sequence[str]], fp32_top1: float,
+                budget: float) -> Dict[str, Any]:
+    """The smallest k such that keeping the k worst layers out of quantization keeps the top-1 drop within budget.
+
+    k = 0 first; over budget: rank() (once) and k = all ranked layers (over budget still: stop there, met false,
+    one warning); then bisection between the largest k over budget and the smallest within it. Assumes top-1 never
+    falls as k grows (see the module docstring); every step measured is returned, in the order measured.
+
+    Args:
+        evaluate: evaluate(k) -> {"top1": %, and optionally "size_mib", "file"} of the file with ranked[:k] kept.
+        rank: the layers, worst first (called only where k = 0 is over budget).
+
+    Returns:
+        {"steps": [{k, kept, added, top1, drop, size_mib, file, within}], "final_k", "kept", "met"}.
+    """
+    steps: List[Dict[str, Any]] = []
+    ranked: List[str] = []
+
+    def step(k: int) -> bool:
+        got = evaluate(k)
+        since = max((s["k"] for s in steps if s["k"] < k), default=0)  # the names this step adds to a smaller one
+        drop = round(float(fp32_top1) - float(got["top1"]), 6)
+        steps.append({"k": k, "kept": ranked[:k], "added": ranked[since:k], "top1": float(got["top1"]),
+                      "drop": drop, "size_mib": got.get("size_mib"), "file": got.get("file"),
+                      "within": _within(drop, budget)})
+        return bool(steps[-1]["within"])
+
+    if step(0):
+        return {"steps": steps, "final_k": 0, "kept": [], "met": True}
+    ranked.extend(rank())
+    n = len(ranked)
+    if n == 0 or not step(n):
+        log.warning("mixed precision: with all %d ranked layers kept out of quantization top-1 still drops %.2f "
+                    "points (more than --max_top1_drop %g): using that file", n, steps[-1]["drop"], budget)
+        return {"steps": steps, "final_k": n, "kept": ranked[:n], "met": False}
+    lo, hi = 0, n  # lo over budget, hi within it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if step(mid):
+            hi = mid
+        else:
+            lo = mid
+    return {"steps": steps, "final_k": hi, "kept": ranked[:hi], "met": True}
+
+
+def _names(names: Sequence[str], most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" (+{len(names) - most} more)" if len(names) > most else "")
+
+
+def steps_markdown(result: Dict[str, Any]) -> str:
+    """The log's table of a search: one row per step, in the order measured."""
+    rows = [[s["k"], _names(s["added"]) or "-", f"{s['top1']:.2f}", f"{s['drop']:.2f}",
+             "-" if s.get("size_mib") is None else f"{s['size_mib']:.2f}", "yes" if s["within"] else "no"]
+            for s in result["steps"]]
+    return markdown_table(["k (layers kept)", "newly kept", "top-1 (%)", "drop (points)", "size (MiB)",
+                           "within budget"], rows)
+
+
+def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple[Path, Dict[str, Any]]],
+           calib_images: Callable[[], np.ndarray], heldout: Heldout, budget: float, settings: Dict[str, Any],
+           folder: Path) -> Tuple[Dict[str, Any], bool]:
+    """The search for `src` at `precision` (cached): returns (its result, whether it was found done before).
+
+    Args:
+        convert: convert(names kept out of quantization) -> (quantized file, its facts).
+        calib_images: loads the calibration images (normalised), the first DRIFT_IMAGES of which rank the layers.
+        heldout: the images that judge each step.
+        settings: what the result depends on besides src and the held-out files (precision, calibration, budget).
+    """
+    from utils.models.drift import layer_drift, top_drift
+
+    facts = heldout.facts
+
+    def make(tmp: Path) -> Dict[str, Any]:
+        t0 = time.perf_counter()
+        fp32_top1 = onnx_top1(src, heldout)
+        quantized: Dict[int, Path] = {}
+        ranked: List[str] = []
+
+        def evaluate(k: int) -> Dict[str, Any]:
+            path, _ = convert(tuple(ranked[:k]))
+            quantized[k] = path
+            top1 = onnx_top1(path, heldout)
+            log.info("mixed precision: %d layers kept out of %s: top-1 %.2f%% (fp32 %.2f%%)", k, precision, top1,
+                     fp32_top1)
+            return {"top1": top1, "size_mib": round(path.stat().st_size / 2**20, 3), "file": path.name}
+
+        def rank() -> List[str]:  # from the k = 0 file: the layers that add the most error first
+            rows = layer_drift(src, quantized[0], calib_images()[:DRIFT_IMAGES])
+            ranked.extend(r["name"] for r in top_drift(rows, top=len(rows), key="added_error"))
+            return ranked
+
+        result = bisect_keep(evaluate, rank, fp32_top1, budget)
+        out = {"budget": float(budget), "precision": precision, "fp32_top1": fp32_top1,
+               "ranked_layers": len(ranked), **facts, **result, "search_s": round(time.perf_counter() - t0, 3)}
+        atomic_write_json(tmp, out)
+        return {}
+
+    stem = src.stem.replace("-fp32-", f"-{precision}-mixed-") if "-fp32-" in src.stem else f"{src.stem}-{precision}-mixed"
+    path, made = cached(folder, stem, ".search.json",
+                        {**settings, "src": src, "heldout": facts["heldout_files"],
+                         "heldout_dataset_key": facts.get("heldout_dataset_key")}, make)
+    result = json.loads(path.read_text())
+    return {**result, "search_file": str(path)}, bool(made["cached"])
