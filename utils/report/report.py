@@ -23,7 +23,8 @@ from utils.core.fileio import atomic_write_text, slug
 from utils.report.doc import Doc
 from utils.report.records import load_records
 from utils.report.tables import (compare_doc, compare_groups, compare_labels, energy_markdown, inspect_markdown,
-                                 latest_compares, latest_per_config, not_measured_markdown, profile_markdown, records_read,
+                                 latest_compares, latest_per_config, mixed_precision_markdown,
+                                 not_measured_markdown, profile_markdown, records_read,
                                  side_by_side_markdown, summary_markdown, worth_it_markdown)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
@@ -82,7 +83,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     for network in sorted({str(r["network"]) for r in latest}):
         summary, side = summary_markdown(network, latest), side_by_side_markdown(network, latest)
         name = slug(network)  # a file name from a record field: a slug, never a path, never one of the report's own
-        if name in ("worth-it", "not-measured", "energy") or name.endswith("-side-by-side"):
+        if name in ("worth-it", "not-measured", "energy", "mixed-precision") or name.endswith("-side-by-side"):
             name = f"network-{name}"
         write("table_outputs", f"{name}.md", summary)
         write("table_outputs", f"{name}-side-by-side.md", side)
@@ -103,6 +104,10 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
             tel = plots.telemetry_plot(samples, folder / "plots" / f"{slug(csv_path.stem)}.png", csv_path.stem)
             wrote.append(str(tel))
             images.append((f"GPU telemetry: {csv_path.stem}", tel))
+    mixed = mixed_precision_markdown(latest)
+    if mixed:
+        write("table_outputs", "mixed-precision.md", mixed)
+        sections.append(_doc(mixed))
     for text in (inspect_markdown(latest), profile_markdown(latest)):
         if text:
             sections.append(_doc(text))
