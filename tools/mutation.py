@@ -64,7 +64,8 @@ MODULES: Dict[str, Module] = {
     "error boundary": (["utils/core/errors.py"], None, ["tests/core/test_errors.py"]),
     "records": (["utils/report/records.py"], None, ["tests/report/test_records.py"]),
     "tables": (["utils/report/tables.py"], None, ["tests/report/test_tables.py", "tests/report/test_tables_records.py",
-                                                  "tests/report/test_tables_study.py"]),
+                                                  "tests/report/test_tables_study.py", "tests/measure/test_energy.py",
+                                                  "tests/models/test_mixed_precision.py"]),
 }
 ON_A_GPU = ("timing on a GPU",)  # named explicitly, on a CUDA machine (not in the default "every module")
 # what the tests need beside utils/ (mutmut copies utils/ itself, mutated, and tests/)
