@@ -31,6 +31,7 @@ from utils.backends.base import RunSpec, Runner
 from utils.core.errors import ArtTRTError
 from utils.core.namespace import from_args
 from utils.data.options import DataOptions
+from utils.models import mixed_precision
 from utils.models.networks import Network
 
 PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "bf16", "int8", "fp8")
@@ -201,3 +202,14 @@ def spec_label(spec: RunSpec) -> str:
     """A spec's row label, as every table, comparison title and log line names the runner."""
     return row_label({"backend": spec.backend, "precision": spec.precision, "options": options_label(spec),
                       "cuda_graph": spec.cuda_graph})
+
+
+def _tensorrt_step_engines(precision: str, crop: int) -> Tuple[Any, str]:
+    """--mixed_precision's engine probe (utils.models.mixed_precision.EngineProbe): TensorRT's code, imported only
+    when a search runs; where TensorRT is not installed it says so and nothing is built."""
+    from utils.backends.tensorrt.engine_layers import step_engine_probe
+
+    return step_engine_probe(precision, crop)
+
+
+mixed_precision.set_engine_probe(_tensorrt_step_engines)  # the models layer cannot import the backends: offered here

@@ -14,6 +14,12 @@ The bisection assumes that keeping more layers out of quantization never lowers 
 fraction of a point), so every step's measured top-1 is in the result and in its table: a step whose top-1 falls
 as k grows shows there, and the k found is then the smallest within budget among the ones tried, not everywhere.
 
+Where TensorRT's builder is installed and a GPU is visible, each step's file is also built into an engine (strongly
+typed, at the fixed shape (1, 3, crop, crop)) and, where this runtime loads it, the precision of each engine layer is
+read back by the engine inspector: step["engine"]. Without TensorRT no build is tried. That probe is TensorRT's code,
+offered by the backends layer (set_engine_probe, from utils.backends.registry), since this layer may not import it.
+result["engine_measured"] says which of these were measured; speed never is (run -trt on the final file).
+
 The search is an artefact of utils.core.artefact.cached, keyed by the fp32 file's content, the precision, the
 calibration settings, the budget and the held-out files: a rerun finds it and only fetches the final file (itself a
 cached artefact of utils.models.precision, named by content like every other).
@@ -29,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,7 +53,9 @@ SMALL_HELDOUT = 100    # below this, one image moves top-1 by more than a point:
 DRIFT_IMAGES = 8       # calibration images that rank the layers (utils.models.drift)
 EVAL_BATCH = 16
 
-# what each step measures: k -> {"top1": %, "size_mib": ..., "file": ...}
+SPEED_NOTE = "speed: not measured by the search; run -trt on the final file"
+
+# what each step measures: k -> {"top1": %, "size_mib": ..., "file": ..., and "engine" where TensorRT builds it}
 Evaluate = Callable[[int], Dict[str, Any]]
 
 
@@ -146,7 +154,8 @@ def bisect_keep(evaluate: Evaluate, rank: Callable[[], Sequence[str]], fp32_top1
     falls as k grows (see the module docstring); every step measured is returned, in the order measured.
 
     Args:
-        evaluate: evaluate(k) -> {"top1": %, and optionally "size_mib", "file"} of the file with ranked[:k] kept.
+        evaluate: evaluate(k) -> {"top1": %, and optionally "size_mib", "file", "engine"} of the file with ranked[:k]
+            kept ("engine", where given, is copied into the step as it is).
         rank: the layers, worst first (called only where k = 0 is over budget).
 
     Returns:
@@ -162,6 +171,8 @@ def bisect_keep(evaluate: Evaluate, rank: Callable[[], Sequence[str]], fp32_top1
         steps.append({"k": k, "kept": ranked[:k], "added": ranked[since:k], "top1": float(got["top1"]),
                       "drop": drop, "size_mib": got.get("size_mib"), "file": got.get("file"),
                       "within": _within(drop, budget)})
+        if "engine" in got:
+            steps[-1]["engine"] = got["engine"]
         return bool(steps[-1]["within"])
 
     if step(0):
@@ -182,6 +193,33 @@ def bisect_keep(evaluate: Evaluate, rank: Callable[[], Sequence[str]], fp32_top1
     return {"steps": steps, "final_k": hi, "kept": ranked[:hi], "met": True}
 
 
+# what measures each step's TensorRT engine: probe(precision, crop) -> (measure(onnx file) -> step["engine"], the
+# environment in words), or (None, why no build is tried); set by the backends layer (utils.backends.registry), which
+# may import TensorRT's code where this layer may not
+EngineProbe = Callable[[str, int], Tuple[Optional[Callable[[Path], Dict[str, Any]]], str]]
+_engine_probe: Optional[EngineProbe] = None
+NO_PROBE = "no: no TensorRT engine builder was offered to the search (the backends layer offers it)"
+
+
+def set_engine_probe(probe: Optional[EngineProbe]) -> None:
+    """Offers the search a way to build and inspect each step's engine (None: none)."""
+    global _engine_probe
+    _engine_probe = probe
+
+
+def engine_measured(steps: Sequence[Dict[str, Any]], probe: Optional[Callable[..., Any]], env: str,
+                    crop: int) -> str:
+    """What the search measured of each step's engine, in one sentence, speed included (never measured)."""
+    if probe is None:
+        return f"{env}; {SPEED_NOTE}"
+    engines = [s["engine"] for s in steps if isinstance(s.get("engine"), dict)]
+    built = sum(1 for e in engines if e["built"])
+    read = sum(1 for e in engines if e.get("layer_precisions") is not None)
+    return (f"{'yes' if read == len(steps) else 'partly' if built else 'no'}: engines built for {built} of "
+            f"{len(steps)} steps with {env}, strongly typed at 1x3x{crop}x{crop}; layer precisions read back by the "
+            f"engine inspector for {read} of them (a step's engine 'why' says where not); {SPEED_NOTE}")
+
+
 def _names(names: Sequence[str], most: int = 3) -> str:
     shown = ", ".join(names[:most])
     return shown + (f" (+{len(names) - most} more)" if len(names) > most else "")
@@ -198,7 +236,7 @@ def steps_markdown(result: Dict[str, Any]) -> str:
 
 def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple[Path, Dict[str, Any]]],
            calib_images: Callable[[], np.ndarray], heldout: Heldout, budget: float, settings: Dict[str, Any],
-           folder: Path) -> Tuple[Dict[str, Any], bool]:
+           folder: Path, crop: int = 224) -> Tuple[Dict[str, Any], bool]:
     """The search for `src` at `precision` (cached): returns (its result, whether it was found done before).
 
     Args:
@@ -206,10 +244,12 @@ def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple
         calib_images: loads the calibration images (normalised), the first DRIFT_IMAGES of which rank the layers.
         heldout: the images that judge each step.
         settings: what the result depends on besides src and the held-out files (precision, calibration, budget).
+        crop: the network's input side: each step's engine (where TensorRT builds one) takes (1, 3, crop, crop).
     """
     from utils.models.drift import layer_drift, top_drift
 
     facts = heldout.facts
+    probe, env = _engine_probe(precision, crop) if _engine_probe is not None else (None, NO_PROBE)
 
     def make(tmp: Path) -> Dict[str, Any]:
         t0 = time.perf_counter()
@@ -223,7 +263,10 @@ def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple
             top1 = onnx_top1(path, heldout)
             log.info("mixed precision: %d layers kept out of %s: top-1 %.2f%% (fp32 %.2f%%)", k, precision, top1,
                      fp32_top1)
-            return {"top1": top1, "size_mib": round(path.stat().st_size / 2**20, 3), "file": path.name}
+            got = {"top1": top1, "size_mib": round(path.stat().st_size / 2**20, 3), "file": path.name}
+            if probe is not None:
+                got["engine"] = probe(path)
+            return got
 
         def rank() -> List[str]:  # from the k = 0 file: the layers that add the most error first
             rows = layer_drift(src, quantized[0], calib_images()[:DRIFT_IMAGES])
@@ -232,13 +275,15 @@ def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple
 
         result = bisect_keep(evaluate, rank, fp32_top1, budget)
         out = {"budget": float(budget), "precision": precision, "fp32_top1": fp32_top1,
-               "ranked_layers": len(ranked), **facts, **result, "search_s": round(time.perf_counter() - t0, 3)}
+               "ranked_layers": len(ranked), **facts, **result, "search_s": round(time.perf_counter() - t0, 3),
+               "engine_measured": engine_measured(result["steps"], probe, env, crop)}
         atomic_write_json(tmp, out)
         return {}
 
     stem = src.stem.replace("-fp32-", f"-{precision}-mixed-") if "-fp32-" in src.stem else f"{src.stem}-{precision}-mixed"
     path, made = cached(folder, stem, ".search.json",
                         {**settings, "src": src, "heldout": facts["heldout_files"],
-                         "heldout_dataset_key": facts.get("heldout_dataset_key")}, make)
+                         "heldout_dataset_key": facts.get("heldout_dataset_key"),
+                         **({"engine": [env, crop]} if probe is not None else {})}, make)
     result = json.loads(path.read_text())
     return {**result, "search_file": str(path)}, bool(made["cached"])

@@ -279,7 +279,7 @@ def _mixed_precision(src: Path, precision: str, net: Network, calib: CalibOption
                 "calib_data": Path(calib_facts["calib_data"]).name, "high_precision": HIGH_PRECISION,
                 "budget": budget, "drift_images": mp.DRIFT_IMAGES, "version": 1}
     result, found = mp.search(src, precision, convert, lambda: np.load(calib_facts["calib_data"]), heldout, budget,
-                              settings, onnx_folder)
+                              settings, onnx_folder, crop=int(net.preprocess.crop))
     out, facts = convert(tuple(result["kept"]))
     block = {**result, "calib_images": int(calib_facts["calib_images"]), "final_onnx": str(out), "cached": found}
     final = result["steps"][[s["k"] for s in result["steps"]].index(result["final_k"])]

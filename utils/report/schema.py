@@ -97,6 +97,16 @@ class Example(_Strict):
     other_label: Optional[Text] = None
 
 
+class MixedPrecisionEngine(_Strict):
+    """A step's TensorRT engine, where TensorRT's builder is installed: built or not, and the precisions its layers
+    run in, read back by the engine inspector (None where this runtime could not load it: `why` says)."""
+
+    built: bool
+    build_s: Optional[NonNegative] = None
+    layer_precisions: Optional[Dict[Annotated[str, Field(max_length=64)], Count]] = Field(default=None, max_length=64)
+    why: Optional[Text] = None
+
+
 class MixedPrecisionStep(_Strict):
     """One step of a --mixed_precision search: k layers kept out of quantization, and what that measured."""
 
@@ -108,6 +118,7 @@ class MixedPrecisionStep(_Strict):
     size_mib: Optional[NonNegative] = None
     file: Optional[Text] = None
     within: bool
+    engine: Optional[MixedPrecisionEngine] = None
 
 
 class MixedPrecision(_Strict):
@@ -131,6 +142,7 @@ class MixedPrecision(_Strict):
     search_file: Optional[Text] = None
     search_s: Optional[NonNegative] = None
     cached: Optional[bool] = None
+    engine_measured: Optional[Text] = None  # what of each step's TensorRT engine was measured, speed included
 
 
 class Preparation(_Strict):

@@ -699,14 +699,28 @@ def mixed_precision_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
                    f"NOT met: even with all {b['ranked_layers']} ranked layers kept out of quantization the drop is over "
                    "budget; that file is used")
         file = str(b.get("final_onnx") or "").replace("\\", "/").rsplit("/", 1)[-1]
+        engines = any(isinstance(st.get("engine"), dict) and st["engine"].get("layer_precisions")
+                      for st in b["steps"])  # a column only where TensorRT's inspector read some back
         parts += [f"### {network}: {runners}",
                   f"Budget {b['budget']:g} points below fp32's top-1 of {b['fp32_top1']:.2f}% on {b['heldout_images']} "
                   f"held-out images ({b.get('heldout_rule') or 'not named'}); calibrated on {b['calib_images']} "
                   f"images: {outcome}. File: {file}.",
-                  markdown(MIXED_PRECISION_HEADER,
+                  markdown(MIXED_PRECISION_HEADER + (["engine layers (TensorRT)"] if engines else []),
                            [[str(st["k"]), _step_names(st.get("added") or []), f"{st['top1']:.2f}", f"{st['drop']:.2f}",
-                             _fmt(st.get("size_mib"), 2), "yes" if st["within"] else "no"] for st in b["steps"]])]
+                             _fmt(st.get("size_mib"), 2), "yes" if st["within"] else "no"]
+                            + ([_engine_cell(st.get("engine"))] if engines else []) for st in b["steps"]])]
     return compose(*parts)
+
+
+def _engine_cell(engine: Any) -> str:
+    """A step's engine layers by precision, most first ("int8 40, fp32 12"), "not read" where the engine was built
+    but not read back, "not built", or "-" where no build was tried."""
+    if not isinstance(engine, dict):
+        return "-"
+    counts = engine.get("layer_precisions")
+    if counts:
+        return ", ".join(f"{p} {n}" for p, n in sorted(counts.items(), key=lambda pn: (-pn[1], pn[0])))  # most first
+    return "not read" if engine.get("built") else "not built"
 
 
 def _step_names(names: Sequence[str], most: int = 3) -> str:

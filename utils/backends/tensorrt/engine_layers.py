@@ -11,17 +11,28 @@ given. Type-checked by mypy against TensorRT's stubs.
 Usage:
     info = engine_information(engine, context)     # the runner's engine and context
     rows = engine_layers(info); print(engine_precision_counts(rows))
+    info = plan_information(plan, (1, 3, 224, 224))  # a serialized engine, deserialized here
+    measure, env = step_engine_probe("int8", 224)   # --mixed_precision: each step's engine layers by precision
 """
 from __future__ import annotations
 
 import collections
 import json
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from utils.backends.tensorrt import api
+from utils.backends.tensorrt.api import dims_tuple, last_errors, make_logger
+from utils.core.errors import ArtTRTError, first_line
 
 if TYPE_CHECKING:
     import tensorrt as trt
 else:
     from utils.backends.tensorrt.api import trt
+
+log = logging.getLogger(__name__)
+NO_TENSORRT = "no: TensorRT is not installed (its builder is what would show each kept layer's cost)"
 
 # words of the inspector's "Format/Datatype" strings, most specific first
 DATATYPE_WORDS = (("int8", "int8"), ("fp8", "fp8"), ("e4m3", "fp8"), ("bf16", "bf16"), ("bfloat16", "bf16"),
@@ -36,6 +47,65 @@ def engine_information(engine: trt.ICudaEngine, context: Optional[trt.IExecution
         inspector.execution_context = context
     info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
     return info if isinstance(info, dict) else {"Layers": info}
+
+
+def plan_information(plan: bytes, shape: Tuple[int, ...]) -> Dict[str, Any]:
+    """The inspector's JSON of a serialized engine, deserialized by this TensorRT's runtime, its input set to `shape`
+    (a dynamic engine's formats resolve only then).
+
+    Raises:
+        ArtTRTError: the runtime returns no engine (TensorRT-RTX's refuses compute capability 9.0, for one).
+    """
+    logger = make_logger()
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise ArtTRTError(f"TensorRT's runtime cannot load the engine here ({last_errors(logger)})")
+    context = engine.create_execution_context()
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT and -1 in dims_tuple(engine.get_tensor_shape(name)):
+            context.set_input_shape(name, tuple(shape))
+    info = engine_information(engine, context)
+    del context, engine, runtime  # the runtime outlives the engine it made
+    return info
+
+
+def step_engine_probe(precision: str, crop: int) -> Tuple[Optional[Callable[[Path], Dict[str, Any]]], str]:
+    """What measures each --mixed_precision step's engine here (utils.models.mixed_precision.EngineProbe):
+    (measure(onnx file) -> {"built", "build_s", "layer_precisions", and "why" where not}, the environment in words),
+    or (None, why not) where TensorRT does not load or no GPU is visible: then no build is tried at all. Each file
+    is built strongly typed at the fixed shape (1, 3, crop, crop); its layers' precisions are read back by the
+    engine inspector where this runtime deserializes it."""
+    from utils.backends.tensorrt.build import BuildSettings, build_serialized
+
+    try:
+        module, version = api.load_tensorrt()
+    except ArtTRTError:
+        return None, NO_TENSORRT
+    try:
+        gpu = api.gpu_identity()
+    except ArtTRTError:
+        return None, f"no: {module} {version} is installed but no NVIDIA GPU is visible, and its builder needs one"
+    shape = (1, 3, int(crop), int(crop))
+
+    def measure(path: Path) -> Dict[str, Any]:
+        try:
+            plan, facts = build_serialized(path, BuildSettings(precision, shape, shape, shape))
+        except Exception as err:  # TensorRT raises its own exception types
+            return {"built": False, "build_s": None, "layer_precisions": None,
+                    "why": f"TensorRT did not build {path.name}: {first_line(err)}"[:1000]}
+        build_s = float(facts.get("build_s") or 0.0)
+        try:
+            counts = engine_precision_counts(engine_layers(plan_information(plan, shape)))
+        except Exception as err:  # as above; TensorRT-RTX's runtime refuses compute capability 9.0
+            return {"built": True, "build_s": build_s, "layer_precisions": None,
+                    "why": f"built, but not read back: {first_line(err)}"[:1000]}
+        log.info("mixed precision: the engine of %s runs %s", path.name,
+                 ", ".join(f"{p} {n}" for p, n in counts.items()))
+        return {"built": True, "build_s": build_s, "layer_precisions": counts}
+
+    return measure, f"{module} {version} on {gpu['gpu']} (compute capability {gpu['compute_capability']})"
 
 
 def datatype(fmt: str) -> str:
