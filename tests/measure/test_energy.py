@@ -210,3 +210,22 @@ def test_the_report_shows_the_energy_table_of_gpu_rows_only(tmp_path):
     make_report(cpu_only, records=[{**RECORD, "images_per_s": 10.0, "env": {"cpu": "x"}}])
     assert not (cpu_only / "table_outputs" / "energy.md").exists()
     assert "Energy per image" not in (cpu_only / "report.html").read_text()
+
+
+def test_the_worth_it_table_shows_joules_per_image_where_a_gpu_gave_them():
+    from utils.report.tables import worth_it_markdown
+
+    def rec(backend, bs, ips, **extra):
+        return {**RECORD, "backend": backend, "precision": "fp32", "batch_size": bs, "images_per_s": ips,
+                "mode": "pipelined", "top1": 70.0, "latency_model_p50": 1.0, "device": "cuda", **extra}
+
+    gpu = [rec("torch", 1, 100.0), rec("torch", 256, 9000.0, **energy_fields(1_200_000, 2.0, 18000, 9000.0)),
+           rec("compile", 256, 12000.0, **energy_fields(1_000, 0.5, 100, 12000.0))]  # a short window: no figure
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in str(worth_it_markdown(gpu)).splitlines()
+             if ln.startswith("| ")]
+    assert cells[0][-1] == "J / image @ largest batch"
+    assert [row[-1] for row in cells[1:]] == ["0.06667", "-"]  # Vanilla's at batch 256; compile's window too short
+    plain = str(worth_it_markdown([{k: v for k, v in r.items() if not k.startswith(("energy", "joules", "power",
+                                                                                     "images_per_s_per"))}
+                                   for r in gpu]))
+    assert "J / image" not in plain  # no GPU counter (the CPU): the table as before

@@ -616,13 +616,18 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
                          times(g, small, "latency_model_p50", inverse=True), accuracy(any_rec, "top1"),
                          "-" if drop is None else f"{drop:+.2f}",
                          _fmt(agreed.get("agree_top1_percent"), 2) if agreed else "-", *([mark] if max_drop is not None
-                                                                                        else [])])
+                                                                                        else []),
+                         _e(g[large].get("joules_per_image"), ".4g") if large in g else "-"])
     if not rows:
         return compose()
     head = ["network", "runner", "images/s @ largest batch", "x Vanilla", "latency-model p50 @ smallest (ms)",
             "x Vanilla (speed)", "top-1 (%)", "top-1 drop (points)", "same top-1 as Vanilla (%)"]
     if max_drop is not None:
         head.append(f"drop <= {max_drop:g}")
+    if any(row[-1] != "-" for row in rows):  # energy where a GPU's counter gave it (utils/measure/energy.py)
+        head.append("J / image @ largest batch")
+    else:
+        rows = [row[:-1] for row in rows]
     text = markdown(head, rows)
     shaky = any(UNSTABLE in str(cell) for row in rows for cell in row)
     return compose("# Is TensorRT worth it? Every network",
