@@ -198,7 +198,6 @@ def fit_terminal(doc: str, width: Optional[int]) -> str:
     header, rows = list(tables[0].header), [list(r) for r in tables[0].rows]
     left_out: List[str] = []
     steps: List[Tuple[str, Optional[str]]] = [(h, None) for h in TERMINAL_DROPS] + list(TERMINAL_MEANS.items())
-    text = str(doc)
     for name, renamed in steps:
         if name not in header or (name in SAME_IN_EVERY_ROW and len({r[header.index(name)] for r in rows}) > 1):
             continue
