@@ -65,7 +65,7 @@ MODULES: Dict[str, Module] = {
     "records": (["utils/report/records.py"], None, ["tests/report/test_records.py"]),
     "tables": (["utils/report/tables.py"], None, ["tests/report/test_tables.py", "tests/report/test_tables_records.py",
                                                   "tests/report/test_tables_study.py", "tests/measure/test_energy.py",
-                                                  "tests/report/test_tables_mixed.py"]),
+                                                  "tests/report/test_tables_mixed.py", "tests/report/test_tables_energy.py"]),
 }
 ON_A_GPU = ("timing on a GPU",)  # named explicitly, on a CUDA machine (not in the default "every module")
 # what the tests need beside utils/ (mutmut copies utils/ itself, mutated, and tests/)

@@ -7,8 +7,9 @@ import math
 import pytest
 
 from tests.conftest import squeeze
+from utils.report.doc import Table
 from utils.report.schema import RecordError, check_record
-from utils.report.tables import mixed_precision_markdown
+from utils.report.tables import MIXED_PRECISION_HEADER, _step_names, mixed_precision_markdown
 
 
 def _block(**over):
@@ -58,3 +59,97 @@ def test_the_table_shows_every_step_in_the_order_measured():
             "m-int8-2.onnx.") in text
     assert "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)" in text
     assert mixed_precision_markdown([{**rec, "preparation": {}}]) == ""
+
+
+def _lines(text):
+    return [ln for ln in squeeze(str(text)).splitlines() if not set(ln) <= set("|-: ")]
+
+
+def _rows(text):
+    return [[c.strip() for c in ln.strip()[1:-1].split("|")] for ln in _lines(text) if ln.startswith("|")]
+
+
+def test_step_names_the_first_three_and_how_many_more():
+    assert _step_names([]) == "-"
+    assert _step_names(["a"]) == "a"
+    assert _step_names(["a", "b", "c"]) == "a, b, c"  # exactly three: no "(+0 more)"
+    assert _step_names(["a", "b", "c", "d"]) == "a, b, c (+1 more)"
+    assert _step_names(["a", "b", "c", "d", "e", "f"], most=2) == "a, b (+4 more)"
+    assert _step_names(("a", "b"), most=2) == "a, b"
+
+
+def test_the_headings_the_intro_and_a_search_that_missed_its_budget():
+    step = {"k": 5, "kept": ["c0"], "top1": 80.0, "drop": 7.46, "size_mib": None, "file": "x.onnx", "within": False}
+    rec = _block(met=False, heldout_rule=None, budget=0.25, fp32_top1=87.456, final_onnx="C:\\w\\run\\m-int8-5.onnx",
+                 steps=[step, {**step, "k": 3, "added": ["c1", "c2", "c3"], "size_mib": 4.567, "within": True}])
+    text = str(mixed_precision_markdown([rec]))
+    assert _lines(text)[:3] == [
+        "## Mixed precision within a top-1 budget (--mixed_precision)",
+        "Each step keeps the k layers that add the most error (ranked on calibration images) out of quantization and "
+        "measures top-1 on held-out images; k is bisected, which assumes that keeping more layers never lowers top-1: "
+        "every step is shown, so a step where it does is visible.",
+        "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)"]
+    assert _lines(text)[3] == (
+        "Budget 0.25 points below fp32's top-1 of 87.46% on 16 held-out images (not named); calibrated on 4 images: "
+        "NOT met: even with all 5 ranked layers kept out of quantization the drop is over budget; that file is used. "
+        "File: m-int8-5.onnx.")
+    # a step that names no added layer shows "-"; no size, "-"; exactly three names, no "(+0 more)"
+    assert _rows(text) == [MIXED_PRECISION_HEADER, ["5", "-", "80.00", "7.46", "-", "no"],
+                           ["3", "c1, c2, c3", "80.00", "7.46", "4.57", "yes"]]
+    assert "File: ." in str(mixed_precision_markdown([_block(final_onnx=None)]))
+
+
+def test_records_that_hold_no_search_or_failed_are_left_out_and_runners_are_listed_once():
+    rec = _block()
+    trt = {**rec, "backend": "tensorrt", "options": ""}
+    for bad in ({**rec, "kind": "compare"}, {**rec, "error": "it failed"}, {**rec, "preparation": "x"},
+                {**rec, "preparation": {"mixed_precision": "x"}}, {**rec, "preparation": None}):
+        assert str(mixed_precision_markdown([bad])) == ""
+        text = str(mixed_precision_markdown([{**bad, "backend": "tensorrt", "options": ""}, rec]))
+        assert "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)\n" in squeeze(text) + "\n"
+    text = squeeze(str(mixed_precision_markdown([trt, rec, {**rec, "batch_size": 4}])))
+    assert [ln for ln in text.splitlines() if ln.startswith("###")] == [
+        "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32), TRT int8 (mixed, 2 layers fp32)"]
+    assert text.count("Budget ") == 1
+
+
+def test_one_section_per_network_search_file_and_final_file_in_order():
+    def search(network="efficientnet_lite0", **over):
+        return {**_block(**over), "network": network}
+
+    # ordered by network, search file and final file as text (a search without a final file sorts as "None"),
+    # not by the budget; given in another order
+    recs = [search("resnet18", budget=1.0), search(search_file="/w/other.search.json", budget=2.0),
+            search(final_onnx=None, final_k=4, budget=5.0), search(final_onnx="/w/m-int8-3.onnx", final_k=3, budget=3.0),
+            search(budget=4.0)]
+    text = squeeze(str(mixed_precision_markdown(recs)))
+    heads = [ln for ln in text.splitlines() if ln.startswith(("###", "Budget"))]
+    assert [ln.split(" points")[0] if ln.startswith("Budget") else ln for ln in heads] == [
+        "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)", "Budget 4",
+        "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 3 layers fp32)", "Budget 3",
+        "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 4 layers fp32)", "Budget 5",
+        "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)", "Budget 2",
+        "### resnet18: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)", "Budget 1"]
+    assert "kept in high precision. File: m-int8-3.onnx." in text
+    assert text.count("| k (layers kept) |") == 5
+
+
+def test_the_engine_column_only_where_some_step_read_its_layer_precisions_back():
+    step = {"k": 0, "kept": [], "added": [], "top1": 75.0, "drop": 12.5, "size_mib": 4.5, "file": "a.onnx",
+            "within": False}
+    steps = [{**step, "engine": {"built": False, "why": "no TensorRT"}},
+             {**step, "k": 1, "engine": {"built": True, "layer_precisions": None}},
+             {**step, "k": 2},
+             {**step, "k": 3, "engine": {"built": True, "layer_precisions": {"fp32": 3, "int8": 40, "fp16": 3}}}]
+    rows = _rows(mixed_precision_markdown([_block(steps=steps)]))
+    assert rows[0] == MIXED_PRECISION_HEADER + ["engine layers (TensorRT)"]
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2", "3"]
+    assert [r[-1] for r in rows[1:]] == ["not built", "not read", "-", "int8 40, fp16 3, fp32 3"]
+    # engines built but none read back: no column, in the Markdown nor in the table's header for the HTML
+    doc = mixed_precision_markdown([_block(steps=steps[:3])])
+    rows = _rows(doc)
+    assert rows[0] == MIXED_PRECISION_HEADER and all(len(r) == 6 for r in rows)
+    assert [b.header for b in doc.blocks if isinstance(b, Table)] == [tuple(MIXED_PRECISION_HEADER)]
+    assert "engine layers" not in doc.html()
+    # a search with no step: the header alone, without the column
+    assert _rows(mixed_precision_markdown([_block(steps=[])])) == [MIXED_PRECISION_HEADER]
