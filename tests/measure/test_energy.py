@@ -13,6 +13,7 @@ import torch
 
 import utils.measure.energy as energy
 import utils.measure.timing as timing
+from tests.report.test_tables import cells
 from tests.measure.test_timing import CLASSES, Clock, ClockRunner, Phase, labelled_dataset
 from utils.measure.energy import EnergyMeter, energy_fields
 from utils.measure.timing import MeasureOptions, measure
@@ -187,12 +188,12 @@ def test_the_energy_table():
          "mode": "pipelined", "images_per_s": 50.0},  # a CPU row: not in the table
     ]
     text = str(energy_markdown(rows))
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
-    assert cells[0][:3] == ["runner", "batch", "mode"] and len(cells) == 3  # one network: no network column
-    assert cells[1][:8] == ["Vanilla", "1", "pipelined", "800.0", "-", "-", "-", "0.50"]  # the registry's order
-    assert cells[1][8].startswith("the timed window (0.5 s) is shorter than 1 s")
+    table = cells(text)
+    assert table[0][:3] == ["runner", "batch", "mode"] and len(table) == 3  # one network: no network column
+    assert table[1][:8] == ["Vanilla", "1", "pipelined", "800.0", "-", "-", "-", "0.50"]  # the registry's order
+    assert table[1][8].startswith("the timed window (0.5 s) is shorter than 1 s")
     # 1200 J over 2 s: 600 W; 1200 J / 18000 images = 0.06667 J; 9000 images/s / 600 W = 15
-    assert cells[2] == ["Vanilla fp16", "256", "pipelined", "9000.0", "600.0", "0.06667", "15.00", "2.00", ""]
+    assert table[2] == ["Vanilla fp16", "256", "pipelined", "9000.0", "600.0", "0.06667", "15.00", "2.00", ""]
     assert str(energy_markdown(rows[2:])) == ""
 
 
@@ -221,10 +222,9 @@ def test_the_worth_it_table_shows_joules_per_image_where_a_gpu_gave_them():
 
     gpu = [rec("torch", 1, 100.0), rec("torch", 256, 9000.0, **energy_fields(1_200_000, 2.0, 18000, 9000.0)),
            rec("compile", 256, 12000.0, **energy_fields(1_000, 0.5, 100, 12000.0))]  # a short window: no figure
-    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in str(worth_it_markdown(gpu)).splitlines()
-             if ln.startswith("| ")]
-    assert cells[0][-1] == "J / image @ largest batch"
-    assert [row[-1] for row in cells[1:]] == ["0.06667", "-"]  # Vanilla's at batch 256; compile's window too short
+    rows = cells(str(worth_it_markdown(gpu)))
+    assert rows[0][-1] == "J / image @ largest batch"
+    assert [row[-1] for row in rows[1:]] == ["0.06667", "-"]  # Vanilla's at batch 256; compile's window too short
     plain = str(worth_it_markdown([{k: v for k, v in r.items() if not k.startswith(("energy", "joules", "power",
                                                                                      "images_per_s_per"))}
                                    for r in gpu]))

@@ -6,28 +6,9 @@ comparison record (compare_labels, for records with and without their own "optio
 example), the several-runner columns table, and the order of the --profile sections."""
 from __future__ import annotations
 
+from tests.report.test_tables import cells, from_header
 from utils.measure.compare import CompareStats
 from utils.report import tables as T
-
-
-def cells(text: str, heading: str = "") -> list:
-    """The rows of the first Markdown table after `heading`, as lists of stripped cells (separator dropped)."""
-    lines = text.split(heading, 1)[1].splitlines() if heading else text.splitlines()
-    rows, started = [], False
-    for ln in lines:
-        if ln.startswith("|"):
-            started = True
-            if not set(ln) <= set("|-: "):
-                rows.append([c.strip() for c in ln.strip()[1:-1].split("|")])
-        elif started:
-            break
-    return rows
-
-
-def from_header(text: str, start: str) -> list:
-    """The rows of the table whose header line starts with `start`."""
-    lines = text.splitlines()
-    return cells("\n".join(lines[next(i for i, ln in enumerate(lines) if ln.startswith(start)):]))
 
 
 def skeleton(text: str) -> list:
