@@ -24,7 +24,7 @@ from utils.data.options import DataOptions
 from utils.data.preprocess import Preprocess
 from utils.models.chain import model_file
 from utils.models.networks import Network
-from utils.models.onnx_export import import_onnxruntime
+from utils.models.onnx_export import import_onnxruntime, session_options
 from utils.models.precision import ORT_FP8_NOTE
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -98,17 +98,12 @@ class OnnxRuntimeRunner(Runner):
         if self.active:
             return
         ort = import_onnxruntime()
-        opts = ort.SessionOptions()
+        opts = session_options(ort)  # Q/DQ int8 kept int8 (see there), as the mixed-precision search runs it
         if self.threads:
             opts.intra_op_num_threads = self.threads
         # ONNX Runtime's idle threads spin after each run and would steal the cores that the copy-in
         # and copy-out of the next batch need; without spinning latency-all measures the real work.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # Q/DQ int8 stays int8 in ONNX Runtime's fused kernels. By default its x86 CPU provider turns int8 activations
-        # into uint8, whose AVX2 kernels can overflow on CPUs without VNNI: on this project's 2-core AMD EPYC
-        # (AVX2, no VNNI) EfficientNet-Lite0 int8 gave 14 of 20 top-1 (relative L2 error 0.86 against fp32) where
-        # the same file gives 17 of 20 (error 0.14) with the setting below, or with no graph optimisation at all.
-        opts.add_session_config_entry("session.qdqisint8allowed", "1")
         # Keep ORT's own error on a file it cannot load as one sentence for the user.
         if self.provider == "cuda" and hasattr(ort, "preload_dlls"):  # CUDA/cuDNN of the pip packages, as torch's
             try:

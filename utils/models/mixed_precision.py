@@ -63,8 +63,17 @@ def heldout_pick(val_files: Sequence[Path], calib_files: Sequence[Path], seed: i
                  cap: int = HELDOUT_CAP) -> np.ndarray:
     """The indices of val_files that are not calibration images (both as resolved paths), sorted, at most `cap` of
     them by a pick seeded with `seed`; an empty array where none is left."""
+    return _capped(_not_calibration(val_files, calib_files), seed, cap)
+
+
+def _not_calibration(val_files: Sequence[Path], calib_files: Sequence[Path]) -> np.ndarray:
+    """The indices of val_files that are not calibration images (both as resolved paths), in order."""
     calib = {Path(p).resolve() for p in calib_files}
-    left = np.array([i for i, p in enumerate(val_files) if Path(p).resolve() not in calib], dtype=np.int64)
+    return np.array([i for i, p in enumerate(val_files) if Path(p).resolve() not in calib], dtype=np.int64)
+
+
+def _capped(left: np.ndarray, seed: int, cap: int) -> np.ndarray:
+    """`left` itself, or `cap` of its indices by a pick seeded with `seed`, sorted."""
     if len(left) > cap:
         rng = np.random.default_rng(int(seed))
         left = np.sort(rng.choice(left, size=cap, replace=False))
@@ -100,12 +109,12 @@ def heldout_images(net: Network, data: DataOptions, calib_facts: Dict[str, Any],
     root = Path(data.dataset).resolve()
     calib_root = Path(calib_facts["calib_dataset"]).resolve()
     calib_files = [calib_root / f for f in calib_facts["calib_files"]]
-    picked = heldout_pick([root / f for f in ds.files], calib_files, seed, cap)
+    not_calib = _not_calibration([root / f for f in ds.files], calib_files)
+    picked = _capped(not_calib, seed, cap)
     if len(picked) == 0:
         raise ArtTRTError(f"no held-out image is left to judge --mixed_precision: calibration took all {len(ds)} "
                           f"images of {data.dataset}; pass a smaller --calib_size, or --calib_dataset another folder")
-    taken = {p.resolve() for p in calib_files}
-    left = sum(1 for f in ds.files if (root / f).resolve() not in taken)
+    left = len(not_calib)
     rule = (f"the {left} images of {root.name} that calibration did not pick"
             + (f", {len(picked)} of them by a pick seeded with {seed} (at most {cap})" if left > cap else ""))
     if left > cap:
@@ -123,11 +132,10 @@ def onnx_top1(path: Path, heldout: "Heldout") -> float:
     """Top-1 (%) of an ONNX file on the held-out images, with ONNX Runtime on the CPU, set as the onnxrt backend sets
     it (Q/DQ int8 kept int8), so the search measures what that backend runs; a batch at a time, so 2000 images never
     sit in memory as floats."""
-    from utils.models.onnx_export import import_onnxruntime
+    from utils.models.onnx_export import import_onnxruntime, session_options
 
     ort = import_onnxruntime()
-    opts = ort.SessionOptions()
-    opts.add_session_config_entry("session.qdqisint8allowed", "1")
+    opts = session_options(ort)
     opts.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
