@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--mixed_precision", action="store_true",
                        help="int8/fp8: keep the fewest layers in fp32 for top-1 within --max_top1_drop")
 
+    serve = p.add_argument_group("serving under MLPerf LoadGen (with -v; --duration per run, default 10 s)")
+    serve.add_argument("--scenario", nargs="+", choices=["offline", "server", "singlestream", "multistream"],
+                       metavar="S", help="offline server singlestream multistream (alone: no timing jobs)")
+    serve.add_argument("--max_queue_delay_us", type=int, default=0, metavar="US", help="batcher's wait for more")
+    serve.add_argument("--target_qps", type=float, metavar="QPS", help="server: the Poisson arrival rate")
+    serve.add_argument("--latency_bound_ms", type=float, default=15.0, metavar="MS", help="server: latency bound")
+    serve.add_argument("--percentile", type=float, default=99.0, metavar="P", help="server: percentile held to it")
+    serve.add_argument("--find_peak", action="store_true", help="server: bisect the highest QPS within the bound")
+
     look = p.add_argument_group("look inside (with -v)")
     look.add_argument("--inspect", action="store_true",
                       help="layer tables of the ONNX file and the TensorRT engine, and a quantized file's per-layer "

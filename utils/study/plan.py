@@ -28,13 +28,14 @@ from utils.core.content import content_of
 from utils.core.errors import ArtTRTError
 from utils.models.precision import CALIB_METHODS
 
-ACCURACY, TIMING, WHOLE = "accuracy", "timing", "whole pass"
+ACCURACY, TIMING, WHOLE, SCENARIO = "accuracy", "timing", "whole pass", "scenario"
 
 
 @dataclass(frozen=True)
 class Job:
-    role: str        # ACCURACY, TIMING or WHOLE
-    batch_size: int
+    role: str        # ACCURACY, TIMING, WHOLE or SCENARIO
+    batch_size: int  # a scenario's: the dynamic batcher's largest batch
+    serve: Any = None  # SCENARIO: its utils.measure.serving.ServeOptions
 
 
 @dataclass
@@ -86,12 +87,16 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return k, n
 
 
-def jobs_for(batch_sizes: Sequence[int], bounded: bool) -> List[Job]:
-    """Bounded: one accuracy pass at the largest batch size, then bounded timing at each; else whole passes."""
+def jobs_for(batch_sizes: Sequence[int], bounded: bool, scenarios: Sequence[Any] = ()) -> List[Job]:
+    """Bounded: one accuracy pass at the largest batch size, then bounded timing at each; else whole passes; then one
+    job per serving scenario (each with its own accuracy run under LoadGen). No batch sizes: the scenarios only."""
     sizes = sorted(set(batch_sizes))
+    serving = [Job(SCENARIO, s.max_batch, s) for s in scenarios]
+    if not sizes:
+        return serving
     if bounded:
-        return [Job(ACCURACY, sizes[-1])] + [Job(TIMING, bs) for bs in sizes]
-    return [Job(WHOLE, bs) for bs in sizes]
+        return [Job(ACCURACY, sizes[-1])] + [Job(TIMING, bs) for bs in sizes] + serving
+    return [Job(WHOLE, bs) for bs in sizes] + serving
 
 
 def calib_grid(spec: RunSpec, methods: Optional[Sequence[str]], sizes: Optional[Sequence[int]]
@@ -115,12 +120,12 @@ def calib_grid(spec: RunSpec, methods: Optional[Sequence[str]], sizes: Optional[
 def make_plan(networks: Sequence[str], backends: Sequence[str], precisions: Sequence[str],
               batch_sizes: Sequence[int], spec_for: Callable[[str, str], RunSpec], *, bounded: bool,
               calib_methods: Optional[Sequence[str]] = None, calib_sizes: Optional[Sequence[int]] = None,
-              unloadable: Optional[Dict[str, str]] = None) -> StudyPlan:
+              unloadable: Optional[Dict[str, str]] = None, scenarios: Sequence[Any] = ()) -> StudyPlan:
     """Every combination asked, in order network > backend > precision > calibration > variant; each is checked
     (registry.check) and either planned or skipped with the check's sentence (unloadable: network -> why it
     could not be loaded; its setups are skipped with that sentence)."""
     plan = StudyPlan(batch_sizes=tuple(sorted(set(batch_sizes))), bounded=bounded)
-    jobs = jobs_for(batch_sizes, bounded)
+    jobs = jobs_for(batch_sizes, bounded, scenarios)
     for network in networks:
         for backend in backends:
             for precision in precisions:
@@ -182,6 +187,9 @@ def job_identity(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str
              "role": job.role, "batch_size": job.batch_size, **facts}
     if job.role == ACCURACY:  # one whole pass: only the rules that change which images count
         ident["timing"] = {"limit": timing.get("limit")}
+    elif job.role == SCENARIO:  # LoadGen's settings, and which images its query sample library holds
+        ident["timing"] = {"limit": timing.get("limit")}
+        ident["serve"] = _plain(job.serve)
     else:
         ident["timing"] = dict(timing)
     if spec.precision not in CALIB_METHODS:

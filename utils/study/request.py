@@ -26,8 +26,11 @@ from utils.models.chain import ModelOptions
 
 DEFAULT_DURATION_S = 1.0  # trtexec's --duration is 3 s: 1 s keeps a six-network study in minutes; the CV is printed
 DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
+DEFAULT_SERVE_DURATION_S = 10.0  # each LoadGen run of a scenario (MLPerf's submissions: 600 s)
+DEFAULT_SERVE_MAX_BATCH = 32    # --max_batch's default for the dynamic batcher (it is TensorRT's profile maximum too)
+SERVE_ONLY = ("max_queue_delay_us", "target_qps", "latency_bound_ms", "percentile", "find_peak")
 STUDY_ONLY = ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims", "setups",
-              "calib_methods", "calib_sizes", "max_top1_drop", "mixed_precision")
+              "calib_methods", "calib_sizes", "max_top1_drop", "mixed_precision", "scenario") + SERVE_ONLY
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Request:
     model: ModelOptions = field(default_factory=ModelOptions)
     backend_options: Dict[str, Any] = field(default_factory=dict)
     batch_sizes: Tuple[int, ...] = (1,)
+    scenarios: Tuple[Any, ...] = ()             # utils.measure.serving.ServeOptions, one per --scenario
+    timing_jobs: bool = True                    # False: --scenario without --batch_size(s): the scenarios only
     bounded: bool = False
     measure: MeasureOptions = field(default_factory=MeasureOptions)  # the rules; the batch size is each job's
     data: DataOptions = field(default_factory=DataOptions)
@@ -79,8 +84,9 @@ class Request:
         """The spec of one backend and precision (its variants come from the registry); built for the largest batch
         of the run (the batch each job feeds is its own, given to the runner when it is made; a static engine is
         made per batch size by the runner's own check, Runner.serves)."""
+        largest = max([*self.batch_sizes, *(s.max_batch for s in self.scenarios)])
         return RunSpec(backend, precision, device=self.device,
-                       max_batch_size=max(self.batch_sizes), cuda_graph=self.cuda_graph, model=self.model,
+                       max_batch_size=largest, cuda_graph=self.cuda_graph, model=self.model,
                        options=self.backend_options.get(backend))
 
     def with_device(self, device: str, reason: str) -> "Request":
@@ -146,6 +152,7 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
                              if bounded else None)
     for bs in batch_sizes[1:]:  # each batch size is a measurement's, checked by MeasureOptions as the first was
         dataclasses.replace(measure, batch_size=bs)
+    scenarios = _scenarios(args, given)
     reference = _reference(args.reference) if mode == "compare" else registry.REFERENCE_RUNNER
     used = set(backends) | ({reference[0]} if mode == "compare" else set())
     from utils.core.namespace import from_args
@@ -155,7 +162,8 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
                    backends=backends, precisions=precisions, device=device, device_reason=why,
                    cuda_graph=args.cuda_graph, model=ModelOptions.from_args(args),
                    backend_options={b: registry.options_from_args(b, args) for b in used if b in registry.BACKENDS},
-                   batch_sizes=batch_sizes, bounded=bounded, measure=measure,
+                   batch_sizes=batch_sizes, bounded=bounded, measure=measure, scenarios=scenarios,
+                   timing_jobs=not scenarios or bool({"batch_size", "batch_sizes"} & given),
                    data=from_args(DataOptions, args, progress=not args.quiet), telemetry=args.telemetry,
                    telemetry_ms=args.telemetry_ms, force=bool(getattr(args, "force", False)), inspect=args.inspect,
                    profile=args.profile, gpus=tuple(args.gpus) if args.gpus else None,
@@ -165,6 +173,26 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
                    calib_sizes=tuple(args.calib_sizes) if args.calib_sizes else None,
                    max_top1_drop=args.max_top1_drop, reference=reference, num_inputs=args.num_inputs,
                    rtol=args.rtol, atol=args.atol, val_dataset=args.val_dataset)
+
+
+def _scenarios(args: argparse.Namespace, given: set) -> Tuple[Any, ...]:
+    """One ServeOptions per --scenario (each checked: one sentence for what cannot run); the serving options without
+    --scenario are refused."""
+    from utils.measure.serving import ServeOptions
+
+    if not args.scenario:
+        stray = [n for n in SERVE_ONLY if n in given]
+        if stray:
+            raise ArtTRTError(f"--{stray[0]} is a setting of a serving scenario: add --scenario (offline, server, "
+                              "singlestream or multistream)")
+        return ()
+    duration = DEFAULT_SERVE_DURATION_S if args.duration is None else args.duration
+    max_batch = DEFAULT_SERVE_MAX_BATCH if args.max_batch is None else args.max_batch
+    return tuple(ServeOptions(name, max_batch=max_batch, max_queue_delay_us=args.max_queue_delay_us,
+                              target_qps=args.target_qps if name == "server" else None,
+                              latency_bound_ms=args.latency_bound_ms, percentile=args.percentile,
+                              find_peak=args.find_peak and name == "server", duration_s=duration, seed=args.seed)
+                 for name in dict.fromkeys(args.scenario))
 
 
 def _shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
@@ -224,7 +252,8 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
         if name in used:
             continue
         for f in dataclasses.fields(b.impl().Options):
-            if f.name in given and f.name != "force":  # --force is the study's too: measure again
+            if f.name in given and f.name != "force" and not (f.name == "max_batch" and args.scenario):
+                # --force is the study's too (measure again), --max_batch a scenario's (the batcher's largest)
                 raise ArtTRTError(f"--{f.name} is an option of the {name} backend, which this run does not use")
     if ("onnx" in given or "input_shape" in given) and not any(registry.get(b).uses_onnx for b in used
                                                                if b in registry.BACKENDS):

@@ -90,9 +90,10 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: igno
     from utils.study.plan import make_plan
 
     check_implied_device(request)
+    sizes = list(request.batch_sizes) if request.timing_jobs else []
     plan = make_plan(list(request.networks), list(request.backends), list(request.precisions),
-                     list(request.batch_sizes), request.spec_for, bounded=request.bounded,
-                     calib_methods=request.calib_methods, calib_sizes=request.calib_sizes)
+                     sizes, request.spec_for, bounded=request.bounded, calib_methods=request.calib_methods,
+                     calib_sizes=request.calib_sizes, scenarios=request.scenarios)
     if all(s.skipped for s in plan.setups):  # nothing could run (TensorRT missing, no GPU): said before any load
         raise ArtTRTError(plan.setups[0].skipped or "nothing to run")
     unloadable = {}
@@ -109,8 +110,8 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: igno
 
             check_input_size(loaded[name], request.model)
     plan = make_plan(list(request.networks), list(request.backends), list(request.precisions),
-                   list(request.batch_sizes), request.spec_for, bounded=request.bounded,
-                   calib_methods=request.calib_methods, calib_sizes=request.calib_sizes, unloadable=unloadable)
+                     sizes, request.spec_for, bounded=request.bounded, calib_methods=request.calib_methods,
+                     calib_sizes=request.calib_sizes, unloadable=unloadable, scenarios=request.scenarios)
     if all(s.skipped for s in plan.setups):  # nothing could run: the first reason, before any work
         raise ArtTRTError(plan.setups[0].skipped or "nothing to run")
     return plan

@@ -36,7 +36,7 @@ from utils.models.networks import Network
 from utils.models.paths import weights_id
 from utils.report.records import Recorder, load_records, make_record
 from utils.report.tables import images_key, is_reference
-from utils.study.plan import ACCURACY, TIMING, Job, Setup, digest, job_identity, setup_key
+from utils.study.plan import ACCURACY, SCENARIO, TIMING, Job, Setup, digest, job_identity, setup_key
 from utils.study.workers import claim, launch, note_outcome, outcomes_of, records_of, wait_all
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def _run_setup(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]],
 
 def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open, bar: Any,
           facts: Dict[str, Any]) -> List[Outcome]:
-    from utils.study.validate import OpenRunner, measure_with
+    from utils.study.validate import OpenRunner, measure_with, serve_with
 
     out: List[Outcome] = []
     accuracy: Optional[Dict[str, Any]] = None
@@ -294,6 +294,12 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                     except Exception as err:
                         broken = _message(err)
                         raise
+                if job.role == SCENARIO:
+                    rec = serve_with(runner, spec, opened.net, opened.dataset, job.serve, ctx.measure.limit,
+                                     ctx.recorder, extra)
+                    _emit(out, ctx, Outcome(setup, job, MEASURED, rec))
+                    bar.update(1)
+                    continue
                 rec, _ = measure_with(runner, spec, opened.net, opened.dataset, opts, ctx.recorder, ctx.telemetry,
                                       inspect=ctx.inspect and job == next(j for j in setup.jobs
                                                                           if j.role != ACCURACY),

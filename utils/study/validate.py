@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import numpy as np
+
 from utils.backends.base import RunSpec, device_scope
 from utils.backends.registry import make_runner, options_label
 from utils.core.errors import ArtTRTError
@@ -223,3 +225,49 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                     "treat the mean with care", runner.name, opts.batch_size,
                     rec.get("latency_model_cv_percent") or 0, rec.get("latency_all_cv_percent") or 0)
     return rec, result
+
+
+def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedDataset, scenario: Any,
+               limit: Optional[int], recorder: Recorder = Recorder(),
+               extra_fields: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """One serving scenario of the open runner under MLPerf LoadGen (utils.measure.serving): writes and returns its
+    record; LoadGen's logs stay beside it under loadgen/<job key>-<run>/ (a new folder per run: nothing is
+    overwritten, and an interrupted run keeps what LoadGen wrote)."""
+    import secrets
+
+    import torch
+
+    from utils.measure.serving import DeviceSamples, buckets, runner_infer, serve
+
+    runner = opened.runner
+    opened.jobs += 1
+    crop = int(dataset.images.shape[-1])
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    sizes = buckets(scenario.max_batch, runner.serves)
+    t0 = time.perf_counter()
+    for b in sizes:  # compilation and capture of every padded shape, before LoadGen's clock
+        runner.prepare((b, 3, crop, crop))
+    prepare_s = time.perf_counter() - t0
+    key = str((extra_fields or {}).get("job_key") or "run")
+    base = (recorder.folder or Path("outputs")) / "loadgen"
+    folder = base / f"{slug(key, 40)}-{secrets.token_hex(3)}"
+    samples = DeviceSamples(dataset, count, runner.device)
+    stream = torch.cuda.current_stream(runner.device) if runner.device.type == "cuda" else None
+    fields = serve(runner_infer(runner, samples, sizes), samples, np.asarray(dataset.labels), count, scenario, folder,
+                   sizes, stream)
+    for name in ("loadgen_logs", "accuracy_logs"):
+        fields[name] = str((folder / fields[name]).relative_to(recorder.folder or Path("outputs")))
+    for step in fields.get("peak_steps") or []:
+        step["logs"] = str((folder / step["logs"]).relative_to(recorder.folder or Path("outputs")))
+    fields.update({
+        "network": net.name, "weights": net.weights, "weights_id": weights_id(net), "backend": spec.backend,
+        "precision": spec.precision, "options": options_label(spec), "device": str(runner.device),
+        "batch_size": scenario.max_batch, "dataset": dataset.meta.get("root", "synthetic"),
+        "dataset_key": dataset.meta.get("key") or dataset.meta.get("root"), "dataset_images": len(dataset),
+        "cuda_graph": runner.cuda_graph or None, "runner_prepare_s": round(prepare_s, 3),
+        "host_cores": os.cpu_count(), **runner.info()})
+    fields.update(extra_fields or {})
+    rec = recorder.write(make_record("validate", recorder.command, device_index=opened.index, **fields))
+    if rec.get("accuracy_error"):
+        log.warning("%s %s: %s", net.name, runner.name, rec["accuracy_error"])
+    return rec

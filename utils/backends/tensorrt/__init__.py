@@ -51,7 +51,8 @@ def add_args(g: Any, max_default: str = "the largest batch size asked", run: boo
     g.add_argument("--min_batch", type=int, metavar="N", help="TensorRT profile minimum batch (default 1)")
     g.add_argument("--opt_batch", type=int, metavar="N", help="TensorRT profile optimum batch (default: --max_batch)")
     g.add_argument("--max_batch", type=int, metavar="N",
-                   help=f"TensorRT profile maximum batch (default: {max_default})")
+                   help=f"TensorRT profile maximum batch (default: {max_default})" + (
+                       "; with --scenario also the dynamic batcher's largest batch (default 32)" if run else ""))
     g.add_argument("--workspace", type=float, metavar="GIB", help="TensorRT workspace memory pool limit, GiB")
     g.add_argument("--timing_cache", metavar="FILE",
                    help="timing cache file, reused across builds (default under weights/engines)")

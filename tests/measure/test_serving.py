@@ -1,0 +1,212 @@
+"""Serving scenarios under MLPerf LoadGen (utils/measure/serving.py): each scenario's figures from LoadGen's own logs,
+accuracy mode against the labels, a bound that cannot be met, the peak search, bad settings refused.
+
+The SUT is fed a model whose cost is known (it sleeps a fixed time per batch), so the figures LoadGen reports can
+be checked against what that model can do; the accuracy test runs the real EfficientNet-Lite0 on the photos."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import main
+from utils.core.errors import ArtTRTError, cli_boundary
+from utils.measure import serving as S
+
+pytest.importorskip("mlperf_loadgen")
+
+N = 400
+SLEEP_S = 0.002  # per batch, whatever its size
+MAX_BATCH = 16
+
+
+class _Images:
+    images = np.random.default_rng(0).integers(0, 256, (N, 3, 4, 4), dtype=np.uint8)
+
+
+LABELS = np.arange(N) % 10
+
+
+def _sleepy(idx: np.ndarray) -> np.ndarray:
+    """A model that takes SLEEP_S per batch and answers class idx % 10 (right for every sample but those % 7 == 0)."""
+    time.sleep(SLEEP_S)
+    out = (np.asarray(idx) % 10).astype(np.int32)
+    out[np.asarray(idx) % 7 == 0] = 11
+    return out
+
+
+WANT_TOP1 = 100.0 * float(np.mean(np.arange(N) % 7 != 0))
+
+
+def _serve(tmp_path: Path, scenario: str, infer=_sleepy, **kw):
+    opts = S.ServeOptions(scenario, max_batch=MAX_BATCH, duration_s=kw.pop("duration_s", 1.0), **kw)
+    samples = S.DeviceSamples(_Images(), N, torch.device("cpu"))
+    return S.serve(infer, samples, LABELS, N, opts, tmp_path / scenario, S.buckets(MAX_BATCH, lambda b: True))
+
+
+def test_offline_record_from_loadgen_logs(tmp_path):
+    f = _serve(tmp_path, "offline")
+    assert f["loadgen_valid"] is True and f["loadgen_invalid_reasons"] == []
+    ceiling = MAX_BATCH / SLEEP_S  # the model cannot serve more than a full batch per sleep
+    assert 0.3 * ceiling < f["samples_per_s"] <= 1.05 * ceiling
+    assert f["mean_batch"] > 0.9 * MAX_BATCH  # Offline fills its batches
+    assert f["top1"] == pytest.approx(WANT_TOP1, abs=1e-3) and f["accuracy_answered_once"] == N
+    logs = tmp_path / "offline" / f["loadgen_logs"]
+    assert "Offline" in (logs / "mlperf_log_summary.txt").read_text()
+    assert (logs / "mlperf_log_detail.txt").is_file()
+    assert f["latency_ms"]["p50"] <= f["latency_ms"]["p99"] <= f["latency_ms"]["max"]
+    assert "600 s" in f["duration_note"]
+
+
+def test_single_and_multi_stream(tmp_path):
+    single = _serve(tmp_path, "singlestream")
+    assert single["mean_batch"] == 1.0
+    assert single["latency_ms"]["p50"] >= SLEEP_S * 1e3 * 0.9  # one sample is one sleep, at least
+    assert single["samples_per_s"] == pytest.approx(1e3 / single["latency_ms"]["mean"], rel=0.25)
+    multi = _serve(tmp_path, "multistream")
+    assert multi["samples_per_s"] > 4 * single["samples_per_s"]  # 8 samples per query, one sleep per query
+    assert multi["top1"] == pytest.approx(WANT_TOP1, abs=1e-3)
+
+
+def test_server_at_a_rate_it_can_serve_is_valid(tmp_path):
+    f = _serve(tmp_path, "server", target_qps=800.0, duration_s=1.5)
+    assert f["loadgen_valid"], f["loadgen_invalid_reasons"]
+    assert f["scheduled_samples_per_s"] == pytest.approx(800, rel=0.2)
+    assert f["latency_ms"]["p99"] <= 15.0
+    assert f["peak_steps"][0]["target_qps"] == 800.0
+    assert f["top1"] == pytest.approx(WANT_TOP1, abs=1e-3)
+
+
+def test_a_bound_that_cannot_be_met_is_invalid_with_the_reason(tmp_path):
+    def slow(idx):
+        time.sleep(0.03)  # every batch takes twice the 15 ms bound
+        return np.zeros(len(idx), np.int32)
+
+    f = _serve(tmp_path, "server", infer=slow, target_qps=100.0, duration_s=1.0)
+    assert f["loadgen_valid"] is False
+    assert "the latency constraint was not met" in f["loadgen_invalid_reasons"]
+    assert f["latency_ms"]["p99"] > 15.0
+
+
+def test_find_peak_converges_on_what_the_model_can_serve(tmp_path):
+    f = _serve(tmp_path, "server", find_peak=True, duration_s=1.0)
+    steps = f["peak_steps"]
+    assert 2 <= len(steps) <= S.PEAK_MAX_STEPS
+    valid = [s["target_qps"] for s in steps if s["loadgen_valid"]]
+    invalid = [s["target_qps"] for s in steps if not s["loadgen_valid"]]
+    assert f["peak_qps"] == max(valid)
+    assert f["loadgen_valid"] and f["target_qps"] == f["peak_qps"]
+    if invalid and "peak_stopped" not in f:  # bracketed: the lowest failing rate is just above the peak
+        above = min(q for q in invalid if q > f["peak_qps"])
+        assert (above - f["peak_qps"]) <= S.PEAK_TOLERANCE * above * 2.01
+    assert f["peak_qps"] <= 1.05 * MAX_BATCH / SLEEP_S
+
+
+def test_too_few_queries_is_not_taken_for_latency():
+    few = {"loadgen_valid": False, "loadgen_invalid_reasons": ["too few queries for LoadGen's early-stopping "
+                                                               "estimate of the percentile"],
+           "early_stopping": "* Only processed 116 queries.  * Need to process at least 662 queries"}
+    assert S.too_few_queries(few)
+    slow = dict(few, loadgen_invalid_reasons=["the latency constraint was not met"] + few["loadgen_invalid_reasons"])
+    assert not S.too_few_queries(slow)
+    assert not S.too_few_queries(dict(few, loadgen_valid=True))
+
+
+def test_detail_log_values_that_are_not_numbers_are_no_figures(tmp_path):
+    path = tmp_path / "mlperf_log_detail.txt"
+    lines = [{"key": "result_validity", "value": "VALID"},
+             {"key": "result_completed_samples_per_sec", "value": "nan"},
+             {"key": "result_99.00_percentile_latency_ns", "value": 1.5e7},
+             {"key": "result_50.00_percentile_latency_ns", "value": -3},
+             {"key": "result_mean_latency_ns", "value": [1, 2]},
+             {"key": "error_invalid_config", "value": "x", "metadata": {"is_error": True}}]
+    path.write_text("\n".join(":::MLLOG " + json.dumps(x) for x in lines) + "\n:::MLLOG {not json\nnoise\n")
+    f = S.summarize(S.read_detail(path), "server")
+    assert f["samples_per_s"] is None
+    assert f["latency_ms"] == {"p99": 15.0}
+    assert f["loadgen_valid"] is True
+
+
+def test_accuracy_log_must_answer_every_sample_once(tmp_path):
+    def log(entries):
+        p = tmp_path / "acc.json"
+        p.write_text(json.dumps([{"seq_id": k, "qsl_idx": i, "data": np.int32(c).tobytes().hex()}
+                                 for k, (i, c) in enumerate(entries)]))
+        return p
+
+    labels = np.array([3, 4, 5, -1])
+    good = S.accuracy_of(log([(0, 3), (1, 4), (2, 9), (3, 1)]), labels, 4)
+    assert good["top1"] == pytest.approx(200 / 3, abs=1e-3) and good["labelled_images"] == 3
+    twice = S.accuracy_of(log([(0, 3), (0, 3), (2, 5), (3, 1)]), labels, 4)
+    assert "top1" not in twice and "2 of 4" in twice["accuracy_error"]
+
+
+def test_buckets_are_powers_of_two_up_to_max_batch():
+    assert S.buckets(12, lambda b: True) == [1, 2, 4, 8, 12]
+    assert S.buckets(8, lambda b: True) == [1, 2, 4, 8]
+    assert S.buckets(8, lambda b: b == 8) == [8]  # a static engine: its own size, every batch padded to it
+    with pytest.raises(ArtTRTError, match="serves none"):
+        S.buckets(8, lambda b: b == 16)
+
+
+def test_device_samples_gather_the_rows_loadgen_loaded():
+    ds = _Images()
+    samples = S.DeviceSamples(ds, N, torch.device("cpu"))
+    samples.load([7, 3, 250])
+    got = samples.gather(np.array([250, 7, 3, 7]))
+    assert torch.equal(got, torch.from_numpy(ds.images[[250, 7, 3, 7]]))
+    with pytest.raises(ArtTRTError, match="had not loaded"):
+        samples.gather(np.array([4]))
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--scenario", "server"], "needs --target_qps"),
+    (["--scenario", "server", "--find_peak", "--target_qps", "5"], "give one"),
+    (["--scenario", "server", "--target_qps", "nan"], "positive finite"),
+    (["--scenario", "offline", "--percentile", "98"], "LoadGen reports"),
+    (["--scenario", "server", "--find_peak", "--max_queue_delay_us", "20000"], "whole latency budget"),
+    (["--scenario", "offline", "--max_batch", "0"], "from 1 to 65536"),
+    (["--target_qps", "100"], "add --scenario"),
+])
+def test_bad_settings_are_one_sentence_before_any_work(argv, said, capsys, tmp_path):
+    rc = cli_boundary(main.main, ["-v", "--synthetic", "4", "--quiet", "--output", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and said in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_accuracy_mode_equals_the_plain_validation_top1(tmp_path, demo_data, lite0):
+    """The real network on the photos: LoadGen's accuracy run (dynamic batches, padded) answers each photo with the
+    class the timing loop's accuracy pass gives it."""
+    from utils.backends.base import RunSpec
+    from utils.data.options import DataOptions
+    from utils.measure.timing import MeasureOptions, measure
+    from utils.report.records import Recorder
+    from utils.study.validate import OpenRunner, serve_with
+
+    data = DataOptions(dataset=str(demo_data))
+    ds = data.open(lite0.preprocess, lite0.num_classes)
+    opened = OpenRunner(RunSpec("torch", "fp32"), lite0, data, 8)
+    try:
+        plain = measure(opened.runner, ds, MeasureOptions(batch_size=8, progress=False))
+        rec = serve_with(opened, RunSpec("torch", "fp32"), lite0, ds,
+                         S.ServeOptions("offline", max_batch=8, duration_s=0.3), None, Recorder(tmp_path),
+                         {"job_key": "k1", "role": "scenario"})
+    finally:
+        opened.close()
+    assert rec["top1"] == pytest.approx(plain.summary()["top1"], abs=1e-9)
+    assert rec["images"] == len(ds) == 20 and rec["labelled_images"] == 20
+    assert (tmp_path / rec["loadgen_logs"] / "mlperf_log_summary.txt").is_file()
+    assert Path(rec["_path"]).is_file() and rec["scenario"] == "offline"
+
+
+def test_batch_fields_count_the_padding_of_each_batch(tmp_path):
+    h = S.Harness(_sleepy, None, N, S.ServeOptions("offline", max_batch=12), tmp_path, [1, 2, 4, 8, 12])
+    h.stats.sizes = {3: 2, 12: 1, 5: 1, 1: 4}  # 3 -> 4 (twice), 12 -> 12, 5 -> 8, 1 -> 1
+    h.stats.batches, h.stats.samples = 8, 3 * 2 + 12 + 5 + 4
+    assert h.batch_fields() == {"batches": 8, "mean_batch": 3.38, "padded_samples": 2 + 0 + 3 + 0}
