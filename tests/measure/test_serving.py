@@ -6,6 +6,7 @@ be checked against what that model can do; the accuracy test runs the real Effic
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -210,3 +211,34 @@ def test_batch_fields_count_the_padding_of_each_batch(tmp_path):
     h.stats.sizes = {3: 2, 12: 1, 5: 1, 1: 4}  # 3 -> 4 (twice), 12 -> 12, 5 -> 8, 1 -> 1
     h.stats.batches, h.stats.samples = 8, 3 * 2 + 12 + 5 + 4
     assert h.batch_fields() == {"batches": 8, "mean_batch": 3.38, "padded_samples": 2 + 0 + 3 + 0}
+
+
+def test_the_worker_thread_is_warmed_before_the_first_query(tmp_path):
+    """Each LoadGen run's worker pays its thread's first inference (library handles) before LoadGen's clock: warm()
+    runs on the very thread that later answers the queries, and before the first of them."""
+    events = []
+
+    def infer(idx):
+        events.append(("infer", threading.get_ident()))
+        return _sleepy(idx)
+
+    infer.warm = lambda: events.append(("warm", threading.get_ident()))
+    _serve(tmp_path, "singlestream", infer=infer, duration_s=0.2)
+    warms = [i for i, (kind, _) in enumerate(events) if kind == "warm"]
+    assert len(warms) == 2  # the performance run and the accuracy run: one worker each
+    for w in warms:
+        assert events[w + 1][0] == "infer" and events[w + 1][1] == events[w][1]
+    assert events[0][0] == "infer" and events[0][1] == threading.get_ident()  # estimate_rate, on the caller
+
+
+def test_a_runner_that_fails_its_warm_up_is_one_sentence_before_loadgen(tmp_path):
+    def infer(idx):
+        return _sleepy(idx)
+
+    def broken():
+        raise RuntimeError("CUDA error: out of memory\nmore lines")
+
+    infer.warm = broken
+    with pytest.raises(ArtTRTError, match=r"^the runner failed before LoadGen started: CUDA error: out of memory$"):
+        _serve(tmp_path, "offline", infer=infer, duration_s=0.2)
+    assert not list(tmp_path.rglob("mlperf_log_summary.txt"))
