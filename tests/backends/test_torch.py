@@ -31,6 +31,29 @@ def test_compile_runner_matches_eager_and_records_compile_time(tmp_path):
     assert rec["images_per_s"] > 0
 
 
+def test_compile_runner_compiles_every_prepared_shape_past_dynamos_recompile_limit(monkeypatch):
+    """Past Dynamo's recompile limit a frame silently runs eagerly: each prepared shape must get its own graph."""
+    from torch._dynamo.utils import counters
+
+    from torch import nn
+
+    from utils.models.networks import Network, Preprocess
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    torch.manual_seed(0)
+    tiny = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    net = Network("tiny", tiny.eval(), Preprocess(resize=32, crop=32), 10, "seeded")
+    counters.clear()
+    with CompileRunner(net, "cpu", "fp32", mode="default") as r:
+        for b in (1, 2, 3):
+            r.prepare((b, 3, 32, 32))
+        x = torch.rand(3, 3, 32, 32)
+        got = r.infer(x)
+        assert counters["stats"]["unique_graphs"] == 3
+    with torch.inference_mode():
+        assert torch.allclose(got, net.model(x), atol=1e-4, rtol=1e-4)
+
+
 def test_compile_runner_refuses_what_it_cannot_do():
     net = load_network("resnet18")
     with pytest.raises(ArtTRTError, match="compile_mode"):
