@@ -148,29 +148,6 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
     [ -d /tmp/site/pydantic ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
     case "$1" in
-      serve)  # issue 24: the harness ceiling, then resnet50 under LoadGen Offline and Server (RUNNERS, default eager fp32/fp16)
-        python3 -m pip install -q --no-index --no-deps --target /tmp/site .lg/*.whl && export PYTHONPATH=/tmp/site
-        nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee $OUT/gpu.log
-        [ "${CEILING:-1}" = 1 ] && python3 benchmarks/serving_ceiling.py --device cuda --max_batch 256 --duration ${SERVE_S:-3} --out $OUT 2>&1 | tail -2 | tee $OUT/ceiling.log
-        [ -d /tmp/sv/data ] || python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/sv'), 5000, d.source_photos(None), 16)"
-        for spec in ${RUNNERS:-torch:fp32 torch:fp16}; do
-          timeout -s INT ${SETUP_S:-240} python3 main.py -v --network resnet50 --dataset /tmp/sv/data --device cuda \
-            --backend ${spec%:*} --precision ${spec#*:} --scenario offline server --find_peak --max_batch 256 \
-            --duration ${SERVE_S:-3} --quiet --output $OUT/serve 2>&1 | tail -2; echo "$spec exit $?"
-        done | tee $OUT/serve.log
-        python3 - "$OUT/serve" <<'PY' | tee -a $OUT/serve.log
-import json, pathlib, sys
-for p in sorted(pathlib.Path(sys.argv[1]).rglob("records/*.json")):
-    r = json.loads(p.read_text())
-    if r.get("role") != "scenario" or r.get("error"):
-        continue
-    lat = r.get("latency_ms") or {}
-    print(r["backend"], r["precision"], r["scenario"], "samples/s", r.get("samples_per_s"), "peak_qps", r.get("peak_qps"),
-          "p50", lat.get("p50"), "p99", lat.get("p99"), "valid", r.get("loadgen_valid"), "top1", r.get("top1"),
-          "mean_batch", r.get("mean_batch"), "steps", [(s["target_qps"], s["loadgen_valid"], s["latency_ms"].get("p99"))
-                                                   for s in r.get("peak_steps") or []])
-PY
-        ;;
       c1)  # the GPU's facts, the 50,000-JPEG folder, the GPU tests, then the study's PyTorch part
         nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee $OUT/gpu.log
         t0=$(date +%s%N)
@@ -198,6 +175,29 @@ PY
         [ "$1" = c5 ] && bash benchmarks/h200_session.sh rerun
         [ "$1" = c5 ] && [ -n "${MUT_S:-}" ] && bash benchmarks/h200_session.sh mut ;;
     esac
+    ;;
+  serve)  # issue 24: the harness ceiling, then resnet50 under LoadGen Offline and Server (RUNNERS, default eager fp32/fp16)
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .lg/*.whl .whl/*.whl && export PYTHONPATH=/tmp/site  # carry .lg .whl (pydantic & co)
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee $OUT/gpu.log
+    [ "${CEILING:-1}" = 1 ] && python3 benchmarks/serving_ceiling.py --device cuda --max_batch 256 --duration ${SERVE_S:-3} --out $OUT 2>&1 | tail -2 | tee $OUT/ceiling.log
+    [ -d /tmp/sv/data ] || python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/sv'), 5000, d.source_photos(None), 16)"
+    for spec in ${RUNNERS:-torch:fp32 torch:fp16}; do
+      timeout -s INT ${SETUP_S:-240} python3 main.py -v --network resnet50 --dataset /tmp/sv/data --device cuda \
+        --backend ${spec%:*} --precision ${spec#*:} --scenario offline server --find_peak --max_batch 256 \
+        --duration ${SERVE_S:-3} --quiet --output $OUT/serve 2>&1 | tail -2; echo "$spec exit $?"
+    done | tee $OUT/serve.log
+    python3 - "$OUT/serve" <<'PY' | tee -a $OUT/serve.log
+import json, pathlib, sys
+for p in sorted(pathlib.Path(sys.argv[1]).rglob("records/*.json")):
+    r = json.loads(p.read_text())
+    if r.get("role") != "scenario" or r.get("error"):
+        continue
+    lat = r.get("latency_ms") or {}
+    print(r["backend"], r["precision"], r["scenario"], "samples/s", r.get("samples_per_s"), "peak_qps", r.get("peak_qps"),
+          "p50", lat.get("p50"), "p99", lat.get("p99"), "valid", r.get("loadgen_valid"), "top1", r.get("top1"),
+          "mean_batch", r.get("mean_batch"), "steps", [(s["target_qps"], s["loadgen_valid"], s["latency_ms"].get("p99"))
+                                                   for s in r.get("peak_steps") or []])
+PY
     ;;
   study)  # issue 14: the study (resumable: STUDY_S bounds this call's part); its wall time adds up in /tmp/st/wall
     export PYTHONPATH=/tmp/ortsite:/tmp/site
