@@ -92,7 +92,7 @@ def write(folder: Path, name: str, obj: Any) -> Path:
 
 
 def hostile_folder(out: Path, text: str) -> None:
-    """Records whose every text field (and a telemetry file's name) is `text`."""
+    """Records whose every text field (and a telemetry file's name) is `text`; a serving record among them."""
     recs = [record(network=text, backend="torch", options=text, dataset=text, weights=text, weights_id="w-" + text,
                    env={"cpu": text, "gpu": text, "torch": text}, command=text),
             record(network=text, backend=text, precision="fp16", batch_size=8, calib_method=text,
@@ -103,6 +103,13 @@ def hostile_folder(out: Path, text: str) -> None:
                    profile={"batch_size": 8, "wall_ms_per_batch": 2.0, "host_ops_ms_per_batch": 1.0,
                             "top_ops": [{"op": text, "calls_per_batch": 1.0, "self_cpu_ms_per_batch": 0.5}]}),
             record(network=text, backend="onnxrt", precision="int8", error=text, job_key="j-" + text[:20]),
+            record(network=text, backend="tensorrt", precision="fp16", role="scenario", scenario="server", options=text,
+                   serve_settings={"scenario": "server", "find_peak": True}, peak_search=text, peak_stopped=text,
+                   loadgen_valid=False, loadgen_invalid_reasons=[text], loadgen_version=text, duration_note=text,
+                   accuracy_error=text, latency_ms={"p99": 20.0}, peak_steps=[
+                       {"target_qps": 10.0, "samples_per_s": 9.5, "loadgen_valid": False, "latency_ms": {"p50": 3.0,
+                                                                                                      "p99": 20.0},
+                        "loadgen_invalid_reasons": [text], "logs": text}]),
             {"record_version": 2, "kind": "compare", "time": "2026-12-02T11:00:00+00:00", "network": text,
              "reference": text, "backend": text, "precision": text, "inputs": 2, "rtol": 0.001, "atol": 1e-8,
              "isclose_percent": 50.0, "rank_mae": [0.1], "rank_logit_mae": [0.2], "rank_class_diff_percent": [0.0],

@@ -39,7 +39,10 @@ def test_a_study_of_scenarios_records_and_resumes(tmp_path, demo_data, capsys):
         assert r["images"] == 8 and r["top1"] is not None and r["batch_size"] == 4
         assert r["serve_settings"]["max_batch"] == 4 and r["serve_settings"]["duration_s"] == 0.3
         assert (out / r["loadgen_logs"] / "mlperf_log_detail.txt").is_file()
-    assert "2 measured" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 measured" in printed
+    assert "Served within the budget" in printed and "images/s" not in printed  # no timing table of scenario rows
+    assert "Served within the budget" in (out / "table_outputs" / "served.md").read_text()
     assert cli_boundary(main.main, argv) == 0
     assert "2 found done before" in capsys.readouterr().out
     assert cli_boundary(main.main, argv[:-4] + ["--max_batch", "2", "--output", str(out)]) == 0

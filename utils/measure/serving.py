@@ -279,7 +279,7 @@ def runner_infer(runner: Any, samples: DeviceSamples, sizes: List[int]) -> Calla
 
     def warm() -> None:
         """Every padded size once, on the calling thread (the SUT's worker), from the dataset's first image."""
-        first = torch.from_numpy(np.ascontiguousarray(samples.dataset.images[:1])).to(samples.device)
+        first = torch.from_numpy(np.array(samples.dataset.images[:1])).to(samples.device)
         for size in sizes:
             runner.infer(pad_batch(runner.normalizer(first), size)).float().sum().item()
 

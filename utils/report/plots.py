@@ -4,12 +4,13 @@ precision its shade); values that span more than a decade get a log scale; every
 
 Usage:
     throughput_plot(records, "resnet50", Path("outputs/plots/throughput-resnet50.png"))
+    serving_curve(records, "resnet50", Path("outputs/plots/serving-resnet50.png"))
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -23,7 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from utils.backends.registry import BACKENDS, PRECISIONS, row_label  # noqa: E402
 from utils.core.fileio import atomic_path  # noqa: E402
-from utils.report.tables import identity_columns  # noqa: E402
+from utils.report.tables import identity_columns, serve_question, served_records  # noqa: E402
 
 PHASE_COLOURS = {"build": "#f4d03f", "load": "#aed6f1", "warm-up": "#f5b7b1", "measure": "#abebc6"}
 HUES = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -41,9 +42,17 @@ def colour(rec: Dict[str, Any]) -> Tuple[float, float, float]:
 
 
 def _log_if_wide(ax: Any, values: Sequence[float], axis: str = "y") -> None:
+    """A log scale where values span more than a decade, its ticks plain numbers at 1, 2, 5 x 10^k (the default
+    labels are mathtext, which this module never parses: they would read "$\\mathdefault{10^{3}}$")."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     positive = [v for v in values if v and v > 0]
     if positive and max(positive) / min(positive) > 10:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        scale = ax.yaxis if axis == "y" else ax.xaxis
+        scale.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        scale.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        scale.set_minor_formatter(NullFormatter())
 
 
 def _legend_outside(ax: Any) -> None:
@@ -175,4 +184,66 @@ def telemetry_plot(samples: Sequence[Dict[str, Any]], path: Path, title: str) ->
     ax1.set_title(title)
     ax1.legend(handles=[Patch(color=c, alpha=0.4, label=p) for p, c in PHASE_COLOURS.items()], fontsize=7,
                loc="upper left", ncol=4)
+    return _save(fig, path)
+
+
+Point = Tuple[float, Optional[float], Optional[float], bool]  # completed samples/s, p50 ms, p<percentile> ms, VALID
+
+
+def _finite(v: Any) -> Optional[float]:
+    import math
+
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def serving_points(records: Sequence[Dict[str, Any]], network: str) -> List[Tuple[str, Dict[str, Any], List[Point]]]:
+    """Per Server record of the network (the newest of each setup and settings): its label, the record, and each
+    LoadGen run of its peak_steps in the order of target QPS as (completed samples/s, p50, p<percentile>, VALID);
+    a run without a samples/s is left out. Read from the records, nothing computed."""
+    mine = [r for r in served_records(records) if r.get("network") == network and r.get("scenario") == "server"
+            and isinstance(r.get("peak_steps"), list)]
+    series = series_labels(mine)
+    questions = {serve_question(r) for r in mine}
+    out = []
+    for r in mine:
+        pct, bound = serve_question(r)
+        label = series(r) + (f" [p{pct:g} <= {bound:g} ms]" if len(questions) > 1 else "")
+        steps = sorted((s for s in r["peak_steps"] if isinstance(s, dict) and _finite(s.get("samples_per_s"))
+                        is not None), key=lambda s: _finite(s.get("target_qps")) or 0.0)
+        lat: List[Dict[str, Any]] = [s["latency_ms"] if isinstance(s.get("latency_ms"), dict) else {} for s in steps]
+        out.append((label, r, [(float(s["samples_per_s"]), _finite(t.get("p50")), _finite(t.get(f"p{pct:g}")),
+                                s.get("loadgen_valid") is True) for s, t in zip(steps, lat)]))
+    return sorted(((label, r, pts) for label, r, pts in out if pts), key=lambda x: x[0])
+
+
+def serving_curve(records: Sequence[Dict[str, Any]], network: str, path: Path) -> Path:
+    """Latency (p50 dashed, the bound's percentile solid) against completed samples/s of every Server run of each
+    runner, a horizontal line at each latency bound; a VALID run is a dot, an INVALID one a cross."""
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ys: List[float] = []
+    series = serving_points(records, network)
+    for label, r, pts in series:
+        pct = serve_question(r)[0]
+        for name, style, ms in (("p50", "--", [p[1] for p in pts]), (f"p{pct:g}", "-", [p[2] for p in pts])):
+            drawn = [(p[0], y, p[3]) for p, y in zip(pts, ms) if y is not None]
+            ax.plot([x for x, _, _ in drawn], [y for _, y, _ in drawn], linestyle=style, color=colour(r),
+                    label=f"{label} {name}")
+            for valid, marker in ((True, "o"), (False, "x")):
+                mark = [(x, y) for x, y, v in drawn if v == valid]
+                ax.plot([x for x, _ in mark], [y for _, y in mark], linestyle="none", marker=marker, color=colour(r))
+            ys += [y for _, y, _ in drawn]
+    bounds = sorted({serve_question(r) for _, r, _ in series}, key=lambda q: q[1])
+    for pct, bound in bounds:
+        ax.axhline(bound, color="#555555", linestyle=":", label=f"bound: p{pct:g} <= {bound:g} ms")
+    _log_if_wide(ax, ys + [b for _, b in bounds])
+    ax.set_xlabel("completed samples / s (LoadGen Server)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"{network}: latency against load (MLPerf LoadGen Server)")
+    ax.grid(True, alpha=0.3, which="both")
+    for valid, marker in ((True, "o"), (False, "x")):  # the markers' meaning, once, in the legend
+        ax.add_line(Line2D([], [], linestyle="none", marker=marker, color="#333333",
+                           label="VALID run" if valid else "INVALID run"))
+    _legend_outside(ax)
     return _save(fig, path)

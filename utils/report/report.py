@@ -24,8 +24,9 @@ from utils.report.doc import Doc
 from utils.report.records import load_records
 from utils.report.tables import (compare_doc, compare_groups, compare_labels, energy_markdown, inspect_markdown,
                                  latest_compares, latest_per_config, mixed_precision_markdown,
-                                 not_measured_markdown, profile_markdown, records_read,
-                                 side_by_side_markdown, summary_markdown, worth_it_markdown)
+                                 not_measured_markdown, profile_markdown, records_read, served_markdown,
+                                 served_records, side_by_side_markdown, summary_markdown, timing_rows,
+                                 worth_it_markdown)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.86em}th,td{border:1px solid #ccc;padding:.25em .5em;
@@ -52,8 +53,10 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
                 records: Optional[List[Dict[str, Any]]] = None) -> List[str]:
     """Writes table_outputs/<network>*.md, plots/*.png and report.html under folder; returns what it wrote.
 
-    With several setups, the first section is "is TensorRT worth it?" across networks (table_outputs/worth-it.md;
-    max_top1_drop marks the rows over the gate); skipped and failed study jobs are listed at the end."""
+    Serving records (MLPerf LoadGen scenarios) come first: "served within the budget" (table_outputs/served.md) and
+    each network's latency-against-load curve; then, with several setups, "is TensorRT worth it?" across networks
+    (table_outputs/worth-it.md; max_top1_drop marks the rows over the gate, in both tables); the timing tables never
+    take a serving record. Skipped and failed study jobs are listed at the end."""
     from utils.measure.telemetry import read_csv
     from utils.report import plots
 
@@ -67,6 +70,8 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     if not records and not csvs and not compares and not every:
         raise ArtTRTError(f"no ArtTRT records under {folder}: run main.py -v first")
     wrote: List[str] = []
+    served = served_records(records)  # the one split: serving records here, timing rows below
+    records = timing_rows(records)
     latest = latest_per_config(records)
     sections: List[Dict[str, Any]] = []
     images: List[Tuple[str, Path]] = []
@@ -76,15 +81,22 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
         atomic_write_text(path, text)
         wrote.append(str(path))
 
+    if served:
+        serve_doc = served_markdown(served, max_top1_drop)
+        write("table_outputs", "served.md", serve_doc)
+        sections.append(_doc(serve_doc))
+        for network in sorted({str(r.get("network")) for r in served}):
+            if plots.serving_points(served, network):
+                curve = plots.serving_curve(served, network, folder / "plots" / f"serving-{file_name(network)}.png")
+                wrote.append(str(curve))
+                sections.append(_img(curve, f"{network}: latency against load (LoadGen Server)"))
     if len({(r.get("network"), r.get("backend"), r.get("precision"), r.get("options")) for r in latest}) > 1:
         worth = worth_it_markdown(records, max_top1_drop)
         write("table_outputs", "worth-it.md", worth)
         sections.append(_doc(worth))
     for network in sorted({str(r["network"]) for r in latest}):
         summary, side = summary_markdown(network, latest), side_by_side_markdown(network, latest)
-        name = slug(network)  # a file name from a record field: a slug, never a path, never one of the report's own
-        if name in ("worth-it", "not-measured", "energy", "mixed-precision") or name.endswith("-side-by-side"):
-            name = f"network-{name}"
+        name = file_name(network)
         write("table_outputs", f"{name}.md", summary)
         write("table_outputs", f"{name}-side-by-side.md", side)
         plot = plots.throughput_plot(latest, network, folder / "plots" / f"throughput-{name}.png")
@@ -113,7 +125,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
             sections.append(_doc(text))
     sections += [_img(path, title) for title, path in images]
     compares = latest_compares(compares)
-    read = records_read(everything, len(latest), len(compares))
+    read = records_read(everything, len(latest) + len(served), len(compares))
     for doc in compare_groups(compares):  # several runners side by side, then each on its own
         sections.append(_doc(doc))
     for rec in compares:  # drawn from the record itself, never from a file beside it
@@ -122,7 +134,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     if missing:
         write("table_outputs", "not-measured.md", missing)
         sections.append(_doc(missing))
-    env = (latest or compares or [{}])[-1].get("env", {})
+    env = (latest or served or compares or [{}])[-1].get("env", {})
     head = (f"Records under {folder.resolve()}: {read}. Drawn "
             f"{dt.datetime.now():%Y-%m-%d %H:%M}. Measured on {env.get('gpu') or env.get('cpu', '?')}, torch "
             f"{env.get('torch')}, ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}.")
@@ -130,6 +142,15 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     atomic_write_text(folder / "report.html", page)
     wrote.append(str(folder / "report.html"))
     return wrote
+
+
+RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served")  # the report's own table files
+
+
+def file_name(network: str) -> str:
+    """A network's file name part: a slug of the record field, never a path, never one of the report's own files."""
+    name = slug(network)
+    return f"network-{name}" if name in RESERVED or name.endswith("-side-by-side") else name
 
 
 def where_results_are(output: Path) -> str:

@@ -151,6 +151,40 @@ class Preparation(_Strict):
     mixed_precision: Optional[MixedPrecision] = None
 
 
+LatencyMs = Dict[Annotated[str, Field(max_length=16)], NonNegative]  # "p50" ... "p99.9", "min", "mean", "max"
+Reasons = List[Text]
+
+
+class ServeSettings(_Strict):
+    """A serving scenario's settings (utils.measure.serving.ServeOptions): the fields the tables read."""
+
+    scenario: Optional[Text] = None
+    max_batch: Optional[BatchSize] = None
+    max_queue_delay_us: Optional[Count] = None
+    target_qps: Optional[NonNegative] = None
+    latency_bound_ms: Optional[NonNegative] = None
+    percentile: Optional[Percent] = None
+    find_peak: Optional[bool] = None
+    duration_s: Optional[NonNegative] = None
+    samples_per_query: Optional[Count] = None
+    seed: Optional[Annotated[int, Field(ge=-2**63, le=2**64)]] = None
+
+
+class PeakStep(_Strict):
+    """One LoadGen Server run of a --find_peak bisection (or the one run at --target_qps)."""
+
+    target_qps: Optional[NonNegative] = None
+    loadgen_valid: Optional[bool] = None
+    loadgen_invalid_reasons: Optional[Reasons] = Field(default=None, max_length=64)
+    samples_per_s: Optional[NonNegative] = None
+    scheduled_samples_per_s: Optional[NonNegative] = None
+    latency_ms: Optional[LatencyMs] = Field(default=None, max_length=32)
+    early_stopping: Optional[Text] = None
+    overlatency_queries: Optional[Count] = None
+    queries: Optional[Count] = None
+    logs: Optional[Text] = None
+
+
 class OtherFacts(_Strict):
     options: Optional[Text] = None
 
@@ -241,6 +275,34 @@ class Record(_Strict):
     inspect: Optional[Inspect] = None
     profile: Optional[Profile] = None
     preparation: Optional[Preparation] = None
+    # a serving scenario under MLPerf LoadGen (role "scenario"; utils.measure.serving)
+    scenario: Optional[Text] = None
+    serve_settings: Optional[ServeSettings] = None
+    loadgen_version: Optional[Text] = None
+    loadgen_valid: Optional[bool] = None
+    loadgen_invalid_reasons: Optional[Reasons] = Field(default=None, max_length=64)
+    early_stopping: Optional[Text] = None
+    samples_per_s: Optional[NonNegative] = None
+    scheduled_samples_per_s: Optional[NonNegative] = None
+    latency_ms: Optional[LatencyMs] = Field(default=None, max_length=32)
+    target_qps: Optional[NonNegative] = None
+    peak_qps: Optional[NonNegative] = None
+    peak_search: Optional[Text] = None
+    peak_stopped: Optional[Text] = None
+    peak_steps: Optional[List[PeakStep]] = Field(default=None, max_length=64)
+    overlatency_queries: Optional[Count] = None
+    queries: Optional[Count] = None
+    accuracy_samples: Optional[Count] = None
+    accuracy_answered_once: Optional[Count] = None
+    accuracy_error: Optional[Text] = None
+    loadgen_logs: Optional[Text] = None
+    accuracy_logs: Optional[Text] = None
+    batches: Optional[Count] = None
+    mean_batch: Optional[NonNegative] = None
+    padded_samples: Optional[Count] = None
+    padded_batch_sizes: Optional[List[BatchSize]] = Field(default=None, max_length=64)
+    warmup_samples_per_s: Optional[NonNegative] = None
+    duration_note: Optional[Text] = None
     # a comparison
     reference: Optional[Text] = None
     inputs_source: Optional[Text] = None

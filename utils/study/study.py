@@ -373,20 +373,20 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     from utils.core.errors import visible
     from utils.report.report import make_report, where_results_are
     from utils.report.tables import (fit_terminal, inspect_markdown, latest_per_config, not_measured_markdown,
-                                     over_top1_drop, percentile_table, profile_markdown, results_table, study_order,
-                                     terminal_width, worth_it_markdown)
+                                     over_top1_drop, percentile_table, profile_markdown, results_table, served_markdown,
+                                     study_order, terminal_width, timing_rows, worth_it_markdown)
 
     keys = {r.get("job_key") for r in records if r.get("job_key")}
     fresh = {r.get("job_key"): r for r in everything if r.get("job_key") in keys}
     records = [fresh.get(r.get("job_key"), r) for r in records]  # with the agreement filled in
     ok = [r for r in records if not r.get("error")]
-    shown = study_order(latest_per_config(ok))
+    shown = study_order(latest_per_config(timing_rows(ok)))  # the serving scenarios have their own table
     if shown:
         width = terminal_width()
         print(fit_terminal(results_table(shown), width))
         print()
         print(fit_terminal(percentile_table(shown), width))
-    for text in (inspect_markdown(ok), profile_markdown(ok)):
+    for text in (served_markdown(ok, max_top1_drop), inspect_markdown(ok), profile_markdown(ok)):
         if text:
             print()
             print(text)
