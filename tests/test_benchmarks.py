@@ -100,6 +100,23 @@ def test_decode_profile_times_read_pil_and_write_stages_on_cpu(tmp_path, foolbox
     assert not list((tmp_path / "cache").glob("*.u8"))  # the scratch files it writes are removed
 
 
+def test_serving_ceiling_serves_a_near_free_model_through_the_sut_on_cpu(tmp_path):
+    """The harness's own ceiling: Offline and the Server search run under LoadGen, their figures come from LoadGen's
+    logs (kept under --out), and the ratio to the best runner is the peak over 25,700 when there is a peak."""
+    out = ok(run_script("serving_ceiling.py", "--device", "cpu", "--duration", "0.5", "--max_batch", "8",
+                        "--num_images", "64", "--crop", "8", "--out", tmp_path / "o", tmp_path=tmp_path, timeout=240))
+    res = json.loads(out.splitlines()[0])
+    assert res == json.loads((tmp_path / "o" / "serving_ceiling.json").read_text())
+    assert res["device"] == "cpu" and res["offline_valid"] is True and positive(res["offline_samples_per_s"])
+    assert res["server_steps"] and all(positive(p99) for _, _, p99 in res["server_steps"])
+    valid = [q for q, v, _ in res["server_steps"] if v]
+    assert res["server_peak_qps"] == (max(valid) if valid else None)
+    if valid:
+        assert res["x_best_runner_offline"] == round(max(valid) / 25_700, 2)
+    assert (tmp_path / "o" / "serving-ceiling" / "offline" / "performance" / "mlperf_log_summary.txt").is_file()
+    assert "harness ceiling on cpu: Offline" in out
+
+
 def test_records_table_prints_each_validation_record_with_the_harness_ratio(tmp_path):
     from utils.report.records import make_record, write_record
 
