@@ -183,7 +183,7 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
     [ -d /tmp/sv/data ] || python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/sv'), 5000, d.source_photos(None), 16)"
     for spec in ${RUNNERS:-torch:fp32 torch:fp16}; do
       timeout -s INT ${SETUP_S:-240} python3 main.py -v --network resnet50 --dataset /tmp/sv/data --device cuda \
-        --backend ${spec%:*} --precision ${spec#*:} --scenario offline server --find_peak --max_batch 256 \
+        --backend ${spec%:*} --precision ${spec#*:} --scenario ${SCEN:-offline server} --find_peak --max_batch ${MAXB:-256} \
         --duration ${SERVE_S:-3} --quiet --output $OUT/serve 2>&1 | tail -2; echo "$spec exit $?"
     done | tee $OUT/serve.log
     python3 - "$OUT/serve" <<'PY' | tee -a $OUT/serve.log

@@ -146,9 +146,14 @@ def test_accuracy_log_must_answer_every_sample_once(tmp_path):
     assert "top1" not in twice and "2 of 4" in twice["accuracy_error"]
 
 
-def test_buckets_are_powers_of_two_up_to_max_batch():
+def test_buckets_are_powers_of_two_then_multiples_of_the_step_up_to_max_batch():
     assert S.buckets(12, lambda b: True) == [1, 2, 4, 8, 12]
     assert S.buckets(8, lambda b: True) == [1, 2, 4, 8]
+    assert S.buckets(256, lambda b: True) == [1, 2, 4, 8, 16, 32, 64, 96, 128, 160, 192, 224, 256]
+    assert S.buckets(100, lambda b: True) == [1, 2, 4, 8, 16, 32, 64, 96, 100]
+    assert S.buckets(32, lambda b: True) == [1, 2, 4, 8, 16, 32]
+    assert S.buckets(40, lambda b: True, step=16) == [1, 2, 4, 8, 16, 32, 40]
+    assert S.buckets(1, lambda b: True) == [1]
     assert S.buckets(8, lambda b: b == 8) == [8]  # a static engine: its own size, every batch padded to it
     with pytest.raises(ArtTRTError, match="serves none"):
         S.buckets(8, lambda b: b == 16)

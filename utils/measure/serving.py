@@ -5,8 +5,8 @@ SingleStream: one sample after the other; MultiStream: 8 samples per query, one 
 measures every latency itself; ArtTRT gives it a query sample library over the decoded cache (the samples
 LoadGen loads are copied to the runner's device once) and a system under test that feeds the same Runner as the
 timing loop through a dynamic batcher (Triton's: a batch is at most --max_batch samples, and waits at most
---max_queue_delay_us after its first sample for more). Batches are padded to a power of two (at most
---max_batch) so compiled and captured runners never meet a new shape while LoadGen's clock runs; each padded
+--max_queue_delay_us after its first sample for more). Batches are padded to a prepared size (powers of two up
+to 32, then multiples of 32, and --max_batch) so compiled and captured runners never meet a new shape while LoadGen's clock runs; each padded
 shape is prepared and run before the test.
 
 Each scenario runs LoadGen twice: in AccuracyOnly (every sample once; the responses LoadGen logged, the top-1
@@ -100,9 +100,13 @@ def check_options(o: ServeOptions) -> None:
                           f"{o.latency_bound_ms:g}: every batch would wait out the whole latency budget")
 
 
-def buckets(max_batch: int, serves: Callable[[int], bool]) -> List[int]:
-    """The padded batch sizes: powers of two below max_batch, and max_batch, that the runner serves."""
-    sizes = sorted({2 ** k for k in range(max_batch.bit_length()) if 2 ** k < max_batch} | {max_batch})
+def buckets(max_batch: int, serves: Callable[[int], bool], step: int = 32) -> List[int]:
+    """The padded batch sizes that the runner serves: powers of two below `step`, then multiples of `step`, and
+    max_batch itself. A batch is padded by fewer than `step` rows once it is larger than `step` (powers of two all
+    the way padded a Server batch of 79 to 128: half the rows computed were padding on the H200), and a compiled
+    runner prepares at most 13 shapes up to 256."""
+    small = {2 ** k for k in range(max_batch.bit_length()) if 2 ** k < min(step, max_batch)}
+    sizes = sorted(small | set(range(step, max_batch, step)) | {max_batch})
     out = [b for b in sizes if serves(b)]
     if not out:
         raise ArtTRTError(f"this runner serves none of the batch sizes up to --max_batch {max_batch}")
