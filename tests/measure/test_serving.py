@@ -177,6 +177,8 @@ def test_device_samples_gather_the_rows_loadgen_loaded():
     (["--scenario", "server", "--find_peak", "--max_queue_delay_us", "20000"], "whole latency budget"),
     (["--scenario", "offline", "--max_batch", "0"], "from 1 to 65536"),
     (["--target_qps", "100"], "add --scenario"),
+    (["--scenario", "offline", "--find_peak"], "add server to --scenario"),
+    (["--scenario", "offline", "singlestream", "--latency_bound_ms", "5"], "setting of the Server scenario"),
 ])
 def test_bad_settings_are_one_sentence_before_any_work(argv, said, capsys, tmp_path):
     rc = cli_boundary(main.main, ["-v", "--synthetic", "4", "--quiet", "--output", str(tmp_path / "o"), *argv])

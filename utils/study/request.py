@@ -28,7 +28,8 @@ DEFAULT_DURATION_S = 1.0  # trtexec's --duration is 3 s: 1 s keeps a six-network
 DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
 DEFAULT_SERVE_DURATION_S = 10.0  # each LoadGen run of a scenario (MLPerf's submissions: 600 s)
 DEFAULT_SERVE_MAX_BATCH = 32    # --max_batch's default for the dynamic batcher (it is TensorRT's profile maximum too)
-SERVE_ONLY = ("max_queue_delay_us", "target_qps", "latency_bound_ms", "percentile", "find_peak")
+SERVER_ONLY = ("target_qps", "latency_bound_ms", "percentile", "find_peak")
+SERVE_ONLY = ("max_queue_delay_us",) + SERVER_ONLY
 STUDY_ONLY = ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims", "setups",
               "calib_methods", "calib_sizes", "max_top1_drop", "mixed_precision", "scenario") + SERVE_ONLY
 
@@ -188,11 +189,15 @@ def _scenarios(args: argparse.Namespace, given: set) -> Tuple[Any, ...]:
         return ()
     duration = DEFAULT_SERVE_DURATION_S if args.duration is None else args.duration
     max_batch = DEFAULT_SERVE_MAX_BATCH if args.max_batch is None else args.max_batch
-    return tuple(ServeOptions(name, max_batch=max_batch, max_queue_delay_us=args.max_queue_delay_us,
-                              target_qps=args.target_qps if name == "server" else None,
-                              latency_bound_ms=args.latency_bound_ms, percentile=args.percentile,
-                              find_peak=args.find_peak and name == "server", duration_s=duration, seed=args.seed)
-                 for name in dict.fromkeys(args.scenario))
+    out = tuple(ServeOptions(name, max_batch=max_batch, max_queue_delay_us=args.max_queue_delay_us,
+                             target_qps=args.target_qps if name == "server" else None,
+                             latency_bound_ms=args.latency_bound_ms, percentile=args.percentile,
+                             find_peak=args.find_peak and name == "server", duration_s=duration, seed=args.seed)
+                for name in dict.fromkeys(args.scenario))
+    unused = [n for n in SERVER_ONLY if n in given]
+    if unused and "server" not in args.scenario:  # said, not dropped: the user asked for a figure no run would make
+        raise ArtTRTError(f"--{unused[0]} is a setting of the Server scenario: add server to --scenario")
+    return out
 
 
 def _shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
