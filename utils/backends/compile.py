@@ -98,7 +98,7 @@ class CompileRunner(TorchRunner):
 
 def _allow_recompiles(shapes: int) -> None:
     """Dynamo compiles a frame at most recompile_limit times (8 by default) and then runs it eagerly without a
-    word: a serving job's nine padded shapes (1 .. 256) would time eager PyTorch under the compile label. The limit
+    word: a serving job's 13 padded shapes (1 .. 256) would time eager PyTorch under the compile label. The limit
     is raised to the shapes this runner prepares."""
     cfg = torch._dynamo.config
     name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"

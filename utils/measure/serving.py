@@ -6,8 +6,8 @@ measures every latency itself; ArtTRT gives it a query sample library over the d
 LoadGen loads are copied to the runner's device once) and a system under test that feeds the same Runner as the
 timing loop through a dynamic batcher (Triton's: a batch is at most --max_batch samples, and waits at most
 --max_queue_delay_us after its first sample for more). Batches are padded to a prepared size (powers of two up
-to 32, then multiples of 32, and --max_batch) so compiled and captured runners never meet a new shape while LoadGen's clock runs; each padded
-shape is prepared and run before the test.
+to 32, then multiples of 32, and --max_batch) so compiled and captured runners never meet a new shape while
+LoadGen's clock runs; each padded shape is prepared and run before the test.
 
 Each scenario runs LoadGen twice: in AccuracyOnly (every sample once; the responses LoadGen logged, the top-1
 class of each, are checked against the labels: the row's own top-1) and in PerformanceOnly (its figures, VALID

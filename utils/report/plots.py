@@ -24,7 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from utils.backends.registry import BACKENDS, PRECISIONS, row_label  # noqa: E402
 from utils.core.fileio import atomic_path  # noqa: E402
-from utils.report.tables import identity_columns, serve_question, served_records  # noqa: E402
+from utils.report.tables import finite_number, identity_columns, serve_question, served_records  # noqa: E402
 
 PHASE_COLOURS = {"build": "#f4d03f", "load": "#aed6f1", "warm-up": "#f5b7b1", "measure": "#abebc6"}
 HUES = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -190,12 +190,6 @@ def telemetry_plot(samples: Sequence[Dict[str, Any]], path: Path, title: str) ->
 Point = Tuple[float, Optional[float], Optional[float], bool]  # completed samples/s, p50 ms, p<percentile> ms, VALID
 
 
-def _finite(v: Any) -> Optional[float]:
-    import math
-
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
 def serving_points(records: Sequence[Dict[str, Any]], network: str) -> List[Tuple[str, Dict[str, Any], List[Point]]]:
     """Per Server record of the network (the newest of each setup and settings): its label, the record, and each
     LoadGen run of its peak_steps in the order of target QPS as (completed samples/s, p50, p<percentile>, VALID);
@@ -208,11 +202,12 @@ def serving_points(records: Sequence[Dict[str, Any]], network: str) -> List[Tupl
     for r in mine:
         pct, bound = serve_question(r)
         label = series(r) + (f" [p{pct:g} <= {bound:g} ms]" if len(questions) > 1 else "")
-        steps = sorted((s for s in r["peak_steps"] if isinstance(s, dict) and _finite(s.get("samples_per_s"))
-                        is not None), key=lambda s: _finite(s.get("target_qps")) or 0.0)
+        steps = sorted((s for s in r["peak_steps"] if isinstance(s, dict) and finite_number(s.get("samples_per_s"))
+                        is not None), key=lambda s: finite_number(s.get("target_qps")) or 0.0)
         lat: List[Dict[str, Any]] = [s["latency_ms"] if isinstance(s.get("latency_ms"), dict) else {} for s in steps]
-        out.append((label, r, [(float(s["samples_per_s"]), _finite(t.get("p50")), _finite(t.get(f"p{pct:g}")),
-                                s.get("loadgen_valid") is True) for s, t in zip(steps, lat)]))
+        out.append((label, r, [(float(s["samples_per_s"]), finite_number(t.get("p50")),
+                                finite_number(t.get(f"p{pct:g}")), s.get("loadgen_valid") is True)
+                               for s, t in zip(steps, lat)]))
     return sorted(((label, r, pts) for label, r, pts in out if pts), key=lambda x: x[0])
 
 

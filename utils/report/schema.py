@@ -170,8 +170,9 @@ class ServeSettings(_Strict):
     seed: Optional[Annotated[int, Field(ge=-2**63, le=2**64)]] = None
 
 
-class PeakStep(_Strict):
-    """One LoadGen Server run of a --find_peak bisection (or the one run at --target_qps)."""
+class LoadGenRun(_Strict):
+    """What one LoadGen performance run's summary gives (utils.measure.serving.summarize): a record's final run and
+    each step of a --find_peak search."""
 
     target_qps: Optional[NonNegative] = None
     loadgen_valid: Optional[bool] = None
@@ -182,6 +183,11 @@ class PeakStep(_Strict):
     early_stopping: Optional[Text] = None
     overlatency_queries: Optional[Count] = None
     queries: Optional[Count] = None
+
+
+class PeakStep(LoadGenRun):
+    """One LoadGen Server run of a --find_peak bisection (or the one run at --target_qps)."""
+
     logs: Optional[Text] = None
 
 
@@ -189,7 +195,7 @@ class OtherFacts(_Strict):
     options: Optional[Text] = None
 
 
-class Record(_Strict):
+class Record(LoadGenRun):
     """One measurement (kind "validate") or comparison (kind "compare"); the fields anything reads."""
 
     record_version: Annotated[int, Field(ge=min(READABLE_VERSIONS), le=max(READABLE_VERSIONS))]
@@ -278,20 +284,11 @@ class Record(_Strict):
     # a serving scenario under MLPerf LoadGen (role "scenario"; utils.measure.serving)
     scenario: Optional[Text] = None
     serve_settings: Optional[ServeSettings] = None
-    loadgen_version: Optional[Text] = None
-    loadgen_valid: Optional[bool] = None
-    loadgen_invalid_reasons: Optional[Reasons] = Field(default=None, max_length=64)
-    early_stopping: Optional[Text] = None
-    samples_per_s: Optional[NonNegative] = None
-    scheduled_samples_per_s: Optional[NonNegative] = None
-    latency_ms: Optional[LatencyMs] = Field(default=None, max_length=32)
-    target_qps: Optional[NonNegative] = None
+    loadgen_version: Optional[Text] = None  # the final run's summary: LoadGenRun's fields
     peak_qps: Optional[NonNegative] = None
     peak_search: Optional[Text] = None
     peak_stopped: Optional[Text] = None
     peak_steps: Optional[List[PeakStep]] = Field(default=None, max_length=64)
-    overlatency_queries: Optional[Count] = None
-    queries: Optional[Count] = None
     accuracy_samples: Optional[Count] = None
     accuracy_answered_once: Optional[Count] = None
     accuracy_error: Optional[Text] = None

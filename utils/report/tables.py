@@ -768,7 +768,7 @@ STREAM_NAMES = {"singlestream": "SingleStream", "multistream": "MultiStream"}
 Run = Tuple[Tuple[Any, ...], Optional[Dict[str, Any]], Optional[Dict[str, Any]]]  # row key, Offline, Server record
 
 
-def _num(v: Any) -> Optional[float]:
+def finite_number(v: Any) -> Optional[float]:
     """v as a finite float, or None: a missing, NaN or infinite figure is a blank, never "nan"."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
@@ -783,12 +783,12 @@ def _settings(r: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 def serve_question(r: Dict[str, Any]) -> Tuple[float, float]:
     """(percentile, latency bound in ms) a serving run was held to; LoadGen's defaults here (99, 15) where unsaid."""
     s = _settings(r)
-    return (_num(s.get("percentile")) or 99.0, _num(s.get("latency_bound_ms")) or 15.0)
+    return (finite_number(s.get("percentile")) or 99.0, finite_number(s.get("latency_bound_ms")) or 15.0)
 
 
 def _latency(r: Optional[Dict[str, Any]], name: str) -> Optional[float]:
     lat = (r or {}).get("latency_ms")
-    return _num(lat.get(name)) if isinstance(lat, dict) else None
+    return finite_number(lat.get(name)) if isinstance(lat, dict) else None
 
 
 def _batcher(r: Dict[str, Any]) -> str:
@@ -809,11 +809,11 @@ def served_qps(r: Dict[str, Any]) -> Tuple[Optional[float], str]:
     pct, _ = serve_question(r)
     tail = _fmt(_latency(r, f"p{pct:g}"), 3)
     if _settings(r).get("find_peak") or r.get("peak_search"):
-        peak = _num(r.get("peak_qps"))
+        peak = finite_number(r.get("peak_qps"))
         if peak is not None:
             return peak, _fmt(peak, 1)
-        return None, f"none met (p{pct:g} {tail} ms at {_fmt(_num(r.get('target_qps')), 1)} QPS)"
-    target = _num(r.get("target_qps"))
+        return None, f"none met (p{pct:g} {tail} ms at {_fmt(finite_number(r.get('target_qps')), 1)} QPS)"
+    target = finite_number(r.get("target_qps"))
     if r.get("loadgen_valid") is True and target is not None:
         return target, f"{_fmt(target, 1)} (target met)"
     return None, f"not met (p{pct:g} {tail} ms)"
@@ -888,7 +888,7 @@ def _gate_mark(r: Optional[Dict[str, Any]], ref: Optional[Dict[str, Any]], max_d
 
 def _served_row(run: Run, runs: Sequence[Run], pct: float, max_drop: Optional[float]) -> List[Any]:
     key, offline, server = run
-    offline_rate = _num((offline or {}).get("samples_per_s"))
+    offline_rate = finite_number((offline or {}).get("samples_per_s"))
     rate, rate_cell = served_qps(server) if server else (None, "-")
     share = f"{rate / offline_rate:.2f}" if rate is not None and offline_rate else "-"
     at = server if rate is not None else None
@@ -927,7 +927,7 @@ def _stream_table(recs: Sequence[Dict[str, Any]], extra: Sequence[Tuple[str, Cal
     rows = [[row_label(r), *[f(r) for _, f in extra], STREAM_NAMES[str(r["scenario"])] + (
                 f" ({_settings(r).get('samples_per_query')} samples/query)" if r["scenario"] == "multistream" else ""),
              _fmt(_latency(r, "p50"), 3), _fmt(_latency(r, "p90"), 3), _fmt(_latency(r, "p99"), 3),
-             _fmt(_num(r.get("samples_per_s")), 1), _served_top1(r, None), _loadgen_verdict([("LoadGen", r)])]
+             _fmt(finite_number(r.get("samples_per_s")), 1), _served_top1(r, None), _loadgen_verdict([("LoadGen", r)])]
             for r in mine]
     return markdown(["runner", *[h for h, _ in extra], "scenario", "p50 (ms)", "p90 (ms)", "p99 (ms)", "samples/s",
                      "top-1 (%)", "LoadGen"], rows)
