@@ -1,6 +1,8 @@
 """torch.compile backend (inductor): static shapes per batch size, channels_last for convolutional networks,
 fp32/fp16/bf16, behind the same Runner interface. Compilation happens in prepare() for each batch shape,
-so its cost is recorded as preparation time, not hidden in the warm-up.
+so its cost is recorded as preparation time, not hidden in the warm-up. With --cuda_graph (modes default and
+max-autotune-no-cudagraphs), each shape's compiled kernels are also captured once as a CUDA graph in prepare() and
+replayed (as trtexec --useCudaGraph does): a batch then costs one launch instead of Python launching every kernel.
 
 Usage:
     with CompileRunner(net, "cuda", "fp16", mode="max-autotune") as r:
@@ -20,6 +22,7 @@ from utils.data.options import DataOptions
 from utils.models.networks import Network
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the modes whose compiled code replays CUDA graphs itself
 
 
 @dataclass(frozen=True)
@@ -38,17 +41,21 @@ def label(spec: RunSpec) -> str:
 
 def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple["CompileRunner", Dict[str, Any]]:
     opts: Options = spec.options or Options()
-    return CompileRunner(net, spec.device, spec.precision, opts.compile_mode, net.convolutional), {"prepare_s": 0.0}
+    return CompileRunner(net, spec.device, spec.precision, opts.compile_mode, net.convolutional,
+                         spec.cuda_graph), {"prepare_s": 0.0}
 
 
 class CompileRunner(TorchRunner):
     backend = "compile"
 
     def __init__(self, net: Network, device: str = "cpu", precision: str = "fp32", mode: str = "default",
-                 channels_last: bool = True):
-        super().__init__(net, device, precision, channels_last=channels_last, cuda_graph=False)
+                 channels_last: bool = True, cuda_graph: bool = False):
         if mode not in MODES:
             raise ArtTRTError(f"--compile_mode {mode!r} is not one of {', '.join(MODES)}")
+        if cuda_graph and mode in GRAPH_MODES:
+            raise ArtTRTError(f"--cuda_graph with --compile_mode {mode}: that mode already replays torch.compile's own "
+                              "CUDA graphs; --cuda_graph captures the kernels of default or max-autotune-no-cudagraphs")
+        super().__init__(net, device, precision, channels_last=channels_last, cuda_graph=cuda_graph)
         self.mode = mode
         self._compiled: Any = None
         self._shapes: Set[Tuple[int, ...]] = set()
@@ -82,8 +89,8 @@ class CompileRunner(TorchRunner):
         self.synchronize()
         self._shapes.add(batch_shape)
 
-    @torch.inference_mode()
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The compiled model on one batch; with cuda_graph, what CudaGraphs captures once per shape."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = self._compiled(x)

@@ -61,7 +61,7 @@ class TorchRunner(Runner):
         self.net = net
         self.channels_last = channels_last and net.convolutional
         self.model: torch.nn.Module = net.model
-        self.graphs = CudaGraphs(self.device, self._eager) if cuda_graph else None
+        self.graphs = CudaGraphs(self.device, self._forward) if cuda_graph else None
 
     def activate(self) -> None:
         if self.active:
@@ -81,14 +81,22 @@ class TorchRunner(Runner):
             torch.cuda.empty_cache()
         super().deactivate()
 
-    def _eager(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model on one batch, as captured into a CUDA graph where cuda_graph is on."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
     @torch.inference_mode()
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        return self.graphs(x) if self.graphs is not None else self._eager(x)
+        return self.graphs(x) if self.graphs is not None else self._forward(x)
+
+    @torch.inference_mode()
+    def prepare(self, batch_shape: Tuple[int, ...]) -> None:
+        """With CUDA graphs: captures this shape's graph now, so the capture is preparation, not a timed batch."""
+        if self.graphs is not None and self.graphs.active and tuple(batch_shape) not in self.graphs.graphs:
+            self.infer(torch.zeros(batch_shape, device=self.device, dtype=self.input_dtype))
+            self.synchronize()
 
     def info(self) -> Dict[str, Any]:
         buf = io.BytesIO()
