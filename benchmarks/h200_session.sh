@@ -179,12 +179,14 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
   serve)  # issue 24: the harness ceiling, then resnet50 under LoadGen Offline and Server (RUNNERS, default eager fp32/fp16)
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .lg/*.whl .whl/*.whl && export PYTHONPATH=/tmp/site  # carry .lg .whl (pydantic & co)
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee $OUT/gpu.log
+    [ -n "${GPU_TESTS:-}" ] && python3 -m pytest -q -p no:cacheprovider $GPU_TESTS 2>&1 | tail -4 | tee -a $OUT/gpu.log
     [ "${CEILING:-1}" = 1 ] && python3 benchmarks/serving_ceiling.py --device cuda --max_batch 256 --duration ${SERVE_S:-3} --out $OUT 2>&1 | tail -2 | tee $OUT/ceiling.log
     [ -d /tmp/sv/data ] || python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/sv'), 5000, d.source_photos(None), 16)"
-    for spec in ${RUNNERS:-torch:fp32 torch:fp16}; do
+    for spec in ${RUNNERS:-torch:fp32 torch:fp16}; do  # backend:precision[:graph] (graph: --cuda_graph)
+      IFS=: read -r backend prec graph <<< "$spec"
       timeout -s INT ${SETUP_S:-240} python3 main.py -v --network resnet50 --dataset /tmp/sv/data --device cuda \
-        --backend ${spec%:*} --precision ${spec#*:} --scenario ${SCEN:-offline server} --find_peak --max_batch ${MAXB:-256} \
-        --duration ${SERVE_S:-3} --quiet --output $OUT/serve 2>&1 | tail -2; echo "$spec exit $?"
+        --backend $backend --precision $prec ${graph:+--cuda_graph} --scenario ${SCEN:-offline server} --find_peak \
+        --max_batch ${MAXB:-256} --duration ${SERVE_S:-3} --quiet --output $OUT/serve 2>&1 | tail -2; echo "$spec exit $?"
     done | tee $OUT/serve.log
     python3 - "$OUT/serve" <<'PY' | tee -a $OUT/serve.log
 import json, pathlib, sys
@@ -193,10 +195,13 @@ for p in sorted(pathlib.Path(sys.argv[1]).rglob("records/*.json")):
     if r.get("role") != "scenario" or r.get("error"):
         continue
     lat = r.get("latency_ms") or {}
-    print(r["backend"], r["precision"], r["scenario"], "samples/s", r.get("samples_per_s"), "peak_qps", r.get("peak_qps"),
-          "p50", lat.get("p50"), "p99", lat.get("p99"), "valid", r.get("loadgen_valid"), "top1", r.get("top1"),
-          "mean_batch", r.get("mean_batch"), "steps", [(s["target_qps"], s["loadgen_valid"], s["latency_ms"].get("p99"))
-                                                   for s in r.get("peak_steps") or []])
+    print(r["backend"], r["precision"], "graph" if r.get("cuda_graph") else "", r["scenario"], "samples/s",
+          r.get("samples_per_s"), "peak_qps", r.get("peak_qps"), "p50", lat.get("p50"), "p99", lat.get("p99"),
+          "valid", r.get("loadgen_valid"), "top1", r.get("top1"), "mean_batch", r.get("mean_batch"),
+          "service_ms", r.get("batch_service_ms"), "busy", r.get("sut_busy"), "prepare_s", r.get("runner_prepare_s"),
+          "steps", [(s["target_qps"], s["loadgen_valid"], s["latency_ms"].get("p99"), s.get("mean_batch"),
+                     (s.get("batch_service_ms") or {}).get("p50"), s.get("sut_busy"))
+                    for s in r.get("peak_steps") or []])
 PY
     ;;
   study)  # issue 14: the study (resumable: STUDY_S bounds this call's part); its wall time adds up in /tmp/st/wall

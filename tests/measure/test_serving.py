@@ -218,6 +218,66 @@ def test_batch_fields_count_the_padding_of_each_batch(tmp_path):
     h.stats.sizes = {3: 2, 12: 1, 5: 1, 1: 4}  # 3 -> 4 (twice), 12 -> 12, 5 -> 8, 1 -> 1
     h.stats.batches, h.stats.samples = 8, 3 * 2 + 12 + 5 + 4
     assert h.batch_fields() == {"batches": 8, "mean_batch": 3.38, "padded_samples": 2 + 0 + 3 + 0}
+    h.stats.service_s, h.stats.first_s, h.stats.last_s = [0.003, 0.001, 0.010, 0.002], 100.0, 100.032
+    h.stats.respond_s = [0.001, 0.0, 0.0, 0.0]
+    f = h.batch_fields()
+    assert f["batch_service_ms"] == {"p50": 2.5, "p99": pytest.approx(9.79), "max": 10.0}
+    assert f["batch_respond_ms"] == {"p50": 0.0, "p99": pytest.approx(0.97), "max": 1.0}
+    assert f["sut_busy"] == 0.5  # 16 ms of batches over a 32 ms span
+
+
+def test_a_batch_is_the_largest_prepared_size_the_queue_fills():
+    """Triton's preferred_batch_size: 100 queued make a batch of 96 (4 wait for the next), not one padded to 128."""
+    sizes = S.buckets(128, lambda b: True)  # 1 2 4 8 16 32 64 96 128
+    assert [S.batch_take(q, 128, sizes) for q in (1, 3, 31, 32, 33, 100, 127, 128, 129, 5000)] == \
+        [1, 2, 16, 32, 32, 96, 96, 128, 128, 128]
+    assert S.batch_take(100, 64, sizes) == 64                 # never above max_batch
+    assert S.batch_take(10, 256, [256]) == 10                 # a runner of one size: the batch is padded up
+    assert S.batch_take(7, 32, []) == 7                       # no sizes: whatever is queued
+
+
+def test_server_batches_are_prepared_sizes_and_never_padded(tmp_path):
+    seen = []
+
+    def infer(idx):
+        seen.append(len(idx))
+        return _sleepy(idx)
+
+    f = _serve(tmp_path, "server", infer=infer, target_qps=3000.0, duration_s=1.0)
+    sizes = S.buckets(MAX_BATCH, lambda b: True)
+    assert f["mean_batch"] > 1 and set(seen) <= set(sizes) and f["padded_samples"] == 0
+    assert f["accuracy_answered_once"] == N  # every sample answered once, the leftovers of each batch too
+
+
+def test_python_switches_threads_often_while_loadgen_runs(tmp_path):
+    """LoadGen's issue thread needs the GIL for each due query: during a run Python's switch interval is
+    SWITCH_INTERVAL_S (a worker in Python no longer holds a due query back for its 5 ms default); after it, as before."""
+    import sys
+
+    seen = []
+
+    def infer(idx):
+        seen.append(sys.getswitchinterval())
+        return _sleepy(idx)
+
+    before = sys.getswitchinterval()
+    _serve(tmp_path, "singlestream", infer=infer, duration_s=0.2)
+    assert before == pytest.approx(0.005) and sys.getswitchinterval() == before
+    assert seen[0] == before and seen[-1] == pytest.approx(S.SWITCH_INTERVAL_S)  # estimate_rate, then LoadGen's runs
+
+
+def test_batch_service_time_is_what_a_batch_took(tmp_path):
+    """Each batch's service time covers the model's run: a model that sleeps 30 ms per batch, at a rate that keeps
+    it busy, shows a service time of at least 30 ms and a worker busy most of the run."""
+    def slow(idx):
+        time.sleep(0.03)
+        return np.zeros(len(idx), np.int32)
+
+    f = _serve(tmp_path, "server", infer=slow, target_qps=400.0, duration_s=1.0)
+    assert 30.0 <= f["batch_service_ms"]["p50"] <= f["batch_service_ms"]["p99"] <= f["batch_service_ms"]["max"]
+    assert f["sut_busy"] > 0.9
+    step = f["peak_steps"][0]
+    assert step["batch_service_ms"] == f["batch_service_ms"] and step["sut_busy"] == f["sut_busy"]
 
 
 def test_the_worker_thread_is_warmed_before_the_first_query(tmp_path):

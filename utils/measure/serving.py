@@ -5,9 +5,10 @@ SingleStream: one sample after the other; MultiStream: 8 samples per query, one 
 measures every latency itself; ArtTRT gives it a query sample library over the decoded cache (the samples
 LoadGen loads are copied to the runner's device once) and a system under test that feeds the same Runner as the
 timing loop through a dynamic batcher (Triton's: a batch is at most --max_batch samples, and waits at most
---max_queue_delay_us after its first sample for more). Batches are padded to a prepared size (powers of two up
-to 32, then multiples of 32, and --max_batch) so compiled and captured runners never meet a new shape while
-LoadGen's clock runs; each padded shape is prepared and run before the test.
+--max_queue_delay_us after its first sample for more). Every batch has a prepared size (powers of two up to 32,
+then multiples of 32, and --max_batch), so compiled and captured runners never meet a new shape while LoadGen's
+clock runs: a batch is the largest prepared size the queue fills (Triton's preferred_batch_size), and only a queue
+smaller than every size a runner serves is padded up. Each prepared shape is prepared and run before the test.
 
 Each scenario runs LoadGen twice: in AccuracyOnly (every sample once; the responses LoadGen logged, the top-1
 class of each, are checked against the labels: the row's own top-1) and in PerformanceOnly (its figures, VALID
@@ -32,6 +33,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,10 +50,11 @@ log = logging.getLogger(__name__)
 
 SCENARIOS = {"offline": "Offline", "server": "Server", "singlestream": "SingleStream", "multistream": "MultiStream"}
 MLPERF_MIN_DURATION_S = 600  # MLPerf inference's minimum run for a submission (every scenario)
-PEAK_TOLERANCE = 0.05        # the bisection stops when the bracket is within 5 % of its upper end
+PEAK_TOLERANCE = 0.025       # the bisection stops when the bracket is within 2.5 % of its upper end
 PEAK_MAX_STEPS = 8
 PERCENTILES = ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90")
 REPORTED = tuple(float(p) for p in PERCENTILES)  # the latency percentiles LoadGen's log gives
+SWITCH_INTERVAL_S = 2e-4    # Python's thread switch interval while LoadGen runs (Python's default: 5 ms)
 MLPERF_PERF_SAMPLES = 1024   # MLPerf ResNet-50's performance sample count: the samples loaded for a timed run
 
 
@@ -113,6 +116,15 @@ def buckets(max_batch: int, serves: Callable[[int], bool], step: int = 32) -> Li
     return out
 
 
+def batch_take(queued: int, max_batch: int, sizes: Sequence[int]) -> int:
+    """How many of the queued samples the next batch takes: the largest of the prepared sizes that they fill (Triton's
+    preferred_batch_size); all of them, up to max_batch, where no size is given or the queue is smaller than every
+    size (that batch is then padded up)."""
+    n = min(queued, max_batch)
+    filled = [b for b in sizes if b <= n]
+    return max(filled) if filled else n
+
+
 class DeviceSamples:
     """LoadGen's query sample library over the decoded cache: the samples it loads are copied to the device once;
     a batch is gathered there by one index copy."""
@@ -146,11 +158,20 @@ class BatchStats:
     batches: int = 0
     samples: int = 0
     sizes: Dict[int, int] = field(default_factory=dict)
+    service_s: List[float] = field(default_factory=list)  # each batch: from taken off the queue to LoadGen told
+    respond_s: List[float] = field(default_factory=list)  # of which: telling LoadGen (QuerySamplesComplete)
+    first_s: Optional[float] = None                       # when the first batch was taken, and the last completed
+    last_s: Optional[float] = None
 
 
 class BatchingSUT:
     """The system under test: LoadGen's queries go into one queue; a worker thread takes batches of at most
     max_batch samples (waiting at most max_delay_s after the oldest for more), runs them, and completes them.
+
+    With `sizes` (the prepared batch sizes), a batch is the largest of them that the queue fills, as Triton's dynamic
+    batcher does with preferred_batch_size: 100 queued samples make a batch of 96 and leave 4 for the next one,
+    rather than a batch padded to 128 (on the H200 a padded row costs what a real one does, and the padding made
+    batches slower and their time less even under load). Only a queue smaller than every size is padded up.
 
     `infer(idx)` takes dataset indices and returns the int32 top-1 class of each (the response LoadGen logs);
     `infer.warm()`, where it has one, runs on the worker thread before the test starts: the first inference on a new
@@ -158,10 +179,11 @@ class BatchingSUT:
     milliseconds that would otherwise land on the first queries LoadGen times."""
 
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int, max_delay_s: float,
-                 stream: Any = None):
+                 stream: Any = None, sizes: Optional[Sequence[int]] = None):
         import mlperf_loadgen as lg
 
         self.lg, self.infer, self.max_batch, self.max_delay_s = lg, infer, max_batch, max_delay_s
+        self.sizes = sorted(b for b in (sizes or ()) if b <= max_batch)
         self.stream = stream
         self.cv = threading.Condition()
         self.pending: Deque[Tuple[np.ndarray, np.ndarray, float]] = collections.deque()
@@ -201,7 +223,7 @@ class BatchingSUT:
                 if left <= 0:
                     break
                 self.cv.wait(left)
-            ids, idx, need = [], [], self.max_batch
+            ids, idx, need = [], [], batch_take(self.queued, self.max_batch, self.sizes)
             while self.pending and need > 0:
                 a, b, t = self.pending[0]
                 if len(a) <= need:
@@ -212,9 +234,9 @@ class BatchingSUT:
                 ids.append(a)
                 idx.append(b)
                 need -= len(a)
-            n = self.max_batch - need
-            self.queued -= n
+            self.queued -= sum(len(a) for a in ids)
         return np.concatenate(ids), np.concatenate(idx)
+
 
     def _work(self) -> None:
         ctx = torch.cuda.stream(self.stream) if self.stream is not None else None
@@ -236,25 +258,31 @@ class BatchingSUT:
                     if batch is None:
                         return
                     ids, idx = batch
+                    t0 = time.perf_counter()
                     try:
                         pred = np.ascontiguousarray(self.infer(idx), dtype=np.int32)
                     except BaseException as err:  # noqa: BLE001 - said by stop(); LoadGen must still hear back
                         self.error = self.error or err
                         pred = np.full(len(ids), -1, dtype=np.int32)
-                    self._complete(ids, pred)
+                    self._complete(ids, pred, t0, time.perf_counter())
         finally:
             if ctx is not None:
                 ctx.__exit__(None, None, None)
 
-    def _complete(self, ids: np.ndarray, pred: np.ndarray) -> None:
+    def _complete(self, ids: np.ndarray, pred: np.ndarray, t0: float, t_answered: float) -> None:
         lg = self.lg
         base = pred.ctypes.data
         responses = [lg.QuerySampleResponse(int(i), base + 4 * k, 4) for k, i in enumerate(ids.tolist())]
         lg.QuerySamplesComplete(responses)  # LoadGen copies the data (accuracy mode) before this returns
+        t1 = time.perf_counter()
         s = self.stats
         s.batches += 1
         s.samples += len(ids)
         s.sizes[len(ids)] = s.sizes.get(len(ids), 0) + 1
+        s.service_s.append(t1 - t0)
+        s.respond_s.append(t1 - t_answered)
+        s.first_s = t0 if s.first_s is None else s.first_s
+        s.last_s = t1
 
     def stop(self) -> None:
         with self.cv:
@@ -267,7 +295,8 @@ class BatchingSUT:
 
 
 def runner_infer(runner: Any, samples: DeviceSamples, sizes: List[int]) -> Callable[[np.ndarray], np.ndarray]:
-    """The SUT's inference: gather on the device, pad to the next prepared size, normalise, run, top-1 back."""
+    """The SUT's inference: gather on the device, normalise, pad up to a prepared size where the batch is not one,
+    run, top-1 back."""
     from utils.measure.timing import pad_batch
 
     def infer(idx: np.ndarray) -> np.ndarray:
@@ -466,25 +495,47 @@ class Harness:
         logs.log_output.outdir = str(out)
         logs.log_output.copy_summary_to_stdout = False
         logs.enable_trace = False
-        sut = BatchingSUT(self.infer, self.opts.max_batch, self.opts.max_queue_delay_us * 1e-6, self.stream)
+        sut = BatchingSUT(self.infer, self.opts.max_batch, self.opts.max_queue_delay_us * 1e-6, self.stream,
+                          self.sizes)
         self.stats = sut.stats
         qsl = lg.ConstructQSL(self.count, self.perf_count, self.samples.load, self.samples.unload)
         gc.collect()
         gc.freeze()  # what lives now is never scanned again: no long collection pause while LoadGen's clock runs
+        switch = sys.getswitchinterval()
+        # LoadGen's issue thread enters Python (the SUT's issue callback) for every due query, and times each query
+        # from its scheduled time: with Python's 5 ms switch interval, a worker busy in Python could hold a due
+        # query back by up to 5 ms. The interval is cut to SWITCH_INTERVAL_S for the run.
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         try:
             lg.StartTestWithLogSettings(sut.handle, qsl, settings, logs)
         finally:
+            sys.setswitchinterval(switch)
             gc.unfreeze()
             lg.DestroyQSL(qsl)
             sut.stop()
         return out
 
     def batch_fields(self) -> Dict[str, Any]:
-        """The last run's batches: how many, their mean size, and the padding the prepared sizes added."""
+        """The last run's batches: how many, their mean size, the padding the prepared sizes added, how long a batch
+        took from the queue to its answers (p50/p99/max, ms: the part of a query's latency the SUT spends running
+        it), and the share of the run's span the worker was running batches (near 1: the runner, not the arrivals,
+        is what the queries wait for)."""
         s = self.stats
         padded = sum(count * (next(b for b in self.sizes if b >= n) - n) for n, count in s.sizes.items())
-        return {"batches": s.batches, "mean_batch": round(s.samples / s.batches, 2) if s.batches else None,
-                "padded_samples": padded}
+        fields: Dict[str, Any] = {"batches": s.batches, "padded_samples": padded,
+                                  "mean_batch": round(s.samples / s.batches, 2) if s.batches else None}
+        if s.service_s:
+            ms = np.asarray(s.service_s) * 1e3
+            fields["batch_service_ms"] = _spread(ms)
+            fields["batch_respond_ms"] = _spread(np.asarray(s.respond_s) * 1e3)
+            span = (s.last_s or 0.0) - (s.first_s or 0.0)
+            fields["sut_busy"] = round(min(1.0, float(ms.sum()) / 1e3 / span), 4) if span > 0 else None
+        return fields
+
+
+def _spread(ms: np.ndarray) -> Dict[str, float]:
+    return {"p50": round(float(np.percentile(ms, 50)), 4), "p99": round(float(np.percentile(ms, 99)), 4),
+            "max": round(float(ms.max()), 4)}
 
 
 def _remove_trace(folder: Path) -> None:

@@ -183,6 +183,13 @@ class LoadGenRun(_Strict):
     early_stopping: Optional[Text] = None
     overlatency_queries: Optional[Count] = None
     queries: Optional[Count] = None
+    # the SUT's own account of the run (Harness.batch_fields)
+    batches: Optional[Count] = None
+    mean_batch: Optional[NonNegative] = None
+    padded_samples: Optional[Count] = None
+    batch_service_ms: Optional[LatencyMs] = Field(default=None, max_length=32)
+    batch_respond_ms: Optional[LatencyMs] = Field(default=None, max_length=32)
+    sut_busy: Optional[Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]] = None
 
 
 class PeakStep(LoadGenRun):
@@ -294,9 +301,6 @@ class Record(LoadGenRun):
     accuracy_error: Optional[Text] = None
     loadgen_logs: Optional[Text] = None
     accuracy_logs: Optional[Text] = None
-    batches: Optional[Count] = None
-    mean_batch: Optional[NonNegative] = None
-    padded_samples: Optional[Count] = None
     padded_batch_sizes: Optional[List[BatchSize]] = Field(default=None, max_length=64)
     warmup_samples_per_s: Optional[NonNegative] = None
     duration_note: Optional[Text] = None
