@@ -198,7 +198,7 @@ for p in sorted(pathlib.Path(sys.argv[1]).rglob("records/*.json")):
     print(r["backend"], r["precision"], "graph" if r.get("cuda_graph") else "", r["scenario"], "samples/s",
           r.get("samples_per_s"), "peak_qps", r.get("peak_qps"), "p50", lat.get("p50"), "p99", lat.get("p99"),
           "valid", r.get("loadgen_valid"), "top1", r.get("top1"), "mean_batch", r.get("mean_batch"),
-          "service_ms", r.get("batch_service_ms"), "busy", r.get("sut_busy"), "prepare_s", r.get("runner_prepare_s"),
+          "service_ms", r.get("batch_service_ms"), "respond_ms", r.get("batch_respond_ms"), "busy", r.get("sut_busy"), "prepare_s", r.get("runner_prepare_s"),
           "steps", [(s["target_qps"], s["loadgen_valid"], s["latency_ms"].get("p99"), s.get("mean_batch"),
                      (s.get("batch_service_ms") or {}).get("p50"), s.get("sut_busy"))
                     for s in r.get("peak_steps") or []])
