@@ -107,6 +107,16 @@ def test_find_peak_converges_on_what_the_model_can_serve(tmp_path):
     assert f["peak_qps"] <= 1.05 * MAX_BATCH / SLEEP_S
 
 
+def test_the_server_accuracy_run_lasts_no_longer_than_duration(tmp_path):
+    """AccuracyOnly issues every sample once at the run's rate: at 20 QPS, 400 samples would take 20 s (a 50,000-image
+    set at a rate with no VALID step: hours). It runs at count / --duration at least, and LoadGen was told so."""
+    f = _serve(tmp_path, "server", target_qps=20.0, duration_s=1.0)
+    assert f["accuracy_qps"] == N / 1.0 and f["accuracy_answered_once"] == N
+    detail = S.read_detail(tmp_path / "server" / f["accuracy_logs"] / "mlperf_log_detail.txt")
+    assert float(detail["effective_target_qps"]) == pytest.approx(N / 1.0)
+    assert f["target_qps"] == 20.0 and f["peak_steps"][0]["target_qps"] == 20.0  # the timed run kept its rate
+
+
 def test_too_few_queries_is_not_taken_for_latency():
     few = {"loadgen_valid": False, "loadgen_invalid_reasons": ["too few queries for LoadGen's early-stopping "
                                                                "estimate of the percentile"],

@@ -28,17 +28,19 @@ Usage:
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import json
 import logging
 import math
 import os
+import signal
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -114,6 +116,36 @@ def buckets(max_batch: int, serves: Callable[[int], bool], step: int = 32) -> Li
     if not out:
         raise ArtTRTError(f"this runner serves none of the batch sizes up to --max_batch {max_batch}")
     return out
+
+
+@contextlib.contextmanager
+def signals_held_while(what: str) -> Iterator[None]:
+    """Holds Ctrl-C (SIGINT) and SIGTERM until the block ends, then lets them act as they would have.
+
+    Python raises a signal's exception on the main thread at its next Python line, and while LoadGen runs that line
+    is one of the callbacks LoadGen calls from its C++ code (the QSL's load and unload): the exception then unwinds
+    through LoadGen, which never returns (seen: a Ctrl-C in a Server run hung the study until it was killed). A run
+    lasts --duration and the queries in flight, so the signal waits that long; a second Ctrl-C quits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: List[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if got and signum == signal.SIGINT:  # the second Ctrl-C: Python's default, at once
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGINT)
+        got.append(signum)
+        log.warning("%s: stopping when %s ends (Ctrl-C again to quit at once)", signal.Signals(signum).name, what)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for sig in dict.fromkeys(got):  # each held signal once, to the handler it would have met
+        signal.raise_signal(sig)
 
 
 def batch_take(queued: int, max_batch: int, sizes: Sequence[int]) -> int:
@@ -507,7 +539,8 @@ class Harness:
         # query back by up to 5 ms. The interval is cut to SWITCH_INTERVAL_S for the run.
         sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         try:
-            lg.StartTestWithLogSettings(sut.handle, qsl, settings, logs)
+            with signals_held_while(f"the LoadGen run {name!r}"):
+                lg.StartTestWithLogSettings(sut.handle, qsl, settings, logs)
         finally:
             sys.setswitchinterval(switch)
             gc.unfreeze()
@@ -517,9 +550,10 @@ class Harness:
 
     def batch_fields(self) -> Dict[str, Any]:
         """The last run's batches: how many, their mean size, the padding the prepared sizes added, how long a batch
-        took from the queue to its answers (p50/p99/max, ms: the part of a query's latency the SUT spends running
-        it), and the share of the run's span the worker was running batches (near 1: the runner, not the arrivals,
-        is what the queries wait for)."""
+        took from the queue to LoadGen being told (p50/p99/max, ms: the part of a query's latency the SUT spends on
+        it; batch_respond_ms: of which telling LoadGen), and the share of the run's span the worker spent on batches.
+        With no --max_queue_delay_us the worker takes whatever is queued as soon as it is free, so under any load that
+        keeps it going the share is near 1 and the batches grow instead; below 1, it waited for queries."""
         s = self.stats
         padded = sum(count * (next(b for b in self.sizes if b >= n) - n) for n, count in s.sizes.items())
         fields: Dict[str, Any] = {"batches": s.batches, "padded_samples": padded,
@@ -603,6 +637,11 @@ def serve(infer: Callable[[np.ndarray], np.ndarray], samples: DeviceSamples, lab
     fields["loadgen_logs"] = final["logs"]
     if o.scenario == "server":
         fields["peak_steps"] = steps
+    if o.scenario == "server" and acc_qps is not None:
+        # AccuracyOnly issues every sample once at this rate: at a low one (no VALID step, a small --target_qps) that
+        # would take count / rate seconds (hours for 50,000 images at 10 QPS), so it is at least count / --duration
+        acc_qps = max(acc_qps, count / o.duration_s)
+        fields["accuracy_qps"] = round(acc_qps, 2)
     acc_dir = h.run("accuracy", h.settings("AccuracyOnly", target_qps=acc_qps, expected_qps=rate * 1.5,
                                            expected_latency_s=single_s))
     fields.update(accuracy_of(acc_dir / "mlperf_log_accuracy.json", labels, count))

@@ -296,6 +296,7 @@ class Record(LoadGenRun):
     peak_search: Optional[Text] = None
     peak_stopped: Optional[Text] = None
     peak_steps: Optional[List[PeakStep]] = Field(default=None, max_length=64)
+    accuracy_qps: Optional[NonNegative] = None  # Server: the rate the AccuracyOnly run issued its samples at
     accuracy_samples: Optional[Count] = None
     accuracy_answered_once: Optional[Count] = None
     accuracy_error: Optional[Text] = None
