@@ -176,16 +176,18 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
         [ "$1" = c5 ] && [ -n "${MUT_S:-}" ] && bash benchmarks/h200_session.sh mut ;;
     esac
     ;;
-  serve)  # issue 24: the harness ceiling, then resnet50 under LoadGen Offline and Server (RUNNERS, default eager fp32/fp16)
+  serve)  # issue 24: the harness ceiling, then resnet50 under LoadGen Offline and Server (RUNNERS: backend:precision[:graph];
+    # 2026-12-04's figures: RUNNERS="compile:fp16:graph torch:fp16:graph torch:fp32:graph" CEILING=0 SERVE_S=5 SETUP_S=300,
+    # one call each at most: the compile job takes about 200 s, each torch job about 65 s)
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .lg/*.whl .whl/*.whl && export PYTHONPATH=/tmp/site  # carry .lg .whl (pydantic & co)
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee $OUT/gpu.log
     [ -n "${GPU_TESTS:-}" ] && python3 -m pytest -q -p no:cacheprovider $GPU_TESTS 2>&1 | tail -4 | tee -a $OUT/gpu.log
     [ "${CEILING:-1}" = 1 ] && python3 benchmarks/serving_ceiling.py --device cuda --max_batch 256 --duration ${SERVE_S:-3} --out $OUT 2>&1 | tail -2 | tee $OUT/ceiling.log
     [ -d /tmp/sv/data ] || python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/sv'), 5000, d.source_photos(None), 16)"
-    for spec in ${RUNNERS:-torch:fp32 torch:fp16}; do  # backend:precision[:graph] (graph: --cuda_graph)
+    for spec in ${RUNNERS:-torch:fp32:graph torch:fp16:graph}; do  # graph: --cuda_graph
       IFS=: read -r backend prec graph <<< "$spec"
       timeout -s INT ${SETUP_S:-240} python3 main.py -v --network resnet50 --dataset /tmp/sv/data --device cuda \
-        --backend $backend --precision $prec ${graph:+--cuda_graph} --scenario ${SCEN:-offline server} --find_peak \
+        --backend $backend --precision $prec ${graph:+--cuda_graph} $([ $backend = torch ] && echo --channels_last) --scenario ${SCEN:-offline server} --find_peak \
         --max_batch ${MAXB:-256} --duration ${SERVE_S:-3} --quiet --output $OUT/serve 2>&1 | tail -2; echo "$spec exit $?"
     done | tee $OUT/serve.log
     python3 - "$OUT/serve" <<'PY' | tee -a $OUT/serve.log

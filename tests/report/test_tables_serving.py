@@ -27,7 +27,7 @@ LATENCY = {"p50": 3.0, "p90": 5.0, "p95": 6.0, "p97": 7.0, "p99": 12.5, "p99.9":
 NOTE = "each LoadGen run lasted at least --duration 10 s; MLPerf's submission runs last at least 600 s"
 HEAD = ["runner", "Offline samples/s", "Server peak QPS (p99 <= 15 ms)", "Server / Offline", "p50 @ peak (ms)",
         "p99 @ peak (ms)", "top-1 (%)", "x PyTorch fp32", "LoadGen"]
-NO_REF = "- (no PyTorch fp32 Server run on these images)"
+NO_REF = "- (no plain PyTorch fp32 Server run on these images: no options, no CUDA graph)"
 
 
 def step(qps, served, valid, p50, p99):

@@ -845,7 +845,7 @@ def _times_reference(run: Run, runs: Sequence[Run]) -> str:
     refs = [s for _, _, s in runs if s is not None and is_reference(s) and images_key(s) == images_key(server)]
     refs.sort(key=lambda s: _batcher(s) != _batcher(server))
     if not refs:
-        return "- (no PyTorch fp32 Server run on these images)"
+        return "- (no plain PyTorch fp32 Server run on these images: no options, no CUDA graph)"
     theirs = served_qps(refs[0])[0]
     return f"{mine / theirs:.2f}x" if theirs else "- (PyTorch fp32 met no rate)"
 
