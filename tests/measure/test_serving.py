@@ -271,9 +271,92 @@ def test_python_switches_threads_often_while_loadgen_runs(tmp_path):
         return _sleepy(idx)
 
     before = sys.getswitchinterval()
-    _serve(tmp_path, "singlestream", infer=infer, duration_s=0.2)
-    assert before == pytest.approx(0.005) and sys.getswitchinterval() == before
-    assert seen[0] == before and seen[-1] == pytest.approx(S.SWITCH_INTERVAL_S)  # estimate_rate, then LoadGen's runs
+    sys.setswitchinterval(0.005)  # Python's default, whatever ran before
+    try:
+        _serve(tmp_path, "singlestream", infer=infer, duration_s=0.2)
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        sys.setswitchinterval(before)
+    assert seen[0] == pytest.approx(0.005) and seen[-1] == pytest.approx(S.SWITCH_INTERVAL_S)  # estimate, then runs
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def handlers():
+    """SIGINT and SIGTERM as a script run through cli_boundary has them (KeyboardInterrupt; Terminated stands in)."""
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def term(signum, frame):
+        raise _Stop("SIGTERM")
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, term)
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_signals_in_a_loadgen_run_act_when_it_ends(handlers):
+    import signal
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with S.signals_held_while("the run"):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # the same Ctrl-C forwarded again: still held
+            done.append("the block ran to its end")
+    assert done and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(_Stop):  # SIGTERM first, whichever came first
+        with S.signals_held_while("the run"):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_a_held_signal_is_not_lost_when_the_run_fails(handlers):
+    import signal
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with S.signals_held_while("the run"):
+            signal.raise_signal(signal.SIGINT)
+            raise RuntimeError("the runner failed")
+    assert isinstance(caught.value.__context__, RuntimeError)
+
+
+def test_an_ignored_signal_stays_ignored(handlers):
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job of a script
+    with S.signals_held_while("the run"):
+        signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_an_interrupt_is_not_replaced_by_the_runners_failure(tmp_path, monkeypatch, handlers):
+    """A study goes on past a runner's error: a Ctrl-C held during the run must reach it as a KeyboardInterrupt even
+    where the worker had failed (stop() would say so)."""
+    import signal
+
+    def broken(idx):
+        signal.raise_signal(signal.SIGINT)  # on the worker thread: Python runs the handler on the main one
+        raise RuntimeError("CUDA error")
+
+    with pytest.raises(KeyboardInterrupt):
+        _serve(tmp_path, "offline", infer=_sleepy_then(broken), duration_s=0.2)
+
+
+def _sleepy_then(after):
+    """estimate_rate's calls (on the caller's thread) answer; the worker's first batch runs `after`."""
+    main_thread = threading.main_thread()
+
+    def infer(idx):
+        return _sleepy(idx) if threading.current_thread() is main_thread else after(idx)
+
+    return infer
 
 
 def test_batch_service_time_is_what_a_batch_took(tmp_path):

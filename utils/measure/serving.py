@@ -120,38 +120,43 @@ def buckets(max_batch: int, serves: Callable[[int], bool], step: int = 32) -> Li
 
 @contextlib.contextmanager
 def signals_held_while(what: str) -> Iterator[None]:
-    """Holds Ctrl-C (SIGINT) and SIGTERM until the block ends, then lets them act as they would have.
+    """Holds Ctrl-C (SIGINT) and SIGTERM until the block ends, then lets each act as it would have (SIGTERM first).
 
-    Python raises a signal's exception on the main thread at its next Python line, and while LoadGen runs that line
-    is one of the callbacks LoadGen calls from its C++ code (the QSL's load and unload): the exception then unwinds
-    through LoadGen, which never returns (seen: a Ctrl-C in a Server run hung the study until it was killed). A run
-    lasts --duration and the queries in flight, so the signal waits that long; a second Ctrl-C quits at once."""
+    Python runs a signal's handler on the main thread at its next Python line, and while LoadGen runs that line is
+    one of the callbacks LoadGen calls from its C++ code (the QSL's load and unload): a KeyboardInterrupt raised there
+    unwinds through LoadGen (on the CPU the process then died of a segfault). So the handlers here only note the
+    signal. LoadGen keeps the main thread until its run ends, so a Ctrl-C takes effect then (a Server accuracy run
+    lasts about count / rate); Ctrl-\\ (SIGQUIT) or SIGKILL stops the process at once. A signal that was ignored, or
+    whose handler Python did not set, is left as it was."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     got: List[int] = []
 
     def hold(signum: int, frame: Any) -> None:
-        if got and signum == signal.SIGINT:  # the second Ctrl-C: Python's default, at once
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.raise_signal(signal.SIGINT)
-        got.append(signum)
-        log.warning("%s: stopping when %s ends (Ctrl-C again to quit at once)", signal.Signals(signum).name, what)
+        if signum not in got:
+            got.append(signum)
+            log.warning("%s: stopping when %s ends", signal.Signals(signum).name, what)
 
-    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: h for sig, h in previous.items() if h is not None and h is not signal.SIG_IGN}
+    for sig in previous:
+        signal.signal(sig, hold)
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    for sig in dict.fromkeys(got):  # each held signal once, to the handler it would have met
-        signal.raise_signal(sig)
+        for sig in sorted(got, key=lambda s: s != signal.SIGTERM):  # each to the handler it would have met
+            signal.raise_signal(sig)
 
 
 def batch_take(queued: int, max_batch: int, sizes: Sequence[int]) -> int:
     """How many of the queued samples the next batch takes: the largest of the prepared sizes that they fill (Triton's
     preferred_batch_size); all of them, up to max_batch, where no size is given or the queue is smaller than every
-    size (that batch is then padded up)."""
+    size (that batch is then padded up). A queue of 31 makes batches of 16, 8, 4, 2 and 1 in turn: that is the rule
+    the H200 figures were measured with (docs/serving.md); one padded batch of 32 may serve launch-bound runners
+    better, and was not measured."""
     n = min(queued, max_batch)
     filled = [b for b in sizes if b <= n]
     return max(filled) if filled else n
@@ -202,8 +207,8 @@ class BatchingSUT:
 
     With `sizes` (the prepared batch sizes), a batch is the largest of them that the queue fills, as Triton's dynamic
     batcher does with preferred_batch_size: 100 queued samples make a batch of 96 and leave 4 for the next one,
-    rather than a batch padded to 128 (on the H200 a padded row costs what a real one does, and the padding made
-    batches slower and their time less even under load). Only a queue smaller than every size is padded up.
+    rather than a batch padded to 128 (on the H200 a padded row of a large batch costs what a real one does). Only a
+    queue smaller than every size is padded up.
 
     `infer(idx)` takes dataset indices and returns the int32 top-1 class of each (the response LoadGen logs);
     `infer.warm()`, where it has one, runs on the worker thread before the test starts: the first inference on a new
@@ -316,13 +321,13 @@ class BatchingSUT:
         s.first_s = t0 if s.first_s is None else s.first_s
         s.last_s = t1
 
-    def stop(self) -> None:
+    def stop(self, say_error: bool = True) -> None:
         with self.cv:
             self.stopping = True
             self.cv.notify_all()
         self.thread.join()
         self.lg.DestroyFastSUT(self.handle)
-        if self.error is not None:
+        if self.error is not None and say_error:
             raise ArtTRTError(f"the runner failed under LoadGen: {first_line(self.error)}") from self.error
 
 
@@ -538,14 +543,18 @@ class Harness:
         # from its scheduled time: with Python's 5 ms switch interval, a worker busy in Python could hold a due
         # query back by up to 5 ms. The interval is cut to SWITCH_INTERVAL_S for the run.
         sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+        interrupted = False
         try:
             with signals_held_while(f"the LoadGen run {name!r}"):
                 lg.StartTestWithLogSettings(sut.handle, qsl, settings, logs)
+        except KeyboardInterrupt:
+            interrupted = True  # a runner's failure must not replace the interrupt (a study goes on past errors)
+            raise
         finally:
             sys.setswitchinterval(switch)
             gc.unfreeze()
             lg.DestroyQSL(qsl)
-            sut.stop()
+            sut.stop(say_error=not interrupted)
         return out
 
     def batch_fields(self) -> Dict[str, Any]:
