@@ -274,7 +274,6 @@ class BatchingSUT:
             self.queued -= sum(len(a) for a in ids)
         return np.concatenate(ids), np.concatenate(idx)
 
-
     def _work(self) -> None:
         ctx = torch.cuda.stream(self.stream) if self.stream is not None else None
         if ctx is not None:
