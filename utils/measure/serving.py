@@ -47,6 +47,7 @@ import torch
 
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import read_text
+from utils.measure.stats import latency_stats
 
 log = logging.getLogger(__name__)
 
@@ -576,8 +577,9 @@ class Harness:
 
 
 def _spread(ms: np.ndarray) -> Dict[str, float]:
-    return {"p50": round(float(np.percentile(ms, 50)), 4), "p99": round(float(np.percentile(ms, 99)), 4),
-            "max": round(float(ms.max()), 4)}
+    """p50, p99 and max of per-batch times in ms, by the timing loop's own statistics (utils.measure.stats)."""
+    stats = latency_stats(ms)
+    return {k: round(stats[k], 4) for k in ("p50", "p99", "max")}
 
 
 def _remove_trace(folder: Path) -> None:
