@@ -176,28 +176,46 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
         [ "$1" = c5 ] && [ -n "${MUT_S:-}" ] && bash benchmarks/h200_session.sh mut ;;
     esac
     ;;
-  serve)  # issue 24: the harness ceiling, then resnet50 under LoadGen Offline and Server (RUNNERS: backend:precision[:graph];
+  serve)  # issue 24: the harness ceiling, then a network under LoadGen Offline and Server (RUNNERS: backend:precision[:graph];
     # 2026-12-04's figures: RUNNERS="compile:fp16:graph torch:fp16:graph torch:fp32:graph" CEILING=0 SERVE_S=5 SETUP_S=300,
-    # one call each at most: the compile job takes about 200 s, each torch job about 65 s)
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .lg/*.whl .whl/*.whl && export PYTHONPATH=/tmp/site  # carry .lg .whl (pydantic & co)
+    # one call each at most: the compile job takes about 200 s, each torch job about 65 s). Consecutive calls (each within
+    # 30 s of the last) may carry one part of onnxruntime-gpu each (.ort/pN, parked in /tmp/ort; ORT=1 joins them),
+    # ModelOpt's wheels (.mo, for ONNX Runtime fp16) and EfficientNet-Lite0's weights with 20 photos (.eff: NET=
+    # efficientnet_lite0 DATA=.eff/demo EXTRA=--pretrained); ABLATE="as-built pad-up ..." runs benchmarks/serving_ablation.py.
+    mkdir -p /tmp/ort && cp .ort/p*/part_* /tmp/ort/ 2>/dev/null; ls /tmp/ort
+    PYTHONPATH=/tmp/site python3 -c "import mlperf_loadgen, pydantic" 2>/dev/null || \
+      python3 -m pip install -q --no-index --no-deps --target /tmp/site .lg/*.whl .whl/*.whl || exit 1  # carry .lg .whl once
+    for w in .mo .eff; do [ -d $w ] && python3 -m pip install -q --no-index --no-deps --target /tmp/site $w/*.whl; done
+    if [ -n "${ORT:-}" ] && [ ! -d /tmp/ortsite/onnxruntime ]; then
+      mkdir -p /tmp/ortsite && cat /tmp/ort/part_* | xz -d -T16 | tar -x -C /tmp/ortsite || exit 1
+    fi
+    export PYTHONPATH=/tmp/ortsite:/tmp/site
+    [ -n "${ORT:-}" ] && python3 -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" | tee $OUT/ort.log
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee $OUT/gpu.log
     [ -n "${GPU_TESTS:-}" ] && python3 -m pytest -q -p no:cacheprovider $GPU_TESTS 2>&1 | tail -4 | tee -a $OUT/gpu.log
     [ "${CEILING:-1}" = 1 ] && python3 benchmarks/serving_ceiling.py --device cuda --max_batch 256 --duration ${SERVE_S:-3} --out $OUT 2>&1 | tail -2 | tee $OUT/ceiling.log
     [ -d /tmp/sv/data ] || python3 -c "import sys; sys.path[:0]=['benchmarks','.']; import datapath as d; from pathlib import Path; d.make_folder(Path('/tmp/sv'), 5000, d.source_photos(None), 16)"
-    for spec in ${RUNNERS:-torch:fp32:graph torch:fp16:graph}; do  # graph: --cuda_graph
+    [ -n "${ABLATE:-}" ] && timeout -s INT ${SETUP_S:-240} python3 benchmarks/serving_ablation.py --variants $ABLATE --out $OUT/ablation -- \
+      -v --network resnet50 --dataset /tmp/sv/data --device cuda --backend torch --precision fp16 --channels_last --cuda_graph \
+      --scenario offline server --find_peak --max_batch 256 --duration ${SERVE_S:-3} --quiet 2>&1 | grep -v "^INFO\|^records\|^tables\|^plots\|^report" | tail -8 | tee $OUT/ablation.log
+    for spec in ${RUNNERS:-}; do  # graph: --cuda_graph
       IFS=: read -r backend prec graph <<< "$spec"
-      timeout -s INT ${SETUP_S:-240} python3 main.py -v --network resnet50 --dataset /tmp/sv/data --device cuda \
+      timeout -s INT ${SETUP_S:-240} python3 main.py -v --network ${NET:-resnet50} --dataset ${DATA:-/tmp/sv/data} --device cuda \
         --backend $backend --precision $prec ${graph:+--cuda_graph} $([ $backend = torch ] && echo --channels_last) --scenario ${SCEN:-offline server} --find_peak \
-        --max_batch ${MAXB:-256} --duration ${SERVE_S:-3} --quiet --output $OUT/serve 2>&1 | tail -2; echo "$spec exit $?"
+        --max_batch ${MAXB:-256} --duration ${SERVE_S:-3} ${EXTRA:-} --quiet --output $OUT/serve 2>&1 | tail -2; echo "$spec exit $?"
     done | tee $OUT/serve.log
     python3 - "$OUT/serve" <<'PY' | tee -a $OUT/serve.log
 import json, pathlib, sys
 for p in sorted(pathlib.Path(sys.argv[1]).rglob("records/*.json")):
     r = json.loads(p.read_text())
-    if r.get("role") != "scenario" or r.get("error"):
+    if r.get("error"):
+        continue
+    if r.get("role") != "scenario":  # a plain validation job beside the scenarios (EXTRA=--batch_sizes ...)
+        print(r["network"], r["backend"], r["precision"], "validate bs", r.get("batch_size"), "top1", r.get("top1"),
+              "images", r.get("images"), "images/s", r.get("images_per_s"))
         continue
     lat = r.get("latency_ms") or {}
-    print(r["backend"], r["precision"], "graph" if r.get("cuda_graph") else "", r["scenario"], "samples/s",
+    print(r["network"], r["backend"], r["precision"], "graph" if r.get("cuda_graph") else "", r["scenario"], "samples/s",
           r.get("samples_per_s"), "peak_qps", r.get("peak_qps"), "p50", lat.get("p50"), "p99", lat.get("p99"),
           "valid", r.get("loadgen_valid"), "top1", r.get("top1"), "mean_batch", r.get("mean_batch"),
           "service_ms", r.get("batch_service_ms"), "respond_ms", r.get("batch_respond_ms"), "busy", r.get("sut_busy"), "prepare_s", r.get("runner_prepare_s"),

@@ -244,3 +244,62 @@ def test_helpers_refuse_bad_folders_in_one_line(tmp_path):
     r = run_script("decode_profile.py", tmp_path / "empty", "--cpu_only", tmp_path=tmp_path, timeout=60)
     assert r.returncode == 2 and r.stderr.strip() == f"error: no JPEG files under {tmp_path / 'empty'}"
     assert "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------ serving_ablation.py (in process)
+
+def _ablation():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serving_ablation", ROOT / "benchmarks" / "serving_ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SIZES = [1, 2, 4, 8, 16, 32, 64, 96, 128, 256]
+
+
+@pytest.mark.parametrize("variant, take_31, take_100, switch", [
+    ("as-built", 16, 96, 2e-4),        # prepared sizes only; the 0.2 ms interval
+    ("switch-5ms", 16, 96, 5e-3),      # Python's default interval kept
+    ("pad-up", 31, 100, 2e-4),         # every queued sample, padded up by the SUT's infer
+    ("pad-below-32", 31, 96, 2e-4),    # padded below 32, prepared sizes above
+])
+def test_serving_ablation_changes_what_the_sut_reads_for_one_run_only(tmp_path, variant, take_31, take_100, switch):
+    from utils.measure import serving
+
+    ab = _ablation()
+    seen = {}
+
+    def fake_main(argv):  # what BatchingSUT._take and serve() look up, by module name, while main.py runs
+        seen.update(argv=list(argv), take=(serving.batch_take(31, 256, SIZES), serving.batch_take(100, 256, SIZES)),
+                    switch=serving.SWITCH_INTERVAL_S)
+        return 3
+
+    assert ab.run_variant(variant, ["-v", "--scenario", "server"], tmp_path, fake_main) == 3
+    assert seen == {"argv": ["-v", "--scenario", "server", "--output", str(tmp_path / variant)],
+                    "take": (take_31, take_100), "switch": switch}
+    assert serving.batch_take(31, 256, SIZES) == 16 and serving.SWITCH_INTERVAL_S == 2e-4  # restored
+
+    def failing_main(argv):  # a real bug: cli_boundary lets it through with its traceback
+        raise RuntimeError("planted")
+
+    with pytest.raises(RuntimeError, match="planted"):
+        ab.run_variant(variant, [], tmp_path, failing_main)
+    assert serving.batch_take is ab.AS_BUILT_TAKE and serving.SWITCH_INTERVAL_S == 2e-4
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--out", "o"], "give main.py's arguments after --"),
+    (["--out", "o", "--", "-v", "--scenario", "server", "--output", "x"], "without --output"),
+    (["--out", "o", "--", "-v", "--network", "resnet18"], "give main.py's --scenario"),
+    (["--out", "full", "--", "-v", "--scenario", "server"], "is not empty"),
+])
+def test_serving_ablation_refuses_bad_arguments_in_one_line(tmp_path, args, says):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("a user's file")
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serving_ablation.py"), *args], cwd=tmp_path,
+                       env=bench_env(tmp_path), capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "full" / "mine.txt").read_text() == "a user's file"
