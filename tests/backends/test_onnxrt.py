@@ -71,3 +71,33 @@ def test_fp8_on_the_ort_cpu_provider_is_refused_before_calibrating(lite0, tmp_pa
     spec = RunSpec("onnxrt", "fp8", device="cuda", options=Options(provider="cpu"))
     with pytest.raises(ArtTRTError, match="no fp8 kernels"):  # not "dataset does not exist": nothing was calibrated
         make_runner(spec, lite0, DataOptions(str(tmp_path / "none")))
+
+
+def test_a_session_per_prepared_batch_size_runs_each_size_and_answers_as_one_session(tmp_path):
+    """ONNX Runtime's CUDA Conv rebuilds its cuDNN plans whenever the input shape changes (about 100 ms a served
+    ResNet-50 batch on the H200), so on a GPU provider each prepared batch size runs on a session of its own. The
+    same rule, forced on here on the CPU: each size goes to its own session, an unprepared size to the first one,
+    and the answers equal one shared session's."""
+    from utils.backends.onnxrt import OnnxRuntimeRunner
+
+    path, _ = onnx_for(load_network("resnet18", seed=0), (-1, 3, 64, 64))
+    net = load_network("resnet18", seed=0)
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with OnnxRuntimeRunner(path, net.preprocess, "cpu", session_per_batch=True) as split, \
+            OnnxRuntimeRunner(path, net.preprocess, "cpu") as shared:
+        assert shared.session_per_batch is False and split.session_per_batch is True  # the CPU's default: shared
+        for b in (4, 1, 4, 2):
+            split.prepare((b, 3, 64, 64))
+            shared.prepare((b, 3, 64, 64))
+        assert sorted(split.sessions) == [1, 2, 4] and not shared.sessions
+        assert split.sessions[4] is split.session  # the first prepared size keeps the first session
+        assert len({id(s) for s in split.sessions.values()}) == 3
+        runs = {b: 0 for b in split.sessions}
+        for b, sess in split.sessions.items():
+            real = sess.run
+            sess.run = lambda *a, _b=b, _real=real, **k: (runs.__setitem__(_b, runs[_b] + 1), _real(*a, **k))[1]
+        for n in (4, 1, 2, 4, 3):
+            torch.testing.assert_close(split.infer(x[:n]), shared.infer(x[:n]), rtol=1e-4, atol=1e-4)
+        assert runs == {4: 3, 1: 1, 2: 1}  # 3 is not prepared: the first session answers it
+        assert split.info()["onnxruntime_session_per_batch"] is True
+    assert not split.sessions and split.session is None  # closed with the runner

@@ -76,7 +76,8 @@ class OnnxRuntimeRunner(Runner):
     backend = "onnxrt"
 
     def __init__(self, onnx_path: str | os.PathLike[str], preprocess: Preprocess, provider: str = "cpu",
-                 precision: str = "fp32", threads: Optional[int] = None, facts: Optional[Dict[str, Any]] = None):
+                 precision: str = "fp32", threads: Optional[int] = None, facts: Optional[Dict[str, Any]] = None,
+                 session_per_batch: Optional[bool] = None):
         super().__init__(preprocess)
         if provider not in PROVIDERS:
             raise ArtTRTError(f"unknown ONNX Runtime provider {provider!r}: one of {', '.join(PROVIDERS)}")
@@ -93,6 +94,9 @@ class OnnxRuntimeRunner(Runner):
         self.facts = dict(facts or {})
         self.session: Any = None
         self.providers_used: List[str] = []
+        # On a GPU provider, each prepared batch size gets a session of its own (see prepare); default: not on the CPU
+        self.session_per_batch = provider != "cpu" if session_per_batch is None else session_per_batch
+        self.sessions: Dict[int, Any] = {}  # batch size -> the session that runs it
 
     def activate(self) -> None:
         if self.active:
@@ -113,10 +117,9 @@ class OnnxRuntimeRunner(Runner):
         provider: Any = PROVIDERS[self.provider]
         if self.device.type == "cuda":
             provider = (provider, {"device_id": int(self.device.index or 0)})
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=[provider])
-        except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            raise ArtTRTError(f"ONNX Runtime cannot load {self.path}: {first_line(err)}") from err
+        self._session_args = (ort, opts, provider)
+        self.session = self._new_session()
+        self.sessions = {}
         self.providers_used = list(self.session.get_providers())
         self.build = f"onnxruntime {ort.__version__} ({ort.get_device()} build)"
         check_providers(self.provider, self.providers_used, list(ort.get_available_providers()))
@@ -133,8 +136,16 @@ class OnnxRuntimeRunner(Runner):
         self._normalizer = None
         super().activate()
 
+    def _new_session(self) -> Any:
+        ort, opts, provider = self._session_args
+        try:
+            return ort.InferenceSession(str(self.path), opts, providers=[provider])
+        except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            raise ArtTRTError(f"ONNX Runtime cannot load {self.path}: {first_line(err)}") from err
+
     def deactivate(self) -> None:
         self.session = None
+        self.sessions = {}
         super().deactivate()
 
     def _input_dims(self) -> List[Any]:
@@ -153,23 +164,32 @@ class OnnxRuntimeRunner(Runner):
                                                 for d, b in zip(dims, batch_shape)):
             raise ArtTRTError(f"{self.path.name} takes input {dims}; this run feeds batches of {list(batch_shape)}: "
                               "match --batch_size to its static batch, or export it with a dynamic batch (-1)")
+        # ONNX Runtime's CUDA Conv keeps one cuDNN plan per node and rebuilds it whenever a run's input shape differs
+        # from the last run's (Conv::UpdateState -> CreateCudnnFeExecutionPlan): on the H200 a served ResNet-50 batch
+        # took about 100 ms instead of 2-27 ms whenever its size changed. A session of its own per prepared size
+        # (what torch.compile and CUDA graphs do per shape) never sees a second shape; it costs that size's weights
+        # and activation memory once more on the GPU.
+        b = int(batch_shape[0])
+        if self.session_per_batch and self.session is not None and b not in self.sessions:
+            self.sessions[b] = self.session if not self.sessions else self._new_session()
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
+        session = self.sessions.get(int(x.shape[0]), self.session)
         if self.device.type == "cpu":
-            out = self.session.run([self.output_name], {self.input_name: x.numpy()})[0]
+            out = session.run([self.output_name], {self.input_name: x.numpy()})[0]
             return torch.from_numpy(out)
         # GPU providers: bind torch CUDA tensors for input and output, so no host copy hides in the model time.
         # ONNX Runtime runs on a stream of its own: the input must be complete on ours first.
         x = x.contiguous()
         torch.cuda.current_stream(self.device).synchronize()
         out = torch.empty((x.shape[0], self.num_outputs), dtype=self.output_dtype, device=self.device)
-        binding = self.session.io_binding()
+        binding = session.io_binding()
         binding.bind_input(self.input_name, "cuda", self.device.index or 0, _np_dtype(x.dtype), tuple(x.shape),
                            x.data_ptr())
         binding.bind_output(self.output_name, "cuda", self.device.index or 0, _np_dtype(out.dtype), tuple(out.shape),
                             out.data_ptr())
         binding.synchronize_inputs()
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         return out
 
@@ -185,7 +205,8 @@ class OnnxRuntimeRunner(Runner):
                  "provider": self.provider, "size_note": "ONNX file and its external data",
                  "layers_note": "ONNX layers (Q/DQ and Constant nodes not counted, as --inspect)",
                  "onnxruntime_build": getattr(self, "build", None),
-                 "onnxruntime_session": {"session.qdqisint8allowed": "1", "session.intra_op.allow_spinning": "0"}}
+                 "onnxruntime_session": {"session.qdqisint8allowed": "1", "session.intra_op.allow_spinning": "0"},
+                 "onnxruntime_session_per_batch": self.session_per_batch}
         if self.device.type == "cuda":
             facts["latency_model_note"] = ("ONNX Runtime runs on a CUDA stream of its own and returns when it is done: "
                                            "latency-model is the host's wall time of run_with_iobinding, not "
