@@ -277,7 +277,7 @@ def test_serving_ablation_changes_what_the_sut_reads_for_one_run_only(tmp_path, 
                     switch=serving.SWITCH_INTERVAL_S)
         return 3
 
-    assert ab.run_variant(variant, ["-v", "--scenario", "server"], tmp_path, fake_main) == 3
+    assert ab.run_variant(variant, ["-v", "--scenario", "server"], tmp_path / variant, fake_main) == 3
     assert seen == {"argv": ["-v", "--scenario", "server", "--output", str(tmp_path / variant)],
                     "take": (take_31, take_100), "switch": switch}
     assert serving.batch_take(31, 256, SIZES) == 16 and serving.SWITCH_INTERVAL_S == 2e-4  # restored
@@ -293,13 +293,44 @@ def test_serving_ablation_changes_what_the_sut_reads_for_one_run_only(tmp_path, 
 @pytest.mark.parametrize("args, says", [
     (["--out", "o"], "give main.py's arguments after --"),
     (["--out", "o", "--", "-v", "--scenario", "server", "--output", "x"], "without --output"),
-    (["--out", "o", "--", "-v", "--network", "resnet18"], "give main.py's --scenario"),
-    (["--out", "full", "--", "-v", "--scenario", "server"], "is not empty"),
+    (["--out", "afile", "--", "-v", "--scenario", "server", "--find_peak"], "is a file"),
+    (["--out", "full", "--", "-v", "--scenario", "server", "--find_peak"], "is not empty"),
+    (["--out", "o", "--", "-v", "--network", "resnet18", "--synthetic", "4"], "with --find_peak"),
+    (["--out", "o", "--", "-v", "--scenario", "server", "--target_qps", "5"], "with --find_peak"),
+    (["--out", "o", "--", "-v", "--backends", "torch", "compile", "--scenario", "server", "--find_peak"],
+     "one backend"),
+    (["--out", "o", "--", "-v", "--networks", "resnet18", "mobilenet_v2", "--scenario", "server", "--find_peak"],
+     "one network"),
+    (["--out", "o", "--", "-v", "--backend", "onnxrt", "--device", "cuda", "--scenario", "server", "--find_peak"],
+     "process of its own"),
+    (["--out", "o", "--", "-v", "--scenario", "server", "--find_peak", "--shard", "1/2"], "--shard"),
 ])
 def test_serving_ablation_refuses_bad_arguments_in_one_line(tmp_path, args, says):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("a user's file")
+    (tmp_path / "afile").write_text("a user's file")
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serving_ablation.py"), *args], cwd=tmp_path,
                        env=bench_env(tmp_path), capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert (tmp_path / "full" / "mine.txt").read_text() == "a user's file"
+    assert (tmp_path / "afile").read_text() == "a user's file" and not (tmp_path / "o").exists()
+
+
+def test_serving_ablation_measures_a_repeated_variant_again_and_stops_at_ctrl_c(tmp_path, monkeypatch):
+    """A variant named twice gets its own folder (a second measurement, not the first found done); an interrupted
+    variant (exit 130) ends the script with 130 and keeps the rows done so far."""
+    ab = _ablation()
+    assert ab.folders(["as-built", "pad-up", "as-built", "as-built"]) == [
+        ("as-built", "as-built"), ("pad-up", "pad-up"), ("as-built", "as-built-2"), ("as-built", "as-built-3")]
+    ran = []
+
+    def fake_run(name, main_args, folder, main):
+        ran.append(folder.name)
+        return 130 if len(ran) == 2 else 0
+
+    monkeypatch.setattr(ab, "check_job", lambda main_args: None)
+    monkeypatch.setattr(ab, "run_variant", fake_run)
+    rc = ab.main(["--variants", "as-built", "as-built", "pad-up", "--out", str(tmp_path / "o"), "--", "-v"])
+    assert rc == 130 and ran == ["as-built", "as-built-2"]  # pad-up never started
+    rows = json.loads((tmp_path / "o" / "serving_ablation.json").read_text())
+    assert [(r["folder"], r["exit"]) for r in rows] == [("as-built", 0), ("as-built-2", 130)]

@@ -75,7 +75,7 @@ def test_fp8_on_the_ort_cpu_provider_is_refused_before_calibrating(lite0, tmp_pa
 
 def test_a_session_per_prepared_batch_size_runs_each_size_and_answers_as_one_session(tmp_path):
     """ONNX Runtime's CUDA Conv rebuilds its cuDNN plans whenever the input shape changes (about 100 ms a served
-    ResNet-50 batch on the H200), so on a GPU provider each prepared batch size runs on a session of its own. The
+    ResNet-50 batch on the H200), so on the CUDA provider each prepared batch size runs on a session of its own. The
     same rule, forced on here on the CPU: each size goes to its own session, an unprepared size to the first one,
     and the answers equal one shared session's."""
     from utils.backends.onnxrt import OnnxRuntimeRunner
@@ -100,4 +100,23 @@ def test_a_session_per_prepared_batch_size_runs_each_size_and_answers_as_one_ses
             torch.testing.assert_close(split.infer(x[:n]), shared.infer(x[:n]), rtol=1e-4, atol=1e-4)
         assert runs == {4: 3, 1: 1, 2: 1}  # 3 is not prepared: the first session answers it
         assert split.info()["onnxruntime_session_per_batch"] is True
+        assert split.info()["onnxruntime_sessions"] == [1, 2, 4] and shared.info()["onnxruntime_sessions"] is None
     assert not split.sessions and split.session is None  # closed with the runner
+    with split:  # opened again: a fresh first session takes the first size prepared
+        assert not split.sessions
+        split.prepare((2, 3, 64, 64))
+        assert list(split.sessions) == [2] and split.sessions[2] is split.session
+
+
+def test_only_the_cuda_provider_splits_sessions_by_default(tmp_path, monkeypatch):
+    """The CUDA provider re-plans per shape (split); the CPU has no such plan, and the TensorRT provider would build
+    one engine per session (not measured): both share one session unless asked."""
+    from utils.backends.onnxrt import OnnxRuntimeRunner
+
+    path, _ = onnx_for(load_network("resnet18", seed=0), (-1, 3, 64, 64))
+    pre = load_network("resnet18", seed=0).preprocess
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # constructing opens nothing: no GPU needed
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert [OnnxRuntimeRunner(path, pre, p).session_per_batch for p in ("cuda", "tensorrt", "cpu")] == [
+        True, False, False]
+    assert OnnxRuntimeRunner(path, pre, "tensorrt", session_per_batch=True).session_per_batch is True

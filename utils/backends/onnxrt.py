@@ -94,8 +94,9 @@ class OnnxRuntimeRunner(Runner):
         self.facts = dict(facts or {})
         self.session: Any = None
         self.providers_used: List[str] = []
-        # On a GPU provider, each prepared batch size gets a session of its own (see prepare); default: not on the CPU
-        self.session_per_batch = provider != "cpu" if session_per_batch is None else session_per_batch
+        # On the CUDA provider each prepared batch size gets a session of its own (see prepare). Not on the CPU (no
+        # such plan), nor on the TensorRT provider (it builds an engine per session: not measured)
+        self.session_per_batch = provider == "cuda" if session_per_batch is None else session_per_batch
         self.sessions: Dict[int, Any] = {}  # batch size -> the session that runs it
 
     def activate(self) -> None:
@@ -165,13 +166,18 @@ class OnnxRuntimeRunner(Runner):
             raise ArtTRTError(f"{self.path.name} takes input {dims}; this run feeds batches of {list(batch_shape)}: "
                               "match --batch_size to its static batch, or export it with a dynamic batch (-1)")
         # ONNX Runtime's CUDA Conv keeps one cuDNN plan per node and rebuilds it whenever a run's input shape differs
-        # from the last run's (Conv::UpdateState -> CreateCudnnFeExecutionPlan): on the H200 a served ResNet-50 batch
-        # took about 100 ms instead of 2-27 ms whenever its size changed. A session of its own per prepared size
-        # (what torch.compile and CUDA graphs do per shape) never sees a second shape; it costs that size's weights
-        # and activation memory once more on the GPU.
+        # from the last run's (Conv::UpdateState -> CreateCudnnFeExecutionPlan). Served through one session on the
+        # H200 (2026-12-04), ResNet-50 batches of mixed sizes took 98 ms (fp32) and 127 ms (fp16) at the median at the
+        # lowest rate, and no Server rate met p99 <= 15 ms; with a session per prepared size, 5.0 and 3.8 ms at the
+        # Server peak
+        # (docs/serving.md). Each such session never sees a second shape (as torch.compile and CUDA graphs keep one
+        # per shape); it holds its own copy of the weights and its own activation arena on the GPU.
         b = int(batch_shape[0])
         if self.session_per_batch and self.session is not None and b not in self.sessions:
-            self.sessions[b] = self.session if not self.sessions else self._new_session()
+            session = self.session if not self.sessions else self._new_session()
+            ort = self._session_args[0]
+            check_providers(self.provider, list(session.get_providers()), list(ort.get_available_providers()))
+            self.sessions[b] = session
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         session = self.sessions.get(int(x.shape[0]), self.session)
@@ -206,7 +212,8 @@ class OnnxRuntimeRunner(Runner):
                  "layers_note": "ONNX layers (Q/DQ and Constant nodes not counted, as --inspect)",
                  "onnxruntime_build": getattr(self, "build", None),
                  "onnxruntime_session": {"session.qdqisint8allowed": "1", "session.intra_op.allow_spinning": "0"},
-                 "onnxruntime_session_per_batch": self.session_per_batch}
+                 "onnxruntime_session_per_batch": self.session_per_batch,
+                 "onnxruntime_sessions": sorted(self.sessions) or None}  # the batch sizes with a session of their own
         if self.device.type == "cuda":
             facts["latency_model_note"] = ("ONNX Runtime runs on a CUDA stream of its own and returns when it is done: "
                                            "latency-model is the host's wall time of run_with_iobinding, not "
