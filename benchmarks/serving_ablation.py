@@ -35,7 +35,6 @@ from utils.core.fileio import atomic_write_json  # noqa: E402
 from utils.measure import serving  # noqa: E402
 
 AS_BUILT_TAKE = serving.batch_take
-AS_BUILT_SWITCH = serving.SWITCH_INTERVAL_S
 PYTHON_DEFAULT_SWITCH_S = 5e-3
 
 

@@ -169,9 +169,8 @@ class OnnxRuntimeRunner(Runner):
         # from the last run's (Conv::UpdateState -> CreateCudnnFeExecutionPlan). Served through one session on the
         # H200 (2026-12-04), ResNet-50 batches of mixed sizes took 98 ms (fp32) and 127 ms (fp16) at the median at the
         # lowest rate, and no Server rate met p99 <= 15 ms; with a session per prepared size, 5.0 and 3.8 ms at the
-        # Server peak
-        # (docs/serving.md). Each such session never sees a second shape (as torch.compile and CUDA graphs keep one
-        # per shape); it holds its own copy of the weights and its own activation arena on the GPU.
+        # Server peak (docs/serving.md). Each such session never sees a second shape (as torch.compile and CUDA graphs
+        # keep one per shape); it holds its own copy of the weights and its own activation arena on the GPU.
         b = int(batch_shape[0])
         if self.session_per_batch and self.session is not None and b not in self.sessions:
             session = self.session if not self.sessions else self._new_session()
