@@ -123,7 +123,6 @@ class OnnxRuntimeRunner(Runner):
         self.sessions = {}
         self.providers_used = list(self.session.get_providers())
         self.build = f"onnxruntime {ort.__version__} ({ort.get_device()} build)"
-        check_providers(self.provider, self.providers_used, list(ort.get_available_providers()))
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         out = self.session.get_outputs()[0]
@@ -138,11 +137,14 @@ class OnnxRuntimeRunner(Runner):
         super().activate()
 
     def _new_session(self) -> Any:
+        """A session on the provider asked for, or one sentence (a silent fallback to the CPU is refused)."""
         ort, opts, provider = self._session_args
         try:
-            return ort.InferenceSession(str(self.path), opts, providers=[provider])
+            session = ort.InferenceSession(str(self.path), opts, providers=[provider])
         except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             raise ArtTRTError(f"ONNX Runtime cannot load {self.path}: {first_line(err)}") from err
+        check_providers(self.provider, list(session.get_providers()), list(ort.get_available_providers()))
+        return session
 
     def deactivate(self) -> None:
         self.session = None
@@ -173,10 +175,7 @@ class OnnxRuntimeRunner(Runner):
         # keep one per shape); it holds its own copy of the weights and its own activation arena on the GPU.
         b = int(batch_shape[0])
         if self.session_per_batch and self.session is not None and b not in self.sessions:
-            session = self.session if not self.sessions else self._new_session()
-            ort = self._session_args[0]
-            check_providers(self.provider, list(session.get_providers()), list(ort.get_available_providers()))
-            self.sessions[b] = session
+            self.sessions[b] = self.session if not self.sessions else self._new_session()
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         session = self.sessions.get(int(x.shape[0]), self.session)
