@@ -569,11 +569,10 @@ class Harness:
         fields: Dict[str, Any] = {"batches": s.batches, "padded_samples": padded,
                                   "mean_batch": round(s.samples / s.batches, 2) if s.batches else None}
         if s.service_s:
-            ms = np.asarray(s.service_s) * 1e3
-            fields["batch_service_ms"] = _spread(ms)
+            fields["batch_service_ms"] = _spread(np.asarray(s.service_s) * 1e3)
             fields["batch_respond_ms"] = _spread(np.asarray(s.respond_s) * 1e3)
             span = (s.last_s or 0.0) - (s.first_s or 0.0)
-            fields["sut_busy"] = round(min(1.0, float(ms.sum()) / 1e3 / span), 4) if span > 0 else None
+            fields["sut_busy"] = round(min(1.0, sum(s.service_s) / span), 4) if span > 0 else None
         return fields
 
 
