@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, metavar="DEV",
                      help="cpu, cuda or cuda:N (default: cuda for -trt, else cpu)")
     run.add_argument("--cuda_graph", action="store_true", help="replay a CUDA graph per batch shape")
+    run.add_argument("--tf32", action="store_true",
+                     help="fp32 on a GPU may use TF32, in every backend alike (default: strict fp32)")
     chain.add_args(run)
     precision.add_args(run)
     registry.add_args(p)

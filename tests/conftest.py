@@ -5,6 +5,7 @@ import functools
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,3 +176,79 @@ class unchanged:
         changed = sorted(k for k in self.before.keys() | after.keys() if self.before.get(k) != after.get(k))
         assert not changed, f"a user's files changed: {changed[:10]}"
         return False
+
+
+FAKES = ROOT / "tests" / "fakes"
+FAKE_GPU = {"gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+
+
+def load_fake_tensorrt() -> "Any":
+    """The contract fake (tests/fakes/tensorrt) as the module `tensorrt`, loaded by its path: nothing is added to
+    sys.path, and the caller puts it in sys.modules for as long as it needs it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tensorrt", FAKES / "tensorrt" / "__init__.py",
+                                                  submodule_search_locations=[str(FAKES / "tensorrt")])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("tensorrt")
+    sys.modules["tensorrt"] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["tensorrt"]
+        else:
+            sys.modules["tensorrt"] = saved
+    return module
+
+
+@pytest.fixture(params=["11"])
+def fake_tensorrt(request, monkeypatch):
+    """ArtTRT's real TensorRT code against the contract fake (tests/fakes/tensorrt), flavour 11.4 by default or
+    10.16 with `@pytest.mark.parametrize("fake_tensorrt", ["10"], indirect=True)`. What a CPU-only machine lacks is
+    supplied here, and only here: the GPU's identity, the device the engine's buffers live on (the CPU) and CUDA's
+    streams and graph capture (tests/fakes/fake_cudart.py). ArtTRT reaches the fake through its one TensorRT module
+    (utils/backends/tensorrt/api.py); it is not put in sys.modules, so other libraries (ModelOpt imports tensorrt when
+    it is there and uses more of it than ArtTRT does) see what a CPU machine has: no TensorRT."""
+    import torch
+
+    from utils.backends.tensorrt import api
+
+    fake = load_fake_tensorrt()
+    fake._select(request.param)
+    monkeypatch.setattr(api, "_module", fake)
+    monkeypatch.setattr(api, "gpu_identity", lambda index=None: dict(FAKE_GPU))
+    monkeypatch.setattr(api, "run_device", lambda device="cuda": torch.device("cpu"))
+    fake.fake_cudart.install(monkeypatch)
+    yield fake
+
+
+def tiny_onnx(path: Path, batch="batch", classes: int = 10, size: int = 8, outputs: int = 1, seed: int = 0) -> Path:
+    """A real two-layer image classifier in ONNX (Conv 3->4, global average pool, Gemm 4->classes), input "input" of
+    (batch, 3, size, size) float32, output "logits": small enough for a test, real enough for ONNX Runtime and the
+    fake TensorRT's parser. batch: a dim_param name (dynamic) or an int (static)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    fc = numpy_helper.from_array(rng.standard_normal((classes, 4)).astype(np.float32), "fc")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fc"], ["logits"], name="fc", transB=1)]
+    outs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])]
+    if outputs > 1:
+        nodes.append(helper.make_node("Identity", ["f"], ["features"], name="features"))
+        outs.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, 4]))
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                            [batch, 3, size, size])], outs,
+                              initializer=[w, fc])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

@@ -67,7 +67,7 @@ def resolve(version: str, names: Set[str], extra: str = "") -> Dict[str, object]
     return dict(json.loads(r.stdout.strip().splitlines()[-1]))
 
 
-STRONG = ["__init__.py", "api.py", "build.py", "engine.py", "runner.py"]
+STRONG = ["__init__.py", "api.py", "build.py", "engine.py", "runner.py", "engine_layers.py"]
 
 
 @pytest.mark.parametrize("version, expect", [("11", "11.4"), ("10", "10.")])

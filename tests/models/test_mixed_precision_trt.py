@@ -1,22 +1,19 @@
-"""--mixed_precision and TensorRT: where TensorRT's builder is installed each step's file is built into an engine and
-its layer precisions are read back by the engine inspector; without TensorRT no build is tried and the record says
-so. The search runs with stand-ins (top-1 by file name, a fixed layer ranking, TensorRT's builder and runtime), so no
-quantization runs here."""
+"""--mixed_precision and TensorRT: where TensorRT's builder is there, each step's file is built into an engine and its
+layer precisions are read back by the engine inspector; without TensorRT no build is tried and the record says so.
+The search runs over small real Q/DQ files (top-1 by file name, a fixed layer ranking, so no quantization runs here),
+and its engines are built and read by ArtTRT's real TensorRT code against the contract fake (tests/fakes/tensorrt)."""
 from __future__ import annotations
 
 import copy
-import json
 import math
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.backends.test_tensorrt import ENV, INSPECTOR_SAMPLE
 from tests.conftest import squeeze
 from utils.backends import registry
-from utils.backends.tensorrt import api, build
+from utils.backends.tensorrt import api
 from utils.backends.tensorrt.engine_layers import step_engine_probe
 from utils.models import drift
 from utils.models import mixed_precision as mp
@@ -24,79 +21,34 @@ from utils.report.schema import RecordError, check_record
 from utils.report.tables import mixed_precision_markdown
 
 NAMES = [f"conv{i}" for i in range(10)]
-GEMM = INSPECTOR_SAMPLE["Layers"][2]  # an fp32 layer of the stand-in's inspector JSON
 
 
-def _inspector_json(plan: bytes) -> str:
-    """The stand-in's inspector JSON (int8 2, fp32 1) with one more fp32 layer per layer kept: k of file k<k>.onnx."""
-    k = int(plan.decode().rsplit("-k", 1)[1].split(".")[0])
-    info = copy.deepcopy(INSPECTOR_SAMPLE)
-    info["Layers"] += [{**GEMM, "Name": f"kept{i}"} for i in range(k)]
-    return json.dumps(info)
+def qdq_chain(path: Path, kept: int) -> Path:
+    """Ten ReLU layers conv0..conv9 on a (batch, 3, 224, 224) input, each fed through QuantizeLinear/DequantizeLinear
+    (int8) except the first `kept` (left in fp32, as a mixed-precision step keeps them), then a classifier."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-
-def _fake_tensorrt(loads: bool):
-    """TensorRT's module as the documented API has it, as far as plan_information uses it: a runtime that
-    deserializes the stand-in plan (or returns None, as TensorRT-RTX's does on compute capability 9.0)."""
-
-    class ILogger:
-        Severity = types.SimpleNamespace(ERROR="E", INTERNAL_ERROR="IE", WARNING="W")
-
-        def __init__(self):
-            pass
-
-    class Context:
-        def __init__(self):
-            self.shapes = {}
-
-        def set_input_shape(self, name, shape):
-            self.shapes[name] = shape
-            return True
-
-    class Engine:
-        num_io_tensors = 2
-
-        def __init__(self, plan):
-            self.plan = plan
-
-        def create_execution_context(self):
-            return Context()
-
-        def get_tensor_name(self, i):
-            return ("input", "logits")[i]
-
-        def get_tensor_mode(self, name):
-            return "INPUT" if name == "input" else "OUTPUT"
-
-        def get_tensor_shape(self, name):
-            return (-1, 3, 224, 224) if name == "input" else (-1, 1000)
-
-        def create_engine_inspector(self):
-            engine = self
-
-            class Inspector:
-                execution_context = None
-
-                def get_engine_information(self, fmt):
-                    assert fmt == "JSON" and self.execution_context.shapes == {"input": (1, 3, 224, 224)}
-                    return _inspector_json(engine.plan)
-
-            return Inspector()
-
-    class Runtime:
-        def __init__(self, logger):
-            self.logger = logger
-
-        def deserialize_cuda_engine(self, plan):
-            if not loads:
-                self.logger.log(ILogger.Severity.ERROR, "this GPU's compute capability 9.0 is not supported")
-                return None
-            return Engine(plan)
-
-    return types.SimpleNamespace(__name__="tensorrt_rtx" if not loads else "tensorrt", __version__="10.13.0",
-                                 Builder=object, Runtime=Runtime, ILogger=ILogger,
-                                 TensorIOMode=types.SimpleNamespace(INPUT="INPUT"),
-                                 LayerInformationFormat=types.SimpleNamespace(JSON="JSON"))
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z"),
+             numpy_helper.from_array(np.ones((10, 3), np.float32), "fc")]
+    nodes, x = [], "input"
+    for i, name in enumerate(NAMES):
+        if i >= kept:
+            nodes += [helper.make_node("QuantizeLinear", [x, "s", "z"], [f"q{i}"], name=f"{name}_q"),
+                      helper.make_node("DequantizeLinear", [f"q{i}", "s", "z"], [f"dq{i}"], name=f"{name}_dq")]
+            x = f"dq{i}"
+        nodes.append(helper.make_node("Relu", [x], [f"r{i}"], name=name))
+        x = f"r{i}"
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["p"], name="pool"),
+              helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+              helper.make_node("Gemm", ["f", "fc"], ["logits"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                             ["batch", 3, 224, 224])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
 
 
 @pytest.fixture
@@ -113,23 +65,28 @@ def search(tmp_path, monkeypatch):
     built = []
 
     def convert(kept):
-        path = tmp_path / f"m-int8-k{len(kept)}.onnx"
-        path.write_bytes(b"q" * (len(kept) + 1))
-        return path, {}
+        return qdq_chain(tmp_path / f"m-int8-k{len(kept)}.onnx", len(kept)), {}
 
     def top1(path, heldout):
         return 90.0 if path == src else 80.0 + int(path.stem.split("-k")[1])
 
-    def build_serialized(onnx_path, settings, verbose=False):
-        built.append((Path(onnx_path).name, settings))
-        return f"plan:{Path(onnx_path).name}".encode(), {"route": "strongly typed", "build_s": 1.5}
-
     monkeypatch.setattr(mp, "onnx_top1", top1)
     monkeypatch.setattr(drift, "layer_drift", lambda *a: [{"name": n} for n in NAMES])
     monkeypatch.setattr(drift, "top_drift", lambda rows, top, key: rows)
-    monkeypatch.setattr(build, "build_serialized", build_serialized)
-    monkeypatch.setattr(mp, "_engine_probe", step_engine_probe)  # what the backends layer offers (below)
-    monkeypatch.setattr(api, "gpu_identity", lambda index=None: {"gpu": ENV["gpu"], "compute_capability": "9.0"})
+    original = step_engine_probe
+
+    def probe(precision, crop):  # the real probe; each build it makes is noted
+        measure, env = original(precision, crop)
+        if measure is None:
+            return None, env
+
+        def noted(path):
+            built.append(Path(path).name)
+            return measure(path)
+
+        return noted, env
+
+    monkeypatch.setattr(mp, "_engine_probe", probe)  # what the backends layer offers (below)
     heldout = mp.Heldout(None, np.arange(20), lambda x: x, {"heldout_files": ["a/1.jpg"], "heldout_images": 20,
                                                              "heldout_dataset_key": "d"})
 
@@ -147,22 +104,21 @@ def _record(result):
             "precision": "int8", "batch_size": 1, "options": "cpu", "preparation": {"mixed_precision": block}}
 
 
-def test_with_tensorrt_each_steps_engine_is_built_and_its_layer_precisions_read_back(search, monkeypatch):
+def test_with_tensorrt_each_steps_engine_is_built_and_its_layer_precisions_read_back(search, fake_tensorrt):
     run, built = search
-    monkeypatch.setattr(api, "_module", _fake_tensorrt(loads=True))
     result = run()
     assert [s["k"] for s in result["steps"]] == [0, 10, 5, 7, 6] and result["final_k"] == 7
     # one strongly typed build per step, at the fixed shape (1, 3, crop, crop)
-    assert [name for name, _ in built] == [f"m-int8-k{k}.onnx" for k in (0, 10, 5, 7, 6)]
-    assert all((s.precision, s.min_shape, s.opt_shape, s.max_shape, s.weak_typing) ==
-               ("int8", (1, 3, 224, 224), (1, 3, 224, 224), (1, 3, 224, 224), False) for _, s in built)
-    # the stand-in inspector's int8 2, fp32 1, and one fp32 layer more per layer kept
-    assert [s["engine"] for s in result["steps"]] == [
-        {"built": True, "build_s": 1.5, "layer_precisions": {"int8": 2, "fp32": 1 + k}} for k in (0, 10, 5, 7, 6)]
+    assert built == [f"m-int8-k{k}.onnx" for k in (0, 10, 5, 7, 6)]
+    # read back by the inspector: the file's DequantizeLinear layers read int8, one fewer per layer kept in fp32
+    steps = [s["engine"] for s in result["steps"]]
+    assert all(s["built"] and s["build_s"] >= 0 for s in steps)
+    assert [s["layer_precisions"].get("int8", 0) for s in steps] == [10 - k for k in (0, 10, 5, 7, 6)]
+    assert all("?" not in s["layer_precisions"] for s in steps)
     assert result["engine_measured"] == (
-        "yes: engines built for 5 of 5 steps with tensorrt 10.13.0 on NVIDIA H200 (compute capability 9.0), strongly "
-        "typed at 1x3x224x224; layer precisions read back by the engine inspector for 5 of them (a step's engine "
-        "'why' says where not); speed: not measured by the search; run -trt on the final file")
+        "yes: engines built for 5 of 5 steps with tensorrt 11.4.0.106 on NVIDIA H100 80GB HBM3 (compute capability "
+        "9.0), strongly typed at 1x3x224x224; layer precisions read back by the engine inspector for 5 of them (a "
+        "step's engine 'why' says where not); speed: not measured by the search; run -trt on the final file")
     rec = _record(result)
     check_record(rec)
     bad = copy.deepcopy(rec)
@@ -175,20 +131,28 @@ def test_with_tensorrt_each_steps_engine_is_built_and_its_layer_precisions_read_
         check_record(bad)
     lines = [ln for ln in squeeze(str(mixed_precision_markdown([rec]))).splitlines() if ln.startswith("|")]
     assert lines[0].endswith("| within budget | engine layers (TensorRT) |")
-    assert lines[2] == "| 0 | - | 80.00 | 10.00 | 0.00 | no | int8 2, fp32 1 |"
-    assert lines[3].endswith("| yes | fp32 11, int8 2 |")
+    counts = steps[0]["layer_precisions"]
+    assert lines[2] == "| 0 | - | 80.00 | 10.00 | 0.00 | no | " + ", ".join(f"{p} {n}" for p, n in counts.items()) + " |"
 
 
-def test_a_runtime_that_cannot_load_the_engine_leaves_it_built_but_not_read(search, monkeypatch):
+def test_a_runtime_that_cannot_load_the_engine_leaves_it_built_but_not_read(search, fake_tensorrt, monkeypatch):
+    """A runtime that returns no engine (deserialize_cuda_engine: "None if it could not be deserialized", the reason
+    logged; TensorRT-RTX's runtime did so on an H200, compute capability 9.0)."""
     run, built = search
-    monkeypatch.setattr(api, "_module", _fake_tensorrt(loads=False))
+
+    def refuse(self, serialized_engine):
+        fake_tensorrt._error(1, "runtime.cpp::deserializeCudaEngine", "this GPU's compute capability 9.0 is not "
+                             "supported")
+        return None
+
+    monkeypatch.setattr(fake_tensorrt.Runtime, "deserialize_cuda_engine", refuse)
     result = run()
     assert len(built) == 5
-    why = ("built, but not read back: TensorRT's runtime cannot load the engine here (this GPU's compute capability "
-           "9.0 is not supported)")
-    assert all(s["engine"] == {"built": True, "build_s": 1.5, "layer_precisions": None, "why": why}
-               for s in result["steps"])
-    assert result["engine_measured"].startswith("partly: engines built for 5 of 5 steps with tensorrt_rtx 10.13.0 ")
+    assert all(s["engine"]["built"] is True and s["engine"]["layer_precisions"] is None for s in result["steps"])
+    why = result["steps"][0]["engine"]["why"]
+    assert why.startswith("built, but not read back: TensorRT's runtime cannot load the engine here (1: ") and \
+        "this GPU's compute capability 9.0 is not supported" in why
+    assert result["engine_measured"].startswith("partly: engines built for 5 of 5 steps with tensorrt 11.4.0.106 ")
     assert "read back by the engine inspector for 0 of them" in result["engine_measured"]
     rec = _record(result)
     check_record(rec)

@@ -85,7 +85,8 @@ def test_ort_quantizer_fallback_is_tensorrt_shaped_and_recorded(lite0, lite0_onn
     assert json.loads(meta["arttrt.converted_by"]) == facts["tool"]
 
 
-def test_fp16_autocast_keeps_fp32_io_and_is_cached(lite0, lite0_onnx, demo_data, tmp_path):
+def test_fp16_autocast_keeps_fp32_io_and_is_cached(lite0, lite0_onnx, demo_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTTRT_WEIGHTS_DIR", str(tmp_path / "weights"))  # a conversion of its own, whatever ran before
     out, facts = convert_precision(lite0_onnx, "fp16", lite0)
     assert facts["tool"] == "modelopt.onnx.autocast" and facts["io"] == "fp32" and not facts["cached"]
     model = onnx.load(str(out))

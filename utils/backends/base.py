@@ -36,12 +36,30 @@ class RunSpec:
     max_batch_size: Optional[int] = None    # the largest batch of the whole run (a dynamic engine's maximum);
     # the batch a runner is fed is the job's (MeasureOptions.batch_size), given to make_runner, never kept here
     cuda_graph: bool = False                # replay a CUDA graph per batch shape where the backend can
+    tf32: bool = False                      # fp32 on a GPU may use TF32 (every backend alike); off: strict fp32
+    batch_sizes: Tuple[int, ...] = ()       # every batch size the run measures (TensorRT tunes a profile for each)
     model: ModelOptions = field(default_factory=ModelOptions)  # the ONNX file and how it is made
     options: Any = None                     # the backend's own Options (None: its defaults)
 
     def largest_batch(self, batch_size: int) -> int:
         """The largest batch a runner first fed batch_size must serve in this run."""
         return max(batch_size, self.max_batch_size or 1)
+
+
+@contextlib.contextmanager
+def torch_tf32(enabled: bool, device: torch.device) -> Iterator[None]:
+    """PyTorch's TF32 switches set for a block on a GPU: matmuls (torch.backends.cuda.matmul.allow_tf32, off by
+    default) and convolutions (torch.backends.cudnn.allow_tf32, on by default) alike, so "fp32" means one thing in every
+    PyTorch row, and the same thing as a TensorRT fp32 engine built without BuilderFlag.TF32 (trtexec --noTF32)."""
+    if device.type != "cuda":
+        yield
+        return
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def mib(nbytes: float) -> float:
@@ -118,6 +136,16 @@ class Runner(abc.ABC):
     def serves(self, batch_size: int) -> bool:
         """True where this runner can run batches of batch_size (a static TensorRT engine: its one size only)."""
         return True
+
+    def check_batch(self, batch_size: int) -> None:
+        """One sentence where this runner cannot run batches of batch_size (before any of them is fed)."""
+        if not self.serves(batch_size):
+            raise ArtTRTError(f"{self.name} cannot run batches of {batch_size}")
+
+    def device_bytes_outside_torch(self) -> int:
+        """GPU memory the runner's library holds that PyTorch's allocator does not count (TensorRT's engine weights):
+        added to the record's prepare_peak_gpu_mb."""
+        return 0
 
     label: Optional[str] = None  # the row label the registry gives it (make_runner): how tables name it
 

@@ -42,20 +42,20 @@ def label(spec: RunSpec) -> str:
 def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple["CompileRunner", Dict[str, Any]]:
     opts: Options = spec.options or Options()
     return CompileRunner(net, spec.device, spec.precision, opts.compile_mode, net.convolutional,
-                         spec.cuda_graph), {"prepare_s": 0.0}
+                         spec.cuda_graph, tf32=spec.tf32), {"prepare_s": 0.0}
 
 
 class CompileRunner(TorchRunner):
     backend = "compile"
 
     def __init__(self, net: Network, device: str = "cpu", precision: str = "fp32", mode: str = "default",
-                 channels_last: bool = True, cuda_graph: bool = False):
+                 channels_last: bool = True, cuda_graph: bool = False, tf32: bool = False):
         if mode not in MODES:
             raise ArtTRTError(f"--compile_mode {mode!r} is not one of {', '.join(MODES)}")
         if cuda_graph and mode in GRAPH_MODES:
             raise ArtTRTError(f"--cuda_graph with --compile_mode {mode}: that mode already replays torch.compile's own "
                               "CUDA graphs; --cuda_graph captures the kernels of default or max-autotune-no-cudagraphs")
-        super().__init__(net, device, precision, channels_last=channels_last, cuda_graph=cuda_graph)
+        super().__init__(net, device, precision, channels_last=channels_last, cuda_graph=cuda_graph, tf32=tf32)
         self.mode = mode
         self._compiled: Any = None
         self._shapes: Set[Tuple[int, ...]] = set()

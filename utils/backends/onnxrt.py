@@ -59,7 +59,8 @@ def check(spec: RunSpec) -> None:
 
 def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple["OnnxRuntimeRunner", Dict[str, Any]]:
     path, facts = model_file(net, spec.precision, spec.model, data)
-    return OnnxRuntimeRunner(path, net.preprocess, provider_of(spec), spec.precision, facts=facts), facts
+    return OnnxRuntimeRunner(path, net.preprocess, provider_of(spec), spec.precision, facts=facts,
+                             tf32=spec.tf32), facts
 
 
 def check_providers(requested: str, used: List[str], available: List[str]) -> None:
@@ -77,7 +78,7 @@ class OnnxRuntimeRunner(Runner):
 
     def __init__(self, onnx_path: str | os.PathLike[str], preprocess: Preprocess, provider: str = "cpu",
                  precision: str = "fp32", threads: Optional[int] = None, facts: Optional[Dict[str, Any]] = None,
-                 session_per_batch: Optional[bool] = None):
+                 session_per_batch: Optional[bool] = None, tf32: bool = False):
         super().__init__(preprocess)
         if provider not in PROVIDERS:
             raise ArtTRTError(f"unknown ONNX Runtime provider {provider!r}: one of {', '.join(PROVIDERS)}")
@@ -91,6 +92,7 @@ class OnnxRuntimeRunner(Runner):
         # the run's GPU (device_scope made it current): the session and the bound tensors live there
         self.device = torch.device("cuda", torch.cuda.current_device()) if provider != "cpu" else torch.device("cpu")
         self.threads = threads
+        self.tf32 = tf32
         self.facts = dict(facts or {})
         self.session: Any = None
         self.providers_used: List[str] = []
@@ -118,6 +120,8 @@ class OnnxRuntimeRunner(Runner):
         provider: Any = PROVIDERS[self.provider]
         if self.device.type == "cuda":
             provider = (provider, {"device_id": int(self.device.index or 0)})
+            if self.provider == "cuda":  # the CUDA provider's use_tf32 is on by default: strict fp32 unless --tf32
+                provider[1]["use_tf32"] = int(self.tf32)
         self._session_args = (ort, opts, provider)
         self.session = self._new_session()
         self.sessions = {}
@@ -207,6 +211,7 @@ class OnnxRuntimeRunner(Runner):
         facts = {"size_mib": mib(files_bytes(onnx_files(self.path))), "layers": layer_count(model.graph),
                  "params": params, "onnx_file": str(self.path), "providers_used": self.providers_used,
                  "provider": self.provider, "size_note": "ONNX file and its external data",
+                 "tf32": self.tf32 if self.provider == "cuda" and self.precision == "fp32" else None,
                  "layers_note": "ONNX layers (Q/DQ and Constant nodes not counted, as --inspect)",
                  "onnxruntime_build": getattr(self, "build", None),
                  "onnxruntime_session": {"session.qdqisint8allowed": "1", "session.intra_op.allow_spinning": "0"},

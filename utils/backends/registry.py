@@ -185,6 +185,8 @@ def row_label(rec: Dict[str, Any]) -> str:
         extras = [v for v in (rec.get("provider"), rec.get("compile_mode")) if v]
         if rec.get("engine_shapes") == "static":
             extras.append("static")
+    if rec.get("tf32") and prec == "fp32":
+        extras.append("TF32")
     if rec.get("cuda_graph"):
         extras.append("CUDA graph")
     if rec.get("calib_method"):  # the images the calibration really used (weak typing: whole batches only)
@@ -201,7 +203,7 @@ def row_label(rec: Dict[str, Any]) -> str:
 def spec_label(spec: RunSpec) -> str:
     """A spec's row label, as every table, comparison title and log line names the runner."""
     return row_label({"backend": spec.backend, "precision": spec.precision, "options": options_label(spec),
-                      "cuda_graph": spec.cuda_graph})
+                      "cuda_graph": spec.cuda_graph, "tf32": spec.tf32 and spec.device.startswith("cuda")})
 
 
 def _tensorrt_step_engines(precision: str, crop: int) -> Tuple[Any, str]:

@@ -9,6 +9,7 @@ Usage:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from utils.backends.base import CudaGraphs, RunSpec, Runner, mib, resolve_device
+from utils.backends.base import CudaGraphs, RunSpec, Runner, mib, resolve_device, torch_tf32
 from utils.core.errors import ArtTRTError
 from utils.data.options import DataOptions
 from utils.models.networks import Network
@@ -39,7 +40,8 @@ def label(spec: RunSpec) -> str:
 
 def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple["TorchRunner", Dict[str, Any]]:
     opts: Options = spec.options or Options()
-    return TorchRunner(net, spec.device, spec.precision, opts.channels_last, spec.cuda_graph), {"prepare_s": 0.0}
+    return TorchRunner(net, spec.device, spec.precision, opts.channels_last, spec.cuda_graph,
+                       tf32=spec.tf32), {"prepare_s": 0.0}
 
 
 class TorchRunner(Runner):
@@ -47,7 +49,7 @@ class TorchRunner(Runner):
     torch_ops = True
 
     def __init__(self, net: Network, device: str = "cpu", precision: str = "fp32",
-                 channels_last: bool = False, cuda_graph: bool = False):
+                 channels_last: bool = False, cuda_graph: bool = False, tf32: bool = False):
         super().__init__(net.preprocess)
         if precision not in DTYPES:
             raise ArtTRTError(f"the torch backend runs fp32, fp16 or bf16, not {precision}")
@@ -62,10 +64,13 @@ class TorchRunner(Runner):
         self.channels_last = channels_last and net.convolutional
         self.model: torch.nn.Module = net.model
         self.graphs = CudaGraphs(self.device, self._forward) if cuda_graph else None
+        self.tf32 = tf32
+        self._scope = contextlib.ExitStack()
 
     def activate(self) -> None:
         if self.active:
             return
+        self._scope.enter_context(torch_tf32(self.tf32, self.device))  # fp32 means fp32 while this runner is active
         model = copy.deepcopy(self.net.model) if self.device.type == "cuda" or self.precision != "fp32" else self.net.model
         model = model.to(self.device, dtype=self.input_dtype).eval()
         if self.channels_last:
@@ -79,6 +84,7 @@ class TorchRunner(Runner):
         self.model = self.net.model
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        self._scope.close()
         super().deactivate()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,5 +110,6 @@ class TorchRunner(Runner):
         scale = torch.finfo(self.input_dtype).bits / 32
         facts: Dict[str, Any] = {"size_mib": mib(buf.tell() * scale), "layers": self.net.layers,
                                  "params": self.net.params, "channels_last": self.channels_last,
+                                 "tf32": self.tf32 if self.device.type == "cuda" and self.precision == "fp32" else None,
                                  "size_note": "state_dict bytes at this precision"}
         return facts

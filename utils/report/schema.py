@@ -221,6 +221,7 @@ class Record(LoadGenRun):
     mode: Optional[Text] = None
     role: Optional[Text] = None
     cuda_graph: Optional[bool] = None
+    tf32: Optional[bool] = None
     cuda_graph_error: Optional[Text] = None
     provider: Optional[Text] = None
     compile_mode: Optional[Text] = None

@@ -184,6 +184,9 @@ def job_identity(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str
         options = {k: v for k, v in options.items() if k != "force"}
     ident = {"network": setup.network, "backend": spec.backend, "precision": spec.precision,
              "options": options, "model": _model_identity(spec), "cuda_graph": spec.cuda_graph,
+             # on a GPU, whether fp32 may use TF32 (strict fp32 unless --tf32: records of before, when PyTorch's
+             # cuDNN default let convolutions use it, are measured again)
+             **({"tf32": spec.tf32} if spec.device.startswith("cuda") else {}),
              "role": job.role, "batch_size": job.batch_size, **facts}
     if job.role == ACCURACY:  # one whole pass: only the rules that change which images count
         ident["timing"] = {"limit": timing.get("limit")}

@@ -52,6 +52,7 @@ class Request:
     device: str = "cpu"
     device_reason: str = "the default"         # what made the device what it is (for messages)
     cuda_graph: bool = False
+    tf32: bool = False
     model: ModelOptions = field(default_factory=ModelOptions)
     backend_options: Dict[str, Any] = field(default_factory=dict)
     batch_sizes: Tuple[int, ...] = (1,)
@@ -88,7 +89,17 @@ class Request:
         largest = max([*self.batch_sizes, *(s.max_batch for s in self.scenarios)])
         return RunSpec(backend, precision, device=self.device,
                        max_batch_size=largest, cuda_graph=self.cuda_graph, model=self.model,
-                       options=self.backend_options.get(backend))
+                       options=self.backend_options.get(backend), tf32=self.tf32,
+                       batch_sizes=self.run_batch_sizes())
+
+    def run_batch_sizes(self) -> Tuple[int, ...]:
+        """Every batch size the run feeds: the timing jobs' and each scenario's padded sizes."""
+        from utils.measure.serving import buckets
+
+        sizes = set(self.batch_sizes if self.timing_jobs or not self.scenarios else ())
+        for s in self.scenarios:
+            sizes.update(buckets(s.max_batch, lambda b: True))
+        return tuple(sorted(sizes))
 
     def with_device(self, device: str, reason: str) -> "Request":
         return dataclasses.replace(self, device=device, device_reason=reason)
@@ -140,6 +151,9 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
     if mode in ("demo", "report"):
         return Request(**common, report_dir=Path(args.report) if args.report else None)  # type: ignore[arg-type]
     _check_combinations(args, given, backends, precisions)
+    if args.tf32 and not device.startswith("cuda"):
+        raise ArtTRTError("--tf32 lets fp32 on an NVIDIA GPU round to TF32, and this run is on the CPU, where nothing "
+                          "uses it: drop --tf32 or add --device cuda")
     batch_sizes = tuple(args.batch_sizes or [args.batch_size])
     bounded = args.duration is not None or args.iterations is not None or (
         len(set(batch_sizes)) > 1 and not args.full_passes)
@@ -161,7 +175,7 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
     return Request(**common, networks=tuple(dict.fromkeys(args.networks or [args.network])),  # type: ignore[arg-type]
                    weights=args.weights, pretrained=args.pretrained, num_classes=args.num_classes, seed=args.seed,
                    backends=backends, precisions=precisions, device=device, device_reason=why,
-                   cuda_graph=args.cuda_graph, model=ModelOptions.from_args(args),
+                   cuda_graph=args.cuda_graph, tf32=args.tf32, model=ModelOptions.from_args(args),
                    backend_options={b: registry.options_from_args(b, args) for b in used if b in registry.BACKENDS},
                    batch_sizes=batch_sizes, bounded=bounded, measure=measure, scenarios=scenarios,
                    timing_jobs=not scenarios or bool({"batch_size", "batch_sizes"} & given),
@@ -248,6 +262,9 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
             raise ArtTRTError(f"--input_shape {' '.join(map(str, args.input_shape))} is a static batch of "
                               f"{args.input_shape[0]}, but batches of {fed[0]} would be fed: pass --batch_size "
                               f"{args.input_shape[0]}, or -1 as the batch for a dynamic one")
+    if args.tf32 and "fp32" not in precisions:
+        raise ArtTRTError(f"--tf32 changes fp32 runs only, and this run asks {', '.join(precisions)}: add fp32 to "
+                          "--precisions or drop --tf32")
     if args.compare and (args.rtol < 0 or args.atol < 0):
         raise ArtTRTError(f"-rtol and -atol must not be negative (got rtol={args.rtol}, atol={args.atol})")
     if args.compare and args.val_dataset and not args.dataset:

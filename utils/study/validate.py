@@ -128,6 +128,11 @@ class OpenRunner:
             telemetry.phase = "load"
         self.clock_start = gpu_facts(self.index).get("sm_clock_mhz")
         self.runner.__enter__()
+        try:
+            self.runner.check_batch(batch_size)  # a static engine of another batch: one sentence, nothing fed
+        except BaseException:
+            self.runner.__exit__(None, None, None)
+            raise
         self.load_s = time.perf_counter() - t0
         self.jobs = 0  # jobs measured so far: the later ones did not pay for the build and the load
 
@@ -152,6 +157,14 @@ def _validate(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Measure
         opened.close()
 
 
+def peak_gpu_mb(max_allocated: Callable[[Any], int], device: Any, runner: Any) -> Optional[float]:
+    """The GPU memory a runner's preparation peaked at, MiB: PyTorch's allocator's peak plus what the runner's library
+    holds outside it (TensorRT's engine weights); None off the GPU."""
+    if device is None:
+        return None
+    return round((max_allocated(device) + runner.device_bytes_outside_torch()) / 2**20, 1)
+
+
 def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedDataset, opts: MeasureOptions,
                  recorder: Recorder = Recorder(), telemetry: Any = None, inspect: bool = False, profile: bool = False,
                  extra_fields: Optional[Dict[str, Any]] = None,
@@ -172,7 +185,7 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     t1 = time.perf_counter()
     runner.prepare((opts.batch_size, 3, crop, crop))
     runner_prepare_s = time.perf_counter() - t1
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device is not None else None
+    peak = peak_gpu_mb(torch.cuda.max_memory_allocated, device, runner)
     load_before = _load_average()
     result = measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry)
     load = max(load_before, _load_average())
@@ -208,7 +221,7 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                    "cuda_graph_error": runner.graphs.error if runner.graphs is not None else None,
                    "prepare_s": round(float(facts.get("prepare_s") or 0.0) + runner_prepare_s, 3),
                    "load_s": round(load_s, 3), "preparation": preparation, "runner_reused": not first,
-                   "prepare_peak_gpu_mb": round(peak, 1) if peak is not None else None,
+                   "prepare_peak_gpu_mb": peak,
                    "host_load_1m": round(load, 2) if load >= 0 else None, "host_cores": os.cpu_count(),
                    "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts(index).get("sm_clock_mhz"),
                    **extra})

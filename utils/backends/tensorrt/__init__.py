@@ -90,9 +90,23 @@ def check(spec: RunSpec) -> None:
     opts: Options = spec.options or Options()
     if opts.weak_typing and spec.precision != "fp32":
         weak.check_route(spec.precision)
+    check_profile(opts, spec.batch_sizes)
     check_precision_supported(spec.precision, require_tensorrt_and_gpu())
     if opts.weak_typing and spec.precision != "fp32" and not opts.engine:
         weak.require(spec.precision)  # TensorRT 11 has no builder flags: said now, not after decoding
+
+
+def check_profile(opts: Options, batch_sizes: Tuple[int, ...]) -> None:
+    """An explicit --min_batch/--max_batch that leaves out a batch the run feeds: one sentence before any build (the
+    engine's profile would refuse that batch after the others were measured)."""
+    if opts.engine or "dynamic" not in opts.trt_shapes:
+        return
+    outside = [b for b in batch_sizes if (opts.min_batch is not None and b < opts.min_batch)
+               or (opts.max_batch is not None and b > opts.max_batch)]
+    if outside:
+        raise ArtTRTError(f"the TensorRT profile --min_batch {opts.min_batch or 1} .. --max_batch "
+                          f"{opts.max_batch if opts.max_batch is not None else 'the largest batch'} does not take "
+                          f"batch {outside[0]}, which this run feeds: widen the profile or drop those options")
 
 
 def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple[Runner, Dict[str, Any]]:
@@ -108,7 +122,8 @@ def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tup
         facts: Dict[str, Any] = {**check_sidecar(path, require_tensorrt_and_gpu()), "prepare_s": 0.0}
     else:
         path, facts = engine_for_network(net, spec.precision, spec.model, opts, data, batch_size,
-                                         spec.largest_batch(batch_size))
+                                         spec.largest_batch(batch_size), spec.batch_sizes or (batch_size,),
+                                         tf32=spec.tf32)
     # an engine keeps no list of its weights: the count is the network's, as the original printed for TensorRT
     facts = {**facts, "params": net.params, "params_note": "the network's parameters"}
     return TensorRTRunner(path, net.preprocess, spec.precision, facts, cuda_graph=spec.cuda_graph,

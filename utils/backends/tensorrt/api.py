@@ -9,23 +9,25 @@ The other TensorRT modules name it `trt` through a proxy that forwards to the lo
     else:
         from utils.backends.tensorrt.api import trt
 
-Also here: the logger that keeps TensorRT's errors so a failure can quote them, Dims as tuples, and the GPU
-identity that every engine and timing-cache key includes. Type-checked by mypy against TensorRT's stubs.
+Also here: the process's one logger, which keeps TensorRT's errors so a failure can quote them, the plugin
+registration, Dims as tuples, and the GPU identity, device and stream an engine runs with (the tests on a CPU
+supply these three). Type-checked by mypy against TensorRT's stubs.
 
 Usage:
     module, version = load_tensorrt()
-    builder = trt.Builder(make_logger())
+    mark = error_mark(); builder = trt.Builder(logger()); ...; last_errors(mark)
 """
 from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, cast
 
 from utils.core.errors import ArtTRTError
 
 if TYPE_CHECKING:
     import tensorrt as trt
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -72,28 +74,73 @@ if not TYPE_CHECKING:
     trt = _LoadedTensorRT()
 
 
-def make_logger(verbose: bool = False) -> trt.ILogger:
-    """A logger that prints warnings and errors and keeps the errors, so a failure can quote TensorRT."""
+class _Logger:
+    """The one TensorRT logger of the process. TensorRT keeps a single logger pointer: while a Builder or Runtime made
+    with one logger is alive, another one given to a new Builder or Runtime is ignored and the messages keep going to
+    the first (NVIDIA/TensorRT#1475; Polygraphy keeps one for that reason, backend/trt/util.py get_trt_logger). So
+    every Builder, Runtime and parser here gets this one, and a failure quotes the errors logged since its mark()."""
 
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: List[str] = []
+    def __init__(self) -> None:
+        self.verbose = False
+        self.errors: List[str] = []
+        self.instance: Optional[trt.ILogger] = None
+        self.module: Any = None  # the TensorRT module the instance subclasses
 
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                self.errors.append(msg)
-                log.error("TensorRT: %s", msg)
-            elif severity == trt.ILogger.Severity.WARNING or verbose:
-                log.warning("TensorRT: %s", msg)
+    def get(self) -> trt.ILogger:
+        if self.instance is None or self.module is not _module:
+            outer = self
 
-    return CollectingLogger()
+            class CollectingLogger(trt.ILogger):
+                def __init__(self) -> None:
+                    trt.ILogger.__init__(self)
+
+                def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+                    if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                        outer.errors.append(msg)
+                        del outer.errors[:-50]
+                        log.error("TensorRT: %s", msg)
+                    elif severity == trt.ILogger.Severity.WARNING:
+                        log.warning("TensorRT: %s", msg)
+                    elif outer.verbose:
+                        log.info("TensorRT: %s", msg)
+
+            self.instance = CollectingLogger()
+            self.module = _module
+        return self.instance
 
 
-def last_errors(logger: trt.ILogger) -> str:
-    """TensorRT's own last error messages, for a one-sentence failure."""
-    errors: List[str] = getattr(logger, "errors", [])
+_LOGGER = _Logger()
+_plugins_for: Any = None  # the TensorRT module whose plugins are registered
+
+
+def logger(verbose: Optional[bool] = None) -> trt.ILogger:
+    """The process's TensorRT logger (made on first use); verbose=True also passes TensorRT's info messages on."""
+    if verbose is not None:
+        _LOGGER.verbose = verbose
+    return _LOGGER.get()
+
+
+def error_mark() -> int:
+    """Where the error list stands now: last_errors(mark) quotes only what TensorRT logged after it."""
+    return len(_LOGGER.errors)
+
+
+def last_errors(mark: int = 0) -> str:
+    """TensorRT's own error messages since `mark`, for a one-sentence failure."""
+    errors = _LOGGER.errors[mark:] if mark <= len(_LOGGER.errors) else _LOGGER.errors[-2:]
     return "; ".join(e.strip() for e in errors[-2:]) or "no message from TensorRT"
+
+
+def init_plugins() -> None:
+    """TensorRT's standard plugins registered once, before any parse or deserialize (as Polygraphy does in
+    NetworkFromOnnx and EngineFromBytes: trt.init_libnvinfer_plugins(logger, "")): an ONNX node or an engine layer
+    that is one of them is found. A build without it (TensorRT-RTX) has nothing to register."""
+    global _plugins_for
+    if _plugins_for is None or _plugins_for is not _module:
+        if hasattr(trt, "init_libnvinfer_plugins"):
+            # the binding types the logger as a capsule (void*); the ILogger is what Polygraphy passes
+            trt.init_libnvinfer_plugins(cast(Any, logger()), "")
+        _plugins_for = _module
 
 
 def dims_tuple(dims: trt.Dims) -> Tuple[int, ...]:
@@ -110,3 +157,20 @@ def gpu_identity(index: Optional[int] = None) -> Dict[str, str]:
         raise ArtTRTError("TensorRT needs an NVIDIA GPU, and none is visible here")
     p = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
     return {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}"}
+
+
+def run_device(device: str = "cuda") -> "torch.device":
+    """The CUDA device an engine runs on and its buffers live on: 'cuda' is the current GPU (the run's device scope
+    made it current)."""
+    import torch
+
+    dev = torch.device(device)
+    return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
+
+
+def stream_handle(device: "torch.device") -> int:
+    """The cudaStream_t of the current PyTorch stream on `device`: TensorRT enqueues there, after the copy-in and
+    before the copy-out that PyTorch orders on the same stream."""
+    import torch
+
+    return int(torch.cuda.current_stream(device).cuda_stream)

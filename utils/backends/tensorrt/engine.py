@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from utils.backends.tensorrt import api
 from utils.core.artefact import cached, sidecar_of
@@ -40,32 +40,63 @@ FP8_MIN_CAPABILITY = (8, 9)  # Ada, Hopper, Blackwell
 
 @dataclass(frozen=True)
 class EngineShapes:
-    min: Tuple[int, int, int, int]
-    opt: Tuple[int, int, int, int]
-    max: Tuple[int, int, int, int]
-    dynamic: bool
+    """The batch profiles of an engine: one (min, opt, max) per optimization profile, and the image shape.
+
+    TensorRT tunes each profile's kernels for its opt batch (NvInferRuntime.h, IOptimizationProfile: "The builder
+    selects the kernels that result in the lowest runtime for the optimum input tensor dimensions"), and trtexec runs
+    at the opt shapes when no --shapes are given (sampleOptions.cpp: the build's opt shapes are propagated to
+    inference). So a dynamic engine of a run gets one profile per batch size the run measures, each covering the
+    sizes above the previous one up to its own, with opt at that size: every batch is timed on kernels tuned for it,
+    and every size from 1 to the largest is still served. An explicit --min_batch/--opt_batch/--max_batch is one
+    profile, as trtexec's --minShapes/--optShapes/--maxShapes. A static engine (a fixed ONNX batch, or --trt_shapes
+    static) has one shape."""
+
+    image: Tuple[int, ...]
+    profiles: Tuple[Tuple[int, int, int], ...]
+    dynamic: bool  # serves a range of batches (False: one shape only)
 
     @staticmethod
     def of(input_shape: Tuple[int, ...], min_batch: Optional[int], opt_batch: Optional[int],
-           max_batch: Optional[int]) -> "EngineShapes":
-        b, c, h, w = (int(v) for v in input_shape)
+           max_batch: Optional[int], batch_sizes: Sequence[int] = ()) -> "EngineShapes":
+        b, image = int(input_shape[0]), tuple(int(v) for v in input_shape[1:])
         if b != -1:
-            s = (b, c, h, w)
-            return EngineShapes(s, s, s, False)
-        lo, hi = min_batch or 1, max_batch or max(opt_batch or 1, 1)
+            return EngineShapes(image, ((b, b, b),), False)
+        sizes = sorted({int(v) for v in batch_sizes if int(v) >= 1})
+        if min_batch is None and opt_batch is None and sizes:
+            if max_batch is not None and max_batch > sizes[-1]:
+                sizes.append(max_batch)
+            bounds = [0, *sizes]
+            return EngineShapes(image, tuple((lo + 1, hi, hi) for lo, hi in zip(bounds, sizes)), True)
+        lo, hi = min_batch or 1, max_batch or max([opt_batch or 1, *sizes])
         opt = opt_batch or hi
         if not 1 <= lo <= opt <= hi:
             raise ArtTRTError(f"batch profile must satisfy 1 <= min <= opt <= max, got {lo}, {opt}, {hi}")
-        return EngineShapes((lo, c, h, w), (opt, c, h, w), (hi, c, h, w), True)
+        return EngineShapes(image, ((lo, opt, hi),), True)
+
+    @property
+    def max(self) -> int:
+        return max(p[2] for p in self.profiles)
 
     def tag(self) -> str:
-        return f"b{self.min[0]}-{self.opt[0]}-{self.max[0]}" if self.dynamic else f"static{self.min[0]}"
+        if not self.dynamic:
+            return f"static{self.profiles[0][1]}"
+        if len(self.profiles) == 1:
+            return "b{}-{}-{}".format(*self.profiles[0])
+        opts = "-".join(str(p[1]) for p in self.profiles)
+        return f"b{opts}" if len(opts) <= 24 else f"b{self.profiles[0][1]}-{self.max}-p{len(self.profiles)}-" + \
+            content_key({"profiles": self.profiles})[:8]
+
+
+def family(module: str) -> str:
+    """tensorrt and tensorrt_bindings are one TensorRT (the package and its compiled module), as are tensorrt_rtx and
+    tensorrt_rtx_bindings: an engine built under one name loads under the other."""
+    return module[:-len("_bindings")] if module.endswith("_bindings") else module
 
 
 def environment_key() -> Dict[str, str]:
     """What an engine or timing cache is only valid for: TensorRT module and version, GPU and capability."""
     module, version = api.load_tensorrt()
-    return {"module": module, "tensorrt_version": version, **api.gpu_identity()}
+    return {"module": family(module), "tensorrt_version": version, **api.gpu_identity()}
 
 
 def require_tensorrt_and_gpu() -> Dict[str, str]:
@@ -99,82 +130,128 @@ def check_sidecar(engine: Path, env: Dict[str, str]) -> Dict[str, Any]:
     if not isinstance(meta, dict):
         raise ArtTRTError(f"engine sidecar {sidecar} is not an ArtTRT sidecar (not a JSON object)")
     for k in ("module", "tensorrt_version", "gpu", "compute_capability"):
-        if meta.get(k) != env.get(k):
+        theirs, ours = meta.get(k), env.get(k)
+        if k == "module" and isinstance(theirs, str) and isinstance(ours, str):
+            theirs, ours = family(theirs), family(ours)
+        if theirs != ours:
             raise ArtTRTError(f"engine {engine.name} was built for {k} {meta.get(k)!r}, this machine has "
                               f"{env.get(k)!r}: rebuild it with build_trt.py --force")
     return dict(meta)
 
 
+def trtexec_build(onnx: Path, engine: Path, input_name: str, onnx_dynamic: bool, shapes: EngineShapes, precision: str,
+                  tf32: bool, weak_typing: bool, workspace_gb: Optional[float], timing_cache: Path) -> str:
+    """The trtexec command that builds this engine as ArtTRT does (trtexec's options in samples/common/
+    sampleOptions.cpp): one --profile=k with --minShapes/--optShapes/--maxShapes per profile where the ONNX input is
+    dynamic (a static input takes no shapes), --noTF32 unless TF32 was kept, the precision flag only for TensorRT 10's weak typing (strongly typed
+    builds take the precision from the file), detailed profiling verbosity as ArtTRT builds."""
+    parts = ["trtexec", f"--onnx={onnx}"]
+    if onnx_dynamic:
+        def spec(b: int) -> str:
+            return f"{input_name}:" + "x".join(str(v) for v in (b, *shapes.image))
+
+        for k, (lo, opt, hi) in enumerate(shapes.profiles):
+            if len(shapes.profiles) > 1:
+                parts.append(f"--profile={k}")
+            parts += [f"--minShapes={spec(lo)}", f"--optShapes={spec(opt)}", f"--maxShapes={spec(hi)}"]
+    if not tf32:
+        parts.append("--noTF32")
+    if weak_typing and precision != "fp32":
+        parts.append(f"--{precision}")
+    if workspace_gb:
+        parts.append(f"--memPoolSize=workspace:{int(workspace_gb * 1024)}M")
+    parts += ["--profilingVerbosity=detailed", f"--timingCacheFile={timing_cache}", f"--saveEngine={engine}"]
+    return " ".join(parts)
+
+
 def engine_for(onnx_path: Path, precision: str, shapes: EngineShapes, folder: Path,
                weak_typing: bool = False, workspace_gb: Optional[float] = None,
                timing_cache: Optional[Path] = None, force: bool = False,
-               calibration: Optional["Calibration"] = None) -> Tuple[Path, Dict[str, Any]]:
-    """The engine of an ONNX file at a precision and shapes, built once per TensorRT version and GPU."""
+               calibration: Optional["Calibration"] = None, tf32: bool = False) -> Tuple[Path, Dict[str, Any]]:
+    """The engine of an ONNX file at a precision and profiles, built once per TensorRT version and GPU."""
     from utils.backends.tensorrt import build
 
     env = environment_key()
-    settings = {"onnx": onnx_path, "precision": precision, "min": shapes.min, "opt": shapes.opt,
-                "max": shapes.max, "weak_typing": weak_typing, "workspace_gb": workspace_gb,
+    settings = {"onnx": onnx_path, "precision": precision, "image": shapes.image, "profiles": shapes.profiles,
+                "weak_typing": weak_typing, "workspace_gb": workspace_gb, "tf32": tf32,
                 "calibration": calibration.cache.name if calibration else None, "profiling": "detailed", **env}
     gpu_tag = env["gpu"].replace(" ", "-").lower()
-    stem = f"{onnx_path.stem}-{precision}-{shapes.tag()}-trt{env['tensorrt_version']}-{gpu_tag}-" \
-           f"sm{env['compute_capability'].replace('.', '')}"
+    stem = f"{onnx_path.stem}-{precision}-{shapes.tag()}{'-tf32' if tf32 and precision == 'fp32' else ''}-" \
+           f"trt{env['tensorrt_version']}-{gpu_tag}-sm{env['compute_capability'].replace('.', '')}"
     tc = timing_cache or folder / f"timing-{env['module']}-{env['tensorrt_version']}-{gpu_tag}.cache"
 
     @in_phase("build")
     def make(tmp: Path) -> Dict[str, Any]:
-        s = build.BuildSettings(precision, shapes.min, shapes.opt, shapes.max, weak_typing,
-                                int(workspace_gb * 2**30) if workspace_gb else None, tc, calibration)
+        s = build.BuildSettings(precision, shapes.profiles, shapes.image, weak_typing,
+                                int(workspace_gb * 2**30) if workspace_gb else None, tc, calibration, tf32)
         plan, facts = build.build_serialized(onnx_path, s)
         tmp.write_bytes(plan)
         log.info("built %s (%.1f MiB, %s, %.1f s)", tmp.name, len(plan) / 2**20, facts["route"], facts["build_s"])
         return {**env, **facts, "onnx": str(onnx_path), "onnx_sha256": file_digest(onnx_path), "precision": precision,
-                "shapes": {"min": shapes.min, "opt": shapes.opt, "max": shapes.max}, "dynamic": shapes.dynamic,
-                "engine_bytes": len(plan)}
+                "dynamic": shapes.dynamic, "engine_bytes": len(plan)}
 
     engine, facts = cached(folder, stem, ".engine", settings, make, force=force)
     if facts["cached"]:
         facts["build_s"] = 0.0
+    if "input_name" in facts:  # sidecars of engines built before this field say nothing of the input
+        facts["trtexec_build"] = trtexec_build(onnx_path, engine, str(facts["input_name"]),
+                                               -1 in facts.get("onnx_input_shape", [-1]), shapes, precision, tf32,
+                                               weak_typing, workspace_gb, tc)
     return engine, facts
 
 
 def weak_calibration(net: Network, onnx_path: Path, model: ModelOptions, data: DataOptions,
                      shapes: EngineShapes) -> Tuple["Calibration", Dict[str, Any]]:
     """Calibration images for TensorRT 10's int8 calibrator: the same seeded images as the Q/DQ route, in
-    batches of exactly the calibration batch, with a calibration cache keyed by file, images, method, batch."""
+    batches of exactly the calibration batch (the largest profile batch, at most the images there are), with a
+    calibration cache keyed by file, images, method and batch."""
     from utils.backends.tensorrt.weak import Calibration
     from utils.models.precision import calibration_data
 
     arr, facts = calibration_data(net, model.calib, data)
-    assert arr is not None
-    batch = min(shapes.opt[0], len(arr)) if shapes.dynamic else shapes.opt[0]
+    if arr is None:
+        raise ArtTRTError("weak-typed int8 needs calibration images: pass --dataset")
+    batch = min(shapes.max, len(arr)) if shapes.dynamic else shapes.profiles[0][1]
     if len(arr) < batch:
         raise ArtTRTError(f"weak-typed int8 for a static batch of {batch} needs at least {batch} calibration images; "
                           f"{len(arr)} were found: pass --calib_size {batch} or more")
     method = model.calib.calib_method
     key = content_key({"onnx": onnx_path, "images": Path(facts["calib_data"]).name, "method": method,
-                     "batch": batch})
+                       "batch": batch})
     cache = weights_dir() / "calib" / f"{onnx_path.stem}-{method}-b{batch}-{key}.trtcalib"
-    calibration = Calibration(arr, method, batch, cache)
+    calibration = Calibration(arr, method, batch, cache, device=str(api.run_device()))
     return calibration, {**facts, "calib_method": method, "calib_batch": batch, "calib_images_used": calibration.used,
                          "calib_cache": str(cache)}
 
 
 def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: "Options", data: DataOptions,
-                       batch_size: int, max_batch: int) -> Tuple[Path, Dict[str, Any]]:
+                       batch_size: int, max_batch: int, batch_sizes: Sequence[int] = (),
+                       tf32: bool = False) -> Tuple[Path, Dict[str, Any]]:
     """The one way an engine is made: the ONNX file at the precision (or fp32 + calibrator with weak typing),
-    then the cached build for the shapes.
+    then the cached build for the profiles.
 
     Args:
-        batch_size: the batch a static engine is built for (opts.trt_shapes static).
-        max_batch: the profile's maximum for a dynamic engine unless opts.max_batch says otherwise.
+        batch_size: the job's batch: a static engine is built for it (opts.trt_shapes static).
+        max_batch: the largest batch of the run (the profiles reach it unless opts.max_batch says otherwise).
+        batch_sizes: every batch size the run measures: a dynamic engine gets a profile tuned for each.
+        tf32: keep TensorRT's TF32 for fp32 (--tf32); cleared otherwise, as trtexec --noTF32.
     """
     env = require_tensorrt_and_gpu()
     check_precision_supported(precision, env)
     shape = model.shape_for(net)
+    if model.onnx and model.input_shape is None:  # the given file's own batch (read, not assumed dynamic)
+        from utils.models.onnx_export import read_metadata
+
+        given = int(read_metadata(model.onnx)["graph_input_shape"][0])
+        shape = (given, *shape[1:]) if given > 0 else shape
+    if shape[0] != -1 and batch_size != shape[0]:
+        raise ArtTRTError(f"the ONNX input takes batch {shape[0]} only (a static shape) and this run asks for "
+                          f"batch {batch_size}: run --batch_size {shape[0]}, or export with a dynamic batch "
+                          "(onnx_transform.py --input_shape -1 3 H W)")
     if "static" in opts.trt_shapes and shape[0] == -1:
         shape = (batch_size, *shape[1:])
-    shapes = EngineShapes.of(shape, opts.min_batch, opts.opt_batch, opts.max_batch or max_batch)
+    sizes = [b for b in batch_sizes if b <= (opts.max_batch or max_batch)] or [batch_size]
+    shapes = EngineShapes.of(shape, opts.min_batch, opts.opt_batch, opts.max_batch or max_batch, sizes)
     calibration: Optional["Calibration"] = None
     calib_facts: Dict[str, Any] = {}
     if opts.weak_typing and precision != "fp32":
@@ -195,8 +272,9 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
         onnx_path, onnx_facts = model_file(net, precision, model, data)
     tc = Path(opts.timing_cache) if opts.timing_cache else None
     engine, facts = engine_for(onnx_path, precision, shapes, weights_dir() / "engines", opts.weak_typing,
-                               opts.workspace, tc, opts.force, calibration)
-    facts = {**calib_facts, **{k: onnx_facts[k] for k in ("source_onnx", "calib_data") if k in onnx_facts}, **facts}
+                               opts.workspace, tc, opts.force, calibration, tf32=tf32 and precision == "fp32")
+    # what made the ONNX file (conversion, calibration, a --mixed_precision search) and then what built the engine
+    facts = {**{k: v for k, v in onnx_facts.items() if k not in ("prepare_s", "cached")}, **calib_facts, **facts}
     facts["prepare_s"] = round(float(onnx_facts.get("prepare_s") or 0.0) + float(facts.get("prepare_s") or 0), 3)
     facts["engine_shapes"] = "dynamic" if shapes.dynamic else "static"
     return engine, facts

@@ -2,11 +2,14 @@
 the data it reads, the tactic (kernel) chosen. ArtTRT builds engines with ProfilingVerbosity.DETAILED (as trtexec
 --profilingVerbosity=detailed); an engine built with less gives names only, and says so.
 
-The inspector's JSON (IEngineInspector.getEngineInformation(kJSON)) is {"Layers": [...], "Bindings": [...]},
-a layer being a name alone (LAYER_NAMES_ONLY) or {"Name", "LayerType", "Inputs": [{"Name", "Dimensions",
-"Format/Datatype"}], "Outputs": [...], "TacticName" or "TacticValue", ...} (DETAILED). With a dynamic-shape
-engine the formats read "N/A due to dynamic shapes" unless an execution context with its input shape set is
-given. Type-checked by mypy against TensorRT's stubs.
+The inspector's JSON (IEngineInspector.getEngineInformation(kJSON)) is {"Layers": [...], "Bindings": [...]} in
+TensorRT 10, a layer being a name alone (LAYER_NAMES_ONLY) or {"Name", "LayerType", "Inputs": [{"Name", "Dimensions",
+"Format/Datatype"}], "Outputs": [...], "TacticName" or "TacticValue", ...} (DETAILED). TensorRT 11 replaced
+"Bindings" by "I/O Tensors" and split "Format/Datatype" in two (10.x -> 11.x migration guide, "Migrating
+IEngineInspector Usage"): a tensor then has "Format" and a data type key ("Datatype" as NVIDIA's own 11.1 analyzer
+reads it, .agents/skills/trt-perf-analysis; "DataType" in "I/O Tensors"); every spelling is read. With a
+dynamic-shape engine the formats resolve only once an execution context with its input shape set is given.
+Type-checked by mypy against TensorRT's stubs.
 
 Usage:
     info = engine_information(engine, context)     # the runner's engine and context
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from utils.backends.tensorrt import api
-from utils.backends.tensorrt.api import dims_tuple, last_errors, make_logger
+from utils.backends.tensorrt.api import dims_tuple, error_mark, init_plugins, last_errors, logger
 from utils.core.errors import ArtTRTError, first_line
 
 if TYPE_CHECKING:
@@ -35,9 +38,10 @@ log = logging.getLogger(__name__)
 NO_TENSORRT = "no: TensorRT is not installed (its builder is what would show each kept layer's cost)"
 
 # words of the inspector's "Format/Datatype" strings, most specific first
-DATATYPE_WORDS = (("int8", "int8"), ("fp8", "fp8"), ("e4m3", "fp8"), ("bf16", "bf16"), ("bfloat16", "bf16"),
-                  ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"), ("float", "fp32"), ("int32", "int32"),
-                  ("int64", "int64"), ("bool", "bool"), ("fp4", "fp4"), ("int4", "int4"), ("uint8", "uint8"))
+DATATYPE_WORDS = (("uint8", "uint8"), ("int8", "int8"), ("fp8", "fp8"), ("e4m3", "fp8"), ("bf16", "bf16"),
+                  ("bfloat16", "bf16"), ("fp16", "fp16"), ("float16", "fp16"), ("half", "fp16"), ("fp32", "fp32"),
+                  ("float", "fp32"), ("int32", "int32"),
+                  ("int64", "int64"), ("bool", "bool"), ("fp4", "fp4"), ("int4", "int4"))
 
 
 def engine_information(engine: trt.ICudaEngine, context: Optional[trt.IExecutionContext] = None) -> Dict[str, Any]:
@@ -56,11 +60,12 @@ def plan_information(plan: bytes, shape: Tuple[int, ...]) -> Dict[str, Any]:
     Raises:
         ArtTRTError: the runtime returns no engine (TensorRT-RTX's refuses compute capability 9.0, for one).
     """
-    logger = make_logger()
-    runtime = trt.Runtime(logger)
+    mark = error_mark()
+    init_plugins()
+    runtime = trt.Runtime(logger())
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
-        raise ArtTRTError(f"TensorRT's runtime cannot load the engine here ({last_errors(logger)})")
+        raise ArtTRTError(f"TensorRT's runtime cannot load the engine here ({last_errors(mark)})")
     context = engine.create_execution_context()
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -91,7 +96,7 @@ def step_engine_probe(precision: str, crop: int) -> Tuple[Optional[Callable[[Pat
 
     def measure(path: Path) -> Dict[str, Any]:
         try:
-            plan, facts = build_serialized(path, BuildSettings(precision, shape, shape, shape))
+            plan, facts = build_serialized(path, BuildSettings(precision, ((1, 1, 1),), shape[1:]))
         except Exception as err:  # TensorRT raises its own exception types
             return {"built": False, "build_s": None, "layer_precisions": None,
                     "why": f"TensorRT did not build {path.name}: {first_line(err)}"[:1000]}
@@ -109,11 +114,22 @@ def step_engine_probe(precision: str, crop: int) -> Tuple[Optional[Callable[[Pat
 
 
 def datatype(fmt: str) -> str:
-    """'Thirty-two wide channel vectorized row major Int8 format.' -> 'int8'; '?' where it does not say."""
+    """'Thirty-two wide channel vectorized row major Int8 format.' -> 'int8', 'Half' -> 'fp16'; '?' where it does not
+    say."""
     low = fmt.lower()
     for word, name in DATATYPE_WORDS:
         if word in low:
             return name
+    return "?"
+
+
+def tensor_precision(tensor: Dict[str, Any]) -> str:
+    """The precision of one tensor of the inspector's JSON: TensorRT 11's data type key, else 10's combined
+    "Format/Datatype", else what its "Format" names."""
+    for key in ("Datatype", "DataType", "Format/Datatype", "Format"):
+        value = tensor.get(key)
+        if isinstance(value, str) and datatype(value) != "?":
+            return datatype(value)
     return "?"
 
 
@@ -125,9 +141,9 @@ def engine_layers(info: Dict[str, Any]) -> List[Dict[str, Any]]:
             rows.append({"name": str(layer), "type": "?", "precision": "?", "tactic": ""})
             continue
         tensors = layer.get("Inputs") or layer.get("Outputs") or [{}]
-        first = tensors[0] if isinstance(tensors[0], dict) else {}
+        first = tensors[0] if isinstance(tensors, list) and isinstance(tensors[0], dict) else {}
         rows.append({"name": str(layer.get("Name", "")), "type": str(layer.get("LayerType", "?")),
-                     "precision": datatype(str(first.get("Format/Datatype", ""))),
+                     "precision": tensor_precision(first),
                      "tactic": str(layer.get("TacticName") or layer.get("TacticValue") or "")})
     return rows
 

@@ -11,17 +11,18 @@ keyed by the ONNX file, the images, the method and the batch (made in engine.py)
 
 Usage:
     require("int8")
-    facts = configure(builder, config, "input", True, "int8", Calibration(data, "entropy", 32, cache_path))
+    calibrator, facts = configure(builder, config, "input", True, "int8", Calibration(data, "entropy", 32, cache))
+    ...build...; facts.update(check_calibrated(calibrator))
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_path
 
 if TYPE_CHECKING:
@@ -69,54 +70,90 @@ def require(precision: str) -> None:
 
 
 def make_calibrator(c: Calibration) -> trt.IInt8Calibrator:
-    """The calibrator of c.method, handing TensorRT c.used images in batches of exactly c.batch."""
+    """The calibrator of c.method, handing TensorRT c.used images in batches of exactly c.batch, and keeping what
+    ArtTRT asks of it after the build: the images it really handed (handed), whether the scales came from the
+    calibration cache (from_cache), and the error that stopped it (error). TensorRT 10's Python trampoline catches an
+    exception raised in get_batch, prints it to stderr and treats it as the end of the data (python/src/infer/
+    pyInt8.cpp, getBatch: catch ... return false), so an out-of-memory there would calibrate on fewer images without a
+    word: get_batch keeps the error instead, and check_calibrated raises it."""
     import torch
 
     if c.method not in CALIBRATORS:
         raise ArtTRTError(f"--calib_method {c.method} has no TensorRT calibrator: one of {', '.join(CALIBRATORS)}")
     base: Any = getattr(trt, CALIBRATORS[c.method])
 
-    class Calibrator(base):  # type: ignore[misc]
+    class TheCalibrator(base):  # type: ignore[misc]
         def __init__(self) -> None:
             base.__init__(self)
             self.index = 0
+            self.handed = 0
+            self.from_cache = False
+            self.error: Optional[BaseException] = None
             self.current: Optional[torch.Tensor] = None
 
         def get_batch_size(self) -> int:
             return c.batch
 
         def get_batch(self, names: List[str]) -> Optional[List[int]]:
-            if self.index + c.batch > c.used:
+            if self.error is not None or self.index + c.batch > c.used:
                 return None  # the documented end of data
-            chunk = c.data[self.index:self.index + c.batch]
+            try:
+                chunk = c.data[self.index:self.index + c.batch]
+                # alive until the next batch: TensorRT reads it after get_batch returns
+                self.current = torch.from_numpy(np.ascontiguousarray(chunk)).to(c.device)
+            except BaseException as err:  # kept, and raised after the build (the trampoline would swallow it)
+                self.error = err
+                return None
             self.index += c.batch
-            self.current = torch.from_numpy(np.ascontiguousarray(chunk)).to(c.device)  # alive until the next batch
+            self.handed += c.batch
             return [int(self.current.data_ptr())]
 
         def read_calibration_cache(self) -> Optional[bytes]:
-            return c.cache.read_bytes() if c.cache.is_file() else None
+            if c.cache.is_file():
+                self.from_cache = True
+                return c.cache.read_bytes()
+            return None
 
         def write_calibration_cache(self, cache: Any) -> None:
-            with atomic_path(c.cache) as tmp:
-                tmp.write_bytes(bytes(cache))
+            if self.error is not None:  # scales of the batches before the failure: never kept for a later build
+                return
+            try:
+                with atomic_path(c.cache) as tmp:
+                    tmp.write_bytes(bytes(cache))
+            except BaseException as err:
+                self.error = err
 
-    calibrator: trt.IInt8Calibrator = Calibrator()
+    calibrator: trt.IInt8Calibrator = TheCalibrator()
     return calibrator
 
 
+def check_calibrated(calibrator: Any) -> Dict[str, Any]:
+    """After the build: the error the calibrator kept, raised as one sentence; else the images TensorRT really saw."""
+    err = calibrator.error
+    if err is not None:
+        if isinstance(err, KeyboardInterrupt):
+            raise err
+        raise ArtTRTError(f"int8 calibration stopped after {calibrator.handed} images: {first_line(err)}; the engine "
+                          "was not kept (TensorRT would have calibrated on fewer images than the record says)") from err
+    if calibrator.from_cache:
+        return {"calib_from_cache": True}
+    return {"calib_images_used": calibrator.handed}
+
+
 def configure(builder: trt.Builder, config: trt.IBuilderConfig, input_name: str, dynamic: bool, precision: str,
-              calibration: Optional[Calibration]) -> Dict[str, Any]:
-    """Sets the precision flag and, for int8, the calibrator and its profile; returns facts for the record."""
+              calibration: Optional[Calibration]) -> Tuple[Optional[Any], Dict[str, Any]]:
+    """Sets the precision flag and, for int8, the calibrator and its profile; returns (the calibrator, facts)."""
     config.set_flag(getattr(trt.BuilderFlag, FLAGS[precision]))
     if precision != "int8":
-        return {}
+        return None, {}
     if calibration is None or calibration.used == 0:
         raise ArtTRTError("weak-typed int8 needs calibration images (at least one full calibration batch): "
                           "pass --dataset")
-    config.int8_calibrator = make_calibrator(calibration)
+    calibrator = make_calibrator(calibration)
+    config.int8_calibrator = calibrator
     if dynamic:
         shape = trt.Dims([calibration.batch, *calibration.data.shape[1:]])
         profile = builder.create_optimization_profile()
         profile.set_shape(input_name, shape, shape, shape)
         config.set_calibration_profile(profile)
-    return {"calibrator": CALIBRATORS[calibration.method]}
+    return calibrator, {"calibrator": CALIBRATORS[calibration.method]}
