@@ -393,9 +393,10 @@ def qdq_onnx(path: Path) -> Path:
 
 
 def test_a_timing_cache_of_another_tensorrt_is_replaced_not_fatal(fake_tensorrt, tmp_path, caplog):
-    """Fault 9: a --timing_cache from another TensorRT version went unguarded (create_timing_cache gives None for a blob
-    it cannot take, and set_timing_cache takes no None). As Polygraphy's CreateConfig: a fresh cache, a warning, and the
-    file rewritten by this version; the next build reuses it."""
+    """Fault 9: a --timing_cache from another TensorRT version went unguarded. TensorRT logs an error and hands back an
+    empty cache (TensorRT-RTX 1.7 on an H100, docs/h100-rtx-2026-12-06), which the record called "reused". As
+    Polygraphy's CreateConfig: a fresh cache, a warning, not reused, and the file rewritten by this version; the next
+    build reuses it. Foreign bytes alike."""
     onnx_path = tiny_onnx(tmp_path / "t.onnx")
     tc = tmp_path / "timing.cache"
     fake_tensorrt._select("10")
@@ -408,6 +409,9 @@ def test_a_timing_cache_of_another_tensorrt_is_replaced_not_fatal(fake_tensorrt,
     assert b"11.4.0.106" in tc.read_bytes()
     _, again = build_serialized(onnx_path, BuildSettings("fp32", ((1, 8, 8),), IMAGE, timing_cache=tc))
     assert again["timing_cache_reused"] is True
+    tc.write_bytes(b"not a timing cache of any TensorRT")
+    _, garbage = build_serialized(onnx_path, BuildSettings("fp32", ((1, 8, 8),), IMAGE, timing_cache=tc))
+    assert garbage["timing_cache_reused"] is False and b"11.4.0.106" in tc.read_bytes()
 
 
 def test_plugins_are_registered_before_parsing_and_loading(fake_tensorrt, tmp_path, monkeypatch):
@@ -497,7 +501,8 @@ def test_weak_typing_sets_the_flag_the_calibrator_and_its_own_profile(fake_tenso
 
 def test_what_tensorrt_refuses_is_one_sentence(fake_tensorrt, tmp_path):
     onnx_path = tiny_onnx(tmp_path / "t.onnx")
-    with pytest.raises(ArtTRTError, match="refused the batch profile min 8, opt 4, max 8: Shape provided for opt"):
+    # as TensorRT-RTX 1.7 did on an H100 (docs/h100-rtx-2026-12-06): taken by set_shape, refused by isValid
+    with pytest.raises(ArtTRTError, match=r"refused the batch profile min 8, opt 4, max 8 \(.*satisfy MIN<=OPT<=MAX"):
         build_serialized(onnx_path, BuildSettings("fp32", ((8, 4, 8),), IMAGE))
     two = tiny_onnx(tmp_path / "two.onnx", outputs=2)
     plan, _ = build_serialized(two, BuildSettings("fp32", ((1, 8, 8),), IMAGE))

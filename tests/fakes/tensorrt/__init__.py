@@ -537,8 +537,13 @@ def _is_plugin(op: str) -> bool:
 
 class IOptimizationProfile(_NoInit):
     """NvInferRuntime.h, IOptimizationProfile::setDimensions: (1) equal ranks, (2) 0 <= min <= opt <= max per dim,
-    (3) a static network dim must equal min, opt and max (checked at build). pyCore.cpp opt_profile_set_shape raises
-    RuntimeError("Shape provided for min/opt/max is inconsistent with other shapes.") when setDimensions fails."""
+    (3) a static network dim must equal min, opt and max (checked at build); "inputs can be validated only partially;
+    a full validation is performed at engine build time". pyCore.cpp's set_shape raises RuntimeError("Shape provided
+    for ... is inconsistent with other shapes.") when setDimensions returns false; TensorRT-RTX 1.7 on an H100 took a
+    profile of min 8, opt 4, max 8 at set_shape and refused it at add_optimization_profile: "IOptimizationProfile::
+    isValid: Error Code 4: API Usage Error (Invalid optimization profiles for input tensors input, please ensure that the
+    optimization profiles satisfy MIN<=OPT<=MAX." (docs/h100-rtx-2026-12-06). So: a negative or rank-changing shape
+    raises at set_shape, MIN<=OPT<=MAX is judged by isValid."""
 
     def _setup(self) -> None:
         self._shapes: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]] = {}
@@ -547,9 +552,9 @@ class IOptimizationProfile(_NoInit):
         lo, mid, hi = _dims(min), _dims(opt), _dims(max)
         if any(v < 0 for v in lo):
             raise RuntimeError("Shape provided for min is inconsistent with other shapes.")
-        if len(mid) != len(lo) or any(a > b for a, b in zip(lo, mid)):
+        if len(mid) != len(lo):
             raise RuntimeError("Shape provided for opt is inconsistent with other shapes.")
-        if len(hi) != len(mid) or any(a > b for a, b in zip(mid, hi)):
+        if len(hi) != len(mid):
             raise RuntimeError("Shape provided for max is inconsistent with other shapes.")
         self._shapes[input] = (lo, mid, hi)
 
@@ -557,8 +562,16 @@ class IOptimizationProfile(_NoInit):
         got = self._shapes.get(input)
         return [Dims(s) for s in got] if got else []
 
+    def _invalid(self) -> List[str]:
+        return [name for name, (lo, mid, hi) in self._shapes.items()
+                if any(not a <= b <= c for a, b, c in zip(lo, mid, hi))]
+
     def __bool__(self) -> bool:  # pyCore.cpp: .def("__bool__", &IOptimizationProfile::isValid)
-        return bool(self._shapes)
+        bad = self._invalid()
+        if bad:
+            _error(4, "IOptimizationProfile::isValid", f"API Usage Error (Invalid optimization profiles for input "
+                   f"tensors {', '.join(bad)}, please ensure that the optimization profiles satisfy MIN<=OPT<=MAX.)")
+        return bool(self._shapes) and not bad
 
 
 _TC_MAGIC = b"FAKE-TRT-TIMING-CACHE:"
@@ -614,6 +627,8 @@ class _BuilderConfigBase(_NoInit):
     def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
         # NvInfer.h: "The index of the optimization profile (starting from 0) if the input is valid, or -1 if not"
         if not profile:
+            _error(3, "IBuilderConfig::addOptimizationProfile", "API Usage Error (Parameter check failed, condition: "
+                   "profile->isValid().)")
             return -1
         self._profiles.append(profile)
         return len(self._profiles) - 1
@@ -623,17 +638,21 @@ class _BuilderConfigBase(_NoInit):
         return len(self._profiles)
 
     def create_timing_cache(self, serialized_timing_cache: Any) -> Optional[ITimingCache]:
+        """Bytes TensorRT cannot take (damaged, or another version's) give an empty cache, with an error and two
+        warnings logged: seen from TensorRT-RTX 1.7.1.116's builder on an H100 (docs/h100-rtx-2026-12-06/
+        rtx_check.log: "Serialization assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match", "The
+        timing cache will not be used!", "Failed to deserialize timing cache. Returning an empty timing cache."), and
+        the same first two lines from TensorRT 8.6 (NVIDIA/TensorRT#3566)."""
         blob = _host_bytes(serialized_timing_cache)
         if not blob:  # NvInfer.h: "Size 0 means create a new cache from scratch"
             return ITimingCache._new({})
-        if not blob.startswith(_TC_MAGIC):
-            _error(2, "timingCache.cpp::TimingCache", "Internal Error (the timing cache is corrupted)")
-            return None
-        meta = json.loads(blob[len(_TC_MAGIC):])
-        if meta.get("version") != __version__:
-            _error(2, "timingCache.cpp::TimingCache", f"Internal Error (The timing cache was created by TensorRT "
-                   f"{meta.get('version')}, which is incompatible with this version {__version__})")
-            return None
+        meta = json.loads(blob[len(_TC_MAGIC):]) if blob.startswith(_TC_MAGIC) else None
+        if meta is None or meta.get("version") != __version__:
+            _error(1, "stdArchiveReader.cpp::stdArchiveReaderInitCommon", "Serialization (Serialization assertion "
+                   "magicTagRead == kMAGIC_TAG failed.Magic tag does not match)")
+            _log(_Severity.WARNING, "The timing cache will not be used!")
+            _log(_Severity.WARNING, "Failed to deserialize timing cache. Returning an empty timing cache.")
+            return ITimingCache._new({})
         return ITimingCache._new(meta.get("entries") or {})
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:

@@ -75,17 +75,21 @@ def parse_onnx(builder: trt.Builder, onnx_path: Path, strongly_typed: bool
 
 
 def _load_timing_cache(config: trt.IBuilderConfig, path: Optional[Path]) -> bool:
-    """Loads a timing cache into the config, as Polygraphy's CreateConfig does: a file TensorRT cannot take (another
-    version, damaged; create_timing_cache gives None or raises) or one set_timing_cache refuses (another GPU) is
-    replaced by a fresh cache with a warning, never fatal. Returns whether the file's cache is in use."""
+    """Loads a timing cache into the config, as Polygraphy's CreateConfig does, never fatally: a file TensorRT cannot
+    take (another version, damaged) or one set_timing_cache refuses (another GPU) is replaced by a fresh cache with a
+    warning. TensorRT-RTX 1.7 on an H100 logged "Magic tag does not match" and "Failed to deserialize timing cache.
+    Returning an empty timing cache." for foreign bytes and gave an empty cache (docs/h100-rtx-2026-12-06), where
+    Polygraphy also guards a None: each counts as not reused. Returns whether the file's cache is in use."""
     blob = path.read_bytes() if path is not None and path.is_file() else b""
     cache: Optional[trt.ITimingCache] = None
     if blob:
+        mark = error_mark()
         try:
             cache = config.create_timing_cache(blob)
         except Exception as err:  # TensorRT raises its own exception types
             log.debug("create_timing_cache: %s", first_line(err))
-        if cache is not None and config.set_timing_cache(cache, False):
+        refused = error_mark() > mark  # TensorRT logged an error reading it: what it gave back is an empty cache
+        if cache is not None and not refused and config.set_timing_cache(cache, False):
             return True
         log.warning("timing cache %s was made by another TensorRT version or GPU, or is damaged: starting a fresh one "
                     "(it is replaced when this build ends)", path)
