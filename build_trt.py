@@ -104,7 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{engine} ({'reused' if facts.get('cached') else 'built in %.1f s' % facts['build_s']}, "
           f"{facts['route']}, {facts['module']} {facts['tensorrt_version']}, {facts['gpu']})")
     if args.inspect:
-        opt = int(facts.get("shapes", {}).get("opt", [max(1, int(shape[0]))])[0])
+        # the engine's largest opt batch (its last profile's), where its kernels were tuned
+        opt = int(max(p[1] for p in facts.get("profiles") or [[1, max(1, int(shape[0])), 1]]))
         inspect_built(engine, facts, precision, net, (opt, *shape[1:]))
     return 0
 

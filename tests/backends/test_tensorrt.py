@@ -79,13 +79,15 @@ def test_engine_profiles_one_per_batch_size_and_the_sidecar_checks(tmp_path):
     """A run's dynamic engine: one profile per batch size, each covering the sizes above the last, opt at its own
     size; explicit min/opt/max: one profile as given, checked; a fixed ONNX batch: one shape."""
     s = EngineShapes.of((-1, 3, 224, 224), None, None, 256, [1, 8, 64])
-    assert s.profiles == ((1, 1, 1), (2, 8, 8), (9, 64, 64), (65, 256, 256)) and s.dynamic and s.tag() == "b1-8-64-256"
+    assert s.profiles == ((1, 1, 1), (2, 8, 8), (9, 64, 64), (65, 256, 256)) and s.dynamic and s.tag() == "p1-8-64-256"
     assert EngineShapes.of((-1, 3, 224, 224), None, None, 8, [8, 1]).profiles == ((1, 1, 1), (2, 8, 8))
     one = EngineShapes.of((-1, 3, 224, 224), None, 32, 256, [1, 256])
     assert one.profiles == ((1, 32, 256),) and one.tag() == "b1-32-256"
     assert EngineShapes.of((8, 3, 224, 224), None, None, None).tag() == "static8"
     many = EngineShapes.of((-1, 3, 224, 224), None, None, 256, [1, 2, 4, 8, 16, 32, 64, 96, 128, 160, 192, 224, 256])
-    assert len(many.profiles) == 13 and many.tag().startswith("b1-256-p13-") and len(many.tag()) < 30
+    assert len(many.profiles) == 13 and many.tag().startswith("p1-256-n13-") and len(many.tag()) < 30
+    # no batch sizes (build_trt.py): one profile, opt at the largest, as before
+    assert EngineShapes.of((-1, 3, 224, 224), None, None, 256).profiles == ((1, 256, 256),)
     with pytest.raises(ArtTRTError, match="min <= opt <= max"):
         EngineShapes.of((-1, 3, 224, 224), 64, 32, 256)
     path = tmp_path / "x.engine"
@@ -307,21 +309,42 @@ def test_one_logger_for_the_process_so_tensorrt_errors_are_quoted(fake_tensorrt,
 
 def test_tensorrt_memory_is_counted(fake_tensorrt, tmp_path):
     """Fault 8: prepare_peak_gpu_mb read PyTorch's allocator only and missed TensorRT's memory. The contexts' activation
-    memory is now one block allocated through PyTorch (USER_MANAGED, device_memory_size_v2), and the engine's weights
-    (get_engine_stat TOTAL_WEIGHTS_SIZE) are added to the peak."""
+    memory is now one block allocated through PyTorch (USER_MANAGED, device_memory_size_v2: enough for every profile),
+    and the engine's weights (get_engine_stat TOTAL_WEIGHTS_SIZE) are added to the peak."""
     from utils.study.validate import peak_gpu_mb
 
     path = make_engine(tmp_path, [(1, 1, 1), (2, 16, 16)])
     with runner(path) as r:
-        size = r.engine.device_memory_size_v2
-        assert size == 16 * 65536 and r.memory.numel() == size  # the fake's documented figure: 64 KiB per image
+        assert r.memory.dtype == torch.uint8 and r.memory.numel() == r.engine.device_memory_size_v2
+        assert all(r.memory.numel() >= r.engine.get_device_memory_size_for_profile_v2(k) for k in range(2))
+        for b in (1, 16):  # both profiles run on the one block
+            r.infer(torch.randn(b, *IMAGE))
         weights = r.device_bytes_outside_torch()
         assert weights == r.engine.get_engine_stat(fake_tensorrt.EngineStat.TOTAL_WEIGHTS_SIZE) > 0
         info = r.info()
-        assert info["engine_activation_mib"] == round(size / 2**20, 3)
+        assert info["engine_activation_mib"] == round(r.engine.device_memory_size_v2 / 2**20, 3)
         assert info["engine_weights_mib"] == round(weights / 2**20, 3)
         assert peak_gpu_mb(lambda device: 3 * 2**20, "cuda:0", r) == round((3 * 2**20 + weights) / 2**20, 1)
         assert peak_gpu_mb(lambda device: 3 * 2**20, None, r) is None
+        # the fake holds TensorRT to the rule: memory too small for the active profile is not run on
+        ctx = r.engine.create_execution_context(fake_tensorrt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        small = torch.empty(r.engine.get_device_memory_size_for_profile_v2(0), dtype=torch.uint8)
+        ctx.set_device_memory(small.data_ptr(), small.numel())
+        ctx.set_optimization_profile_async(1, 0)
+        x, out = torch.randn(16, *IMAGE), torch.empty(16, 10)
+        ctx.set_input_shape("input", tuple(x.shape))
+        ctx.set_tensor_address("input", x.data_ptr())
+        ctx.set_tensor_address("logits", out.data_ptr())
+        with pytest.raises(fake_tensorrt._MemoryViolation, match="smaller than profile 1 needs"):
+            ctx.execute_async_v3(0)
+
+
+def test_a_context_tensorrt_cannot_make_is_one_sentence(fake_tensorrt, tmp_path):
+    path = make_engine(tmp_path, [(1, 8, 8)])
+    fake_tensorrt._state["fail_contexts"] = True
+    with runner(path) as r:
+        with pytest.raises(ArtTRTError, match="TensorRT made no execution context for input .*OutOfMemory"):
+            r.infer(torch.randn(2, *IMAGE))
 
 
 def test_fp32_engines_compute_fp32_unless_tf32_is_asked(fake_tensorrt, tmp_path, monkeypatch):
@@ -339,22 +362,63 @@ def test_fp32_engines_compute_fp32_unless_tf32_is_asked(fake_tensorrt, tmp_path,
     onnx_path = tiny_onnx(tmp_path / "t.onnx")
     _, strict = build_serialized(onnx_path, BuildSettings("fp32", ((1, 8, 8),), IMAGE))
     _, loose = build_serialized(onnx_path, BuildSettings("fp32", ((1, 8, 8),), IMAGE, tf32=True))
-    assert seen == [False, True] and strict["tf32"] is False and loose["tf32"] is True
+    _, int8 = build_serialized(qdq_onnx(tmp_path / "q.onnx"), BuildSettings("int8", ((1, 8, 8),), IMAGE))
+    # an int8 or fp16 engine's fp32 layers follow the same switch, and its record says which it was
+    assert seen == [False, True, False] and (strict["tf32"], loose["tf32"], int8["tf32"]) == (False, True, False)
     assert "--noTF32" in engine.trtexec_build(onnx_path, tmp_path / "e", "input", True, EngineShapes.of(
-        (-1, *IMAGE), None, None, 8, [8]), "fp32", False, False, None, tmp_path / "tc")
+        (-1, *IMAGE), None, None, 8, [8]), "fp32", False, False, None, tmp_path / "tc", "11.4.0.106")
 
 
-def test_pytorch_and_onnx_runtime_take_the_same_tf32_switch(monkeypatch):
+def test_pytorch_and_onnx_runtime_take_the_same_tf32_switch(monkeypatch, lite0):
+    """--tf32 reaches every backend: PyTorch's switches (the new fp32_precision where PyTorch has it) for eager and
+    torch.compile while a runner is active, ONNX Runtime CUDA's use_tf32 provider option; off (strict) by default."""
+    from utils.backends import base, compile as compile_backend, onnxrt, torch_eager
     from utils.backends.base import torch_tf32
 
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = (matmul.fp32_precision, conv.fp32_precision)
     with torch_tf32(False, torch.device("cuda", 0)):
-        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
     with torch_tf32(True, torch.device("cuda", 0)):
-        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+    assert (matmul.fp32_precision, conv.fp32_precision) == before
     with torch_tf32(True, torch.device("cpu")):  # nothing to switch on the CPU
-        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+        assert (matmul.fp32_precision, conv.fp32_precision) == before
+
+    scopes = []
+
+    def spy(enabled, device):
+        scopes.append((enabled, device.type))
+        return torch_tf32(enabled, device)
+
+    monkeypatch.setattr(torch_eager, "torch_tf32", spy)
+    for make in (torch_eager.make, compile_backend.make):
+        for tf32 in (False, True):
+            r, _ = make(base.RunSpec("torch", "fp32", device="cpu", tf32=tf32), lite0, None, 1)
+            with r:
+                pass
+    assert scopes == [(False, "cpu"), (True, "cpu"), (False, "cpu"), (True, "cpu")]
+
+    seen = []
+
+    class Session:
+        def __init__(self, path, sess_options=None, providers=None):
+            seen.append(providers)
+            raise RuntimeError("stop here: the options are what this test reads")
+
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    from utils.models.chain import onnx_for
+
+    path, _ = onnx_for(lite0, (-1, 3, 224, 224))
+    for tf32 in (False, True):
+        r = onnxrt.OnnxRuntimeRunner(path, lite0.preprocess, provider="cuda", tf32=tf32)
+        with pytest.raises(Exception):
+            r.activate()
+    assert [p[0][1]["use_tf32"] for p in seen] == [0, 1]
 
 
 @pytest.mark.parametrize("fake_tensorrt", ["11", "10"], indirect=True)
@@ -412,6 +476,9 @@ def test_a_timing_cache_of_another_tensorrt_is_replaced_not_fatal(fake_tensorrt,
     tc.write_bytes(b"not a timing cache of any TensorRT")
     _, garbage = build_serialized(onnx_path, BuildSettings("fp32", ((1, 8, 8),), IMAGE, timing_cache=tc))
     assert garbage["timing_cache_reused"] is False and b"11.4.0.106" in tc.read_bytes()
+    fake_tensorrt._state["device"] = "NVIDIA A100-SXM4-80GB sm80"  # the same version on another GPU: refused too
+    _, other_gpu = build_serialized(onnx_path, BuildSettings("fp32", ((1, 8, 8),), IMAGE, timing_cache=tc))
+    assert other_gpu["timing_cache_reused"] is False and b"A100" in tc.read_bytes()
 
 
 def test_plugins_are_registered_before_parsing_and_loading(fake_tensorrt, tmp_path, monkeypatch):
@@ -552,9 +619,15 @@ def test_the_record_names_what_trtexec_needs(fake_tensorrt, tmp_path, monkeypatc
     with runner(static, cuda_graph=True) as r:
         r.prepare((4, *IMAGE))
         assert r.info()["trtexec_run"] == f"trtexec --loadEngine={static} --useCudaGraph"
-    assert engine.trtexec_build(onnx_path, static, "input", False, EngineShapes.of((4, *IMAGE), None, None, None),
-                                "int8", True, True, 2.0, tmp_path / "tc") == (
-        f"trtexec --onnx={onnx_path} --int8 --memPoolSize=workspace:2048M --profilingVerbosity=detailed "
+    four = EngineShapes.of((4, *IMAGE), None, None, None)
+    # TensorRT 10's trtexec builds weakly typed unless --stronglyTyped; its weak int8 reads ArtTRT's calibration cache
+    assert engine.trtexec_build(onnx_path, static, "input", False, four, "int8", True, True, 2.0, tmp_path / "tc",
+                                "10.16.1.11", "/c/x.trtcalib") == (
+        f"trtexec --onnx={onnx_path} --int8 --calib=/c/x.trtcalib --memPoolSize=workspace:2048M "
+        f"--profilingVerbosity=detailed --timingCacheFile={tmp_path / 'tc'} --saveEngine={static}")
+    assert engine.trtexec_build(onnx_path, static, "input", False, four, "int8", True, False, None, tmp_path / "tc",
+                                "10.16.1.11") == (
+        f"trtexec --onnx={onnx_path} --stronglyTyped --profilingVerbosity=detailed "
         f"--timingCacheFile={tmp_path / 'tc'} --saveEngine={static}")
 
 
@@ -600,6 +673,11 @@ def test_the_logger_passes_tensorrts_messages_on_by_severity(fake_tensorrt, capl
                                                        "TensorRT: first error", "TensorRT: second error"]
     assert api.last_errors(mark) == "first error; second error"
     assert api.last_errors(api.error_mark()) == "no message from TensorRT"
+    for i in range(60):  # past the 50 kept: a mark still counts from where it was taken
+        quiet.log(severity.ERROR, f"old {i}")
+    mark = api.error_mark()
+    quiet.log(severity.ERROR, "the one after the mark")
+    assert api.last_errors(mark) == "the one after the mark"
 
 
 def test_the_gpu_an_engine_runs_on(monkeypatch):
@@ -610,3 +688,21 @@ def test_the_gpu_an_engine_runs_on(monkeypatch):
     assert api.run_device("cuda:1") == torch.device("cuda", 1)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
     assert api.run_device("cuda") == torch.device("cuda", 3)
+
+
+def test_the_inspector_reads_an_engine_at_the_profile_that_takes_the_shape(fake_tensorrt, tmp_path):
+    """plan_information selects the profile whose range takes the shape before setting it (a context starts on
+    profile 0, which would refuse a batch of 8 here), and a shape no profile takes is one sentence."""
+    from utils.backends.tensorrt.engine_layers import engine_layers, plan_information
+
+    onnx_path = tiny_onnx(tmp_path / "t.onnx")
+    plan, _ = build_serialized(onnx_path, BuildSettings("fp32", ((1, 1, 1), (2, 8, 8)), IMAGE))
+    rows = engine_layers(plan_information(plan, (8, *IMAGE)))
+    assert len(rows) == 5 and {r["precision"] for r in rows} == {"fp32"}
+    info = plan_information(plan, (8, *IMAGE))
+    assert info["Layers"][0]["Inputs"][0]["Dimensions"] == [8, *IMAGE]  # resolved at the shape asked
+    with pytest.raises(ArtTRTError, match=r"no optimization profile of the engine takes input shape \(9, 3, 8, 8\)"):
+        plan_information(plan, (9, *IMAGE))
+    fake_tensorrt._state["fail_contexts"] = True
+    with pytest.raises(ArtTRTError, match="TensorRT made no execution context for the engine"):
+        plan_information(plan, (1, *IMAGE))

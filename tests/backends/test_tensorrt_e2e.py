@@ -59,7 +59,7 @@ def test_main_runs_dynamic_and_static_engines_as_onnx_runtime_runs_the_file(fake
     accuracy = {r["options"]: r for r in recs if r["role"] == "accuracy"}
     assert accuracy["static"]["short_batch"]["handling"].startswith("padded to the full batch")
     assert not accuracy[""]["short_batch"]["handling"].startswith("padded")  # the dynamic engine takes 4 as it is
-    reference = next(r for r in records(ort) if r["role"] in ("accuracy", "whole pass", None) or True)
+    reference = next(r for r in records(ort) if r.get("predictions_file"))
     assert reference["top1"] == 85.0
     for r in accuracy.values():
         assert r["top1"] == 85.0 and (predictions(out, r) == predictions(ort, reference)).all()
@@ -82,8 +82,6 @@ def test_what_the_engine_cannot_take_is_refused_before_any_work(fake_tensorrt, d
     assert not (tmp_path / "o" / "records").exists()
     assert cli_boundary(main.main, ["-v", *LITE0, "--synthetic", "4", "--tf32", "--output", str(tmp_path)]) == 2
     assert "this run is on the CPU" in capsys.readouterr().err
-    assert cli_boundary(main.main, [*base, "--tf32", "--precision", "fp16"]) == 2
-    assert "--tf32 changes fp32 runs only" in capsys.readouterr().err
 
 
 def test_tf32_asked_reaches_the_engine_and_the_row_says_so(fake_tensorrt, demo_data, tmp_path):
@@ -95,6 +93,10 @@ def test_tf32_asked_reaches_the_engine_and_the_row_says_so(fake_tensorrt, demo_d
     from utils.backends.registry import row_label
 
     assert row_label(rec) == "TRT fp32 (TF32)"
+    assert main.main(["-v", "-trt", *LITE0, "--dataset", str(demo_data), "--batch_size", "8", "--tf32", "--quiet",
+                      "--precision", "fp16", "--output", str(tmp_path / "h")]) == 0
+    half = records(tmp_path / "h")[0]  # an fp16 engine's fp32 layers may use TF32 too: said in the row
+    assert half["tf32"] is True and row_label(half) == "TRT fp16 (TF32)"
 
 
 def test_compare_against_tensorrt(fake_tensorrt, demo_data, tmp_path, monkeypatch):

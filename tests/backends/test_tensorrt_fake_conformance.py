@@ -238,3 +238,29 @@ def test_the_conformance_check_catches_what_tensorrt_lacks():
     assert "IInt8EntropyCalibrator2" in stub_api("10") and "IInt8EntropyCalibrator2" not in real
     ten = fake_module("10")
     assert "IInt8EntropyCalibrator2" in ten.__all__ and "IInt8EntropyCalibrator2" not in real
+
+
+@pytest.mark.parametrize("flavour, version", [("11", "11"), ("10", "10")])
+def test_the_fakes_enum_members_have_tensorrts_values(flavour, version):
+    """The stubs carry no enum values, so the real bindings (imported through stand-in libraries) give them: a value
+    that differs would let code that builds a flag by hand (1 << 1 for STRONGLY_TYPED: 0 in 11, 1 in 10) pass CI."""
+    import enum
+    import json
+
+    from tests.backends.test_tensorrt_names import bindings
+
+    fake = fake_module(flavour)
+    enums = {n: getattr(fake, n) for n in fake.__all__ if inspect.isclass(getattr(fake, n))
+             and issubclass(getattr(fake, n), enum.Enum)}
+    enums["ILogger.Severity"] = fake.ILogger.Severity
+    code = ("import json, tensorrt_bindings as t\nout = {}\n"
+            f"for name in {sorted(enums)!r}:\n"
+            "    E = t\n    for p in name.split('.'): E = getattr(E, p)\n"
+            "    out[name] = {k: int(v) for k, v in E.__members__.items()}\nprint(json.dumps(out))\n")
+    r = subprocess.run([sys.executable, "-c", code], env=bindings(version), capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    real = json.loads(r.stdout.strip().splitlines()[-1])
+    wrong = [f"{name}.{m.name} = {m.value}, TensorRT {version}: {real[name].get(m.name)}"
+             for name, E in enums.items() for m in E if real[name].get(m.name) != m.value]
+    assert wrong == [], wrong
+    assert len(enums) >= 9

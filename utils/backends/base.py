@@ -48,18 +48,28 @@ class RunSpec:
 
 @contextlib.contextmanager
 def torch_tf32(enabled: bool, device: torch.device) -> Iterator[None]:
-    """PyTorch's TF32 switches set for a block on a GPU: matmuls (torch.backends.cuda.matmul.allow_tf32, off by
-    default) and convolutions (torch.backends.cudnn.allow_tf32, on by default) alike, so "fp32" means one thing in every
-    PyTorch row, and the same thing as a TensorRT fp32 engine built without BuilderFlag.TF32 (trtexec --noTF32)."""
+    """PyTorch's TF32 switches set for a block on a GPU: matmuls (off by default) and cuDNN convolutions (on by default)
+    alike, so "fp32" means one thing in every PyTorch row, and the same thing as a TensorRT engine built without
+    BuilderFlag.TF32 (trtexec --noTF32). PyTorch 2.9+ has fp32_precision ("ieee" or "tf32"), and refuses a read of the
+    old allow_tf32 switches once it was used: the new one where it exists, the old one before."""
     if device.type != "cuda":
         yield
         return
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    matmul, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(matmul, "fp32_precision") and conv is not None and hasattr(conv, "fp32_precision"):
+        before = (matmul.fp32_precision, conv.fp32_precision)
+        matmul.fp32_precision = conv.fp32_precision = "tf32" if enabled else "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = before
+        return
+    legacy = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = legacy
 
 
 def mib(nbytes: float) -> float:

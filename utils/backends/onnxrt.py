@@ -211,7 +211,9 @@ class OnnxRuntimeRunner(Runner):
         facts = {"size_mib": mib(files_bytes(onnx_files(self.path))), "layers": layer_count(model.graph),
                  "params": params, "onnx_file": str(self.path), "providers_used": self.providers_used,
                  "provider": self.provider, "size_note": "ONNX file and its external data",
-                 "tf32": self.tf32 if self.provider == "cuda" and self.precision == "fp32" else None,
+                 # the CUDA provider's use_tf32 follows --tf32; the TensorRT provider has no such option and keeps
+                 # TensorRT's default (TF32 on)
+                 "tf32": {"cuda": self.tf32, "tensorrt": True}.get(self.provider),
                  "layers_note": "ONNX layers (Q/DQ and Constant nodes not counted, as --inspect)",
                  "onnxruntime_build": getattr(self, "build", None),
                  "onnxruntime_session": {"session.qdqisint8allowed": "1", "session.intra_op.allow_spinning": "0"},

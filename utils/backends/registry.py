@@ -50,6 +50,9 @@ class Backend:
     # of its own that never shrinks, beside PyTorch's cache (an H200 study ran ONNX Runtime out of memory at
     # batch 256 after PyTorch setups); the child's exit gives every byte back.
     own_process_on_gpu: bool = False
+    # What it builds depends on every batch size of the run (TensorRT: an optimization profile tuned for each), so a
+    # job's key holds the run's batch sizes too: a record is reused only by a run that builds the same engine.
+    built_for_run_batches: bool = False
 
     def impl(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -62,7 +65,8 @@ BACKENDS: Dict[str, Backend] = {
                        "utils.backends.compile"),
     "onnxrt": Backend("onnxrt", "ONNX Runtime", PRECISIONS, ("bf16", "fp8"), False, "utils.backends.onnxrt",
                       uses_onnx=True, own_process_on_gpu=True),
-    "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt", uses_onnx=True),
+    "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt", uses_onnx=True,
+                        built_for_run_batches=True),
 }
 
 # The runner every other is measured against (speed-ups, top-1 drops, top-1 agreement): PyTorch fp32.
@@ -185,7 +189,7 @@ def row_label(rec: Dict[str, Any]) -> str:
         extras = [v for v in (rec.get("provider"), rec.get("compile_mode")) if v]
         if rec.get("engine_shapes") == "static":
             extras.append("static")
-    if rec.get("tf32") and prec == "fp32":
+    if rec.get("tf32"):
         extras.append("TF32")
     if rec.get("cuda_graph"):
         extras.append("CUDA graph")

@@ -70,12 +70,12 @@ class TorchRunner(Runner):
     def activate(self) -> None:
         if self.active:
             return
-        self._scope.enter_context(torch_tf32(self.tf32, self.device))  # fp32 means fp32 while this runner is active
         model = copy.deepcopy(self.net.model) if self.device.type == "cuda" or self.precision != "fp32" else self.net.model
         model = model.to(self.device, dtype=self.input_dtype).eval()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self._scope.enter_context(torch_tf32(self.tf32, self.device))  # last: nothing after it can fail and leave it
         super().activate()
 
     def deactivate(self) -> None:
@@ -110,6 +110,6 @@ class TorchRunner(Runner):
         scale = torch.finfo(self.input_dtype).bits / 32
         facts: Dict[str, Any] = {"size_mib": mib(buf.tell() * scale), "layers": self.net.layers,
                                  "params": self.net.params, "channels_last": self.channels_last,
-                                 "tf32": self.tf32 if self.device.type == "cuda" and self.precision == "fp32" else None,
+                                 "tf32": self.tf32 if self.device.type == "cuda" else None,
                                  "size_note": "state_dict bytes at this precision"}
         return facts

@@ -187,6 +187,8 @@ def job_identity(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str
              # on a GPU, whether fp32 may use TF32 (strict fp32 unless --tf32: records of before, when PyTorch's
              # cuDNN default let convolutions use it, are measured again)
              **({"tf32": spec.tf32} if spec.device.startswith("cuda") else {}),
+             **({"run_batch_sizes": list(spec.batch_sizes)} if registry.get(spec.backend).built_for_run_batches
+                else {}),
              "role": job.role, "batch_size": job.batch_size, **facts}
     if job.role == ACCURACY:  # one whole pass: only the rules that change which images count
         ident["timing"] = {"limit": timing.get("limit")}

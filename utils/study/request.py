@@ -262,9 +262,6 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
             raise ArtTRTError(f"--input_shape {' '.join(map(str, args.input_shape))} is a static batch of "
                               f"{args.input_shape[0]}, but batches of {fed[0]} would be fed: pass --batch_size "
                               f"{args.input_shape[0]}, or -1 as the batch for a dynamic one")
-    if args.tf32 and "fp32" not in precisions:
-        raise ArtTRTError(f"--tf32 changes fp32 runs only, and this run asks {', '.join(precisions)}: add fp32 to "
-                          "--precisions or drop --tf32")
     if args.compare and (args.rtol < 0 or args.atol < 0):
         raise ArtTRTError(f"-rtol and -atol must not be negative (got rtol={args.rtol}, atol={args.atol})")
     if args.compare and args.val_dataset and not args.dataset:

@@ -127,8 +127,17 @@ class LayerInformationFormat(_Enum):
     JSON = 1
 
 
-class NetworkDefinitionCreationFlag(_Enum):
+class _NetworkFlag11(_Enum):
+    # NvInfer.h (v11): kSTRONGLY_TYPED = 0, "Deprecated in TensorRT 11.0. Strongly typed mode is always enabled"
+    STRONGLY_TYPED = 0
+
+
+class _NetworkFlag10(_Enum):
+    # NvInfer.h (v10.16): kEXPLICIT_BATCH = 0 (ignored), kSTRONGLY_TYPED = 1
     STRONGLY_TYPED = 1
+
+
+NetworkDefinitionCreationFlag: Any = _NetworkFlag11
 
 
 class ExecutionContextAllocationStrategy(_Enum):
@@ -273,7 +282,10 @@ _state: Dict[str, Any] = {}
 def _reset() -> None:
     """A fresh process, as far as TensorRT's own state goes (a test's fixture calls it)."""
     _state.clear()
-    _state.update(logger=None, plugins=False, owners=weakref.WeakSet())
+    # device: the GPU this "process" sees (a timing cache is tagged with it); fail_contexts: make context creation give
+    # None, as TensorRT's createExecutionContext gives nullptr when it cannot allocate
+    _state.update(logger=None, plugins=False, owners=weakref.WeakSet(), device="NVIDIA H100 80GB HBM3 sm90",
+                  fail_contexts=False)
     fake_cudart.reset()
 
 
@@ -578,15 +590,18 @@ _TC_MAGIC = b"FAKE-TRT-TIMING-CACHE:"
 
 
 class ITimingCache(_NoInit):
-    """A timing cache; serialize() gives an IHostMemory whose bytes carry the TensorRT version that made them
-    (NvInfer.h, setTimingCache: "The timing cache has verification header to make sure the provided cache can be used
-    in current environment")."""
+    """A timing cache; serialize() gives an IHostMemory whose bytes carry the TensorRT version and the device that made
+    them (NvInfer.h, setTimingCache: "The timing cache has verification header to make sure the provided cache can be
+    used in current environment. A failure will be reported if the CUDA device property in the provided cache is
+    different from current environment")."""
 
-    def _setup(self, entries: Dict[str, float]) -> None:
+    def _setup(self, entries: Dict[str, float], device: Optional[str] = None) -> None:
         self._entries = dict(entries)
+        self._device = device or _state["device"]
 
     def serialize(self) -> IHostMemory:
-        return IHostMemory(_TC_MAGIC + json.dumps({"version": __version__, "entries": self._entries}).encode())
+        return IHostMemory(_TC_MAGIC + json.dumps({"version": __version__, "device": self._device,
+                                                   "entries": self._entries}).encode())
 
     def combine(self, input_cache: "ITimingCache", ignore_mismatch: bool) -> bool:
         self._entries.update(input_cache._entries)
@@ -653,12 +668,16 @@ class _BuilderConfigBase(_NoInit):
             _log(_Severity.WARNING, "The timing cache will not be used!")
             _log(_Severity.WARNING, "Failed to deserialize timing cache. Returning an empty timing cache.")
             return ITimingCache._new({})
-        return ITimingCache._new(meta.get("entries") or {})
+        return ITimingCache._new(meta.get("entries") or {}, meta.get("device"))
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
         if not isinstance(cache, ITimingCache):  # pybind11: a reference argument takes no None
             raise TypeError("set_timing_cache(): incompatible function arguments. The following argument types are "
                             "supported: (self, cache: tensorrt.ITimingCache, ignore_mismatch: bool) -> bool")
+        if cache._device != _state["device"] and not ignore_mismatch:  # "A failure will be reported": false
+            _error(4, "builderConfig.cpp::setTimingCache", f"API Usage Error (the timing cache was made on "
+                   f"{cache._device}, this is {_state['device']})")
+            return False
         self._timing_cache = cache
         return True
 
@@ -968,7 +987,11 @@ class ICudaEngine(_NoInit):
         return [Dims(s) for s in shapes]
 
     def create_execution_context(self, strategy: ExecutionContextAllocationStrategy =
-                                 ExecutionContextAllocationStrategy.STATIC) -> "IExecutionContext":
+                                 ExecutionContextAllocationStrategy.STATIC) -> Optional["IExecutionContext"]:
+        """The new context is on profile 0 (NvInferRuntime.h); None where TensorRT cannot make one (nullptr)."""
+        if _state["fail_contexts"]:
+            _error(2, "executionContext.cpp::ExecutionContext", "OutOfMemory (Requested size was too large)")
+            return None
         return IExecutionContext._new(self, strategy)
 
     def create_engine_inspector(self) -> EngineInspector:
@@ -1039,13 +1062,9 @@ class IExecutionContext(_NoInit):
 
     def set_device_memory(self, memory: int, size: int) -> None:
         """setDeviceMemoryV2: "its size must be large enough for performing inference with the given network
-        inputs. getDeviceMemorySize() and getDeviceMemorySizeForProfile() report upper bounds of the size"."""
-        need = self._engine.get_device_memory_size_for_profile_v2(self._profile)
-        if int(size) < need:
-            _error(3, "executionContext.cpp::setDeviceMemoryV2", f"API Usage Error (Parameter check failed, "
-                   f"condition: size >= {need}: the memory is too small)")
-            return
-        _check_range(int(memory), need, "setDeviceMemoryV2")
+        inputs. getDeviceMemorySize() and getDeviceMemorySizeForProfile() report upper bounds of the size": the
+        memory is taken here and judged at enqueue, for the profile then active."""
+        _check_range(int(memory), int(size), "setDeviceMemoryV2")
         self._memory = (int(memory), int(size))
 
     def _profile_shapes(self, name: str) -> Tuple[Tuple[int, ...], ...]:
@@ -1133,10 +1152,18 @@ class IExecutionContext(_NoInit):
             _error(3, "executionContext.cpp::enqueueV3", "API Usage Error (Parameter check failed, condition: all "
                    "input dimensions specified)")
             return False
-        if self._strategy == ExecutionContextAllocationStrategy.USER_MANAGED and self._memory is None:
-            _error(3, "executionContext.cpp::enqueueV3", "API Usage Error (a USER_MANAGED execution context has no "
-                   "device memory: call setDeviceMemoryV2 first)")
-            return False
+        if self._strategy == ExecutionContextAllocationStrategy.USER_MANAGED:
+            if self._memory is None:
+                _error(3, "executionContext.cpp::enqueueV3", "API Usage Error (a USER_MANAGED execution context has no "
+                       "device memory: call setDeviceMemoryV2 first)")
+                return False
+            # the memory must be large enough for the inputs (setDeviceMemoryV2) and "in use from the invocation of
+            # enqueueV3() until network execution is complete": live, and of the active profile's size
+            need = e.get_device_memory_size_for_profile_v2(self._profile)
+            if self._memory[1] < need:
+                raise _MemoryViolation(f"the device memory given ({self._memory[1]} bytes) is smaller than profile "
+                                       f"{self._profile} needs ({need} bytes)")
+            _check_range(self._memory[0], need, "the execution context's device memory")
         graph = fake_cudart.capturing(stream_handle)
         if graph is not None and self._ran_epoch != self._shape_epoch:
             _error(1, "cudaGraph", "Cuda Runtime (operation not permitted when stream is capturing: enqueueV3 was "
@@ -1205,11 +1232,12 @@ IBuilderConfig: Any = _BuilderConfigBase
 def _select(flavour: str) -> None:
     """Makes this module TensorRT 11.4 ("11") or 10.16 ("10"): the version, BuilderFlag's members, IBuilderConfig's
     weak-typing members and the calibrator classes that only 10.x has; then a fresh process state."""
-    global _FLAVOUR, __version__, BuilderFlag, IBuilderConfig
+    global _FLAVOUR, __version__, BuilderFlag, IBuilderConfig, NetworkDefinitionCreationFlag
     if flavour not in _VERSIONS:
         raise ValueError(f"flavour {flavour!r}: one of {sorted(_VERSIONS)}")
     _FLAVOUR, __version__ = flavour, _VERSIONS[flavour]
     BuilderFlag = _BuilderFlag10 if flavour == "10" else _BuilderFlag11
+    NetworkDefinitionCreationFlag = _NetworkFlag10 if flavour == "10" else _NetworkFlag11
     IBuilderConfig = _BuilderConfig10 if flavour == "10" else _BuilderConfigBase
     for name, cls in _TEN_CLASSES.items():
         if flavour == "10":

@@ -82,7 +82,8 @@ class _Logger:
 
     def __init__(self) -> None:
         self.verbose = False
-        self.errors: List[str] = []
+        self.errors: List[str] = []  # the last 50 errors TensorRT logged
+        self.total = 0               # how many it logged in all (a mark counts these)
         self.instance: Optional[trt.ILogger] = None
         self.module: Any = None  # the TensorRT module the instance subclasses
 
@@ -97,6 +98,7 @@ class _Logger:
                 def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
                     if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
                         outer.errors.append(msg)
+                        outer.total += 1
                         del outer.errors[:-50]
                         log.error("TensorRT: %s", msg)
                     elif severity == trt.ILogger.Severity.WARNING:
@@ -121,13 +123,14 @@ def logger(verbose: Optional[bool] = None) -> trt.ILogger:
 
 
 def error_mark() -> int:
-    """Where the error list stands now: last_errors(mark) quotes only what TensorRT logged after it."""
-    return len(_LOGGER.errors)
+    """How many errors TensorRT has logged so far: last_errors(mark) quotes only what it logged after that."""
+    return _LOGGER.total
 
 
 def last_errors(mark: int = 0) -> str:
-    """TensorRT's own error messages since `mark`, for a one-sentence failure."""
-    errors = _LOGGER.errors[mark:] if mark <= len(_LOGGER.errors) else _LOGGER.errors[-2:]
+    """TensorRT's own error messages since `mark` (the last two of them), for a one-sentence failure."""
+    since = min(max(_LOGGER.total - mark, 0), len(_LOGGER.errors))
+    errors = _LOGGER.errors[len(_LOGGER.errors) - since:]
     return "; ".join(e.strip() for e in errors[-2:]) or "no message from TensorRT"
 
 
@@ -157,6 +160,12 @@ def gpu_identity(index: Optional[int] = None) -> Dict[str, str]:
         raise ArtTRTError("TensorRT needs an NVIDIA GPU, and none is visible here")
     p = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
     return {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}"}
+
+
+def family_of_loaded() -> str:
+    """'tensorrt' or 'tensorrt_rtx' (a module and its compiled bindings are one TensorRT)."""
+    name, _ = load_tensorrt()
+    return name[:-len("_bindings")] if name.endswith("_bindings") else name
 
 
 def run_device(device: str = "cuda") -> "torch.device":

@@ -82,8 +82,8 @@ class EngineShapes:
             return f"static{self.profiles[0][1]}"
         if len(self.profiles) == 1:
             return "b{}-{}-{}".format(*self.profiles[0])
-        opts = "-".join(str(p[1]) for p in self.profiles)
-        return f"b{opts}" if len(opts) <= 24 else f"b{self.profiles[0][1]}-{self.max}-p{len(self.profiles)}-" + \
+        opts = "-".join(str(p[1]) for p in self.profiles)  # p: one profile per opt batch (b: one profile, min-opt-max)
+        return f"p{opts}" if len(opts) <= 24 else f"p{self.profiles[0][1]}-{self.max}-n{len(self.profiles)}-" + \
             content_key({"profiles": self.profiles})[:8]
 
 
@@ -140,7 +140,8 @@ def check_sidecar(engine: Path, env: Dict[str, str]) -> Dict[str, Any]:
 
 
 def trtexec_build(onnx: Path, engine: Path, input_name: str, onnx_dynamic: bool, shapes: EngineShapes, precision: str,
-                  tf32: bool, weak_typing: bool, workspace_gb: Optional[float], timing_cache: Path) -> str:
+                  tf32: bool, weak_typing: bool, workspace_gb: Optional[float], timing_cache: Path, version: str,
+                  calib_cache: Optional[str] = None) -> str:
     """The trtexec command that builds this engine as ArtTRT does (trtexec's options in samples/common/
     sampleOptions.cpp): one --profile=k with --minShapes/--optShapes/--maxShapes per profile where the ONNX input is
     dynamic (a static input takes no shapes), --noTF32 unless TF32 was kept, the precision flag only for TensorRT 10's weak typing (strongly typed
@@ -158,6 +159,10 @@ def trtexec_build(onnx: Path, engine: Path, input_name: str, onnx_dynamic: bool,
         parts.append("--noTF32")
     if weak_typing and precision != "fp32":
         parts.append(f"--{precision}")
+        if calib_cache:
+            parts.append(f"--calib={calib_cache}")
+    elif version.startswith(("8.", "9.", "10.")):
+        parts.append("--stronglyTyped")
     if workspace_gb:
         parts.append(f"--memPoolSize=workspace:{int(workspace_gb * 1024)}M")
     parts += ["--profilingVerbosity=detailed", f"--timingCacheFile={timing_cache}", f"--saveEngine={engine}"]
@@ -176,7 +181,7 @@ def engine_for(onnx_path: Path, precision: str, shapes: EngineShapes, folder: Pa
                 "weak_typing": weak_typing, "workspace_gb": workspace_gb, "tf32": tf32,
                 "calibration": calibration.cache.name if calibration else None, "profiling": "detailed", **env}
     gpu_tag = env["gpu"].replace(" ", "-").lower()
-    stem = f"{onnx_path.stem}-{precision}-{shapes.tag()}{'-tf32' if tf32 and precision == 'fp32' else ''}-" \
+    stem = f"{onnx_path.stem}-{precision}-{shapes.tag()}{'-tf32' if tf32 else ''}-" \
            f"trt{env['tensorrt_version']}-{gpu_tag}-sm{env['compute_capability'].replace('.', '')}"
     tc = timing_cache or folder / f"timing-{env['module']}-{env['tensorrt_version']}-{gpu_tag}.cache"
 
@@ -193,10 +198,11 @@ def engine_for(onnx_path: Path, precision: str, shapes: EngineShapes, folder: Pa
     engine, facts = cached(folder, stem, ".engine", settings, make, force=force)
     if facts["cached"]:
         facts["build_s"] = 0.0
-    if "input_name" in facts:  # sidecars of engines built before this field say nothing of the input
+    if "input_name" in facts and env["module"] == "tensorrt":  # TensorRT-RTX has its own tool, not trtexec
         facts["trtexec_build"] = trtexec_build(onnx_path, engine, str(facts["input_name"]),
                                                -1 in facts.get("onnx_input_shape", [-1]), shapes, precision, tf32,
-                                               weak_typing, workspace_gb, tc)
+                                               weak_typing, workspace_gb, tc, env["tensorrt_version"],
+                                               str(calibration.cache) if calibration else None)
     return engine, facts
 
 
@@ -233,8 +239,9 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
     Args:
         batch_size: the job's batch: a static engine is built for it (opts.trt_shapes static).
         max_batch: the largest batch of the run (the profiles reach it unless opts.max_batch says otherwise).
-        batch_sizes: every batch size the run measures: a dynamic engine gets a profile tuned for each.
-        tf32: keep TensorRT's TF32 for fp32 (--tf32); cleared otherwise, as trtexec --noTF32.
+        batch_sizes: every batch size the run measures: a dynamic engine gets a profile tuned for each (none given,
+            as build_trt.py: one profile, min 1, opt and max the largest, unless --min/--opt/--max_batch say otherwise).
+        tf32: keep TensorRT's TF32 (--tf32) for the engine's fp32 layers; cleared otherwise, as trtexec --noTF32.
     """
     env = require_tensorrt_and_gpu()
     check_precision_supported(precision, env)
@@ -250,7 +257,7 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
                           "(onnx_transform.py --input_shape -1 3 H W)")
     if "static" in opts.trt_shapes and shape[0] == -1:
         shape = (batch_size, *shape[1:])
-    sizes = [b for b in batch_sizes if b <= (opts.max_batch or max_batch)] or [batch_size]
+    sizes = [b for b in batch_sizes if b <= (opts.max_batch or max_batch)]
     shapes = EngineShapes.of(shape, opts.min_batch, opts.opt_batch, opts.max_batch or max_batch, sizes)
     calibration: Optional["Calibration"] = None
     calib_facts: Dict[str, Any] = {}
@@ -272,7 +279,7 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
         onnx_path, onnx_facts = model_file(net, precision, model, data)
     tc = Path(opts.timing_cache) if opts.timing_cache else None
     engine, facts = engine_for(onnx_path, precision, shapes, weights_dir() / "engines", opts.weak_typing,
-                               opts.workspace, tc, opts.force, calibration, tf32=tf32 and precision == "fp32")
+                               opts.workspace, tc, opts.force, calibration, tf32=tf32)
     # what made the ONNX file (conversion, calibration, a --mixed_precision search) and then what built the engine
     facts = {**{k: v for k, v in onnx_facts.items() if k not in ("prepare_s", "cached")}, **calib_facts, **facts}
     facts["prepare_s"] = round(float(onnx_facts.get("prepare_s") or 0.0) + float(facts.get("prepare_s") or 0), 3)

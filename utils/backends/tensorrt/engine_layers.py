@@ -67,10 +67,22 @@ def plan_information(plan: bytes, shape: Tuple[int, ...]) -> Dict[str, Any]:
     if engine is None:
         raise ArtTRTError(f"TensorRT's runtime cannot load the engine here ({last_errors(mark)})")
     context = engine.create_execution_context()
+    if context is None:
+        raise ArtTRTError(f"TensorRT made no execution context for the engine ({last_errors(mark)})")
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT and -1 in dims_tuple(engine.get_tensor_shape(name)):
-            context.set_input_shape(name, tuple(shape))
+            # the profile that takes the shape (a context starts on profile 0), then the shape
+            ranges = [[dims_tuple(d) for d in engine.get_tensor_profile_shape(name, k)]
+                      for k in range(engine.num_optimization_profiles)]
+            profile = next((k for k, (lo, _, hi) in enumerate(ranges)
+                            if all(a <= v <= b for v, a, b in zip(shape, lo, hi))), None)
+            if profile is None:
+                raise ArtTRTError(f"no optimization profile of the engine takes input shape {tuple(shape)}")
+            if profile:
+                context.set_optimization_profile_async(profile, api.stream_handle(api.run_device()))
+            if not context.set_input_shape(name, tuple(shape)):
+                raise ArtTRTError(f"TensorRT refused input shape {tuple(shape)} ({last_errors(mark)})")
     info = engine_information(engine, context)
     del context, engine, runtime  # the runtime outlives the engine it made
     return info

@@ -181,6 +181,9 @@ class TensorRTRunner(Runner):
             raise ArtTRTError(f"{self.name}: the engine takes input {self.input_shape} (-1: any), not {shape}")
         mark = error_mark()
         context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        if context is None:  # nullptr from TensorRT (out of host memory, say): the reason is in its log
+            raise ArtTRTError(f"{self.name}: TensorRT made no execution context for input {shape} "
+                              f"({last_errors(mark)})")
         context.set_device_memory(int(self.memory.data_ptr()), int(self.memory.numel()))
         profile = self._profile_for(shape[0])
         if profile != 0:
@@ -192,7 +195,7 @@ class TensorRTRunner(Runner):
         if -1 in self.input_shape and not context.set_input_shape(self.input_name, shape):
             raise ArtTRTError(f"{self.name}: TensorRT refused input shape {shape} under profile {profile} "
                               f"({last_errors(mark)})")
-        out_shape = dims_tuple(context.get_tensor_shape(self.output_name))
+        out_shape = dims_tuple(context.get_tensor_shape(self.output_name))  # the context's own, for this input
         if -1 in out_shape:
             raise ArtTRTError(f"{self.name}: the engine's output shape {out_shape} is not known for input {shape}")
         held = self.contexts[shape] = _Context(context, profile, shape, out_shape)
@@ -223,9 +226,9 @@ class TensorRTRunner(Runner):
     def prepare(self, batch_shape: Tuple[int, ...]) -> None:
         """The batch size's context (and with CUDA graphs its graph) made now, as preparation, not in a timed batch."""
         shape = tuple(int(v) for v in batch_shape)
-        self.last_shape = shape
         if self.engine is None or not self.serves(shape[0]):
             return
+        self.last_shape = shape
         if self.graphs is not None and self.graphs.active:
             if shape not in self.graphs.graphs:
                 self.infer(torch.zeros(shape, device=self.device, dtype=self.input_dtype))
@@ -255,7 +258,7 @@ class TensorRTRunner(Runner):
         the profile ArtTRT selects, CUDA graphs on or off, host<->device copies included (ArtTRT's latency-all; its
         latency-model is trtexec's "GPU Compute Time"). TensorRT 11's trtexec captures CUDA graphs and leaves out the
         copies by default (--noCudaGraph, --includeDataTransfers); 10.x's does neither (--useCudaGraph)."""
-        eleven = not str(trt.__version__).startswith(("8.", "9.", "10."))
+        eleven = not str(trt.__version__).startswith(("8.", "9.", "10."))  # TensorRT's trtexec (not TensorRT-RTX's)
         parts = ["trtexec", f"--loadEngine={self.path}"]
         if len(self._ranges()) > 1:
             parts.append(f"--useProfile={self._profile_for(shape[0])}")
@@ -278,8 +281,6 @@ class TensorRTRunner(Runner):
                                  "engine_activation_mib": mib(int(engine.device_memory_size_v2)),
                                  "engine_weights_mib": mib(self.device_bytes_outside_torch())}
         facts.update(self.facts)
-        if self.precision != "fp32":
-            facts["tf32"] = None  # TF32 is a choice for fp32 tensors only
-        if self.last_shape is not None:
+        if self.last_shape is not None and api.family_of_loaded() == "tensorrt":  # TensorRT-RTX has no trtexec
             facts["trtexec_run"] = self.trtexec_run(self.last_shape)
         return facts
