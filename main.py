@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 from utils.backends import registry
 from utils.core.errors import cli_boundary
+from utils.measure.scenarios import SCENARIOS
 from utils.study.request import DEFAULT_DURATION_S, DEFAULT_ITERATIONS
 
 ROOT = Path(__file__).resolve().parent
@@ -109,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="int8/fp8: keep the fewest layers in fp32 for top-1 within --max_top1_drop")
 
     serve = p.add_argument_group("serving under MLPerf LoadGen (with -v; --duration per run, default 10 s)")
-    serve.add_argument("--scenario", nargs="+", choices=["offline", "server", "singlestream", "multistream"],
-                       metavar="S", help="offline server singlestream multistream (alone: no timing jobs)")
+    serve.add_argument("--scenario", nargs="+", choices=list(SCENARIOS), metavar="S",
+                       help=f"{' '.join(SCENARIOS)} (alone: no timing jobs)")
     serve.add_argument("--max_queue_delay_us", type=int, default=0, metavar="US", help="batcher's wait for more")
     serve.add_argument("--target_qps", type=float, metavar="QPS", help="server: the Poisson arrival rate")
     serve.add_argument("--latency_bound_ms", type=float, default=15.0, metavar="MS", help="server: latency bound")

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.core.errors import ArtTRTError, cli_boundary  # noqa: E402
 from utils.core.fileio import atomic_write_json  # noqa: E402
-from utils.measure import serving  # noqa: E402
+from utils.measure import serving, sut  # noqa: E402
 
-AS_BUILT_TAKE = serving.batch_take
+AS_BUILT_TAKE = sut.batch_take
 PYTHON_DEFAULT_SWITCH_S = 5e-3
 
 
@@ -47,27 +47,29 @@ def pad_below_32(queued: int, max_batch: int, sizes: Sequence[int]) -> int:
     return n if n < 32 else AS_BUILT_TAKE(queued, max_batch, sizes)
 
 
-VARIANTS: Dict[str, Dict[str, Any]] = {
+# each variant: (the module whose name it replaces, the name) -> the replacement; the module is where the code that
+# uses the name looks it up (BatchingSUT._take in utils.measure.sut, Harness.run in utils.measure.serving)
+VARIANTS: Dict[str, Dict[Tuple[Any, str], Any]] = {
     "as-built": {},
-    "switch-5ms": {"SWITCH_INTERVAL_S": PYTHON_DEFAULT_SWITCH_S},
-    "pad-up": {"batch_take": pad_up},
-    "pad-below-32": {"batch_take": pad_below_32},
+    "switch-5ms": {(serving, "SWITCH_INTERVAL_S"): PYTHON_DEFAULT_SWITCH_S},
+    "pad-up": {(sut, "batch_take"): pad_up},
+    "pad-below-32": {(sut, "batch_take"): pad_below_32},
 }
 
 
 def run_variant(name: str, main_args: List[str], folder: Path,
                 main: Callable[[Optional[Sequence[str]]], int]) -> int:
-    """main.py once, writing under folder, with the variant's change in utils.measure.serving, restored afterwards
+    """main.py once, writing under folder, with the variant's change in the serving modules, restored afterwards
     whatever happens."""
     change = VARIANTS[name]
-    saved = {k: getattr(serving, k) for k in change}
+    saved = {(module, k): getattr(module, k) for module, k in change}
     try:
-        for k, v in change.items():
-            setattr(serving, k, v)
+        for (module, k), v in change.items():
+            setattr(module, k, v)
         return cli_boundary(main, [*main_args, "--output", str(folder)])
     finally:
-        for k, v in saved.items():
-            setattr(serving, k, v)
+        for (module, k), v in saved.items():
+            setattr(module, k, v)
 
 
 def check_job(main_args: List[str]) -> None:

@@ -37,21 +37,32 @@ def _isolated_session(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _quiet_does_not_leak(monkeypatch):
-    """main() without --verbose turns the libraries' tqdm bars off process-wide (as it should in a run): undone
-    after each test."""
+    """main() without --verbose turns the libraries' tqdm bars off process-wide, and --quiet sets ArtTRT's loggers to
+    warnings only (as each should in a run): undone after each test, so no test depends on which ran before it."""
+    import logging
+
     import tqdm
+
+    levels = {name: logging.getLogger(name).level for name in ("arttrt", "utils", "__main__")}
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     init = tqdm.tqdm.__dict__["__init__"]
     monkeypatch.setattr(tqdm.tqdm, "__init__", init.func if isinstance(init, functools.partialmethod) else init)
     monkeypatch.delattr(tqdm.tqdm, "_arttrt_init", raising=False)
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)  # setLevel: the loggers' cached answers are dropped too
 
 
-# The suite writes nothing into the checkout: every file under it (ignored ones too: weights/, datasets/,
-# outputs/) is the same before and after, or the session fails and names what changed. Folders the tools
-# themselves keep (Python's bytecode, pytest's, mypy's and its TensorRT stubs, mutmut's copies) are not the tests' doing.
+# The suite writes nothing into the checkout: ArtTRT's own write targets (weights/, datasets/, outputs/) are the same
+# before and after, and no file of the kinds ArtTRT writes (exports, engines, sidecars, records, caches, partial
+# files) appears anywhere else in it; or the session fails and names what changed. A source file someone edits while
+# the tests run, or a folder of downloads beside them, is not the tests' doing and is not named.
 _TREE = pytest.StashKey[dict]()
 NOT_OURS = {".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", "mutants", ".mypy_stubs", ".trt-bindings"}
+WRITE_TARGETS = ("weights", "datasets", "outputs")
+ARTEFACT_SUFFIXES = (".onnx", ".engine", ".part", ".npy", ".npz", ".trtcalib", ".cache", ".json", ".md", ".png",
+                     ".html", ".csv", ".pt", ".pth")
 
 
 def _tree_state():
@@ -68,6 +79,14 @@ def _tree_state():
     return state
 
 
+def _the_tests_wrote(before, after):
+    """What changed that the tests could have written: anything under ArtTRT's write targets, and new files of the
+    kinds ArtTRT writes elsewhere."""
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    return [k for k in changed if k.split(os.sep, 1)[0] in WRITE_TARGETS
+            or (k not in before and k.endswith(ARTEFACT_SUFFIXES))]
+
+
 def pytest_sessionstart(session):
     if (ROOT / ".git").exists():  # a checkout (mutmut's copies have none and write beside the tests)
         session.config.stash[_TREE] = _tree_state()
@@ -77,14 +96,12 @@ def pytest_sessionfinish(session, exitstatus):
     before = session.config.stash.get(_TREE, None)
     if before is None:
         return
-    after = _tree_state()
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    changed = _the_tests_wrote(before, _tree_state())
     if changed:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         text = f"the tests wrote into the checkout ({len(changed)} files): " + ", ".join(changed[:20])
         reporter.write_line(text, red=True) if reporter else print(text)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
 
 
 @pytest.fixture(scope="session")

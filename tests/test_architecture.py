@@ -171,6 +171,15 @@ def test_the_name_check_sees_a_comparison():
     assert list(_compared_names(ast.parse("match b:\n    case 'tensorrt':\n        pass"))) == [(2, "tensorrt")]
 
 
+def test_the_lazy_libraries_are_declared_once_and_tensorrt_is_not_among_them():
+    from utils.core import deps
+
+    declared = {name: m._lazy_name for name, m in vars(deps).items() if isinstance(m, deps.LazyModule)}
+    assert declared == {"torch": "torch", "torchvision": "torchvision", "np": "numpy", "onnx": "onnx",
+                        "onnxruntime": "onnxruntime", "mlperf_loadgen": "mlperf_loadgen"}
+    assert not any(v.startswith("tensorrt") for v in declared.values())
+
+
 def test_tensorrt_is_imported_in_one_module():
     """No runtime `import tensorrt` anywhere; the one dynamic import of TensorRT's modules is in api.py."""
     static, dynamic = [], []
@@ -190,11 +199,13 @@ def test_tensorrt_is_imported_in_one_module():
                 if not isinstance(arg, ast.Constant) or str(arg.value).startswith("tensorrt"):
                     dynamic.append(f"{p.relative_to(ROOT)}: {ast.unparse(node)}")
     assert not static, f"TensorRT imported outside utils/backends/tensorrt/api.py: {static}"
-    # the dynamic imports: api.py's loop over TensorRT's module names, the registry's backend modules, the
+    # the dynamic imports: api.py's loop over TensorRT's module names, the registry's backend modules, the lazy
+    # libraries of utils/core/deps.py (each declared there by name, none of them TensorRT: checked below), the
     # decoding lanes' preloads (ArtTRT's own modules) and the layer classes a checkpoint names (torch.nn and
     # ultralytics.nn only: utils/models/safe_load.py)
     assert sorted(dynamic) == ["utils/backends/registry.py: importlib.import_module(self.module)",
                                "utils/backends/tensorrt/api.py: importlib.import_module(name)",
+                               "utils/core/deps.py: importlib.import_module(self._lazy_name)",
                                "utils/data/lanes.py: importlib.import_module(name)",
                                "utils/models/safe_load.py: importlib.import_module(module)"], dynamic
 
@@ -284,3 +295,16 @@ def test_the_batch_size_lives_in_the_job_and_its_measurement_only():
     assert "batch_size" in {f.name for f in dataclasses.fields(MeasureOptions)}
     for backend in BACKENDS.values():  # every backend is told the batch its runner is made for
         assert list(inspect.signature(backend.impl().make).parameters) == ["spec", "net", "data", "batch_size"]
+
+
+def test_the_checkout_guard_names_only_what_the_tests_could_have_written():
+    from tests.conftest import _the_tests_wrote
+
+    before = {"utils/core/fileio.py": (10, 1), "outputs/README.md": (5, 1), "README.md": (3, 1)}
+    after = {"utils/core/fileio.py": (11, 2),             # someone's edit of a source file while the tests ran
+             "outputs/README.md": (5, 1), "README.md": (3, 1),
+             "outputs/records/x.json": (7, 3),            # a record in ArtTRT's own output folder
+             "tests/models/m.onnx": (9, 3),               # an export beside the tests
+             ".rtx/dl/libs.whl": (9, 3),                  # a download in an ignored folder
+             "notes.txt": (1, 3)}                         # a file someone made
+    assert _the_tests_wrote(before, after) == ["outputs/records/x.json", "tests/models/m.onnx"]

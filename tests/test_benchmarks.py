@@ -60,6 +60,7 @@ def jpeg_folder(dst: Path, photos: list[Path]) -> Path:
 # ---------------------------------------------------------------------------------------------- CPU scripts
 
 
+@pytest.mark.slow
 def test_datapath_makes_caches_and_times_both_passes_on_cpu(tmp_path, foolbox_dir):
     work, out = tmp_path / "work", tmp_path / "out"
     stdout = ok(run_script("datapath.py", "--num_images", 4, "--workers", 1, "--repeat", 2, "--photos", foolbox_dir,
@@ -81,6 +82,7 @@ def test_datapath_makes_caches_and_times_both_passes_on_cpu(tmp_path, foolbox_di
     assert printed == {k: v for k, v in res.items() if "decoder" not in k}
 
 
+@pytest.mark.slow
 def test_decode_profile_times_read_pil_and_write_stages_on_cpu(tmp_path, foolbox_dir):
     folder = jpeg_folder(tmp_path / "jpegs", sorted(foolbox_dir.glob("imagenet_*.jpg"))[:3])
     out = tmp_path / "out"
@@ -100,6 +102,7 @@ def test_decode_profile_times_read_pil_and_write_stages_on_cpu(tmp_path, foolbox
     assert not list((tmp_path / "cache").glob("*.u8"))  # the scratch files it writes are removed
 
 
+@pytest.mark.slow
 def test_serving_ceiling_serves_a_near_free_model_through_the_sut_on_cpu(tmp_path):
     """The harness's own ceiling: Offline and the Server search run under LoadGen, their figures come from LoadGen's
     logs (kept under --out), and the ratio to the best runner is the peak over 25,700 when there is a peak."""
@@ -145,6 +148,7 @@ def test_records_table_prints_each_validation_record_with_the_harness_ratio(tmp_
     assert c == ["resnet50", "tensorrt", "int8", "-", "no", "1", "5", "0", "0", "0.000", "0.000", "nan", "-", "-"]
 
 
+@pytest.mark.slow
 def test_cpu_figures_runs_main_py_and_reports_medians(tmp_path):
     """The tiniest setting its options allow (one repeat, one random image, four JPEGs): it still runs main.py
     six times (two demos, the validation, two data runs, a 256-input --compare), about a minute on 2 cores."""
@@ -188,6 +192,7 @@ PREPARED = {  # file name: (precision in the file's metadata, the tool that made
 }
 
 
+@pytest.mark.slow
 def test_trt_builds_prepare_makes_every_precision_on_cpu(trt_prepared):
     import onnx
 
@@ -205,6 +210,7 @@ def test_trt_builds_prepare_makes_every_precision_on_cpu(trt_prepared):
     assert not (base / "out").exists()  # --prepare alone writes no table
 
 
+@pytest.mark.slow
 def test_trt_builds_build_quotes_each_refusal_without_tensorrt(trt_prepared):
     base, folder, _ = trt_prepared
     out = base / "build-out"
@@ -223,6 +229,7 @@ def test_trt_builds_build_quotes_each_refusal_without_tensorrt(trt_prepared):
 # ---------------------------------------------------------------------------------------------- GPU only
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["feed.py", "harness_overhead.py", "gpu_checks.py"])
 def test_gpu_only_script_refuses_in_one_line_without_a_gpu(script, tmp_path, demo_data):
     out = tmp_path / "out"
@@ -237,6 +244,7 @@ def test_gpu_only_script_refuses_in_one_line_without_a_gpu(script, tmp_path, dem
     assert not out.exists() and not (tmp_path / "work").exists()
 
 
+@pytest.mark.slow
 def test_helpers_refuse_bad_folders_in_one_line(tmp_path):
     r = run_script("records_table.py", tmp_path=tmp_path, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().startswith("usage: python benchmarks/records_table.py FOLDER")
@@ -267,27 +275,27 @@ SIZES = [1, 2, 4, 8, 16, 32, 64, 96, 128, 256]
     ("pad-below-32", 31, 96, 2e-4),    # padded below 32, prepared sizes above
 ])
 def test_serving_ablation_changes_what_the_sut_reads_for_one_run_only(tmp_path, variant, take_31, take_100, switch):
-    from utils.measure import serving
+    from utils.measure import serving, sut
 
     ab = _ablation()
     seen = {}
 
-    def fake_main(argv):  # what BatchingSUT._take and serve() look up, by module name, while main.py runs
-        seen.update(argv=list(argv), take=(serving.batch_take(31, 256, SIZES), serving.batch_take(100, 256, SIZES)),
+    def fake_main(argv):  # what BatchingSUT._take (utils.measure.sut) and Harness.run (serving) look up, by module name
+        seen.update(argv=list(argv), take=(sut.batch_take(31, 256, SIZES), sut.batch_take(100, 256, SIZES)),
                     switch=serving.SWITCH_INTERVAL_S)
         return 3
 
     assert ab.run_variant(variant, ["-v", "--scenario", "server"], tmp_path / variant, fake_main) == 3
     assert seen == {"argv": ["-v", "--scenario", "server", "--output", str(tmp_path / variant)],
                     "take": (take_31, take_100), "switch": switch}
-    assert serving.batch_take(31, 256, SIZES) == 16 and serving.SWITCH_INTERVAL_S == 2e-4  # restored
+    assert sut.batch_take(31, 256, SIZES) == 16 and serving.SWITCH_INTERVAL_S == 2e-4  # restored
 
     def failing_main(argv):  # a real bug: cli_boundary lets it through with its traceback
         raise RuntimeError("planted")
 
     with pytest.raises(RuntimeError, match="planted"):
         ab.run_variant(variant, [], tmp_path, failing_main)
-    assert serving.batch_take is ab.AS_BUILT_TAKE and serving.SWITCH_INTERVAL_S == 2e-4
+    assert sut.batch_take is ab.AS_BUILT_TAKE and serving.SWITCH_INTERVAL_S == 2e-4
 
 
 @pytest.mark.parametrize("args, says", [
@@ -305,6 +313,7 @@ def test_serving_ablation_changes_what_the_sut_reads_for_one_run_only(tmp_path, 
      "process of its own"),
     (["--out", "o", "--", "-v", "--scenario", "server", "--find_peak", "--shard", "1/2"], "--shard"),
 ])
+@pytest.mark.slow
 def test_serving_ablation_refuses_bad_arguments_in_one_line(tmp_path, args, says):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("a user's file")

@@ -61,6 +61,7 @@ def test_precision_flags_mean_what_trtexec_and_polygraphy_mean(capsys):
         parse(["-v", "--batch", "4"])
 
 
+@pytest.mark.slow
 def test_the_original_forms(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # Ultralytics may write beside the working folder
     from ultralytics import YOLO
@@ -88,6 +89,7 @@ def test_the_original_forms(tmp_path, monkeypatch, capsys):
     assert "TensorRT is not installed" in capsys.readouterr().err  # it got as far as the builder
 
 
+@pytest.mark.slow
 def test_the_demo_output_fits_on_one_screen_and_the_libraries_stay_quiet(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env["ARTTRT_WEIGHTS_DIR"] = str(tmp_path / "w")  # a first export: the libraries' chatter would show here
@@ -100,6 +102,7 @@ def test_the_demo_output_fits_on_one_screen_and_the_libraries_stay_quiet(tmp_pat
     assert r.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'o' / 'demo' / 'report.html'}"
 
 
+@pytest.mark.slow
 def test_quiet_means_quiet_through_modelopt_and_the_calibrator(demo_data, tmp_path):
     """A first fp16 and int8 conversion (ModelOpt AutoCast, ModelOpt PTQ with ONNX Runtime's calibrator) with
     --quiet: stdout holds ArtTRT's tables only, stderr ArtTRT-formatted warnings only (ModelOpt's own once,
@@ -143,3 +146,19 @@ def test_the_stable_name_never_replaces_a_users_file_or_link(tmp_path, monkeypat
     (folder / "net.onnx").unlink()
     (folder / "net.onnx").symlink_to("gone.onnx")  # dangling, not ArtTRT's: left too
     assert name_stably(newer, "net") is None and os.readlink(folder / "net.onnx") == "gone.onnx"
+
+
+@pytest.mark.parametrize("argv, rc", [(["--help"], 0), (["-v", "--batch_size", "0"], 2),
+                                      (["-v", "--device", "tpu"], 2), (["-v", "--scenario", "server"], 2),
+                                      (["-v", "--tf32"], 2), (["--compare", "--val_dataset"], 2)])
+def test_help_and_argument_refusals_load_no_pytorch(argv, rc):
+    """main.py --help and every argument refusal answer without importing PyTorch (1.5 s of the 1.8 s --help took;
+    utils/core/deps.py): measured in a fresh interpreter, which says which heavy modules it loaded."""
+    code = ("import sys\nfrom utils.core.errors import cli_boundary\nimport main\n"
+            f"try:\n    rc = cli_boundary(main.main, {argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'onnxruntime', 'onnx', "
+            "'modelopt', 'tensorrt', 'mlperf_loadgen', 'ultralytics', 'matplotlib', 'scipy'})\n"
+            "print('RESULT', rc, heavy)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert f"RESULT {rc} []" in r.stdout, (r.stdout[-500:], r.stderr[-2000:])

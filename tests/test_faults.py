@@ -82,6 +82,7 @@ def wait_for(predicate, timeout: float = 60.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_a_signal_in_the_first_pass_loses_nothing_and_the_rerun_is_right(big_photos, clean_top1, tmp_path, sig,
                                                                           code):
@@ -106,6 +107,7 @@ def test_a_signal_in_the_first_pass_loses_nothing_and_the_rerun_is_right(big_pho
     assert rec["images"] == 40 and rec["top1"] == clean_top1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_in_a_sweep_keeps_every_finished_record(tmp_path, sig, code):
     out = tmp_path / "out"
@@ -130,6 +132,7 @@ def _in_server_run(out: Path) -> bool:
         len(list(out.glob("loadgen/*/performance/mlperf_log_detail.txt"))) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sigs, code", [((signal.SIGINT,), 130), ((signal.SIGTERM,), 143),
                                         ((signal.SIGINT, signal.SIGINT), 130),  # a study's parent forwards it again
                                         ((signal.SIGINT, signal.SIGTERM), 143)])
@@ -169,6 +172,7 @@ def test_a_kill_during_a_copy_leaves_only_whole_files(big_photos, tmp_path):
     assert len(list(dst.rglob("*.JPEG"))) == 300 and not parts(dst) and snapshot(flat) == before
 
 
+@pytest.mark.slow
 def test_a_cache_changed_under_a_run_is_refused_then_rebuilt(demo_data, tmp_path, monkeypatch, capsys):
     """Rows zeroed where the sampled digests do not look (here: after the load) are caught on the read itself."""
     import utils.study.validate as validate
@@ -193,6 +197,7 @@ def test_a_cache_changed_under_a_run_is_refused_then_rebuilt(demo_data, tmp_path
     assert records(tmp_path / "o")[-1]["top1"] == 85.0
 
 
+@pytest.mark.slow
 def test_an_edited_cache_meta_is_rebuilt(demo_data, tmp_path):
     argv = ["-v", *LITE, "--dataset", str(demo_data), "--cache_dir", str(tmp_path / "c"), "--batch_size", "10",
             "--output", str(tmp_path / "o"), "--quiet"]
@@ -205,6 +210,7 @@ def test_an_edited_cache_meta_is_rebuilt(demo_data, tmp_path):
     assert [r["top1"] for r in records(tmp_path / "o")] == [85.0, 85.0]
 
 
+@pytest.mark.slow
 def test_an_image_replaced_with_its_old_size_and_mtime_is_seen(demo_data, tmp_path):
     """touch -r restores the mtime, not the status-change time: the cache key sees the new pixels."""
     import shutil
@@ -229,6 +235,7 @@ def test_an_image_replaced_with_its_old_size_and_mtime_is_seen(demo_data, tmp_pa
     assert len(list((tmp_path / "c").glob("*.u8"))) == 1  # the replaced cache was removed
 
 
+@pytest.mark.slow
 def test_a_file_that_could_not_be_read_is_tried_again(demo_data, tmp_path, monkeypatch):
     import utils.data.lanes as lanes
 
@@ -250,6 +257,7 @@ def test_a_file_that_could_not_be_read_is_tried_again(demo_data, tmp_path, monke
     assert records(tmp_path / "o")[-1]["images"] == 20 and records(tmp_path / "o")[-1]["top1"] == 85.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_damaged_model_files_are_rebuilt_not_trusted(demo_data, tmp_path, damage, capsys):
     argv = ["-v", *LITE, "--dataset", str(demo_data), "--backend", "onnxrt", "--precision", "int8",
@@ -267,6 +275,7 @@ def test_damaged_model_files_are_rebuilt_not_trusted(demo_data, tmp_path, damage
     assert records(tmp_path / "o")[0]["top1"] >= 80.0
 
 
+@pytest.mark.slow
 def test_three_runs_at_once_keep_three_records(tmp_path):
     out = tmp_path / "out"
     argv = ["main.py", "-v", "--network", "mobilenet_v3_small", "--synthetic", "4", "--batch_size", "4",

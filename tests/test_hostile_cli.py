@@ -118,6 +118,7 @@ def test_a_dataset_file_name_that_is_not_utf8_is_measured(tmp_path, capsys, demo
     assert rc == 0 and "Traceback" not in err and "efficientnet_lite0" in out
 
 
+@pytest.mark.slow
 def test_a_replaced_onnx_file_is_measured_again_not_found_done_before(tmp_path, capsys, demo_data, lite_onnx):
     from utils.models.chain import onnx_for
     from utils.models.networks import load_network

@@ -27,6 +27,7 @@ def _records(folder):
     return [json.loads(p.read_text()) for p in (folder / "records").glob("compare-*.json")]
 
 
+@pytest.mark.slow
 def test_torch_vs_onnxruntime_fp32_and_int8_on_the_packaged_photos(demo_data, tmp_path, capsys):
     base = ["--compare", "--network", "efficientnet_lite0", "--pretrained", "--val_dataset", "--dataset",
             str(demo_data), "--batch_size", "4", "--backend", "onnxrt", "--quiet", "--calib_size", "20"]
@@ -50,6 +51,7 @@ def test_torch_vs_onnxruntime_fp32_and_int8_on_the_packaged_photos(demo_data, tm
           f"{int8['top5_overlap_percent']:.1f}%, max abs {int8['max_abs_error']:.3f}, rel L2 {int8['rel_l2_error']:.3f}")
 
 
+@pytest.mark.slow
 def test_compare_precisions_as_columns_like_the_original(demo_data, tmp_path, capsys):
     """--compare --precisions fp32 fp16 int8: one table per measure with the runners as columns, ranks 1-10 as
     rows, score MAE on logits and on probabilities, class differences; figures those of each runner's record."""
@@ -84,6 +86,7 @@ def test_compare_precisions_as_columns_like_the_original(demo_data, tmp_path, ca
     check_report_html(out / "report.html", [], plots=False)
 
 
+@pytest.mark.slow
 def test_random_inputs_and_flips_csv(demo_data, tmp_path):
     argv = ["--compare", "--network", "efficientnet_lite0", "--pretrained", "--backend", "onnxrt", "--precision",
             "int8", "--dataset", str(demo_data), "--calib_size", "20", "--num_inputs", "64", "--batch_size", "16",
@@ -121,6 +124,7 @@ def test_demo_figures(tmp_path, capsys):
     assert worth.count("<td>100.00</td>") == 2, worth
 
 
+@pytest.mark.slow
 def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):
     rc = main.main(["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data),
                     "--batch_size", "4", "--backends", "torch", "onnxrt", "--output", str(tmp_path), "--quiet"])
@@ -191,6 +195,7 @@ def test_class_count_mismatch(demo_data, tmp_path, capsys):
     assert rc == 2 and "10 outputs" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_onnx_input_size_mismatch(demo_data, lite0, tmp_path, capsys):
     from utils.models.onnx_export import export_onnx
 
@@ -203,6 +208,7 @@ def test_onnx_input_size_mismatch(demo_data, lite0, tmp_path, capsys):
     assert rc == 2 and "takes input [-1, 3, 160, 160]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_synthetic_timing_run_has_no_accuracy(tmp_path, capsys):
     rc = main.main(["-v", "--network", "resnet18", "--synthetic", "6", "--batch_sizes", "1", "3",
                     "--output", str(tmp_path), "--quiet"])
@@ -213,6 +219,7 @@ def test_synthetic_timing_run_has_no_accuracy(tmp_path, capsys):
     assert all(r["top1"] is None and r["images"] == 6 and r["images_per_s"] > 0 for r in recs)
 
 
+@pytest.mark.slow
 def test_compare_takes_the_options_of_its_default_backend(tmp_path, capsys):
     """--compare's default runner is ONNX Runtime, so its options (--provider) are accepted without --backend."""
     assert main.main(["--compare", "--network", "mobilenet_v3_small", "--provider", "cpu", "--num_inputs", "2",
@@ -220,6 +227,7 @@ def test_compare_takes_the_options_of_its_default_backend(tmp_path, capsys):
     assert "ONNX Runtime fp32 (cpu) against Vanilla (2 inputs)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_class_map_cache_dir_sync_and_limit_through_the_command_line(tmp_path, capsys):
     """A two-class dataset named by a class map, decoded into --cache_dir, three images, timed batch by batch."""
     from tests.conftest import write_jpeg

@@ -61,6 +61,7 @@ def checkout(tmp_path_factory) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs_or_says_in_one_sentence_what_it_lacks(checkout):
     env = {k: v for k, v in os.environ.items() if k not in ("ARTTRT_CACHE_DIR", "ARTTRT_WEIGHTS_DIR",
                                                                  "ARTTRT_DATASETS_DIR")}

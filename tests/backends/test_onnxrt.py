@@ -19,6 +19,7 @@ from utils.models.precision import CalibOptions, convert_precision
 from utils.study.validate import validate_one
 
 
+@pytest.mark.slow
 def test_provider_check_refuses_a_silent_fallback(tmp_path):
     """A real ONNX Runtime session asked for CUDA on a machine without it runs on the CPU: refused."""
     import onnxruntime as ort
@@ -40,6 +41,7 @@ def test_provider_check_refuses_a_silent_fallback(tmp_path):
     check_providers("cpu", ["CPUExecutionProvider"], ["CPUExecutionProvider"])
 
 
+@pytest.mark.slow
 def test_onnxrt_records_the_provider_used_and_preparation(tmp_path):
     net = load_network("resnet18", seed=0)
     ds = SyntheticDataset(4, 80, seed=0)
@@ -54,6 +56,7 @@ def test_onnxrt_records_the_provider_used_and_preparation(tmp_path):
     assert graphless["cuda_graph"] is None  # the record says what ran: ONNX Runtime replays no CUDA graph
 
 
+@pytest.mark.slow
 def test_fp8_on_ort_cpu_and_bad_calibration_settings_are_refused(lite0, demo_data, tmp_path, capsys):
     base = ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data),
             "--backend", "onnxrt", "--output", str(tmp_path), "--quiet"]

@@ -42,6 +42,7 @@ def test_each_backend_reads_its_own_options_from_the_arguments():
     assert registry.variants(RunSpec("onnxrt")) == [registry.get("onnxrt").impl().Options()]
 
 
+@pytest.mark.slow
 def test_a_new_backend_is_one_module_and_one_row(monkeypatch, tmp_path, capsys):
     """The example backend of docs/architecture.md, registered with one row, validated through main.py."""
     monkeypatch.setitem(registry.BACKENDS, "export", EXAMPLE)

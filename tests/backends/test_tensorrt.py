@@ -116,6 +116,7 @@ def test_fp8_needs_a_gpu_that_has_it():
     check_precision_supported("fp8", {"gpu": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"})
 
 
+@pytest.mark.slow
 def test_mypy_catches_a_misspelt_or_removed_tensorrt_name(tmp_path):
     """The type check against NVIDIA's bindings fails a misspelt name under both versions, and a name TensorRT 11
     removed (BuilderFlag.INT8) under 11 only."""

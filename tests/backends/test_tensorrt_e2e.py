@@ -37,6 +37,7 @@ def lite0_onnx(lite0):
     return path
 
 
+@pytest.mark.slow
 def test_main_runs_dynamic_and_static_engines_as_onnx_runtime_runs_the_file(fake_tensorrt, demo_data, tmp_path):
     """A study of --trt_shapes dynamic static at batches 4 and 8 over 20 photos (the accuracy pass at 8 leaves a short
     batch of 4): every job measured, the dynamic engine tuned per batch (profiles 1-4 and 5-8), a static engine per
@@ -68,6 +69,7 @@ def test_main_runs_dynamic_and_static_engines_as_onnx_runtime_runs_the_file(fake
     assert all(r["tf32"] is False and "--noTF32" in r["trtexec_build"] for r in recs)
 
 
+@pytest.mark.slow
 def test_what_the_engine_cannot_take_is_refused_before_any_work(fake_tensorrt, demo_data, tmp_path, capsys, lite0):
     """Fault 1: --min_batch/--max_batch narrower than the run's batches failed at run time; fault 2: a static ONNX
     file of another batch was fed anyway. Both are one sentence before any build now."""
@@ -84,6 +86,7 @@ def test_what_the_engine_cannot_take_is_refused_before_any_work(fake_tensorrt, d
     assert "this run is on the CPU" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tf32_asked_reaches_the_engine_and_the_row_says_so(fake_tensorrt, demo_data, tmp_path):
     out = tmp_path / "o"
     assert main.main(["-v", "-trt", *LITE0, "--dataset", str(demo_data), "--batch_size", "8", "--tf32", "--quiet",
@@ -115,6 +118,7 @@ def test_compare_against_tensorrt(fake_tensorrt, demo_data, tmp_path, monkeypatc
     assert rec["max_abs_error"] < 1e-3 and rec["other_facts"]["engine_profiles"] == [[1, 8, 8]]
 
 
+@pytest.mark.slow
 def test_serving_offline_and_server_with_cuda_graphs(fake_tensorrt, demo_data, tmp_path):
     """The serving scenarios on an engine with CUDA graphs: every padded size prepared with its own context and graph
     before LoadGen starts, LoadGen's accuracy run scoring each sample with its own answer (85 % = PyTorch's)."""
@@ -129,6 +133,7 @@ def test_serving_offline_and_server_with_cuda_graphs(fake_tensorrt, demo_data, t
         assert r["engine_profiles"] == [[1, 1, 1], [2, 2, 2], [3, 4, 4], [5, 8, 8]]
 
 
+@pytest.mark.slow
 def test_mixed_precision_reads_back_the_steps_engine(fake_tensorrt, demo_data, tmp_path):
     """--mixed_precision with -trt: the search's step is built into an engine (strongly typed, batch 1) and its layer
     precisions read back by the inspector; the engine ArtTRT then measures is the searched file's."""
@@ -182,6 +187,7 @@ def test_build_trt_weak_typing_on_tensorrt_10(fake_tensorrt, lite0_onnx, demo_da
     assert side["calib_images_used"] == 16 and "--int8" in side.get("trtexec_build", "--int8")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fake_tensorrt", ["10"], indirect=True)
 def test_weak_typed_int8_from_main_gets_its_calibration_images(fake_tensorrt, demo_data, tmp_path):
     """main.py -v -trt --weak_typing --precision int8: the builder receives the seeded calibration images, in
@@ -209,6 +215,7 @@ def test_weak_typing_refuses_fp8_and_a_static_batch_without_enough_images(fake_t
     assert "needs at least 32 calibration images; 20 were found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_given_int8_file_with_weak_typing_is_one_clear_sentence(fake_tensorrt, lite0, demo_data, tmp_path, capsys):
     import shutil
 

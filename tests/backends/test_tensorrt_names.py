@@ -85,6 +85,7 @@ def test_the_strongly_typed_route_uses_only_names_both_versions_have(version, ex
     assert sorted(set(got["missing"]) - optional) == [], f"TensorRT {got['version']} lacks {got['missing']}"
 
 
+@pytest.mark.slow
 def test_weak_typing_is_tensorrt_10_only_and_detected_as_such():
     from utils.backends.tensorrt import weak
 
@@ -103,6 +104,7 @@ def test_weak_typing_is_tensorrt_10_only_and_detected_as_such():
     assert eleven["has_weak_typing"] is False and "removed in TensorRT 11" in str(eleven["require"])
 
 
+@pytest.mark.slow
 def test_arttrt_finds_the_bindings_module_under_its_own_name():
     """Installed without the `tensorrt` meta package, the module is tensorrt_bindings: load_tensorrt finds it."""
     code = ("import sys; sys.path.insert(0, '.')\nfrom utils.backends.tensorrt import api\n"

@@ -14,6 +14,7 @@ from utils.models.networks import load_network
 from utils.study.validate import validate_one
 
 
+@pytest.mark.slow
 def test_compile_runner_matches_eager_and_records_compile_time(tmp_path):
     net = load_network("mobilenet_v3_small", seed=0)
     x = torch.rand(2, 3, 64, 64)

@@ -16,6 +16,7 @@ from utils.data.scan import scan_dataset
 PP = Preprocess(resize=64, crop=56)
 
 
+@pytest.mark.slow
 def test_parallel_decoding_gives_the_same_cache(tiny_dataset, tmp_path, monkeypatch):
     for i in range(150):  # more than two chunks, so the lanes run as processes sharing the work
         write_jpeg(tiny_dataset / "n01440764" / f"extra{i}.jpg", seed=i)

@@ -84,6 +84,7 @@ def nan_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_study_of_nan_weights_warns_marks_and_fails_the_gate(tmp_path, demo_data, nan_weights, capsys):
     out = tmp_path / "out"
     rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--weights", str(nan_weights), "--dataset",
@@ -100,6 +101,7 @@ def test_a_study_of_nan_weights_warns_marks_and_fails_the_gate(tmp_path, demo_da
     assert "NaN/Inf on 20 img" in (out / "table_outputs" / "resnet18.md").read_text()
 
 
+@pytest.mark.slow
 def test_compare_of_a_nan_onnx_file_reports_counts_not_a_max_error_of_zero(tmp_path, demo_data, capsys):
     import onnx
     from onnx import numpy_helper

@@ -16,6 +16,7 @@ from utils.models.chain import ModelOptions, model_file, onnx_for
 from utils.models.precision import CalibOptions
 
 
+@pytest.mark.slow
 def test_a_file_that_carries_the_precision_is_used_as_it_is(lite0, demo_data, tmp_path, capsys):
     fp32, _ = onnx_for(lite0, (-1, 3, 224, 224))
     data = DataOptions(str(demo_data))
@@ -39,6 +40,7 @@ def test_a_file_that_carries_the_precision_is_used_as_it_is(lite0, demo_data, tm
     assert "already carries int8, not fp32" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_int8_calibrates_on_a_class_map_dataset(demo_data, tmp_path):
     """Calibration opens the dataset with the same --class_map (and cache folder) as validation."""
     root = tmp_path / "pets"
@@ -58,6 +60,7 @@ def test_int8_calibrates_on_a_class_map_dataset(demo_data, tmp_path):
     assert len(list(cache.glob("*.u8"))) == 1  # one decoded cache, shared by calibration and validation
 
 
+@pytest.mark.slow
 def test_a_timing_run_on_random_images_calibrates_on_the_dataset_given(demo_data, tmp_path):
     """--synthetic times random images; int8's calibration images still come from --dataset."""
     assert main.main(["-v", "--network", "efficientnet_lite0", "--pretrained", "--synthetic", "4", "--dataset",

@@ -138,6 +138,7 @@ def test_heldout_images_are_the_photos_calibration_did_not_pick(lite0, demo_data
 
 # (a), (b) the search on the real network
 
+@pytest.mark.slow
 def test_a_budget_met_by_plain_int8_is_one_step_and_the_plain_file(lite0, lite0_onnx, demo_data):
     data = DataOptions(str(demo_data), progress=False)
     calib = CalibOptions(calib_method="max", calib_size=4, quantizer="modelopt")
@@ -159,6 +160,7 @@ def searched(lite0, lite0_onnx, demo_data, gray_calib):
     return out, facts, calib, data
 
 
+@pytest.mark.slow
 def test_a_budget_that_int8_misses_keeps_the_worst_layers_out_found_by_bisection(lite0, lite0_onnx, searched,
                                                                                  caplog):
     out, facts, calib, data = searched
@@ -194,6 +196,7 @@ def test_a_budget_that_int8_misses_keeps_the_worst_layers_out_found_by_bisection
                     f"{out} (build_trt.py --onnx takes it)"]  # no step measured again
 
 
+@pytest.mark.slow
 def test_onnx_runtimes_quantizer_keeps_the_excluded_layers_in_float(lite0, lite0_onnx, demo_data, searched):
     data = DataOptions(str(demo_data), progress=False)
     worst = tuple(searched[1]["mixed_precision"]["kept"][:5])

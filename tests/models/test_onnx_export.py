@@ -15,6 +15,7 @@ from utils.models.networks import load_network
 from utils.models.onnx_export import check_input_shape, export_onnx, read_metadata
 
 
+@pytest.mark.slow
 def test_yolov8_cls_from_yaml_exports(tmp_path):
     net = load_network("yolov8n-cls.yaml")
     assert net.num_classes == 1000 and net.preprocess.mean == (0.0, 0.0, 0.0)
@@ -22,6 +23,7 @@ def test_yolov8_cls_from_yaml_exports(tmp_path):
     assert facts["max_abs_diff"] < 1e-3
 
 
+@pytest.mark.slow
 def test_dynamic_export_metadata_and_batch(lite0, tmp_path):
     out = tmp_path / "lite0.onnx"
     facts = export_onnx(lite0, out, (-1, 3, 224, 224))
@@ -39,6 +41,7 @@ def test_dynamic_export_metadata_and_batch(lite0, tmp_path):
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
 
 
+@pytest.mark.slow
 def test_static_export_and_input_shape_check(tmp_path):
     net = load_network("resnet18")
     out = tmp_path / "r.onnx"
@@ -51,6 +54,7 @@ def test_static_export_and_input_shape_check(tmp_path):
         check_input_shape(out, (8, 3, 224, 224))
 
 
+@pytest.mark.slow
 def test_onnx_transform_cli(tmp_path, capsys):
     out = tmp_path / "m.onnx"
     assert onnx_transform.main(["--network", "resnet18", "--input_shape", "-1", "3", "224", "224",
@@ -258,6 +262,7 @@ def test_broken_and_foreign_onnx_files_and_shape_checks(tmp_path):
         parse_input_shape((1, 3, 0, 8))
 
 
+@pytest.mark.slow
 def test_the_default_exporter_seeds_and_the_tolerance_edge(tmp_path, monkeypatch, caplog):
     """The default exporter is dynamo (opset 18); the figure is ONNX Runtime against PyTorch on the seeded batch,
     the export's seed included; a difference equal to the tolerance passes. Nothing is left in the working

@@ -28,6 +28,7 @@ def lite0_onnx(lite0):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["max", "entropy"])
 def test_int8_qdq_accuracy_on_real_photos(lite0, lite0_onnx, demo_data, tmp_path, method):
     calib, data = CalibOptions(calib_method=method, calib_size=500, quantizer="modelopt"), DataOptions(str(demo_data))
@@ -71,6 +72,7 @@ def test_calibration_cache_is_keyed_not_deleted(lite0, demo_data, tmp_path):
     assert np.array_equal(d, a) and fd["calib_prepare_s"] > 0
 
 
+@pytest.mark.slow
 def test_ort_quantizer_fallback_is_tensorrt_shaped_and_recorded(lite0, lite0_onnx, demo_data):
     calib = CalibOptions(calib_method="max", calib_size=20, quantizer="ort")
     q, facts = convert_precision(lite0_onnx, "int8", lite0, calib, DataOptions(str(demo_data)))
@@ -85,6 +87,7 @@ def test_ort_quantizer_fallback_is_tensorrt_shaped_and_recorded(lite0, lite0_onn
     assert json.loads(meta["arttrt.converted_by"]) == facts["tool"]
 
 
+@pytest.mark.slow
 def test_fp16_autocast_keeps_fp32_io_and_is_cached(lite0, lite0_onnx, demo_data, tmp_path, monkeypatch):
     monkeypatch.setenv("ARTTRT_WEIGHTS_DIR", str(tmp_path / "weights"))  # a conversion of its own, whatever ran before
     out, facts = convert_precision(lite0_onnx, "fp16", lite0)

@@ -125,6 +125,7 @@ def hostile_folder(out: Path, text: str) -> None:
         f"0.0,{json.dumps(text)},measure,100,50,1900,300\n0.1,x,measure,110,60,1900,310\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", HOSTILE)
 def test_a_report_of_hostile_names_has_nothing_live(tmp_path, text):
     out = tmp_path / "results"
@@ -136,6 +137,7 @@ def test_a_report_of_hostile_names_has_nothing_live(tmp_path, text):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # shown as text, escaped where it stands
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(min_size=1, max_size=40))
 def test_property_any_text_in_any_field_gives_a_report_with_nothing_live(tmp_path_factory, text):
@@ -205,6 +207,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                                                                                      max_size=4), max_leaves=20)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fields=st.dictionaries(st.sampled_from(sorted(record())), json_values, max_size=8),
        raw=st.binary(max_size=60))

@@ -2,6 +2,7 @@
 plot and the "is TensorRT worth it?" table."""
 from __future__ import annotations
 
+import pytest
 import json
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def _not_blank(path):
     return arr.std() > 5 and (arr < 128).mean() > 0.005
 
 
+@pytest.mark.slow
 def test_sweep_records_tables_and_plots(tmp_path, capsys):
     out = tmp_path / "run"
     assert main.main(["-v", "--network", "resnet18", "--synthetic", "8", "--batch_sizes", "1", "2", "4",
@@ -148,6 +150,7 @@ def test_tables_tell_datasets_and_weights_apart():
     assert len(latest_per_config(recs)) == 2 and len(latest_per_config(two)) == 2
 
 
+@pytest.mark.slow
 def test_random_weights_on_a_labelled_dataset_warn_once_and_are_marked(demo_data, tmp_path, capsys):
     assert main.main(["-v", "--network", "mobilenet_v3_small", "--dataset", str(demo_data), "--batch_size", "10",
                       "--backends", "torch", "onnxrt", "--output", str(tmp_path), "--quiet"]) == 0

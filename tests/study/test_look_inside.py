@@ -1,6 +1,7 @@
 """main.py -v --inspect --profile: what lands in the record, the printed tables and the report."""
 from __future__ import annotations
 
+import pytest
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ def _records(folder):
             if r.get("role") != "accuracy"}
 
 
+@pytest.mark.slow
 def test_inspect_and_profile_through_main(demo_data, tmp_path, capsys):
     out = tmp_path / "o"
     base = ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data), "--output", str(out),

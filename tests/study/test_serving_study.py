@@ -26,6 +26,7 @@ def _records(folder):
     return [json.loads(p.read_text()) for p in sorted((folder / "records").rglob("*.json"))]
 
 
+@pytest.mark.slow
 def test_a_study_of_scenarios_records_and_resumes(tmp_path, demo_data, capsys):
     out = tmp_path / "o"
     argv = ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data), "--quiet",

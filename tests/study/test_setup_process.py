@@ -2,6 +2,7 @@
 must not share PyTorch's process): the child runs that setup only, and its records come back as outcomes."""
 from __future__ import annotations
 
+import pytest
 import json
 
 import main
@@ -19,6 +20,7 @@ def _plan(argv):
     return plan_of_request(request_from_args(parser.parse_args(argv), parser, argv), {})
 
 
+@pytest.mark.slow
 def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
     argv = ["-v", "--networks", "resnet18", "mobilenet_v3_small", "--backends", "torch", "onnxrt", "--synthetic", "6",
             "--batch_sizes", "2", "3", "--duration", "0", "--iterations", "2", "--min_warmup_s", "0", "--device", "cpu",
@@ -55,6 +57,7 @@ def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
     assert [o.status for o in again] == [REUSED] * 3
 
 
+@pytest.mark.slow
 def test_a_study_sends_such_setups_to_children_and_a_rerun_spawns_none(tmp_path, monkeypatch, capsys):
     import utils.study.study as st
 
@@ -78,6 +81,7 @@ def test_a_study_sends_such_setups_to_children_and_a_rerun_spawns_none(tmp_path,
     assert "study: 6 jobs (0 measured, 6 found done before" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_gpus_runs_one_worker_per_gpu_and_draws_one_set_of_tables(tmp_path, monkeypatch, capsys):
     """--gpus 0 1 on a machine with two GPUs: two workers over one plan, each setup measured once, the parent's
     tables and counts over both (here the two "GPUs" are CPU workers: the parent's path is the same)."""

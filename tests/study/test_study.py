@@ -86,6 +86,7 @@ def small_study(tmp_path_factory, demo_data):
     return SimpleNamespace(argv=argv, out=out, first=first)
 
 
+@pytest.mark.slow
 def test_small_study_records_skipped_rows_and_tables(small_study):
     first = small_study.first
     assert first.rc == 0, first.err
@@ -130,6 +131,7 @@ def test_small_study_records_skipped_rows_and_tables(small_study):
 
 # --- 2. resume, and --force --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_rerun_measures_nothing_and_force_measures_again(small_study, tmp_path, capsys):
     assert small_study.first.rc == 0
     out = tmp_path / "copy"
@@ -159,6 +161,7 @@ def test_rerun_measures_nothing_and_force_measures_again(small_study, tmp_path, 
 
 # --- 3. an interrupted study resumes --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_interrupted_study_resumes_with_the_missing_jobs_only(tmp_path, monkeypatch, capsys):
     from utils.study import validate
 
@@ -215,6 +218,7 @@ def test_plan_shards_partition_the_setups():
             parse_shard(bad)
 
 
+@pytest.mark.slow
 def test_shards_into_one_folder_make_the_whole_study(tmp_path, capsys):
     out = tmp_path / "o"
     base = ["-v", "--networks", "resnet18", "mobilenet_v3_small", "--synthetic", "4", "--backends", "torch", "onnxrt",
@@ -269,6 +273,7 @@ def test_worker_argv_drops_gpus_and_device():
         "-v", "--quiet", "--device", "cuda:2", "--claims", "/x/claims"]
 
 
+@pytest.mark.slow
 def test_two_processes_claim_each_setup_once(tmp_path):
     out, claims = tmp_path / "o", tmp_path / "claims"
     claims.mkdir()
@@ -369,6 +374,7 @@ def lite0_study(tmp_path_factory, demo_data):
     return SimpleNamespace(argv=argv, out=out, run=run)
 
 
+@pytest.mark.slow
 def test_calibration_grid_adds_one_int8_row_per_method_and_size(lite0_study):
     run = lite0_study.run
     assert run.rc == 0, run.err
@@ -491,6 +497,7 @@ def test_finish_study_exits_3_over_the_gate(tmp_path, capsys):
     assert finish_study(None, tmp_path, recs, time.perf_counter(), {"measured": 1, "error": 1}) == 1
 
 
+@pytest.mark.slow
 def test_top1_gate_of_a_study(lite0_study, tmp_path, capsys):
     """The study passes a loose gate; with one int8 setup's records made 5 points worse, a rerun (which measures
     nothing) fails a gate of 1 with exit 3 and passes a gate of 6."""

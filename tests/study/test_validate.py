@@ -1,6 +1,7 @@
 """validate_one: a record per batch size with the same predictions; an interrupted sweep keeps its records."""
 from __future__ import annotations
 
+import pytest
 import json
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def test_validate_records_per_batch_size(demo_data, lite0, tmp_path):
     assert rec["weights"].startswith("packaged:") and rec["weights_id"] == "model:" + lite0.content_key()[:20]
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_keeps_finished_records(tmp_path, monkeypatch):
     import utils.study.validate as validate
 

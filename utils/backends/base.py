@@ -15,13 +15,17 @@ import abc
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
-
-import torch
+import re
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
 
 from utils.core.errors import ArtTRTError, first_line
 from utils.data.preprocess import Normalizer, Preprocess
 from utils.models.chain import ModelOptions
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +81,36 @@ def mib(nbytes: float) -> float:
     return round(nbytes / 2**20, 3)
 
 
-def parse_device(device: str) -> torch.device:
+def parse_device(device: str) -> "torch.device":
     """'cpu', 'cuda' or 'cuda:N' as a device, whether or not it is here (a plan may name GPUs this machine lacks:
-    those rows are skipped); anything else is one sentence. The one check of --device's spelling."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as err:
-        raise ArtTRTError(f"--device {device!r} is not a device: use cpu, cuda or cuda:N") from err
-    if dev.type not in ("cpu", "cuda"):
-        raise ArtTRTError(f"--device {device!r}: ArtTRT runs on cpu or cuda[:N]")
-    return dev
+    those rows are skipped); anything else is one sentence. The one check of --device's spelling, made without
+    loading PyTorch (an argument refusal answers at once); the device object is made where it is used."""
+    if not DEVICE_SPELLING.fullmatch(device or ""):
+        kind = (device or "").split(":")[0]
+        if kind and kind not in ("cpu", "cuda") and re.fullmatch(r"[a-z_]+(:\d+)?", device):
+            raise ArtTRTError(f"--device {device!r}: ArtTRT runs on cpu or cuda[:N]")
+        raise ArtTRTError(f"--device {device!r} is not a device: use cpu, cuda or cuda:N")
+    return DeviceName(device)
+
+
+class DeviceName(str):
+    """A checked device spelling ('cpu', 'cuda', 'cuda:N'), with torch.device's type and index, no PyTorch needed."""
+
+    @property
+    def type(self) -> str:
+        return self.split(":")[0]
+
+    @property
+    def index(self) -> Optional[int]:
+        return int(self.split(":")[1]) if ":" in self else None
+
+
+DEVICE_SPELLING = re.compile(r"cpu|cuda(:\d+)?")
 
 
 def resolve_device(device: str) -> torch.device:
     """'cpu', 'cuda' or 'cuda:N'; a device that is not there is a user error."""
-    dev = parse_device(device)
+    dev = torch.device(parse_device(device))
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ArtTRTError("--device cuda asked, but PyTorch sees no CUDA GPU here (use --device cpu)")
@@ -122,12 +141,16 @@ class Runner(abc.ABC):
 
     backend: str = ""
     precision: str = "fp32"
-    device: torch.device = torch.device("cpu")
-    input_dtype: torch.dtype = torch.float32
+    device: torch.device       # set by each runner (the CPU unless it runs on a GPU)
+    input_dtype: torch.dtype   # float32 unless the runner's engine or precision takes another
     torch_ops = False  # runs PyTorch operators (the PyTorch profiler sees its work on the CPU too)
 
     def __init__(self, preprocess: Preprocess):
         self.preprocess = preprocess
+        if not hasattr(type(self), "device"):  # a subclass may name its device as a class attribute
+            self.device = torch.device("cpu")
+        if not hasattr(type(self), "input_dtype"):
+            self.input_dtype = torch.float32
         self._normalizer: Optional[Normalizer] = None
         self.graphs: Optional[CudaGraphs] = None  # set by runners that can replay CUDA graphs
         self.active = False

@@ -11,15 +11,20 @@ Usage:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Set, Tuple
 
-import torch
 
+from utils.core.deps import inference_mode
 from utils.backends.base import RunSpec
 from utils.backends.torch_eager import TorchRunner
 from utils.core.errors import ArtTRTError
 from utils.data.options import DataOptions
-from utils.models.networks import Network
+
+if TYPE_CHECKING:
+    import torch
+    from utils.models.networks import Network
+else:
+    from utils.core.deps import torch
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the modes whose compiled code replays CUDA graphs itself
@@ -77,7 +82,7 @@ class CompileRunner(TorchRunner):
     def fixed_shape(self) -> bool:
         return True  # dynamic=False: one compiled graph per shape
 
-    @torch.inference_mode()
+    @inference_mode
     def prepare(self, batch_shape: Tuple[int, ...]) -> None:
         """Compiles for this shape (a few calls: reduce-overhead records its graph on the third)."""
         if batch_shape in self._shapes:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 
 from utils.backends.base import RunSpec, Runner, mib
 from utils.core.content import files_bytes, onnx_files
@@ -23,12 +22,17 @@ from utils.core.errors import ArtTRTError, first_line
 from utils.data.options import DataOptions
 from utils.data.preprocess import Preprocess
 from utils.models.chain import model_file
-from utils.models.networks import Network
 from utils.models.onnx_export import import_onnxruntime, session_options
 from utils.models.precision import ORT_FP8_NOTE
 
+if TYPE_CHECKING:
+    import torch
+    from utils.models.networks import Network
+else:
+    from utils.core.deps import torch
+
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-ORT_TO_TORCH = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16, "tensor(bfloat16)": torch.bfloat16}
+ORT_TO_TORCH = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bfloat16)": "bfloat16"}  # torch names
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,8 @@ class OnnxRuntimeRunner(Runner):
         self.input_name = inp.name
         out = self.session.get_outputs()[0]
         self.output_name = out.name
-        self.input_dtype = ORT_TO_TORCH.get(inp.type, torch.float32)
-        self.output_dtype = ORT_TO_TORCH.get(out.type, torch.float32)
+        self.input_dtype = getattr(torch, ORT_TO_TORCH.get(inp.type, "float32"))
+        self.output_dtype = getattr(torch, ORT_TO_TORCH.get(out.type, "float32"))
         self.num_outputs = int(out.shape[-1]) if isinstance(out.shape[-1], int) else 0
         if self.device.type == "cuda" and not self.num_outputs:
             raise ArtTRTError(f"{self.path.name}: the class dimension of the output is not fixed, which GPU "

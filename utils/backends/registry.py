@@ -25,14 +25,16 @@ import argparse
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from utils.backends.base import RunSpec, Runner
 from utils.core.errors import ArtTRTError
 from utils.core.namespace import from_args
 from utils.data.options import DataOptions
 from utils.models import mixed_precision
-from utils.models.networks import Network
+
+if TYPE_CHECKING:
+    from utils.models.networks import Network
 
 PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "bf16", "int8", "fp8")
 

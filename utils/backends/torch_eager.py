@@ -13,16 +13,21 @@ import contextlib
 import copy
 import io
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
-import torch
 
+from utils.core.deps import inference_mode
 from utils.backends.base import CudaGraphs, RunSpec, Runner, mib, resolve_device, torch_tf32
 from utils.core.errors import ArtTRTError
 from utils.data.options import DataOptions
-from utils.models.networks import Network
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+if TYPE_CHECKING:
+    from utils.models.networks import Network
+    import torch
+else:
+    from utils.core.deps import torch
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # precision -> torch dtype's name
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class TorchRunner(Runner):
         if cuda_graph and self.device.type != "cuda":
             raise ArtTRTError("--cuda_graph needs --device cuda")
         self.precision = precision
-        self.input_dtype = DTYPES[precision]
+        self.input_dtype = getattr(torch, DTYPES[precision])
         self.net = net
         self.channels_last = channels_last and net.convolutional
         self.model: torch.nn.Module = net.model
@@ -93,11 +98,11 @@ class TorchRunner(Runner):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
-    @torch.inference_mode()
+    @inference_mode
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         return self.graphs(x) if self.graphs is not None else self._forward(x)
 
-    @torch.inference_mode()
+    @inference_mode
     def prepare(self, batch_shape: Tuple[int, ...]) -> None:
         """With CUDA graphs: captures this shape's graph now, so the capture is preparation, not a timed batch."""
         if self.graphs is not None and self.graphs.active and tuple(batch_shape) not in self.graphs.graphs:

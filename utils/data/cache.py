@@ -22,16 +22,21 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
-import torch
 
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError
 from utils.data.lanes import UNREADABLE, DecodeStats, decode_all
 from utils.data.preprocess import Preprocess
 from utils.data.scan import scan_dataset
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+else:
+    from utils.core.deps import np
+    from utils.core.deps import torch
 
 log = logging.getLogger(__name__)
 

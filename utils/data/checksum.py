@@ -13,10 +13,16 @@ Usage:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import functools
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 SEED = 20261129
 

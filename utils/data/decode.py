@@ -8,12 +8,16 @@ Usage:
 from __future__ import annotations
 
 import io
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 import numpy as np
-import torch
 
 from utils.core.errors import ArtTRTError
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 
 def decode_pil(data: bytes) -> torch.Tensor:
@@ -57,7 +61,7 @@ def gpu_decodable(data: bytes) -> bool:
 
 
 GPU_DECODERS = ("auto", "nvimgcodec", "torchvision")
-GpuDecode = Callable[[List[bytes]], List[Optional[torch.Tensor]]]
+GpuDecode = Callable[[List[bytes]], List[Optional["torch.Tensor"]]]
 
 
 def gpu_jpeg_decoder(kind: str = "auto", cpu_threads: int = 0) -> Tuple[str, GpuDecode, bool]:

@@ -21,16 +21,20 @@ import multiprocessing as mp
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 
 from utils.core.errors import ArtTRTError, first_line
 from utils.data.checksum import checksums_numpy, checksums_torch, weights_torch
 from utils.data.decode import decode_pil, gpu_decodable, gpu_jpeg_decoder
 from utils.data.preprocess import Preprocess, transform_uint8
 from utils.data.scan import DatasetIndex
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 
 @dataclass

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-import torch
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,7 +47,8 @@ def transform_uint8(img: torch.Tensor, pp: Preprocess) -> torch.Tensor:
 class Normalizer:
     """uint8 NCHW -> (x/255 - mean)/std on `device`, in `dtype`; the copy-in of every runner."""
 
-    def __init__(self, pp: Preprocess, device: torch.device, dtype: torch.dtype = torch.float32):
+    def __init__(self, pp: Preprocess, device: torch.device, dtype: Optional[torch.dtype] = None):
+        dtype = dtype or torch.float32
         mean = torch.tensor(pp.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(pp.std, dtype=torch.float32).view(1, 3, 1, 1)
         self.scale = (1.0 / (255.0 * std)).to(device)

@@ -23,15 +23,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-import torch
 
+from utils.core.deps import inference_mode
 from utils.backends.base import Runner
 from utils.core.errors import ArtTRTError
 from utils.core.progress import progress_bar
 from utils.data.cache import CachedDataset
 from utils.measure.timing import pad_batch
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 log = logging.getLogger(__name__)
 RANKS = 10
@@ -158,7 +163,7 @@ class CompareStats:
         return str(idx)
 
 
-@torch.inference_mode()
+@inference_mode
 def compare_runners(ref: Runner, other: Runner, dataset: CachedDataset, batch_size: int, rtol: float, atol: float,
                     limit: Optional[int] = None, class_names: Optional[List[str]] = None,
                     progress: bool = True) -> CompareStats:

@@ -33,11 +33,11 @@ import collections
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 
+from utils.core.deps import inference_mode
 from utils.backends.base import Runner
 from utils.core.errors import ArtTRTError
 from utils.core.phases import PhaseMarks
@@ -45,6 +45,11 @@ from utils.core.progress import progress_bar
 from utils.data.cache import CachedDataset
 from utils.measure.energy import EnergyMeter, energy_fields
 from utils.measure.stats import latency_stats, unstable
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 
 @dataclass
@@ -175,7 +180,7 @@ class _Batch:
     timed: bool
 
 
-@torch.inference_mode()
+@inference_mode
 def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
             num_outputs: Optional[int] = None, telemetry: Any = None,
             energy: Optional[EnergyMeter] = None) -> MeasureResult:

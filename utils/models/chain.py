@@ -15,17 +15,19 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError
 from utils.core.namespace import from_args
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
-from utils.models.networks import Network
 from utils.core.fileio import regular_file
 from utils.models.paths import weights_dir
 from utils.models.precision import CalibOptions, convert_precision
+
+if TYPE_CHECKING:
+    from utils.models.networks import Network
 
 Shape = Tuple[int, int, int, int]
 

@@ -35,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -44,7 +44,9 @@ from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_write_json
 from utils.core.markdown import markdown_table
 from utils.data.options import DataOptions
-from utils.models.networks import Network
+
+if TYPE_CHECKING:
+    from utils.models.networks import Network
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Tuple
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, Optional, Tuple
 
 from utils.core.errors import ArtTRTError, first_line, quiet_libraries
 from utils.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:
+    from utils.core.deps import torch
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +72,20 @@ class Network:
         return sum(1 for m in self.model.modules() if len(list(m.children())) == 0)
 
 
-class _FirstOutput(nn.Module):
-    """Ultralytics' classify head returns (probs, logits) in some versions: keep the first."""
+def _first_output(inner: nn.Module) -> nn.Module:
+    """Ultralytics' classify head returns (probs, logits) in some versions: a module that keeps the first (its class
+    made here, where PyTorch is loaded, not when this module is imported)."""
 
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
+    class FirstOutput(torch.nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.inner(x)
-        return y[0] if isinstance(y, (tuple, list)) else y
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.inner(x)
+            return y[0] if isinstance(y, (tuple, list)) else y
+
+    return FirstOutput(inner)
 
 
 def _efficientnet_lite0(num_classes: int) -> nn.Module:
@@ -127,9 +134,9 @@ def _classifier_out_features(model: nn.Module) -> Tuple[str, int]:
     """Name and output size of the last Linear (or 1x1 Conv) layer: the class count."""
     last: Optional[Tuple[str, int]] = None
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear):
+        if isinstance(mod, torch.nn.Linear):
             last = (name, mod.out_features)
-        elif isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1):
+        elif isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (1, 1):
             last = (name, mod.out_channels)
     if last is None:
         raise ArtTRTError("cannot find the classifier layer of this network")
@@ -208,7 +215,7 @@ def _yolo_checkpoint(path: str, pretrained: bool) -> nn.Module:
                               ".pt file") from err
     ckpt = load_checkpoint(Path(path))
     model = ckpt.get("ema") or ckpt.get("model")
-    if not isinstance(model, nn.Module):
+    if not isinstance(model, torch.nn.Module):
         raise ArtTRTError(f"{path} holds no Ultralytics model (no 'model' or 'ema' entry)")
     return model.float()
 
@@ -300,10 +307,10 @@ def _load_yolo(name: str, pretrained: bool = False) -> Tuple[nn.Module, str]:
     task = guess_model_task(model)
     if task != "classify":
         raise ArtTRTError(f"{name} is a YOLO {task} model, not a classifier (-cls)")
-    assert isinstance(model, nn.Module)
+    assert isinstance(model, torch.nn.Module)
     for p in model.parameters():
         p.requires_grad_(False)
-    return _FirstOutput(model), source
+    return _first_output(model), source
 
 
 def load_network(name: str, weights: Optional[str] = None, pretrained: bool = False,

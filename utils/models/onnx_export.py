@@ -17,15 +17,19 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_path
 from utils.data.preprocess import Preprocess
 from utils.models.networks import Network
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 log = logging.getLogger(__name__)
 

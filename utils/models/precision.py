@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -29,8 +29,10 @@ from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError, at_least, first_line, library_prints, quiet_libraries
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
-from utils.models.networks import Network
 from utils.models.paths import weights_dir
+
+if TYPE_CHECKING:
+    from utils.models.networks import Network
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from utils.backends.registry import BACKENDS, PRECISIONS, REFERENCE_RUNNER, SIDE_BY_SIDE_ROWS, row_label
 from utils.measure.compare import CompareStats
+from utils.measure.scenarios import SCENARIOS
 from utils.report.doc import Doc, Table, compose, strong, table
 
 
@@ -764,7 +765,8 @@ SERVED_NOTE = ("Offline: samples/s with every query issued at once. Server: the 
                "rate met rather than a peak), and the latency at that rate. Server / Offline: the share of the batch "
                "throughput served within the bound. x PyTorch fp32: that rate over PyTorch fp32's, at the same bound "
                "on the same images. LoadGen: INVALID with its reasons where no run was VALID.")
-STREAM_NAMES = {"singlestream": "SingleStream", "multistream": "MultiStream"}
+STREAM_NAMES = {n: s.title for n, s in SCENARIOS.items() if s.table == "stream"}  # a row per run
+PAIRED = [n for n, s in SCENARIOS.items() if s.table == "served"]  # offline and server, paired per runner
 Run = Tuple[Tuple[Any, ...], Optional[Dict[str, Any]], Optional[Dict[str, Any]]]  # row key, Offline, Server record
 
 
@@ -925,7 +927,8 @@ def _stream_table(recs: Sequence[Dict[str, Any]], extra: Sequence[Tuple[str, Cal
     if not mine:
         return compose()
     rows = [[row_label(r), *[f(r) for _, f in extra], STREAM_NAMES[str(r["scenario"])] + (
-                f" ({_settings(r).get('samples_per_query')} samples/query)" if r["scenario"] == "multistream" else ""),
+                f" ({_settings(r).get('samples_per_query')} samples/query)" if SCENARIOS[str(r["scenario"])].per_query
+                else ""),
              _fmt(_latency(r, "p50"), 3), _fmt(_latency(r, "p90"), 3), _fmt(_latency(r, "p99"), 3),
              _fmt(finite_number(r.get("samples_per_s")), 1), _served_top1(r, None), _loadgen_verdict([("LoadGen", r)])]
             for r in mine]
@@ -966,7 +969,7 @@ def served_markdown(records: Sequence[Dict[str, Any]], max_top1_drop: Optional[f
     verdict; SingleStream / MultiStream rows below. With max_top1_drop, rows over it are marked. Empty without
     serving records."""
     recs = served_records(records)
-    recs = [r for r in recs if r.get("scenario") in ("offline", "server", *STREAM_NAMES)]
+    recs = [r for r in recs if r.get("scenario") in SCENARIOS]
     if not recs:
         return compose()
     parts: List[Any] = [SERVED_HEADING, SERVED_NOTE]

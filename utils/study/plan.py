@@ -35,7 +35,41 @@ ACCURACY, TIMING, WHOLE, SCENARIO = "accuracy", "timing", "whole pass", "scenari
 class Job:
     role: str        # ACCURACY, TIMING, WHOLE or SCENARIO
     batch_size: int  # a scenario's: the dynamic batcher's largest batch
-    serve: Any = None  # SCENARIO: its utils.measure.serving.ServeOptions
+    serve: Any = None  # SCENARIO: its utils.measure.scenarios.ServeOptions
+
+    @property
+    def kind(self) -> "JobKind":
+        return JOB_KINDS[self.role]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What a kind of job is: how it measures and what it hands on. The plan, the job runner (utils/study/study.py)
+    and the job keys read this table; a new kind of job is a row here."""
+
+    role: str
+    whole_pass: bool          # one pass over every image (its accuracy), not bounded timing
+    keeps_predictions: bool   # each image's top-1 class is saved beside the record (agreement is computed from it)
+    gives_accuracy: bool      # the setup's timing jobs take their accuracy from it
+    takes_accuracy: bool      # its record carries the setup's accuracy pass's figures
+    serves: bool              # a LoadGen scenario (utils/measure/serving.py), not the timing loop
+    looked_inside: bool       # --inspect and --profile may look inside it
+    # which measurement rules change its figures (the rest of the key is the setup's)
+    rules: Callable[["Job", Dict[str, Any]], Dict[str, Any]]
+
+
+def _limit_only(job: "Job", rules: Dict[str, Any]) -> Dict[str, Any]:
+    return {"timing": {"limit": rules.get("limit")}}
+
+
+JOB_KINDS: Dict[str, JobKind] = {k.role: k for k in (
+    JobKind(ACCURACY, True, True, True, False, False, False, _limit_only),
+    JobKind(TIMING, False, False, False, True, False, True, lambda job, rules: {"timing": dict(rules)}),
+    JobKind(WHOLE, True, True, False, False, False, True, lambda job, rules: {"timing": dict(rules)}),
+    # a scenario: LoadGen's settings, and which images its query sample library holds
+    JobKind(SCENARIO, False, False, False, False, True, False,
+            lambda job, rules: {**_limit_only(job, rules), "serve": _plain(job.serve)}),
+)}
 
 
 @dataclass
@@ -190,13 +224,7 @@ def job_identity(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str
              **({"run_batch_sizes": list(spec.batch_sizes)} if registry.get(spec.backend).built_for_run_batches
                 else {}),
              "role": job.role, "batch_size": job.batch_size, **facts}
-    if job.role == ACCURACY:  # one whole pass: only the rules that change which images count
-        ident["timing"] = {"limit": timing.get("limit")}
-    elif job.role == SCENARIO:  # LoadGen's settings, and which images its query sample library holds
-        ident["timing"] = {"limit": timing.get("limit")}
-        ident["serve"] = _plain(job.serve)
-    else:
-        ident["timing"] = dict(timing)
+    ident.update(job.kind.rules(job, timing))
     if spec.precision not in CALIB_METHODS:
         ident["model"] = {k: v for k, v in ident["model"].items() if k != "calib"}
     return ident

@@ -21,6 +21,7 @@ from utils.backends.base import RunSpec, parse_device
 from utils.core.errors import ArtTRTError, at_least
 from utils.measure.telemetry import check_interval
 from utils.data.options import DataOptions
+from utils.measure.scenarios import SCENARIOS, ServeOptions, buckets, scenario_only_settings, settings_of
 from utils.measure.timing import MeasureOptions
 from utils.models.chain import ModelOptions
 
@@ -28,8 +29,7 @@ DEFAULT_DURATION_S = 1.0  # trtexec's --duration is 3 s: 1 s keeps a six-network
 DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
 DEFAULT_SERVE_DURATION_S = 10.0  # each LoadGen run of a scenario (MLPerf's submissions: 600 s)
 DEFAULT_SERVE_MAX_BATCH = 32    # --max_batch's default for the dynamic batcher (it is TensorRT's profile maximum too)
-SERVER_ONLY = ("target_qps", "latency_bound_ms", "percentile", "find_peak")
-SERVE_ONLY = ("max_queue_delay_us",) + SERVER_ONLY
+SERVE_ONLY = ("max_queue_delay_us",) + scenario_only_settings()  # a serving scenario's settings
 STUDY_ONLY = ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims", "setups",
               "calib_methods", "calib_sizes", "max_top1_drop", "mixed_precision", "scenario") + SERVE_ONLY
 
@@ -94,8 +94,6 @@ class Request:
 
     def run_batch_sizes(self) -> Tuple[int, ...]:
         """Every batch size the run feeds: the timing jobs' and each scenario's padded sizes."""
-        from utils.measure.serving import buckets
-
         sizes = set(self.batch_sizes if self.timing_jobs or not self.scenarios else ())
         for s in self.scenarios:
             sizes.update(buckets(s.max_batch, lambda b: True))
@@ -192,26 +190,28 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
 def _scenarios(args: argparse.Namespace, given: set) -> Tuple[Any, ...]:
     """One ServeOptions per --scenario (each checked: one sentence for what cannot run); the serving options without
-    --scenario are refused."""
-    from utils.measure.serving import ServeOptions
-
+    --scenario are refused, as is a scenario-only setting that no scenario asked takes (utils/measure/scenarios.py)."""
     if not args.scenario:
         stray = [n for n in SERVE_ONLY if n in given]
         if stray:
-            raise ArtTRTError(f"--{stray[0]} is a setting of a serving scenario: add --scenario (offline, server, "
-                              "singlestream or multistream)")
+            raise ArtTRTError(f"--{stray[0]} is a setting of a serving scenario: add --scenario "
+                              f"({', '.join(list(SCENARIOS)[:-1])} or {list(SCENARIOS)[-1]})")
         return ()
     duration = DEFAULT_SERVE_DURATION_S if args.duration is None else args.duration
     max_batch = DEFAULT_SERVE_MAX_BATCH if args.max_batch is None else args.max_batch
-    out = tuple(ServeOptions(name, max_batch=max_batch, max_queue_delay_us=args.max_queue_delay_us,
-                             target_qps=args.target_qps if name == "server" else None,
-                             latency_bound_ms=args.latency_bound_ms, percentile=args.percentile,
-                             find_peak=args.find_peak and name == "server", duration_s=duration, seed=args.seed)
-                for name in dict.fromkeys(args.scenario))
-    unused = [n for n in SERVER_ONLY if n in given]
-    if unused and "server" not in args.scenario:  # said, not dropped: the user asked for a figure no run would make
-        raise ArtTRTError(f"--{unused[0]} is a setting of the Server scenario: add server to --scenario")
-    return out
+    names = list(dict.fromkeys(args.scenario))
+    out = []
+    for name in names:
+        own = {k: getattr(args, k) for k in SCENARIOS[name].settings}  # the settings this scenario takes
+        own["find_peak"] = bool(own.get("find_peak"))
+        out.append(ServeOptions(name, max_batch=max_batch, max_queue_delay_us=args.max_queue_delay_us,
+                                **{**{"latency_bound_ms": args.latency_bound_ms, "percentile": args.percentile},
+                                   **own}, duration_s=duration, seed=args.seed))
+    unused = [n for n in scenario_only_settings() if n in given and n not in settings_of(names)]
+    if unused:  # said, not dropped: the user asked for a figure no run would make
+        owner = next(s for s in SCENARIOS.values() if unused[0] in s.settings)
+        raise ArtTRTError(f"--{unused[0]} is a setting of the {owner.title} scenario: add {owner.name} to --scenario")
+    return tuple(out)
 
 
 def _shard(text: Optional[str]) -> Optional[Tuple[int, int]]:

@@ -36,7 +36,7 @@ from utils.models.networks import Network
 from utils.models.paths import weights_id
 from utils.report.records import Recorder, load_records, make_record
 from utils.report.tables import images_key, is_reference
-from utils.study.plan import ACCURACY, SCENARIO, TIMING, Job, Setup, digest, job_identity, setup_key
+from utils.study.plan import JOB_KINDS, Job, Setup, digest, job_identity, setup_key
 from utils.study.workers import claim, launch, note_outcome, outcomes_of, records_of, wait_all
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
             old = done.get(key)
             if old is not None and not (old.get("error") and not setup.skipped):  # failures are tried again
                 _emit(out, ctx, Outcome(setup, job, SKIPPED if setup.skipped else REUSED, old, old.get("error")))
-                if job.role == ACCURACY:
+                if job.kind.gives_accuracy:
                     accuracy = old
                 bar.update(1)
                 continue
@@ -274,10 +274,10 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                 continue
             spec = setup.spec
             opts = dataclasses.replace(ctx.measure, batch_size=job.batch_size, progress=False)
-            if job.role != TIMING:  # a whole pass: accuracy over every image (and its own timing)
+            if job.kind.whole_pass:  # accuracy over every image (and its own timing)
                 opts = dataclasses.replace(opts, duration_s=None, iterations=None)
             extra = dict(common)
-            if job.role == TIMING and accuracy is not None:
+            if job.kind.takes_accuracy and accuracy is not None:
                 extra.update({k: accuracy.get(k) for k in ("top1", "top5", "images", "labelled_images",
                                                             "nonfinite_outputs", "unrankable_outputs")})
                 extra["accuracy_from"] = {"batch_size": accuracy.get("batch_size"),
@@ -294,7 +294,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                     except Exception as err:
                         broken = _message(err)
                         raise
-                if job.role == SCENARIO:
+                if job.kind.serves:
                     rec = serve_with(runner, spec, opened.net, opened.dataset, job.serve, ctx.measure.limit,
                                      ctx.recorder, extra)
                     _emit(out, ctx, Outcome(setup, job, MEASURED, rec))
@@ -302,9 +302,10 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                     continue
                 rec, _ = measure_with(runner, spec, opened.net, opened.dataset, opts, ctx.recorder, ctx.telemetry,
                                       inspect=ctx.inspect and job == next(j for j in setup.jobs
-                                                                          if j.role != ACCURACY),
-                                      profile=ctx.profile and job.role != ACCURACY, extra_fields=extra,
-                                      on_result=_predictions_saver(ctx.output, key) if job.role != TIMING else None)
+                                                                          if j.kind.looked_inside),
+                                      profile=ctx.profile and job.kind.looked_inside, extra_fields=extra,
+                                      on_result=_predictions_saver(ctx.output, key) if job.kind.keeps_predictions
+                                      else None)
             except Exception as err:  # an error row, and the study goes on (Ultralytics' benchmark, trtexec)
                 if not ctx.rows_for_errors:
                     raise
@@ -317,7 +318,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                 _emit(out, ctx, Outcome(setup, job, ERROR, rec, message))
                 bar.update(1)
                 continue
-            if job.role == ACCURACY:
+            if job.kind.gives_accuracy:
                 accuracy = rec
             _emit(out, ctx, Outcome(setup, job, MEASURED, rec))
             bar.update(1)
@@ -433,12 +434,15 @@ def top1_agreement(a: np.ndarray, ref: np.ndarray) -> Optional[Dict[str, Any]]:
             "agree_top1_images": int(both.sum())}
 
 
+KEEPS_PREDICTIONS = [role for role, kind in JOB_KINDS.items() if kind.keeps_predictions]
+
+
 def fill_agreement(output: Path, records: Optional[Sequence[Dict[str, Any]]] = None) -> int:
     """For every accuracy record under output with saved predictions: the share of images whose top-1 class is
     PyTorch fp32's (same network, weights and dataset), written into the record; returns how many it wrote."""
     recs = [r for r in (load_records(output, "validate") if records is None else records)
             if r.get("kind") == "validate" and not r.get("error") and r.get("predictions_file")
-            and r.get("role") in (ACCURACY, "whole pass")]
+            and r.get("role") in KEEPS_PREDICTIONS]
     refs = {images_key(r): r for r in recs if is_reference(r)}
     wrote = 0
     for r in recs:

@@ -250,7 +250,9 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
 
     import torch
 
-    from utils.measure.serving import DeviceSamples, buckets, runner_infer, serve
+    from utils.measure.scenarios import buckets
+    from utils.measure.serving import serve
+    from utils.measure.sut import DeviceSamples, runner_infer
 
     runner = opened.runner
     opened.jobs += 1

@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from utils.backends.base import RunSpec, Runner
 from utils.core.errors import ArtTRTError
 from utils.data.options import DataOptions
-from utils.models.networks import Network
+
+if TYPE_CHECKING:
+    from utils.models.networks import Network
 
 SHAPES = ("dynamic", "static")
 

@@ -26,10 +26,10 @@ from utils.core.fileio import read_json
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
 from utils.models.chain import ModelOptions, model_file
-from utils.models.networks import Network
 from utils.models.paths import weights_dir
 
 if TYPE_CHECKING:
+    from utils.models.networks import Network
     from utils.backends.tensorrt import Options
     from utils.backends.tensorrt.weak import Calibration
 
