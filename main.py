@@ -141,11 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parses the command line into one typed request and runs it (utils/study/request.py, utils/study/run.py)."""
     from utils.study.request import request_from_args
-    from utils.study.run import run
 
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return run(request_from_args(args, parser, argv))
+    request = request_from_args(parser.parse_args(argv), parser, argv)  # every refusal before the heavy libraries
+    from utils.study.run import run
+
+    return run(request)
 
 
 if __name__ == "__main__":

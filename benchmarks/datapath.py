@@ -202,7 +202,8 @@ def photo_check(photos: Path, pp: object, args: argparse.Namespace, decoder: str
     """GPU-decoded vs PIL pixels on labelled photos, and whether top-1 changes."""
     from utils.backends.torch_eager import TorchRunner
     from utils.data.cache import open_dataset
-    from utils.measure.timing import MeasureOptions, measure
+    from utils.measure.measurement import MeasureOptions
+    from utils.measure.timing import measure
     from utils.models.networks import load_network
 
     out: dict = {}

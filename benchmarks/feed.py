@@ -59,7 +59,8 @@ def main() -> int:
     from utils.backends.base import Runner, device_scope
     from utils.data.cache import CachedDataset
     from utils.data.preprocess import Preprocess
-    from utils.measure.timing import MeasureOptions, measure
+    from utils.measure.measurement import MeasureOptions
+    from utils.measure.timing import measure
 
     class NullRunner(Runner):
         """A near-free model: the cost of everything around the model, with a model that costs ~nothing."""

@@ -35,7 +35,7 @@ def main() -> int:
     from utils.backends.torch_eager import TorchRunner
     from utils.core.errors import ArtTRTError
     from utils.data.options import DataOptions
-    from utils.measure.timing import MeasureOptions
+    from utils.measure.measurement import MeasureOptions
     from utils.models.networks import load_network
     from utils.study.validate import validate_one
 

@@ -56,7 +56,8 @@ def main() -> int:
         return 2
     from utils.backends.torch_eager import TorchRunner
     from utils.data.cache import SyntheticDataset
-    from utils.measure.timing import MeasureOptions, measure
+    from utils.measure.measurement import MeasureOptions
+    from utils.measure.timing import measure
     from utils.models.networks import load_network
 
     net = load_network("resnet50", seed=0)

@@ -287,7 +287,7 @@ def test_the_batch_size_lives_in_the_job_and_its_measurement_only():
 
     from utils.backends.base import RunSpec
     from utils.backends.registry import BACKENDS
-    from utils.measure.timing import MeasureOptions
+    from utils.measure.measurement import MeasureOptions
     from utils.study.plan import Job
 
     assert "batch_size" not in {f.name for f in dataclasses.fields(RunSpec)}
@@ -308,3 +308,105 @@ def test_the_checkout_guard_names_only_what_the_tests_could_have_written():
              ".rtx/dl/libs.whl": (9, 3),                  # a download in an ignored folder
              "notes.txt": (1, 3)}                         # a file someone made
     assert _the_tests_wrote(before, after) == ["outputs/records/x.json", "tests/models/m.onnx"]
+
+
+# Issue 39: short modules; tables, scenarios and job kinds each one row of their table; only report/ renders.
+MODULE_MAX_LINES = 400
+
+
+def test_no_module_in_utils_is_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in UTILS.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MODULE_MAX_LINES}
+    assert long == {}, f"modules over {MODULE_MAX_LINES} lines: split them along their jobs"
+
+
+def test_every_table_module_is_a_row_of_sections_and_writes_the_files_its_row_names(tmp_path):
+    """A table is one module under utils/report/sections/ and one row of layout.SECTIONS: every table module (but
+    the shared cells and the look-inside files a study writes) is drawn by a row, and each row writes only the files
+    it names (the report's own names are reserved from network names)."""
+    import fnmatch
+
+    from utils.report import layout
+
+    drawn = {m for s in layout.SECTIONS for m in {
+        getattr(f, "__module__", "") for f in [s.render, *vars(layout).values()] if callable(f)}}
+    table_modules = {f"utils.report.sections.{p.stem}" for p in (UTILS / "report" / "sections").glob("*_tables.py")}
+    imported = {t for t, _ in imports(UTILS / "report" / "layout.py", set(modules()))}
+    assert table_modules - {"utils.report.sections.look_inside_tables"} <= imported, \
+        "a table module no SECTIONS row draws"
+    assert drawn  # the rows are functions
+    names = [s.name for s in layout.SECTIONS]
+    assert len(set(names)) == len(names)
+    records = [_record(b, p, bs) for b, p in (("torch", "fp32"), ("onnxrt", "fp32")) for bs in (1, 4)]
+    view = layout.View.of(records, max_drop=1.0, folder=tmp_path)
+    for section, piece in layout.pieces(view, "report"):
+        patterns = [f.replace("{network}", "*").replace("{batch}", "*").replace("{telemetry}", "*") for f in section.files]
+        assert piece.file is None or any(fnmatch.fnmatch(piece.file, p) for p in patterns), (section.name, piece.file)
+    reserved = {f[:-3] for s in layout.SECTIONS for f in s.files if f.endswith(".md") and "{" not in f}
+    assert reserved == set(layout.RESERVED)
+    assert layout.file_name("worth-it") == "network-worth-it"
+
+
+def _record(backend: str, precision: str, bs: int) -> Dict[str, object]:
+    return {"kind": "validate", "network": "net", "backend": backend, "precision": precision, "options": "",
+            "batch_size": bs, "mode": "pipelined", "images_per_s": 100.0 * bs, "top1": 70.0, "latency_model_p50": 1.0,
+            "latency_all_mean": 1.0, "latency_all_max": 1.0, "latency_model_mean": 1.0, "latency_model_max": 1.0,
+            "dataset": "d", "images": 10, "weights": "w", "env": {}}
+
+
+def test_only_the_report_layer_renders_tables():
+    """The lower layers return data: no module under core, data, models, backends or measure makes a table or
+    writes Markdown (report/doc.table is the one table helper; tabulate is called by it alone)."""
+    found = []
+    for p in UTILS.rglob("*.py"):
+        if layer_of(module_name(p)) in ("report", "study"):
+            continue
+        text = p.read_text()
+        found += [f"{p.relative_to(ROOT)}: {w}" for w in ("tabulate", "utils.report", "_markdown(", "| ---")
+                  if w in text]
+    assert not found, found
+    users = [p.relative_to(ROOT) for p in UTILS.rglob("*.py") if "from tabulate" in p.read_text()]
+    assert users == [Path("utils/report/doc.py")], users
+
+
+def test_scenarios_and_job_kinds_are_each_one_row_of_their_table():
+    """A scenario is one row of utils/measure/scenarios.SCENARIOS: argparse's --scenario choices, the tables and the
+    plots read it (no scenario name written in main.py or the report layer; LoadGen's harness drives each by name);
+    a job kind is one row of utils/study/plan.JOB_KINDS, and the study decides by its flags, never by its name."""
+    import argparse
+
+    import main
+    from utils.measure.scenarios import SCENARIOS
+    from utils.study.plan import JOB_KINDS
+
+    choices = next(a.choices for a in main.build_parser()._actions
+                   if isinstance(a, argparse.Action) and "--scenario" in a.option_strings)
+    assert list(choices) == list(SCENARIOS)
+    files = [ROOT / "main.py", UTILS / "study" / "request.py", *(UTILS / "report").rglob("*.py")]
+    written = [f"{p.relative_to(ROOT)}:{node.lineno} {node.value!r}" for p in files if p.name != "schema.py"
+               for node in ast.walk(ast.parse(p.read_text()))
+               if isinstance(node, ast.Constant) and node.value in SCENARIOS]
+    assert written == [], written
+    study = [f"{p.name}:{node.lineno}" for p in (UTILS / "study").glob("*.py") if p.name != "plan.py"
+             for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.Compare)
+             for c in [node.left, *node.comparators] if isinstance(c, ast.Constant) and c.value in JOB_KINDS]
+    assert study == [], f"job kinds compared by name outside plan.JOB_KINDS: {study}"
+
+
+def test_imports_sit_at_the_top_but_the_declared_ones():
+    """A file's top shows its dependencies: no import inside a function but of the packages utils/core/deps.py
+    declares as imported where used (optional ones turned into a sentence, submodules, one-path packages), and never
+    one of ArtTRT's own modules."""
+    from utils.core.deps import IMPORTED_WHERE_USED
+
+    inside = []
+    for p in sorted(UTILS.rglob("*.py")):
+        tree = ast.parse(p.read_text())
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                        [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                    inside += [f"{p.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                               if n.split(".")[0] not in IMPORTED_WHERE_USED]
+    assert inside == [], "imports inside functions, not declared in utils/core/deps.IMPORTED_WHERE_USED"

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 from checkout import checkout_copy  # noqa: E402
-from utils.core.markdown import markdown_table  # noqa: E402
+from utils.report.doc import table as markdown_table  # noqa: E402
 
 EQUIVALENT_DOC = ROOT / "docs" / "mutation.md"
 # name: (the files mutated, the functions mutated in them (mutmut's names, fnmatch patterns; None: all),
@@ -63,7 +63,7 @@ MODULES: Dict[str, Module] = {
                      ["tests/models/test_onnx_export.py", "-k", "export_check or wrong_export or input_shapes or word_for_word or crop_other or two_images or broken_and_foreign or default_exporter or tolerance_grows or contradict"]),
     "error boundary": (["utils/core/errors.py"], None, ["tests/core/test_errors.py"]),
     "records": (["utils/report/records.py"], None, ["tests/report/test_records.py"]),
-    "tables": (["utils/report/tables.py"], None, ["tests/report/test_tables.py", "tests/report/test_tables_records.py",
+    "tables": (["utils/report/select.py", "utils/report/sections/results_tables.py", "utils/report/sections/worth_it_tables.py", "utils/report/sections/compare_tables.py", "utils/report/sections/energy_tables.py", "utils/report/sections/mixed_precision_tables.py", "utils/report/sections/inspect_tables.py", "utils/report/sections/cells.py", "utils/report/terminal.py"], None, ["tests/report/test_tables.py", "tests/report/test_tables_records.py",
                                                   "tests/report/test_tables_study.py", "tests/measure/test_energy.py",
                                                   "tests/report/test_tables_mixed.py", "tests/report/test_tables_energy.py"]),
 }
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--show", action="store_true", help="print each survivor's diff (mutmut show)")
     p.add_argument("--json", help="write the summary here as JSON")
     p.add_argument("--only", nargs="+", metavar="PATTERN",
-                   help="only the functions these mutmut names match (fnmatch: 'utils.report.tables.x_records_read*')")
+                   help="only the functions these mutmut names match (fnmatch: 'utils.report.select.x_latest_per_config*')")
     args = p.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:

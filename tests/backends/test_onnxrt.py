@@ -12,7 +12,7 @@ from utils.backends.registry import make_runner
 from utils.core.errors import ArtTRTError, cli_boundary
 from utils.data.cache import SyntheticDataset
 from utils.data.options import DataOptions
-from utils.measure.timing import MeasureOptions
+from utils.measure.measurement import MeasureOptions
 from utils.models.chain import ModelOptions, onnx_for
 from utils.models.networks import load_network
 from utils.models.precision import CalibOptions, convert_precision

@@ -21,7 +21,7 @@ import torch
 
 import build_trt
 from tests.conftest import FAKE_GPU, tiny_onnx
-from utils.backends.tensorrt import api, build, engine, weak
+from utils.backends.tensorrt import api, engine, weak
 from utils.backends.tensorrt.build import BuildSettings, build_serialized
 from utils.backends.tensorrt.engine import EngineShapes, check_sidecar, engine_for
 from utils.backends.tensorrt.runner import TensorRTRunner
@@ -210,7 +210,8 @@ def test_a_one_point_profile_serves_its_batch_only_and_the_short_batch_is_padded
     so serves() said yes to every batch and the short last batch failed in set_input_shape after the whole pass. The
     profile is read now: batch 8 only, and the timing loop pads the short batch of 4 (20 images) to 8."""
     from utils.data.cache import SyntheticDataset
-    from utils.measure.timing import MeasureOptions, measure
+    from utils.measure.measurement import MeasureOptions
+    from utils.measure.timing import measure
 
     path = make_engine(tmp_path, [(8, 8, 8)])
     with runner(path) as r:

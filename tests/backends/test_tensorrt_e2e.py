@@ -93,7 +93,7 @@ def test_tf32_asked_reaches_the_engine_and_the_row_says_so(fake_tensorrt, demo_d
                       "--output", str(out)]) == 0
     rec = records(out)[0]
     assert rec["tf32"] is True and "--noTF32" not in rec["trtexec_build"] and "-tf32-" in rec["engine"]
-    from utils.backends.registry import row_label
+    from utils.report.select import row_label
 
     assert row_label(rec) == "TRT fp32 (TF32)"
     assert main.main(["-v", "-trt", *LITE0, "--dataset", str(demo_data), "--batch_size", "8", "--tf32", "--quiet",

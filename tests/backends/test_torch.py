@@ -9,7 +9,7 @@ from utils.backends.base import RunSpec
 from utils.backends.compile import CompileRunner
 from utils.core.errors import ArtTRTError
 from utils.data.cache import SyntheticDataset
-from utils.measure.timing import MeasureOptions
+from utils.measure.measurement import MeasureOptions
 from utils.models.networks import load_network
 from utils.study.validate import validate_one
 

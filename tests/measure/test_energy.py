@@ -12,13 +12,15 @@ import pytest
 import torch
 
 import utils.measure.energy as energy
+import utils.measure.measurement as measurement
 import utils.measure.timing as timing
 from tests.report.test_tables import cells
 from tests.measure.test_timing import CLASSES, Clock, ClockRunner, Phase, labelled_dataset
 from utils.measure.energy import EnergyMeter, energy_fields
-from utils.measure.timing import MeasureOptions, measure
+from utils.measure.measurement import MeasureOptions
+from utils.measure.timing import measure
 from utils.report.schema import RecordError, check_record
-from utils.report.tables import energy_markdown
+from utils.report.sections.energy_tables import energy_markdown
 
 RECORD = {"kind": "validate", "record_version": 2, "network": "resnet50", "backend": "torch", "precision": "fp32",
           "batch_size": 256, "time": "2026-12-03T08:00:00+00:00"}  # what a validation record always names
@@ -65,7 +67,8 @@ def run_with_power(monkeypatch, watts, n, bs, warmup, sync, bounded=False):
     """The timing loop on a virtual clock (100 ms per image) with a counter that rises `watts` per virtual second:
     only the timed window's energy may count."""
     clock, phase = Clock(), Phase()
-    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock))
+    for module in (timing, measurement):  # the loop and its host timer read one virtual clock
+        monkeypatch.setattr(module, "time", types.SimpleNamespace(perf_counter=clock))
     meter = EnergyMeter(lambda: int(round(clock.t * watts * 1000)), clock=clock)
     opts = MeasureOptions(batch_size=bs, sync=sync, min_warmup_s=0.0, warmup_fraction=warmup, progress=False,
                           **({"duration_s": 3.0} if bounded else {}))
@@ -99,7 +102,8 @@ def test_a_short_window_records_why_there_is_no_figure(monkeypatch):
 
 def test_no_meter_no_energy_fields(monkeypatch):
     clock, phase = Clock(), Phase()
-    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock))
+    for module in (timing, measurement):  # the loop and its host timer read one virtual clock
+        monkeypatch.setattr(module, "time", types.SimpleNamespace(perf_counter=clock))
     s = measure(ClockRunner(clock, 100.0, False, phase), labelled_dataset(20), MeasureOptions(
         batch_size=4, min_warmup_s=0.0, progress=False), num_outputs=CLASSES, telemetry=phase).summary()
     assert not [k for k in s if k.startswith(("energy", "joules", "power"))]  # the CPU: no counter, no fields
@@ -214,7 +218,7 @@ def test_the_report_shows_the_energy_table_of_gpu_rows_only(tmp_path):
 
 
 def test_the_worth_it_table_shows_joules_per_image_where_a_gpu_gave_them():
-    from utils.report.tables import worth_it_markdown
+    from utils.report.sections.worth_it_tables import worth_it_markdown
 
     def rec(backend, bs, ips, **extra):
         return {**RECORD, "backend": backend, "precision": "fp32", "batch_size": bs, "images_per_s": ips,

@@ -4,7 +4,6 @@ errors over finite inputs only, never "max abs error 0")."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,10 @@ import main
 from tests.measure.test_timing import CLASSES, Clock, ClockRunner, Phase, labelled_dataset
 from utils.core.errors import cli_boundary
 from utils.measure.compare import CompareStats
-from utils.measure.timing import MeasureOptions, measure
-from utils.report.tables import accuracy, over_top1_drop
+from utils.measure.measurement import MeasureOptions
+from utils.measure.timing import measure
+from utils.report.sections.cells import accuracy
+from utils.report.select import over_top1_drop
 
 
 class BrokenRunner(ClockRunner):
@@ -131,7 +132,7 @@ def test_compare_of_a_nan_onnx_file_reports_counts_not_a_max_error_of_zero(tmp_p
 
 
 def test_a_one_output_model_is_never_flagged_as_unranked():
-    from utils.measure.timing import output_flags
+    from utils.core.predictions import output_flags
 
     flags = output_flags(torch.tensor([[3.0], [float("nan")]]))
     assert flags.tolist() == [[False, False], [True, False]]

@@ -47,7 +47,8 @@ def test_phases_are_nvtx_ranges_that_close(monkeypatch, lite0, tmp_path):
     """Where NVTX is on, every phase is one push and one pop, nested properly, the loop's phases in order."""
     from utils.data.cache import SyntheticDataset
     from utils.backends.torch_eager import TorchRunner
-    from utils.measure.timing import MeasureOptions, measure
+    from utils.measure.measurement import MeasureOptions
+    from utils.measure.timing import measure
 
     events = []
     monkeypatch.setattr(phases, "nvtx_enabled", lambda: True)

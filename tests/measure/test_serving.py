@@ -216,7 +216,8 @@ def test_accuracy_mode_equals_the_plain_validation_top1(tmp_path, demo_data, lit
     class the timing loop's accuracy pass gives it."""
     from utils.backends.base import RunSpec
     from utils.data.options import DataOptions
-    from utils.measure.timing import MeasureOptions, measure
+    from utils.measure.measurement import MeasureOptions
+    from utils.measure.timing import measure
     from utils.report.records import Recorder
     from utils.study.validate import OpenRunner, serve_with
 

@@ -17,7 +17,8 @@ from utils.core.errors import ArtTRTError
 from utils.data.checksum import checksums_numpy
 from utils.data.preprocess import Preprocess
 from utils.measure.energy import EnergyMeter
-from utils.measure.timing import MeasureOptions, measure
+from utils.measure.measurement import MeasureOptions
+from utils.measure.timing import measure
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the H200)")
 

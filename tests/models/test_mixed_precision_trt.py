@@ -18,7 +18,7 @@ from utils.backends.tensorrt.engine_layers import step_engine_probe
 from utils.models import drift
 from utils.models import mixed_precision as mp
 from utils.report.schema import RecordError, check_record
-from utils.report.tables import mixed_precision_markdown
+from utils.report.sections.mixed_precision_tables import mixed_precision_markdown
 
 NAMES = [f"conv{i}" for i in range(10)]
 

@@ -2,7 +2,6 @@
 Ultralytics sees it, nothing is picked up from the current folder, and an edited description is another network."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

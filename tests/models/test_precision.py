@@ -12,7 +12,7 @@ import pytest
 from utils.backends.base import RunSpec
 from utils.data.cache import open_dataset
 from utils.data.options import DataOptions
-from utils.measure.timing import MeasureOptions
+from utils.measure.measurement import MeasureOptions
 from utils.models.chain import ModelOptions, onnx_for
 from utils.models.precision import CalibOptions, calibration_data, convert_precision
 from utils.study.validate import validate_one

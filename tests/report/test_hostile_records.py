@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
 import threading
 from html.parser import HTMLParser

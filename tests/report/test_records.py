@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import utils.report.records as records
-from utils.report.records import (Recorder, command_line, environment, gpu_facts, load_records, make_record,
+from utils.core.cli import command_line
+from utils.report.records import (Recorder, environment, gpu_facts, load_records, make_record,
                                   record_name, write_record)
 
 

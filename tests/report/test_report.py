@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 import main
-from utils.report.tables import side_by_side_markdown
+from utils.report.sections.results_tables import side_by_side_markdown
 from tests.conftest import squeeze
 
 
@@ -127,7 +127,7 @@ def _rec(backend, dataset, images, top1, weights="packaged:lite0.pth", bs=1, key
 
 def test_tables_tell_datasets_and_weights_apart():
     """A 3-image ONNX Runtime row (100 %) beside a 20-image PyTorch row (85 %): every table says so."""
-    from utils.report.tables import results_table, summary_markdown
+    from utils.report.sections.results_tables import results_table, summary_markdown
 
     recs = [_rec("torch", "/data/demo", 20, 85.0), _rec("onnxrt", "/data/three", 3, 100.0)]
     for text in (results_table(recs), summary_markdown("efficientnet_lite0", recs),
@@ -145,7 +145,7 @@ def test_tables_tell_datasets_and_weights_apart():
     table = squeeze(results_table(two))
     assert "weights" in table.splitlines()[0] and "0.00 (random weights)" in table and "85.00 |" in table
     # and the newest record of one configuration never hides the other dataset's
-    from utils.report.tables import latest_per_config
+    from utils.report.select import latest_per_config
 
     assert len(latest_per_config(recs)) == 2 and len(latest_per_config(two)) == 2
 
@@ -195,7 +195,8 @@ def _cmp(backend, precision, inputs, mae, time):
 
 
 def test_the_report_draws_comparisons_from_the_latest_records_only():
-    from utils.report.tables import compare_groups, latest_compares
+    from utils.report.sections.compare_tables import compare_groups
+    from utils.report.select import latest_compares
 
     recs = [_cmp("onnxrt", "fp16", 16, 0.5, "t1"), _cmp("onnxrt", "fp32", 16, 0.1, "t1"),
             _cmp("onnxrt", "fp16", 16, 0.25, "t2"),   # the same setup again: replaces the first

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from utils.measure.compare import CompareStats
-from utils.report import tables as T
+from utils.backends.registry import SIDE_BY_SIDE_ROWS
+from utils.report.doc import fmt, table
+from utils.report.sections.cells import accuracy, size_mib
+from utils.report.sections.compare_tables import compare_columns_markdown, compare_groups, compare_markdown, flips_csv
+from utils.report.sections.inspect_tables import inspect_markdown, profile_markdown
+from utils.report.sections.results_tables import percentile_table, results_table, side_by_side_markdown, summary_markdown
+from utils.report.sections.worth_it_tables import not_measured_markdown, worth_it_markdown
+from utils.report.select import dataset_of, identity_columns, latest_compares, latest_per_config, over_top1_drop, random_weights, row_sort_key, study_order, top1_drops, unstable_reason
+from utils.report.terminal import fit_terminal, terminal_width
 
 ENV = {"gpu": "NVIDIA H200", "cpu": "Xeon", "torch": "2.11", "onnxruntime": "1.30", "tensorrt": None}
 
@@ -43,27 +51,27 @@ def rec(**kw):
 
 
 def test_number_formats():
-    assert [T._fmt(v) for v in (None, math.nan, 1.23456, 9999, 10000, -12345, "x", 3)] == \
+    assert [fmt(v) for v in (None, math.nan, 1.23456, 9999, 10000, -12345, "x", 3)] == \
         ["-", "-", "1.23", "9999", "10,000", "-12,345", "x", "3"]
-    assert T._fmt(1.23456, 3) == "1.235" and T._fmt(2.0, 1) == "2.0"
-    assert T.size_mib({"size_mib": 44.5912}) == "44.59" and T.size_mib({"size_mb": 100.0}) == "95.37"
-    assert T.size_mib({"size_mib": 1.0, "size_mb": 100.0}) == "1.00" and T.size_mib({}) == "-"
-    assert T.accuracy({"top1": 12.0, "weights": "random (seed 0)"}, "top1") == "12.00 (random weights)"
-    assert T.accuracy({"top1": 69.758, "weights": "torchvision"}, "top1") == "69.76"
-    assert T.accuracy({"top5": None}, "top5") == "-" and T.accuracy({"top1": 1.0, "weights": None}, "top1") == "1.00"
-    assert T.dataset_of({"dataset": "/data/imagenet/", "images": 50000}) == "imagenet (50000 img)"
-    assert T.dataset_of({"dataset": "demo"}) == "demo" and T.dataset_of({}) == "?"
+    assert fmt(1.23456, 3) == "1.235" and fmt(2.0, 1) == "2.0"
+    assert size_mib({"size_mib": 44.5912}) == "44.59" and size_mib({"size_mb": 100.0}) == "95.37"
+    assert size_mib({"size_mib": 1.0, "size_mb": 100.0}) == "1.00" and size_mib({}) == "-"
+    assert accuracy({"top1": 12.0, "weights": "random (seed 0)"}, "top1") == "12.00 (random weights)"
+    assert accuracy({"top1": 69.758, "weights": "torchvision"}, "top1") == "69.76"
+    assert accuracy({"top5": None}, "top5") == "-" and accuracy({"top1": 1.0, "weights": None}, "top1") == "1.00"
+    assert dataset_of({"dataset": "/data/imagenet/", "images": 50000}) == "imagenet (50000 img)"
+    assert dataset_of({"dataset": "demo"}) == "demo" and dataset_of({}) == "?"
 
 
 def test_identity_columns_only_where_records_differ():
     a = rec()
-    assert T.identity_columns([a, rec(backend="onnxrt")]) == []
-    cols = T.identity_columns([a, rec(dataset="/x/demo", dataset_key="k2", images=20)])
+    assert identity_columns([a, rec(backend="onnxrt")]) == []
+    cols = identity_columns([a, rec(dataset="/x/demo", dataset_key="k2", images=20)])
     assert [h for h, _ in cols] == ["dataset"] and cols[0][1](a) == "imagenet (50000 img)"
-    assert [h for h, _ in T.identity_columns([a, rec(images=100)])] == ["dataset"]  # same folder, fewer images
-    cols = T.identity_columns([a, rec(weights="random (seed 0)")])
+    assert [h for h, _ in identity_columns([a, rec(images=100)])] == ["dataset"]  # same folder, fewer images
+    cols = identity_columns([a, rec(weights="random (seed 0)")])
     assert [h for h, _ in cols] == ["weights"] and cols[0][1](a) == "torchvision"
-    assert T.identity_columns([rec(weights="w", weights_id="same"), rec(weights="v", weights_id="same")]) == []
+    assert identity_columns([rec(weights="w", weights_id="same"), rec(weights="v", weights_id="same")]) == []
 
 
 FULL = dict(latency_all_mean=1.23456, latency_all_max=2.0, latency_model_mean=1.0, latency_model_max=1.5,
@@ -77,7 +85,7 @@ def test_results_and_percentile_tables_cell_by_cell():
     a = rec(**FULL)
     b = rec(backend="onnxrt", precision="fp16", options="cuda", dataset="/x/demo", dataset_key="k2", images=20,
             weights="random (seed 0)", top1=5.0)
-    rows = cells(T.results_table([a, b]))
+    rows = cells(results_table([a, b]))
     assert rows[0] == ["network", "backend", "batch", "dataset", "weights", "Latency-all mean / max (ms)",
                        "Latency-model mean / max (ms)", "images/s", "size (MiB)", "top-1 (%)", "top-5 (%)", "layers",
                        "parameters"]
@@ -85,7 +93,7 @@ def test_results_and_percentile_tables_cell_by_cell():
                        "1.000 / 1.500", "812.3", "44.59", "69.76", "89.08", "60", "11,689,512"]
     assert rows[2] == ["resnet18", "ONNX Runtime fp16 (cuda)", "1", "demo (20 img)", "random (seed 0)", "- / -",
                        "- / -", "-", "-", "5.00 (random weights)", "-", "-", "-"]
-    p = cells(T.percentile_table([a]))
+    p = cells(percentile_table([a]))
     assert p[0] == ["backend", "batch", "mode", "model p50 / p90 / p99 (ms)", "all p50 / p90 / p99 (ms)",
                     "model CV (%)", "all CV (%)", "timed batches"]
     assert p[1] == ["Vanilla", "1", "pipelined", "0.900 / 1.100 / 1.400", "1.200 / 1.500 / 1.900", "3.21", "1.50",
@@ -97,10 +105,10 @@ def test_the_newest_record_of_each_setup_and_never_a_failed_one():
     failed = rec(images_per_s=3.0, error="crashed")
     other_mode, other_data = rec(mode="sync"), rec(dataset_key="k9")
     other_weights, other_bs = rec(weights_id="w2"), rec(batch_size=8)
-    assert T.latest_per_config([old, new, failed]) == [new]
-    assert len(T.latest_per_config([old, other_mode, other_data, other_weights, other_bs])) == 5
-    assert T.latest_per_config([rec(dataset="a", dataset_key=None), rec(dataset="b", dataset_key=None)]) != \
-        T.latest_per_config([rec(dataset="a", dataset_key=None)])
+    assert latest_per_config([old, new, failed]) == [new]
+    assert len(latest_per_config([old, other_mode, other_data, other_weights, other_bs])) == 5
+    assert latest_per_config([rec(dataset="a", dataset_key=None), rec(dataset="b", dataset_key=None)]) != \
+        latest_per_config([rec(dataset="a", dataset_key=None)])
 
 
 def test_summary_sections_per_batch_size_in_backend_order():
@@ -109,7 +117,7 @@ def test_summary_sections_per_batch_size_in_backend_order():
             rec(backend="torch", batch_size=256, images_per_s=4.0),
             rec(batch_size=1, images_per_s=3.0),
             rec(network="other", batch_size=1), rec(kind="compare", batch_size=1)]
-    text = T.summary_markdown("resnet18", recs)
+    text = summary_markdown("resnet18", recs)
     lines = text.splitlines()
     assert lines[:3] == ["# resnet18", "", "Measured on NVIDIA H200, torch 2.11, ONNX Runtime 1.30, TensorRT not "
                                            "installed."]
@@ -123,9 +131,9 @@ def test_summary_sections_per_batch_size_in_backend_order():
     assert [r[0] for r in cells(text, "## Batch size 1")[1:]] == ["Vanilla"]
     percentiles = cells(text.split("## Batch size 256")[1], "Percentiles:")
     assert [r[0] for r in percentiles[1:]] == ["Vanilla", "Vanilla fp16", "TRT int8"]
-    rtx = T.summary_markdown("resnet18", [rec(env={**ENV, "gpu": None, "tensorrt": "10.16", "tensorrt_rtx": "1.7"})])
+    rtx = summary_markdown("resnet18", [rec(env={**ENV, "gpu": None, "tensorrt": "10.16", "tensorrt_rtx": "1.7"})])
     assert "Measured on Xeon, torch 2.11, ONNX Runtime 1.30, TensorRT 10.16, TensorRT-RTX 1.7." in rtx
-    assert "Measured on ?, torch None" in T.summary_markdown("none", [])
+    assert "Measured on ?, torch None" in summary_markdown("none", [])
 
 
 def test_side_by_side_rows_and_what_was_not_measured():
@@ -134,7 +142,7 @@ def test_side_by_side_rows_and_what_was_not_measured():
             rec(backend="tensorrt", precision="int8", batch_size=256, images_per_s=9000.0, prepare_s=40.0, top1=69.0),
             rec(backend="tensorrt", precision="fp16", batch_size=1, images_per_s=500.0, prepare_s=30.0,
                 latency_model_p50=0.2, latency_model_p99=0.3, top1=70.1)]
-    text = T.side_by_side_markdown("resnet18", recs)
+    text = side_by_side_markdown("resnet18", recs)
     assert text.startswith("# resnet18: is TensorRT worth it?\n\n") and text.endswith(".\n")
     rows = cells(text)
     assert rows[0] == ["backend", "images/s @ 1", "images/s @ 256", "latency-model p50 / p99 @ 1 (ms)", "top-1 (%)",
@@ -143,10 +151,10 @@ def test_side_by_side_rows_and_what_was_not_measured():
                         ["TRT fp16", "500.0", "-", "0.200 / 0.300", "70.10", "30.0"],
                         ["TRT int8", "-", "9000.0", "-", "69.00", "40.0"]]
     assert text.rstrip().endswith("Not measured in these records: torch fp16, compile fp16, onnxrt fp16.")
-    custom = T.side_by_side_markdown("resnet18", recs, small=256, large=1)
+    custom = side_by_side_markdown("resnet18", recs, small=256, large=1)
     assert cells(custom)[1][:3] == ["Vanilla", "2000.0", "100.0"]
-    everything = [rec(backend=b, precision=p) for b, p in T.SIDE_BY_SIDE_ROWS]
-    assert "Not measured" not in T.side_by_side_markdown("resnet18", everything)
+    everything = [rec(backend=b, precision=p) for b, p in SIDE_BY_SIDE_ROWS]
+    assert "Not measured" not in side_by_side_markdown("resnet18", everything)
 
 
 def _stats():
@@ -159,7 +167,7 @@ def _stats():
 
 def test_the_comparison_tables():
     s = _stats()
-    text = T.compare_markdown(s, "torch-fp32", "onnxrt-int8")
+    text = compare_markdown(s, "torch-fp32", "onnxrt-int8")
     lines = text.splitlines()
     assert lines[0] == "## Comparisons: onnxrt-int8 against torch-fp32 (2 inputs)"
     assert lines[2] == "Output values equal under numpy.isclose (rtol=0.001, atol=1e-08): **66.67 %**"
@@ -179,18 +187,18 @@ def test_the_comparison_tables():
                          "right->wrong 0, wrong->right 1.")
     unlabelled = CompareStats(0, 0)
     unlabelled.update(torch.zeros((1, 2)), torch.ones((1, 2)), torch.tensor([-1]), ["z"])
-    assert "labelled images" not in T.compare_markdown(unlabelled, "a", "b")
-    assert from_header(T.compare_markdown(unlabelled, "a", "b"), "| top-1 agreement")[1][3] == "-"
+    assert "labelled images" not in compare_markdown(unlabelled, "a", "b")
+    assert from_header(compare_markdown(unlabelled, "a", "b"), "| top-1 agreement")[1][3] == "-"
 
 
 def test_the_flips_csv():
     s = _stats()
     p = torch.softmax(torch.tensor([3.0, 1.0, 0.0], dtype=torch.float64), 0)
     q = torch.softmax(torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64), 0)
-    assert T.flips_csv(s).splitlines() == ["file,true_class,ref_class,ref_score,other_class,other_score",
+    assert flips_csv(s).splitlines() == ["file,true_class,ref_class,ref_score,other_class,other_score",
                                            f"a.jpg,1 goldfish,0 tench,{float(p[0]):.6f},1 goldfish,{float(q[1]):.6f}"]
     s.flips[0]["true_class"] = None
-    assert T.flips_csv(s).splitlines()[1].startswith("a.jpg,,0 tench,")
+    assert flips_csv(s).splitlines()[1].startswith("a.jpg,,0 tench,")
 
 
 def _summary(mae, isclose=99.0, flips=1):
@@ -200,7 +208,7 @@ def _summary(mae, isclose=99.0, flips=1):
 
 
 def test_the_columns_table_of_several_runners():
-    text = T.compare_columns_markdown([("onnxrt-fp16", _summary([0.001, 0.002])),
+    text = compare_columns_markdown([("onnxrt-fp16", _summary([0.001, 0.002])),
                                        ("onnxrt-int8", _summary([0.01], isclose=50.0, flips=3))], "torch-fp32", "net")
     assert text.startswith("## net: comparisons against torch-fp32 (20 inputs)\n") and text.endswith("\n")
     assert cells(text, "Score MAE at each rank, logits:") == [["rank", "onnxrt-fp16", "onnxrt-int8"],
@@ -229,9 +237,9 @@ def test_comparisons_are_grouped_like_the_original_and_only_the_latest_counts():
                                                          isclose_percent=42.0),
             _compare_rec("compile", "fp16"), _compare_rec("onnxrt", "fp16", network="alone"),
             _compare_rec("onnxrt", "fp16", inputs=50), _compare_rec("onnxrt", "fp32", inputs=50)]
-    latest = T.latest_compares(recs)
+    latest = latest_compares(recs)
     assert len(latest) == 7 and [r["isclose_percent"] for r in latest if r["precision"] == "int8"] == [42.0]
-    groups = T.compare_groups(recs)
+    groups = compare_groups(recs)
     assert len(groups) == 2  # 20 inputs (four runners) and 50 inputs (two); "alone" has one runner
     names = cells(groups[0], "Score MAE at each rank, logits:")[0]
     assert names == ["rank", "torch.compile fp16", "ONNX Runtime fp32", "ONNX Runtime fp16", "ONNX Runtime int8"]
@@ -239,18 +247,18 @@ def test_comparisons_are_grouped_like_the_original_and_only_the_latest_counts():
     assert groups[1].startswith("## net: comparisons against Vanilla (50 inputs)")
     options = [_compare_rec("onnxrt", "fp16", other_facts={"options": "cpu"}),
                _compare_rec("onnxrt", "fp16", other_facts={"options": "cuda"})]
-    assert len(T.latest_compares(options)) == 2
+    assert len(latest_compares(options)) == 2
 
 
 def test_inside_tables_and_profiles():
-    assert T.inspect_markdown([rec()]) == "" and T.profile_markdown([rec(profile={"note": "cpu"})]) == ""
+    assert inspect_markdown([rec()]) == "" and profile_markdown([rec(profile={"note": "cpu"})]) == ""
     drift = {"images": 8, "output_relative_error": 0.17712, "top_added": [
         {"name": "node_Conv_825", "op": "Conv", "weight": "_blocks.5", "relative_error": 0.17691, "added_error": 0.0966}]}
     r = rec(backend="onnxrt", precision="int8", inspect={
         "onnx": {"layers": 70, "precisions": {"int8": 60, "fp32": 10}, "qdq_layers": 60},
         "engine": {"layers": 50, "precisions": {"Int8": 45, "Float": 5}}, "drift": drift})
     plain = rec(inspect={"onnx": {"layers": 70, "precisions": None}, "note": "no engine: not TensorRT"})
-    text = T.inspect_markdown([r, plain, rec(kind="compare", inspect={})])
+    text = inspect_markdown([r, plain, rec(kind="compare", inspect={})])
     assert text.startswith("## Inside the models (--inspect)\n")
     rows = cells(text)
     assert rows[0] == ["network", "runner", "ONNX layers", "ONNX layers by precision", "Q/DQ layers", "engine layers",
@@ -265,7 +273,7 @@ def test_inside_tables_and_profiles():
            for i in range(6)]
     prof = rec(profile={"batch_size": 1, "wall_ms_per_batch": 7.399, "host_ops_ms_per_batch": 5.787,
                         "gpu_kernels_ms_per_batch": 0.741, "host_wait_ms_per_batch": 0.025, "top_ops": ops})
-    text = T.profile_markdown([prof])
+    text = profile_markdown([prof])
     assert text.startswith("## Where the time goes (--profile, per batch)\n\nWall time well above GPU kernel time: "
                            "the host sets the pace.")  # GPU kernels were timed: a GPU's words
     assert cells(text) == [["network", "runner", "batch", "wall (ms)", "host in operators (ms)", "GPU kernels (ms)",
@@ -279,7 +287,7 @@ def test_rows_sort_by_backend_then_precision_then_options():
     recs = [rec(backend="tensorrt", precision="fp16"), rec(backend="x", precision="fp32"),
             rec(backend="torch", precision="int8"), rec(backend="torch", precision="fp16", options="b"),
             rec(backend="torch", precision="fp16", options="a"), rec(backend="torch", precision="zz")]
-    order = sorted(recs, key=T.row_sort_key)
+    order = sorted(recs, key=row_sort_key)
     assert [(r["backend"], r["precision"], r["options"]) for r in order] == [
         ("torch", "fp16", "a"), ("torch", "fp16", "b"), ("torch", "int8", ""), ("torch", "zz", ""),
         ("tensorrt", "fp16", ""), ("x", "fp32", "")]
@@ -287,7 +295,7 @@ def test_rows_sort_by_backend_then_precision_then_options():
 
 @pytest.mark.parametrize("header, rows, expected", [(["a", "b"], [[1.5, None]], [["a", "b"], ["1.50", "-"]])])
 def test_markdown_formats_every_cell(header, rows, expected):
-    assert cells(T.markdown(header, rows)) == expected
+    assert cells(table(header, rows)) == expected
 
 
 def skeleton(text: str) -> list:
@@ -297,26 +305,26 @@ def skeleton(text: str) -> list:
 
 def test_document_layouts_line_by_line():
     s = _stats()
-    assert skeleton(T.compare_markdown(s, "torch-fp32", "onnxrt-int8")) == [
+    assert skeleton(compare_markdown(s, "torch-fp32", "onnxrt-int8")) == [
         "## Comparisons: onnxrt-int8 against torch-fp32 (2 inputs)", "",
         "Output values equal under numpy.isclose (rtol=0.001, atol=1e-08): **66.67 %**", "", "",
         "Top-10 of the first input:", "", "", "",
         "On 1 labelled images: top-1 0.00 % (torch-fp32) vs 100.00 % (onnxrt-int8); flips right->wrong 0, "
         "wrong->right 1."]
-    cols = T.compare_columns_markdown([("a-fp16", _summary([0.1])), ("a-int8", {**_summary([0.2]), "inputs": 30})],
+    cols = compare_columns_markdown([("a-fp16", _summary([0.1])), ("a-int8", {**_summary([0.2]), "inputs": 30})],
                                       "torch-fp32", "net")
     assert skeleton(cols) == ["## net: comparisons against torch-fp32 (20 inputs)", "",
                               "Score MAE at each rank, logits:", "", "", "Score MAE at each rank, probabilities:", "",
                               "", "Class differs at each rank (%):", "", ""]
     two = [rec(**FULL), rec(backend="onnxrt", **FULL)]
-    assert skeleton(T.summary_markdown("resnet18", two)) == [
+    assert skeleton(summary_markdown("resnet18", two)) == [
         "# resnet18", "", "Measured on NVIDIA H200, torch 2.11, ONNX Runtime 1.30, TensorRT not installed.", "",
         "## Batch size 1", "", "", "Percentiles:", ""]
     drift = {"images": 8, "output_relative_error": 0.1, "top_added": [
         {"name": "n1", "op": "Conv", "relative_error": 0.1, "added_error": 0.05}]}
     recs = [rec(inspect={"onnx": {"layers": 3}, "drift": drift}),
             rec(backend="onnxrt", inspect={"onnx": {"layers": 3}, "drift": drift}), rec(inspect={})]
-    text = T.inspect_markdown(recs)
+    text = inspect_markdown(recs)
     assert skeleton(text) == ["## Inside the models (--inspect)", "", "",
                               "### Per-layer drift: Vanilla against fp32 (8 calibration images)", "", "",
                               "### Per-layer drift: ONNX Runtime fp32 against fp32 (8 calibration images)", ""]
@@ -325,7 +333,7 @@ def test_document_layouts_line_by_line():
     assert cells(text, "### Per-layer drift: Vanilla")[1] == ["n1", "Conv", "", "0.1000", "+0.0500"]  # no weight
     ops = [{"op": "k", "calls_per_batch": 1.0, "self_cpu_ms_per_batch": 0.1}]
     prof = {"batch_size": 1, "wall_ms_per_batch": 1.0, "host_ops_ms_per_batch": 0.5, "top_ops": ops}
-    text = T.profile_markdown([rec(profile=dict(prof, batch_size=8)), rec(backend="onnxrt", profile=prof),
+    text = profile_markdown([rec(profile=dict(prof, batch_size=8)), rec(backend="onnxrt", profile=prof),
                                rec(profile=prof)])
     assert skeleton(text) == [  # on the CPU no GPU is said to be there; each runner's batches in order
         "## Where the time goes (--profile, per batch)", "",
@@ -339,16 +347,16 @@ def test_document_layouts_line_by_line():
 
 
 def test_more_edges_of_the_cells():
-    assert T.dataset_of({"dataset": "/data/imagenet-ABX/"}) == "imagenet-ABX"
-    assert T.size_mib({"size_mb": 1e6}) == "953674.32"
-    assert not T.random_weights({"weights": None}) and T.random_weights({"weights": "random (seed 3)"})
+    assert dataset_of({"dataset": "/data/imagenet-ABX/"}) == "imagenet-ABX"
+    assert size_mib({"size_mb": 1e6}) == "953674.32"
+    assert not random_weights({"weights": None}) and random_weights({"weights": "random (seed 3)"})
     no_options = {k: v for k, v in rec().items() if k != "options"}
-    assert sorted([rec(options="A"), no_options], key=T.row_sort_key)[0] is no_options
+    assert sorted([rec(options="A"), no_options], key=row_sort_key)[0] is no_options
     a, b = rec(dataset_key="k1", images=20), rec(dataset="/x/other", dataset_key="k2", images=20)
-    side = T.side_by_side_markdown("resnet18", [a, b])  # two datasets: a dataset column, one row each
+    side = side_by_side_markdown("resnet18", [a, b])  # two datasets: a dataset column, one row each
     assert [r[:2] for r in cells(side)[1:]] == [["Vanilla", "imagenet (20 img)"], ["Vanilla", "other (20 img)"]]
     assert cells(side)[1][-1] == "0.0"  # no preparation recorded: nothing spent
-    summ = T.summary_markdown("resnet18", [a, b])
+    summ = summary_markdown("resnet18", [a, b])
     assert [r[:2] for r in cells(summ, "## Batch size 1")[1:]] == [["Vanilla", "imagenet (20 img)"],
                                                                    ["Vanilla", "other (20 img)"]]
 
@@ -356,28 +364,28 @@ def test_more_edges_of_the_cells():
 def test_which_records_are_the_same_setup():
     failed_first = [rec(error="boom", images_per_s=1.0, time="1"), rec(images_per_s=2.0, time="2"),
                     rec(network="other", time="3")]
-    assert [r["images_per_s"] for r in T.latest_per_config(failed_first) if r["network"] == "resnet18"] == [2.0]
+    assert [r["images_per_s"] for r in latest_per_config(failed_first) if r["network"] == "resnet18"] == [2.0]
     by_folder = [rec(dataset_key=None, dataset="a"), rec(dataset_key=None, dataset="b")]
-    assert len(T.latest_per_config(by_folder)) == 2
+    assert len(latest_per_config(by_folder)) == 2
     by_weights = [rec(weights_id=None, weights="a"), rec(weights_id=None, weights="b")]
-    assert len(T.latest_per_config(by_weights)) == 2
+    assert len(latest_per_config(by_weights)) == 2
     same_id = [rec(weights_id="x", weights="a"), rec(weights_id="x", weights="b")]
-    assert len(T.latest_per_config(same_id)) == 1
+    assert len(latest_per_config(same_id)) == 1
     base = _compare_rec("onnxrt", "fp16")
     for field, value in (("weights", "w2"), ("reference", "torch-fp16"), ("inputs_source", "dataset"),
                          ("dataset", "/d"), ("batch_size", 8)):
-        assert len(T.latest_compares([base, {**base, field: value}])) == 2, field
-    assert len(T.latest_compares([{**base, "other_facts": {}}, {**base, "other_facts": {"options": ""}}])) == 1
+        assert len(latest_compares([base, {**base, field: value}])) == 2, field
+    assert len(latest_compares([{**base, "other_facts": {}}, {**base, "other_facts": {"options": ""}}])) == 1
     for field, value in (("weights", "w2"), ("inputs_source", "dataset"), ("dataset", "/d")):
         pair = [_compare_rec("onnxrt", "fp16"), _compare_rec("onnxrt", "int8", **{field: value})]
-        assert T.compare_groups(pair) == [], field  # not the same inputs or weights: no shared table
+        assert compare_groups(pair) == [], field  # not the same inputs or weights: no shared table
     odd = [_compare_rec("onnxrt", "fp16"), _compare_rec("onnxrt", "int4"), _compare_rec("onnxrt", "fp32")]
-    names = cells(T.compare_groups(odd)[0], "Score MAE at each rank, logits:")[0]
+    names = cells(compare_groups(odd)[0], "Score MAE at each rank, logits:")[0]
     assert names == ["rank", "ONNX Runtime fp32", "ONNX Runtime fp16", "ONNX Runtime int4"]  # unknown precision: last
 
 
 def test_a_record_without_a_batch_size_comes_first():
-    text = T.summary_markdown("resnet18", [rec(batch_size=1), rec(batch_size=None, backend="onnxrt")])
+    text = summary_markdown("resnet18", [rec(batch_size=1), rec(batch_size=None, backend="onnxrt")])
     assert text.index("## Batch size None") < text.index("## Batch size 1")
 
 
@@ -401,7 +409,7 @@ def _study_records():
 
 
 def test_worth_it_across_networks_cell_by_cell():
-    text = T.worth_it_markdown(_study_records(), max_drop=2.0)
+    text = worth_it_markdown(_study_records(), max_drop=2.0)
     assert text.startswith("# Is TensorRT worth it? Every network\n")
     rows = cells(text)
     assert rows[0] == ["network", "runner", "images/s @ largest batch", "x Vanilla",
@@ -413,25 +421,25 @@ def test_worth_it_across_networks_cell_by_cell():
         # 32000 / 8000 = 4.00x the images/s; 2.0 / 0.5 = 4.00x the speed; 70 - 67.5 = 2.5 points > 2: over
         ["resnet18", "ONNX Runtime int8", "32000.0", "4.00x", "0.500", "4.00x", "67.50", "+2.50", "96.25", "OVER"]]
     # without a gate, no gate column; the accuracy pass (images/s 1.0) is never the row shown at its batch size
-    plain = cells(T.worth_it_markdown(_study_records()))
+    plain = cells(worth_it_markdown(_study_records()))
     assert len(plain[0]) == 9 and all("1.0" != r[2] for r in plain[1:])
-    assert T.worth_it_markdown([]) == ""
+    assert worth_it_markdown([]) == ""
 
 
 def test_worth_it_without_a_reference_divides_by_nothing_and_two_datasets_each_by_their_own():
     recs = [r for r in _study_records() if r["backend"] != "torch" or r["network"] == "mobilenet_v2"]
-    rows = cells(T.worth_it_markdown(recs))
+    rows = cells(worth_it_markdown(recs))
     int8 = next(r for r in rows if r[1] == "ONNX Runtime int8")
     assert int8[3] == "-" and int8[5] == "-" and int8[7] == "-"  # no PyTorch fp32 of resnet18: no ratio, no drop
     two = _study_records() + [rec(network="resnet18", backend="torch", precision="fp32", batch_size=256, top1=10.0,
                                   role="timing", images_per_s=7000.0, dataset_key="k2", images=500,
                                   setup_key="s-other", weights_id="w-resnet18")]
-    rows = cells(T.worth_it_markdown(two))
+    rows = cells(worth_it_markdown(two))
     r18 = [r for r in rows if r[0] == "resnet18"]
     assert {r[1] for r in r18} == {"Vanilla / imagenet (50000 img)", "Vanilla / imagenet (500 img)",
                                    "ONNX Runtime int8 / imagenet (50000 img)"}
     # two datasets under one network: each row divides by the PyTorch fp32 row of its own images (issue 27)
-    alone = next(r for r in cells(T.worth_it_markdown(_study_records())) if r[1] == "ONNX Runtime int8")
+    alone = next(r for r in cells(worth_it_markdown(_study_records())) if r[1] == "ONNX Runtime int8")
     by_label = {r[1]: r for r in r18}
     assert by_label["ONNX Runtime int8 / imagenet (50000 img)"][3] == alone[3] != "-"
     assert by_label["Vanilla / imagenet (500 img)"][3] == "1.00x" == by_label["Vanilla / imagenet (50000 img)"][3]
@@ -439,16 +447,16 @@ def test_worth_it_without_a_reference_divides_by_nothing_and_two_datasets_each_b
 
 def test_top1_drops_and_the_gate():
     recs = _study_records()
-    drops = {(r["network"], r["backend"], r["batch_size"], r["role"]): d for r, d in T.top1_drops(recs)}
+    drops = {(r["network"], r["backend"], r["batch_size"], r["role"]): d for r, d in top1_drops(recs)}
     assert drops[("resnet18", "onnxrt", 1, "timing")] == pytest.approx(2.5)
     assert drops[("resnet18", "torch", 256, "timing")] == 0.0 and drops[("mobilenet_v2", "torch", 1, "timing")] == 0.0
-    over = T.over_top1_drop(recs, 2.0)
+    over = over_top1_drop(recs, 2.0)
     assert [(r["network"], r["backend"], d) for r, d in over] == [("resnet18", "onnxrt", pytest.approx(2.5))]
-    assert T.over_top1_drop(recs, 2.5) == [] and len(T.over_top1_drop(recs, 2.49)) == 1  # strictly more than
+    assert over_top1_drop(recs, 2.5) == [] and len(over_top1_drop(recs, 2.49)) == 1  # strictly more than
     failed = recs + [rec(network="resnet18", backend="onnxrt", precision="fp16", top1=0.0, error="boom")]
-    assert len(T.over_top1_drop(failed, 2.0)) == 1  # a failed row has no top-1 to judge
+    assert len(over_top1_drop(failed, 2.0)) == 1  # a failed row has no top-1 to judge
     no_ref = [r for r in recs if r["backend"] != "torch"]
-    assert T.over_top1_drop(no_ref, 0.0) == [] and all(d is None for _, d in T.top1_drops(no_ref))
+    assert over_top1_drop(no_ref, 0.0) == [] and all(d is None for _, d in top1_drops(no_ref))
 
 
 def test_not_measured_rows_group_jobs_and_a_later_success_clears_them():
@@ -459,32 +467,32 @@ def test_not_measured_rows_group_jobs_and_a_later_success_clears_them():
                     job_key="kf", error="boom"))
     recs.append(rec(backend="onnxrt", precision="fp16", options="cuda", batch_size=1, role="timing",
                     job_key="kg", error="not run: boom"))
-    rows = cells(T.not_measured_markdown(recs))
+    rows = cells(not_measured_markdown(recs))
     assert rows == [["network", "runner", "jobs", "why"],
                     ["resnet18", "onnxrt fp16 (cuda)", "accuracy bs256", "boom"],
                     ["resnet18", "onnxrt fp16 (cuda)", "timing bs1", "not run: boom"],
                     ["resnet18", "torch int8", "timing bs1, accuracy bs256, timing bs256",
                      "skipped: the torch backend has no int8"]]
     fixed = recs + [rec(backend="onnxrt", precision="fp16", batch_size=256, role="accuracy", job_key="kf")]
-    assert "accuracy bs256 | boom" not in T.not_measured_markdown(fixed).replace("  ", " ")
-    assert len(cells(T.not_measured_markdown(fixed))) == 3
-    assert T.not_measured_markdown([rec(job_key="x")]) == "" and T.not_measured_markdown([rec(error="e")]) == ""
+    assert "accuracy bs256 | boom" not in not_measured_markdown(fixed).replace("  ", " ")
+    assert len(cells(not_measured_markdown(fixed))) == 3
+    assert not_measured_markdown([rec(job_key="x")]) == "" and not_measured_markdown([rec(error="e")]) == ""
 
 
 def test_study_order_and_the_network_column_of_percentiles():
     recs = _study_records()
-    order = [(r["network"], r["backend"], r["batch_size"]) for r in T.study_order(recs) if r["role"] == "timing"]
+    order = [(r["network"], r["backend"], r["batch_size"]) for r in study_order(recs) if r["role"] == "timing"]
     assert order == [("mobilenet_v2", "torch", 1), ("mobilenet_v2", "torch", 256), ("resnet18", "torch", 1),
                      ("resnet18", "torch", 256), ("resnet18", "onnxrt", 1), ("resnet18", "onnxrt", 256)]
-    assert cells(T.percentile_table(recs))[0][0] == "network"  # several networks: each row says which
-    assert cells(T.percentile_table([r for r in recs if r["network"] == "resnet18"]))[0][0] == "backend"
+    assert cells(percentile_table(recs))[0][0] == "network"  # several networks: each row says which
+    assert cells(percentile_table([r for r in recs if r["network"] == "resnet18"]))[0][0] == "backend"
 
 
 def test_an_accuracy_pass_never_hides_the_timing_of_its_batch_size():
     acc = rec(batch_size=256, role="accuracy", images_per_s=1.0, time="2026-11-29T05:00:00+00:00")  # newer
     timing = rec(batch_size=256, role="timing", images_per_s=9.0, time="2026-11-29T04:00:00+00:00")
-    assert [r["images_per_s"] for r in T.latest_per_config([acc, timing])] == [9.0]
-    assert [r["images_per_s"] for r in T.latest_per_config([acc])] == [1.0]  # alone, it stands for its batch
+    assert [r["images_per_s"] for r in latest_per_config([acc, timing])] == [9.0]
+    assert [r["images_per_s"] for r in latest_per_config([acc])] == [1.0]  # alone, it stands for its batch
 
 
 @pytest.mark.parametrize("row, peers, why", [
@@ -503,7 +511,7 @@ def test_an_accuracy_pass_never_hides_the_timing_of_its_batch_size():
 ])
 def test_a_row_is_unstable_when_the_host_was_loaded_or_its_cv_is_far_above_its_peers(row, peers, why):
     rows = [row] + [{"latency_all_cv_percent": cv} for cv in peers]
-    assert T.unstable_reason(row, rows) == why
+    assert unstable_reason(row, rows) == why
 
 
 def test_an_unstable_row_marks_its_images_per_s_and_every_speed_up_computed_from_it():
@@ -511,20 +519,20 @@ def test_an_unstable_row_marks_its_images_per_s_and_every_speed_up_computed_from
     ref = next(r for r in recs if r["backend"] == "torch" and r["network"] == "resnet18" and r["batch_size"] == 256
                and r["role"] == "timing")
     ref.update(host_load_1m=5.0, host_cores=2)  # the reference was timed on a loaded host
-    rows = cells(T.worth_it_markdown(recs))
+    rows = cells(worth_it_markdown(recs))
     by = {(r[0], r[1]): r for r in rows[1:]}
     assert by[("resnet18", "Vanilla")][2] == "8000.0 (unstable)" and by[("resnet18", "Vanilla")][3] == "1.00x (unstable)"
     assert by[("resnet18", "ONNX Runtime int8")][2] == "32000.0"  # its own timing is fine ...
     assert by[("resnet18", "ONNX Runtime int8")][3] == "4.00x (unstable)"  # ... its speed-up divides by a shaky one
     assert by[("resnet18", "ONNX Runtime int8")][5] == "4.00x"  # the latency at batch 1 used steady rows only
     assert by[("mobilenet_v2", "Vanilla")][2] == "9000.0"
-    assert "(unstable): the row's timing is not to be trusted" in T.worth_it_markdown(recs)
-    assert "(unstable)" not in T.worth_it_markdown(_study_records())
-    side = T.side_by_side_markdown("resnet18", recs)
+    assert "(unstable): the row's timing is not to be trusted" in worth_it_markdown(recs)
+    assert "(unstable)" not in worth_it_markdown(_study_records())
+    side = side_by_side_markdown("resnet18", recs)
     assert "| 8000.0 (unstable) |" in side and "(unstable): the row's timing" in side
-    summary = T.summary_markdown("resnet18", recs)
+    summary = summary_markdown("resnet18", recs)
     assert "| 8000.0 (unstable) |" in summary and summary.count("(unstable): the row's timing") == 1
-    assert "(unstable)" in T.results_table([ref]) and "(unstable)" not in T.results_table([dict(ref, host_load_1m=1.0)])
+    assert "(unstable)" in results_table([ref]) and "(unstable)" not in results_table([dict(ref, host_load_1m=1.0)])
 
 
 def test_a_table_fits_the_terminal_by_leaving_out_what_tells_least(monkeypatch):
@@ -536,10 +544,10 @@ def test_a_table_fits_the_terminal_by_leaving_out_what_tells_least(monkeypatch):
                    top5=95.0, latency_all_mean=29.562, latency_all_max=48.87, latency_model_mean=18.644,
                    latency_model_max=24.726, size_mb=18.7, layers=94, params=4631006)
 
-    full = T.results_table([demo("onnxrt", 27.2), demo("torch", 3.5)])
-    assert T.fit_terminal(full, None) == full
-    assert T.fit_terminal(full, max(map(len, full.splitlines()))) == full  # exactly as wide: as it is
-    text = T.fit_terminal(full, 80)
+    full = results_table([demo("onnxrt", 27.2), demo("torch", 3.5)])
+    assert fit_terminal(full, None) == full
+    assert fit_terminal(full, max(map(len, full.splitlines()))) == full  # exactly as wide: as it is
+    text = fit_terminal(full, 80)
     lines = text.splitlines()
     assert max(map(len, lines)) <= 80
     assert cells(text)[0] == ["backend", "model ms", "images/s", "top-1 (%)"]
@@ -548,12 +556,12 @@ def test_a_table_fits_the_terminal_by_leaving_out_what_tells_least(monkeypatch):
     assert note == ("(to fit 80 columns, left out: parameters, layers, top-5 (%), size (MiB), Latency-all mean / max "
                     "(ms), network (each row's is efficientnet_lite0), batch (each row's is 1), Latency-model max; "
                     "every column is in the report)")
-    several = T.results_table([demo("torch", 3.5, 1, "resnet18"), demo("torch", 9.9, 8)])
-    narrow = T.fit_terminal(several, 100)
+    several = results_table([demo("torch", 3.5, 1, "resnet18"), demo("torch", 9.9, 8)])
+    narrow = fit_terminal(several, 100)
     assert cells(narrow)[0][:2] == ["network", "backend"] and "batch" in cells(narrow)[0]  # they differ: kept
     assert max(map(len, narrow.splitlines())) <= 100
     monkeypatch.setenv("COLUMNS", "123")
-    assert T.terminal_width() == 123
+    assert terminal_width() == 123
     monkeypatch.delenv("COLUMNS")
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
-    assert T.terminal_width() is None
+    assert terminal_width() is None

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from tests.report.test_tables import cells
 from utils.measure.energy import energy_fields
-from utils.report.tables import ENERGY_NOTE, energy_markdown, worth_it_markdown
+from utils.report.sections.energy_tables import ENERGY_NOTE, energy_markdown
+from utils.report.sections.worth_it_tables import worth_it_markdown
 
 HEAD = ["runner", "batch", "mode", "images/s", "mean power (W)", "J / image", "images/s per W", "window (s)",
         "no figure because"]

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import squeeze
 from utils.report.doc import Table
 from utils.report.schema import RecordError, check_record
-from utils.report.tables import MIXED_PRECISION_HEADER, _step_names, mixed_precision_markdown
+from utils.report.sections.mixed_precision_tables import MIXED_PRECISION_HEADER, _step_names, mixed_precision_markdown
 
 
 def _block(**over):

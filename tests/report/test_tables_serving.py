@@ -19,8 +19,10 @@ from utils.report import plots
 from utils.report.records import load_records, read_record
 from utils.report.report import make_report
 from utils.report.schema import RecordError, check_record
-from utils.report.tables import (SERVED_HEADING, latest_per_config, results_table, served_markdown, served_qps,
-                                 timing_rows, worth_it_markdown)
+from utils.report.sections.results_tables import results_table
+from utils.report.sections.served_tables import SERVED_HEADING, served_markdown, served_qps
+from utils.report.sections.worth_it_tables import worth_it_markdown
+from utils.report.select import latest_per_config, timing_rows
 
 LATENCY = {"p50": 3.0, "p90": 5.0, "p95": 6.0, "p97": 7.0, "p99": 12.5, "p99.9": 14.0, "min": 1.0, "mean": 3.5,
            "max": 20.0}

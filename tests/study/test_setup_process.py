@@ -7,7 +7,7 @@ import json
 
 import main
 from utils.data.options import DataOptions
-from utils.measure.timing import MeasureOptions
+from utils.measure.measurement import MeasureOptions
 from utils.report.records import Recorder
 from utils.study.study import REUSED, StudyContext, _run_in_child, run_setups
 

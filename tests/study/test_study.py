@@ -456,7 +456,8 @@ def _rec(**kw):
 
 
 def test_top1_gate_on_hand_made_records():
-    from utils.report.tables import over_top1_drop, top1_drops, worth_it_markdown
+    from utils.report.sections.worth_it_tables import worth_it_markdown
+    from utils.report.select import over_top1_drop, top1_drops
 
     ref = _rec()
     low = _rec(backend="onnxrt", precision="int8", options="cpu", top1=78.0, images_per_s=200.0,

@@ -11,7 +11,7 @@ import main
 from utils.backends.base import RunSpec
 from utils.core.errors import cli_boundary
 from utils.data.cache import open_dataset
-from utils.measure.timing import MeasureOptions
+from utils.measure.measurement import MeasureOptions
 from utils.report.records import Recorder
 from utils.study.validate import validate_one
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 else:
     from utils.core.deps import torch
 
+
 log = logging.getLogger(__name__)
 
 

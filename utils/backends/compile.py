@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 else:
     from utils.core.deps import torch
 
+
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the modes whose compiled code replays CUDA graphs itself
 

@@ -16,20 +16,28 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from utils.backends.base import RunSpec, Runner, mib
+from utils.backends.base import Runner, RunSpec, mib
 from utils.core.content import files_bytes, onnx_files
 from utils.core.errors import ArtTRTError, first_line
 from utils.data.options import DataOptions
 from utils.data.preprocess import Preprocess
 from utils.models.chain import model_file
 from utils.models.onnx_export import import_onnxruntime, session_options
+from utils.models.onnx_layers import layer_count
 from utils.models.precision import ORT_FP8_NOTE
 
 if TYPE_CHECKING:
     import torch
+
     from utils.models.networks import Network
 else:
     from utils.core.deps import torch
+
+if TYPE_CHECKING:
+    import onnx
+else:
+    from utils.core.deps import onnx
+
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 ORT_TO_TORCH = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bfloat16)": "bfloat16"}  # torch names
@@ -206,9 +214,7 @@ class OnnxRuntimeRunner(Runner):
         return out
 
     def info(self) -> Dict[str, Any]:
-        import onnx
 
-        from utils.models.onnx_layers import layer_count
 
         model = onnx.load(str(self.path), load_external_data=False)
         params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)

@@ -25,9 +25,11 @@ import argparse
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
-from utils.backends.base import RunSpec, Runner
+from utils.backends import base
+from utils.backends.base import Runner, RunSpec
+from utils.backends.tensorrt.engine_layers import step_engine_probe
 from utils.core.errors import ArtTRTError
 from utils.core.namespace import from_args
 from utils.data.options import DataOptions
@@ -154,9 +156,7 @@ def check(spec: RunSpec) -> None:
     if hasattr(impl, "check"):
         impl.check(spec)
     if spec.device.startswith("cuda") and not get(spec.backend).needs_gpu:
-        from utils.backends.base import resolve_device
-
-        resolve_device(spec.device)  # the GPU asked for is there (a GPU-only backend's own check says so)
+        base.resolve_device(spec.device)  # the GPU asked for is there (a GPU-only backend's own check says so)
 
 
 def make_runner(spec: RunSpec, net: Network, data: DataOptions = DataOptions(),
@@ -179,43 +179,26 @@ def options_label(spec: RunSpec) -> str:
     return str(impl.label(spec)) if hasattr(impl, "label") else ""
 
 
-def row_label(rec: Dict[str, Any]) -> str:
-    """'Vanilla', 'Vanilla fp16', 'TRT int8', 'ONNX Runtime fp32 (cpu)', with options that change figures."""
-    b = BACKENDS.get(rec.get("backend", ""))
-    label = b.label if b else str(rec.get("backend"))
-    prec = rec.get("precision", "fp32")
-    text = label if (label == "Vanilla" and prec == "fp32") else f"{label} {prec}"
-    if "options" in rec:
-        extras = [rec["options"]] if rec["options"] else []
-    else:  # records written before the backends said their own options
-        extras = [v for v in (rec.get("provider"), rec.get("compile_mode")) if v]
-        if rec.get("engine_shapes") == "static":
-            extras.append("static")
-    if rec.get("tf32"):
-        extras.append("TF32")
-    if rec.get("cuda_graph"):
-        extras.append("CUDA graph")
-    if rec.get("calib_method"):  # the images the calibration really used (weak typing: whole batches only)
-        extras.append(f"{rec['calib_method']}, {rec.get('calib_images_used') or rec.get('calib_images')} img")
-    prep = rec.get("preparation")
-    mixed = prep.get("mixed_precision") if isinstance(prep, dict) else None
-    if isinstance(mixed, dict):  # a --mixed_precision file: another file than the plain int8/fp8 one
-        extras.append(f"mixed, {mixed.get('final_k')} layers fp32")
-    if rec.get("mode") == "sync" and str(rec.get("device", "")).startswith("cuda"):
-        extras.append("sync")  # on the CPU every run is synchronous: say it only where it differs
+def runner_label(backend: str, precision: str, extras: Sequence[str] = ()) -> str:
+    """'Vanilla', 'Vanilla fp16', 'TRT int8', 'ONNX Runtime fp32 (cpu)': a backend's label, its precision, and the
+    options that change figures (the tables read a record's from its fields)."""
+    b = BACKENDS.get(backend)
+    label = b.label if b else str(backend)
+    text = label if (label == "Vanilla" and precision == "fp32") else f"{label} {precision}"
     return text + (f" ({', '.join(extras)})" if extras else "")
 
 
 def spec_label(spec: RunSpec) -> str:
     """A spec's row label, as every table, comparison title and log line names the runner."""
-    return row_label({"backend": spec.backend, "precision": spec.precision, "options": options_label(spec),
-                      "cuda_graph": spec.cuda_graph, "tf32": spec.tf32 and spec.device.startswith("cuda")})
+    options = options_label(spec)
+    extras = [options] * bool(options) + ["TF32"] * (spec.tf32 and spec.device.startswith("cuda")) + [
+        "CUDA graph"] * bool(spec.cuda_graph)
+    return runner_label(spec.backend, spec.precision, extras)
 
 
 def _tensorrt_step_engines(precision: str, crop: int) -> Tuple[Any, str]:
     """--mixed_precision's engine probe (utils.models.mixed_precision.EngineProbe): TensorRT's code, imported only
     when a search runs; where TensorRT is not installed it says so and nothing is built."""
-    from utils.backends.tensorrt.engine_layers import step_engine_probe
 
     return step_engine_probe(precision, crop)
 

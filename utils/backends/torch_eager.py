@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 else:
     from utils.core.deps import torch
 
+
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # precision -> torch dtype's name
 
 

@@ -7,7 +7,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional
+import shlex
+import sys
+from typing import Any, Optional, Sequence
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -29,3 +31,9 @@ def new_parser(prog: str, doc: Optional[str], **kw: Any) -> argparse.ArgumentPar
     """An ArgumentParser with allow_abbrev=False and the default-showing help, 110 columns wide."""
     return argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0], allow_abbrev=False,
                                    formatter_class=_formatter, **kw)
+
+
+def command_line(prog: str, argv: Optional[Sequence[str]]) -> str:
+    """The exact command line of this run, for its records (main(argv) may be called without a shell)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(shlex.quote(a) for a in ["python", prog] + args)

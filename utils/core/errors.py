@@ -16,6 +16,8 @@ import sys
 import threading
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+import tqdm
+
 log = logging.getLogger("arttrt")
 
 
@@ -125,8 +127,6 @@ def quiet_library_bars(quiet: bool) -> None:
     """The libraries' own tqdm bars (ModelOpt's and ONNX Runtime's calibration, one per image) off unless
     --verbose: a bar that does not pass disable= gets disable=True. ArtTRT's bars (utils/core/progress.py) pass
     it and are unchanged. With --verbose the libraries' bars come back."""
-    import tqdm
-
     original = getattr(tqdm.tqdm, "_arttrt_init", None)
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"  # for processes started from here (tqdm reads it at import)

@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Callable, Iterator, Optional, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar, cast
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
+
 
 PREFIX = "arttrt:"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def nvtx_enabled() -> bool:
-    import torch
-
     return bool(torch.cuda.is_available())
 
 
 @contextlib.contextmanager
 def phase(name: str) -> Iterator[None]:
-    import torch  # loaded already wherever a phase is marked (export, conversion, build, measurement)
-
     label = PREFIX + name
     nvtx = nvtx_enabled()
     with torch.profiler.record_function(label):

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError
+from utils.data.checksum import checksums_numpy
+from utils.data.hostmem import page_lock, page_unlock
 from utils.data.lanes import UNREADABLE, DecodeStats, decode_all
 from utils.data.preprocess import Preprocess
 from utils.data.scan import scan_dataset
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 else:
-    from utils.core.deps import np
-    from utils.core.deps import torch
+    from utils.core.deps import np, torch
+
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ class CachedDataset:
         batches then go to a GPU by DMA straight from them, with no copy on the host. False where CUDA refuses
         (no GPU, no read-only registration on this platform, a memory-lock limit): callers copy instead."""
         if self._pinned is None:
-            from utils.data.hostmem import page_lock
-
             why_not = page_lock(self.images)
             self._pinned = why_not is None
             if why_not:
@@ -75,8 +74,6 @@ class CachedDataset:
     def unpin(self) -> None:
         """Undoes pin_in_place (before this dataset is dropped while the process goes on)."""
         if self._pinned:
-            from utils.data.hostmem import page_unlock
-
             page_unlock(self.images)
         self._pinned = None
 
@@ -124,7 +121,6 @@ class CachedDataset:
         sums = self.checksums
         if sums is None:
             return 0
-        from utils.data.checksum import checksums_numpy
 
         return int((checksums_numpy(images.numpy()) != sums[np.asarray(idx)]).sum())
 

@@ -13,16 +13,14 @@ Usage:
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
-import functools
-
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 else:
-    from utils.core.deps import torch
+    from utils.core.deps import np, torch
 
 SEED = 20261129
 

@@ -10,20 +10,19 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
-import numpy as np
+from PIL import Image
 
 from utils.core.errors import ArtTRTError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 else:
-    from utils.core.deps import torch
+    from utils.core.deps import np, torch
 
 
 def decode_pil(data: bytes) -> torch.Tensor:
     """Decodes any image with PIL (grayscale, CMYK, palette converted to RGB); raises on broken files."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as im:
         im.load()  # raises OSError on a truncated file (LOAD_TRUNCATED_IMAGES stays False)
         rgb = im.convert("RGB")

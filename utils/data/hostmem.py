@@ -9,15 +9,17 @@ Usage:
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+else:
+    from utils.core.deps import np, torch
 
 
 def page_lock(arr: np.ndarray) -> Optional[str]:
     """Page-locks arr's memory for every CUDA context (read-only where arr is); None when done, else why not."""
-    import torch
-
     if not torch.cuda.is_available():
         return "no CUDA GPU"
     if not arr.flags["C_CONTIGUOUS"] or arr.nbytes == 0:

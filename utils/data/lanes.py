@@ -23,18 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 
 from utils.core.errors import ArtTRTError, first_line
+from utils.core.progress import progress_bar
 from utils.data.checksum import checksums_numpy, checksums_torch, weights_torch
 from utils.data.decode import decode_pil, gpu_decodable, gpu_jpeg_decoder
 from utils.data.preprocess import Preprocess, transform_uint8
+from utils.data.resample import transform_padded
 from utils.data.scan import DatasetIndex
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 else:
-    from utils.core.deps import torch
+    from utils.core.deps import np, torch
 
 
 @dataclass
@@ -150,7 +152,6 @@ def _lane_loop(kind: str, job: _Job, counter: Any, report: Callable[[Any], None]
             report(done)
         return
 
-    from utils.data.resample import transform_padded
 
     library, decode, hwc = gpu_jpeg_decoder(job.gpu_decoder, job.cpu_threads)
     report((library,))
@@ -218,7 +219,6 @@ def decode_all(index: DatasetIndex, pp: Preprocess, out_path: Path, shape: Tuple
     `workers` lanes in all, `gpu_lanes` of them on the GPU. One lane runs in this process; more run as
     processes (see _start_method).
     """
-    from utils.core.progress import progress_bar
 
     job = _Job([str(index.root / rel) for rel in index.files], str(out_path), shape, pp.as_dict(), gpu_decoder,
                cpu_threads=2 if workers > 1 else 0)

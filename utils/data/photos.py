@@ -6,14 +6,17 @@ Usage:
 """
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import tempfile
 from pathlib import Path
 
 from utils.core.errors import ArtTRTError
+from utils.data.format import apply_placement, plan_placement
 
 
 def foolbox_photo_dir() -> Path:
     """foolbox's data folder (found, not imported: the package only carries the photos for us)."""
-    import importlib.util
 
     spec = importlib.util.find_spec("foolbox")
     if spec is None or spec.origin is None:
@@ -26,10 +29,7 @@ def foolbox_photo_dir() -> Path:
 
 def demo_dataset(dst: Path) -> Path:
     """Copies foolbox's imagenet_<i>_<label>.jpg photos into dst/<wnid>/ (a re-run changes nothing)."""
-    import shutil
-    import tempfile
 
-    from utils.data.format import apply_placement, plan_placement
 
     src = foolbox_photo_dir()
     # foolbox's data folder also holds CIFAR/MNIST images: plan over the ImageNet photos only.

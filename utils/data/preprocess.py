@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 else:
     from utils.core.deps import torch
 
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -18,11 +18,14 @@ it with `utils.data.preprocess.transform_uint8` on the CPU.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
-
-import torch
+from typing import TYPE_CHECKING, List, Tuple
 
 from utils.data.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 
 def resize_plan(h: int, w: int, pp: Preprocess) -> Tuple[int, int, int, int]:

@@ -1,5 +1,5 @@
 """The one comparison loop, beside the timing loop: how far a runner drifts from a reference runner, input by
-input and over a dataset (its tables are in utils/report/tables.py, its command in main.py --compare).
+input and over a dataset (its tables are in utils/report/sections/compare_tables.py, its command in main.py --compare).
 
 Both runners get the same uint8 batches and normalise them the same way. Statistics are running sums
 updated batch by batch: memory stays bounded (50 000 inputs x 1000 classes never need both full
@@ -29,14 +29,16 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 from utils.core.deps import inference_mode
 from utils.backends.base import Runner
 from utils.core.errors import ArtTRTError
+from utils.core.predictions import no_prediction
 from utils.core.progress import progress_bar
 from utils.data.cache import CachedDataset
-from utils.measure.timing import pad_batch
+from utils.measure.measurement import pad_batch
 
 if TYPE_CHECKING:
     import torch
 else:
     from utils.core.deps import torch
+
 
 log = logging.getLogger(__name__)
 RANKS = 10
@@ -102,7 +104,7 @@ class CompareStats:
             self.sq_ref += float((ref[ok] ** 2).sum())
         rs, ri = to_scores(torch.nan_to_num(ref)).topk(k, dim=1)
         os_, oi = to_scores(torch.nan_to_num(other)).topk(k, dim=1)
-        ri[ref_bad], oi[other_bad] = -1, -1  # no class for an output that is not a number
+        ri[no_prediction(ref)], oi[no_prediction(other)] = -1, -1  # no class for NaN/Inf or flat outputs
         rs, os_ = rs * ok.unsqueeze(1), os_ * ok.unsqueeze(1)
         rl = ref.gather(1, ri.clamp(min=0))[ok]  # each side's k-th largest raw output (logit), finite inputs only
         ol = other.gather(1, oi.clamp(min=0))[ok]
@@ -110,7 +112,7 @@ class CompareStats:
             self.rank_abs_err[r] += float((rs[ok, r] - os_[ok, r]).abs().sum())
             self.rank_logit_err[r] += float((rl[:, r] - ol[:, r]).abs().sum())
             self.rank_class_diff[r] += int((ri[:, r] != oi[:, r]).sum())
-        self.top1_agree += int(((ri[:, 0] == oi[:, 0]) & ok).sum())
+        self.top1_agree += int(((ri[:, 0] == oi[:, 0]) & ok & (ri[:, 0] >= 0)).sum())  # no class agrees with none
         k5 = min(5, c)
         overlap = (ri[:, :k5].unsqueeze(2) == oi[:, :k5].unsqueeze(1)).any(dim=2).sum(dim=1).double() / k5
         self.top5_overlap += float((overlap * ok).sum())

@@ -23,7 +23,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,6 @@ class EnergyMeter:
             return None
         try:
             import pynvml
-            import torch
 
             index = device.index if device.index is not None else torch.cuda.current_device()
             uuid = str(torch.cuda.get_device_properties(index).uuid)

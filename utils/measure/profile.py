@@ -16,14 +16,17 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List
-
-import torch
-from torch.autograd import DeviceType
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from utils.backends.base import Runner
 from utils.core.fileio import atomic_path
 from utils.core.phases import PREFIX, phase
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
+
 
 TOP_OPS = 10
 
@@ -33,7 +36,8 @@ def profile_runner(runner: Runner, x: torch.Tensor, trace: Path, batches: int = 
     runs outside PyTorch on the CPU gets a note instead (nothing there for the profiler to see); on a GPU the
     profiler sees every backend's CUDA kernels (TensorRT's and ONNX Runtime's included)."""
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler library's own complaints on a GPU-less machine
-    from torch.profiler import ProfilerActivity, profile, record_function
+    ProfilerActivity, profile, record_function = (torch.profiler.ProfilerActivity, torch.profiler.profile,
+                                                  torch.profiler.record_function)
 
     cuda = runner.device.type == "cuda"
     if not (runner.torch_ops or cuda):
@@ -57,10 +61,10 @@ def profile_runner(runner: Runner, x: torch.Tensor, trace: Path, batches: int = 
     events = [e for e in prof.key_averages() if not e.key.startswith(labels)]
     # Host side: operators and CUDA runtime calls (waits apart). GPU side: the kernels and copies themselves
     # only; an operator's own "self GPU time" is its kernels' again, and summing both would count them twice.
-    host = [e for e in events if e.device_type == DeviceType.CPU]
+    host = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
     waits = [e for e in host if "Synchronize" in e.key]  # the host waiting for the GPU, not working
     work = [e for e in host if "Synchronize" not in e.key]
-    gpu = [e for e in events if e.device_type != DeviceType.CPU]
+    gpu = [e for e in events if e.device_type != torch.autograd.DeviceType.CPU]
     top = sorted(gpu, key=lambda e: e.self_device_time_total, reverse=True)[:TOP_OPS] if cuda else \
         sorted(work, key=lambda e: e.self_cpu_time_total, reverse=True)[:TOP_OPS]
     per = 1e3 * batches  # microseconds in total -> milliseconds per batch

@@ -27,15 +27,21 @@ class Scenario:
     rate_key: str               # LoadGen's detail-log key of its samples/s ("" where computed: MultiStream)
     per_query: bool             # its latency is a query's (MultiStream), not a sample's
     table: str                  # "served": Offline and Server paired per runner; "stream": a row per run
+    pairs_as: str = ""          # in a "served" row: "capacity" (samples/s, all at once) or "rate" (QPS within a bound)
 
 
 SERVER_SETTINGS = ("target_qps", "latency_bound_ms", "percentile", "find_peak")
 SCENARIOS: Dict[str, Scenario] = {s.name: s for s in (
-    Scenario("offline", "Offline", "Offline", (), "result_samples_per_second", False, "served"),
-    Scenario("server", "Server", "Server", SERVER_SETTINGS, "result_completed_samples_per_sec", False, "served"),
+    Scenario("offline", "Offline", "Offline", (), "result_samples_per_second", False, "served", "capacity"),
+    Scenario("server", "Server", "Server", SERVER_SETTINGS, "result_completed_samples_per_sec", False, "served", "rate"),
     Scenario("singlestream", "SingleStream", "SingleStream", (), "result_qps_with_loadgen_overhead", False, "stream"),
     Scenario("multistream", "MultiStream", "MultiStream", (), "", True, "stream"),
 )}
+
+
+def paired(role: str) -> str:
+    """The scenario that plays `role` ("capacity" or "rate") in a served table's pair."""
+    return next(n for n, s in SCENARIOS.items() if s.pairs_as == role)
 
 
 def settings_of(scenarios: Sequence[str]) -> Tuple[str, ...]:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 else:
     from utils.core.deps import np
 
+
 log = logging.getLogger(__name__)
 
 PEAK_TOLERANCE = 0.025       # the bisection stops when the bracket is within 2.5 % of its upper end

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Se
 
 from utils.core.deps import mlperf_loadgen
 from utils.core.errors import ArtTRTError, first_line
+from utils.core.predictions import top_classes
 from utils.measure.scenarios import batch_take
-from utils.measure.timing import pad_batch
+from utils.measure.measurement import pad_batch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -202,9 +203,8 @@ def runner_infer(runner: Any, samples: DeviceSamples, sizes: List[int]) -> Calla
         if size > n:
             x = pad_batch(x, size)
         y = runner.infer(x)[:n]
-        top = y.float().argmax(dim=1)
-        bad = ~torch.isfinite(y).all(dim=1)  # NaN/Inf outputs answer class -1: counted wrong
-        return torch.where(bad, torch.full_like(top, -1), top).to(torch.int32).cpu().numpy()
+        # NaN/Inf or flat outputs answer class -1: counted wrong (utils.core.predictions)
+        return top_classes(y, 1)[:, 0].to(torch.int32).cpu().numpy()
 
     def warm() -> None:
         """Every padded size once, on the calling thread (the SUT's worker), from the dataset's first image."""

@@ -12,12 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from utils.core.fileio import atomic_write_text
+from utils.core.errors import ArtTRTError
+from utils.core.fileio import atomic_write_text, read_text
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +109,7 @@ class Telemetry:
 def read_csv(path: Path) -> List[Dict[str, Any]]:
     """The samples of a telemetry CSV; [] and one warning for a file that is not one (not a regular file, not
     UTF-8, columns or numbers that do not fit): a report is drawn from what it can trust."""
-    import io
-    import logging
-    import math
 
-    from utils.core.errors import ArtTRTError
-    from utils.core.fileio import read_text
 
     try:
         rows = list(csv.DictReader(io.StringIO(read_text(path, "telemetry file"), newline="")))
@@ -133,6 +130,4 @@ def read_csv(path: Path) -> List[Dict[str, Any]]:
 def check_interval(ms: int) -> None:
     """--telemetry_ms, checked here, the one place that owns it."""
     if ms < 1:
-        from utils.core.errors import ArtTRTError
-
         raise ArtTRTError(f"--telemetry_ms must be at least 1, not {ms}")

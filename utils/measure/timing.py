@@ -32,19 +32,21 @@ from __future__ import annotations
 import collections
 import math
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
 
 import numpy as np
 
-from utils.core.deps import inference_mode
 from utils.backends.base import Runner
+from utils.core.deps import inference_mode
 from utils.core.errors import ArtTRTError
 from utils.core.phases import PhaseMarks
+from utils.core.predictions import output_flags, top_classes
 from utils.core.progress import progress_bar
 from utils.data.cache import CachedDataset
-from utils.measure.energy import EnergyMeter, energy_fields
-from utils.measure.stats import latency_stats, unstable
+from utils.data.checksum import checksums_torch, weights_torch
+from utils.measure.energy import EnergyMeter
+from utils.measure.measurement import MeasureOptions, MeasureResult, Timer, pad_batch
 
 if TYPE_CHECKING:
     import torch
@@ -53,125 +55,10 @@ else:
 
 
 @dataclass
-class MeasureOptions:
-    batch_size: int = 1
-    warmup_fraction: float = 0.1
-    min_warmup_s: float = 0.2
-    sync: bool = False
-    limit: Optional[int] = None  # number of images
-    pipeline_depth: int = 3      # batches in flight before the host waits for the oldest
-    progress: bool = True
-    verify: bool = True          # check every image read against the checksum written with the cache
-    # Bounded timing (trtexec's --duration and --iterations: whichever is reached last): the full batches are
-    # replayed in order, round and round, until at least `duration_s` of timed batches and `iterations` timed
-    # batches; no accuracy (a study takes it from one whole pass). Both None: one whole pass, accuracy and timing.
-    duration_s: Optional[float] = None
-    iterations: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        """Each measurement rule checked here, the one place that owns it (a request makes one before any work)."""
-        if self.batch_size < 1:
-            raise ArtTRTError(f"--batch_size must be at least 1, not {self.batch_size}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ArtTRTError(f"--warmup is the fraction of batches used as warm-up, in [0, 1), not "
-                              f"{self.warmup_fraction}")
-        if self.min_warmup_s < 0:
-            raise ArtTRTError(f"--min_warmup_s must not be negative, not {self.min_warmup_s}")
-        if self.limit is not None and self.limit < 1:
-            raise ArtTRTError(f"--limit must be at least 1, not {self.limit}")
-        if self.duration_s is not None and self.duration_s < 0:
-            raise ArtTRTError(f"--duration must not be negative, not {float(self.duration_s)}")
-        if self.iterations is not None and self.iterations < 1:
-            raise ArtTRTError(f"--iterations must be at least 1, not {self.iterations}")
-
-    @property
-    def bounded(self) -> bool:
-        return self.duration_s is not None or self.iterations is not None
-
-
-@dataclass
-class MeasureResult:
-    latency_all_ms: List[float] = field(default_factory=list)
-    latency_model_ms: List[float] = field(default_factory=list)
-    timed_images: int = 0
-    wall_s: float = 0.0
-    correct1: int = 0
-    correct5: int = 0
-    labelled: int = 0
-    images: int = 0
-    predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # top-1 per image, -1: none
-    warmup_batches: int = 0
-    warmup_s: float = 0.0
-    sync: bool = False
-    short_batch: Optional[Dict[str, Any]] = None  # images and how they were handled
-    feed: str = "host"
-    verified: Optional[int] = None  # images checked against the cache's checksums (None: nothing to check)
-    bounded: bool = False           # timed by --duration/--iterations over replayed batches (no accuracy)
-    nonfinite: int = 0              # images whose outputs hold a NaN or an Inf (their top-1 is none: wrong)
-    unrankable: int = 0             # images whose outputs are all equal (underflow to zero, say): no class ranks
-    energy: Optional[Tuple[float, float]] = None  # the GPU's energy counter over the timed window: (mJ, s)
-
-    def summary(self) -> Dict[str, Any]:
-        """The flat figures of a record."""
-        la, lm = latency_stats(self.latency_all_ms), latency_stats(self.latency_model_ms)
-        out: Dict[str, Any] = {
-            "images": self.images, "labelled_images": self.labelled,
-            "top1": 100.0 * self.correct1 / self.labelled if self.labelled else None,
-            "top5": 100.0 * self.correct5 / self.labelled if self.labelled else None,
-            "timed_images": self.timed_images, "warmup_batches": self.warmup_batches,
-            "warmup_s": round(self.warmup_s, 4), "mode": "sync" if self.sync else "pipelined",
-            "short_batch": self.short_batch, "feed": self.feed, "verified_images": self.verified,
-            "timing": "bounded" if self.bounded else "whole pass",
-            "nonfinite_outputs": None if self.bounded else self.nonfinite,
-            "unrankable_outputs": None if self.bounded else self.unrankable,
-        }
-        for prefix, s in (("latency_all", la), ("latency_model", lm)):
-            for k, v in s.items():
-                out[f"{prefix}_{k}" if k != "count" else f"{prefix}_batches"] = v
-        if self.sync:
-            total = math.fsum(self.latency_all_ms)
-            out["images_per_s"] = self.timed_images / (total / 1e3) if total > 0 else None
-        else:
-            out["images_per_s"] = self.timed_images / self.wall_s if self.wall_s > 0 else None
-        out["latency_unstable"] = unstable(la) or unstable(lm)
-        if self.energy is not None:
-            out.update(energy_fields(*self.energy, self.timed_images, out["images_per_s"]))
-        return out
-
-
-class _Timer:
-    """A CUDA event on a GPU runner, perf_counter on a CPU one."""
-
-    def __init__(self, cuda: bool):
-        self.cuda = cuda
-        self.t: float = 0.0
-        self.ev: Any = torch.cuda.Event(enable_timing=True) if cuda else None
-
-    def record(self, stream: Any = None) -> "_Timer":
-        if self.cuda:
-            self.ev.record(stream)
-        else:
-            self.t = time.perf_counter()
-        return self
-
-    def ms_until(self, later: "_Timer") -> float:
-        if self.cuda:
-            return float(self.ev.elapsed_time(later.ev))
-        return (later.t - self.t) * 1e3
-
-
-def pad_batch(x: torch.Tensor, size: int) -> torch.Tensor:
-    """x with its last image repeated up to `size` images (a fixed-shape runner's short batch)."""
-    if x.shape[0] >= size:
-        return x
-    return torch.cat([x, x[-1:].expand(size - x.shape[0], *x.shape[1:])])
-
-
-@dataclass
 class _Batch:
     """One batch in flight: its timers, the host buffers its results land in, and what it is."""
 
-    t: Tuple[_Timer, ...]
+    t: Tuple[Timer, ...]
     top: torch.Tensor       # (n, k) top classes, on the host once t[-1] has completed
     flags: torch.Tensor     # (n, 2) bool: outputs not all finite, outputs all equal (on the host, as top)
     logits: torch.Tensor    # (n, classes) copy-out, on the host once t[-1] has completed
@@ -276,8 +163,6 @@ class _Loop:
         if self.expected is not None:
             self.res.verified = 0
             if self.cuda:
-                from utils.data.checksum import checksums_torch, weights_torch
-
                 device = self.device
                 self.checksums_torch = checksums_torch
                 self.exp_dev = torch.from_numpy(self.expected[:self.n]).to(device)
@@ -300,7 +185,7 @@ class _Loop:
         return self.dataset.batches(self.bs, limit=limit, pin=self.cuda and not self.registered,
                                     copy=not self.registered)
 
-    def copy_in(self, images: torch.Tensor, idx: np.ndarray, t: Tuple[_Timer, ...], verify: bool) -> torch.Tensor:
+    def copy_in(self, images: torch.Tensor, idx: np.ndarray, t: Tuple[Timer, ...], verify: bool) -> torch.Tensor:
         """The batch on the device, copied between t[0] and t[1]; its images checked against the cache's
         checksums (a GPU: on the verify stream once copied; the CPU: on the host) unless `verify` is false."""
         if self.cuda:
@@ -330,7 +215,7 @@ class _Loop:
                   verify: bool = True) -> _Batch:
         """Copy-in, normalise, model, top-k, copy-out, with timers between the stages."""
         cuda, runner, stream, bs, num_outputs = self.cuda, self.runner, self.stream, self.bs, self.num_outputs
-        t = tuple(_Timer(cuda) for _ in range(6))
+        t = tuple(Timer(cuda) for _ in range(6))
         x_dev = self.copy_in(images, idx, t, verify)
         t[2].record(stream)
         x = runner.normalizer(x_dev)
@@ -345,7 +230,7 @@ class _Loop:
         if num_outputs is not None and self.labelled is not None and y.shape[1] != num_outputs:
             raise ArtTRTError(f"the model has {y.shape[1]} outputs but the dataset's class map has {num_outputs}")
         y = y[:real]
-        top = y.topk(min(5, y.shape[1]), dim=1).indices
+        top = top_classes(y, 5)  # -1 where an image has no prediction (utils.core.predictions)
         host_top = torch.empty(top.shape, dtype=top.dtype, pin_memory=cuda)
         host_top.copy_(top, non_blocking=cuda)
         flags = output_flags(y)  # on the device beside the model: a few reductions, n x 2 booleans back
@@ -366,7 +251,7 @@ class _Loop:
             res.latency_all_ms.append(all_ms if all_ms is not None else t[0].ms_until(t[1]) + t[2].ms_until(t[5]))
             res.latency_model_ms.append(t[3].ms_until(t[4]))
         if not self.bounded:  # bounded timing sees images again and again: no accuracy from it
-            _accumulate(res, item.top, item.labels, item.idx, item.flags)
+            res.add_batch(item.top, item.labels, item.idx, item.flags)
 
     def warm_up(self) -> None:
         """The first batch, run at least once (the same path as a timed batch, unchecked: it is checked when it
@@ -497,31 +382,3 @@ class _Loop:
                               "cache file was damaged or changed): no figure of this run was kept; run again to "
                               "rebuild the cache")
         self.res.verified = checked
-
-
-def output_flags(y: torch.Tensor) -> torch.Tensor:
-    """(n, 2) booleans per image: its outputs are not all finite (NaN, Inf); its outputs are all equal (nothing
-    ranks: an fp16 underflow to zero, say). The top classes of such an image are no prediction."""
-    yf = y.float()
-    flat = (yf.amax(dim=1) == yf.amin(dim=1)) & (yf.shape[1] > 1)  # one output always "ranks": never flat
-    return torch.stack([~torch.isfinite(yf).all(dim=1), flat], dim=1)
-
-
-def _accumulate(res: MeasureResult, top: torch.Tensor, labels: torch.Tensor, idx: np.ndarray,
-                flags: Optional[torch.Tensor] = None) -> None:
-    """Top-1 and top-5 hits of one batch from its top classes (on the host); an image whose outputs are not numbers
-    or do not rank has no prediction (-1) and counts as wrong, never as the class argmax picked among NaNs."""
-    res.images += top.shape[0]
-    if flags is not None:
-        nonfinite, flat = flags[:, 0], flags[:, 1] & ~flags[:, 0]
-        res.nonfinite += int(nonfinite.sum())
-        res.unrankable += int(flat.sum())
-        top = torch.where((nonfinite | flat).view(-1, 1), torch.full_like(top, -1), top)
-    res.predictions[idx] = top[:, 0].numpy()
-    mask = labels >= 0
-    if bool(mask.any()):
-        lab = labels[mask].view(-1, 1)
-        tk = top[mask]
-        res.labelled += int(mask.sum())
-        res.correct1 += int((tk[:, :1] == lab).any(dim=1).sum())
-        res.correct5 += int((tk == lab).any(dim=1).sum())

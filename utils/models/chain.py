@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError
+from utils.core.fileio import regular_file
 from utils.core.namespace import from_args
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
-from utils.core.fileio import regular_file
+from utils.models.onnx_export import OPSET, check_input_shape, export_onnx
 from utils.models.paths import weights_dir
 from utils.models.precision import CalibOptions, convert_precision
 
@@ -68,7 +69,6 @@ def onnx_for(net: Network, input_shape: Sequence[int], exporter: str = "auto",
     Returns:
         (path, facts) where facts holds the export facts and prepare_s, the seconds spent now (0 when cached).
     """
-    from utils.models.onnx_export import OPSET, export_onnx
 
     b = "dyn" if int(input_shape[0]) == -1 else f"b{int(input_shape[0])}"
     settings = {"model": net, "network": net.name, "weights": net.weights, "shape": [int(v) for v in input_shape],
@@ -85,7 +85,6 @@ def onnx_for(net: Network, input_shape: Sequence[int], exporter: str = "auto",
 
 def user_onnx(net: Network, model: ModelOptions) -> Tuple[Path, str]:
     """The user's --onnx file, checked against the input shape and the network's classes; (path, its precision)."""
-    from utils.models.onnx_export import check_input_shape
 
     assert model.onnx is not None
     path = regular_file(model.onnx, "ONNX file")

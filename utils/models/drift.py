@@ -13,23 +13,27 @@ one with the largest added error is where to look first. Memory stays bounded: o
 
 Usage:
     rows = layer_drift(Path("m-fp32.onnx"), Path("m-int8.onnx"), calib_images[:8])
-    print(drift_markdown(rows, top=5))
+    worst = top_drift(rows, 5, "added_error")  # (drawn by utils/report/sections/look_inside_tables.py)
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 import numpy as np
 
 from utils.core.errors import ArtTRTError
+from utils.models.onnx_export import import_onnxruntime
 from utils.models.onnx_layers import is_layer, onnx_layers, tensor_types
+
+if TYPE_CHECKING:
+    import onnx
+else:
+    from utils.core.deps import onnx
 
 
 def _with_outputs(model: Any, names: List[str]) -> bytes:
-    import onnx
-
     have = {o.name for o in model.graph.output}
     types = tensor_types(model)
     for n in names:
@@ -40,8 +44,7 @@ def _with_outputs(model: Any, names: List[str]) -> bytes:
 
 
 def _session(data: bytes) -> Any:
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
@@ -50,7 +53,6 @@ def _session(data: bytes) -> Any:
 
 def layer_drift(fp32_path: Path, quant_path: Path, images: np.ndarray) -> List[Dict[str, Any]]:
     """One row per shared layer output, in graph order: name, op, Q/DQ-fenced, relative and added error."""
-    import onnx
 
     if len(images) < 1:
         raise ArtTRTError("per-layer drift needs at least one image")
@@ -109,19 +111,3 @@ def top_drift(rows: List[Dict[str, Any]], top: int = 5, key: str = "added_error"
     """The Q/DQ-fenced layers (all layers where none is fenced) with the largest `key`, largest first."""
     fenced = [r for r in rows if r["qdq"]] or rows
     return sorted(fenced, key=lambda r: r[key], reverse=True)[:top]
-
-
-def drift_markdown(rows: List[Dict[str, Any]], top: int = 5) -> str:
-    from utils.core.markdown import markdown_table
-
-    def table(key: str) -> str:
-        return markdown_table(["layer", "op", "weight", "output", "relative error", "added error"],
-                              [[r["name"], r["op"], r["weight"], r["tensor"], f"{r['relative_error']:.4f}",
-                                f"{r['added_error']:+.4f}"] for r in top_drift(rows, top, key)])
-
-    n = rows[0]["images"] if rows else 0
-    last = rows[-1] if rows else None
-    head = (f"Per-layer drift against fp32 on {n} calibration images ({len(rows)} layers compared; "
-            f"the output's relative error {last['relative_error']:.4f})." if last else "No layer compared.")
-    return (f"{head}\n\nLayers that add the most error:\n\n{table('added_error')}\n\n"
-            f"Layers with the largest relative error:\n\n{table('relative_error')}\n")

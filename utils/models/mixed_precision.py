@@ -42,11 +42,19 @@ import numpy as np
 from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_write_json
-from utils.core.markdown import markdown_table
+from utils.core.predictions import top_classes
 from utils.data.options import DataOptions
+from utils.data.preprocess import Normalizer
+from utils.models import drift
+from utils.models.onnx_export import import_onnxruntime, session_options
 
 if TYPE_CHECKING:
+    import torch
+
     from utils.models.networks import Network
+else:
+    from utils.core.deps import torch
+
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +107,6 @@ def heldout_images(net: Network, data: DataOptions, calib_facts: Dict[str, Any],
     Raises:
         ArtTRTError: no labelled dataset, or no image left once calibration took its own.
     """
-    import torch
-
-    from utils.data.preprocess import Normalizer
 
     if not data.dataset:
         raise ArtTRTError("--mixed_precision measures top-1 on held-out labelled images: pass --dataset DIR")
@@ -134,7 +139,6 @@ def onnx_top1(path: Path, heldout: "Heldout") -> float:
     """Top-1 (%) of an ONNX file on the held-out images, with ONNX Runtime on the CPU, set as the onnxrt backend sets
     it (Q/DQ int8 kept int8), so the search measures what that backend runs; a batch at a time, so 2000 images never
     sit in memory as floats."""
-    from utils.models.onnx_export import import_onnxruntime, session_options
 
     ort = import_onnxruntime()
     opts = session_options(ort)
@@ -147,7 +151,8 @@ def onnx_top1(path: Path, heldout: "Heldout") -> float:
     right = 0
     for images, labels, _ in heldout.ds.batches(EVAL_BATCH, indices=heldout.indices):
         x = heldout.normalize(images).numpy().astype(np.float32)
-        right += int((np.argmax(session.run(None, {name: x})[0], axis=1) == labels.numpy()).sum())
+        top = top_classes(torch.from_numpy(np.asarray(session.run(None, {name: x})[0])), 1)[:, 0]
+        right += int((top == labels).sum())  # NaN/Inf or flat outputs: class -1, wrong (utils.core.predictions)
     return 100.0 * right / len(heldout.indices)
 
 
@@ -235,13 +240,11 @@ def _names(names: Sequence[str], most: int = 3) -> str:
     return shown + (f" (+{len(names) - most} more)" if len(names) > most else "")
 
 
-def steps_markdown(result: Dict[str, Any]) -> str:
-    """The log's table of a search: one row per step, in the order measured."""
-    rows = [[s["k"], _names(s["added"]) or "-", f"{s['top1']:.2f}", f"{s['drop']:.2f}",
-             "-" if s.get("size_mib") is None else f"{s['size_mib']:.2f}", "yes" if s["within"] else "no"]
+def step_lines(result: Dict[str, Any]) -> List[str]:
+    """The log's account of a search: one line per step, in the order measured (the table is the report's)."""
+    return [f"k={s['k']}: top-1 {s['top1']:.2f} %, drop {s['drop']:.2f} points, "
+            f"{'within' if s['within'] else 'over'} budget" + (f"; newly kept {_names(s['added'])}" if s["added"] else "")
             for s in result["steps"]]
-    return markdown_table(["k (layers kept)", "newly kept", "top-1 (%)", "drop (points)", "size (MiB)",
-                           "within budget"], rows)
 
 
 def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple[Path, Dict[str, Any]]],
@@ -256,7 +259,6 @@ def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple
         settings: what the result depends on besides src and the held-out files (precision, calibration, budget).
         crop: the network's input side: each step's engine (where TensorRT builds one) takes (1, 3, crop, crop).
     """
-    from utils.models.drift import layer_drift, top_drift
 
     facts = heldout.facts
     probe, env = _engine_probe(precision, crop) if _engine_probe is not None else (None, NO_PROBE)
@@ -279,8 +281,8 @@ def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple
             return got
 
         def rank() -> List[str]:  # from the k = 0 file: the layers that add the most error first
-            rows = layer_drift(src, quantized[0], calib_images()[:DRIFT_IMAGES])
-            ranked.extend(r["name"] for r in top_drift(rows, top=len(rows), key="added_error"))
+            rows = drift.layer_drift(src, quantized[0], calib_images()[:DRIFT_IMAGES])
+            ranked.extend(r["name"] for r in drift.top_drift(rows, top=len(rows), key="added_error"))
             return ranked
 
         result = bisect_keep(evaluate, rank, fp32_top1, budget)

@@ -14,18 +14,24 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, Optional, Tuple
 
 from utils.core.errors import ArtTRTError, first_line, quiet_libraries
+from utils.core.fileio import regular_file
 from utils.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from utils.models.paths import weights_dir
+from utils.models.safe_load import load_checkpoint, load_model_config
 
 if TYPE_CHECKING:
     import torch
+    import torchvision
     from torch import nn
 else:
-    from utils.core.deps import torch
+    from utils.core.deps import torch, torchvision
+
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +113,11 @@ def _efficientnet_lite0_packaged_weights() -> str:
 
 
 def _torchvision_names() -> list[str]:
-    import torchvision
-
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
 def _torchvision_preprocess(name: str) -> Preprocess:
     """Reads crop/resize/mean/std from the DEFAULT weights' transforms without downloading anything."""
-    import torchvision
 
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
@@ -144,8 +147,6 @@ def _classifier_out_features(model: nn.Module) -> Tuple[str, int]:
 
 
 def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    from utils.core.fileio import regular_file
-
     regular_file(path, "weights file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -183,8 +184,6 @@ def _load_weights(name: str, model: nn.Module, state: Dict[str, torch.Tensor], s
 
 
 def _build_torchvision(name: str, num_classes: int, pretrained: bool) -> nn.Module:
-    import torchvision
-
     if pretrained:
         try:
             return torchvision.models.get_model(name, weights="DEFAULT")
@@ -199,7 +198,6 @@ def _build_torchvision(name: str, num_classes: int, pretrained: bool) -> nn.Modu
 def _yolo_checkpoint(path: str, pretrained: bool) -> nn.Module:
     """The model of an Ultralytics .pt, loaded without running code (utils.models.safe_load); with --pretrained a
     missing published file is fetched by Ultralytics' own download code first."""
-    from utils.models.safe_load import load_checkpoint
 
     if not os.path.exists(path):
         if not pretrained:
@@ -243,7 +241,6 @@ def _ultralytics_restricted() -> Iterator[None]:
 def packaged_yolo_config(name: str) -> Path:
     """The model description Ultralytics ships for a model name (yolov8n-cls -> cfg/models/v8/yolov8-cls.yaml,
     scale n): found in the installed package only, never in the current folder."""
-    import re
 
     import ultralytics
 
@@ -260,7 +257,6 @@ def _yolo_from_config(path: Path, name: str) -> nn.Module:
     """A YOLO model built from a checked description (random weights): nothing in it runs, nothing is re-read."""
     from ultralytics.nn.tasks import ClassificationModel, guess_model_scale
 
-    from utils.models.safe_load import load_model_config
 
     cfg = load_model_config(path)
     cfg["scale"] = guess_model_scale(name)
@@ -295,7 +291,6 @@ def _load_yolo(name: str, pretrained: bool = False) -> Tuple[nn.Module, str]:
         model = _yolo_checkpoint(name, pretrained)
         source = name
     elif pretrained:  # a bare name: the published weights, kept in the weights folder
-        from utils.models.paths import weights_dir
 
         path_pt = weights_dir() / "yolo" / f"{Path(name).name}.pt"
         path_pt.parent.mkdir(parents=True, exist_ok=True)

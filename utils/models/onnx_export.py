@@ -27,9 +27,11 @@ from utils.data.preprocess import Preprocess
 from utils.models.networks import Network
 
 if TYPE_CHECKING:
+    import onnx
     import torch
 else:
-    from utils.core.deps import torch
+    from utils.core.deps import onnx, torch
+
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,6 @@ def export_onnx(net: Network, output: str | os.PathLike[str], input_shape: Seque
     Returns:
         A dict with the exporter used, opset, node count, max_abs_diff vs PyTorch and seconds.
     """
-    import onnx
 
     b, c, h, w = parse_input_shape(input_shape)
     if h != net.preprocess.crop or w != net.preprocess.crop:
@@ -185,7 +186,6 @@ def set_metadata(proto: Any, meta: Dict[str, Any]) -> None:
 
 def read_metadata(path: str | os.PathLike[str]) -> Dict[str, Any]:
     """ArtTRT's metadata of an ONNX file ({} for a foreign file); a broken file is a user error."""
-    import onnx
 
     try:
         proto = onnx.load(str(path), load_external_data=False)

@@ -7,16 +7,21 @@ model FILE --show layers attrs`, through its Python API), for those who know tha
 Usage:
     layers = onnx_layers(Path("weights/onnx/resnet18.onnx"))
     print(precision_counts(layers))          # {'int8': 21, 'fp32': 49}
-    write_onnx_inspection(Path("x.onnx"), Path("outputs/inspect"))
+    text = polygraphy_text(Path("x.onnx"))    # (the tables are drawn by utils/report/sections/look_inside_tables.py)
 """
 from __future__ import annotations
 
 import collections
-import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from utils.core.fileio import atomic_write_text
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+else:
+    from utils.core.deps import onnx
+
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 # ONNX TensorProto element types -> the names ArtTRT uses for precisions
@@ -26,7 +31,6 @@ ELEM_PRECISION = {1: "fp32", 10: "fp16", 16: "bf16", 3: "int8", 2: "uint8", 17: 
 
 def tensor_types(model: Any) -> Dict[str, Tuple[int, List[Any]]]:
     """name -> (element type, shape with symbolic dims as strings), after shape inference."""
-    import onnx
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
@@ -55,9 +59,6 @@ def layer_count(graph: Any) -> int:
 
 def onnx_layers(path: Path) -> List[Dict[str, Any]]:
     """One row per layer (is_layer: not a Q/DQ node, not a Constant), in graph order."""
-    import numpy as np
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -124,33 +125,8 @@ def precision_counts(layers: List[Dict[str, Any]]) -> Dict[str, int]:
     return dict(collections.Counter(r["precision"] for r in layers).most_common())
 
 
-def layers_markdown(title: str, layers: List[Dict[str, Any]]) -> str:
-    from utils.core.markdown import markdown_table
-
-    counts = ", ".join(f"{p} {n}" for p, n in precision_counts(layers).items())
-    rows = [[i, r["op"], r["name"], r["weight"], r["precision"], "yes" if r["qdq"] else "", f"{r['params']:,}",
-             "; ".join(r["inputs"]), "; ".join(r["outputs"])] for i, r in enumerate(layers)]
-    return (f"# {title}\n\n{len(layers)} layers ({counts}); "
-            f"{sum(r['params'] for r in layers):,} parameters.\n\n"
-            + markdown_table(["#", "op", "name", "weight", "precision", "Q/DQ", "parameters", "inputs", "outputs"],
-                             rows)
-            + "\n")
-
-
 def polygraphy_text(path: Path) -> str:
     """Polygraphy's `inspect model --show layers attrs` text for the file."""
-    import onnx
     from polygraphy.backend.onnx.util import str_from_onnx
 
     return str(str_from_onnx(onnx.load(str(path), load_external_data=False), show_layers=True, show_attrs=True))
-
-
-def write_onnx_inspection(path: Path, folder: Path) -> Dict[str, Any]:
-    """Writes <stem>.layers.md, .layers.json and .polygraphy.txt under folder; returns the record's summary."""
-    layers = onnx_layers(path)
-    stem = folder / path.stem
-    atomic_write_text(stem.with_name(stem.name + ".layers.json"), json.dumps(layers, indent=1))
-    atomic_write_text(stem.with_name(stem.name + ".layers.md"), layers_markdown(path.name, layers))
-    atomic_write_text(stem.with_name(stem.name + ".polygraphy.txt"), polygraphy_text(path))
-    return {"file": str(path), "layers": len(layers), "precisions": precision_counts(layers),
-            "qdq_layers": sum(r["qdq"] for r in layers), "table": str(stem.with_name(stem.name + ".layers.md"))}

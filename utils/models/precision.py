@@ -18,6 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +32,19 @@ from utils.core.artefact import cached
 from utils.core.errors import ArtTRTError, at_least, first_line, library_prints, quiet_libraries
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
+from utils.data.preprocess import Normalizer
+from utils.models import mixed_precision as mp
+from utils.models.onnx_export import read_metadata, set_metadata
 from utils.models.paths import weights_dir
 
 if TYPE_CHECKING:
+    import onnx
+    import torch
+
     from utils.models.networks import Network
+else:
+    from utils.core.deps import onnx, torch
+
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +114,7 @@ def calibration_data(net: Network, calib: CalibOptions, data: DataOptions, folde
         (float32 array N x 3 x crop x crop, or None with load=False; facts with the picked files, the cache
         path and calib_prepare_s, the seconds spent making it now).
     """
-    import torch
 
-    from utils.data.preprocess import Normalizer
 
     data = data.with_dataset(calib.calib_dataset)
     if not data.dataset:
@@ -161,9 +171,6 @@ def _quantize_ort(src: Path, out: Path, method: str, data: np.ndarray, exclude: 
     It runs in a fresh interpreter: importing ModelOpt patches ONNX Runtime's quantization classes, after
     which quantize_static fails in the same process ("Quantization parameters are not specified").
     """
-    import subprocess
-    import sys
-    import tempfile
 
     with tempfile.TemporaryDirectory() as work:
         npy = Path(work) / "calib.npy"
@@ -184,9 +191,7 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
 
     facts["prepare_s"] is the time spent now: calibration (calibrate_s) plus conversion (convert_s).
     """
-    import onnx
 
-    from utils.models.onnx_export import read_metadata, set_metadata
 
     if precision == "fp32":
         return src, {"prepare_s": 0.0}
@@ -265,7 +270,6 @@ def _mixed_precision(src: Path, precision: str, net: Network, calib: CalibOption
     """The quantized file whose top-1 stays within calib.mixed_precision_budget points of fp32 on held-out images,
     with the fewest layers kept out of quantization (utils.models.mixed_precision); facts["mixed_precision"] holds
     the search, every step's measure included."""
-    from utils.models import mixed_precision as mp
 
     budget = float(calib.mixed_precision_budget or 0.0)
     plain = dataclasses.replace(calib, mixed_precision_budget=None, exclude=())
@@ -289,7 +293,8 @@ def _mixed_precision(src: Path, precision: str, net: Network, calib: CalibOption
             f"{final['top1']:.2f}% against fp32 {result['fp32_top1']:.2f}% on {result['heldout_images']} held-out images "
             f"(drop {final['drop']:.2f} points, budget {budget:g}{'' if result['met'] else ', NOT met'})")
     if not found:
-        log.info("mixed precision search of %s:\n%s", src.name, mp.steps_markdown(result))
+        for line in mp.step_lines(result):  # a line each (the step table is the report's: mixed-precision.md)
+            log.info("mixed precision search of %s: %s", src.name, line)
     log.info("mixed precision%s: %s; the file: %s (build_trt.py --onnx takes it)",
              f", found before in {Path(result['search_file']).name}" if found else "", said, out)
     facts["mixed_precision"] = block

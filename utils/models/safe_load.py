@@ -16,13 +16,24 @@ Usage:
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import pickletools
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Set, Tuple
+
+import yaml
 
 from utils.core.errors import ArtTRTError, first_line
+from utils.core.fileio import read_text, regular_file
+
+if TYPE_CHECKING:
+    import torch
+    import torchvision
+else:
+    from utils.core.deps import torch, torchvision
+
 
 MODULE_PREFIXES = ("torch.nn.modules.", "ultralytics.nn.")
 CONVERT_HINT = ("if you trust the file, re-save its model in a Python you trust (the layers only: "
@@ -134,7 +145,6 @@ def scan_globals(data: bytes) -> Tuple[Set[str], Set[str]]:
 
 def _module_class(name: str) -> Any:
     """The nn.Module subclass named, where it is one defined under torch.nn.modules or ultralytics.nn; else None."""
-    import torch
 
     if not name.startswith(MODULE_PREFIXES):
         return None
@@ -148,9 +158,7 @@ def _module_class(name: str) -> Any:
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
     """A full checkpoint loaded with PyTorch's weights-only unpickler and only layer classes allowed."""
-    import torch
 
-    from utils.core.fileio import regular_file
 
     regular_file(path, "checkpoint")
     if path.stat().st_size == 0:
@@ -190,8 +198,6 @@ LAYER_SECTIONS = ("backbone", "head")
 
 
 def _no_alias_loader() -> Any:
-    import yaml
-
     class NoAliasLoader(yaml.SafeLoader):
         """YAML's safe loader without anchors and aliases: a model description never needs them, and aliases of
         aliases make a file of a few KB into 10^9 nodes (a "billion laughs")."""
@@ -216,9 +222,7 @@ def _literal(value: Any) -> bool:
 def check_activation(spec: Any) -> str:
     """The activation line, if it is `nn.Class(literals)` or `torch.nn.Class(literals)` naming an nn.Module class;
     else one sentence."""
-    import ast
 
-    import torch
 
     bad = ArtTRTError(f"the model description's activation {str(spec)[:80]!r} is not a torch.nn class called with "
                       "literal arguments (e.g. nn.SiLU() or nn.LeakyReLU(0.1)): refusing to build it")
@@ -255,14 +259,12 @@ def check_activation(spec: Any) -> str:
 
 def _layer_class(name: Any) -> Any:
     """The nn.Module class a layer row names, resolved as Ultralytics resolves it, or None."""
-    import torch
 
     if not isinstance(name, str) or not name.isascii() or name.startswith("_") or "__" in name:
         return None
     if name.startswith("nn."):
         obj = getattr(torch.nn, name[3:], None) if name[3:].isidentifier() else None
     elif name.startswith("torchvision.ops."):
-        import torchvision
 
         obj = getattr(torchvision.ops, name[16:], None) if name[16:].isidentifier() else None
     elif name.isidentifier():
@@ -277,9 +279,6 @@ def _layer_class(name: Any) -> Any:
 def load_model_config(path: Path) -> Dict[str, Any]:
     """A YOLO model description read without running anything, checked as the comment above says; one sentence
     naming what is refused."""
-    import yaml
-
-    from utils.core.fileio import read_text, regular_file
 
     _NoAliasLoader = _no_alias_loader()
     size = regular_file(path, "model description").stat().st_size

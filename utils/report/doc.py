@@ -12,11 +12,13 @@ Usage:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Sequence, Tuple, Union
 
 import jinja2
 from markupsafe import Markup
+from tabulate import tabulate
 
 from utils.core.errors import visible
 
@@ -94,12 +96,28 @@ class Doc(str):
         return Markup(_BLOCKS.render(blocks=items))
 
 
-def table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Doc:
-    """A table: GitHub Markdown with columns padded to line up in a terminal (tabulate), cells given as text."""
-    from tabulate import tabulate
+def fmt(v: Any, digits: int = 2) -> str:
+    """A cell's text: "-" for a missing or NaN figure, a float to `digits` places, a large int with thousands
+    separators, anything else as str()."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, int) and abs(v) >= 10000:
+        return f"{v:,}"
+    return str(v)
 
+
+def sci(v: Any, form: str = ".3e") -> str:
+    """A figure in the given format (scientific by default), "-" where missing."""
+    return "-" if v is None else format(float(v), form)
+
+
+def table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Doc:
+    """The one table helper: GitHub Markdown with columns padded to line up in a terminal (tabulate), and escaped
+    HTML in the report (Doc.html); each cell's text by fmt (text stays as it is)."""
     head = tuple(str(h) for h in header)
-    body = tuple(tuple(str(c) for c in row) for row in rows)
+    body = tuple(tuple(fmt(c) for c in row) for row in rows)
     text = str(tabulate([[cell(c) for c in r] for r in body], headers=[cell(h) for h in head], tablefmt="github",
                         disable_numparse=True))
     return Doc([Table(head, body, text)], text)

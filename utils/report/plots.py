@@ -8,23 +8,28 @@ Usage:
 """
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from utils.backends.registry import BACKENDS, PRECISIONS  # noqa: E402
+from utils.core.fileio import atomic_path  # noqa: E402
+from utils.measure.scenarios import paired  # noqa: E402
+from utils.report.select import finite_number, identity_columns, row_label, serve_question, served_records  # noqa: E402
 
 matplotlib.use("Agg")
 # Texts in plots come from records (network names, labels): never parsed as mathtext ("$" is a dollar sign, and an
 # unbalanced one cannot stop a report)
 matplotlib.rcParams["text.parse_math"] = False
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import to_rgb  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 
-from utils.backends.registry import BACKENDS, PRECISIONS, row_label  # noqa: E402
-from utils.core.fileio import atomic_path  # noqa: E402
-from utils.report.tables import finite_number, identity_columns, serve_question, served_records  # noqa: E402
 
 PHASE_COLOURS = {"build": "#f4d03f", "load": "#aed6f1", "warm-up": "#f5b7b1", "measure": "#abebc6"}
 HUES = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -44,8 +49,6 @@ def colour(rec: Dict[str, Any]) -> Tuple[float, float, float]:
 def _log_if_wide(ax: Any, values: Sequence[float], axis: str = "y") -> None:
     """A log scale where values span more than a decade, its ticks plain numbers at 1, 2, 5 x 10^k (the default
     labels are mathtext, which this module never parses: they would read "$\\mathdefault{10^{3}}$")."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     positive = [v for v in values if v and v > 0]
     if positive and max(positive) / min(positive) > 10:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
@@ -62,8 +65,6 @@ def _legend_outside(ax: Any) -> None:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    import warnings
-
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # a name the font cannot draw
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -194,7 +195,7 @@ def serving_points(records: Sequence[Dict[str, Any]], network: str) -> List[Tupl
     """Per Server record of the network (the newest of each setup and settings): its label, the record, and each
     LoadGen run of its peak_steps in the order of target QPS as (completed samples/s, p50, p<percentile>, VALID);
     a run without a samples/s is left out. Read from the records, nothing computed."""
-    mine = [r for r in served_records(records) if r.get("network") == network and r.get("scenario") == "server"
+    mine = [r for r in served_records(records) if r.get("network") == network and r.get("scenario") == paired("rate")
             and isinstance(r.get("peak_steps"), list)]
     series = series_labels(mine)
     questions = {serve_question(r) for r in mine}
@@ -214,8 +215,6 @@ def serving_points(records: Sequence[Dict[str, Any]], network: str) -> List[Tupl
 def serving_curve(records: Sequence[Dict[str, Any]], network: str, path: Path) -> Path:
     """Latency (p50 dashed, the bound's percentile solid) against completed samples/s of every Server run of each
     runner, a horizontal line at each latency bound; a VALID run is a dot, an INVALID one a cross."""
-    from matplotlib.lines import Line2D
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ys: List[float] = []
     series = serving_points(records, network)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -19,13 +21,20 @@ import platform
 import secrets
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_json, finite_json, is_regular_file, read_bytes, slug
 from utils.report.schema import RECORD_VERSION, RecordError, check_record
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
+
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +42,9 @@ _WARNED: set = set()
 MAX_RECORD_BYTES = 16 << 20  # a record is a few KB; a larger .json is not one (and is not read whole)
 
 
-def command_line(prog: str, argv: Optional[Sequence[str]]) -> str:
-    """The exact command line of this run, for its records (main(argv) may be called without a shell)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    return " ".join(shlex.quote(a) for a in ["python", prog] + args)
-
-
 def _version(module: str) -> Optional[str]:
     try:
-        from importlib.metadata import version
-
-        return version(module)
+        return importlib.metadata.version(module)
     except Exception:
         return None
 
@@ -52,8 +53,6 @@ def imported_version(module: str, distributions: tuple) -> Optional[str]:
     """The version of the distribution that `import module` loads, named: "1.31.1 (onnxruntime-gpu)". Where
     several are installed (a CPU build in site-packages, a GPU build earlier on PYTHONPATH), the one beside
     the module found first, not the first the metadata lists (an H200 record said 1.30.0 while 1.31.1 ran)."""
-    import importlib.metadata
-    import importlib.util
 
     try:
         spec = importlib.util.find_spec(module)
@@ -82,7 +81,6 @@ def _cpu_name() -> str:
 def gpu_facts(index: Optional[int] = None) -> Dict[str, Any]:
     """Name, compute capability, driver, CUDA and SM clock (NVML where present) of GPU `index` (default: the
     current one), or {"gpu": None} without one."""
-    import torch
 
     out: Dict[str, Any] = {"gpu": None}
     if not torch.cuda.is_available():
@@ -108,7 +106,6 @@ def gpu_facts(index: Optional[int] = None) -> Dict[str, Any]:
 def environment(device_index: Optional[int] = None) -> Dict[str, Any]:
     """The software and hardware a figure was measured on, the GPU being the one it ran on (SM clock read
     again per record)."""
-    import torch
 
     env = {"host": platform.node(), "cpu": _cpu_name(), "python": platform.python_version(),
            "torch": torch.__version__, "torchvision": _version("torchvision"),
@@ -171,8 +168,6 @@ class Recorder:
             try:
                 rec["_path"] = str(write_record(rec, self.folder / "records"))
             except (OSError, ArtTRTError) as err:
-                import tempfile
-
                 rec["_path"] = str(write_record(rec, Path(tempfile.gettempdir()) / "arttrt-records"))
                 log.warning("could not write the record under %s (%s): it is in %s", self.folder, err, rec["_path"])
         return rec

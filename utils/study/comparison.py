@@ -21,7 +21,7 @@ from utils.data.options import DataOptions
 from utils.measure.compare import CompareStats, compare_runners
 from utils.models.networks import Network
 from utils.report.records import Recorder, make_record
-from utils.report.tables import compare_markdown, flips_csv
+from utils.report.sections.compare_tables import compare_markdown, flips_csv
 
 log = logging.getLogger(__name__)
 

@@ -13,27 +13,29 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from utils.backends.base import RunSpec
+from utils.data.options import DataOptions
+from utils.data.photos import demo_dataset
+from utils.measure.measurement import MeasureOptions
+from utils.models import networks
+from utils.report.records import Recorder
+from utils.report.report import make_report
+from utils.report.sections.results_tables import results_table
+from utils.report.terminal import fit_terminal, terminal_width
+from utils.study.agreement import top1_agreement
+from utils.study.validate import validate_one
+
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -> int:
-    from utils.backends.base import RunSpec
-    from utils.data.options import DataOptions
-    from utils.data.photos import demo_dataset
-    from utils.measure.timing import MeasureOptions
-    from utils.models.networks import load_network
-    from utils.report.records import Recorder
-    from utils.report.tables import fit_terminal, results_table, terminal_width
-    from utils.study.validate import validate_one
-
     folder = Path(os.environ.get("ARTTRT_DATASETS_DIR", ROOT / "datasets")) / "demo"  # tests point it elsewhere
     data = DataOptions(dataset=str(demo_dataset(folder)), progress=not quiet)
-    net = load_network("efficientnet_lite0", pretrained=True)
+    net = networks.load_network("efficientnet_lite0", pretrained=True)
     ds = data.open(net.preprocess, net.num_classes)
     opts = MeasureOptions(batch_size=1, progress=not quiet)
     recorder = Recorder(output / "demo", command)
-    from utils.study.study import top1_agreement
 
     records, preds = [], []
     for backend in ("torch", "onnxrt"):  # PyTorch first: each record says how often its top-1 is PyTorch's
@@ -48,7 +50,6 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
                         f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "
                         f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} (PyTorch / ONNX Runtime); "
                         f"same top-1 class on {same} of {len(preds[0])} photos."]
-    from utils.report.report import make_report
 
     make_report(output / "demo")
     lines += [f"records: {output / 'demo' / 'records'}", f"report: {output / 'demo' / 'report.html'}"]

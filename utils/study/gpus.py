@@ -13,19 +13,26 @@ import os
 import secrets
 import shutil
 import sys
-from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 
 from utils.core.errors import ArtTRTError
 from utils.core.progress import progress_bar
+from utils.report.records import load_records
+from utils.study.agreement import fill_agreement
+from utils.study.study import finish_study
 from utils.study.workers import jobs_done, launch, outcomes_of, wait_all
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
+
 
 log = logging.getLogger(__name__)
 
 
 def gpu_indices(values: Sequence[str]) -> List[int]:
     """--gpus 0 1 ... or --gpus all -> the GPU indices, each checked against the GPUs this machine has."""
-    import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
@@ -71,9 +78,7 @@ def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) ->
     crashed = {g: p.returncode for g, p in procs.items() if p.returncode not in (0, 1)}
     for g, rc in crashed.items():
         log.error("the worker on GPU %d stopped with status %d: its unfinished setups run on the next rerun", g, rc)
-    from utils.study.study import fill_agreement, finish_study
 
-    from utils.report.records import load_records
 
     everything = load_records(output)  # the workers' records and the folder's others, read once
     fill_agreement(output, everything)

@@ -16,7 +16,11 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from utils.backends.base import Runner
+from utils.backends.tensorrt.engine_layers import engine_layers, engine_precision_counts
 from utils.core.fileio import atomic_write_text
+from utils.models.drift import layer_drift, top_drift
+from utils.models.onnx_layers import onnx_layers, polygraphy_text, precision_counts
+from utils.report.sections.look_inside_tables import drift_doc, engine_layers_doc, onnx_layers_doc
 
 log = logging.getLogger(__name__)
 DRIFT_IMAGES = 8  # calibration images through both files for per-layer drift (ONNX Runtime, CPU)
@@ -25,35 +29,42 @@ QUANTIZED = ("int8", "fp8")
 
 def write_drift(fp32_onnx: Path, quant_onnx: Path, calib_data: Path, folder: Path) -> Dict[str, Any]:
     """Per-layer drift of quant_onnx against fp32_onnx on the first DRIFT_IMAGES calibration images."""
-    from utils.models.drift import drift_markdown, layer_drift, top_drift
-
     images = np.load(calib_data)[:DRIFT_IMAGES]  # allow_pickle stays False
     rows = layer_drift(fp32_onnx, quant_onnx, images)
     stem = folder / quant_onnx.stem
     atomic_write_text(stem.with_name(stem.name + ".drift.json"), json.dumps(rows, indent=1))
-    atomic_write_text(stem.with_name(stem.name + ".drift.md"), drift_markdown(rows))
+    ranked = {key: top_drift(rows, 5, key) for key in ("added_error", "relative_error")}
+    atomic_write_text(stem.with_name(stem.name + ".drift.md"), drift_doc(rows, ranked))
     keep = ("name", "op", "weight", "relative_error", "added_error")
     return {"file": str(quant_onnx), "reference": str(fp32_onnx), "images": len(images), "layers": len(rows),
             "output_relative_error": rows[-1]["relative_error"],
-            "top_added": [{k: r[k] for k in keep} for r in top_drift(rows, 5, "added_error")],
+            "top_added": [{k: r[k] for k in keep} for r in ranked["added_error"]],
             "table": str(stem.with_name(stem.name + ".drift.md"))}
 
 
 def write_engine_inspection(info: Dict[str, Any], name: str, folder: Path) -> Dict[str, Any]:
-    from utils.backends.tensorrt.engine_layers import engine_layers, engine_layers_markdown, engine_precision_counts
-
+    """<name>.engine-layers.json (the inspector's JSON) and .md (its table) under folder; returns the summary."""
     rows = engine_layers(info)
     stem = folder / name
     atomic_write_text(stem.with_name(stem.name + ".engine-layers.json"), json.dumps(info, indent=1))
-    atomic_write_text(stem.with_name(stem.name + ".engine-layers.md"), engine_layers_markdown(name, rows))
+    atomic_write_text(stem.with_name(stem.name + ".engine-layers.md"), engine_layers_doc(name, rows))
     return {"layers": len(rows), "precisions": engine_precision_counts(rows),
             "table": str(stem.with_name(stem.name + ".engine-layers.md"))}
 
 
+def write_onnx_inspection(path: Path, folder: Path) -> Dict[str, Any]:
+    """<stem>.layers.md, .layers.json and .polygraphy.txt under folder; returns the record's summary."""
+    layers = onnx_layers(path)
+    stem = folder / path.stem
+    atomic_write_text(stem.with_name(stem.name + ".layers.json"), json.dumps(layers, indent=1))
+    atomic_write_text(stem.with_name(stem.name + ".layers.md"), onnx_layers_doc(path.name, layers))
+    atomic_write_text(stem.with_name(stem.name + ".polygraphy.txt"), polygraphy_text(path))
+    return {"file": str(path), "layers": len(layers), "precisions": precision_counts(layers),
+            "qdq_layers": sum(r["qdq"] for r in layers), "table": str(stem.with_name(stem.name + ".layers.md"))}
+
+
 def inspect_model(onnx: Optional[Path], precision: str, facts: Dict[str, Any], folder: Path) -> Dict[str, Any]:
     """The ONNX file's layer table and, for a quantized file made from an fp32 one, its per-layer drift."""
-    from utils.models.onnx_layers import write_onnx_inspection
-
     out: Dict[str, Any] = {}
     if onnx is not None and onnx.is_file():
         out["onnx"] = write_onnx_inspection(onnx, folder)

@@ -18,12 +18,15 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from utils.backends import registry
 from utils.backends.base import RunSpec, parse_device
+from utils.core.cli import command_line
 from utils.core.errors import ArtTRTError, at_least
-from utils.measure.telemetry import check_interval
+from utils.core.namespace import from_args
 from utils.data.options import DataOptions
+from utils.measure.measurement import MeasureOptions
 from utils.measure.scenarios import SCENARIOS, ServeOptions, buckets, scenario_only_settings, settings_of
-from utils.measure.timing import MeasureOptions
+from utils.measure.telemetry import check_interval
 from utils.models.chain import ModelOptions
+from utils.study.plan import parse_shard
 
 DEFAULT_DURATION_S = 1.0  # trtexec's --duration is 3 s: 1 s keeps a six-network study in minutes; the CV is printed
 DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
@@ -131,7 +134,6 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
                       argv: Optional[Sequence[str]] = None) -> Request:
     """The typed request of the parsed arguments, every cross-argument rule checked: one sentence for the first
     thing that is wrong (ArtTRTError), before any work."""
-    from utils.report.records import command_line
 
     mode = next((m for m in ("demo", "compare", "report", "validate") if getattr(args, m)), "")
     if not mode:
@@ -168,7 +170,6 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
     scenarios = _scenarios(args, given)
     reference = _reference(args.reference) if mode == "compare" else registry.REFERENCE_RUNNER
     used = set(backends) | ({reference[0]} if mode == "compare" else set())
-    from utils.core.namespace import from_args
 
     return Request(**common, networks=tuple(dict.fromkeys(args.networks or [args.network])),  # type: ignore[arg-type]
                    weights=args.weights, pretrained=args.pretrained, num_classes=args.num_classes, seed=args.seed,
@@ -217,7 +218,6 @@ def _scenarios(args: argparse.Namespace, given: set) -> Tuple[Any, ...]:
 def _shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
     if not text:
         return None
-    from utils.study.plan import parse_shard
 
     return parse_shard(text)
 

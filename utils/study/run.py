@@ -7,18 +7,40 @@ Usage:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 import time
-from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
-from utils.backends import registry
+from utils.backends import base, registry
 from utils.core.errors import ArtTRTError, setup_logging
+from utils.core.fileio import atomic_write_text, ensure_writable, slug
+from utils.data.cache import SyntheticDataset, default_cache_dir
+from utils.measure.telemetry import Telemetry
+from utils.models import networks
+from utils.models.chain import check_input_size
 from utils.models.networks import Network
+from utils.models.paths import weights_dir
+from utils.report.records import Recorder, load_records
+from utils.report.report import make_report, where_results_are
+from utils.report.sections.compare_tables import compare_columns_markdown
+from utils.study import gpus as multi_gpu
+from utils.study.agreement import fill_agreement
+from utils.study.comparison import compare_one
+from utils.study.demo import run_demo
+from utils.study.gpus import run_on_gpus
+from utils.study.plan import make_plan
 from utils.study.request import Request
+from utils.study.study import ERROR, MEASURED, REUSED, SKIPPED, StudyContext, finish_study, merged, run_setups
 from utils.study.workers import SETUP_PROCESS
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
+
 
 log = logging.getLogger("arttrt")
 
@@ -31,16 +53,11 @@ def run(request: Request) -> int:
 
 
 def load(request: Request, name: str) -> Network:
-    from utils.models.networks import load_network
-
-    return load_network(name, request.weights, request.pretrained, request.num_classes, request.seed)
+    return networks.load_network(name, request.weights, request.pretrained, request.num_classes, request.seed)
 
 
 def check_folders(request: Request, backends: Sequence[str]) -> None:
     """The folders this run will write to take files, before anything is measured."""
-    from utils.core.fileio import ensure_writable
-    from utils.data.cache import default_cache_dir
-    from utils.models.paths import weights_dir
 
     ensure_writable(request.output, "--output")
     if request.data.dataset and request.data.synthetic is None or request.val_dataset:
@@ -53,11 +70,9 @@ def check_folders(request: Request, backends: Sequence[str]) -> None:
 
 def use_device(device: str) -> None:
     """The device is there; a cuda:N becomes the current GPU (checks, engine keys and records speak of it)."""
-    from utils.backends.base import resolve_device
 
-    dev = resolve_device(device)
+    dev = base.resolve_device(device)
     if dev.type == "cuda" and dev.index is not None:
-        import torch
 
         torch.cuda.set_device(dev)
 
@@ -67,7 +82,6 @@ def check_implied_device(request: Request) -> None:
     says what implied it, after the GPU-only backends' own refusals ("TensorRT is not installed" says more)."""
     if not request.device.startswith("cuda") or request.device_reason.startswith("--device"):
         return
-    import torch
 
     if torch.cuda.is_available():
         return
@@ -87,7 +101,6 @@ def check_implied_device(request: Request) -> None:
 def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: ignore[no-untyped-def]
     """The study the request asks for, every combination checked (utils/study/plan.py); every network loads first
     (weights found, downloaded) into `loaded`, so nothing fails later for a missing file."""
-    from utils.study.plan import make_plan
 
     check_implied_device(request)
     sizes = list(request.batch_sizes) if request.timing_jobs else []
@@ -106,8 +119,6 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: igno
             unloadable[name] = str(err)
             continue
         if request.model.input_shape is not None:
-            from utils.models.chain import check_input_size
-
             check_input_size(loaded[name], request.model)
     plan = make_plan(list(request.networks), list(request.backends), list(request.precisions),
                      sizes, request.spec_for, bounded=request.bounded, calib_methods=request.calib_methods,
@@ -119,12 +130,7 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: igno
 
 def validate_command(request: Request) -> int:
     """-v: the plan, its setups (this share, or those given, or those claimed), one record per job, the tables."""
-    import dataclasses
 
-    from utils.report.records import Recorder
-    from utils.report.records import load_records
-    from utils.study.study import ERROR, MEASURED, REUSED, SKIPPED, StudyContext, fill_agreement, finish_study, \
-        merged, run_setups
 
     started = time.perf_counter()
     loaded: Dict[str, Network] = {}
@@ -140,9 +146,7 @@ def validate_command(request: Request) -> int:
               f"{len(plan.setups)} setups: nothing to do" if request.shard else "no setup to run: nothing to do")
         return 0
     if request.gpus and request.claims is None:
-        from utils.study.gpus import gpu_indices, run_on_gpus
-
-        gpus = gpu_indices(request.gpus)
+        gpus = multi_gpu.gpu_indices(request.gpus)
         if len(gpus) > 1:
             return run_on_gpus(request, gpus, plan, started)
         request = request.with_device(f"cuda:{gpus[0]}", "--gpus")  # one GPU: this process is its worker
@@ -159,8 +163,6 @@ def validate_command(request: Request) -> int:
                        argv=None if worker else list(sys.argv[1:] if request.argv is None else request.argv),
                        records=known)
     if request.telemetry:
-        from utils.measure.telemetry import Telemetry
-
         ctx.telemetry = Telemetry(interval_ms=request.telemetry_ms).start()
     try:
         outcomes = run_setups(setups, ctx)
@@ -181,12 +183,6 @@ def validate_command(request: Request) -> int:
 def compare_command(request: Request) -> int:
     """--compare: the reference runner (default torch-fp32) against each backend and precision asked; with several,
     the original's table with one column per runner."""
-    from utils.core.fileio import atomic_write_text, slug
-    from utils.data.cache import SyntheticDataset
-    from utils.report.records import Recorder
-    from utils.report.report import make_report, where_results_are
-    from utils.report.tables import compare_columns_markdown
-    from utils.study.comparison import compare_one
 
     if ":" in request.device:
         use_device(request.device)
@@ -197,8 +193,6 @@ def compare_command(request: Request) -> int:
     check_folders(request, [ref_spec.backend, *[s.backend for s in others]])
     net = load(request, request.networks[0])
     if request.model.input_shape is not None:
-        from utils.models.chain import check_input_size
-
         check_input_size(net, request.model)
     if request.val_dataset:
         dataset = request.data.open(net.preprocess, net.num_classes)
@@ -226,16 +220,11 @@ def compare_command(request: Request) -> int:
 
 
 def demo_command(request: Request) -> int:
-    from utils.study.demo import run_demo
-
     return run_demo(request.output, quiet=request.quiet, command=request.command)
 
 
 def report_command(request: Request) -> int:
-    from utils.report.report import make_report, where_results_are
-    from utils.study.study import fill_agreement
 
-    from utils.report.records import load_records
 
     assert request.report_dir is not None
     records = None

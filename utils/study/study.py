@@ -14,30 +14,43 @@ Usage:
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import json
 import logging
 import os
+import secrets
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
-import numpy as np
-
-from utils.backends.registry import options_label
-from utils.core.errors import ArtTRTError, first_line
-from utils.core.fileio import atomic_path, atomic_write_json, inside, regular_file
+from utils.backends.base import device_scope
+from utils.backends.registry import get, options_label
+from utils.core.errors import ArtTRTError, first_line, visible
 from utils.core.progress import progress_bar
 from utils.data.options import DataOptions
-from utils.measure.timing import MeasureOptions
+from utils.measure.measurement import MeasureOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_id
+from utils.report.layout import View, summary_docs
 from utils.report.records import Recorder, load_records, make_record
-from utils.report.tables import images_key, is_reference
-from utils.study.plan import JOB_KINDS, Job, Setup, digest, job_identity, setup_key
+from utils.report.report import make_report, where_results_are
+from utils.report.select import over_top1_drop, row_label
+from utils.report.terminal import terminal_width
+from utils.study import validate
+from utils.study.agreement import predictions_saver
+from utils.study.plan import Job, Setup, digest, job_identity, setup_key
+from utils.study.validate import OpenRunner, serve_with, warn_if_random_weights
 from utils.study.workers import claim, launch, note_outcome, outcomes_of, records_of, wait_all
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
+
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +108,6 @@ def timing_rules(m: MeasureOptions) -> Dict[str, Any]:
 def device_identity(device: str) -> str:
     """The kind of device a job ran on (GPUs of one model are interchangeable for a rerun; the record keeps the
     index)."""
-    import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return str(torch.cuda.get_device_name(torch.device(device)))
@@ -166,8 +178,6 @@ def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], 
 
 
 def _own_process(setup: Setup, ctx: StudyContext) -> bool:
-    from utils.backends.registry import get
-
     return (ctx.argv is not None and setup.skipped is None and setup.spec.device.startswith("cuda")
             and get(setup.spec.backend).own_process_on_gpu)
 
@@ -175,8 +185,6 @@ def _own_process(setup: Setup, ctx: StudyContext) -> bool:
 def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
     """Runs one setup in a worker process of its own (utils.study.workers.launch), told that setup explicitly; its
     records come back through its outcome lines."""
-    import secrets
-    import shutil
 
     assert ctx.argv is not None
     folder = ctx.output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
@@ -205,9 +213,7 @@ def _give_back_gpu_memory(setup: Setup) -> None:
     """After a setup, the memory PyTorch cached is returned to the GPU: the next setup's runtime (ONNX Runtime's
     own arena, TensorRT) must not find the GPU full of PyTorch's freed blocks (an H200 study ran ONNX Runtime out
     of memory after torch.compile setups before this)."""
-    import gc
 
-    import torch
 
     gc.collect()
     if setup.spec.device.startswith("cuda") and torch.cuda.is_available():
@@ -215,8 +221,6 @@ def _give_back_gpu_memory(setup: Setup) -> None:
 
 
 def _open(setup: Setup, ctx: StudyContext, opened: _Open) -> _Open:
-    from utils.study.validate import warn_if_random_weights
-
     if opened.name != setup.network:
         opened.net = opened.dataset = None  # one network's memory at a time
         net = ctx.load_network(setup.network)
@@ -234,8 +238,6 @@ def _open(setup: Setup, ctx: StudyContext, opened: _Open) -> _Open:
 
 def _run_setup(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open,
                bar: Any) -> List[Outcome]:
-    from utils.backends.base import device_scope
-
     if setup.skipped is not None:
         return _jobs(setup, ctx, done, opened, bar, {})
     facts = _facts(setup, ctx, opened)
@@ -245,8 +247,6 @@ def _run_setup(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]],
 
 def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open, bar: Any,
           facts: Dict[str, Any]) -> List[Outcome]:
-    from utils.study.validate import OpenRunner, measure_with, serve_with
-
     out: List[Outcome] = []
     accuracy: Optional[Dict[str, Any]] = None
     rules = timing_rules(ctx.measure)
@@ -300,11 +300,11 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                     _emit(out, ctx, Outcome(setup, job, MEASURED, rec))
                     bar.update(1)
                     continue
-                rec, _ = measure_with(runner, spec, opened.net, opened.dataset, opts, ctx.recorder, ctx.telemetry,
+                rec, _ = validate.measure_with(runner, spec, opened.net, opened.dataset, opts, ctx.recorder, ctx.telemetry,
                                       inspect=ctx.inspect and job == next(j for j in setup.jobs
                                                                           if j.kind.looked_inside),
                                       profile=ctx.profile and job.kind.looked_inside, extra_fields=extra,
-                                      on_result=_predictions_saver(ctx.output, key) if job.kind.keeps_predictions
+                                      on_result=predictions_saver(ctx.output, key) if job.kind.keeps_predictions
                                       else None)
             except Exception as err:  # an error row, and the study goes on (Ultralytics' benchmark, trtexec)
                 if not ctx.rows_for_errors:
@@ -352,52 +352,17 @@ def _calib_words(setup: Setup) -> str:
     return f"{calib.calib_method}, {calib.calib_size} img" if setup.calibrated else ""
 
 
-def _predictions_saver(output: Path, key: str) -> Callable[[Any], Dict[str, Any]]:
-    """Keeps an accuracy pass's top-1 class per image (predictions/<job key>.npy): the agreement of every setup
-    with PyTorch fp32 is computed from these."""
-
-    def save(result: Any) -> Dict[str, Any]:
-        path = output / "predictions" / f"{key}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, np.asarray(result.predictions, dtype=np.int64), allow_pickle=False)
-        return {"predictions_file": str(path.relative_to(output))}
-
-    return save
-
-
 def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dict[str, Any]], started: float,
                  counts: Dict[str, int], everything: Sequence[Dict[str, Any]] = ()) -> int:
-    """The tables of the study's records, the report of the whole folder, the top-1 gate and the exit status."""
-    from utils.backends.registry import row_label
-    from utils.core.errors import visible
-    from utils.report.report import make_report, where_results_are
-    from utils.report.tables import (fit_terminal, inspect_markdown, latest_per_config, not_measured_markdown,
-                                     over_top1_drop, percentile_table, profile_markdown, results_table, served_markdown,
-                                     study_order, terminal_width, timing_rows, worth_it_markdown)
-
+    """The tables of the study's records (SECTIONS' console rows), the report of the whole folder, the top-1 gate and
+    the exit status."""
     keys = {r.get("job_key") for r in records if r.get("job_key")}
     fresh = {r.get("job_key"): r for r in everything if r.get("job_key") in keys}
     records = [fresh.get(r.get("job_key"), r) for r in records]  # with the agreement filled in
-    ok = [r for r in records if not r.get("error")]
-    shown = study_order(latest_per_config(timing_rows(ok)))  # the serving scenarios have their own table
-    if shown:
-        width = terminal_width()
-        print(fit_terminal(results_table(shown), width))
-        print()
-        print(fit_terminal(percentile_table(shown), width))
-    for text in (served_markdown(ok, max_top1_drop), inspect_markdown(ok), profile_markdown(ok)):
-        if text:
-            print()
-            print(text)
-    if len({(r.get("network"), r.get("backend"), r.get("precision"), r.get("options")) for r in ok}) > 1:
-        print()
-        print(worth_it_markdown(ok, max_top1_drop))
-    missing = not_measured_markdown(records)
-    if missing:
-        print()
-        print(missing)
+    view = View.of(records, max_top1_drop)
+    docs = summary_docs(view, terminal_width())
+    if docs:
+        print("\n\n".join(d.rstrip("\n") for d in docs))
     away = [Path(r["_path"]) for r in records if r.get("_path")
             and not Path(r["_path"]).resolve().is_relative_to(output.resolve())]
     if away:  # Recorder.write kept them in the system's temporary folder: say where, draw nothing over them
@@ -411,7 +376,7 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
           f"{counts.get('done before', 0)} found done before, {counts.get('skipped', 0)} skipped, "
           f"{counts.get('error', 0)} failed) in {took:.1f} s")
     if max_top1_drop is not None:
-        over = over_top1_drop(ok, max_top1_drop)
+        over = over_top1_drop(view.ok, max_top1_drop)
         for r, drop in over:
             if drop is None:  # outputs that are not numbers fail the gate whatever the top-1
                 print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} gave NaN/Inf or unranked outputs on "
@@ -422,44 +387,3 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
         if over:
             return GATE_FAILED
     return 1 if counts.get("error") else 0
-
-
-def top1_agreement(a: np.ndarray, ref: np.ndarray) -> Optional[Dict[str, Any]]:
-    """The record fields of how often top-1 classes a agree with the reference's: over the images the reference
-    ranks; one that a could not rank (-1: NaN/Inf) is a disagreement. None where the two are not comparable."""
-    both = (ref >= 0) if a.shape == ref.shape and a.ndim == 1 else np.zeros(0, bool)
-    if not both.any():
-        return None
-    return {"agree_top1_percent": round(100.0 * float((a[both] == ref[both]).mean()), 3),
-            "agree_top1_images": int(both.sum())}
-
-
-KEEPS_PREDICTIONS = [role for role, kind in JOB_KINDS.items() if kind.keeps_predictions]
-
-
-def fill_agreement(output: Path, records: Optional[Sequence[Dict[str, Any]]] = None) -> int:
-    """For every accuracy record under output with saved predictions: the share of images whose top-1 class is
-    PyTorch fp32's (same network, weights and dataset), written into the record; returns how many it wrote."""
-    recs = [r for r in (load_records(output, "validate") if records is None else records)
-            if r.get("kind") == "validate" and not r.get("error") and r.get("predictions_file")
-            and r.get("role") in KEEPS_PREDICTIONS]
-    refs = {images_key(r): r for r in recs if is_reference(r)}
-    wrote = 0
-    for r in recs:
-        ref = refs.get(images_key(r))
-        if ref is None or r.get("agree_top1_ref_key") == ref.get("job_key"):
-            continue
-        try:  # files named by records: confined to the output folder, regular files, no pickles
-            a = np.load(regular_file(inside(output, r["predictions_file"]), "predictions"), allow_pickle=False)
-            b = np.load(regular_file(inside(output, ref["predictions_file"]), "predictions"), allow_pickle=False)
-        except (OSError, ValueError, ArtTRTError) as err:
-            log.warning("no agreement for %s: %s", r.get("_path"), first_line(err))
-            continue
-        agreement = top1_agreement(a, b)
-        if agreement is None:
-            continue
-        r.update(agreement)
-        r["agree_top1_ref_key"] = ref.get("job_key")
-        atomic_write_json(Path(r["_path"]), {k: v for k, v in r.items() if k != "_path"})  # in memory too
-        wrote += 1
-    return wrote

@@ -11,22 +11,36 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from utils.backends.base import RunSpec, device_scope
 from utils.backends.registry import make_runner, options_label
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import slug
 from utils.data.cache import CachedDataset
 from utils.data.options import DataOptions
-from utils.measure.timing import MeasureOptions, MeasureResult, measure
+from utils.measure.measurement import MeasureOptions, MeasureResult, pad_batch
+from utils.measure.profile import profile_runner
+from utils.measure.scenarios import buckets
+from utils.measure.serving import serve
+from utils.measure.sut import DeviceSamples, runner_infer
+from utils.measure.timing import measure
 from utils.models.networks import Network
 from utils.models.paths import weights_id
 from utils.report.records import Recorder, gpu_facts, make_record
+from utils.report.sections.compare_tables import NONFINITE_ADVICE
+from utils.study.look_inside import inspect_runner
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
+
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +80,6 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
 
 def _first_batch(runner: Any, dataset: CachedDataset, bs: int) -> Any:
     """The dataset's first batch, on the runner's device and normalised, padded to bs if the dataset is smaller."""
-    from utils.measure.timing import pad_batch
 
     images, _, _ = next(iter(dataset.batches(bs, limit=min(bs, len(dataset)), pin=False, copy=True)))
     x = runner.normalizer(images.to(runner.device))
@@ -75,7 +88,6 @@ def _first_batch(runner: Any, dataset: CachedDataset, bs: int) -> Any:
 
 def _beside(extra: Dict[str, Any], key: str, write: Callable[[], Any]) -> None:
     """extra[key] = write(), or, where the disk refuses (full, read-only), extra[key + "_error"] = why, logged."""
-    from utils.core.errors import first_line
 
     try:
         extra[key] = write()
@@ -87,7 +99,6 @@ def _beside(extra: Dict[str, Any], key: str, write: Callable[[], Any]) -> None:
 def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
     """One line when outputs were not numbers (NaN/Inf) or did not rank (all equal): those images count as wrong,
     the tables mark the row and the --max_top1_drop gate fails it."""
-    from utils.report.tables import NONFINITE_ADVICE
 
     bad, flat = rec.get("nonfinite_outputs") or 0, rec.get("unrankable_outputs") or 0
     if rec.get("accuracy_from"):  # a timing job carries its accuracy pass's counts: said once, there
@@ -112,8 +123,6 @@ class OpenRunner:
     keeps it for every job of a setup: one export/compile/session per setup, not per batch size)."""
 
     def __init__(self, spec: RunSpec, net: Network, data: DataOptions, batch_size: int, telemetry: Any = None):
-        import torch
-
         self.spec = spec
         cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
         self.device = torch.device("cuda", torch.cuda.current_device()) if cuda else None
@@ -171,7 +180,6 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                  on_result: Optional[Callable[[MeasureResult], Dict[str, Any]]] = None
                  ) -> Tuple[Dict[str, Any], MeasureResult]:
     """Prepares the open runner for opts.batch_size, validates and times it, writes and returns the record."""
-    import torch
 
     runner, device, index = opened.runner, opened.device, opened.index
     first = opened.jobs == 0
@@ -199,13 +207,9 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     # not take the measurement with it. Each is tried; where one fails, the record says why and is written all
     # the same (Recorder.write falls back to the system's temporary folder when the output folder takes nothing).
     if profile:
-        from utils.measure.profile import profile_runner
-
         _beside(extra, "profile", lambda: profile_runner(runner, _first_batch(runner, dataset, opts.batch_size),
                                                          folder / "profiles" / f"{slug(stem, 160)}.trace.json"))
     if inspect:
-        from utils.study.look_inside import inspect_runner
-
         _beside(extra, "inspect", lambda: inspect_runner(runner, spec.precision, facts, info, folder / "inspect",
                                                          (opts.batch_size, 3, crop, crop)))
     preparation = {k: v for k, v in facts.items() if k != "prepare_s"}
@@ -246,13 +250,8 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     """One serving scenario of the open runner under MLPerf LoadGen (utils.measure.serving): writes and returns its
     record; LoadGen's logs stay beside it under loadgen/<job key>-<run>/ (a new folder per run: nothing is
     overwritten, and an interrupted run keeps what LoadGen wrote)."""
-    import secrets
 
-    import torch
 
-    from utils.measure.scenarios import buckets
-    from utils.measure.serving import serve
-    from utils.measure.sut import DeviceSamples, runner_infer
 
     runner = opened.runner
     opened.jobs += 1

@@ -12,9 +12,12 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from utils.report.records import read_record
 
 MAIN = Path(__file__).resolve().parents[2] / "main.py"
 SETUP_PROCESS = "ARTTRT_SETUP_PROCESS"  # set in a worker told its setups: its parent loaded and checked everything
@@ -58,7 +61,6 @@ def launch(argv: Sequence[str], device: str, claims: Path, setups: Optional[Sequ
     """The one way a study starts a worker process: main.py with the study's arguments on `device`, claiming from
     `claims`; given `setups`, it runs exactly those (a setup in a process of its own), else it takes the next
     unclaimed one until none is left (one worker per GPU of --gpus)."""
-    import sys
 
     env = dict(os.environ)
     if setups is not None:
@@ -108,6 +110,5 @@ def wait_all(procs: Sequence[subprocess.Popen], tick: Optional[Callable[[], None
 
 def records_of(lines: Sequence[Dict[str, Any]]) -> List[Optional[Dict[str, Any]]]:
     """The record each outcome line names (None where it names none, or the file is not a record)."""
-    from utils.report.records import read_record
 
     return [read_record(Path(line["path"])) if line.get("path") else None for line in lines]

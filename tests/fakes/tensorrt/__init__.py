@@ -526,7 +526,7 @@ class OnnxParser:
                 # onnx-tensorrt: "No importer registered for op: X. Attempting to import as plugin."
                 if not (_state["plugins"] and node.op_type in _STANDARD_PLUGINS):
                     self._errors.append(ParserError._new(
-                        f"Plugin not found, are the plugin name, version, and namespace correct?", i,
+                        "Plugin not found, are the plugin name, version, and namespace correct?", i,
                         node.name, node.op_type))
                     return False
                 net._plugins.append(node.op_type)

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from utils.backends.base import RunSpec, Runner
+from utils.backends.base import Runner, RunSpec
+from utils.backends.tensorrt import weak
+from utils.backends.tensorrt.engine import (check_precision_supported, check_sidecar, engine_for_network,
+                                            require_tensorrt_and_gpu)
+from utils.backends.tensorrt.runner import TensorRTRunner
 from utils.core.errors import ArtTRTError
 from utils.data.options import DataOptions
 
@@ -86,8 +90,6 @@ def label(spec: RunSpec) -> str:
 
 def check(spec: RunSpec) -> None:
     """Before any decoding or export: TensorRT and a GPU are here, and the GPU has the precision."""
-    from utils.backends.tensorrt import weak
-    from utils.backends.tensorrt.engine import check_precision_supported, require_tensorrt_and_gpu
 
     opts: Options = spec.options or Options()
     if opts.weak_typing and spec.precision != "fp32":
@@ -113,8 +115,6 @@ def check_profile(opts: Options, batch_sizes: Tuple[int, ...]) -> None:
 
 def make(spec: RunSpec, net: Network, data: DataOptions, batch_size: int) -> Tuple[Runner, Dict[str, Any]]:
     """The user's engine (its sidecar checked), or the cached build of the spec's network and precision."""
-    from utils.backends.tensorrt.engine import check_sidecar, engine_for_network, require_tensorrt_and_gpu
-    from utils.backends.tensorrt.runner import TensorRTRunner
 
     opts: Options = spec.options or Options()
     if opts.engine:

@@ -28,6 +28,8 @@ from utils.core.errors import ArtTRTError
 if TYPE_CHECKING:
     import tensorrt as trt
     import torch
+else:
+    from utils.core.deps import torch
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +156,6 @@ def dims_tuple(dims: trt.Dims) -> Tuple[int, ...]:
 def gpu_identity(index: Optional[int] = None) -> Dict[str, str]:
     """Name and compute capability of GPU `index` (default: the current one, which the run's device scope
     sets): part of every engine and timing-cache key."""
-    import torch
-
     if not torch.cuda.is_available():
         raise ArtTRTError("TensorRT needs an NVIDIA GPU, and none is visible here")
     p = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
@@ -171,7 +171,6 @@ def family_of_loaded() -> str:
 def run_device(device: str = "cuda") -> "torch.device":
     """The CUDA device an engine runs on and its buffers live on: 'cuda' is the current GPU (the run's device scope
     made it current)."""
-    import torch
 
     dev = torch.device(device)
     return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
@@ -180,6 +179,5 @@ def run_device(device: str = "cuda") -> "torch.device":
 def stream_handle(device: "torch.device") -> int:
     """The cudaStream_t of the current PyTorch stream on `device`: TensorRT enqueues there, after the copy-in and
     before the copy-out that PyTorch orders on the same stream."""
-    import torch
 
     return int(torch.cuda.current_stream(device).cuda_stream)

@@ -18,20 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
-from utils.backends.tensorrt import api
+from utils.backends.tensorrt import api, build, weak
+from utils.backends.tensorrt.weak import Calibration
 from utils.core.artefact import cached, sidecar_of
-from utils.core.errors import ArtTRTError
 from utils.core.content import content_key, file_digest
+from utils.core.errors import ArtTRTError
 from utils.core.fileio import read_json
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
-from utils.models.chain import ModelOptions, model_file
+from utils.models.chain import ModelOptions, model_file, user_onnx
+from utils.models.onnx_export import read_metadata
 from utils.models.paths import weights_dir
+from utils.models.precision import calibration_data
 
 if TYPE_CHECKING:
-    from utils.models.networks import Network
+    import torch
+
     from utils.backends.tensorrt import Options
-    from utils.backends.tensorrt.weak import Calibration
+    from utils.models.networks import Network
+else:
+    from utils.core.deps import torch
+
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +108,6 @@ def environment_key() -> Dict[str, str]:
 
 def require_tensorrt_and_gpu() -> Dict[str, str]:
     """One sentence naming everything that is missing for TensorRT here."""
-    import torch
 
     try:
         api.load_tensorrt()
@@ -174,7 +180,6 @@ def engine_for(onnx_path: Path, precision: str, shapes: EngineShapes, folder: Pa
                timing_cache: Optional[Path] = None, force: bool = False,
                calibration: Optional["Calibration"] = None, tf32: bool = False) -> Tuple[Path, Dict[str, Any]]:
     """The engine of an ONNX file at a precision and profiles, built once per TensorRT version and GPU."""
-    from utils.backends.tensorrt import build
 
     env = environment_key()
     settings = {"onnx": onnx_path, "precision": precision, "image": shapes.image, "profiles": shapes.profiles,
@@ -211,8 +216,6 @@ def weak_calibration(net: Network, onnx_path: Path, model: ModelOptions, data: D
     """Calibration images for TensorRT 10's int8 calibrator: the same seeded images as the Q/DQ route, in
     batches of exactly the calibration batch (the largest profile batch, at most the images there are), with a
     calibration cache keyed by file, images, method and batch."""
-    from utils.backends.tensorrt.weak import Calibration
-    from utils.models.precision import calibration_data
 
     arr, facts = calibration_data(net, model.calib, data)
     if arr is None:
@@ -247,7 +250,6 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
     check_precision_supported(precision, env)
     shape = model.shape_for(net)
     if model.onnx and model.input_shape is None:  # the given file's own batch (read, not assumed dynamic)
-        from utils.models.onnx_export import read_metadata
 
         given = int(read_metadata(model.onnx)["graph_input_shape"][0])
         shape = (given, *shape[1:]) if given > 0 else shape
@@ -262,12 +264,8 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
     calibration: Optional["Calibration"] = None
     calib_facts: Dict[str, Any] = {}
     if opts.weak_typing and precision != "fp32":
-        from utils.backends.tensorrt import weak
-
         weak.require(precision)
         if model.onnx:
-            from utils.models.chain import user_onnx
-
             _, carried = user_onnx(net, model)
             if carried != "fp32":
                 raise ArtTRTError(f"--weak_typing builds from an fp32 file, and {Path(model.onnx).name} already "

@@ -13,7 +13,7 @@ Type-checked by mypy against TensorRT's stubs.
 
 Usage:
     info = engine_information(engine, context)     # the runner's engine and context
-    rows = engine_layers(info); print(engine_precision_counts(rows))
+    rows = engine_layers(info); print(engine_precision_counts(rows))  # drawn by utils/report/sections/look_inside
     info = plan_information(plan, (1, 3, 224, 224))  # a serialized engine, deserialized here
     measure, env = step_engine_probe("int8", 224)   # --mixed_precision: each step's engine layers by precision
 """
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from utils.backends.tensorrt import api
 from utils.backends.tensorrt.api import dims_tuple, error_mark, init_plugins, last_errors, logger
+from utils.backends.tensorrt.build import BuildSettings, build_serialized
 from utils.core.errors import ArtTRTError, first_line
 
 if TYPE_CHECKING:
@@ -94,7 +95,6 @@ def step_engine_probe(precision: str, crop: int) -> Tuple[Optional[Callable[[Pat
     or (None, why not) where TensorRT does not load or no GPU is visible: then no build is tried at all. Each file
     is built strongly typed at the fixed shape (1, 3, crop, crop); its layers' precisions are read back by the
     engine inspector where this runtime deserializes it."""
-    from utils.backends.tensorrt.build import BuildSettings, build_serialized
 
     try:
         module, version = api.load_tensorrt()
@@ -163,15 +163,3 @@ def engine_layers(info: Dict[str, Any]) -> List[Dict[str, Any]]:
 def engine_precision_counts(rows: List[Dict[str, Any]]) -> Dict[str, int]:
     """How many engine layers read each precision, most first (Reformat layers included: they run too)."""
     return dict(collections.Counter(r["precision"] for r in rows).most_common())
-
-
-def engine_layers_markdown(title: str, rows: List[Dict[str, Any]]) -> str:
-    from utils.core.markdown import markdown_table
-
-    counts = ", ".join(f"{p} {n}" for p, n in engine_precision_counts(rows).items())
-    note = "" if any(r["type"] != "?" for r in rows) else (
-        " The engine was built without ProfilingVerbosity.DETAILED: names only.")
-    return (f"# {title}\n\n{len(rows)} engine layers ({counts}).{note}\n\n"
-            + markdown_table(["#", "type", "precision", "name", "tactic"],
-                             [[i, r["type"], r["precision"], r["name"], r["tactic"]] for i, r in enumerate(rows)])
-            + "\n")

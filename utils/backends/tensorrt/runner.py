@@ -22,19 +22,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-import torch
-
 from utils.backends.base import CudaGraphs, Runner, mib
 from utils.backends.tensorrt import api
 from utils.backends.tensorrt.api import dims_tuple, error_mark, last_errors
 from utils.backends.tensorrt.build import engine_layer_count
+from utils.backends.tensorrt.engine_layers import engine_information
 from utils.core.errors import ArtTRTError
 from utils.data.preprocess import Preprocess
 
 if TYPE_CHECKING:
     import tensorrt as trt
+    import torch
 else:
     from utils.backends.tensorrt.api import trt
+    from utils.core.deps import torch
 
 
 def torch_dtype(dt: trt.DataType) -> torch.dtype:
@@ -239,8 +240,6 @@ class TensorRTRunner(Runner):
     # --- what the record says --------------------------------------------------------------------------------------
 
     def engine_information(self, shape: Tuple[int, ...]) -> Optional[Dict[str, Any]]:
-        from utils.backends.tensorrt.engine_layers import engine_information
-
         if self.engine is None:
             raise RuntimeError("TensorRTRunner.activate() first")
         # formats of a dynamic engine resolve only for a concrete shape: the inspector reads that shape's context

@@ -27,8 +27,10 @@ from utils.core.fileio import atomic_path
 
 if TYPE_CHECKING:
     import tensorrt as trt
+    import torch
 else:
     from utils.backends.tensorrt.api import trt
+    from utils.core.deps import torch
 
 FLAGS = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8"}
 CALIBRATORS = {"entropy": "IInt8EntropyCalibrator2", "max": "IInt8MinMaxCalibrator"}
@@ -76,7 +78,6 @@ def make_calibrator(c: Calibration) -> trt.IInt8Calibrator:
     exception raised in get_batch, prints it to stderr and treats it as the end of the data (python/src/infer/
     pyInt8.cpp, getBatch: catch ... return false), so an out-of-memory there would calibrate on fewer images without a
     word: get_batch keeps the error instead, and check_calibrated raises it."""
-    import torch
 
     if c.method not in CALIBRATORS:
         raise ArtTRTError(f"--calib_method {c.method} has no TensorRT calibrator: one of {', '.join(CALIBRATORS)}")

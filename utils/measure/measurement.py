@@ -1,0 +1,155 @@
+"""What a measurement is asked (MeasureOptions: batch size, warm-up, mode, bounds, each rule checked where it is
+made) and what it gives back (MeasureResult: latencies, hits, the images without a prediction, and the flat figures
+of a record); utils.measure.timing fills one from the other.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from utils.core.errors import ArtTRTError
+from utils.measure.energy import energy_fields
+from utils.measure.stats import latency_stats, unstable
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from utils.core.deps import torch
+
+
+@dataclass
+class MeasureOptions:
+    batch_size: int = 1
+    warmup_fraction: float = 0.1
+    min_warmup_s: float = 0.2
+    sync: bool = False
+    limit: Optional[int] = None  # number of images
+    pipeline_depth: int = 3      # batches in flight before the host waits for the oldest
+    progress: bool = True
+    verify: bool = True          # check every image read against the checksum written with the cache
+    # Bounded timing (trtexec's --duration and --iterations: whichever is reached last): the full batches are
+    # replayed in order, round and round, until at least `duration_s` of timed batches and `iterations` timed
+    # batches; no accuracy (a study takes it from one whole pass). Both None: one whole pass, accuracy and timing.
+    duration_s: Optional[float] = None
+    iterations: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        """Each measurement rule checked here, the one place that owns it (a request makes one before any work)."""
+        if self.batch_size < 1:
+            raise ArtTRTError(f"--batch_size must be at least 1, not {self.batch_size}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ArtTRTError(f"--warmup is the fraction of batches used as warm-up, in [0, 1), not "
+                              f"{self.warmup_fraction}")
+        if self.min_warmup_s < 0:
+            raise ArtTRTError(f"--min_warmup_s must not be negative, not {self.min_warmup_s}")
+        if self.limit is not None and self.limit < 1:
+            raise ArtTRTError(f"--limit must be at least 1, not {self.limit}")
+        if self.duration_s is not None and self.duration_s < 0:
+            raise ArtTRTError(f"--duration must not be negative, not {float(self.duration_s)}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ArtTRTError(f"--iterations must be at least 1, not {self.iterations}")
+
+    @property
+    def bounded(self) -> bool:
+        return self.duration_s is not None or self.iterations is not None
+
+
+@dataclass
+class MeasureResult:
+    latency_all_ms: List[float] = field(default_factory=list)
+    latency_model_ms: List[float] = field(default_factory=list)
+    timed_images: int = 0
+    wall_s: float = 0.0
+    correct1: int = 0
+    correct5: int = 0
+    labelled: int = 0
+    images: int = 0
+    predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # top-1 per image, -1: none
+    warmup_batches: int = 0
+    warmup_s: float = 0.0
+    sync: bool = False
+    short_batch: Optional[Dict[str, Any]] = None  # images and how they were handled
+    feed: str = "host"
+    verified: Optional[int] = None  # images checked against the cache's checksums (None: nothing to check)
+    bounded: bool = False           # timed by --duration/--iterations over replayed batches (no accuracy)
+    nonfinite: int = 0              # images whose outputs hold a NaN or an Inf (their top-1 is none: wrong)
+    unrankable: int = 0             # images whose outputs are all equal (underflow to zero, say): no class ranks
+    energy: Optional[Tuple[float, float]] = None  # the GPU's energy counter over the timed window: (mJ, s)
+
+    def summary(self) -> Dict[str, Any]:
+        """The flat figures of a record."""
+        la, lm = latency_stats(self.latency_all_ms), latency_stats(self.latency_model_ms)
+        out: Dict[str, Any] = {
+            "images": self.images, "labelled_images": self.labelled,
+            "top1": 100.0 * self.correct1 / self.labelled if self.labelled else None,
+            "top5": 100.0 * self.correct5 / self.labelled if self.labelled else None,
+            "timed_images": self.timed_images, "warmup_batches": self.warmup_batches,
+            "warmup_s": round(self.warmup_s, 4), "mode": "sync" if self.sync else "pipelined",
+            "short_batch": self.short_batch, "feed": self.feed, "verified_images": self.verified,
+            "timing": "bounded" if self.bounded else "whole pass",
+            "nonfinite_outputs": None if self.bounded else self.nonfinite,
+            "unrankable_outputs": None if self.bounded else self.unrankable,
+        }
+        for prefix, s in (("latency_all", la), ("latency_model", lm)):
+            for k, v in s.items():
+                out[f"{prefix}_{k}" if k != "count" else f"{prefix}_batches"] = v
+        if self.sync:
+            total = math.fsum(self.latency_all_ms)
+            out["images_per_s"] = self.timed_images / (total / 1e3) if total > 0 else None
+        else:
+            out["images_per_s"] = self.timed_images / self.wall_s if self.wall_s > 0 else None
+        out["latency_unstable"] = unstable(la) or unstable(lm)
+        if self.energy is not None:
+            out.update(energy_fields(*self.energy, self.timed_images, out["images_per_s"]))
+        return out
+
+    def add_batch(self, top: "torch.Tensor", labels: "torch.Tensor", idx: np.ndarray,
+                  flags: Optional["torch.Tensor"] = None) -> None:
+        """Top-1 and top-5 hits of one batch from its top classes (utils.core.predictions.top_classes, on the host: an
+        image whose outputs are not numbers or do not rank has no prediction, -1, and counts as wrong), and the counts of
+        such images from its flags."""
+        self.images += top.shape[0]
+        if flags is not None:
+            nonfinite, flat = flags[:, 0], flags[:, 1] & ~flags[:, 0]
+            self.nonfinite += int(nonfinite.sum())
+            self.unrankable += int(flat.sum())
+        self.predictions[idx] = top[:, 0].numpy()
+        mask = labels >= 0
+        if bool(mask.any()):
+            lab = labels[mask].view(-1, 1)
+            tk = top[mask]
+            self.labelled += int(mask.sum())
+            self.correct1 += int((tk[:, :1] == lab).any(dim=1).sum())
+            self.correct5 += int((tk == lab).any(dim=1).sum())
+
+
+def pad_batch(x: "torch.Tensor", size: int) -> "torch.Tensor":
+    """x with its last image repeated up to `size` images (a fixed-shape runner's short batch)."""
+    if x.shape[0] >= size:
+        return x
+    return torch.cat([x, x[-1:].expand(size - x.shape[0], *x.shape[1:])])
+
+
+class Timer:
+    """A CUDA event on a GPU runner, perf_counter on a CPU one."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+        self.t: float = 0.0
+        self.ev: Any = torch.cuda.Event(enable_timing=True) if cuda else None
+
+    def record(self, stream: Any = None) -> "Timer":
+        if self.cuda:
+            self.ev.record(stream)
+        else:
+            self.t = time.perf_counter()
+        return self
+
+    def ms_until(self, later: "Timer") -> float:
+        if self.cuda:
+            return float(self.ev.elapsed_time(later.ev))
+        return (later.t - self.t) * 1e3

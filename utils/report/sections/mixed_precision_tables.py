@@ -1,0 +1,65 @@
+"""--mixed_precision's searches: the budget, what was chosen, and every step measured."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+from utils.report.doc import Doc, compose, fmt, table
+from utils.report.select import row_label
+
+
+MIXED_PRECISION_HEADER = ["k (layers kept)", "newly kept", "top-1 (%)", "drop (points)", "size (MiB)", "within budget"]
+
+
+def mixed_precision_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
+    """--mixed_precision: per search, fp32's top-1 on the held-out images, the budget, what was chosen, and one row
+    per step in the order measured (k layers kept out of quantization, the names that step added, its top-1, drop,
+    file size, within budget or not); empty when no record holds a search."""
+    searches: Dict[Any, Tuple[Dict[str, Any], List[Dict[str, Any]]]] = {}
+    for r in records:
+        prep = r.get("preparation")
+        block = prep.get("mixed_precision") if isinstance(prep, dict) else None
+        if r.get("kind") != "validate" or r.get("error") or not isinstance(block, dict):
+            continue  # several jobs and backends run one search's file: it is shown once
+        key = (r.get("network"), block.get("search_file"), block.get("final_onnx"))
+        searches.setdefault(key, (block, []))[1].append(r)
+    if not searches:
+        return compose()
+    parts: List[Any] = ["## Mixed precision within a top-1 budget (--mixed_precision)",
+                        "Each step keeps the k layers that add the most error (ranked on calibration images) out of "
+                        "quantization and measures top-1 on held-out images; k is bisected, which assumes that keeping "
+                        "more layers never lowers top-1: every step is shown, so a step where it does is visible."]
+    for (network, _, _), (b, recs) in sorted(searches.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        runners = ", ".join(sorted({row_label(r) for r in recs}))
+        outcome = (f"{b['final_k']} of {b['ranked_layers']} ranked layers kept in high precision" if b["met"] else
+                   f"NOT met: even with all {b['ranked_layers']} ranked layers kept out of quantization the drop is over "
+                   "budget; that file is used")
+        file = str(b.get("final_onnx") or "").replace("\\", "/").rsplit("/", 1)[-1]
+        engines = any(isinstance(st.get("engine"), dict) and st["engine"].get("layer_precisions")
+                      for st in b["steps"])  # a column only where TensorRT's inspector read some back
+        parts += [f"### {network}: {runners}",
+                  f"Budget {b['budget']:g} points below fp32's top-1 of {b['fp32_top1']:.2f}% on {b['heldout_images']} "
+                  f"held-out images ({b.get('heldout_rule') or 'not named'}); calibrated on {b['calib_images']} "
+                  f"images: {outcome}. File: {file}.",
+                  table(MIXED_PRECISION_HEADER + (["engine layers (TensorRT)"] if engines else []),
+                           [[str(st["k"]), _step_names(st.get("added") or []), f"{st['top1']:.2f}", f"{st['drop']:.2f}",
+                             fmt(st.get("size_mib"), 2), "yes" if st["within"] else "no"]
+                            + ([_engine_cell(st.get("engine"))] if engines else []) for st in b["steps"]])]
+    return compose(*parts)
+
+
+def _engine_cell(engine: Any) -> str:
+    """A step's engine layers by precision, most first ("int8 40, fp32 12"), "not read" where the engine was built
+    but not read back, "not built", or "-" where no build was tried."""
+    if not isinstance(engine, dict):
+        return "-"
+    counts = engine.get("layer_precisions")
+    if counts:
+        return ", ".join(f"{p} {n}" for p, n in sorted(counts.items(), key=lambda pn: (-pn[1], pn[0])))  # most first
+    return "not read" if engine.get("built") else "not built"
+
+
+def _step_names(names: Sequence[str], most: int = 3) -> str:
+    """The first names a step added, and how many more: a step of 40 layers stays one line."""
+    if not names:
+        return "-"
+    return ", ".join(names[:most]) + (f" (+{len(names) - most} more)" if len(names) > most else "")

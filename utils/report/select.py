@@ -1,0 +1,283 @@
+"""Which records a table shows, read from the records alone: the newest of each setup, the timing rows and the
+serving ones, the PyTorch fp32 reference row and each row's top-1 drop below it, the --max_top1_drop gate, the
+identity columns that keep different datasets and weights apart, unstable timings, and a record's row label.
+Nothing here renders: the sections (utils/report/sections/) do.
+
+Usage:
+    rows = latest_per_config(timing_rows(records)); over = over_top1_drop(records, 1.0)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from utils.backends.registry import BACKENDS, PRECISIONS, REFERENCE_RUNNER, runner_label
+
+
+def row_label(rec: Dict[str, Any]) -> str:
+    """A record's runner as every table names it: 'Vanilla', 'TRT int8', 'ONNX Runtime fp32 (cpu)', with the
+    options that change figures (the registry's runner_label, from the record's fields)."""
+    if "options" in rec:
+        extras = [rec["options"]] if rec["options"] else []
+    else:  # records written before the backends said their own options
+        extras = [v for v in (rec.get("provider"), rec.get("compile_mode")) if v]
+        if rec.get("engine_shapes") == "static":
+            extras.append("static")
+    if rec.get("tf32"):
+        extras.append("TF32")
+    if rec.get("cuda_graph"):
+        extras.append("CUDA graph")
+    if rec.get("calib_method"):  # the images the calibration really used (weak typing: whole batches only)
+        extras.append(f"{rec['calib_method']}, {rec.get('calib_images_used') or rec.get('calib_images')} img")
+    prep = rec.get("preparation")
+    mixed = prep.get("mixed_precision") if isinstance(prep, dict) else None
+    if isinstance(mixed, dict):  # a --mixed_precision file: another file than the plain int8/fp8 one
+        extras.append(f"mixed, {mixed.get('final_k')} layers fp32")
+    if rec.get("mode") == "sync" and str(rec.get("device", "")).startswith("cuda"):
+        extras.append("sync")  # on the CPU every run is synchronous: say it only where it differs
+    return runner_label(str(rec.get("backend", "")), str(rec.get("precision", "fp32")), extras)
+
+
+RANDOM_WEIGHTS = "random weights"
+
+
+def random_weights(r: Dict[str, Any]) -> bool:
+    return str(r.get("weights") or "").startswith("random")
+
+
+def not_numbers(r: Dict[str, Any]) -> int:
+    """How many images of a record gave outputs that are not numbers (NaN/Inf) or do not rank (all equal)."""
+    return int(r.get("nonfinite_outputs") or 0) + int(r.get("unrankable_outputs") or 0)
+
+
+def dataset_of(r: Dict[str, Any]) -> str:
+    """Which images a record measured: the folder's name and image count (its content key tells folders apart)."""
+    name = str(r.get("dataset") or "?").rstrip("/").rsplit("/", 1)[-1]
+    return f"{name} ({r['images']} img)" if r.get("images") is not None else name
+
+
+def _distinct(records: Sequence[Dict[str, Any]], identity: Callable[[Dict[str, Any]], Any],
+              shown: Callable[[Dict[str, Any]], str], key: Callable[[Dict[str, Any]], Any]
+              ) -> Callable[[Dict[str, Any]], str]:
+    """A column's text per record: `shown`, with a short key added where two different identities would read
+    the same (two folders named imagenet with 50,000 images each are two rows, never one)."""
+    names: Dict[str, set] = defaultdict(set)
+    for r in records:
+        names[shown(r)].add(identity(r))
+
+    def text(r: Dict[str, Any]) -> str:
+        name = shown(r)
+        if len(names[name]) < 2:
+            return name
+        return f"{name} [{hashlib.sha256(str(key(r)).encode()).hexdigest()[:6]}]"
+
+    return text
+
+
+def identity_columns(records: Sequence[Dict[str, Any]]) -> List[Tuple[str, Callable[[Dict[str, Any]], str]]]:
+    """The columns a table needs so that it never puts different datasets or weights side by side unlabelled:
+    "dataset" where the records measured different images, "weights" where they ran different weights; each
+    column's text tells apart identities that read the same (rows are grouped by these texts)."""
+    cols: List[Tuple[str, Callable[[Dict[str, Any]], str]]] = []
+
+    def data_id(r: Dict[str, Any]) -> Any:
+        return (r.get("dataset_key") or r.get("dataset"), r.get("images"))
+
+    def weights_key(r: Dict[str, Any]) -> Any:
+        return r.get("weights_id") or r.get("weights")
+
+    if len({data_id(r) for r in records}) > 1:
+        cols.append(("dataset", _distinct(records, data_id, dataset_of, data_id)))
+    if len({weights_key(r) for r in records}) > 1:
+        cols.append(("weights", _distinct(records, weights_key, lambda r: str(r.get("weights")), weights_key)))
+    return cols
+
+
+# A row's timing is marked unstable (its images/s and every speed-up computed from it) when the host was loaded
+# while it was timed (1-minute load average above the core count), or when its latency CV is far above its
+# peers' (more than UNSTABLE_PEER_FACTOR x their median and above UNSTABLE_CV_FLOOR %), or above
+# UNSTABLE_CV_ALWAYS % whatever the peers. trtexec only warns above 2.5 %; these rows are the ones not to trust.
+UNSTABLE_CV_FLOOR = 10.0
+
+
+UNSTABLE_PEER_FACTOR = 3.0
+
+
+UNSTABLE_CV_ALWAYS = 50.0
+
+
+UNSTABLE = " (unstable)"
+
+
+UNSTABLE_NOTE = ("(unstable): the row's timing is not to be trusted: the host was loaded while it was timed (load "
+                 "average above the core count), or its latency varied far more than its peers' (CV above "
+                 f"{UNSTABLE_PEER_FACTOR:g}x their median and {UNSTABLE_CV_FLOOR:g} %, or above "
+                 f"{UNSTABLE_CV_ALWAYS:g} %); speed-ups computed from it are marked too.")
+
+
+def unstable_reason(r: Dict[str, Any], peers: Sequence[Dict[str, Any]]) -> Optional[str]:
+    """Why the row's timing is not to be trusted, or None (see UNSTABLE_NOTE)."""
+    load, cores = r.get("host_load_1m"), r.get("host_cores")
+    if isinstance(load, (int, float)) and isinstance(cores, int) and cores > 0 and load > cores:
+        return f"host loaded (load average {load:.1f} on {cores} cores)"
+    cv = r.get("latency_all_cv_percent")
+    if not isinstance(cv, (int, float)) or not math.isfinite(cv):
+        return None
+    if cv > UNSTABLE_CV_ALWAYS:
+        return f"latency CV {cv:.1f} %"
+    others = sorted(float(p["latency_all_cv_percent"]) for p in peers if p is not r
+                    and isinstance(p.get("latency_all_cv_percent"), (int, float)))
+    if others:
+        mid = len(others) // 2
+        median = others[mid] if len(others) % 2 else (others[mid - 1] + others[mid]) / 2
+        if cv > max(UNSTABLE_CV_FLOOR, UNSTABLE_PEER_FACTOR * median):
+            return f"latency CV {cv:.1f} % against its peers' median {median:.1f} %"
+    return None
+
+
+def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The newest record of each (network, backend, precision, batch, mode, options, dataset, weights, and a serving
+    record's scenario and settings); a study's accuracy pass stands for its batch size only where no timing or
+    whole-pass record of the setup does."""
+    latest: Dict[Any, Dict[str, Any]] = {}
+    for r in sorted(records, key=lambda r: r.get("role") != "accuracy"):  # stable: then oldest first
+        if r.get("error"):
+            continue
+        key = (r.get("network"), row_label(r), r.get("batch_size"), r.get("mode"),
+               r.get("dataset_key") or r.get("dataset"), r.get("weights_id") or r.get("weights"), serving_key(r))
+        latest[key] = r
+    return list(latest.values())
+
+
+def is_scenario(r: Dict[str, Any]) -> bool:
+    """A serving scenario's record (MLPerf LoadGen, role "scenario"): samples/s and latency under LoadGen's load, no
+    timing row (it has no latency-model figures); only the served table and the serving curve draw it."""
+    return r.get("role") == "scenario" or r.get("scenario") is not None
+
+
+def timing_rows(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The validation records the timing tables and plots draw: every one but the serving scenarios'."""
+    return [r for r in records if r.get("kind") == "validate" and not is_scenario(r)]
+
+
+def serving_key(r: Dict[str, Any]) -> Any:
+    """What tells two serving records of one setup apart (the scenario and its settings); None for a timing row."""
+    if not is_scenario(r):
+        return None
+    return (r.get("scenario"), json.dumps(r.get("serve_settings"), sort_keys=True, default=str))
+
+
+def study_order(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Network, then backend and precision in the registry's order, then batch size."""
+    return sorted(records, key=lambda r: (str(r.get("network")), row_sort_key(r), row_label(r),
+                                          int(r.get("batch_size") or 0)))
+
+
+def row_sort_key(r: Dict[str, Any]) -> Any:
+    b = list(BACKENDS).index(r["backend"]) if r.get("backend") in BACKENDS else 99
+    p = PRECISIONS.index(r["precision"]) if r.get("precision") in PRECISIONS else 99
+    return (b, p, str(r.get("options", "")))
+
+
+def latest_compares(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The newest comparison record of each (network, weights, reference, runner, inputs): a report never shows
+    a comparison that a later run of the same setup replaced."""
+    latest: Dict[Any, Dict[str, Any]] = {}
+    for r in records:
+        key = (r.get("network"), r.get("weights"), r.get("reference"), r.get("backend"), r.get("precision"),
+               str(r.get("other_facts", {}).get("options", "")), r.get("inputs_source"), r.get("dataset"),
+               r.get("inputs"), r.get("batch_size"), r.get("rtol"), r.get("atol"))  # another tolerance: another question
+        latest[key] = r
+    return list(latest.values())
+
+
+def images_key(r: Dict[str, Any]) -> Any:
+    """Which network, weights and images a record measured: records with the same key are compared row by row."""
+    return (r.get("network"), r.get("weights_id") or r.get("weights"), r.get("dataset_key") or r.get("dataset"),
+            r.get("images"))
+
+
+def is_reference(r: Dict[str, Any]) -> bool:
+    """The PyTorch fp32 row every other is measured against, found by its runner key (backend and precision, no
+    options, no CUDA graph, no calibration, not a synchronised GPU run), never by its display label."""
+    return ((r.get("backend"), r.get("precision")) == REFERENCE_RUNNER and not r.get("options")
+            and not r.get("cuda_graph") and not r.get("calib_method")
+            and not (r.get("mode") == "sync" and str(r.get("device", "")).startswith("cuda")))
+
+
+def top1_drops(records: Sequence[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], Optional[float]]]:
+    """Each validation record with its top-1 drop in points below PyTorch fp32 on the same network, weights and
+    images (None where that reference or a top-1 is missing)."""
+    recs = [r for r in timing_rows(records) if not r.get("error")]
+    refs = {images_key(r): r for r in recs if is_reference(r) and r.get("top1") is not None}
+    out = []
+    for r in recs:
+        ref = refs.get(images_key(r))
+        drop = None if ref is None or r.get("top1") is None else float(ref["top1"]) - float(r["top1"])
+        out.append((r, drop))
+    return out
+
+
+def over_top1_drop(records: Sequence[Dict[str, Any]], max_drop: float
+                   ) -> List[Tuple[Dict[str, Any], Optional[float]]]:
+    """The rows whose top-1 falls more than max_drop points below their PyTorch fp32 row, and the rows whose outputs
+    were not numbers on some image (drop None: they fail whatever their top-1); one per setup."""
+    seen, out = set(), []
+    for r, drop in top1_drops(latest_per_config(records)):
+        key = (r.get("setup_key") or row_label(r), images_key(r))
+        if key in seen:
+            continue
+        if not_numbers(r):
+            seen.add(key)
+            out.append((r, None))
+        elif drop is not None and drop > max_drop + 1e-9:
+            seen.add(key)
+            out.append((r, drop))
+    return out
+
+
+def finite_number(v: Any) -> Optional[float]:
+    """v as a finite float, or None: a missing, NaN or infinite figure is a blank, never "nan"."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def serve_settings(r: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    s = (r or {}).get("serve_settings")
+    return s if isinstance(s, dict) else {}
+
+
+def serve_question(r: Dict[str, Any]) -> Tuple[float, float]:
+    """(percentile, latency bound in ms) a serving run was held to; LoadGen's defaults here (99, 15) where unsaid."""
+    s = serve_settings(r)
+    return (finite_number(s.get("percentile")) or 99.0, finite_number(s.get("latency_bound_ms")) or 15.0)
+
+
+def served_records(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The newest serving record of each setup, scenario and settings, failed ones left out; each a copy whose
+    `images` is the count LoadGen's library held where its accuracy run gave none (the same images, one dataset)."""
+    return [{**r, "images": r.get("images") if r.get("images") is not None else r.get("accuracy_samples")}
+            for r in latest_per_config([r for r in records if r.get("kind") == "validate" and is_scenario(r)])]
+
+
+def records_read(everything: Sequence[Dict[str, Any]], shown_validations: int, shown_compares: int) -> str:
+    """What the report drew from: every record read, and in one clause each why any is not a row of its own."""
+    def why_left_out(kind: str, shown: int, replaced_by: str) -> str:
+        recs = [r for r in everything if r.get("kind") == kind]
+        skipped = sum(1 for r in recs if str(r.get("error") or "").startswith("skipped:"))
+        failed = sum(1 for r in recs if r.get("error")) - skipped
+        parts = [f"{n} {what}" for n, what in ((len(recs) - failed - skipped - shown, replaced_by),
+                                               (failed, "failed"), (skipped, "skipped")) if n > 0]
+        return f"{len(recs)} {{}} ({shown} shown" + ("; left out: " + ", ".join(parts) if parts else "") + ")"
+    same = "replaced by a newer record of the same setup"
+    line = (why_left_out("validate", shown_validations, same + " (or an accuracy pass folded into its timed row)")
+            .format("validation") + " and " + why_left_out("compare", shown_compares, same).format("comparison")
+            + " records")
+    validations = [r for r in everything if r.get("kind") == "validate"]
+    if any(r.get("error") for r in validations):
+        line += "; a failed or skipped job that no later record measured is listed under Not measured"
+    return line
