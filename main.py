@@ -99,7 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "task, say); --report merges the shares' records")
     study.add_argument("--claims", metavar="DIR", help="a folder of claim files shared by the processes of one "
                        "study (set by --gpus for its workers)")
-    study.add_argument("--setups", nargs="+", type=int, help=argparse.SUPPRESS)  # a worker told its setups
     study.add_argument("--calib_methods", nargs="+", metavar="M", help="int8/fp8 rows for each calibration method")
     study.add_argument("--calib_sizes", nargs="+", type=int, metavar="N", help="int8/fp8 rows for each calibration "
                        "image count (the same seeded images)")

@@ -13,11 +13,13 @@ from utils.study.study import REUSED, StudyContext, _run_in_child, run_setups
 
 
 def _plan(argv):
+    """The study's request and its plan, as main.py makes them (a child is handed both)."""
     from utils.study.request import request_from_args
     from utils.study.run import plan_of_request
 
     parser = main.build_parser()
-    return plan_of_request(request_from_args(parser.parse_args(argv), parser, argv), {})
+    request = request_from_args(parser.parse_args(argv), parser, argv)
+    return request, plan_of_request(request, {})
 
 
 @pytest.mark.slow
@@ -25,7 +27,7 @@ def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
     argv = ["-v", "--networks", "resnet18", "mobilenet_v3_small", "--backends", "torch", "onnxrt", "--synthetic", "6",
             "--batch_sizes", "2", "3", "--duration", "0", "--iterations", "2", "--min_warmup_s", "0", "--device", "cpu",
             "--output", str(tmp_path), "--quiet"]
-    plan = _plan(argv)
+    request, plan = _plan(argv)
     assert [s.label for s in plan.setups] == ["resnet18 torch fp32", "resnet18 onnxrt fp32 (cpu)",
                                               "mobilenet_v3_small torch fp32", "mobilenet_v3_small onnxrt fp32 (cpu)"]
     target = plan.setups[3]
@@ -37,7 +39,7 @@ def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
             self.n += k
 
     ctx = StudyContext(tmp_path, Recorder(tmp_path, "test"), DataOptions(synthetic=6),
-                       MeasureOptions(duration_s=0, iterations=2, min_warmup_s=0), lambda n: None, argv=argv)
+                       MeasureOptions(duration_s=0, iterations=2, min_warmup_s=0), lambda n: None, hand_over=(request, plan))
     bar = Bar()
     outcomes = _run_in_child(target, ctx, bar)
     recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
@@ -62,7 +64,7 @@ def test_a_study_sends_such_setups_to_children_and_a_rerun_spawns_none(tmp_path,
     import utils.study.study as st
 
     # on a GPU, onnxrt setups go to a process of their own; here on the CPU the same path, asked for by hand
-    monkeypatch.setattr(st, "_own_process", lambda setup, ctx: ctx.argv is not None and setup.skipped is None
+    monkeypatch.setattr(st, "_own_process", lambda setup, ctx: ctx.hand_over is not None and setup.skipped is None
                         and setup.spec.backend == "onnxrt")
     spawned = []
     real = st._run_in_child

@@ -259,18 +259,40 @@ def test_claim_takes_a_setup_once(tmp_path):
     assert claim(tmp_path, 4) is True
 
 
-def test_worker_argv_drops_gpus_and_device():
-    from utils.study.workers import worker_argv
+def test_a_worker_is_handed_its_request_and_plan_and_nothing_else(tmp_path):
+    """--gpus and a setup's own process hand the worker the study's Request and plan as JSON (no command line to
+    parse again, no plan to make again); only ArtTRT's option classes come back, every field as it was."""
+    import dataclasses
 
-    claims = Path("/x/claims")
-    argv = ["-v", "--gpus", "0", "1", "--networks", "a", "b", "--device", "cuda:0", "--batch_sizes", "1", "8"]
-    assert worker_argv(argv, "cuda:1", claims) == [
-        "-v", "--networks", "a", "b", "--batch_sizes", "1", "8", "--device", "cuda:1", "--claims", "/x/claims",
-        "--quiet"]
-    assert worker_argv(["-v", "--gpus=all", "--device=cuda", "--verbose"], "cuda:0", claims) == [
-        "-v", "--verbose", "--device", "cuda:0", "--claims", "/x/claims"]
-    assert worker_argv(["-v", "--gpus", "all", "--quiet"], "cuda:2", claims) == [
-        "-v", "--quiet", "--device", "cuda:2", "--claims", "/x/claims"]
+    from utils.backends import registry
+    from utils.study import handover
+    from utils.study.plan import Job, Setup, StudyPlan
+    from utils.study.request import request_from_args
+
+    argv = ["-v", "--networks", "resnet18", "--backends", "torch", "onnxrt", "--precisions", "fp32", "int8",
+            "--batch_sizes", "1", "8", "--scenario", "offline", "server", "--find_peak", "--gpus", "0", "1", "--output",
+            str(tmp_path / "o"), "--calib_size", "16", "--synthetic", "4"]
+    parser = main.build_parser()
+    request = request_from_args(parser.parse_args(argv), parser, argv)
+    plan = StudyPlan([Setup(i, "resnet18", request.spec_for(b, p), [Job("accuracy", 8), Job("scenario", 8,
+                      request.scenarios[0])], None) for i, (b, p) in enumerate([("torch", "fp32"), ("onnxrt", "int8")])],
+                     (1, 8), True)
+    mine = handover.for_worker(request, "cuda:1", tmp_path / "claims", setups=[1])
+    path = handover.write_handover(tmp_path, "w", mine, plan)
+    got, got_plan = handover.read_handover(path)
+    assert got == mine and got_plan == plan  # every field, nested options and tuples included
+    assert isinstance(got.backend_options["onnxrt"], registry.get("onnxrt").impl().Options)
+    assert (got.device, got.gpus, got.claims, got.setups, got.quiet) == ("cuda:1", None, tmp_path / "claims", (1,), True)
+    assert got.command == f"{request.command} --device cuda:1 --claims {tmp_path / 'claims'}"
+    assert dataclasses.replace(got, command=request.command, device=request.device, device_reason=request.device_reason,
+                               gpus=request.gpus, claims=None, setups=None, quiet=False) == request
+    foreign = path.read_text().replace("utils.study.request:Request", "subprocess:Popen")
+    path.write_text(foreign)
+    with pytest.raises(ArtTRTError, match="'subprocess:Popen', which is not one of ArtTRT's option classes"):
+        handover.read_handover(path)
+    path.write_text("[]")
+    with pytest.raises(ArtTRTError, match="is not a study's handover"):
+        handover.read_handover(path)
 
 
 @pytest.mark.slow
@@ -483,7 +505,7 @@ def test_top1_gate_on_hand_made_records():
 @pytest.mark.filterwarnings("ignore:No artists with labels:UserWarning")  # plots of records without latencies
 def test_finish_study_exits_3_over_the_gate(tmp_path, capsys):
     from utils.report.records import Recorder, make_record
-    from utils.study.study import GATE_FAILED, finish_study
+    from utils.study.finish import GATE_FAILED, finish_study
 
     recorder = Recorder(tmp_path, "test")  # the report of the folder needs records on disk
     recs = [recorder.write(make_record("validate", "test", **{k: v for k, v in r.items() if k != "kind"}))

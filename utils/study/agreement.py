@@ -1,39 +1,78 @@
-"""How often each setup's top-1 class is PyTorch fp32's on the same images: each accuracy job keeps its predictions
-beside its record, and the share that agrees with the reference's is filled into the record once both exist.
+"""How often each setup's top-1 class is PyTorch fp32's on the same images. Each accuracy job keeps its predictions
+beside its record (predictions/<job key>.npy) and its record is written once: with its agreement where the
+reference's predictions exist already (a study runs each network's PyTorch fp32 setup first), else without; a table
+drawn later computes the missing ones in memory from the saved predictions (with_agreement), never rewriting a record.
 
 Usage:
-    fill_agreement(output, records)
+    on_result = predictions_saver(output, key, reference)   # reference: the PyTorch fp32 predictions to agree with
+    shown = with_agreement(output, records)                 # copies, the missing agreements filled in
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from utils.backends.registry import options_label
 from utils.core.errors import ArtTRTError, first_line
-from utils.core.fileio import atomic_path, atomic_write_json, inside, regular_file
-from utils.report.records import load_records
+from utils.core.fileio import atomic_path, inside, regular_file
 from utils.report.select import images_key, is_reference
 from utils.study.plan import JOB_KINDS
 
 log = logging.getLogger(__name__)
 
 
-def predictions_saver(output: Path, key: str) -> Callable[[Any], Dict[str, Any]]:
-    """Keeps an accuracy pass's top-1 class per image (predictions/<job key>.npy): the agreement of every setup
-    with PyTorch fp32 is computed from these."""
+Reference = Callable[[Any], Optional[Tuple[np.ndarray, str]]]  # a measurement -> (PyTorch fp32's predictions, key)
+
+
+def predictions_saver(output: Path, key: str, reference: Optional[Reference] = None
+                      ) -> Callable[[Any], Dict[str, Any]]:
+    """Keeps an accuracy pass's top-1 class per image (predictions/<job key>.npy) and, where `reference` gives the
+    PyTorch fp32 predictions of the same images, the agreement with them: fields of the record before it is written."""
 
     def save(result: Any) -> Dict[str, Any]:
         path = output / "predictions" / f"{key}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
+        predictions = np.asarray(result.predictions, dtype=np.int64)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, np.asarray(result.predictions, dtype=np.int64), allow_pickle=False)
-        return {"predictions_file": str(path.relative_to(output))}
+                np.save(f, predictions, allow_pickle=False)
+        out: Dict[str, Any] = {"predictions_file": str(path.relative_to(output))}
+        ref = reference(result) if reference is not None else None
+        agreement = top1_agreement(predictions, ref[0]) if ref is not None else None
+        if agreement is not None and ref is not None:
+            out.update(agreement, agree_top1_ref_key=ref[1])
+        return out
 
     return save
+
+
+def is_reference_run(spec: Any, sync: bool) -> bool:
+    """A spec that runs as the PyTorch fp32 row every other is measured against (utils.report.select.is_reference,
+    asked of the record it will write)."""
+    return is_reference({"backend": spec.backend, "precision": spec.precision, "options": options_label(spec),
+                         "cuda_graph": spec.cuda_graph, "mode": "sync" if sync else "pipelined",
+                         "device": spec.device})
+
+
+def reference_predictions(output: Path, records: Sequence[Dict[str, Any]], want: Any
+                          ) -> Optional[Tuple[np.ndarray, str]]:
+    """The newest PyTorch fp32 predictions among records of images key `want`, with that record's job key."""
+    for r in reversed(list(records)):
+        if (is_reference(r) and images_key(r) == want and r.get("predictions_file") and not r.get("error")
+                and r.get("role") in KEEPS_PREDICTIONS):
+            try:
+                return _load(output, r["predictions_file"]), str(r.get("job_key"))
+            except (OSError, ValueError, ArtTRTError) as err:
+                log.warning("no agreement with %s: %s", r.get("_path"), first_line(err))
+    return None
+
+
+def _load(output: Path, name: str) -> np.ndarray:
+    """A predictions file a record names: confined to the output folder, a regular file, no pickles."""
+    return np.load(regular_file(inside(output, name), "predictions"), allow_pickle=False)
 
 
 def top1_agreement(a: np.ndarray, ref: np.ndarray) -> Optional[Dict[str, Any]]:
@@ -49,29 +88,26 @@ def top1_agreement(a: np.ndarray, ref: np.ndarray) -> Optional[Dict[str, Any]]:
 KEEPS_PREDICTIONS = [role for role, kind in JOB_KINDS.items() if kind.keeps_predictions]
 
 
-def fill_agreement(output: Path, records: Optional[Sequence[Dict[str, Any]]] = None) -> int:
-    """For every accuracy record under output with saved predictions: the share of images whose top-1 class is
-    PyTorch fp32's (same network, weights and dataset), written into the record; returns how many it wrote."""
-    recs = [r for r in (load_records(output, "validate") if records is None else records)
-            if r.get("kind") == "validate" and not r.get("error") and r.get("predictions_file")
-            and r.get("role") in KEEPS_PREDICTIONS]
-    refs = {images_key(r): r for r in recs if is_reference(r)}
-    wrote = 0
-    for r in recs:
+def with_agreement(output: Path, records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """records, with a copy in place of each accuracy record whose agreement with PyTorch fp32 (same network, weights
+    and images) was not known when it was written, that agreement filled in from the saved predictions; no record
+    file is written."""
+    refs: Dict[Any, Dict[str, Any]] = {}
+    for r in records:
+        if (r.get("kind") == "validate" and is_reference(r) and not r.get("error") and r.get("predictions_file")
+                and r.get("role") in KEEPS_PREDICTIONS):
+            refs[images_key(r)] = r
+    out = []
+    for r in records:
         ref = refs.get(images_key(r))
-        if ref is None or r.get("agree_top1_ref_key") == ref.get("job_key"):
+        if (ref is None or r.get("kind") != "validate" or r.get("error") or not r.get("predictions_file")
+                or r.get("role") not in KEEPS_PREDICTIONS or r.get("agree_top1_ref_key") == ref.get("job_key")):
+            out.append(r)
             continue
-        try:  # files named by records: confined to the output folder, regular files, no pickles
-            a = np.load(regular_file(inside(output, r["predictions_file"]), "predictions"), allow_pickle=False)
-            b = np.load(regular_file(inside(output, ref["predictions_file"]), "predictions"), allow_pickle=False)
+        try:
+            agreement = top1_agreement(_load(output, r["predictions_file"]), _load(output, ref["predictions_file"]))
         except (OSError, ValueError, ArtTRTError) as err:
             log.warning("no agreement for %s: %s", r.get("_path"), first_line(err))
-            continue
-        agreement = top1_agreement(a, b)
-        if agreement is None:
-            continue
-        r.update(agreement)
-        r["agree_top1_ref_key"] = ref.get("job_key")
-        atomic_write_json(Path(r["_path"]), {k: v for k, v in r.items() if k != "_path"})  # in memory too
-        wrote += 1
-    return wrote
+            agreement = None
+        out.append({**r, **agreement, "agree_top1_ref_key": ref.get("job_key")} if agreement else r)
+    return out

@@ -12,14 +12,14 @@ import logging
 import os
 import secrets
 import shutil
-import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 
 from utils.core.errors import ArtTRTError
 from utils.core.progress import progress_bar
 from utils.report.records import load_records
-from utils.study.agreement import fill_agreement
-from utils.study.study import finish_study
+from utils.study.agreement import with_agreement
+from utils.study.finish import finish_study
+from utils.study.handover import for_worker, write_handover
 from utils.study.workers import jobs_done, launch, outcomes_of, wait_all
 
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) ->
     output = request.output
     claims = output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
     claims.mkdir(parents=True)
-    argv = sys.argv[1:] if request.argv is None else list(request.argv)
-    procs = {g: launch(argv, device_of(g), claims) for g in gpus}
+    procs = {g: launch(write_handover(claims, f"worker-gpu-{g}", for_worker(request, device_of(g), claims), plan))
+             for g in gpus}
     log.info("study on GPUs %s: %d jobs in %d setups", ", ".join(map(str, gpus)), plan.jobs, len(plan.setups))
     bar = progress_bar(total=plan.jobs, desc=f"study on {len(gpus)} GPUs", enabled=not request.quiet)
 
@@ -81,7 +81,7 @@ def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) ->
 
 
     everything = load_records(output)  # the workers' records and the folder's others, read once
-    fill_agreement(output, everything)
+    everything = with_agreement(output, everything)  # in memory: no record is written twice
     by_path = {r["_path"]: r for r in everything}
     records = [by_path[str(o["path"])] for o in outcomes if o.get("path") and str(o["path"]) in by_path]
     counts: Dict[str, int] = {}

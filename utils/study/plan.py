@@ -109,6 +109,11 @@ class StudyPlan:
     def jobs(self) -> int:
         return sum(len(s.jobs) for s in self.setups)
 
+    def on_device(self, device: str) -> "StudyPlan":
+        """The same plan with every setup on `device` (--gpus with one GPU: cuda becomes cuda:N)."""
+        return dataclasses.replace(self, setups=[dataclasses.replace(s, spec=dataclasses.replace(s.spec, device=device))
+                                                 for s in self.setups])
+
 
 def parse_shard(text: str) -> Tuple[int, int]:
     """'K/N' -> (K, N), 1 <= K <= N; anything else is one sentence."""

@@ -33,7 +33,7 @@ DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
 DEFAULT_SERVE_DURATION_S = 10.0  # each LoadGen run of a scenario (MLPerf's submissions: 600 s)
 DEFAULT_SERVE_MAX_BATCH = 32    # --max_batch's default for the dynamic batcher (it is TensorRT's profile maximum too)
 SERVE_ONLY = ("max_queue_delay_us",) + scenario_only_settings()  # a serving scenario's settings
-STUDY_ONLY = ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims", "setups",
+STUDY_ONLY = ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims",
               "calib_methods", "calib_sizes", "max_top1_drop", "mixed_precision", "scenario") + SERVE_ONLY
 
 
@@ -43,7 +43,6 @@ class Request:
 
     mode: str                                   # validate, compare, demo, report
     command: str                                # the command line, for the records
-    argv: Optional[Tuple[str, ...]]             # main(argv)'s own arguments (None: sys.argv's), for worker processes
     output: Path
     networks: Tuple[str, ...] = ("resnet18",)
     weights: Optional[str] = None
@@ -74,7 +73,7 @@ class Request:
     gpus: Optional[Tuple[str, ...]] = None
     shard: Optional[Tuple[int, int]] = None
     claims: Optional[Path] = None
-    setups: Optional[Tuple[int, ...]] = None    # a worker told its setups explicitly (a setup's own process)
+    setups: Optional[Tuple[int, ...]] = None    # a worker handed its setups (a setup's own process: handover.py)
     calib_methods: Optional[Tuple[str, ...]] = None
     calib_sizes: Optional[Tuple[int, ...]] = None
     max_top1_drop: Optional[float] = None
@@ -146,7 +145,7 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
     if (args.inspect or args.profile) and not args.validate:
         raise ArtTRTError("--inspect and --profile look inside a validation run: add -v (build_trt.py --inspect "
                           "inspects an engine as it is built)")
-    common = dict(mode=mode, command=command_line("main.py", argv), argv=tuple(argv) if argv is not None else None,
+    common = dict(mode=mode, command=command_line("main.py", argv),
                   output=Path(args.output), quiet=args.quiet, verbose=args.verbose)
     if mode in ("demo", "report"):
         return Request(**common, report_dir=Path(args.report) if args.report else None)  # type: ignore[arg-type]
@@ -182,7 +181,6 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
                    telemetry_ms=args.telemetry_ms, force=bool(getattr(args, "force", False)), inspect=args.inspect,
                    profile=args.profile, gpus=tuple(args.gpus) if args.gpus else None,
                    shard=_shard(args.shard), claims=Path(args.claims) if args.claims else None,
-                   setups=tuple(args.setups) if args.setups else None,
                    calib_methods=tuple(args.calib_methods) if args.calib_methods else None,
                    calib_sizes=tuple(args.calib_sizes) if args.calib_sizes else None,
                    max_top1_drop=args.max_top1_drop, reference=reference, num_inputs=args.num_inputs,

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import sys
 import time
-from typing import TYPE_CHECKING, Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from utils.backends import base, registry
 from utils.core.errors import ArtTRTError, setup_logging
@@ -27,14 +25,14 @@ from utils.report.records import Recorder, load_records
 from utils.report.report import make_report, where_results_are
 from utils.report.sections.compare_tables import compare_columns_markdown
 from utils.study import gpus as multi_gpu
-from utils.study.agreement import fill_agreement
+from utils.study.agreement import with_agreement
 from utils.study.comparison import compare_one
 from utils.study.demo import run_demo
+from utils.study.finish import finish_study
 from utils.study.gpus import run_on_gpus
-from utils.study.plan import make_plan
+from utils.study.plan import StudyPlan, calib_grid, make_plan
 from utils.study.request import Request
-from utils.study.study import ERROR, MEASURED, REUSED, SKIPPED, StudyContext, finish_study, merged, run_setups
-from utils.study.workers import SETUP_PROCESS
+from utils.study.study import ERROR, MEASURED, REUSED, SKIPPED, StudyContext, merged, run_setups
 
 if TYPE_CHECKING:
     import torch
@@ -98,21 +96,35 @@ def check_implied_device(request: Request) -> None:
                          else "drop --gpus") + ", or run on a machine with an NVIDIA GPU")
 
 
-def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: ignore[no-untyped-def]
-    """The study the request asks for, every combination checked (utils/study/plan.py); every network loads first
-    (weights found, downloaded) into `loaded`, so nothing fails later for a missing file."""
+def first_refusal(request: Request) -> Optional[str]:
+    """Why nothing the request asks could run (each backend's check, then the calibration grid's, in the plan's
+    order: the first setup's reason), or None where something can: said before any network loads."""
+    reasons = []
+    for backend in request.backends:
+        for precision in request.precisions:
+            for spec, calib_why in calib_grid(request.spec_for(backend, precision), request.calib_methods,
+                                              request.calib_sizes):
+                try:
+                    registry.check(spec)
+                except ArtTRTError as err:
+                    reasons.append(str(err))
+                    continue
+                if calib_why is None:
+                    return None
+                reasons.append(calib_why)
+    return reasons[0] if reasons else "nothing to run"
 
+
+def plan_of_request(request: Request, loaded: Dict[str, Network]) -> StudyPlan:
+    """The study the request asks for, made once, every combination checked (utils/study/plan.py): what nothing could
+    run is said first; then every network loads (weights found, downloaded) into `loaded`, so nothing fails later
+    for a missing file, and a network that cannot load is a skipped row with its reason."""
     check_implied_device(request)
-    sizes = list(request.batch_sizes) if request.timing_jobs else []
-    plan = make_plan(list(request.networks), list(request.backends), list(request.precisions),
-                     sizes, request.spec_for, bounded=request.bounded, calib_methods=request.calib_methods,
-                     calib_sizes=request.calib_sizes, scenarios=request.scenarios)
-    if all(s.skipped for s in plan.setups):  # nothing could run (TensorRT missing, no GPU): said before any load
-        raise ArtTRTError(plan.setups[0].skipped or "nothing to run")
+    refusal = first_refusal(request)
+    if refusal is not None:  # nothing could run (TensorRT missing, no GPU): said before any load
+        raise ArtTRTError(refusal)
     unloadable = {}
     for name in request.networks:
-        if os.environ.get(SETUP_PROCESS):  # a worker given its setups: its parent loaded every network
-            break
         try:
             loaded[name] = loaded.get(name) or load(request, name)
         except ArtTRTError as err:
@@ -120,6 +132,7 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: igno
             continue
         if request.model.input_shape is not None:
             check_input_size(loaded[name], request.model)
+    sizes = list(request.batch_sizes) if request.timing_jobs else []
     plan = make_plan(list(request.networks), list(request.backends), list(request.precisions),
                      sizes, request.spec_for, bounded=request.bounded, calib_methods=request.calib_methods,
                      calib_sizes=request.calib_sizes, unloadable=unloadable, scenarios=request.scenarios)
@@ -128,13 +141,12 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]):  # type: igno
     return plan
 
 
-def validate_command(request: Request) -> int:
-    """-v: the plan, its setups (this share, or those given, or those claimed), one record per job, the tables."""
-
-
+def validate_command(request: Request, plan: Optional[StudyPlan] = None) -> int:
+    """-v: the plan, its setups (this share, or those given, or those claimed), one record per job, the tables. A
+    worker is handed its study's plan (utils/study/worker.py): the parent made it once, and loaded every network."""
     started = time.perf_counter()
     loaded: Dict[str, Network] = {}
-    plan = plan_of_request(request, loaded)
+    plan = plan or plan_of_request(request, loaded)
     if not request.gpus and ":" in request.device:  # cuda:N becomes the current GPU (the plan checked it is there)
         use_device(request.device)
     setups = plan.shard(*request.shard) if request.shard else plan.setups
@@ -151,16 +163,16 @@ def validate_command(request: Request) -> int:
             return run_on_gpus(request, gpus, plan, started)
         request = request.with_device(f"cuda:{gpus[0]}", "--gpus")  # one GPU: this process is its worker
         use_device(request.device)
-        setups = plan_of_request(request, loaded).setups
+        plan = plan.on_device(request.device)
+        setups = plan.setups
     many = plan.jobs > 1
-    worker = bool(os.environ.get(SETUP_PROCESS))
     known = load_records(request.output) if request.output.is_dir() else []  # the folder's records, read once
     ctx = StudyContext(request.output, Recorder(request.output, request.command), request.data,
                        dataclasses.replace(request.measure, progress=not request.quiet and not many),
                        lambda name: loaded.get(name) or load(request, name), force=request.force,
                        progress=not request.quiet and many, profile=request.profile, inspect=request.inspect,
                        claims=request.claims, rows_for_errors=many,
-                       argv=None if worker else list(sys.argv[1:] if request.argv is None else request.argv),
+                       hand_over=None if request.setups is not None else (request, plan),
                        records=known)
     if request.telemetry:
         ctx.telemetry = Telemetry(interval_ms=request.telemetry_ms).start()
@@ -174,7 +186,7 @@ def validate_command(request: Request) -> int:
     if request.claims is not None:  # a worker: the parent draws the tables
         return 1 if any(o.status == ERROR for o in outcomes) else 0
     everything = merged(known, [o.record for o in outcomes])
-    fill_agreement(request.output, everything)
+    everything = with_agreement(request.output, everything)  # in memory: no record is written twice
     return finish_study(request.max_top1_drop, request.output, [o.record for o in outcomes if o.record], started,
                         {k: sum(o.status == k for o in outcomes) for k in (MEASURED, REUSED, SKIPPED, ERROR)},
                         everything)
@@ -229,8 +241,9 @@ def report_command(request: Request) -> int:
     assert request.report_dir is not None
     records = None
     if request.report_dir.is_dir():
-        records = load_records(request.report_dir)  # once
-        fill_agreement(request.report_dir, records)  # shares merged: each setup's agreement with PyTorch fp32
+        # read once; each setup's agreement with PyTorch fp32 filled in memory where its record lacks it (a report
+        # never writes a record)
+        records = with_agreement(request.report_dir, load_records(request.report_dir))
     make_report(request.report_dir, records=records)
     print(where_results_are(request.report_dir))
     return 0

@@ -21,27 +21,24 @@ import logging
 import os
 import secrets
 import shutil
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from utils.backends.base import device_scope
 from utils.backends.registry import get, options_label
-from utils.core.errors import ArtTRTError, first_line, visible
+from utils.core.errors import ArtTRTError, first_line
 from utils.core.progress import progress_bar
 from utils.data.options import DataOptions
 from utils.measure.measurement import MeasureOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_id
-from utils.report.layout import View, summary_docs
 from utils.report.records import Recorder, load_records, make_record
-from utils.report.report import make_report, where_results_are
-from utils.report.select import over_top1_drop, row_label
-from utils.report.terminal import terminal_width
 from utils.study import validate
-from utils.study.agreement import predictions_saver
+from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions
+from utils.study.handover import for_worker, write_handover
 from utils.study.plan import Job, Setup, digest, job_identity, setup_key
 from utils.study.validate import OpenRunner, serve_with, warn_if_random_weights
 from utils.study.workers import claim, launch, note_outcome, outcomes_of, records_of, wait_all
@@ -55,7 +52,6 @@ else:
 log = logging.getLogger(__name__)
 
 MEASURED, REUSED, SKIPPED, ERROR = "measured", "done before", "skipped", "error"
-GATE_FAILED = 3  # exit status of a study with rows over --max_top1_drop
 
 
 @dataclass
@@ -73,9 +69,10 @@ class StudyContext:
     claims: Optional[Path] = None           # a folder of claim files shared by the processes of one study
     datasets: Dict[str, Any] = field(default_factory=dict)  # open datasets by preprocessing: one per study
     records: Optional[List[Dict[str, Any]]] = None  # the output folder's, read once at the start (None: read here)
-    argv: Optional[List[str]] = None        # the study's command line: setups of own_process_on_gpu backends run
-                                            # in a worker started with it (None: this is such a worker)
+    hand_over: Optional[Tuple[Any, Any]] = None  # the study's Request and plan: setups of own_process_on_gpu
+                                            # backends run in a worker handed them (None: this is such a worker)
     rows_for_errors: bool = True            # a failing job is an error row (a study); False: it is raised (one run)
+    written: List[Dict[str, Any]] = field(default_factory=list)  # this process's records so far (agreement's refs)
 
 
 @dataclass
@@ -142,13 +139,16 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
     try:
         for _, group in itertools.groupby(setups, key=lambda s: s.network):
             opened = _Open()
-            for setup in group:
+            # PyTorch fp32 first: the others' records are written with their agreement with it (utils/study/agreement.py)
+            for setup in sorted(group, key=lambda s: not is_reference_run(s.spec, ctx.measure.sync)):
                 if ctx.claims is not None and not claim(ctx.claims, setup.index):
                     continue
                 if _own_process(setup, ctx) and not _all_done(setup, ctx, done, opened):
-                    outcomes += _run_in_child(setup, ctx, bar)
+                    new = _run_in_child(setup, ctx, bar)
                 else:  # (a setup whose jobs are all done is found here: no child for nothing)
-                    outcomes += _run_setup(setup, ctx, done, opened, bar)
+                    new = _run_setup(setup, ctx, done, opened, bar)
+                outcomes += new
+                ctx.written += [o.record for o in new if o.record]
                 _give_back_gpu_memory(setup)
             opened.net = opened.dataset = None
     finally:
@@ -178,7 +178,7 @@ def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], 
 
 
 def _own_process(setup: Setup, ctx: StudyContext) -> bool:
-    return (ctx.argv is not None and setup.skipped is None and setup.spec.device.startswith("cuda")
+    return (ctx.hand_over is not None and setup.skipped is None and setup.spec.device.startswith("cuda")
             and get(setup.spec.backend).own_process_on_gpu)
 
 
@@ -186,11 +186,13 @@ def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
     """Runs one setup in a worker process of its own (utils.study.workers.launch), told that setup explicitly; its
     records come back through its outcome lines."""
 
-    assert ctx.argv is not None
+    assert ctx.hand_over is not None
+    request, plan = ctx.hand_over
     folder = ctx.output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
     folder.mkdir(parents=True)
     try:
-        proc = launch(ctx.argv, setup.spec.device, folder, setups=[setup.index], force=ctx.force)
+        mine = for_worker(request, setup.spec.device, folder, setups=[setup.index], force=ctx.force)
+        proc = launch(write_handover(folder, f"setup-{setup.index}-process", mine, plan))
         wait_all([proc])
         rc = proc.returncode
         lines = outcomes_of(folder)
@@ -304,8 +306,8 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                                       inspect=ctx.inspect and job == next(j for j in setup.jobs
                                                                           if j.kind.looked_inside),
                                       profile=ctx.profile and job.kind.looked_inside, extra_fields=extra,
-                                      on_result=predictions_saver(ctx.output, key) if job.kind.keeps_predictions
-                                      else None)
+                                      on_result=predictions_saver(ctx.output, key, _reference(setup, ctx, opened, key))
+                                      if job.kind.keeps_predictions else None)
             except Exception as err:  # an error row, and the study goes on (Ultralytics' benchmark, trtexec)
                 if not ctx.rows_for_errors:
                     raise
@@ -326,6 +328,18 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
         if runner is not None:
             runner.close()
     return out
+
+
+def _reference(setup: Setup, ctx: StudyContext, opened: _Open, key: str) -> Reference:
+    """Where a setup's accuracy job finds PyTorch fp32's predictions of its images: its own where it is that
+    reference, else the newest of the folder's records and this run's."""
+    def find(result: Any) -> Optional[Tuple[np.ndarray, str]]:
+        if is_reference_run(setup.spec, ctx.measure.sync):
+            return np.asarray(result.predictions, dtype=np.int64), key
+        want = (setup.network, opened.facts["weights_id"], opened.facts["dataset_key"], result.images)
+        return reference_predictions(ctx.output, [*(ctx.records or []), *ctx.written], want)
+
+    return find
 
 
 def _message(err: BaseException) -> str:
@@ -352,38 +366,3 @@ def _calib_words(setup: Setup) -> str:
     return f"{calib.calib_method}, {calib.calib_size} img" if setup.calibrated else ""
 
 
-def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dict[str, Any]], started: float,
-                 counts: Dict[str, int], everything: Sequence[Dict[str, Any]] = ()) -> int:
-    """The tables of the study's records (SECTIONS' console rows), the report of the whole folder, the top-1 gate and
-    the exit status."""
-    keys = {r.get("job_key") for r in records if r.get("job_key")}
-    fresh = {r.get("job_key"): r for r in everything if r.get("job_key") in keys}
-    records = [fresh.get(r.get("job_key"), r) for r in records]  # with the agreement filled in
-    view = View.of(records, max_top1_drop)
-    docs = summary_docs(view, terminal_width())
-    if docs:
-        print("\n\n".join(d.rstrip("\n") for d in docs))
-    away = [Path(r["_path"]) for r in records if r.get("_path")
-            and not Path(r["_path"]).resolve().is_relative_to(output.resolve())]
-    if away:  # Recorder.write kept them in the system's temporary folder: say where, draw nothing over them
-        raise ArtTRTError(f"{output} took no file (the disk is full or read-only): the records of this run are in "
-                          f"{away[0].parent}; no tables or report were drawn")
-    make_report(output, max_top1_drop=max_top1_drop, records=list(everything) or None)
-    print(where_results_are(output))
-    took = time.perf_counter() - started
-    total = sum(counts.values())
-    print(f"study: {total} job{'s' if total != 1 else ''} ({counts.get('measured', 0)} measured, "
-          f"{counts.get('done before', 0)} found done before, {counts.get('skipped', 0)} skipped, "
-          f"{counts.get('error', 0)} failed) in {took:.1f} s")
-    if max_top1_drop is not None:
-        over = over_top1_drop(view.ok, max_top1_drop)
-        for r, drop in over:
-            if drop is None:  # outputs that are not numbers fail the gate whatever the top-1
-                print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} gave NaN/Inf or unranked outputs on "
-                      f"{(r.get('nonfinite_outputs') or 0) + (r.get('unrankable_outputs') or 0)} images", file=sys.stderr)
-                continue
-            print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} is {drop:.2f} points below PyTorch fp32 "
-                  f"(more than --max_top1_drop {max_top1_drop:g})", file=sys.stderr)
-        if over:
-            return GATE_FAILED
-    return 1 if counts.get("error") else 0

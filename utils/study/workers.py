@@ -4,7 +4,7 @@ the study itself (a setup run in a process of its own).
 
 Usage:
     if claim(folder, setup): ...run it...; note_outcome(folder, "measured", record)
-    argv = worker_argv(sys.argv[1:], "cuda:1", folder)
+    proc = launch(write_handover(folder, "worker-cuda-1", for_worker(request, "cuda:1", folder), plan))
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from utils.report.records import read_record
 
-MAIN = Path(__file__).resolve().parents[2] / "main.py"
-SETUP_PROCESS = "ARTTRT_SETUP_PROCESS"  # set in a worker told its setups: its parent loaded and checked everything
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def claim(folder: Path, index: int) -> bool:
@@ -34,38 +33,13 @@ def claim(folder: Path, index: int) -> bool:
     return True
 
 
-def worker_argv(argv: Sequence[str], device: str, claims: Path, setups: Optional[Sequence[int]] = None,
-                force: bool = False) -> List[str]:
-    """The study's own arguments without --gpus, --device, --claims and --setups, for a worker on `device`
-    claiming from `claims` (and, where given, running exactly `setups`)."""
-    out: List[str] = []
-    skip = False
-    for a in argv:
-        if skip and not a.startswith("-"):
-            continue
-        skip = False
-        if a in ("--gpus", "--device", "--claims", "--setups"):
-            skip = True
-            continue
-        if a.startswith(("--gpus=", "--device=", "--claims=", "--setups=")):
-            continue
-        out.append(a)
-    talk = [] if "--verbose" in out or "--quiet" in out else ["--quiet"]
-    told = ["--setups", *map(str, setups)] if setups is not None else []
-    again = ["--force"] if force and "--force" not in out else []
-    return [*out, "--device", device, "--claims", str(claims), *told, *again, *talk]
-
-
-def launch(argv: Sequence[str], device: str, claims: Path, setups: Optional[Sequence[int]] = None,
-           force: bool = False) -> subprocess.Popen:
-    """The one way a study starts a worker process: main.py with the study's arguments on `device`, claiming from
-    `claims`; given `setups`, it runs exactly those (a setup in a process of its own), else it takes the next
-    unclaimed one until none is left (one worker per GPU of --gpus)."""
-
+def launch(handover: Path) -> subprocess.Popen:
+    """The one way a study starts a worker process: python -m utils.study.worker with the file of its request and
+    plan (utils/study/handover.py); told setups, it runs exactly those (a setup in a process of its own), else it
+    takes the next unclaimed one until none is left (one worker per GPU of --gpus)."""
     env = dict(os.environ)
-    if setups is not None:
-        env[SETUP_PROCESS] = "1"  # its parent loaded every network and checked the plan
-    return subprocess.Popen([sys.executable, str(MAIN), *worker_argv(argv, device, claims, setups, force)], env=env)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return subprocess.Popen([sys.executable, "-m", "utils.study.worker", str(handover)], env=env)
 
 
 def note_outcome(claims: Path, status: str, record: Any) -> None:
