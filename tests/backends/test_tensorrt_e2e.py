@@ -116,6 +116,9 @@ def test_compare_against_tensorrt(fake_tensorrt, demo_data, tmp_path, monkeypatc
     assert rec["backend"] == "tensorrt" and rec["inputs"] == 20 and rec["inputs_source"] == "dataset"
     assert rec["top1_agreement_percent"] == 100.0 and rec["flips"] == 0 and rec["ref_top1"] == rec["other_top1"]
     assert rec["max_abs_error"] < 1e-3 and rec["other_facts"]["engine_profiles"] == [[1, 8, 8]]
+    # a comparison names what it measured as every record does (utils/study/identity.py): the weights and images by
+    # content, the device it ran on
+    assert rec["weights_id"] and rec["dataset_key"] and rec["device"] == "cpu" and rec["dataset_images"] == 20
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from utils.backends.base import RunSpec, device_scope
-from utils.backends.registry import make_runner, options_label, spec_label
+from utils.backends.registry import make_runner, spec_label
 from utils.core.fileio import atomic_write_text
 from utils.data.cache import CachedDataset
 from utils.data.imagenet import imagenet_classes
@@ -22,6 +22,7 @@ from utils.measure.compare import CompareStats, compare_runners
 from utils.models.networks import Network
 from utils.report.records import Recorder, make_record
 from utils.report.sections.compare_tables import compare_markdown, flips_csv
+from utils.study.identity import record_identity
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,9 @@ def _compare(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: Cach
         other_info = other.info()
     # the runners named as every table names them (row_label: "Vanilla", "ONNX Runtime int8 (cpu)"), the network too
     text = compare_markdown(stats, spec_label(ref_spec), spec_label(other_spec), net.name)
-    rec = make_record("compare", recorder.command, network=net.name, weights=net.weights, reference=f"{ref_spec.backend}-{ref_spec.precision}",
-                      backend=other_spec.backend, precision=other_spec.precision, batch_size=batch_size,
-                      inputs_source=inputs_source, dataset=dataset.meta.get("root"), **stats.summary(),
-                      options=options_label(other_spec), other_facts=other_info)
+    rec = make_record("compare", recorder.command, **record_identity(net, other_spec, dataset, other.device, batch_size),
+                      reference=f"{ref_spec.backend}-{ref_spec.precision}", inputs_source=inputs_source,
+                      **stats.summary(), other_facts=other_info)
     recorder.write(rec)
     if recorder.folder is not None:
         stem = Path(rec["_path"]).stem

@@ -31,9 +31,9 @@ from utils.measure.serving import serve
 from utils.measure.sut import DeviceSamples, runner_infer
 from utils.measure.timing import measure
 from utils.models.networks import Network
-from utils.models.paths import weights_id
 from utils.report.records import Recorder, gpu_facts, make_record
 from utils.report.sections.compare_tables import NONFINITE_ADVICE
+from utils.study.identity import record_identity
 from utils.study.look_inside import inspect_runner
 
 if TYPE_CHECKING:
@@ -214,11 +214,7 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                                                          (opts.batch_size, 3, crop, crop)))
     preparation = {k: v for k, v in facts.items() if k != "prepare_s"}
     preparation["runner_prepare_s"] = round(runner_prepare_s, 3)
-    fields: Dict[str, Any] = {
-        "network": net.name, "weights": net.weights, "weights_id": weights_id(net), "backend": spec.backend,
-        "precision": spec.precision, "options": options_label(spec), "device": str(runner.device),
-        "batch_size": opts.batch_size, "dataset": dataset.meta.get("root", "synthetic"),
-        "dataset_key": dataset.meta.get("key") or dataset.meta.get("root"), "dataset_images": len(dataset)}
+    fields: Dict[str, Any] = record_identity(net, spec, dataset, runner.device, opts.batch_size)
     fields.update(result.summary())
     fields.update(info)
     fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
@@ -274,11 +270,7 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     for step in fields.get("peak_steps") or []:
         step["logs"] = str((folder / step["logs"]).relative_to(recorder.folder or Path("outputs")))
     fields.update({
-        "network": net.name, "weights": net.weights, "weights_id": weights_id(net), "backend": spec.backend,
-        "precision": spec.precision, "options": options_label(spec), "device": str(runner.device),
-        "batch_size": scenario.max_batch, "dataset": dataset.meta.get("root", "synthetic"),
-        "dataset_key": dataset.meta.get("key") or dataset.meta.get("root"), "dataset_images": len(dataset),
-        "cuda_graph": runner.cuda_graph or None, "runner_prepare_s": round(prepare_s, 3),
+        **record_identity(net, spec, dataset, runner.device, scenario.max_batch), "cuda_graph": runner.cuda_graph or None, "runner_prepare_s": round(prepare_s, 3),
         "host_cores": os.cpu_count(), **runner.info()})
     fields.update(extra_fields or {})
     rec = recorder.write(make_record("validate", recorder.command, device_index=opened.index, **fields))
