@@ -215,7 +215,6 @@ class OnnxRuntimeRunner(Runner):
 
     def info(self) -> Dict[str, Any]:
 
-
         model = onnx.load(str(self.path), load_external_data=False)
         params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
         facts = {"size_mib": mib(files_bytes(onnx_files(self.path))), "layers": layer_count(model.graph),

@@ -152,7 +152,6 @@ def _lane_loop(kind: str, job: _Job, counter: Any, report: Callable[[Any], None]
             report(done)
         return
 
-
     library, decode, hwc = gpu_jpeg_decoder(job.gpu_decoder, job.cpu_threads)
     report((library,))
     with cf.ThreadPoolExecutor(1) as reader:

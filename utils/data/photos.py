@@ -30,7 +30,6 @@ def foolbox_photo_dir() -> Path:
 def demo_dataset(dst: Path) -> Path:
     """Copies foolbox's imagenet_<i>_<label>.jpg photos into dst/<wnid>/ (a re-run changes nothing)."""
 
-
     src = foolbox_photo_dir()
     # foolbox's data folder also holds CIFAR/MNIST images: plan over the ImageNet photos only.
     with tempfile.TemporaryDirectory() as tmp:

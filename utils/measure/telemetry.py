@@ -110,7 +110,6 @@ def read_csv(path: Path) -> List[Dict[str, Any]]:
     """The samples of a telemetry CSV; [] and one warning for a file that is not one (not a regular file, not
     UTF-8, columns or numbers that do not fit): a report is drawn from what it can trust."""
 
-
     try:
         rows = list(csv.DictReader(io.StringIO(read_text(path, "telemetry file"), newline="")))
         for r in rows:

@@ -257,7 +257,6 @@ def _yolo_from_config(path: Path, name: str) -> nn.Module:
     """A YOLO model built from a checked description (random weights): nothing in it runs, nothing is re-read."""
     from ultralytics.nn.tasks import ClassificationModel, guess_model_scale
 
-
     cfg = load_model_config(path)
     cfg["scale"] = guess_model_scale(name)
     cfg["yaml_file"] = str(path)

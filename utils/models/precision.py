@@ -115,7 +115,6 @@ def calibration_data(net: Network, calib: CalibOptions, data: DataOptions, folde
         path and calib_prepare_s, the seconds spent making it now).
     """
 
-
     data = data.with_dataset(calib.calib_dataset)
     if not data.dataset:
         raise ArtTRTError("int8/fp8 need real calibration images: pass --dataset (or --calib_dataset) DIR")
@@ -191,7 +190,6 @@ def convert_precision(src: Path, precision: str, net: Network, calib: CalibOptio
 
     facts["prepare_s"] is the time spent now: calibration (calibrate_s) plus conversion (convert_s).
     """
-
 
     if precision == "fp32":
         return src, {"prepare_s": 0.0}

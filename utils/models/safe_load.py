@@ -159,7 +159,6 @@ def _module_class(name: str) -> Any:
 def load_checkpoint(path: Path) -> Dict[str, Any]:
     """A full checkpoint loaded with PyTorch's weights-only unpickler and only layer classes allowed."""
 
-
     regular_file(path, "checkpoint")
     if path.stat().st_size == 0:
         raise ArtTRTError(f"checkpoint {path} is empty (0 bytes)")
@@ -223,7 +222,6 @@ def check_activation(spec: Any) -> str:
     """The activation line, if it is `nn.Class(literals)` or `torch.nn.Class(literals)` naming an nn.Module class;
     else one sentence."""
 
-
     bad = ArtTRTError(f"the model description's activation {str(spec)[:80]!r} is not a torch.nn class called with "
                       "literal arguments (e.g. nn.SiLU() or nn.LeakyReLU(0.1)): refusing to build it")
     if not isinstance(spec, str) or len(spec) > 200:
@@ -265,7 +263,6 @@ def _layer_class(name: Any) -> Any:
     if name.startswith("nn."):
         obj = getattr(torch.nn, name[3:], None) if name[3:].isidentifier() else None
     elif name.startswith("torchvision.ops."):
-
         obj = getattr(torchvision.ops, name[16:], None) if name[16:].isidentifier() else None
     elif name.isidentifier():
         from ultralytics.nn import tasks

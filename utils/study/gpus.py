@@ -79,7 +79,6 @@ def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) ->
     for g, rc in crashed.items():
         log.error("the worker on GPU %d stopped with status %d: its unfinished setups run on the next rerun", g, rc)
 
-
     everything = load_records(output)  # the workers' records and the folder's others, read once
     everything = with_agreement(output, everything)  # in memory: no record is written twice
     by_path = {r["_path"]: r for r in everything}

@@ -71,7 +71,6 @@ def use_device(device: str) -> None:
 
     dev = base.resolve_device(device)
     if dev.type == "cuda" and dev.index is not None:
-
         torch.cuda.set_device(dev)
 
 
@@ -236,7 +235,6 @@ def demo_command(request: Request) -> int:
 
 
 def report_command(request: Request) -> int:
-
 
     assert request.report_dir is not None
     records = None

@@ -216,7 +216,6 @@ def _give_back_gpu_memory(setup: Setup) -> None:
     own arena, TensorRT) must not find the GPU full of PyTorch's freed blocks (an H200 study ran ONNX Runtime out
     of memory after torch.compile setups before this)."""
 
-
     gc.collect()
     if setup.spec.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.empty_cache()

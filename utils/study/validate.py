@@ -248,7 +248,6 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     overwritten, and an interrupted run keeps what LoadGen wrote)."""
 
 
-
     runner = opened.runner
     opened.jobs += 1
     crop = int(dataset.images.shape[-1])
