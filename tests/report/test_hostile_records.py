@@ -19,7 +19,7 @@ import main
 from tests.conftest import unchanged
 from utils.report.records import load_records, read_record
 from utils.report.report import STYLE, make_report
-from utils.report.schema import RecordError, check_record
+from utils.report.schema import ENV_IDENTITY, RecordError, check_record
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "\" onmouseover=\"alert(1)", "' autofocus '",
            "[click](javascript:alert(1))", "![x](http://evil.example/x.png)", "</td></tr></table><iframe src=x>",
@@ -143,7 +143,9 @@ def test_property_any_text_in_any_field_gives_a_report_with_nothing_live(tmp_pat
     out = tmp_path_factory.mktemp("prop")
     hostile_folder(out, text)
     make_report(out)
-    assert_nothing_live((out / "report.html").read_text())
+    page = (out / "report.html").read_text()
+    assert_nothing_live(page)
+    assert "measured with" in page  # the first record's environment differs from the others': labelled
     assert all(p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
 
 
@@ -209,10 +211,13 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fields=st.dictionaries(st.sampled_from(sorted(record())), json_values, max_size=8),
+       env=st.dictionaries(st.sampled_from([*ENV_IDENTITY, "host", "python"]), json_values, max_size=6),
        raw=st.binary(max_size=60))
-def test_property_any_json_or_bytes_is_a_record_that_fits_or_none(tmp_path_factory, fields, raw):
+def test_property_any_json_or_bytes_is_a_record_that_fits_or_none(tmp_path_factory, fields, env, raw):
     folder = tmp_path_factory.mktemp("rec")
     rec = {**record(), **fields}
+    if isinstance(rec.get("env"), dict):  # another environment, of any values
+        rec["env"] = {**rec["env"], **env}
     p = folder / "r.json"
     p.write_text(json.dumps(rec))
     got = read_record(p)

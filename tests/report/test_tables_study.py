@@ -79,8 +79,9 @@ def test_study_order_sorts_batch_sizes_whatever_the_input_order():
 # --- the reference and the top-1 drops -------------------------------------------------------------------------
 
 def test_images_key_names_network_weights_and_images():
-    assert images_key(rec(weights_id="w-1")) == ("resnet18", "w-1", "k1", 50000)
-    assert images_key(rec(dataset_key=None, images=20)) == ("resnet18", "torchvision", "/data/imagenet/", 20)
+    assert images_key(rec(weights_id="w-1"))[:4] == ("resnet18", "w-1", "k1", 50000)
+    assert images_key(rec(dataset_key=None, images=20))[:4] == ("resnet18", "torchvision", "/data/imagenet/", 20)
+    assert images_key(rec()) != images_key(rec(env={"torch": "2.1"}))  # and the environment (issue 40)
 
 
 def test_the_reference_is_pytorch_fp32_with_no_options_graph_calibration_or_synchronised_gpu_run():

@@ -149,7 +149,7 @@ def latency_bars(records: Sequence[Dict[str, Any]], path: Path, batch_size: int)
             if match:
                 xs.append(i + j * width)
                 model.append(match[-1]["latency_model_mean"])
-                allc.append(match[-1]["latency_all_mean"])
+                allc.append(match[-1].get("latency_all_mean") or 0)  # a record without it: no pale bar
                 col, pattern = colour(match[-1]), hatch(label, match[-1])
         ax.bar(xs, allc, width, color=col, alpha=0.35, hatch=pattern)
         ax.bar(xs, model, width, label=label, color=col, hatch=pattern, edgecolor="white")

@@ -39,6 +39,20 @@ class Env(_Strict):
     onnxruntime: Optional[Text] = None
     tensorrt: Optional[Text] = None
     tensorrt_rtx: Optional[Text] = None
+    compute_capability: Optional[Text] = None
+    driver: Optional[Text] = None
+    cuda: Optional[Text] = None
+    torchvision: Optional[Text] = None
+    onnx: Optional[Text] = None
+    modelopt: Optional[Text] = None
+    loadgen: Optional[Text] = None
+
+
+# What makes two environments measure differently (utils.report.select.env_identity): the kind of machine (CPU and
+# GPU model, compute capability; not the host name, so like nodes of a cluster share their records) and the
+# software (driver, CUDA, every library that computes or times a row). A record is "done before" only in the same.
+ENV_IDENTITY = ("cpu", "gpu", "compute_capability", "driver", "cuda", "torch", "torchvision", "onnx", "onnxruntime",
+                "tensorrt", "tensorrt_rtx", "modelopt", "loadgen")
 
 
 class LayerCounts(_Strict):

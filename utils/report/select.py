@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends.registry import BACKENDS, PRECISIONS, REFERENCE_RUNNER, runner_label
+from utils.report.schema import ENV_IDENTITY
 
 
 def row_label(rec: Dict[str, Any]) -> str:
@@ -77,10 +78,36 @@ def _distinct(records: Sequence[Dict[str, Any]], identity: Callable[[Dict[str, A
     return text
 
 
+def env_identity(r: Dict[str, Any]) -> Tuple[Any, ...]:
+    """The environment a record was measured in, as far as it changes figures (schema.ENV_IDENTITY: the kind of
+    machine and the software, never the host name)."""
+    env = r.get("env") if isinstance(r.get("env"), dict) else {}
+    return tuple(env.get(k) for k in ENV_IDENTITY)
+
+
+ENV_NAMES = {"cpu": "CPU", "gpu": "GPU", "compute_capability": "cc", "driver": "driver", "cuda": "CUDA",
+             "torch": "torch", "torchvision": "torchvision", "onnx": "onnx", "onnxruntime": "ONNX Runtime",
+             "tensorrt": "TensorRT", "tensorrt_rtx": "TensorRT-RTX", "modelopt": "ModelOpt", "loadgen": "LoadGen"}
+
+
+def env_text(records: Sequence[Dict[str, Any]]) -> Callable[[Dict[str, Any]], str]:
+    """A record's environment in the words that tell the records' environments apart ("torch 2.11.0, ONNX Runtime
+    1.30.0"): only what differs among them."""
+    ids = [env_identity(r) for r in records]
+    differ = [i for i, k in enumerate(ENV_IDENTITY) if len({e[i] for e in ids}) > 1]
+
+    def text(r: Dict[str, Any]) -> str:
+        e = env_identity(r)
+        return ", ".join(f"{ENV_NAMES[ENV_IDENTITY[i]]} {e[i] if e[i] is not None else '-'}" for i in differ)
+
+    return text
+
+
 def identity_columns(records: Sequence[Dict[str, Any]]) -> List[Tuple[str, Callable[[Dict[str, Any]], str]]]:
-    """The columns a table needs so that it never puts different datasets or weights side by side unlabelled:
-    "dataset" where the records measured different images, "weights" where they ran different weights; each
-    column's text tells apart identities that read the same (rows are grouped by these texts)."""
+    """The columns a table needs so that it never puts different datasets, weights or environments side by side
+    unlabelled: "dataset" where the records measured different images, "weights" where they ran different weights,
+    "measured with" where they were measured on another kind of machine or other library versions; each column's
+    text tells apart identities that read the same (rows are grouped by these texts)."""
     cols: List[Tuple[str, Callable[[Dict[str, Any]], str]]] = []
 
     def data_id(r: Dict[str, Any]) -> Any:
@@ -93,6 +120,8 @@ def identity_columns(records: Sequence[Dict[str, Any]]) -> List[Tuple[str, Calla
         cols.append(("dataset", _distinct(records, data_id, dataset_of, data_id)))
     if len({weights_key(r) for r in records}) > 1:
         cols.append(("weights", _distinct(records, weights_key, lambda r: str(r.get("weights")), weights_key)))
+    if len({env_identity(r) for r in records}) > 1:
+        cols.append(("measured with", env_text(records)))
     return cols
 
 
@@ -139,15 +168,16 @@ def unstable_reason(r: Dict[str, Any], peers: Sequence[Dict[str, Any]]) -> Optio
 
 
 def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The newest record of each (network, backend, precision, batch, mode, options, dataset, weights, and a serving
-    record's scenario and settings); a study's accuracy pass stands for its batch size only where no timing or
+    """The newest record of each (network, backend, precision, batch, mode, options, dataset, weights, environment,
+    and a serving record's scenario and settings); a study's accuracy pass stands for its batch size only where no timing or
     whole-pass record of the setup does."""
     latest: Dict[Any, Dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: r.get("role") != "accuracy"):  # stable: then oldest first
         if r.get("error"):
             continue
         key = (r.get("network"), row_label(r), r.get("batch_size"), r.get("mode"),
-               r.get("dataset_key") or r.get("dataset"), r.get("weights_id") or r.get("weights"), serving_key(r))
+               r.get("dataset_key") or r.get("dataset"), r.get("weights_id") or r.get("weights"), serving_key(r),
+               env_identity(r))  # another machine's or library's row is kept beside, labelled (identity_columns)
         latest[key] = r
     return list(latest.values())
 
@@ -195,9 +225,10 @@ def latest_compares(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def images_key(r: Dict[str, Any]) -> Any:
-    """Which network, weights and images a record measured: records with the same key are compared row by row."""
+    """Which network, weights and images a record measured, and in which environment: records with the same key are
+    compared row by row (a speed-up or a drop is never taken against another machine's or library's reference)."""
     return (r.get("network"), r.get("weights_id") or r.get("weights"), r.get("dataset_key") or r.get("dataset"),
-            r.get("images"))
+            r.get("images"), env_identity(r))
 
 
 def is_reference(r: Dict[str, Any]) -> bool:

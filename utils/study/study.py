@@ -35,7 +35,9 @@ from utils.data.options import DataOptions
 from utils.measure.measurement import MeasureOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_id
-from utils.report.records import Recorder, load_records, make_record
+from utils.report.records import Recorder, environment, load_records, make_record
+from utils.report.schema import ENV_IDENTITY
+from utils.report.select import env_identity, images_key
 from utils.study import validate
 from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions
 from utils.study.handover import for_worker, write_handover
@@ -160,10 +162,29 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
     return outcomes
 
 
+def environment_identity(device: str) -> Dict[str, Any]:
+    """The environment a job on `device` is measured in, as far as it changes figures (schema.ENV_IDENTITY: the
+    kind of machine and every library version; never the host name, so like nodes share their records)."""
+    dev = torch.device(device)
+    env = environment(dev.index if dev.type == "cuda" else None)
+    return {k: env.get(k) for k in ENV_IDENTITY}
+
+
 def _facts(setup: Setup, ctx: StudyContext, opened: _Open) -> Dict[str, Any]:
     """What the keys of a runnable setup's jobs need besides the setup: its network's weights, its dataset, the
-    kind of device (the network and dataset are opened here if they are not yet)."""
-    return {**_open(setup, ctx, opened).facts, "device": device_identity(setup.spec.device)}
+    kind of device and the environment (the network and dataset are opened here if they are not yet): a record of
+    another machine or other library versions is not "done before" here; it is measured again and kept beside."""
+    return {**_open(setup, ctx, opened).facts, "device": device_identity(setup.spec.device),
+            "environment": environment_identity(setup.spec.device)}
+
+
+def _done_here(done: Dict[str, Dict[str, Any]], key: str, facts: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The record of job `key` measured in this environment, if any: a record under the same key that names
+    another environment (copied from elsewhere, or edited) is not taken as measured here."""
+    old, env = done.get(key), facts.get("environment")
+    if old is not None and env is not None and env_identity(old) != tuple(env.get(k) for k in ENV_IDENTITY):
+        return None
+    return old
 
 
 def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open) -> bool:
@@ -171,7 +192,7 @@ def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], 
     facts = _facts(setup, ctx, opened)
     rules = timing_rules(ctx.measure)
     for job in setup.jobs:
-        old = done.get(digest(job_identity(setup, job, facts, rules)))
+        old = _done_here(done, digest(job_identity(setup, job, facts, rules)), facts)
         if old is None or old.get("error"):
             return False
     return True
@@ -260,7 +281,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
             ident = job_identity(setup, job, facts, rules)
             key = digest(ident)
             common = {"role": job.role, "job_key": key, "setup_key": skey, "study_job": ident}
-            old = done.get(key)
+            old = _done_here(done, key, facts)
             if old is not None and not (old.get("error") and not setup.skipped):  # failures are tried again
                 _emit(out, ctx, Outcome(setup, job, SKIPPED if setup.skipped else REUSED, old, old.get("error")))
                 if job.kind.gives_accuracy:
@@ -335,7 +356,10 @@ def _reference(setup: Setup, ctx: StudyContext, opened: _Open, key: str) -> Refe
     def find(result: Any) -> Optional[Tuple[np.ndarray, str]]:
         if is_reference_run(setup.spec, ctx.measure.sync):
             return np.asarray(result.predictions, dtype=np.int64), key
-        want = (setup.network, opened.facts["weights_id"], opened.facts["dataset_key"], result.images)
+        here = {"network": setup.network, "weights_id": opened.facts["weights_id"],
+                "dataset_key": opened.facts["dataset_key"], "images": result.images,
+                "env": environment_identity(setup.spec.device)}
+        want = images_key(here)  # the same images in the same environment (select.images_key)
         return reference_predictions(ctx.output, [*(ctx.records or []), *ctx.written], want)
 
     return find

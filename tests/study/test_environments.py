@@ -1,0 +1,69 @@
+"""Issue 40, class 1: a record is "done before" only where it was measured in the same environment (the kind of
+machine and every library version, never the host name); a record from elsewhere is kept, the job is measured
+again beside it, and the tables say which environment each row was measured with."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import main
+from tests.study.test_study import FAST, records, summary
+from utils.report.schema import ENV_IDENTITY
+from utils.report.select import identity_columns, images_key, latest_per_config
+
+
+def rec(**over):
+    r = {"kind": "validate", "network": "resnet18", "backend": "torch", "precision": "fp32", "options": "",
+         "batch_size": 1, "mode": "pipelined", "dataset_key": "k", "weights_id": "w", "images": 20, "top1": 70.0,
+         "time": "2026-12-06T10:00:00+00:00", "env": {"host": "a", "cpu": "Xeon", "torch": "2.14.1"}}
+    r.update(over)
+    return r
+
+
+def test_records_of_another_library_version_are_kept_apart_and_labelled():
+    here = rec()
+    old_torch = rec(env={"host": "a", "cpu": "Xeon", "torch": "2.1.0"}, time="2026-01-01T00:00:00+00:00")
+    other_host = rec(env={"host": "b", "cpu": "Xeon", "torch": "2.14.1"}, time="2026-12-06T11:00:00+00:00")
+    kept = latest_per_config([old_torch, here, other_host])
+    assert len(kept) == 2 and old_torch in kept and other_host in kept  # the host name is no identity
+    assert images_key(here) != images_key(old_torch) and images_key(here) == images_key(other_host)
+    cols = dict(identity_columns([here, old_torch]))
+    assert list(cols) == ["measured with"]
+    assert cols["measured with"](here) == "torch 2.14.1" and cols["measured with"](old_torch) == "torch 2.1.0"
+    assert identity_columns([here, other_host]) == []  # like nodes: no column
+
+
+@pytest.mark.parametrize("field", ENV_IDENTITY)
+def test_every_identity_field_tells_environments_apart(field):
+    a, b = rec(env={field: "1"}), rec(env={field: "2"})
+    assert len(latest_per_config([a, b])) == 2
+    assert dict(identity_columns([a, b]))["measured with"](b).endswith(" 2")
+
+
+@pytest.mark.slow
+def test_a_record_from_another_environment_is_measured_again_and_kept(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_sizes", "2", "--output", str(out), *FAST]
+    assert main.main(argv) == 0
+    assert summary(capsys.readouterr().out)[1:3] == (2, 0)  # accuracy + timing
+    assert main.main(argv) == 0
+    assert summary(capsys.readouterr().out)[1:3] == (0, 2)  # same machine, same libraries: done before
+    for p in (out / "records").glob("validate-*.json"):  # as if copied from a machine with another CPU and torch
+        r = json.loads(p.read_text())
+        r["env"].update(cpu="Some Other CPU", torch="2.1.0", onnxruntime="1.17.0")
+        p.write_text(json.dumps(r))
+    assert main.main(argv) == 0
+    text = capsys.readouterr().out
+    assert summary(text)[1:3] == (2, 0)  # measured again
+    recs = records(out)
+    assert len(recs) == 4 and sum(r["env"]["torch"] == "2.1.0" for r in recs) == 2  # the old ones kept
+    table = (out / "table_outputs" / "resnet18.md").read_text()  # every record of the folder, labelled
+    lines = table.splitlines()
+    start = next(i for i, ln in enumerate(lines) if "measured with" in ln)
+    cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines[start:start + 4]]
+    col = cells[0].index("measured with")
+    env = [f"CPU {r['env']['cpu']}, torch {r['env']['torch']}, ONNX Runtime {r['env']['onnxruntime']}"
+           for r in recs if r["role"] == "timing"]
+    assert sorted(row[col] for row in cells[2:]) == sorted(env)
+    assert "measured with" in (out / "report.html").read_text()
