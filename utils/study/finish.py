@@ -43,15 +43,20 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     print(f"study: {total} job{'s' if total != 1 else ''} ({counts.get('measured', 0)} measured, "
           f"{counts.get('done before', 0)} found done before, {counts.get('skipped', 0)} skipped, "
           f"{counts.get('error', 0)} failed) in {took:.1f} s")
-    if max_top1_drop is not None:
-        over = over_top1_drop(view.ok, max_top1_drop)
-        for r, drop in over:
-            if drop is None:  # outputs that are not numbers fail the gate whatever the top-1
-                print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} gave NaN/Inf or unranked outputs on "
-                      f"{(r.get('nonfinite_outputs') or 0) + (r.get('unrankable_outputs') or 0)} images", file=sys.stderr)
-                continue
-            print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} is {drop:.2f} points below PyTorch fp32 "
-                  f"(more than --max_top1_drop {max_top1_drop:g})", file=sys.stderr)
-        if over:
-            return GATE_FAILED
+    if max_top1_drop is not None and top1_gate(view.ok, max_top1_drop):
+        return GATE_FAILED
     return 1 if counts.get("error") else 0
+
+
+def top1_gate(records: Sequence[Dict[str, Any]], max_top1_drop: float) -> bool:
+    """The --max_top1_drop gate over records: a line on stderr for each row more than max_top1_drop points below
+    PyTorch fp32 on the same images (or whose outputs were not numbers); True where any is."""
+    over = over_top1_drop([r for r in records if r.get("kind") == "validate" and not r.get("error")], max_top1_drop)
+    for r, drop in over:
+        if drop is None:  # outputs that are not numbers fail the gate whatever the top-1
+            print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} gave NaN/Inf or unranked outputs on "
+                  f"{(r.get('nonfinite_outputs') or 0) + (r.get('unrankable_outputs') or 0)} images", file=sys.stderr)
+            continue
+        print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} is {drop:.2f} points below PyTorch fp32 "
+              f"(more than --max_top1_drop {max_top1_drop:g})", file=sys.stderr)
+    return bool(over)

@@ -11,6 +11,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,26 @@ class Request:
         return dataclasses.replace(self, device=device, device_reason=reason)
 
 
-def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> set:
-    return {k for k, v in vars(args).items() if v is not None and v != parser.get_default(k)}
+def _given(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> set:
+    """The options the command line names, whatever their values: `--batch_size 1` is given although 1 is the
+    default (the command line parsed again with no defaults at all)."""
+    explicit = copy.deepcopy(parser)
+    for action in explicit._actions:  # (set_defaults would put its SUPPRESS into the namespace)
+        action.default = argparse.SUPPRESS
+    return set(vars(explicit.parse_args(argv)))
+
+
+def flag(dest: str) -> str:
+    """The option's spelling on the command line."""
+    return {"trt_backend": "-trt", "validate": "-v"}.get(dest, "--" + dest)
+
+
+# what --report and --demo take: --report redraws the records as they are (its gate is --max_top1_drop), --demo is
+# one fixed run; any other option given to them would be ignored, so it is refused
+ONLY_TAKES = {"report": ("report", "max_top1_drop", "quiet", "verbose"), "demo": ("demo", "output", "quiet", "verbose")}
+# what only a run with timing jobs uses (a scenario-only run times nothing outside LoadGen)
+TIMING_ONLY = ("iterations", "sync", "warmup", "min_warmup_s", "full_passes", "profile", "inspect")
+COMPARE_ONLY = ("reference", "num_inputs", "rtol", "atol", "val_dataset")
 
 
 def _backends(args: argparse.Namespace) -> Tuple[str, ...]:
@@ -141,14 +160,23 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
     device, why = _device(args, backends)
     parse_device(device)  # its spelling; whether it is here is the plan's question (a skipped row, or a sentence)
     precisions = tuple(registry.precisions_asked(args))
-    given = _given(args, parser)
+    given = _given(args, parser, argv)
     if (args.inspect or args.profile) and not args.validate:
         raise ArtTRTError("--inspect and --profile look inside a validation run: add -v (build_trt.py --inspect "
                           "inspects an engine as it is built)")
     common = dict(mode=mode, command=command_line("main.py", argv),
                   output=Path(args.output), quiet=args.quiet, verbose=args.verbose)
     if mode in ("demo", "report"):
-        return Request(**common, report_dir=Path(args.report) if args.report else None)  # type: ignore[arg-type]
+        unused = sorted(given - set(ONLY_TAKES[mode]))
+        if unused:
+            takes = ", ".join(flag(d) for d in ONLY_TAKES[mode][1:])
+            raise ArtTRTError(f"{flag(unused[0])} is not used by --{mode}, which "
+                              + ("redraws the records of DIR as they were measured" if mode == "report"
+                                 else "is one fixed run") + f": drop it (--{mode} takes {takes})")
+        if args.max_top1_drop is not None and args.max_top1_drop < 0:
+            raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {args.max_top1_drop}")
+        return Request(**common, report_dir=Path(args.report) if args.report else None,  # type: ignore[arg-type]
+                       max_top1_drop=args.max_top1_drop)
     _check_combinations(args, given, backends, precisions)
     if args.tf32 and not device.startswith("cuda"):
         raise ArtTRTError("--tf32 lets fp32 on an NVIDIA GPU round to TF32, and this run is on the CPU, where nothing "
@@ -167,6 +195,11 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
     for bs in batch_sizes[1:]:  # each batch size is a measurement's, checked by MeasureOptions as the first was
         dataclasses.replace(measure, batch_size=bs)
     scenarios = _scenarios(args, given)
+    timing_jobs = not scenarios or bool({"batch_size", "batch_sizes"} & given)
+    untimed = [n for n in TIMING_ONLY if n in given] if not timing_jobs else []
+    if untimed:
+        raise ArtTRTError(f"{flag(untimed[0])} is a rule of the timing jobs, and a run with --scenario alone has none "
+                          "(LoadGen times it): drop it, or add --batch_sizes for timing jobs beside the scenarios")
     reference = _reference(args.reference) if mode == "compare" else registry.REFERENCE_RUNNER
     used = set(backends) | ({reference[0]} if mode == "compare" else set())
 
@@ -176,7 +209,7 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
                    cuda_graph=args.cuda_graph, tf32=args.tf32, model=ModelOptions.from_args(args),
                    backend_options={b: registry.options_from_args(b, args) for b in used if b in registry.BACKENDS},
                    batch_sizes=batch_sizes, bounded=bounded, measure=measure, scenarios=scenarios,
-                   timing_jobs=not scenarios or bool({"batch_size", "batch_sizes"} & given),
+                   timing_jobs=timing_jobs,
                    data=from_args(DataOptions, args, progress=not args.quiet), telemetry=args.telemetry,
                    telemetry_ms=args.telemetry_ms, force=bool(getattr(args, "force", False)), inspect=args.inspect,
                    profile=args.profile, gpus=tuple(args.gpus) if args.gpus else None,
@@ -236,6 +269,15 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
     study_only = [n for n in STUDY_ONLY if n in given]
     if study_only and not args.validate:
         raise ArtTRTError(f"--{study_only[0]} is an option of a study: add -v")
+    compare_only = [n for n in COMPARE_ONLY if n in given]
+    if compare_only and not args.compare:
+        raise ArtTRTError(f"{flag(compare_only[0])} is an option of --compare, which this run is not: drop it")
+    if {"calib_methods", "calib_sizes"} & given and not {"int8", "fp8"} & set(precisions):
+        which = "--calib_methods" if "calib_methods" in given else "--calib_sizes"
+        raise ArtTRTError(f"{which} makes int8/fp8 rows, and this run asks {', '.join(precisions)}: add --precisions "
+                          "int8 (or fp8), or drop it")
+    if "telemetry_ms" in given and not args.telemetry:
+        raise ArtTRTError("--telemetry_ms is the interval of --telemetry, which is not given: add --telemetry")
     if args.full_passes and (args.duration is not None or args.iterations is not None):
         raise ArtTRTError("--full_passes times every whole pass: drop --duration/--iterations, or --full_passes")
     if args.max_top1_drop is not None and args.max_top1_drop < 0:
@@ -274,8 +316,8 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
                 raise ArtTRTError(f"--{f.name} is an option of the {name} backend, which this run does not use")
     if ("onnx" in given or "input_shape" in given) and not any(registry.get(b).uses_onnx for b in used
                                                                if b in registry.BACKENDS):
-        flag = "--onnx" if "onnx" in given else "--input_shape"
-        raise ArtTRTError(f"{flag} is for the backends that run an ONNX file ("
+        given_flag = "--onnx" if "onnx" in given else "--input_shape"
+        raise ArtTRTError(f"{given_flag} is for the backends that run an ONNX file ("
                           + ", ".join(n for n, b in registry.BACKENDS.items() if b.uses_onnx)
                           + f"), not {', '.join(backends)}")
 

@@ -28,7 +28,7 @@ from utils.study import gpus as multi_gpu
 from utils.study.agreement import with_agreement
 from utils.study.comparison import compare_one
 from utils.study.demo import run_demo
-from utils.study.finish import finish_study
+from utils.study.finish import GATE_FAILED, finish_study, top1_gate
 from utils.study.gpus import run_on_gpus
 from utils.study.plan import StudyPlan, calib_grid, make_plan
 from utils.study.request import Request
@@ -242,6 +242,8 @@ def report_command(request: Request) -> int:
         # read once; each setup's agreement with PyTorch fp32 filled in memory where its record lacks it (a report
         # never writes a record)
         records = with_agreement(request.report_dir, load_records(request.report_dir))
-    make_report(request.report_dir, records=records)
+    make_report(request.report_dir, max_top1_drop=request.max_top1_drop, records=records)
     print(where_results_are(request.report_dir))
+    if request.max_top1_drop is not None and top1_gate(records or [], request.max_top1_drop):
+        return GATE_FAILED  # merged shards are gated as one study is
     return 0
