@@ -137,3 +137,19 @@ def test_a_one_output_model_is_never_flagged_as_unranked():
     flags = output_flags(torch.tensor([[3.0], [float("nan")]]))
     assert flags.tolist() == [[False, False], [True, False]]
     assert output_flags(torch.zeros(2, 3)).tolist() == [[False, True], [False, True]]
+
+
+@pytest.mark.slow
+def test_nan_outputs_under_loadgen_are_warned_marked_and_gated(tmp_path, demo_data, nan_weights, capsys):
+    """Issue 40: a serving run's outputs are checked as a timing run's: LoadGen's accuracy run counts the images with
+    no prediction, a warning says so, and --max_top1_drop fails (it read timing rows only)."""
+    out = tmp_path / "out"
+    rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--weights", str(nan_weights), "--dataset",
+                                  str(demo_data), "--backends", "torch", "--scenario", "offline", "--duration", "0.5",
+                                  "--max_batch", "4", "--max_top1_drop", "100", "--output", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "Vanilla offline bs4: of 20 images, 20 gave NaN or Inf outputs" in err
+    assert "top-1 gate: resnet18 Vanilla gave NaN/Inf or unranked outputs on 20 images" in err
+    (rec,) = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert rec["scenario"] == "offline" and rec["nonfinite_outputs"] == 20 and isinstance(rec["host_load_1m"], float)

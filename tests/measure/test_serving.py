@@ -6,6 +6,7 @@ be checked against what that model can do; the accuracy test runs the real Effic
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -129,14 +130,39 @@ def test_the_server_accuracy_run_lasts_no_longer_than_duration(tmp_path):
     assert f["target_qps"] == 20.0 and f["peak_steps"][0]["target_qps"] == 20.0  # the timed run kept its rate
 
 
-def test_too_few_queries_is_not_taken_for_latency():
-    few = {"loadgen_valid": False, "loadgen_invalid_reasons": ["too few queries for LoadGen's early-stopping "
-                                                               "estimate of the percentile"],
-           "early_stopping": "* Only processed 116 queries.  * Need to process at least 662 queries"}
-    assert S.too_few_queries(few)
-    slow = dict(few, loadgen_invalid_reasons=["the latency constraint was not met"] + few["loadgen_invalid_reasons"])
-    assert not S.too_few_queries(slow)
-    assert not S.too_few_queries(dict(few, loadgen_valid=True))
+def test_too_few_queries_is_loadgens_own_verdict_not_a_missed_bound(tmp_path):
+    """A real LoadGen Server run of 1 s at 20 QPS: about 20 queries, each ~2.5 ms, far within the 15 ms bound, but
+    too few for LoadGen's early-stopping estimate of the p99 (it prints how many more it would need)."""
+    from utils.report.sections.served_tables import served_qps
+
+    f = _serve(tmp_path, "server", target_qps=20.0, duration_s=1.0)
+    assert f["loadgen_valid"] is False and f["loadgen_verdict"] == "too few queries" and S.too_few_queries(f)
+    assert f["latency_ms"]["p99"] < 15.0 and f["queries_needed"] > 10 * f["queries"]
+    qps, cell = served_qps(f)
+    assert qps is None and cell.startswith("not judged: too few queries at 20.0 QPS") and "not met" not in cell
+    assert f"--duration {math.ceil(f['queries_needed'] / f['queries']):g} s would give enough" in cell
+    over = dict(f, loadgen_verdict="over the latency bound")
+    assert not S.too_few_queries(over) and served_qps(over)[1].startswith("not met (p99")
+    old = {k: v for k, v in f.items() if k not in ("loadgen_verdict", "queries_needed")}  # a record of before
+    assert S.too_few_queries(old)
+    assert not S.too_few_queries(dict(old, loadgen_invalid_reasons=["the latency constraint was not met"]))
+
+
+@pytest.mark.slow
+def test_find_peak_stops_at_the_first_run_loadgen_cannot_judge(tmp_path):
+    """One sample per 10 ms (100 QPS at most), 1 s runs: the bisection goes down while LoadGen says the bound was
+    missed, and stops at the first rate whose queries were too few, saying the --duration that would do."""
+    def slow(idx):
+        time.sleep(0.01)
+        return (np.asarray(idx) % 10).astype(np.int32)
+
+    opts = S.ServeOptions("server", max_batch=1, duration_s=1.0, find_peak=True)
+    f = S.serve(slow, S.DeviceSamples(_Images(), N, torch.device("cpu")), LABELS, N, opts, tmp_path, [1])
+    verdicts = [s["loadgen_verdict"] for s in f["peak_steps"]]
+    assert verdicts[-1] == "too few queries" and set(verdicts[:-1]) <= {"over the latency bound"}
+    assert f["peak_qps"] is None and f["peak_steps"][-1]["latency_ms"]["p99"] <= 15.0
+    need = f["peak_steps"][-1]["queries_needed"]
+    assert f"(it needs {need}): give --duration" in f["peak_stopped"]
 
 
 def test_detail_log_values_that_are_not_numbers_are_no_figures(tmp_path):

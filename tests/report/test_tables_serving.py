@@ -105,7 +105,7 @@ def test_the_reference_is_pytorch_fp32_on_the_same_images_and_a_single_target_ru
                     peak_qps=None, target_qps=5000.0, loadgen_valid=False, latency_ms={"p50": 9.0, "p99": 31.25},
                     loadgen_invalid_reasons=["the latency constraint was not met", "LoadGen: <b>late</b>"])
     assert served_qps(met) == (800.0, "800.0 (target met)")
-    assert served_qps(missed) == (None, "not met (p99 31.250 ms)")
+    assert served_qps(missed) == (None, "not met (p99 31.250 ms, bound 15 ms)")
     rows = {r[0]: r for r in cells(str(served_markdown([served(), other_images, met, missed])))[1:]}
     assert rows["TRT int8"][HEAD.index("x PyTorch fp32") + 1] == f"{800.0 / 1500.0:.2f}x"  # the dataset column first
     assert rows["ONNX Runtime fp16"][-1] == ("INVALID (Server: the latency constraint was not met; LoadGen: "
@@ -246,3 +246,12 @@ def test_a_log_scale_labels_its_ticks_as_plain_numbers_never_as_mathtext():
     assert ax.get_yscale() == "log"
     assert [ax.yaxis.get_major_formatter()(v, 0) for v in (2.0, 50.0, 1000.0)] == ["2", "50", "1000"]
     plots.plt.close(fig)
+
+
+def test_a_loaded_host_marks_the_served_figures_unstable_as_timing_rows():
+    calm = [served("offline", host_load_1m=0.5, host_cores=16), served(host_load_1m=0.5, host_cores=16)]
+    busy = [served("offline", host_load_1m=40.0, host_cores=16), served(host_load_1m=40.0, host_cores=16)]
+    assert cells(str(served_markdown(calm)), "### resnet50")[1][1:3] == ["2000.0", "1500.0"]
+    assert cells(str(served_markdown(busy)), "### resnet50")[1][1:3] == ["2000.0 (unstable)", "1500.0 (unstable)"]
+    stream = served("singlestream", host_load_1m=40.0, host_cores=16, samples_per_s=300.0)
+    assert "300.0 (unstable)" in str(served_markdown([stream]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
@@ -88,7 +89,11 @@ def summarize(detail: Dict[str, Any], scenario: str) -> Dict[str, Any]:
         spq = _number(detail.get("effective_samples_per_query"))
         served = spq * 1e9 / mean_ns if mean_ns and spq else None
     early = detail.get("early_stopping_result")
+    processed = _int(detail.get("result_query_count"))
+    more = NEED_MORE.search(str(early or ""))
     return {"loadgen_valid": detail.get("result_validity") == "VALID", "loadgen_invalid_reasons": reasons,
+            "loadgen_verdict": verdict(detail),
+            "queries_needed": processed + int(more.group(1)) if more and processed is not None else None,
             "samples_per_s": round(served, 2) if served is not None else None,
             "scheduled_samples_per_s": _round(_number(detail.get("result_scheduled_samples_per_sec"))),
             "latency_ms": {k: v for k, v in latency.items() if v is not None},
@@ -97,14 +102,43 @@ def summarize(detail: Dict[str, Any], scenario: str) -> Dict[str, Any]:
             "queries": _int(detail.get("result_query_count"))}
 
 
+# LoadGen's early-stopping text where a run had too few queries to judge its percentile (results.cc, 6.0.x):
+# " * Run unsuccessful. * Processed 21 queries. * Would need to run at least 438 more queries, ..."
+NEED_MORE = re.compile(r"Would need to run at least (\d+) more quer")
+VALID, OVER_BOUND, TOO_FEW, INVALID = "valid", "over the latency bound", "too few queries", "invalid"
+
+
+def verdict(detail: Dict[str, Any]) -> str:
+    """LoadGen's verdict of a performance run in one word, from the booleans it logs (as its summary prints them):
+    VALID; over the latency bound (its percentile constraint not met, whatever else); too few queries (the latency
+    within the bound, but the early-stopping estimate, the minimum query count or the minimum duration not met: a
+    longer run would judge it); else invalid for a reason of LoadGen's own (result_invalid_reason)."""
+    if detail.get("result_validity") == "VALID":
+        return VALID
+    if detail.get("result_perf_constraints_met") is False:
+        return OVER_BOUND
+    if any(detail.get(k) is False for k in ("early_stopping_met", "result_min_queries_met",
+                                             "result_min_duration_met")):
+        return TOO_FEW
+    return INVALID
+
+
 def too_few_queries(res: Dict[str, Any]) -> bool:
-    """True where a run is INVALID for its query count, not its latency: the latency percentile was within the bound
-    but LoadGen's early-stopping estimate needs more queries (or the minimum count or duration was not met)."""
-    latency_ok = "the latency constraint was not met" not in res["loadgen_invalid_reasons"]
-    text = str(res.get("early_stopping") or "")
-    few = "Need to process at least" in text or "Not enough queries" in text or any(
-        r.startswith(("too few queries were", "it ran shorter")) for r in res["loadgen_invalid_reasons"])
-    return not res["loadgen_valid"] and latency_ok and few
+    """True where a run is INVALID for its query count, not its latency (verdict TOO_FEW); a record written before
+    the verdict was kept is read from its reasons, which name the same booleans."""
+    if res.get("loadgen_verdict") is not None:
+        return res["loadgen_verdict"] == TOO_FEW
+    reasons = [str(r) for r in res.get("loadgen_invalid_reasons") or []]
+    return (res.get("loadgen_valid") is False and "the latency constraint was not met" not in reasons
+            and any(r.startswith(("too few queries", "it ran shorter")) for r in reasons))
+
+
+def duration_for(res: Dict[str, Any], duration_s: float) -> Optional[float]:
+    """The --duration (s, whole) that would give a run of res's rate the queries LoadGen said it needs."""
+    need, got = res.get("queries_needed"), res.get("queries")
+    if not need or not got or not duration_s:
+        return None
+    return float(math.ceil(duration_s * need / got))
 
 
 def _round(v: Optional[float]) -> Optional[float]:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from utils.core.deps import mlperf_loadgen
 from utils.core.signals import signals_held_while
-from utils.measure.loadgen_logs import accuracy_of, read_detail, summarize, too_few_queries
+from utils.measure.loadgen_logs import accuracy_of, duration_for, read_detail, summarize, too_few_queries
 from utils.measure.scenarios import (MLPERF_MIN_DURATION_S, MLPERF_PERF_SAMPLES, PERCENTILES, REPORTED, SCENARIOS,
                                      ServeOptions, batch_take, buckets, check_options)
 from utils.measure.stats import latency_stats
@@ -249,8 +249,12 @@ def find_peak(h: Harness, rate: float, fields: Dict[str, Any]) -> Tuple[Dict[str
             if step == 0:
                 break  # the first try, above the warm-up's own rate, is already within the bound
         elif too_few_queries(res):  # a lower rate has fewer queries still: the search cannot go on
-            fields["peak_stopped"] = (f"at {q:.1f} QPS the run had too few queries for LoadGen to judge the "
-                                      f"p{o.percentile:g} latency: give a longer --duration")
+            longer = duration_for(res, o.duration_s)
+            fields["peak_stopped"] = (
+                f"at {q:.1f} QPS the {res.get('queries') or 'few'} queries of a {o.duration_s:g} s run were too few "
+                f"for LoadGen to judge the p{o.percentile:g} latency"
+                + (f" (it needs {res['queries_needed']}): give --duration {longer:g} or more" if longer
+                   else ": give a longer --duration"))
             break
         else:
             hi = q

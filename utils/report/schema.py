@@ -11,7 +11,7 @@ Usage:
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Dict, List, Optional
+from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -195,6 +195,8 @@ class LoadGenRun(_Strict):
     scheduled_samples_per_s: Optional[NonNegative] = None
     latency_ms: Optional[LatencyMs] = Field(default=None, max_length=32)
     early_stopping: Optional[Text] = None
+    loadgen_verdict: Optional[Literal["valid", "over the latency bound", "too few queries", "invalid"]] = None
+    queries_needed: Optional[Count] = None
     overlatency_queries: Optional[Count] = None
     queries: Optional[Count] = None
     # the SUT's own account of the run (Harness.batch_fields)

@@ -240,10 +240,12 @@ def is_reference(r: Dict[str, Any]) -> bool:
 
 
 def top1_drops(records: Sequence[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], Optional[float]]]:
-    """Each validation record with its top-1 drop in points below PyTorch fp32 on the same network, weights and
-    images (None where that reference or a top-1 is missing)."""
-    recs = [r for r in timing_rows(records) if not r.get("error")]
-    refs = {images_key(r): r for r in recs if is_reference(r) and r.get("top1") is not None}
+    """Each validation record (timing, accuracy and serving rows) with its top-1 drop in points below PyTorch fp32 on
+    the same network, weights and images (None where that reference or a top-1 is missing)."""
+    recs = [r for r in records if r.get("kind") == "validate" and not r.get("error")]
+    # a serving row (LoadGen's accuracy run) is measured against the timing rows' reference, or a served one's
+    refs = {images_key(r): r for r in sorted(recs, key=lambda r: not is_scenario(r))  # timing refs win
+            if is_reference(r) and r.get("top1") is not None}
     out = []
     for r in recs:
         ref = refs.get(images_key(r))

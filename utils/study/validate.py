@@ -257,6 +257,7 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     for b in sizes:  # compilation and capture of every padded shape, before LoadGen's clock
         runner.prepare((b, 3, crop, crop))
     prepare_s = time.perf_counter() - t0
+    load_before = _load_average()
     key = str((extra_fields or {}).get("job_key") or "run")
     base = (recorder.folder or Path("outputs")) / "loadgen"
     folder = base / f"{slug(key, 40)}-{secrets.token_hex(3)}"
@@ -271,8 +272,11 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     fields.update({
         **record_identity(net, spec, dataset, runner.device, scenario.max_batch), "cuda_graph": runner.cuda_graph or None, "runner_prepare_s": round(prepare_s, 3),
         "host_cores": os.cpu_count(), **runner.info()})
+    load = max(load_before, _load_average())  # a loaded host marks the row unstable, as a timing row's
+    fields["host_load_1m"] = round(load, 2) if load >= 0 else None
     fields.update(extra_fields or {})
     rec = recorder.write(make_record("validate", recorder.command, device_index=opened.index, **fields))
     if rec.get("accuracy_error"):
         log.warning("%s %s: %s", net.name, runner.name, rec["accuracy_error"])
+    warn_if_not_numbers(rec, f"{runner.name} {scenario.scenario}")
     return rec

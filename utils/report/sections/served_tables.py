@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from utils.measure.loadgen_logs import duration_for, too_few_queries
 from utils.measure.scenarios import SCENARIOS, paired
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.sections.cells import accuracy
-from utils.report.select import (finite_number, identity_columns, images_key, is_reference, not_numbers,
-                                 row_label, row_sort_key, serve_question, serve_settings, served_records)
-
+from utils.report.select import (UNSTABLE, finite_number, identity_columns, images_key, is_reference, not_numbers,
+                                 row_label, row_sort_key, serve_question, serve_settings, served_records,
+                                 unstable_reason)
 
 SERVED_HEADING = "## Served within the budget (MLPerf LoadGen)"
 
@@ -49,17 +50,21 @@ def _batcher(r: Dict[str, Any]) -> str:
 def served_qps(r: Dict[str, Any]) -> Tuple[Optional[float], str]:
     """A Server record's rate within its bound, and its cell: --find_peak's peak_qps, or a --target_qps run's target
     where it was VALID; (None, what was missed) where no rate was met."""
-    pct, _ = serve_question(r)
+    pct, bound = serve_question(r)
     tail = fmt(_latency(r, f"p{pct:g}"), 3)
+    target = finite_number(r.get("target_qps"))
+    if too_few_queries(r):  # LoadGen could not judge: never "not met" under a bound the latency kept
+        longer = duration_for(r, finite_number(serve_settings(r).get("duration_s")) or 0.0)
+        return None, (f"not judged: too few queries at {fmt(target, 1)} QPS (p{pct:g} {tail} ms, bound {bound:g} ms"
+                      + (f"; --duration {longer:g} s would give enough)" if longer else "; a longer --duration)"))
     if serve_settings(r).get("find_peak") or r.get("peak_search"):
         peak = finite_number(r.get("peak_qps"))
         if peak is not None:
             return peak, fmt(peak, 1)
-        return None, f"none met (p{pct:g} {tail} ms at {fmt(finite_number(r.get('target_qps')), 1)} QPS)"
-    target = finite_number(r.get("target_qps"))
+        return None, f"none met (p{pct:g} {tail} ms at {fmt(target, 1)} QPS)"
     if r.get("loadgen_valid") is True and target is not None:
         return target, f"{fmt(target, 1)} (target met)"
-    return None, f"not met (p{pct:g} {tail} ms)"
+    return None, f"not met (p{pct:g} {tail} ms, bound {bound:g} ms)"
 
 
 def _pair_runs(recs: Sequence[Dict[str, Any]], extra: Sequence[Tuple[str, Callable[[Dict[str, Any]], str]]]
@@ -129,13 +134,18 @@ def _gate_mark(r: Optional[Dict[str, Any]], ref: Optional[Dict[str, Any]], max_d
     return "OVER" if float(ref["top1"]) - float(r["top1"]) > max_drop + 1e-9 else "ok"
 
 
+def _shaky(r: Optional[Dict[str, Any]], cell: str) -> str:
+    """A served figure marked where its run's host was loaded (select.unstable_reason: as a timing row is)."""
+    return cell + UNSTABLE if r is not None and cell != "-" and unstable_reason(r, ()) else cell
+
+
 def _served_row(run: Run, runs: Sequence[Run], pct: float, max_drop: Optional[float]) -> List[Any]:
     key, offline, server = run
     offline_rate = finite_number((offline or {}).get("samples_per_s"))
     rate, rate_cell = served_qps(server) if server else (None, "-")
     share = f"{rate / offline_rate:.2f}" if rate is not None and offline_rate else "-"
     at = server if rate is not None else None
-    row = [*key, fmt(offline_rate, 1), rate_cell, share, fmt(_latency(at, "p50"), 3),
+    row = [*key, _shaky(offline, fmt(offline_rate, 1)), _shaky(server, rate_cell), share, fmt(_latency(at, "p50"), 3),
            fmt(_latency(at, f"p{pct:g}"), 3), _served_top1(offline, server), _times_reference(run, runs),
            _loadgen_verdict([("Offline", offline), ("Server", server)])]
     if max_drop is not None:
@@ -171,7 +181,7 @@ def _stream_table(recs: Sequence[Dict[str, Any]], extra: Sequence[Tuple[str, Cal
                 f" ({serve_settings(r).get('samples_per_query')} samples/query)" if SCENARIOS[str(r["scenario"])].per_query
                 else ""),
              fmt(_latency(r, "p50"), 3), fmt(_latency(r, "p90"), 3), fmt(_latency(r, "p99"), 3),
-             fmt(finite_number(r.get("samples_per_s")), 1), _served_top1(r, None), _loadgen_verdict([("LoadGen", r)])]
+             _shaky(r, fmt(finite_number(r.get("samples_per_s")), 1)), _served_top1(r, None), _loadgen_verdict([("LoadGen", r)])]
             for r in mine]
     return table(["runner", *[h for h, _ in extra], "scenario", "p50 (ms)", "p90 (ms)", "p99 (ms)", "samples/s",
                      "top-1 (%)", "LoadGen"], rows)
