@@ -10,6 +10,7 @@ Usage:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -106,9 +107,45 @@ def check_options(o: ServeOptions) -> None:
                           f"whose p{o.percentile:g} latency is within --latency_bound_ms)")
     if o.target_qps is not None and o.find_peak:
         raise ArtTRTError("--target_qps and --find_peak: give one (--find_peak searches the rate itself)")
+    if o.latency_bound_ms * 1e6 > INT64_MAX or o.duration_s * 1e3 > INT64_MAX:
+        name, value = (("--latency_bound_ms", o.latency_bound_ms) if o.latency_bound_ms * 1e6 > INT64_MAX
+                       else ("--duration", o.duration_s))
+        raise ArtTRTError(f"{name} {value:g} does not fit LoadGen's 64-bit count of "
+                          f"{'nanoseconds' if name == '--latency_bound_ms' else 'milliseconds'}: give a smaller one")
+    if o.target_qps is not None:
+        check_schedule(o.target_qps, o.duration_s, "--target_qps")
     if o.max_queue_delay_us * 1e-3 >= o.latency_bound_ms and o.scenario == "server":
         raise ArtTRTError(f"--max_queue_delay_us {o.max_queue_delay_us} is not below --latency_bound_ms "
                           f"{o.latency_bound_ms:g}: every batch would wait out the whole latency budget")
+
+
+INT64_MAX = 2 ** 63 - 1
+LOADGEN_BYTES_PER_QUERY = 400  # LoadGen's schedule, held in memory from the start (measured: 378-584 B per query)
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory (0 where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_schedule(qps: float, duration_s: float, what: str) -> None:
+    """A rate LoadGen can schedule for duration_s: at least one query (it runs until its first one comes: at 0.001
+    QPS, about 1,000 s), and a schedule, which LoadGen builds in memory before the first query, within a quarter of
+    this machine's memory (--target_qps 1e9 for 10 s would be 10^10 queries, some 4,000 GB)."""
+    queries = qps * duration_s
+    if queries < 1:
+        raise ArtTRTError(f"{what} {qps:g} for --duration {duration_s:g} s schedules {queries:.3g} queries: LoadGen "
+                          f"runs until its first one comes (about {1 / qps:,.0f} s away on average); give a rate and "
+                          "duration whose product is at least 1")
+    limit = memory_bytes() // 4 // LOADGEN_BYTES_PER_QUERY
+    if limit and queries > limit:
+        raise ArtTRTError(f"{what} {qps:g} for --duration {duration_s:g} s makes LoadGen schedule {queries:.3g} "
+                          f"queries in memory (about {LOADGEN_BYTES_PER_QUERY} bytes each), more than a quarter of this "
+                          f"machine's {memory_bytes() / 2 ** 30:.0f} GiB holds ({limit:,}): lower the rate or the "
+                          "duration")
 
 
 def buckets(max_batch: int, serves: Callable[[int], bool], step: int = 32) -> List[int]:

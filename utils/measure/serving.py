@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from importlib.metadata import version
@@ -34,10 +36,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from utils.core.deps import mlperf_loadgen
+from utils.core.errors import ArtTRTError, first_line
 from utils.core.signals import signals_held_while
 from utils.measure.loadgen_logs import accuracy_of, duration_for, read_detail, summarize, too_few_queries
 from utils.measure.scenarios import (MLPERF_MIN_DURATION_S, MLPERF_PERF_SAMPLES, PERCENTILES, REPORTED, SCENARIOS,
-                                     ServeOptions, batch_take, buckets, check_options)
+                                     ServeOptions, batch_take, buckets, check_options, check_schedule)
 from utils.measure.stats import latency_stats
 from utils.measure.sut import BatchingSUT, BatchStats, DeviceSamples, runner_infer
 
@@ -57,6 +60,9 @@ __all__ = ["Harness", "serve", "find_peak", "estimate_rate", "PEAK_TOLERANCE", "
            "ServeOptions", "SCENARIOS", "PERCENTILES", "REPORTED", "MLPERF_MIN_DURATION_S", "MLPERF_PERF_SAMPLES",
            "check_options", "buckets", "batch_take", "DeviceSamples", "BatchStats", "BatchingSUT", "runner_infer",
            "read_detail", "summarize", "too_few_queries", "accuracy_of", "signals_held_while"]
+
+
+LOG_ROOM_BYTES = 4 * 2 ** 20  # a LoadGen run's detail and summary logs, with room to spare (they are ~50 KiB)
 
 
 class Harness:
@@ -81,12 +87,15 @@ class Harness:
         st.min_query_count = 1  # --duration bounds the run (MLPerf's query counts are for 600 s submissions)
         st.performance_sample_count_override = self.perf_count
         st.qsl_rng_seed = st.sample_index_rng_seed = st.schedule_rng_seed = o.seed
-        if target_qps is not None:
+        if target_qps is not None:  # a search's or accuracy run's rate, checked as --target_qps is
+            check_schedule(target_qps, o.duration_s, "a Server rate of")
             st.server_target_qps = float(target_qps)
         st.server_target_latency_ns = int(o.latency_bound_ms * 1e6)
         st.server_target_latency_percentile = o.percentile / 100.0
         st.server_coalesce_queries = True
         if expected_qps is not None:
+            if o.scenario == "offline":  # Offline issues expected rate x duration samples at once
+                check_schedule(expected_qps, o.duration_s, "an Offline rate of")
             st.offline_expected_qps = float(expected_qps)
         if expected_latency_s is not None:  # under what it will be: LoadGen then makes enough queries for the run
             st.single_stream_expected_latency_ns = max(1, int(expected_latency_s * 1e9 / 4))
@@ -97,8 +106,7 @@ class Harness:
     def run(self, name: str, settings: Any) -> Path:
         """One LoadGen test; its logs go to folder/name; returns that folder."""
         lg = self.lg
-        out = self.folder / name
-        out.mkdir(parents=True, exist_ok=True)
+        out = self._log_folder(name)
         logs = lg.LogSettings()
         logs.log_output.outdir = str(out)
         logs.log_output.copy_summary_to_stdout = False
@@ -117,7 +125,7 @@ class Harness:
         sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         interrupted = False
         try:
-            with signals_held_while(f"the LoadGen run {name!r}"):
+            with signals_held_while(f"the LoadGen run {name!r}", on_signal=sut.drain):
                 lg.StartTestWithLogSettings(sut.handle, qsl, settings, logs)
         except KeyboardInterrupt:
             interrupted = True  # a runner's failure must not replace the interrupt (a study goes on past errors)
@@ -128,6 +136,26 @@ class Harness:
             lg.DestroyQSL(qsl)
             sut.stop(say_error=not interrupted)
         return out
+
+    def _log_folder(self, name: str) -> Path:
+        """Where a run's logs go: folder/name, or the system's temporary folder where the output's disk has no room
+        for them (LoadGen writes its figures only there, and a full disk would lose them: said, not silent)."""
+        out = self.folder / name
+        need = LOG_ROOM_BYTES + 100 * self.count  # the detail log, and an accuracy log of every sample
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(out).free
+        except OSError as err:
+            free, why = 0, first_line(err)
+        else:
+            why = f"{free / 2 ** 20:.1f} MiB free"
+        if free >= need:
+            return out
+        away = Path(tempfile.mkdtemp(prefix="arttrt-loadgen-")) / name
+        away.mkdir(parents=True)
+        log.warning("the disk of %s has no room for LoadGen's logs (%s): this run's logs go to %s", self.folder, why,
+                    away)
+        return away
 
     def batch_fields(self) -> Dict[str, Any]:
         """The last run's batches: how many, their mean size, the padding the prepared sizes added, how long a batch
@@ -226,7 +254,7 @@ def serve(infer: Callable[[np.ndarray], np.ndarray], samples: DeviceSamples, lab
     acc_dir = h.run("accuracy", h.settings("AccuracyOnly", target_qps=acc_qps, expected_qps=rate * 1.5,
                                            expected_latency_s=single_s))
     fields.update(accuracy_of(acc_dir / "mlperf_log_accuracy.json", labels, count))
-    fields["accuracy_logs"] = acc_dir.name
+    fields["accuracy_logs"] = acc_dir.name if acc_dir.parent == h.folder else str(acc_dir)
     return fields
 
 
@@ -272,9 +300,15 @@ def _perf(h: Harness, name: str, target_qps: Optional[float] = None, expected_qp
     out = h.run(name, h.settings("PerformanceOnly", target_qps=target_qps, expected_qps=expected_qps,
                                  expected_latency_s=expected_latency_s))
     _remove_trace(out)
-    res = summarize(read_detail(out / "mlperf_log_detail.txt"), h.opts.scenario)
+    detail = read_detail(out / "mlperf_log_detail.txt")
+    if detail.get("result_validity") is None:  # LoadGen could not write its verdict: never read as INVALID
+        free = shutil.disk_usage(out).free
+        raise ArtTRTError(f"LoadGen's log of the run {name!r} in {out} ends before its result ({free / 2 ** 20:.1f} MiB "
+                          "free on that disk" + (": it is full" if free < LOG_ROOM_BYTES else "")
+                          + "): the run's figures are lost; free some space and run it again")
+    res = summarize(detail, h.opts.scenario)
     res["target_qps"] = round(target_qps, 2) if target_qps is not None else None
-    res["logs"] = out.name
+    res["logs"] = out.name if out.parent == h.folder else str(out)  # elsewhere: the whole path
     res.update(h.batch_fields())
     log.info("LoadGen %s %s: %s, %s samples/s, p%g %s ms", h.opts.scenario, name,
              "VALID" if res["loadgen_valid"] else "INVALID", res.get("samples_per_s"), h.opts.percentile,

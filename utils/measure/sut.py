@@ -89,6 +89,7 @@ class BatchingSUT:
         self.pending: Deque[Tuple[np.ndarray, np.ndarray, float]] = collections.deque()
         self.queued = 0
         self.stopping = False
+        self.draining = False  # a signal came: what is queued or comes is answered without inference
         self.error: Optional[BaseException] = None
         self.stats = BatchStats()
         self.warmed = threading.Event()
@@ -118,7 +119,7 @@ class BatchingSUT:
             if not self.pending:
                 return None
             deadline = self.pending[0][2] + self.max_delay_s
-            while self.queued < self.max_batch and not self.stopping:
+            while self.queued < self.max_batch and not self.stopping and not self.draining:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
@@ -158,6 +159,9 @@ class BatchingSUT:
                         return
                     ids, idx = batch
                     t0 = time.perf_counter()
+                    if self.draining:  # the run ends as soon as LoadGen's schedule does; its figures are dropped
+                        self._complete(ids, np.full(len(ids), -1, dtype=np.int32), t0, t0)
+                        continue
                     try:
                         pred = np.ascontiguousarray(self.infer(idx), dtype=np.int32)
                     except BaseException as err:  # noqa: BLE001 - said by stop(); LoadGen must still hear back
@@ -183,6 +187,13 @@ class BatchingSUT:
         s.first_s = t0 if s.first_s is None else s.first_s
         s.last_s = t1
 
+    def drain(self) -> None:
+        """From now on, answer every query at once with no class (-1), without inference (a signal came: the run
+        ends as soon as LoadGen's schedule lets it, and its figures are not kept)."""
+        with self.cv:
+            self.draining = True
+            self.cv.notify_all()
+
     def stop(self, say_error: bool = True) -> None:
         with self.cv:
             self.stopping = True
@@ -207,9 +218,11 @@ def runner_infer(runner: Any, samples: DeviceSamples, sizes: List[int]) -> Calla
         return top_classes(y, 1)[:, 0].to(torch.int32).cpu().numpy()
 
     def warm() -> None:
-        """Every padded size once, on the calling thread (the SUT's worker), from the dataset's first image."""
+        """The smallest and the largest padded size once, on the calling thread (the SUT's worker), from the dataset's
+        first image: the thread's library handles and the largest workspace (every size was run, compiled and
+        captured before, by estimate_rate: run again per LoadGen run, 13 sizes up to 256 took minutes on a CPU)."""
         first = torch.from_numpy(np.array(samples.dataset.images[:1])).to(samples.device)
-        for size in sizes:
+        for size in sorted({sizes[0], sizes[-1]}):
             runner.infer(pad_batch(runner.normalizer(first), size)).float().sum().item()
 
     infer.warm = warm  # type: ignore[attr-defined]

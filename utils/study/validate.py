@@ -254,7 +254,8 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     count = len(dataset) if limit is None else min(limit, len(dataset))
     sizes = buckets(scenario.max_batch, runner.serves)
     t0 = time.perf_counter()
-    for b in sizes:  # compilation and capture of every padded shape, before LoadGen's clock
+    for i, b in enumerate(sizes):  # compilation and capture of every padded shape, before LoadGen's clock
+        log.info("%s %s: preparing padded batch %d (%d of %d)", net.name, runner.name, b, i + 1, len(sizes))
         runner.prepare((b, 3, crop, crop))
     prepare_s = time.perf_counter() - t0
     load_before = _load_average()
@@ -265,10 +266,14 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     stream = torch.cuda.current_stream(runner.device) if runner.device.type == "cuda" else None
     fields = serve(runner_infer(runner, samples, sizes), samples, np.asarray(dataset.labels), count, scenario, folder,
                    sizes, stream)
+    def where(logs: str) -> str:  # relative to the output folder; whole where the disk sent them elsewhere
+        path = folder / logs
+        return str(path.relative_to(base.parent)) if path.is_relative_to(base.parent) else str(path)
+
     for name in ("loadgen_logs", "accuracy_logs"):
-        fields[name] = str((folder / fields[name]).relative_to(recorder.folder or Path("outputs")))
+        fields[name] = where(fields[name])
     for step in fields.get("peak_steps") or []:
-        step["logs"] = str((folder / step["logs"]).relative_to(recorder.folder or Path("outputs")))
+        step["logs"] = where(step["logs"])
     fields.update({
         **record_identity(net, spec, dataset, runner.device, scenario.max_batch), "cuda_graph": runner.cuda_graph or None, "runner_prepare_s": round(prepare_s, 3),
         "host_cores": os.cpu_count(), **runner.info()})
