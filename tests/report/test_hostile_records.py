@@ -248,3 +248,36 @@ def test_records_the_code_writes_fit_the_schema_and_hold_no_nan(tmp_path):
     back = read_record(Path(rec["_path"]))
     assert back is not None and back["images_per_s"] is None and back["latency_all_std"] is None
     check_record(copy.deepcopy({k: v for k, v in back.items() if k != "_path"}))
+
+
+LOADGEN_KEYS = ["result_validity", "result_perf_constraints_met", "result_min_duration_met", "result_min_queries_met",
+                "early_stopping_met", "early_stopping_result", "result_invalid_reason", "result_query_count",
+                "result_completed_samples_per_sec", "result_samples_per_second", "result_scheduled_samples_per_sec",
+                "result_99.00_percentile_latency_ns", "result_mean_latency_ns", "effective_samples_per_query",
+                "result_mean_query_latency_ns", "result_overlatency_query_count"]
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.dictionaries(st.sampled_from(LOADGEN_KEYS), json_values, max_size=12),
+       junk=st.lists(st.text(max_size=40), max_size=5), scenario=st.sampled_from(["offline", "server", "singlestream",
+                                                                                   "multistream"]))
+def test_property_any_loadgen_detail_log_reads_as_a_verdict_and_a_record_that_fits(tmp_path_factory, items, junk,
+                                                                                    scenario):
+    """Issue 40: whatever LoadGen's detail log holds (any value under its keys, lines that are not its own), it reads
+    as one of LoadGen's verdicts and figures a record can hold; too few queries is never a missed bound."""
+    from utils.measure.loadgen_logs import OVER_BOUND, TOO_FEW, VALID, read_detail, summarize, too_few_queries
+
+    folder = tmp_path_factory.mktemp("lg")
+    lines = [":::MLLOG " + json.dumps({"key": k, "value": v, "metadata": {}}) for k, v in items.items()] + junk
+    (folder / "mlperf_log_detail.txt").write_text("\n".join(lines))
+    res = summarize(read_detail(folder / "mlperf_log_detail.txt"), scenario)
+    assert res["loadgen_verdict"] in (VALID, OVER_BOUND, TOO_FEW, "invalid")
+    assert (res["loadgen_verdict"] == VALID) == (items.get("result_validity") == "VALID") == res["loadgen_valid"]
+    if items.get("result_perf_constraints_met") is False and not res["loadgen_valid"]:
+        assert not too_few_queries(res) and res["loadgen_verdict"] == OVER_BOUND
+    rec = record(role="scenario", scenario=scenario, **{k: v for k, v in res.items()})
+    try:
+        check_record(json.loads(json.dumps(rec)))
+    except RecordError as err:  # only a figure LoadGen would never write (negative, or not a number) is refused
+        assert any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items.values()), err
