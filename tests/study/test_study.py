@@ -248,15 +248,37 @@ def test_shards_into_one_folder_make_the_whole_study(tmp_path, capsys):
 
 # --- 5. claims: the mechanism behind --gpus ------------------------------------------------------------------------
 
-def test_claim_takes_a_setup_once(tmp_path):
+def test_claim_takes_a_setup_once_by_its_content_and_releases_a_stale_one(tmp_path, caplog):
+    import platform
+
     from utils.study.plan import Job, Setup
-    from utils.study.workers import claim
+    from utils.study.workers import claim, claim_key, read_claim, release
 
     setup = Setup(3, "resnet18", RunSpec("torch", "fp32"), [Job("accuracy", 1)])
-    assert claim(tmp_path, setup.index) is True
-    assert claim(tmp_path, setup.index) is False
-    assert (tmp_path / "setup-3").read_text() == str(os.getpid())
-    assert claim(tmp_path, 4) is True
+    key = claim_key(setup, {"duration_s": 1.0})
+    assert claim(tmp_path, key, "resnet18 torch fp32") is None  # taken here
+    held = claim(tmp_path, key)
+    assert held["pid"] == os.getpid() and held["state"] == "running" and held["host"] == platform.node()
+    release(tmp_path, key)
+    assert claim(tmp_path, key)["state"] == "done"  # done in this study: never taken again
+    # the same setup at another index of another plan is the same claim; other rules or another device's plan not
+    assert claim_key(Setup(0, "resnet18", RunSpec("torch", "fp32", device="cuda:1"), [Job("accuracy", 1)]),
+                     {"duration_s": 1.0}) == key
+    assert claim_key(setup, {"duration_s": 2.0}) != key
+    # a claim whose process is gone (killed worker): released and taken, said
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    other = claim_key(setup, {"duration_s": 3.0})
+    (tmp_path / f"setup-{other}.claim").write_text(json.dumps({"pid": int(dead.stdout), "host": platform.node(),
+                                                                "time": 0, "setup": "x", "state": "running"}))
+    assert claim(tmp_path, other, "resnet18 torch fp32") is None
+    assert read_claim(tmp_path / f"setup-{other}.claim")["pid"] == os.getpid()
+    assert f"resnet18 torch fp32 was claimed by process {int(dead.stdout)} on {platform.node()}, which is gone" \
+        in caplog.text
+    # another host's claim cannot be checked: held
+    far = claim_key(setup, {"duration_s": 4.0})
+    (tmp_path / f"setup-{far}.claim").write_text(json.dumps({"pid": int(dead.stdout), "host": "node-7", "time": 0,
+                                                              "setup": "x", "state": "running"}))
+    assert claim(tmp_path, far)["host"] == "node-7"
 
 
 def test_a_worker_is_handed_its_request_and_plan_and_nothing_else(tmp_path):
@@ -308,7 +330,10 @@ def test_two_processes_claim_each_setup_once(tmp_path):
     results = [p.communicate(timeout=300) for p in procs]
     for p, (o, e) in zip(procs, results):
         assert p.returncode == 0, e[-3000:]
-        assert "study:" not in o  # a worker draws no tables: the parent of --gpus does
+    # each says what the other held; the last to finish (nothing running elsewhere) draws the tables and report
+    assert sum("study:" in o for o, _ in results) >= 1
+    assert all("held by other processes" in o for o, _ in results if "study:" not in o)
+    assert (out / "report.html").is_file()
     recs = records(out)
     keys = Counter(r["job_key"] for r in recs)
     assert len(recs) == 16 and set(keys.values()) == {1}  # 8 setups x 2 jobs, each in exactly one record
@@ -316,9 +341,9 @@ def test_two_processes_claim_each_setup_once(tmp_path):
     assert sum(1 for r in recs if r.get("error")) == 8
     assert all(r["error"].startswith("skipped: ") and "bf16 needs a CUDA GPU" in r["error"]
                for r in recs if r.get("error"))
-    pids = {str(p.pid) for p in procs}
-    assert sorted(p.name for p in claims.glob("setup-*")) == sorted(f"setup-{i}" for i in range(8))
-    assert {p.read_text() for p in claims.glob("setup-*")} <= pids
+    pids = {p.pid for p in procs}
+    held = [json.loads(p.read_text()) for p in claims.glob("setup-*.claim")]
+    assert len(held) == 8 and {h["pid"] for h in held} <= pids and {h["state"] for h in held} == {"done"}
     lines = [json.loads(ln) for p in claims.glob("outcomes-*.jsonl") for ln in p.read_text().splitlines()]
     assert len(lines) == 16 and Counter(ln["status"] for ln in lines) == {"measured": 8, "skipped": 8}
     assert {p.name for p in claims.glob("outcomes-*.jsonl")} <= {f"outcomes-{pid}.jsonl" for pid in pids}
@@ -557,7 +582,12 @@ def test_claims_folder_that_does_not_exist_yet(tmp_path, capsys):
             "--device", "cpu", "--output", str(tmp_path / "o"), *FAST]
     rc = cli_boundary(main.main, argv)
     err = capsys.readouterr().err
-    assert rc == 0 and (claims / "setup-0").is_file() and len(records(tmp_path / "o")) == 2, (rc, err)
+    assert rc == 0 and len(list(claims.glob("setup-*.claim"))) == 1 and len(records(tmp_path / "o")) == 2, (rc, err)
+    # the same folder again: nothing left to claim, and it says so, and draws the tables of the folder (issue 40)
+    rc = cli_boundary(main.main, argv)
+    out = capsys.readouterr().out
+    assert rc == 0 and "claims: 1 setup held by other processes (1 done, 0 running)" in out
+    assert "study: 0 jobs" in out and len(records(tmp_path / "o")) == 2
 
 
 def test_force_is_not_refused_as_study_only_for_a_tensorrt_comparison(tmp_path, capsys):

@@ -33,6 +33,7 @@ from utils.study.gpus import run_on_gpus
 from utils.study.plan import StudyPlan, calib_grid, make_plan
 from utils.study.request import Request
 from utils.study.study import ERROR, MEASURED, REUSED, SKIPPED, StudyContext, merged, run_setups
+from utils.study.workers import claims_elsewhere, held_now
 
 if TYPE_CHECKING:
     import torch
@@ -140,7 +141,7 @@ def plan_of_request(request: Request, loaded: Dict[str, Network]) -> StudyPlan:
     return plan
 
 
-def validate_command(request: Request, plan: Optional[StudyPlan] = None) -> int:
+def validate_command(request: Request, plan: Optional[StudyPlan] = None, worker: bool = False) -> int:
     """-v: the plan, its setups (this share, or those given, or those claimed), one record per job, the tables. A
     worker is handed its study's plan (utils/study/worker.py): the parent made it once, and loaded every network."""
     started = time.perf_counter()
@@ -182,8 +183,15 @@ def validate_command(request: Request, plan: Optional[StudyPlan] = None) -> int:
             ctx.telemetry.stop()
             csv_path = ctx.telemetry.save(request.output / "telemetry", "-".join(request.networks))
             log.info("GPU telemetry: %s", csv_path)
-    if request.claims is not None:  # a worker: the parent draws the tables
+    if worker:  # a worker (of --gpus, or a setup's own process): the parent draws the tables
         return 1 if any(o.status == ERROR for o in outcomes) else 0
+    if ctx.held_elsewhere and request.claims is not None:  # --claims shared with other processes (a Slurm array)
+        held = held_now(request.claims, ctx.held_elsewhere)
+        print(claims_elsewhere(held))
+        if any(h.get("state") != "done" for h in held):
+            print(f"the tables and report of {request.output} are drawn by the last of the study's processes to "
+                  f"finish (or: python main.py --report {request.output})")
+            return 1 if any(o.status == ERROR for o in outcomes) else 0
     everything = merged(known, [o.record for o in outcomes])
     everything = with_agreement(request.output, everything)  # in memory: no record is written twice
     return finish_study(request.max_top1_drop, request.output, [o.record for o in outcomes if o.record], started,

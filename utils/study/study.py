@@ -43,7 +43,7 @@ from utils.study.agreement import Reference, is_reference_run, predictions_saver
 from utils.study.handover import for_worker, write_handover
 from utils.study.plan import Job, Setup, digest, job_identity, setup_key
 from utils.study.validate import OpenRunner, serve_with, warn_if_random_weights
-from utils.study.workers import claim, launch, note_outcome, outcomes_of, records_of, wait_all
+from utils.study.workers import claim, claim_key, launch, note_outcome, outcomes_of, records_of, release, wait_all
 
 if TYPE_CHECKING:
     import torch
@@ -69,6 +69,7 @@ class StudyContext:
     profile: bool = False
     inspect: bool = False
     claims: Optional[Path] = None           # a folder of claim files shared by the processes of one study
+    held_elsewhere: List[Dict[str, Any]] = field(default_factory=list)  # the claims other processes held
     datasets: Dict[str, Any] = field(default_factory=dict)  # open datasets by preprocessing: one per study
     records: Optional[List[Dict[str, Any]]] = None  # the output folder's, read once at the start (None: read here)
     hand_over: Optional[Tuple[Any, Any]] = None  # the study's Request and plan: setups of own_process_on_gpu
@@ -143,14 +144,20 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
             opened = _Open()
             # PyTorch fp32 first: the others' records are written with their agreement with it (utils/study/agreement.py)
             for setup in sorted(group, key=lambda s: not is_reference_run(s.spec, ctx.measure.sync)):
-                if ctx.claims is not None and not claim(ctx.claims, setup.index):
-                    continue
+                key = claim_key(setup, timing_rules(ctx.measure)) if ctx.claims is not None else ""
+                if ctx.claims is not None:
+                    holder = claim(ctx.claims, key, setup.label)
+                    if holder is not None:  # another process runs it, or ran it: counted, said at the end
+                        ctx.held_elsewhere.append({**holder, "key": key})
+                        continue
                 if _own_process(setup, ctx) and not _all_done(setup, ctx, done, opened):
                     new = _run_in_child(setup, ctx, bar)
                 else:  # (a setup whose jobs are all done is found here: no child for nothing)
                     new = _run_setup(setup, ctx, done, opened, bar)
                 outcomes += new
                 ctx.written += [o.record for o in new if o.record]
+                if ctx.claims is not None:
+                    release(ctx.claims, key)
                 _give_back_gpu_memory(setup)
             opened.net = opened.dataset = None
     finally:

@@ -22,7 +22,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           "study, not by hand)")
     request, plan = read_handover(Path(args[0]))
     setup_logging(request.quiet, request.verbose)
-    return validate_command(request, plan)
+    return validate_command(request, plan, worker=True)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@ Usage:
 """
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import json
+import logging
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -17,20 +21,90 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from utils.core.fileio import atomic_write_text
 from utils.report.records import read_record
+from utils.study.plan import digest
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def claim(folder: Path, index: int) -> bool:
-    """Takes setup `index` for this process: True if no other process of the study has."""
+def claim_key(setup: Any, rules: Dict[str, Any]) -> str:
+    """What a claim names: the setup by content (network, backend, precision, options, calibration, its jobs) and
+    the measurement rules of this run, never its device (the workers of --gpus share a plan on different GPUs) nor
+    its place in the plan (another command's plan numbers its setups differently)."""
+    spec = {k: v for k, v in dataclasses.asdict(setup.spec).items() if k != "device"}
+    return digest({"network": setup.network, "spec": spec, "jobs": [(j.role, j.batch_size) for j in setup.jobs],
+                   "rules": rules})
+
+
+def _alive(pid: int) -> bool:
     try:
-        fd = os.open(folder / f"setup-{index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
+    except PermissionError:  # another user's process: alive
+        return True
     return True
+
+
+def read_claim(path: Path) -> Optional[Dict[str, Any]]:
+    """A claim file's holder ({"pid", "host", "time", "setup", "state"}), or None where it is not one of ours."""
+    try:
+        got = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return got if isinstance(got, dict) and isinstance(got.get("pid"), int) else None
+
+
+def is_stale(holder: Optional[Dict[str, Any]]) -> bool:
+    """A claim whose process is gone: on this host, a pid that no longer runs (a killed worker); a claim of another
+    host cannot be checked from here and is never taken for stale."""
+    if holder is None:
+        return True  # cut by a kill before its content was written, or not ours: taken over
+    return holder.get("state") == "running" and holder.get("host") == platform.node() and not _alive(holder["pid"])
+
+
+def claim(folder: Path, key: str, label: str = "") -> Optional[Dict[str, Any]]:
+    """Takes the setup of claim key `key` for this process: None where it has it now, else the claim of the process
+    that holds it (running, or done). A stale claim (its process gone) is released and taken, said in a warning.
+    Claims are taken under an exclusive lock of the folder (flock), so two processes never both take one over."""
+    path = folder / f"setup-{key}.claim"
+    mine = {"pid": os.getpid(), "host": platform.node(), "time": time.time(), "setup": label, "state": "running"}
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            holder = read_claim(path)
+            if not is_stale(holder):
+                return holder
+            log.warning("%s was claimed by process %s on %s, which is gone: its claim is released and taken here",
+                        label or key, (holder or {}).get("pid", "?"), (holder or {}).get("host", "?"))
+        atomic_write_text(path, json.dumps(mine))
+    return None
+
+
+def release(folder: Path, key: str) -> None:
+    """Marks this process's claim of `key` done: no other process of the study takes the setup again."""
+    path = folder / f"setup-{key}.claim"
+    holder = read_claim(path)
+    if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == platform.node():
+        atomic_write_text(path, json.dumps({**holder, "state": "done", "done": time.time()}))
+
+
+def held_now(folder: Path, held: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The claims other processes held, as they stand now (read again: a setup running then may be done since)."""
+    return [{**(read_claim(folder / f"setup-{h['key']}.claim") or h), "key": h["key"]} for h in held]
+
+
+def claims_elsewhere(held: Sequence[Dict[str, Any]]) -> str:
+    """One line for the setups other processes held: how many, done or running, and by whom."""
+    running = [h for h in held if h.get("state") != "done"]
+    done = len(held) - len(running)
+    who = sorted({f"pid {h.get('pid')} on {h.get('host')}" for h in running})
+    return (f"claims: {len(held)} setup{'s' if len(held) != 1 else ''} held by other processes ({done} done, "
+            f"{len(running)} running" + (f": {', '.join(who[:4])}" + (", ..." if len(who) > 4 else "") if who else "")
+            + ")")
 
 
 def launch(handover: Path) -> subprocess.Popen:
