@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from utils.core.content import content_of
-from utils.core.fileio import atomic_path, atomic_write_json, cache_key, file_sha256
+from utils.core.fileio import atomic_path, atomic_write_json, cache_key, file_sha256, slug
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def cached(folder: Path, stem: str, suffix: str, settings: Mapping[str, Any],
     """
     resolved = content_of(settings)  # input files and networks by content
     key = cache_key(resolved)
+    stem = slug(stem, 80)  # a name from a user's folder or network: bounded (a 250-character folder name is legal)
     path = folder / f"{stem}-{key}{suffix}"
     sidecar = folder / f"{stem}-{key}.json"
     if not force:

@@ -21,10 +21,19 @@ else:
     from utils.core.deps import np, torch
 
 
+# Pillow's modes of more than 8 bits per pixel, and the value each takes for white (a 16-bit PNG or TIFF is "I;16" or,
+# in older Pillow, "I" holding 0..65535): scaled to 8 bits as libpng and OpenCV's IMREAD_COLOR do (v / 257)
+WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0}
+
+
 def decode_pil(data: bytes) -> torch.Tensor:
     """Decodes any image with PIL (grayscale, CMYK, palette converted to RGB); raises on broken files."""
     with Image.open(io.BytesIO(data)) as im:
         im.load()  # raises OSError on a truncated file (LOAD_TRUNCATED_IMAGES stays False)
+        if im.mode in WIDE_MODES:  # 16-bit (or 32-bit) gray: Pillow's convert would clip it, nearly all white
+            wide = np.asarray(im).astype(np.float64)
+            arr = np.clip(np.round(wide * (255.0 / WIDE_MODES[im.mode])), 0, 255).astype(np.uint8)
+            return torch.from_numpy(np.repeat(arr[None], 3, axis=0).copy())
         rgb = im.convert("RGB")
     arr = np.asarray(rgb, dtype=np.uint8)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)

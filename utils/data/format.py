@@ -19,8 +19,8 @@ from __future__ import annotations
 import collections
 import csv
 import errno
-import io
 import filecmp
+import io
 import logging
 import os
 import re
@@ -32,10 +32,10 @@ from typing import Dict, List, Optional, Tuple
 from utils.core.errors import ArtTRTError, first_line, visible
 from utils.core.fileio import atomic_path, read_text, regular_file
 from utils.data.imagenet import imagenet_classes
+from utils.data.scan import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VAL_NAME_RE = re.compile(r"^ILSVRC2012_val_(\d{8})\.[A-Za-z]+$")
 SUFFIX_WNID_RE = re.compile(r"^.+_(n\d{8})\.[A-Za-z]+$")
 FOOLBOX_RE = re.compile(r"^imagenet_\d+_(\d+)\.[A-Za-z]+$")
@@ -248,7 +248,9 @@ def apply_placement(plan: Placement, dst: Path, mode: str = "link", dry_run: boo
             summary.placed += 1
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        if mode == "move":
+        if mode == "move" and src.is_symlink():
+            _move_link(src, target)
+        elif mode == "move":
             try:
                 os.rename(src, target)  # one filesystem: atomic
             except OSError as err:
@@ -268,6 +270,22 @@ def apply_placement(plan: Placement, dst: Path, mode: str = "link", dry_run: boo
             _copy_atomic(src, target)
         summary.placed += 1
     return summary
+
+
+def _move_link(src: Path, target: Path) -> None:
+    """Moves a symbolic link so that it points where it pointed: a relative link is rewritten relative to its new
+    folder (moved as it is, it would dangle), an absolute one kept; made under a temporary name, then renamed."""
+    to = os.readlink(src)
+    if not os.path.isabs(to):
+        to = os.path.relpath(os.path.normpath(os.path.join(src.parent, to)), target.parent)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    os.symlink(to, tmp)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink()
+        raise
+    src.unlink()
 
 
 def _copy_atomic(src: Path, target: Path) -> None:

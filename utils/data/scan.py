@@ -7,17 +7,36 @@ Usage:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
+
+from PIL import Image
 
 from utils.core.errors import ArtTRTError
 from utils.core.fileio import read_text
 from utils.data.imagenet import imagenet_classes
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+log = logging.getLogger(__name__)
+
+# Pillow's handlers that name a format but cannot decode it here (stubs, or an outside program: Ghostscript)
+NOT_DECODED = {".bufr", ".grib", ".h5", ".hdf", ".eps", ".ps", ".emf", ".wmf", ".mpeg", ".mpg"}
+
+
+@functools.lru_cache(maxsize=None)
+def image_extensions() -> frozenset:
+    """Every file extension of a format Pillow opens and decodes here (.jpg, .png, .tif, .gif, .jfif, .webp, ...)."""
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN and ext not in NOT_DECODED)
+
+
+IMAGE_EXTS = image_extensions()
+SHOWN_UNUSED = 10  # the files not used named in the warning (all of them are in DatasetIndex.unused)
 
 
 @dataclass
@@ -28,6 +47,7 @@ class DatasetIndex:
     files: List[str]  # relative paths
     labels: List[int]
     class_names: List[str]  # folder name per model output index
+    unused: List[Tuple[str, str]] = field(default_factory=list)  # (relative path, why it is not used)
 
     def fingerprint(self) -> str:
         """Hash of relative paths, sizes, modification and status-change times and inodes: changes when the
@@ -73,15 +93,33 @@ def scan_dataset(root: Path, num_classes: int = 1000, class_map: Optional[Path] 
         names, index = table.wnids, table.index
     files: List[str] = []
     labels: List[int] = []
+    unused: List[Tuple[str, str]] = [(p.name, "not in a class folder") for p in sorted(root.iterdir())
+                                     if p.is_file() and not p.name.startswith(".")]
     for folder in folders:
         if folder.name not in index:
             what = "the class map" if class_map else "ImageNet-1k wnids"
             raise ArtTRTError(f"class folder {folder.name!r} in {root} is not among {what}"
                               + ("" if class_map else " (pass --class_map FILE for other classes)"))
         for f in sorted(folder.iterdir()):
-            if f.is_file() and f.suffix.lower() in IMAGE_EXTS:
-                files.append(f"{folder.name}/{f.name}")
+            rel = f"{folder.name}/{f.name}"
+            if f.name.startswith("."):
+                continue  # hidden: a system's own (.DS_Store), never an image of the set
+            if f.is_dir():
+                inside = sum(len(fs) for _, _, fs in os.walk(f))
+                unused.append((rel + "/", f"a folder inside class folder {folder.name} ({inside} files): images are "
+                                          "read one level down only, root/<class>/<image>"))
+            elif not f.is_file():
+                unused.append((rel, "not a regular file"))
+            elif f.suffix.lower() in IMAGE_EXTS:
+                files.append(rel)
                 labels.append(index[folder.name])
+            else:
+                unused.append((rel, f"{f.suffix or 'no extension'}: not an image format Pillow opens"))
     if not files:
-        raise ArtTRTError(f"dataset folder {root} holds class folders but no images")
-    return DatasetIndex(root, files, labels, list(names))
+        raise ArtTRTError(f"dataset folder {root} holds class folders but no images"
+                          + (f" ({unused[0][0]}: {unused[0][1]})" if unused else ""))
+    if unused:  # every file of the folder is used or named here
+        shown = "; ".join(f"{rel} ({why})" for rel, why in unused[:SHOWN_UNUSED])
+        more = f"; and {len(unused) - SHOWN_UNUSED} more" if len(unused) > SHOWN_UNUSED else ""
+        log.warning("%s: %d file%s not used: %s%s", root, len(unused), "s" if len(unused) != 1 else "", shown, more)
+    return DatasetIndex(root, files, labels, list(names), unused)

@@ -116,6 +116,12 @@ def export_onnx(net: Network, output: str | os.PathLike[str], input_shape: Seque
     """
 
     b, c, h, w = parse_input_shape(input_shape)
+    bad = [name for name, t in [*net.model.named_parameters(), *net.model.named_buffers()]
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:  # before the export (seconds to minutes), not after it
+        raise ArtTRTError(f"the weights of {net.name} hold NaN or Inf ({bad[0]}"
+                          + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
+                          + "): no ONNX file can be checked against outputs that are not numbers; fix the weights")
     if h != net.preprocess.crop or w != net.preprocess.crop:
         log.warning("input %dx%d differs from the network's crop %d: preprocessing will crop %dx%d",
                     h, w, net.preprocess.crop, h, w)
@@ -193,6 +199,7 @@ def read_metadata(path: str | os.PathLike[str]) -> Dict[str, Any]:
         raise ArtTRTError(f"{path} is not a readable ONNX file: {first_line(err)}") from err
     if not proto.graph.input or not proto.graph.output:
         raise ArtTRTError(f"{path} holds no model with an input and an output (an empty or foreign file)")
+    check_io(proto, path)
     out: Dict[str, Any] = {}
     for p in proto.metadata_props:
         if p.key.startswith(META_PREFIX):
@@ -206,6 +213,32 @@ def read_metadata(path: str | os.PathLike[str]) -> Dict[str, Any]:
             for d in proto.graph.input[0].type.tensor_type.shape.dim]
     out["graph_input_shape"] = dims
     return out
+
+
+# the input types an image classifier's ONNX file may take (onnx.TensorProto: FLOAT, FLOAT16, BFLOAT16)
+IMAGE_INPUT_TYPES = {1: "float32", 10: "float16", 16: "bfloat16"}
+
+
+def check_io(proto: Any, path: Any) -> None:
+    """One image input (a float tensor of rank 4, NCHW) and one output of class scores: a file with several outputs
+    would be scored on its first without a word, an integer input fed floats; each one sentence when it is opened."""
+    weights = {t.name for t in proto.graph.initializer}  # older exporters list initializers among the inputs
+    inputs = [i for i in proto.graph.input if i.name not in weights]
+    if len(inputs) != 1:
+        raise ArtTRTError(f"{path} takes {len(inputs)} inputs ({', '.join(i.name for i in inputs[:4])}): ArtTRT "
+                          "runs image classifiers of one input, the NCHW image batch")
+    if len(proto.graph.output) != 1:
+        raise ArtTRTError(f"{path} has {len(proto.graph.output)} outputs ({', '.join(o.name for o in proto.graph.output[:4])}"
+                          "): ArtTRT scores one output of class scores and would not guess which; export the "
+                          "classifier with its logits as the only output")
+    tensor = inputs[0].type.tensor_type
+    if tensor.elem_type not in IMAGE_INPUT_TYPES:
+        raise ArtTRTError(f"{path} takes input {inputs[0].name!r} of type "
+                          f"{onnx.TensorProto.DataType.Name(tensor.elem_type) if tensor.elem_type else 'unknown'}, "
+                          f"not an image batch of {', '.join(IMAGE_INPUT_TYPES.values())}")
+    if len(tensor.shape.dim) != 4:
+        raise ArtTRTError(f"{path} takes input {inputs[0].name!r} of rank {len(tensor.shape.dim)}, not an NCHW image "
+                          "batch (rank 4)")
 
 
 def _no_constant(name: str) -> Any:
