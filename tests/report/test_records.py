@@ -3,8 +3,8 @@ record holds and never collide, the fallback folder, and which files count as re
 from __future__ import annotations
 
 import json
-import re
 import platform
+import re
 import sys
 import types
 from pathlib import Path
@@ -14,7 +14,7 @@ import torch
 
 import utils.report.records as records
 from utils.core.cli import command_line
-from utils.report.records import (Recorder, environment, gpu_facts, load_records, make_record,
+from utils.report.records import (Recorder, environment, gpu_facts, load_records, make_record, record_folders,
                                   record_name, write_record)
 
 
@@ -167,22 +167,47 @@ def test_which_files_are_records(tmp_path):
         p.write_text(obj if isinstance(obj, str) else json.dumps(obj))
         return p
 
-    late = put("a/late.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T05:00:00+00:00"})
-    early = put("b/early.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T04:00:00+00:00"})
-    cmp_ = put("c.json", {"record_version": 1, "kind": "compare", "time": "2026-11-29T04:30:00+00:00"})
-    put("foreign.json", {"name": "not ours"})
-    put("list.json", [1, 2])
-    put("broken.json", "{not json")
-    put("old.json", {"record_version": 0, "kind": "validate", "time": "x"})
-    put("inspect/layers.json", {"record_version": 1, "kind": "validate", "time": "y"})
-    put("profiles/trace.json", {"record_version": 1, "kind": "validate", "time": "z"})
-    after = put("z/after.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T06:00:00+00:00"})
-    untimed = put("z/untimed.json", {"record_version": 1, "kind": "validate"})
-    everything = load_records(tmp_path)
+    late = put("records/a/late.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T05:00:00+00:00"})
+    early = put("records/b/early.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T04:00:00+00:00"})
+    cmp_ = put("records/c.json", {"record_version": 1, "kind": "compare", "time": "2026-11-29T04:30:00+00:00"})
+    put("records/foreign.json", {"name": "not ours"})
+    put("records/list.json", [1, 2])
+    put("records/old.json", {"record_version": 0, "kind": "validate", "time": "x"})
+    put("records/inspect/layers.json", {"record_version": 1, "kind": "validate", "time": "y"})
+    put("records/profiles/trace.json", {"record_version": 1, "kind": "validate", "time": "z"})
+    after = put("records/z/after.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T06:00:00+00:00"})
+    untimed = put("records/z/untimed.json", {"record_version": 1, "kind": "validate"})
+    beside = put("sidecar.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T07:00:00+00:00"})
+    demo = put("demo/records/d.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T08:00:00+00:00"})
+    everything = load_records(tmp_path)  # the folder's own records only: not another run's folder below it
     assert [r["_path"] for r in everything] == [str(untimed), str(early), str(cmp_), str(late), str(after)]
     assert [r["_path"] for r in load_records(tmp_path, "validate")] == [str(untimed), str(early), str(late),
                                                                         str(after)]
     assert load_records(tmp_path, "inspect") == []
+    assert [r["_path"] for r in load_records(tmp_path / "records")] == [r["_path"] for r in everything]
+    merged = load_records(tmp_path, nested=True)  # --report DIR: every records/ folder under it
+    assert [r["_path"] for r in merged] == [r["_path"] for r in everything] + [str(demo)]
+    assert str(beside) not in [r["_path"] for r in merged]
+    assert record_folders(merged) == {str(tmp_path / "records"): 1, str(tmp_path / "records" / "a"): 1,
+                                      str(tmp_path / "records" / "b"): 1, str(tmp_path / "records" / "z"): 2,
+                                      str(tmp_path / "demo" / "records"): 1}
+
+
+def test_a_record_that_cannot_be_read_gets_the_one_warning(tmp_path, caplog):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / "bad-utf8.json").write_bytes(b'{"record_version": 2, "kind": "validate", "network": "\xff"}')
+    (folder / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (folder / "cut.json").write_text('{"record_version": 2, "kind": "valid')
+    (tmp_path / "foreign.json").write_text("{not json")  # not in a records folder: someone else's, quietly
+    with caplog.at_level("WARNING"):
+        assert load_records(tmp_path) == []
+        load_records(tmp_path)  # once per file, however often the folder is read
+    lines = [r.getMessage() for r in caplog.records]
+    assert sorted(lines) == sorted([f"skipped {folder / 'bad-utf8.json'}: a record that cannot be read (not UTF-8)",
+                                    f"skipped {folder / 'deep.json'}: a record that cannot be read (nested too deep)",
+                                    next(m for m in lines if "cut.json" in m)])
+    assert "a record that cannot be read" in next(m for m in lines if "cut.json" in m)
 
 
 def test_the_onnxruntime_that_is_imported_is_the_one_recorded(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from utils.core.errors import ArtTRTError
+from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_write_json, finite_json, is_regular_file, read_bytes, slug
 from utils.report.schema import RECORD_VERSION, RecordError, check_record
 
@@ -174,25 +174,50 @@ class Recorder:
         return rec
 
 
-def record_files(folder: Path) -> List[Path]:
-    """Every .json file under folder (links to folders not followed), but the layer tables and profiler traces
-    (inspect/, profiles/: large, never records)."""
+def record_files(folder: Path, nested: bool = False) -> List[Path]:
+    """The .json files of folder's own records (folder/records/, or folder itself where it is a records folder);
+    nested: of every records folder at any depth under folder (shares of a study copied side by side, each its
+    own output folder). Never another run's files beside them: a demo's output under outputs/demo is its own.
+    Links to folders are not followed; the layer tables and profiler traces (inspect/, profiles/) are never
+    records."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("inspect", "profiles"))
-        out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".json")]
+    roots = [folder] if folder.name == "records" else [folder / "records"]
+    if nested:
+        roots = [Path(d) for d, _, _ in os.walk(folder) if Path(d).name == "records"] or roots
+        roots = [r for r in roots if not any(p in roots for p in r.parents)]  # records/x/records: read once
+    for root in sorted(roots):
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in ("inspect", "profiles"))
+            out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".json")]
     return out
 
 
-def load_records(folder: Path, kind: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Every ArtTRT record under folder (recursively), oldest first, each checked against the schema; foreign JSON
-    files are ignored, a record that does not fit is skipped with one warning naming it."""
+def load_records(folder: Path, kind: Optional[str] = None, nested: bool = False) -> List[Dict[str, Any]]:
+    """Every ArtTRT record of folder (its records/ folder; nested: every records/ folder under it), oldest first,
+    each checked against the schema; foreign JSON files are ignored, a record that cannot be read or does not fit
+    is skipped with one warning naming it."""
     out = []
-    for p in record_files(folder):
+    for p in record_files(folder, nested):
         rec = read_record(p)
         if rec is not None and (kind is None or rec.get("kind") == kind):
             out.append(rec)
     return sorted(out, key=lambda r: str(r.get("time", "")))
+
+
+def record_folders(records: List[Dict[str, Any]]) -> Dict[str, int]:
+    """The folders the records were read from, with how many each gave."""
+    out: Dict[str, int] = {}
+    for r in records:
+        if r.get("_path"):
+            parent = str(Path(r["_path"]).parent)
+            out[parent] = out.get(parent, 0) + 1
+    return out
+
+
+def _warn_once(path: Path, message: str) -> None:
+    if str(path) not in _WARNED:  # once per file and process, however often the folder is read
+        _WARNED.add(str(path))
+        log.warning("%s", message)
 
 
 def read_record(path: Path) -> Optional[Dict[str, Any]]:
@@ -203,16 +228,18 @@ def read_record(path: Path) -> Optional[Dict[str, Any]]:
         return None
     try:  # bounded and non-blocking: /proc/kmsg reports size 0 and never ends
         rec = json.loads(read_bytes(path, "record", MAX_RECORD_BYTES).decode("utf-8"))  # NaN parses; the schema refuses it
-    except (ArtTRTError, OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8
+    except (ArtTRTError, OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, bad UTF-8
+        if path.parent.name == "records" or path.name.startswith(("validate-", "compare-")):  # meant as a record
+            why = ("not UTF-8" if isinstance(err, UnicodeDecodeError) else "nested too deep"
+                   if isinstance(err, RecursionError) else first_line(err))
+            _warn_once(path, f"skipped {path}: a record that cannot be read ({why})")
         return None
     if not isinstance(rec, dict) or "record_version" not in rec:
         return None  # not an ArtTRT record (a sidecar, someone else's JSON)
     try:
         check_record(rec)
     except RecordError as err:
-        if str(path) not in _WARNED:  # once per file and process, however often the folder is read
-            _WARNED.add(str(path))
-            log.warning("skipped %s: not a valid ArtTRT record (%s)", path, err)
+        _warn_once(path, f"skipped {path}: not a valid ArtTRT record ({err})")
         return None
     rec["_path"] = str(path)
     return rec

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text
 from utils.report.layout import Plot, View, pieces
-from utils.report.records import load_records
+from utils.report.records import load_records, record_folders
 from utils.report.select import records_read
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
@@ -65,6 +65,9 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
         sections.append({"kind": "doc", "html": piece.doc.html()})
     read = records_read(everything, len(view.latest) + len(view.served), len(view.compares))
     env = (view.latest or view.served or view.compares or [{}])[-1].get("env", {})
+    folders = record_folders(everything)
+    if set(folders) - {str(folder / "records")}:  # several runs' folders (merged shares): named, never silently
+        read += "; read from " + ", ".join(f"{_relative(Path(f), folder)} ({n})" for f, n in sorted(folders.items()))
     head = (f"Records under {folder.resolve()}: {read}. Drawn "
             f"{dt.datetime.now():%Y-%m-%d %H:%M}. Measured on {env.get('gpu') or env.get('cpu', '?')}, torch "
             f"{env.get('torch')}, ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}.")
@@ -72,6 +75,10 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     atomic_write_text(folder / "report.html", page)
     wrote.append(str(folder / "report.html"))
     return wrote
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
 
 def where_results_are(output: Path) -> str:

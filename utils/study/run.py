@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from utils.backends import base, registry
-from utils.core.errors import ArtTRTError, setup_logging
+from utils.core.errors import ArtTRTError, first_line, setup_logging
 from utils.core.fileio import atomic_write_text, ensure_writable, slug
 from utils.data.cache import SyntheticDataset, default_cache_dir
 from utils.measure.telemetry import Telemetry
@@ -21,7 +21,7 @@ from utils.models import networks
 from utils.models.chain import check_input_size
 from utils.models.networks import Network
 from utils.models.paths import weights_dir
-from utils.report.records import Recorder, load_records
+from utils.report.records import Recorder, load_records, record_folders
 from utils.report.report import make_report, where_results_are
 from utils.report.sections.compare_tables import compare_columns_markdown
 from utils.study import gpus as multi_gpu
@@ -247,10 +247,18 @@ def report_command(request: Request) -> int:
     assert request.report_dir is not None
     records = None
     if request.report_dir.is_dir():
-        # read once; each setup's agreement with PyTorch fp32 filled in memory where its record lacks it (a report
-        # never writes a record)
-        records = with_agreement(request.report_dir, load_records(request.report_dir))
-    make_report(request.report_dir, max_top1_drop=request.max_top1_drop, records=records)
+        # every records/ folder under DIR (shares of a study copied side by side), read once; each setup's
+        # agreement with PyTorch fp32 filled in memory where its record lacks it (a report never writes a record)
+        records = with_agreement(request.report_dir, load_records(request.report_dir, nested=True))
+        folders = record_folders(records)
+        if len(folders) > 1:
+            print("records read from " + ", ".join(f"{f} ({n})" for f, n in sorted(folders.items())))
+    try:
+        make_report(request.report_dir, max_top1_drop=request.max_top1_drop, records=records)
+    except OSError as err:  # a read-only or full disk, a folder in the way: one sentence
+        raise ArtTRTError(f"--report could not write its tables, plots and report into {request.report_dir} "
+                          f"({err.strerror or first_line(err)}{': ' + str(err.filename) if err.filename else ''}): "
+                          "the records are untouched; copy the folder somewhere writable and run --report there") from err
     print(where_results_are(request.report_dir))
     if request.max_top1_drop is not None and top1_gate(records or [], request.max_top1_drop):
         return GATE_FAILED  # merged shards are gated as one study is
