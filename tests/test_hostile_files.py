@@ -55,7 +55,7 @@ def test_every_format_pillow_decodes_is_read_and_every_file_not_used_is_named(tm
     Image.fromarray(rgb).save(cls / "more" / "f.jpg", "JPEG")
     (root / "README").write_text("beside the class folders")
     (cls / ".DS_Store").write_bytes(b"\0")
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING), unchanged(root):
         index = scan_dataset(root)
     assert index.files == [f"{WNID}/{n}" for n in ("a.tif", "b.gif", "c.jfif", "d.JPG", "e.png")]
     assert [rel for rel, _ in index.unused] == ["README", f"{WNID}/more/", f"{WNID}/notes.txt"]
@@ -120,9 +120,10 @@ def test_a_dataset_in_a_250_character_folder_is_measured(tmp_path, demo_data, ca
         (long / cls.name).mkdir()
         for f in cls.iterdir():
             (long / cls.name / f.name).write_bytes(f.read_bytes())
-    rc = cli_boundary(main.main, ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(long),
-                                  "--batch_size", "4", "--cache_dir", str(tmp_path / "c"), "--output",
-                                  str(tmp_path / "o"), "--quiet"])
+    with unchanged(long):
+        rc = cli_boundary(main.main, ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(long),
+                                      "--batch_size", "4", "--cache_dir", str(tmp_path / "c"), "--output",
+                                      str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 0, err
     (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "o" / "records").glob("validate-*.json")]

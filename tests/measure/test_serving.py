@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -552,3 +553,48 @@ def test_a_detail_log_that_ends_before_its_result_is_said_not_read_as_invalid(tm
     with pytest.raises(ArtTRTError, match=r"LoadGen's log of the run 'performance' in .* ends before its result \("
                                           r"[0-9.]+ MiB free on that disk\): the run's figures are lost"):
         S._perf(h, "performance")
+
+
+def test_the_worker_is_warmed_at_two_padded_sizes_not_every_one():
+    """Issue 40: --max_batch 256 prepared 13 padded sizes again for each LoadGen run (3 minutes on 4 images on a
+    CPU); every size is run once by estimate_rate, and each run's worker thread warms its handles at two."""
+    from utils.measure.sut import runner_infer
+
+    seen = []
+
+    class Runner:
+        normalizer = staticmethod(lambda x: x.float())
+
+        def infer(self, x):
+            seen.append(len(x))
+            return torch.zeros(len(x), 10)
+
+    samples = S.DeviceSamples(_Images(), N, torch.device("cpu"))
+    sizes = S.buckets(256, lambda b: True)
+    assert len(sizes) == 13
+    runner_infer(Runner(), samples, sizes).warm()
+    assert seen == [1, 256]
+
+
+@pytest.mark.slow
+def test_sigterm_while_padded_sizes_are_prepared_ends_in_one_line(tmp_path):
+    """Issue 40: SIGTERM while a scenario's padded sizes were prepared ended in a C++ abort; now each size says so
+    as it is prepared, and the signal ends the run in one line (exit 143), nothing half-written."""
+    import signal
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "-v", "--network", "resnet18", "--synthetic", "4",
+                             "--scenario", "offline", "--max_batch", "256", "--duration", "1", "--output",
+                             str(tmp_path / "o")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "preparing padded batch 32 (6 of 13)" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, rest
+    assert "terminated: records written so far are kept" in rest and "abort" not in rest.lower()
+    assert not list((tmp_path / "o").rglob("*.tmp"))

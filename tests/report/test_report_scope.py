@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 import main
+from tests.conftest import unchanged
 from tests.report.test_hostile_records import record, write
 from tests.study.test_study import FAST, summary
 from utils.core.errors import cli_boundary
@@ -24,7 +25,8 @@ def test_a_studys_report_holds_its_own_records_and_report_dir_says_what_it_merge
     page = (out / "report.html").read_text()
     assert "efficientnet_lite0" not in page and "read from" not in page
     assert not any("efficientnet_lite0" in p.name for p in (out / "table_outputs").iterdir())
-    assert cli_boundary(main.main, ["--report", str(out)]) == 0  # merging: every records/ folder, named
+    with unchanged(out / "records", out / "demo" / "records"):  # --report never writes a record
+        assert cli_boundary(main.main, ["--report", str(out)]) == 0  # merging: every records/ folder, named
     said = capsys.readouterr().out
     assert f"records read from {out / 'demo' / 'records'} (1), {out / 'records'} (2)" in said
     page = (out / "report.html").read_text()
