@@ -159,7 +159,7 @@ def test_a_network_named_like_a_path_writes_nothing_outside_the_folder(tmp_path)
         assert main.main(["--report", str(out)]) == 0
     assert not (tmp_path / "project" / "README.md").exists() and not (out / "README.md").exists()
     names = sorted(p.name for p in (out / "table_outputs").iterdir())
-    assert all("/" not in n and not n.startswith(".") for n in names) and len(names) == 5  # 2 networks + worth-it
+    assert all("/" not in n and not n.startswith(".") for n in names) and len(names) == 6  # 2 networks, worth-it, confidence
     assert any(n.startswith("README-") for n in names)  # a slug with a hash: never the path it spelt
 
 

@@ -80,3 +80,34 @@ def test_with_agreement_fills_copies_and_leaves_the_records_alone(tmp_path):
     assert got[1] == {**other, "agree_top1_percent": round(100 * 2 / 3, 3), "agree_top1_images": 3,
                       "agree_top1_ref_key": "R"}  # over the 3 images the reference ranks; -1 is none
     assert "agree_top1_percent" not in other  # a copy: the record itself is untouched
+
+
+@pytest.mark.slow
+def test_a_study_keeps_labels_and_reports_the_paired_change(tmp_path, capsys, demo_data):
+    """Issue 41: each accuracy pass keeps its labels beside its predictions, so a runner's record carries its paired
+    change against PyTorch fp32 (the same photos), and the console and report show it with Wilson's intervals; a
+    reference measured only later is paired in memory for the tables."""
+    from utils.measure.confidence import paired_change
+
+    out = tmp_path / "o"
+    argv = ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data), "--batch_sizes",
+            "4", "--device", "cpu", *FAST]
+    assert main.main([*argv, "--backends", "onnxrt", "--output", str(out)]) == 0
+    assert "paired_verdict" not in _accuracy(out, "onnxrt")  # no reference yet
+    assert main.main([*argv, "--backends", "torch", "--output", str(out)]) == 0
+    onnx, ref = _accuracy(out, "onnxrt"), _accuracy(out, "torch")
+    labels = np.load(out / ref["labels_file"], allow_pickle=False)
+    assert labels.shape == (20,) and (labels >= 0).all()
+    want = paired_change(np.load(out / onnx["predictions_file"]), np.load(out / ref["predictions_file"]), labels)
+    assert want["paired_images"] == 20 and want["paired_verdict"].startswith("too few images to tell")
+    table = (out / "table_outputs" / "confidence.md").read_text()
+    row = next(r for r in table_rows(table, "### efficientnet_lite0") if r[0].startswith("ONNX Runtime"))
+    assert row[2] == "85.00 (63.96..94.76)"  # 17 of 20, Wilson
+    assert row[4] == (f"{want['paired_change_points']:+.2f} ({want['paired_low_points']:+.2f}.."
+                      f"{want['paired_high_points']:+.2f})") and row[-1] == want["paired_verdict"]
+    assert main.main([*argv, "--backends", "torch", "onnxrt", "--output", str(out), "--force"]) == 0
+    said = capsys.readouterr().out
+    assert "## Top-1 with its confidence" in said
+    written = [json.loads(p.read_text()) for p in (out / "records").glob("validate-*.json")]
+    newest = max((r for r in written if r["backend"] == "onnxrt" and r["role"] == "accuracy"), key=lambda r: r["time"])
+    assert newest["paired_images"] == 20 and newest["paired_verdict"] == want["paired_verdict"]  # as written

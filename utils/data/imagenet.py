@@ -15,7 +15,7 @@ import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 from utils.core.errors import ArtTRTError
 
@@ -52,3 +52,16 @@ def imagenet_classes() -> ClassTable:
         raise ArtTRTError(f"timm's ImageNet class files in {folder} are not the 1000 ImageNet-1k classes")
     names = [lemma[w].split(",")[0].strip() for w in wnids]  # the first lemma: "tench", not "tench, Tinca tinca"
     return ClassTable(wnids, names, {w: i for i, w in enumerate(wnids)})
+
+
+def readable_class_names(folders: Optional[Sequence[str]]) -> Optional[List[str]]:
+    """A dataset's class folder names as people read them: an ImageNet wnid becomes its first lemma ("tench"), any
+    other name stays as it is; None for unlabelled data."""
+    if not folders:
+        return None
+    try:
+        table = imagenet_classes()
+        lemma = dict(zip(table.wnids, table.names))
+    except ArtTRTError:  # timm's class files missing: the folder names themselves
+        lemma = {}
+    return [lemma.get(f, f) for f in folders]

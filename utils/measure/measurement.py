@@ -69,6 +69,7 @@ class MeasureResult:
     labelled: int = 0
     images: int = 0
     predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # top-1 per image, -1: none
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # label per image, -1: unlabelled
     warmup_batches: int = 0
     warmup_s: float = 0.0
     sync: bool = False
@@ -118,6 +119,8 @@ class MeasureResult:
             self.nonfinite += int(nonfinite.sum())
             self.unrankable += int(flat.sum())
         self.predictions[idx] = top[:, 0].numpy()
+        if self.labels.shape == self.predictions.shape:  # (sized with the predictions, where they are kept)
+            self.labels[idx] = labels.numpy()
         mask = labels >= 0
         if bool(mask.any()):
             lab = labels[mask].view(-1, 1)

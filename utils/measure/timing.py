@@ -135,7 +135,7 @@ class _Loop:
     def _result(self) -> MeasureResult:
         """The record, with how the short batch (if any) is handled."""
         res = MeasureResult(warmup_batches=self.n_warm, sync=self.opts.sync, predictions=np.full(self.n, -1, np.int64),
-                            bounded=self.bounded)
+                            labels=np.full(self.n, -1, np.int64), bounded=self.bounded)
         if self.short:
             how = ("padded to the full batch, " if self.fixed else "") + \
                 ("timed: the only batch" if self.n_full == 0 else

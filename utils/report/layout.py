@@ -17,11 +17,12 @@ from utils.measure.telemetry import read_csv
 from utils.report import plots
 from utils.report.doc import Doc
 from utils.report.sections.compare_tables import compare_doc, compare_groups, compare_labels
+from utils.report.sections.confidence_tables import confidence_markdown
 from utils.report.sections.energy_tables import energy_markdown
 from utils.report.sections.inspect_tables import inspect_markdown, profile_markdown
 from utils.report.sections.mixed_precision_tables import mixed_precision_markdown
 from utils.report.sections.results_tables import (percentile_table, results_table, side_by_side_markdown,
-                                           summary_markdown)
+                                                  summary_markdown)
 from utils.report.sections.served_tables import served_markdown
 from utils.report.sections.worth_it_tables import not_measured_markdown, worth_it_markdown
 from utils.report.select import latest_compares, latest_per_config, served_records, study_order, timing_rows
@@ -89,7 +90,7 @@ class Section:
     fit_terminal: bool = False  # its tables lose their least telling columns to fit the terminal
 
 
-RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served")  # the report's own table files
+RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served", "confidence")  # the report's own table files
 
 
 def file_name(network: str) -> str:
@@ -153,6 +154,8 @@ SECTIONS: Tuple[Section, ...] = (
     Section("served", ("served.md", "serving-{network}.png"), lambda v: _one(v.served), _served, console=True),
     Section("worth it", ("worth-it.md",), lambda v: _one(v.timing) if v.setups() > 1 else [],
             lambda v, recs: _doc("worth-it.md", worth_it_markdown(recs, v.max_drop)), console=True),
+    Section("confidence", ("confidence.md",), lambda v: _one(v.ok),
+            lambda v, recs: _doc("confidence.md", confidence_markdown(recs)), console=True),
     Section("network", ("{network}-side-by-side.md", "throughput-{network}.png", "{network}.md"),
             lambda v: _networks(v.latest), _network),
     Section("energy", ("energy.md",), lambda v: _one(v.latest), lambda v, recs: _doc("energy.md", energy_markdown(recs))),

@@ -208,6 +208,12 @@ class LoadGenRun(_Strict):
     sut_busy: Optional[Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]] = None
 
 
+class ClassLoss(_Strict):  # a class among those that lose most against PyTorch fp32 (net images lost)
+    class_: Count = Field(alias="class")
+    lost: Count
+    name: Optional[Text] = None
+
+
 class PeakStep(LoadGenRun):
     """One LoadGen Server run of a --find_peak bisection (or the one run at --target_qps)."""
 
@@ -301,6 +307,17 @@ class Record(LoadGenRun):
     agree_top1_percent: Optional[Percent] = None
     agree_top1_images: Optional[Count] = None
     agree_top1_ref_key: Optional[Text] = None
+    labels_file: Optional[Text] = None
+    # the top-1 against PyTorch fp32's on the same images, paired (utils.measure.confidence.paired_change)
+    paired_images: Optional[Count] = None
+    paired_lost: Optional[Count] = None
+    paired_gained: Optional[Count] = None
+    paired_change_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
+    paired_low_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
+    paired_high_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
+    mcnemar_p: Optional[Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]] = None
+    classes_losing: Optional[List[ClassLoss]] = Field(default=None, max_length=64)
+    paired_verdict: Optional[Text] = None
     study_job: Optional[Dict[Text, Any]] = None
     inspect: Optional[Inspect] = None
     profile: Optional[Profile] = None

@@ -18,6 +18,8 @@ import numpy as np
 from utils.backends.registry import options_label
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_path, inside, regular_file
+from utils.data.imagenet import readable_class_names
+from utils.measure.confidence import paired_change
 from utils.report.select import images_key, is_reference
 from utils.study.plan import JOB_KINDS
 
@@ -27,8 +29,8 @@ log = logging.getLogger(__name__)
 Reference = Callable[[Any], Optional[Tuple[np.ndarray, str]]]  # a measurement -> (PyTorch fp32's predictions, key)
 
 
-def predictions_saver(output: Path, key: str, reference: Optional[Reference] = None
-                      ) -> Callable[[Any], Dict[str, Any]]:
+def predictions_saver(output: Path, key: str, reference: Optional[Reference] = None,
+                      folders: Optional[Sequence[str]] = None) -> Callable[[Any], Dict[str, Any]]:
     """Keeps an accuracy pass's top-1 class per image (predictions/<job key>.npy) and, where `reference` gives the
     PyTorch fp32 predictions of the same images, the agreement with them: fields of the record before it is written."""
 
@@ -36,17 +38,27 @@ def predictions_saver(output: Path, key: str, reference: Optional[Reference] = N
         path = output / "predictions" / f"{key}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
         predictions = np.asarray(result.predictions, dtype=np.int64)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, predictions, allow_pickle=False)
+        labels = np.asarray(getattr(result, "labels", np.zeros(0)), dtype=np.int64)
+        _save(path, predictions)
         out: Dict[str, Any] = {"predictions_file": str(path.relative_to(output))}
+        if labels.shape == predictions.shape and (labels >= 0).any():  # the paired statistics need the labels
+            _save(path.with_name(f"{key}.labels.npy"), labels)
+            out["labels_file"] = str(path.with_name(f"{key}.labels.npy").relative_to(output))
         ref = reference(result) if reference is not None else None
         agreement = top1_agreement(predictions, ref[0]) if ref is not None else None
         if agreement is not None and ref is not None:
             out.update(agreement, agree_top1_ref_key=ref[1])
+            names = readable_class_names(folders)  # the dataset's class folders, as people read them
+            out.update(paired_change(predictions, ref[0], labels, names) or {} if "labels_file" in out else {})
         return out
 
     return save
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
 
 
 def is_reference_run(spec: Any, sync: bool) -> bool:
@@ -105,7 +117,10 @@ def with_agreement(output: Path, records: Sequence[Dict[str, Any]]) -> List[Dict
             out.append(r)
             continue
         try:
-            agreement = top1_agreement(_load(output, r["predictions_file"]), _load(output, ref["predictions_file"]))
+            mine, theirs = _load(output, r["predictions_file"]), _load(output, ref["predictions_file"])
+            agreement = top1_agreement(mine, theirs)
+            if agreement is not None and r.get("labels_file"):
+                agreement.update(paired_change(mine, theirs, _load(output, r["labels_file"])) or {})
         except (OSError, ValueError, ArtTRTError) as err:
             log.warning("no agreement for %s: %s", r.get("_path"), first_line(err))
             agreement = None

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from utils.backends.base import RunSpec
+from utils.data.imagenet import readable_class_names
 from utils.data.options import DataOptions
 from utils.data.photos import demo_dataset
+from utils.measure.confidence import paired_change
 from utils.measure.measurement import MeasureOptions
 from utils.models import networks
 from utils.report.records import Recorder
@@ -38,9 +40,10 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
     recorder = Recorder(output / "demo", command)
 
     records, preds = [], []
+    names = readable_class_names(ds.meta.get("class_names"))
     for backend in ("torch", "onnxrt"):  # PyTorch first: each record says how often its top-1 is PyTorch's
         rec, res = validate_one(RunSpec(backend, "fp32"), net, ds, opts, data=data, recorder=recorder,
-                                on_result=lambda r: top1_agreement(r.predictions, (preds or [r.predictions])[0]) or {})
+                                on_result=lambda r: _against_first(r, preds, names))
         records.append(rec)
         preds.append(res.predictions)
     # the report's "same top-1 as Vanilla" column and this line are one figure, the record's
@@ -49,12 +52,23 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
                         f"EfficientNet-Lite0 (packaged ImageNet weights), {len(ds)} foolbox photos: "
                         f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "
                         f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} (PyTorch / ONNX Runtime); "
-                        f"same top-1 class on {same} of {len(preds[0])} photos."]
+                        f"same top-1 class on {same} of {len(preds[0])} photos; ONNX Runtime against PyTorch, "
+                        f"paired: {records[1].get('paired_verdict') or 'not computed'}."]
 
     make_report(output / "demo")
     lines += [f"records: {output / 'demo' / 'records'}", f"report: {output / 'demo' / 'report.html'}"]
     print("\n".join(lines))
     return 0 if same == len(preds[0]) else 1
+
+
+def _against_first(result: Any, preds: List[Any], names: Optional[List[str]]) -> Dict[str, Any]:
+    """The fields of a run measured against the first (PyTorch): how often its top-1 is the same, and the paired
+    change of its top-1 on the same photos (utils.measure.confidence)."""
+    ref = (preds or [result.predictions])[0]
+    out = top1_agreement(result.predictions, ref) or {}
+    if preds:
+        out.update(paired_change(result.predictions, ref, result.labels, names) or {})
+    return out
 
 
 def _count(rec: Dict[str, Any], key: str) -> str:

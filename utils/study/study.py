@@ -333,7 +333,8 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                                       inspect=ctx.inspect and job == next(j for j in setup.jobs
                                                                           if j.kind.looked_inside),
                                       profile=ctx.profile and job.kind.looked_inside, extra_fields=extra,
-                                      on_result=predictions_saver(ctx.output, key, _reference(setup, ctx, opened, key))
+                                      on_result=predictions_saver(ctx.output, key, _reference(setup, ctx, opened, key),
+                                                                  opened.dataset.meta.get("class_names"))
                                       if job.kind.keeps_predictions else None)
             except Exception as err:  # an error row, and the study goes on (Ultralytics' benchmark, trtexec)
                 if not ctx.rows_for_errors:

@@ -1,0 +1,94 @@
+"""Issue 41, part 1: the intervals and the paired test against published values (Newcombe 1998 for Wilson's
+interval, Agresti's presidential-approval table for the paired change and McNemar), their coverage by simulation,
+and the record fields and verdicts of constructed predictions with known discordance."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from utils.measure.confidence import (images_to_settle, mcnemar_p, newcombe_paired, paired_change,
+                                      verdict_in_words, wilson)
+
+
+@pytest.mark.parametrize("k, n, low, high", [
+    # Newcombe RG (1998), Two-sided confidence intervals for the single proportion, Stat Med 17:857-872, Table I,
+    # method 3 (the score interval of Wilson 1927)
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)])
+def test_wilson_interval_matches_newcombes_published_values(k, n, low, high):
+    got = wilson(k, n)
+    assert got == pytest.approx((low, high), abs=5e-5)
+
+
+def test_paired_change_on_agrestis_approval_table():
+    """Agresti, Categorical Data Analysis (2nd ed., section 10.1): 1,600 people asked twice; 794 approve both times,
+    150 then not, 86 not then yes, 570 neither. Change -0.04; the Wald interval (-0.059, -0.021); McNemar's z -4.17.
+    Newcombe's interval lies within a thousandth of Wald's at this size; the exact McNemar p is below 1e-4."""
+    low, high = newcombe_paired(794, 150, 86, 570)
+    assert low == pytest.approx(-0.059, abs=1e-3) and high == pytest.approx(-0.021, abs=1e-3)
+    p = mcnemar_p(150, 86)
+    assert 1e-5 < p < 1e-4  # z = -4.17: two-sided normal p 3.0e-5; the exact binomial 3.7e-5
+    assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(3, 3) == 1.0
+
+
+def test_the_paired_interval_covers_the_true_change_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    probs, true = [0.70, 0.03, 0.02, 0.25], 0.02 - 0.03  # both, lost, gained, neither
+    hits = sum(lo <= true <= hi for lo, hi in (newcombe_paired(*rng.multinomial(300, probs)) for _ in range(1000)))
+    assert 0.93 <= hits / 1000 <= 0.975
+
+
+def constructed(n=1000, lost=30, gained=10, seed=0):
+    """Labels and two prediction arrays: the reference right on 80 %, the other losing `lost` of those (class 7 most)
+    and gaining `gained` of the reference's wrong ones."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 100, n)
+    ref = labels.copy()
+    ref[800:] = (labels[800:] + 1) % 100  # the reference wrong on the last 200
+    other = ref.copy()
+    losers = np.arange(lost)
+    labels[losers[: lost // 2]] = 7  # half the lost images are of class 7
+    ref[losers] = labels[losers]
+    other[losers] = (labels[losers] + 1) % 100
+    other[800:800 + gained] = labels[800:800 + gained]
+    return other, ref, labels
+
+
+def test_paired_change_of_constructed_predictions():
+    other, ref, labels = constructed()
+    f = paired_change(other, ref, labels)
+    assert (f["paired_images"], f["paired_lost"], f["paired_gained"]) == (1000, 30, 10)
+    assert f["paired_change_points"] == pytest.approx(-2.0)
+    assert f["paired_low_points"] < -2.0 < f["paired_high_points"] < 0
+    assert f["mcnemar_p"] == pytest.approx(0.002221, rel=1e-3)  # 10 of 40 discordant: binomial two-sided p
+    assert f["classes_losing"][0] == {"class": 7, "lost": 15}
+    named = paired_change(other, ref, labels, names=[f"c{i}" for i in range(100)])
+    assert named["classes_losing"][0] == {"class": 7, "lost": 15, "name": "c7"}
+    assert f["paired_verdict"].startswith("loses 2.00 points (")
+    unlabelled = np.full_like(labels, -1)
+    assert paired_change(other, ref, unlabelled) is None and paired_change(other[:5], ref, labels) is None
+    no_rank = other.copy()
+    no_rank[800:810] = -1  # could not rank those: wrong, never a gain
+    assert paired_change(no_rank, ref, labels)["paired_gained"] == 0
+
+
+def test_the_verdict_in_words():
+    assert verdict_in_words(-2.0, -3.1, -0.9) == "loses 2.00 points (-3.10..-0.90)"
+    assert verdict_in_words(0.5, 0.1, 0.9) == "gains 0.50 points (0.10..0.90)"
+    assert verdict_in_words(0.0, -0.4, 0.3) == "no measurable change (within -0.40..+0.30 points)"
+    assert verdict_in_words(0.0, -11.3, 11.3) == "too few images to tell (the interval spans -11.30..+11.30 points)"
+
+
+def test_interval_widths_at_20_1000_and_50000_images_as_docs_say():
+    """docs/confidence.md: at 76 % top-1, Wilson's half-width; with 1 % of images lost and 1 % gained, the paired."""
+    widths = []
+    for n in (20, 1000, 50000):
+        k, d = round(0.76 * n), round(0.01 * n)
+        lo, hi = wilson(k, n)
+        plo, phi = newcombe_paired(k - d, d, d, n - k - d)
+        widths.append((round(50 * (hi - lo), 2), round(50 * (phi - plo), 2)))
+    assert widths == [(17.84, 8.06), (2.64, 0.9), (0.37, 0.12)]
+
+
+def test_images_to_settle_a_gate():
+    assert images_to_settle(1000, -1.9, -0.1, 1.0, -1.0) is None  # the budget edge at the centre: cannot say
+    assert images_to_settle(1000, -1.5, 0.5, 1.0, -0.5) == 4000  # half-width 1.0, margin 0.5: four times the images
