@@ -92,3 +92,58 @@ def test_interval_widths_at_20_1000_and_50000_images_as_docs_say():
 def test_images_to_settle_a_gate():
     assert images_to_settle(1000, -1.9, -0.1, 1.0, -1.0) is None  # the budget edge at the centre: cannot say
     assert images_to_settle(1000, -1.5, 0.5, 1.0, -0.5) == 4000  # half-width 1.0, margin 0.5: four times the images
+
+
+# --- the gate on the interval (issue 41, part 2) ---------------------------------------------------------------------
+
+def gate_records(low, high, change, top1=70.0):
+    from tests.report.test_hostile_records import record
+
+    ref = record(role="accuracy", setup_key="s-ref", images=1000)
+    other = record(backend="onnxrt", precision="int8", role="accuracy", setup_key="s-int8", images=1000, top1=top1,
+                   paired_images=1000, paired_lost=20, paired_gained=10, paired_change_points=change,
+                   paired_low_points=low, paired_high_points=high, mcnemar_p=0.1,
+                   paired_verdict="x", time="2026-12-02T10:01:00+00:00")
+    timing = dict(other, role="timing", batch_size=8, time="2026-12-02T10:02:00+00:00")
+    for k in ("paired_low_points", "paired_high_points", "paired_change_points"):
+        timing.pop(k)  # a timing row carries its accuracy pass's top-1, not its paired figures
+    return [ref, other, timing]
+
+
+@pytest.mark.parametrize("low, high, outcome, rc", [
+    (-0.9, -0.1, "ok", 0),             # the whole drop interval (0.1..0.9) within 1 point: passes
+    (-2.5, -1.2, "OVER", 3),           # all of it beyond: fails
+    (-1.5, -0.3, "inconclusive", 5),   # 0.3..1.5 holds the budget: more images would tell
+])
+def test_the_gate_judges_the_paired_interval_with_three_outcomes(low, high, outcome, rc, capsys):
+    from utils.report.select import judge_drop
+    from utils.study.finish import top1_gate
+
+    recs = gate_records(low, high, (low + high) / 2, top1=70.0 + (low + high) / 2)
+    drop = -(low + high) / 2
+    assert judge_drop(drop, 1.0, recs[1]) == outcome
+    assert top1_gate(recs, 1.0) == rc
+    err = capsys.readouterr().err
+    if outcome == "inconclusive":
+        assert "is inconclusive: 0.90 points below PyTorch fp32 (paired 95 % interval of the drop 0.30..1.50), which " \
+               "holds --max_top1_drop 1; about 36,000 images would settle it" in err  # (0.6 / 0.1)^2 x 1,000
+    elif outcome == "OVER":
+        assert "is 1.85 points below PyTorch fp32 (paired 95 % interval of the drop 1.20..2.50) (more than" in err
+    else:
+        assert err == ""
+    assert judge_drop(drop, 1.0) == ("OVER" if drop > 1.0 else "ok")  # no paired interval: the point drop
+
+
+@pytest.mark.slow
+def test_a_study_on_twenty_photos_is_inconclusive_under_a_one_point_budget(tmp_path, demo_data, capsys):
+    import main
+    from utils.core.errors import cli_boundary
+
+    rc = cli_boundary(main.main, ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data),
+                                  "--backends", "torch", "onnxrt", "--batch_sizes", "4", "--duration", "0",
+                                  "--max_top1_drop", "1", "--output", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 5, err
+    assert "top-1 gate: efficientnet_lite0 ONNX Runtime fp32 (cpu) is inconclusive: 0.00 points below" in err
+    table = (tmp_path / "o" / "table_outputs" / "worth-it.md").read_text()
+    assert "| inconclusive" in table

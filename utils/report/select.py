@@ -254,21 +254,58 @@ def top1_drops(records: Sequence[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], 
     return out
 
 
+OVER, INCONCLUSIVE, WITHIN = "OVER", "inconclusive", "ok"
+
+
+def judge_drop(drop: float, max_drop: float, paired: Optional[Dict[str, Any]] = None) -> str:
+    """--max_top1_drop as a non-inferiority judgement: with a paired interval of the change (points, the record's
+    paired_low/high_points), ok where the whole interval of the drop is within the budget, OVER where all of it is
+    beyond, inconclusive in between; without one, the point drop against the budget."""
+    if paired is not None and paired.get("paired_low_points") is not None and paired.get("paired_high_points") is not None:
+        drop_low, drop_high = -float(paired["paired_high_points"]), -float(paired["paired_low_points"])
+        if drop_high <= max_drop + 1e-9:
+            return WITHIN
+        return OVER if drop_low > max_drop + 1e-9 else INCONCLUSIVE
+    return OVER if drop > max_drop + 1e-9 else WITHIN
+
+
+def paired_of(records: Sequence[Dict[str, Any]]) -> Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """The record holding a row's paired comparison: its own, or its setup's accuracy pass's (timing rows carry the
+    top-1 of their accuracy pass, not its paired figures)."""
+    by_setup = {r["setup_key"]: r for r in records if r.get("setup_key") and r.get("paired_low_points") is not None}
+
+    def find(r: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        return r if r.get("paired_low_points") is not None else by_setup.get(r.get("setup_key"))
+
+    return find
+
+
 def over_top1_drop(records: Sequence[Dict[str, Any]], max_drop: float
                    ) -> List[Tuple[Dict[str, Any], Optional[float]]]:
-    """The rows whose top-1 falls more than max_drop points below their PyTorch fp32 row, and the rows whose outputs
-    were not numbers on some image (drop None: they fail whatever their top-1); one per setup."""
+    """The rows whose top-1 falls more than max_drop points below their PyTorch fp32 row (judged on the paired
+    interval where there is one: judge_drop), and the rows whose outputs were not numbers on some image (drop None:
+    they fail whatever their top-1); one per setup."""
+    return [(r, drop) for r, drop, outcome in gate_outcomes(records, max_drop) if outcome != INCONCLUSIVE]
+
+
+def gate_outcomes(records: Sequence[Dict[str, Any]], max_drop: float
+              ) -> List[Tuple[Dict[str, Any], Optional[float], str]]:
+    """Every row the gate does not pass, one per setup: (record, drop, OVER or INCONCLUSIVE); drop None for outputs
+    that are not numbers (OVER whatever the top-1)."""
     seen, out = set(), []
+    paired = paired_of(records)
     for r, drop in top1_drops(latest_per_config(records)):
         key = (r.get("setup_key") or row_label(r), images_key(r))
         if key in seen:
             continue
         if not_numbers(r):
             seen.add(key)
-            out.append((r, None))
-        elif drop is not None and drop > max_drop + 1e-9:
-            seen.add(key)
-            out.append((r, drop))
+            out.append((r, None, OVER))
+        elif drop is not None:
+            outcome = judge_drop(drop, max_drop, paired(r))
+            if outcome != WITHIN:
+                seen.add(key)
+                out.append((r, drop, outcome))
     return out
 
 

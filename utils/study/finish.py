@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from utils.core.errors import ArtTRTError, visible
+from utils.measure.confidence import images_to_settle
 from utils.report.layout import View, summary_docs
 from utils.report.report import make_report, where_results_are
-from utils.report.select import over_top1_drop, row_label
+from utils.report.select import INCONCLUSIVE, OVER, gate_outcomes, paired_of, row_label
 from utils.report.terminal import terminal_width
 
 GATE_FAILED = 3  # exit status of a study with rows over --max_top1_drop
+GATE_INCONCLUSIVE = 5  # none over, but a row's paired interval holds the budget: more images would tell
 
 
 def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dict[str, Any]], started: float,
@@ -43,20 +45,38 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     print(f"study: {total} job{'s' if total != 1 else ''} ({counts.get('measured', 0)} measured, "
           f"{counts.get('done before', 0)} found done before, {counts.get('skipped', 0)} skipped, "
           f"{counts.get('error', 0)} failed) in {took:.1f} s")
-    if max_top1_drop is not None and top1_gate(view.ok, max_top1_drop):
-        return GATE_FAILED
+    gate = top1_gate(view.ok, max_top1_drop) if max_top1_drop is not None else 0
+    if gate:
+        return gate
     return 1 if counts.get("error") else 0
 
 
-def top1_gate(records: Sequence[Dict[str, Any]], max_top1_drop: float) -> bool:
+def top1_gate(records: Sequence[Dict[str, Any]], max_top1_drop: float) -> int:
     """The --max_top1_drop gate over records: a line on stderr for each row more than max_top1_drop points below
-    PyTorch fp32 on the same images (or whose outputs were not numbers); True where any is."""
-    over = over_top1_drop([r for r in records if r.get("kind") == "validate" and not r.get("error")], max_top1_drop)
-    for r, drop in over:
+    PyTorch fp32 on the same images (or whose outputs were not numbers), and for each whose paired interval straddles
+    the budget; GATE_FAILED where any is over, GATE_INCONCLUSIVE where none is but some cannot be told, else 0."""
+    valid = [r for r in records if r.get("kind") == "validate" and not r.get("error")]
+    rows = gate_outcomes(valid, max_top1_drop)
+    paired = paired_of(valid)
+    for r, drop, outcome in rows:
+        name = f"{visible(r['network'])} {visible(row_label(r))}"
         if drop is None:  # outputs that are not numbers fail the gate whatever the top-1
-            print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} gave NaN/Inf or unranked outputs on "
+            print(f"top-1 gate: {name} gave NaN/Inf or unranked outputs on "
                   f"{(r.get('nonfinite_outputs') or 0) + (r.get('unrankable_outputs') or 0)} images", file=sys.stderr)
             continue
-        print(f"top-1 gate: {visible(r['network'])} {visible(row_label(r))} is {drop:.2f} points below PyTorch fp32 "
-              f"(more than --max_top1_drop {max_top1_drop:g})", file=sys.stderr)
-    return bool(over)
+        p = paired(r)
+        span = (f" (paired 95 % interval of the drop {-p['paired_high_points']:.2f}..{-p['paired_low_points']:.2f})"
+                if p is not None else "")
+        if outcome == INCONCLUSIVE:
+            need = images_to_settle(int(p.get("paired_images") or 0), float(p["paired_low_points"]),
+                                    float(p["paired_high_points"]), max_top1_drop,
+                                    float(p["paired_change_points"])) if p is not None else None
+            print(f"top-1 gate: {name} is inconclusive: {drop:.2f} points below PyTorch fp32{span}, which holds "
+                  f"--max_top1_drop {max_top1_drop:g}" + (f"; about {need:,} images would settle it" if need else ""),
+                  file=sys.stderr)
+            continue
+        print(f"top-1 gate: {name} is {drop:.2f} points below PyTorch fp32{span} (more than --max_top1_drop "
+              f"{max_top1_drop:g})", file=sys.stderr)
+    if any(outcome == OVER for _, _, outcome in rows):
+        return GATE_FAILED
+    return GATE_INCONCLUSIVE if rows else 0

@@ -28,7 +28,7 @@ from utils.study import gpus as multi_gpu
 from utils.study.agreement import with_agreement
 from utils.study.comparison import compare_one
 from utils.study.demo import run_demo
-from utils.study.finish import GATE_FAILED, finish_study, top1_gate
+from utils.study.finish import finish_study, top1_gate
 from utils.study.gpus import run_on_gpus
 from utils.study.plan import StudyPlan, calib_grid, make_plan
 from utils.study.request import Request
@@ -260,6 +260,6 @@ def report_command(request: Request) -> int:
                           f"({err.strerror or first_line(err)}{': ' + str(err.filename) if err.filename else ''}): "
                           "the records are untouched; copy the folder somewhere writable and run --report there") from err
     print(where_results_are(request.report_dir))
-    if request.max_top1_drop is not None and top1_gate(records or [], request.max_top1_drop):
-        return GATE_FAILED  # merged shards are gated as one study is
+    if request.max_top1_drop is not None:
+        return top1_gate(records or [], request.max_top1_drop)  # merged shards are gated as one study is
     return 0

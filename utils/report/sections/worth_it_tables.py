@@ -7,9 +7,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.report.doc import Doc, compose, fmt, sci, table
 from utils.report.sections.cells import accuracy, rate
-from utils.report.select import (UNSTABLE, UNSTABLE_NOTE, identity_columns, images_key, is_reference,
-                                 latest_per_config, not_numbers, row_label, row_sort_key, timing_rows, top1_drops,
-                                 unstable_reason)
+from utils.report.select import (UNSTABLE, UNSTABLE_NOTE, identity_columns, images_key, is_reference, judge_drop,
+                                 latest_per_config, not_numbers, paired_of, row_label, row_sort_key, timing_rows,
+                                 top1_drops, unstable_reason)
 
 
 def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[float] = None) -> Doc:
@@ -20,6 +20,7 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
     agree = {r["setup_key"]: r for r in every if r.get("setup_key") and r.get("agree_top1_percent") is not None}
     recs = latest_per_config(every)
     drops = {id(r): d for r, d in top1_drops(recs)}
+    paired = paired_of(every)
     rows = []
     for network in sorted({str(r.get("network")) for r in recs}):
         mine = [r for r in recs if r.get("network") == network]
@@ -53,7 +54,7 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
             nan = any(not_numbers(r) for r in g.values())
             mark = "" if max_drop is None else "NaN" if nan else (
                 "no top-1" if any_rec.get("top1") is None else "no reference") if drop is None else (
-                "OVER" if drop > max_drop + 1e-9 else "ok")
+                judge_drop(drop, max_drop, paired(any_rec)))  # on the paired interval where there is one
             rows.append([network, " / ".join(key), rate(g[large], [r for r in mine if r.get("batch_size") == large])
                          if large in g else "-",
                          times(g, large, "images_per_s"),
