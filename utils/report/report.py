@@ -22,6 +22,7 @@ from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text
 from utils.report.layout import Plot, View, pieces
 from utils.report.records import load_records, record_folders
+from utils.report.records_csv import write_records_csv
 from utils.report.select import records_read
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
@@ -72,6 +73,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
             f"{dt.datetime.now():%Y-%m-%d %H:%M}. Measured on {env.get('gpu') or env.get('cpu', '?')}, torch "
             f"{env.get('torch')}, ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}.")
     page = PAGE.render(style=Markup(STYLE), head=head, sections=sections)
+    wrote.append(str(write_records_csv(folder, everything)))  # every record, one flat row each
     atomic_write_text(folder / "report.html", page)
     wrote.append(str(folder / "report.html"))
     return wrote
