@@ -19,7 +19,8 @@ import main
 from tests.conftest import unchanged
 from utils.report.records import load_records, read_record
 from utils.report.report import STYLE, make_report
-from utils.report.schema import ENV_IDENTITY, RecordError, check_record
+from utils.report.schema import RecordError, check_record
+from utils.report.schema_types import ENV_IDENTITY
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "\" onmouseover=\"alert(1)", "' autofocus '",
            "[click](javascript:alert(1))", "![x](http://evil.example/x.png)", "</td></tr></table><iframe src=x>",

@@ -10,7 +10,7 @@ import pytest
 import main
 from tests.conftest import unchanged
 from tests.study.test_study import FAST, records, summary
-from utils.report.schema import ENV_IDENTITY
+from utils.report.schema_types import ENV_IDENTITY
 from utils.report.select import identity_columns, images_key, latest_per_config
 
 

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-
 from utils.core.fileio import atomic_write_text
-from utils.report.schema import Env, Record, ServeSettings
+from utils.report.schema import Record, ServeSettings
+from utils.report.schema_types import Env
 
 FLAT = {"env": Env, "serve_settings": ServeSettings}  # nested models whose fields become columns
 FORMULA = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection: a cell starting so is quoted with '

@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends.registry import BACKENDS, PRECISIONS, REFERENCE_RUNNER, runner_label
-from utils.report.schema import ENV_IDENTITY
+from utils.report.schema_types import ENV_IDENTITY
 
 
 def row_label(rec: Dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ from utils.measure.measurement import MeasureOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_id
 from utils.report.records import Recorder, environment, load_records, make_record
-from utils.report.schema import ENV_IDENTITY
+from utils.report.schema_types import ENV_IDENTITY
 from utils.report.select import env_identity, images_key
 from utils.study import validate
 from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions

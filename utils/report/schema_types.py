@@ -1,0 +1,154 @@
+"""The record's building blocks (utils/report/schema.py assembles the record from them): bounded number and text
+types, the environment and its identity, and the nested blocks of --inspect, --profile, a comparison's example and
+the preparation of a runner's files (the mixed-precision search)."""
+from __future__ import annotations
+
+from typing import Annotated, Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
+NonNegative = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e300)]
+Percent = Annotated[float, Field(allow_inf_nan=False, ge=0, le=100)]
+Count = Annotated[int, Field(ge=0, le=2**53)]
+Points = Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]  # a difference of two percentages
+BatchSize = Annotated[int, Field(ge=0, le=2**31)]
+Text = Annotated[str, Field(max_length=4096)]
+LongText = Annotated[str, Field(max_length=65536)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class Env(_Strict):
+    gpu: Optional[Text] = None
+    cpu: Optional[Text] = None
+    torch: Optional[Text] = None
+    onnxruntime: Optional[Text] = None
+    tensorrt: Optional[Text] = None
+    tensorrt_rtx: Optional[Text] = None
+    compute_capability: Optional[Text] = None
+    driver: Optional[Text] = None
+    cuda: Optional[Text] = None
+    torchvision: Optional[Text] = None
+    onnx: Optional[Text] = None
+    modelopt: Optional[Text] = None
+    loadgen: Optional[Text] = None
+
+
+# What makes two environments measure differently (utils.report.select.env_identity): the kind of machine (CPU and
+# GPU model, compute capability; not the host name, so like nodes of a cluster share their records) and the
+# software (driver, CUDA, every library that computes or times a row). A record is "done before" only in the same.
+ENV_IDENTITY = ("cpu", "gpu", "compute_capability", "driver", "cuda", "torch", "torchvision", "onnx", "onnxruntime",
+                "tensorrt", "tensorrt_rtx", "modelopt", "loadgen")
+
+
+class LayerCounts(_Strict):
+    layers: Optional[Count] = None
+    precisions: Optional[Dict[Text, Count]] = None
+    qdq_layers: Optional[Count] = None
+    table: Optional[Text] = None
+
+
+class DriftLayer(_Strict):
+    name: Text
+    op: Text
+    weight: Optional[Text] = None
+    relative_error: Finite
+    added_error: Finite
+
+
+class Drift(_Strict):
+    images: Count
+    output_relative_error: Optional[Finite] = None
+    top_added: List[DriftLayer] = Field(default_factory=list, max_length=1000)
+
+
+class Inspect(_Strict):
+    onnx: Optional[LayerCounts] = None
+    engine: Optional[LayerCounts] = None
+    drift: Optional[Drift] = None
+    note: Optional[Text] = None
+
+
+class ProfileOp(_Strict):
+    op: Text
+    calls_per_batch: NonNegative
+    self_cpu_ms_per_batch: Finite
+    self_gpu_ms_per_batch: Optional[Finite] = None
+
+
+class Profile(_Strict):
+    note: Optional[LongText] = None
+    trace: Optional[Text] = None
+    batch_size: Optional[BatchSize] = None
+    wall_ms_per_batch: Optional[NonNegative] = None
+    host_ops_ms_per_batch: Optional[NonNegative] = None
+    gpu_kernels_ms_per_batch: Optional[NonNegative] = None
+    host_wait_ms_per_batch: Optional[NonNegative] = None
+    top_ops: List[ProfileOp] = Field(default_factory=list, max_length=1000)
+
+
+class Example(_Strict):
+    rank: Count
+    ref_score: Finite
+    ref_class: Count
+    other_score: Finite
+    other_class: Count
+    ref_label: Optional[Text] = None
+    other_label: Optional[Text] = None
+
+
+class MixedPrecisionEngine(_Strict):
+    """A step's TensorRT engine, where TensorRT's builder is installed: built or not, and the precisions its layers
+    run in, read back by the engine inspector (None where this runtime could not load it: `why` says)."""
+
+    built: bool
+    build_s: Optional[NonNegative] = None
+    layer_precisions: Optional[Dict[Annotated[str, Field(max_length=64)], Count]] = Field(default=None, max_length=64)
+    why: Optional[Text] = None
+
+
+class MixedPrecisionStep(_Strict):
+    """One step of a --mixed_precision search: k layers kept out of quantization, and what that measured."""
+
+    k: Count
+    kept: List[Text] = Field(default_factory=list, max_length=100000)
+    added: List[Text] = Field(default_factory=list, max_length=100000)
+    top1: Percent
+    drop: Points
+    size_mib: Optional[NonNegative] = None
+    file: Optional[Text] = None
+    within: bool
+    engine: Optional[MixedPrecisionEngine] = None
+
+
+class MixedPrecision(_Strict):
+    """A --mixed_precision search (utils.models.mixed_precision): its budget, the images that judged it, its steps
+    in the order measured, and what it chose."""
+
+    budget: NonNegative
+    precision: Optional[Text] = None
+    fp32_top1: Percent
+    heldout_images: Count
+    heldout_dataset: Optional[Text] = None
+    heldout_rule: Optional[Text] = None
+    heldout_files: List[Text] = Field(default_factory=list, max_length=100000)
+    calib_images: Count
+    ranked_layers: Count
+    steps: List[MixedPrecisionStep] = Field(max_length=1000)
+    final_k: Count
+    kept: List[Text] = Field(default_factory=list, max_length=100000)
+    met: bool
+    final_onnx: Optional[Text] = None
+    search_file: Optional[Text] = None
+    search_s: Optional[NonNegative] = None
+    cached: Optional[bool] = None
+    engine_measured: Optional[Text] = None  # what of each step's TensorRT engine was measured, speed included
+
+
+class Preparation(_Strict):
+    """How the runner's files were made (the facts of the build steps); the fields anything reads."""
+
+    mixed_precision: Optional[MixedPrecision] = None
