@@ -147,3 +147,44 @@ def test_a_study_on_twenty_photos_is_inconclusive_under_a_one_point_budget(tmp_p
     assert "top-1 gate: efficientnet_lite0 ONNX Runtime fp32 (cpu) is inconclusive: 0.00 points below" in err
     table = (tmp_path / "o" / "table_outputs" / "worth-it.md").read_text()
     assert "| inconclusive" in table
+
+
+# --- speed with intervals (issue 41, part 3) --------------------------------------------------------------------------
+
+def test_the_block_bootstrap_covers_the_mean_and_keeps_a_drift_together():
+    from utils.measure.stats import block_bootstrap
+
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(100):
+        got = block_bootstrap(rng.normal(10.0, 1.0, 400), resamples=300, seed=int(rng.integers(1 << 30)))
+        hits += got["mean"][0] <= 10.0 <= got["mean"][1]
+    assert 88 <= hits <= 100 and got["block"] == 7 and got["batches"] == 400
+    assert block_bootstrap([1.0] * 9) == {}  # too few batches to say
+    steady = block_bootstrap(np.r_[np.full(200, 10.0), np.full(200, 12.0)] + rng.normal(0, 0.01, 400))
+    iid = rng.permutation(np.r_[np.full(200, 10.0), np.full(200, 12.0)] + rng.normal(0, 0.01, 400))
+    # a drift (clocks falling halfway) is kept in blocks: its interval is wider than the same values shuffled
+    assert np.diff(steady["mean"])[0] > np.diff(block_bootstrap(iid)["mean"])[0]
+
+
+def test_a_speed_up_whose_interval_holds_one_is_no_measurable_difference():
+    from utils.report.sections.confidence_tables import speed_ratio
+
+    ref = {"images_per_s": 100.0, "speed_ci": {"images_per_s": [95.0, 105.0]}}
+    assert speed_ratio({"images_per_s": 200.0, "speed_ci": {"images_per_s": [190.0, 210.0]}}, ref) == \
+        "2.00x (1.86..2.15)"
+    assert speed_ratio({"images_per_s": 102.0, "speed_ci": {"images_per_s": [97.0, 107.0]}}, ref).endswith(
+        "no measurable difference")
+    assert speed_ratio({"images_per_s": 200.0}, ref) == "2.00x"  # no interval: the point
+
+
+def test_a_timing_record_carries_its_speed_intervals():
+    from utils.measure.measurement import speed_interval
+
+    rng = np.random.default_rng(0)
+    all_ms, model_ms = list(rng.normal(20, 1, 200)), list(rng.normal(18, 1, 200))
+    ci = speed_interval(all_ms, model_ms, 50.0)
+    low, high = ci["images_per_s"]
+    assert low < 50.0 < high and 0.95 * 50 < low and high < 1.05 * 50
+    assert ci["latency_model_p50"][0] < np.median(model_ms) < ci["latency_model_p50"][1]
+    assert speed_interval(all_ms[:5], model_ms[:5], 50.0) is None

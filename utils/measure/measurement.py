@@ -13,7 +13,7 @@ import numpy as np
 
 from utils.core.errors import ArtTRTError
 from utils.measure.energy import energy_fields
-from utils.measure.stats import latency_stats, unstable
+from utils.measure.stats import block_bootstrap, latency_stats, unstable
 
 if TYPE_CHECKING:
     import torch
@@ -104,6 +104,7 @@ class MeasureResult:
         else:
             out["images_per_s"] = self.timed_images / self.wall_s if self.wall_s > 0 else None
         out["latency_unstable"] = unstable(la) or unstable(lm)
+        out["speed_ci"] = speed_interval(self.latency_all_ms, self.latency_model_ms, out["images_per_s"])
         if self.energy is not None:
             out.update(energy_fields(*self.energy, self.timed_images, out["images_per_s"]))
         return out
@@ -128,6 +129,24 @@ class MeasureResult:
             self.labelled += int(mask.sum())
             self.correct1 += int((tk[:, :1] == lab).any(dim=1).sum())
             self.correct5 += int((tk == lab).any(dim=1).sum())
+
+
+def speed_interval(all_ms: List[float], model_ms: List[float], images_per_s: Optional[float]
+                   ) -> Optional[Dict[str, Any]]:
+    """95 % intervals of a timing row's figures from its own timed batches (stats.block_bootstrap): latency-model p50
+    and p99, latency-all mean, and images/s as its point figure scaled by the mean batch time's interval (the
+    relative uncertainty of the mean batch time is that of the rate). None with fewer than 10 timed batches."""
+    whole, model = block_bootstrap(all_ms), block_bootstrap(model_ms)
+    if not whole or not model or not images_per_s:
+        return None
+    mean = float(np.mean(all_ms))
+    low, high = whole["mean"]
+    return {"method": "moving-block bootstrap", "batches": whole["batches"], "block": whole["block"],
+            "resamples": whole["resamples"], "latency_all_mean": [round(low, 6), round(high, 6)],
+            "latency_model_p50": [round(x, 6) for x in model["p50"]],
+            "latency_model_p99": [round(x, 6) for x in model["p99"]],
+            "images_per_s": [round(images_per_s * mean / high, 4), round(images_per_s * mean / low, 4)]
+            if low > 0 else None}
 
 
 def pad_batch(x: "torch.Tensor", size: int) -> "torch.Tensor":

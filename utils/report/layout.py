@@ -17,7 +17,7 @@ from utils.measure.telemetry import read_csv
 from utils.report import plots
 from utils.report.doc import Doc
 from utils.report.sections.compare_tables import compare_doc, compare_groups, compare_labels
-from utils.report.sections.confidence_tables import confidence_markdown
+from utils.report.sections.confidence_tables import confidence_markdown, speed_markdown
 from utils.report.sections.energy_tables import energy_markdown
 from utils.report.sections.inspect_tables import inspect_markdown, profile_markdown
 from utils.report.sections.mixed_precision_tables import mixed_precision_markdown
@@ -90,7 +90,7 @@ class Section:
     fit_terminal: bool = False  # its tables lose their least telling columns to fit the terminal
 
 
-RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served", "confidence")  # the report's own table files
+RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served", "confidence", "speed")  # the report's own table files
 
 
 def file_name(network: str) -> str:
@@ -156,6 +156,8 @@ SECTIONS: Tuple[Section, ...] = (
             lambda v, recs: _doc("worth-it.md", worth_it_markdown(recs, v.max_drop)), console=True),
     Section("confidence", ("confidence.md",), lambda v: _one(v.ok),
             lambda v, recs: _doc("confidence.md", confidence_markdown(recs)), console=True),
+    Section("speed", ("speed.md",), lambda v: _one(v.latest),
+            lambda v, recs: _doc("speed.md", speed_markdown(recs))),
     Section("network", ("{network}-side-by-side.md", "throughput-{network}.png", "{network}.md"),
             lambda v: _networks(v.latest), _network),
     Section("energy", ("energy.md",), lambda v: _one(v.latest), lambda v, recs: _doc("energy.md", energy_markdown(recs))),

@@ -152,3 +152,19 @@ class Preparation(_Strict):
     """How the runner's files were made (the facts of the build steps); the fields anything reads."""
 
     mixed_precision: Optional[MixedPrecision] = None
+
+
+Pair = Annotated[List[NonNegative], Field(min_length=2, max_length=2)]
+
+
+class SpeedCI(_Strict):
+    """95 % intervals of a timing row's figures from its own timed batches (utils.measure.measurement.speed_interval)."""
+
+    method: Optional[Text] = None
+    batches: Optional[Count] = None
+    block: Optional[Count] = None
+    resamples: Optional[Count] = None
+    latency_all_mean: Optional[Pair] = None
+    latency_model_p50: Optional[Pair] = None
+    latency_model_p99: Optional[Pair] = None
+    images_per_s: Optional[Pair] = None

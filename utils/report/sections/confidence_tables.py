@@ -7,6 +7,7 @@ Usage:
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Sequence
 
 from utils.measure.confidence import wilson
@@ -76,4 +77,62 @@ def confidence_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
         parts += [f"### {network}", table(["runner", "images", "top-1 % (95 %)", "top-5 % (95 %)",
                                             "change vs PyTorch fp32, points (paired 95 %)", "McNemar p",
                                             "lost / gained", "classes losing most", "verdict"], rows)]
+    return compose(*parts)
+
+
+SPEED_HEADING = "## Speed with its confidence"
+
+SPEED_NOTE = ("95 % intervals from each row's own timed batches by the moving-block bootstrap (blocks of consecutive "
+              "batches, so a drift or a burst of slow batches is kept together): images/s scaled by the interval of "
+              "the mean batch time; latency-model p50 and p99 of the batches. x PyTorch fp32: the ratio of the two "
+              "rows' images/s at the same batch size, its interval combining both rows' in log space (independent "
+              "runs); one that holds 1.00 is no measurable difference. They say how much the figure could move "
+              "within this run, not from one run, boot or machine to the next (docs/confidence.md).")
+
+
+def _pair(r: Dict[str, Any], key: str) -> Any:
+    ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
+    got = ci.get(key)
+    return got if isinstance(got, list) and len(got) == 2 and all(isinstance(x, (int, float)) for x in got) else None
+
+
+def _with(value: Any, pair: Any, digits: int) -> str:
+    if finite_number(value) is None:
+        return "-"
+    return f"{value:.{digits}f}" + (f" ({pair[0]:.{digits}f}..{pair[1]:.{digits}f})" if pair else "")
+
+
+def speed_ratio(r: Dict[str, Any], ref: Dict[str, Any]) -> str:
+    """images/s of r over ref's with a 95 % interval (log-space, independent runs), or the point where either row
+    has no interval; "no measurable difference" where the interval holds 1."""
+    a, b = finite_number(r.get("images_per_s")), finite_number(ref.get("images_per_s"))
+    if not a or not b:
+        return "-"
+    ratio = a / b
+    pa, pb = _pair(r, "images_per_s"), _pair(ref, "images_per_s")
+    if not pa or not pb or min(pa + pb) <= 0:
+        return f"{ratio:.2f}x"
+    se = math.hypot(math.log(pa[1] / pa[0]), math.log(pb[1] / pb[0])) / 2  # half-widths in log space (each ~1.96 se)
+    low, high = ratio * math.exp(-se), ratio * math.exp(se)
+    text = f"{ratio:.2f}x ({low:.2f}..{high:.2f})"
+    return text + (" no measurable difference" if low <= 1.0 <= high else "")
+
+
+def speed_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
+    """Per network, each timing row's images/s, latency-model p50 and p99 with their intervals, and its speed over
+    PyTorch fp32's at the same batch. Empty where no row has an interval."""
+    recs = [r for r in study_order(records) if r.get("images_per_s") and r.get("role") != "accuracy"]
+    if not any(_pair(r, "images_per_s") for r in recs):
+        return compose()
+    parts: List[Any] = [SPEED_HEADING, SPEED_NOTE]
+    for network in sorted({str(r.get("network")) for r in recs}):
+        mine = [r for r in recs if str(r.get("network")) == network]
+        refs = {(images_key(r), r.get("batch_size")): r for r in mine if is_reference(r)}
+        rows = [[row_label(r), r.get("batch_size"), _with(r.get("images_per_s"), _pair(r, "images_per_s"), 1),
+                 _with(r.get("latency_model_p50"), _pair(r, "latency_model_p50"), 3),
+                 _with(r.get("latency_model_p99"), _pair(r, "latency_model_p99"), 3),
+                 "reference" if is_reference(r) else speed_ratio(r, refs[(images_key(r), r.get("batch_size"))])
+                 if (images_key(r), r.get("batch_size")) in refs else "-"] for r in mine]
+        parts += [f"### {network}", table(["runner", "batch", "images/s (95 %)", "latency-model p50 ms (95 %)",
+                                            "p99 ms (95 %)", "x PyTorch fp32 (95 %)"], rows)]
     return compose(*parts)
