@@ -168,3 +168,34 @@ def test_nan_weights_are_refused_before_the_export(tmp_path, monkeypatch):
     with pytest.raises(ArtTRTError, match=r"the weights of mobilenet_v3_small hold NaN or Inf \(classifier\.3\.bias\)"):
         onnx_export.export_onnx(net, tmp_path / "m.onnx")
     assert time.perf_counter() - t0 < 2.0 and not (tmp_path / "m.onnx").exists()
+
+
+def test_float_and_32_bit_tiffs_decode_as_their_8_bit_copy(tmp_path):
+    """Found by a hostile pass: a float TIFF of 0..1 decoded near black, and a 32-bit TIFF of 8-bit values (what
+    Pillow's convert("I") writes) was divided by 257."""
+    narrow = np.linspace(0, 255, 32 * 32).reshape(32, 32).round().astype(np.uint8)
+    want = decode_pil(png(narrow))
+    for name, im in (("f.tif", Image.fromarray(narrow.astype(np.float32) / 255.0, mode="F")),
+                     ("i.tif", Image.fromarray(narrow).convert("I"))):
+        im.save(tmp_path / name)
+        got = decode_pil((tmp_path / name).read_bytes())
+        assert (got.int() - want.int()).abs().max() <= 1, name
+
+
+def test_move_points_a_link_to_a_moved_sibling_at_its_new_place_and_keeps_a_dangling_one(tmp_path):
+    """Found by a hostile pass: a link to a sibling that --move moved too ended up dangling; a dangling source link
+    was 'moved' without a word."""
+    from utils.data.format import apply_placement, plan_placement
+
+    src = tmp_path / "val" / WNID
+    src.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "a.JPEG", "JPEG")
+    os.symlink("a.JPEG", src / "b.JPEG")  # to a sibling, moved too
+    os.symlink("gone.JPEG", src / "c.JPEG")  # points nowhere
+    dst = tmp_path / "imagenet"
+    summary = apply_placement(plan_placement(tmp_path / "val", None, None), dst, mode="move")
+    assert summary.placed == 2
+    assert (dst / WNID / "b.JPEG").is_symlink() and (dst / WNID / "b.JPEG").resolve() == (dst / WNID / "a.JPEG")
+    assert [(p.name, why) for p, why in summary.unplaced] == [("c.JPEG", "a link that points nowhere (gone.JPEG): "
+                                                                          "left as it is")]
+    assert (src / "c.JPEG").is_symlink()  # the user's link is left where it was

@@ -23,8 +23,8 @@ V = ["-v", "--synthetic", "4", "--quiet"]
     ([*V, "--latency_bound_ms", "15"], "--latency_bound_ms is a setting of a serving scenario: add --scenario"),
     ([*V, "--max_queue_delay_us", "0"], "--max_queue_delay_us is a setting of a serving scenario"),
     # options of another kind of run
-    ([*V, "--calib_methods", "max"], "--calib_methods makes int8/fp8 rows, and this run asks fp32"),
-    ([*V, "--precisions", "fp32", "bf16", "--calib_sizes", "8"], "--calib_sizes makes int8/fp8 rows"),
+    ([*V, "--calib_methods", "max"], "--calib_methods is for int8/fp8 rows, and this run asks fp32"),
+    ([*V, "--precisions", "fp32", "bf16", "--calib_sizes", "8"], "--calib_sizes is for int8/fp8 rows"),
     ([*V, "--scenario", "offline", "--profile"], "--profile is a rule of the timing jobs"),
     ([*V, "--scenario", "offline", "--inspect"], "--inspect is a rule of the timing jobs"),
     ([*V, "--scenario", "offline", "--iterations", "5"], "--iterations is a rule of the timing jobs"),
@@ -39,12 +39,34 @@ V = ["-v", "--synthetic", "4", "--quiet"]
     (["--report", "R", "--max_top1_drop", "-1"], "--max_top1_drop is a number of points, at least 0"),
     (["--demo", "--network", "resnet18"], "--network is not used by --demo, which is one fixed run"),
     (["--demo", "--batch_size", "1"], "--batch_size is not used by --demo"),
+    # found by a hostile pass over the first version of these fixes
+    ([*V, "--seed", "-1"], "--seed -1: give 0 to 4294967295"),
+    ([*V, "--seed", "99999999999999999999"], "--seed 99999999999999999999: give 0 to 4294967295"),
+    ([*V, "--num_classes", "0"], "--num_classes 0: give a class count from 1 to 1000000"),
+    ([*V, "--num_classes", "-5"], "--num_classes -5: give a class count"),
+    ([*V, "--duration", "nan"], "--duration nan: give a finite number"),
+    ([*V, "--duration", "1e20"], "--duration 1e+20 s is more than a day of timing per batch size"),
+    ([*V, "--min_warmup_s", "inf"], "--min_warmup_s inf: give a finite number"),
+    ([*V, "--warmup", "nan"], "--warmup nan: give a finite number"),
+    (["--report", "R", "--max_top1_drop", "nan"], "--max_top1_drop is a number of points, at least 0, not nan"),
+    ([*V, "--calib_size", "10"], "--calib_size is for int8/fp8 rows, and this run asks fp32"),
+    ([*V, "--calib_method", "max"], "--calib_method is for int8/fp8 rows"),
+    ([*V, "--quantizer", "ort"], "--quantizer is for int8/fp8 rows"),
+    ([*V, "--fp16_io"], "--fp16_io makes an fp16/bf16 file's inputs and outputs fp16, and this run asks fp32"),
+    ([*V, "--class_map", "classes.txt"], "--class_map is about reading a dataset, and --synthetic makes random images"),
+    ([*V, "--cache_dir", "c"], "--cache_dir is about reading a dataset"),
+    ([*V, "--strict"], "--strict is about reading a dataset"),
+    ([*V, "--max_top1_drop", "1"], "--max_top1_drop judges top-1 on labelled images, and --synthetic images have no"),
+    ([*V, "--cuda_graph"], "--cuda_graph replays a CUDA graph on a GPU, and this run is on cpu"),
+    ([*V, "--claims", ""], "--claims is empty: give a folder"),
+    (["--compare", "-rtol", "nan"], "--rtol nan: give a finite number"),
 ])
 def test_a_flag_the_run_would_not_use_is_refused_in_one_sentence(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "R").mkdir()
     with unchanged(tmp_path):
-        rc = cli_boundary(main.main, [*argv, "--output", str(tmp_path / "out")] if argv[0] == "-v" else argv)
+        rc = cli_boundary(main.main, [*argv, "--output", str(tmp_path / "out")] if argv[0] in ("-v", "--compare")
+                          else argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and message in err[0], err
 
@@ -79,3 +101,10 @@ def test_report_applies_the_top1_gate_to_merged_records(tmp_path, capsys):
         in err
     assert sorted(p.name for p in (out / "records").iterdir()) == names  # --report never writes a record
     assert json.loads((out / "records" / "int8.json").read_text())["top1"] == 5.0
+
+
+def test_an_empty_output_is_refused_not_the_current_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with unchanged(tmp_path):
+        rc = cli_boundary(main.main, [*V, "--output", ""])
+    assert rc == 2 and capsys.readouterr().err.strip() == "error: --output is empty: give a folder"

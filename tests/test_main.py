@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import main
-from utils.core.errors import cli_boundary
 from tests.conftest import squeeze
+from utils.core.errors import cli_boundary
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -151,7 +151,7 @@ def test_validate_cli_with_torch_and_onnxrt(demo_data, tmp_path, capsys):
     (["-v", "--synthetic", "-5"], "--synthetic must be at least 1, not -5"),
     (["-v", "--synthetic", "4", "--warmup", "2"], "--warmup is the fraction of batches used as warm-up, in [0, 1)"),
     (["-v", "--synthetic", "4", "--device", "tpu"], "--device 'tpu'"),
-    (["-v", "--synthetic", "4", "--calib_size", "0"], "--calib_size must be at least 1"),
+    (["-v", "--synthetic", "4", "--precision", "int8", "--calib_size", "0"], "--calib_size must be at least 1"),
     # choices that conflict or that nothing uses
     (["-v", "--synthetic", "4", "--backend", "torch", "--backends", "onnxrt"], "--backend and --backends both given"),
     (["-v", "--synthetic", "4", "--precision", "fp16", "--precisions", "fp32"], "ask for the precision once"),

@@ -237,7 +237,7 @@ def test_device_samples_gather_the_rows_loadgen_loaded():
                                                                          "until its first one comes (about 1,000 s"),
     (["--scenario", "server", "--target_qps", "10", "--latency_bound_ms", "1e20"],
      "--latency_bound_ms 1e+20 does not fit LoadGen's 64-bit count of nanoseconds"),
-    (["--scenario", "offline", "--duration", "1e20"], "--duration 1e+20 does not fit LoadGen's 64-bit count"),
+    (["--scenario", "offline", "--duration", "1e20"], "--duration 1e+20 s is more than a day"),
 ])
 def test_bad_settings_are_one_sentence_before_any_work(argv, said, capsys, tmp_path):
     rc = cli_boundary(main.main, ["-v", "--synthetic", "4", "--quiet", "--output", str(tmp_path / "o"), *argv])
@@ -598,3 +598,10 @@ def test_sigterm_while_padded_sizes_are_prepared_ends_in_one_line(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, rest
     assert "terminated: records written so far are kept" in rest and "abort" not in rest.lower()
     assert not list((tmp_path / "o").rglob("*.tmp"))
+
+
+def test_serve_options_refuse_what_loadgens_counters_cannot_hold():
+    with pytest.raises(ArtTRTError, match="--duration 1e\\+20 does not fit LoadGen's 64-bit count of milliseconds"):
+        S.ServeOptions("offline", duration_s=1e20)
+    with pytest.raises(ArtTRTError, match="--latency_bound_ms 1e\\+20 does not fit LoadGen's 64-bit count of nano"):
+        S.ServeOptions("server", target_qps=10.0, latency_bound_ms=1e20)

@@ -50,3 +50,32 @@ def test_report_on_a_read_only_folder_is_one_sentence(tmp_path, capsys):
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith(f"error: --report could not write its tables, plots and report into {mnt} (Read-only "
                                "file system"), lines
+
+
+def test_a_records_folder_that_is_a_link_is_the_folders_own(tmp_path, capsys):
+    """Found by a hostile pass: output/records as a link to another disk was taken for a full disk."""
+    store = tmp_path / "store"
+    store.mkdir()
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "records").symlink_to(store)
+    rc = cli_boundary(main.main, ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_size", "2",
+                                  "--output", str(out), *FAST])
+    said = capsys.readouterr()
+    assert rc == 0, said.err
+    assert len(list(store.glob("validate-*.json"))) == 2 and (out / "report.html").is_file()
+
+
+def test_a_record_without_env_unreadable_files_and_a_file_for_a_folder(tmp_path, capsys, caplog):
+    out = tmp_path / "r"
+    write(out, "no-env.json", {k: v for k, v in record().items() if k != "env"})
+    write(out, "empty.json", {})
+    write(out, "null.json", "null")
+    (out / "records" / "dangling.json").symlink_to(tmp_path / "nowhere.json")
+    assert cli_boundary(main.main, ["--report", str(out)]) == 0  # no KeyError on the missing env
+    err = capsys.readouterr().err
+    for name in ("empty.json", "null.json"):
+        assert f"skipped {out / 'records' / name}: not an ArtTRT record (no record_version)" in err
+    assert f"skipped {out / 'records' / 'dangling.json'}: not a regular file" in err
+    assert cli_boundary(main.main, ["--report", str(out / "report.html")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

@@ -62,10 +62,13 @@ def test_a_record_from_another_environment_is_measured_again_and_kept(tmp_path, 
     assert len(recs) == 4 and sum(r["env"]["torch"] == "2.1.0" for r in recs) == 2  # the old ones kept
     table = (out / "table_outputs" / "resnet18.md").read_text()  # every record of the folder, labelled
     lines = table.splitlines()
-    start = next(i for i, ln in enumerate(lines) if "measured with" in ln)
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|") and "measured with" in ln)
     cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines[start:start + 4]]
     col = cells[0].index("measured with")
     env = [f"CPU {r['env']['cpu']}, torch {r['env']['torch']}, ONNX Runtime {r['env']['onnxruntime']}"
            for r in recs if r["role"] == "timing"]
     assert sorted(row[col] for row in cells[2:]) == sorted(env)
     assert "measured with" in (out / "report.html").read_text()
+    assert "Measured in several environments" in table and "Measured on " not in table  # never one machine's name
+    pct = lines[next(i for i, ln in enumerate(lines) if "timed batches" in ln)]
+    assert "measured with" in pct  # the percentile rows are labelled too

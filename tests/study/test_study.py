@@ -252,7 +252,7 @@ def test_claim_takes_a_setup_once_by_its_content_and_releases_a_stale_one(tmp_pa
     import platform
 
     from utils.study.plan import Job, Setup
-    from utils.study.workers import claim, claim_key, read_claim, release
+    from utils.study.workers import claim, claim_key, claims_elsewhere, read_claim, release
 
     setup = Setup(3, "resnet18", RunSpec("torch", "fp32"), [Job("accuracy", 1)])
     key = claim_key(setup, {"duration_s": 1.0})
@@ -279,6 +279,8 @@ def test_claim_takes_a_setup_once_by_its_content_and_releases_a_stale_one(tmp_pa
     (tmp_path / f"setup-{far}.claim").write_text(json.dumps({"pid": int(dead.stdout), "host": "node-7", "time": 0,
                                                               "setup": "x", "state": "running"}))
     assert claim(tmp_path, far)["host"] == "node-7"
+    line = claims_elsewhere([{**claim(tmp_path, far), "key": far, "time": time.time() - 7200}])
+    assert "pid " in line and "on node-7 for 2.0 h" in line and f"deleting its file (setup-{far}.claim" in line
 
 
 def test_a_worker_is_handed_its_request_and_plan_and_nothing_else(tmp_path):
@@ -334,6 +336,10 @@ def test_two_processes_claim_each_setup_once(tmp_path):
     assert sum("study:" in o for o, _ in results) >= 1
     assert all("held by other processes" in o for o, _ in results if "study:" not in o)
     assert (out / "report.html").is_file()
+    page = (out / "report.html").read_text()
+    assert "16 validation" in page and "resnet18" in page and "mobilenet_v3_small" in page  # every process's rows
+    drawn = next(o for o, _ in results if "study:" in o)
+    assert "resnet18" in drawn and "mobilenet_v3_small" in drawn  # the last process's tables: the whole study
     recs = records(out)
     keys = Counter(r["job_key"] for r in recs)
     assert len(recs) == 16 and set(keys.values()) == {1}  # 8 setups x 2 jobs, each in exactly one record

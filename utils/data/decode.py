@@ -30,9 +30,14 @@ def decode_pil(data: bytes) -> torch.Tensor:
     """Decodes any image with PIL (grayscale, CMYK, palette converted to RGB); raises on broken files."""
     with Image.open(io.BytesIO(data)) as im:
         im.load()  # raises OSError on a truncated file (LOAD_TRUNCATED_IMAGES stays False)
-        if im.mode in WIDE_MODES:  # 16-bit (or 32-bit) gray: Pillow's convert would clip it, nearly all white
+        if im.mode in WIDE_MODES or im.mode == "F":  # wider than 8 bits: Pillow's convert would clip it
             wide = np.asarray(im).astype(np.float64)
-            arr = np.clip(np.round(wide * (255.0 / WIDE_MODES[im.mode])), 0, 255).astype(np.uint8)
+            top = float(np.nanmax(wide)) if wide.size else 0.0
+            if im.mode == "F":  # float: 0..1 as most writers mean it, else 0..255
+                white = 1.0 if top <= 1.0 else 255.0
+            else:  # 16-bit: 0..65535, unless the values are 8-bit ones in a wider mode (convert("I") writes those)
+                white = WIDE_MODES[im.mode] if top > 255 else 255.0
+            arr = np.clip(np.round(np.nan_to_num(wide) * (255.0 / white)), 0, 255).astype(np.uint8)
             return torch.from_numpy(np.repeat(arr[None], 3, axis=0).copy())
         rgb = im.convert("RGB")
     arr = np.asarray(rgb, dtype=np.uint8)

@@ -60,7 +60,7 @@ class Summary:
 
 
 def _image_files(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_EXTS)
 
 
 def read_meta_mat(meta: Path) -> Dict[int, str]:
@@ -236,8 +236,13 @@ def apply_placement(plan: Placement, dst: Path, mode: str = "link", dry_run: boo
     check_destination(plan, dst)  # every folder it will write into, before anything is placed
     summary = Summary(unplaced=list(plan.unplaced))
     summary.classes = len({w for _, w in plan.moves})
+    # where each file that is moved goes: a link to one of them is made to point to its new place
+    planned = {_absolute(src): dst / wnid / src.name for src, wnid in plan.moves if not src.is_symlink()}
     for src, wnid in plan.moves:
         target = dst / wnid / src.name
+        if src.is_symlink() and _link_target(src) not in planned and not os.path.exists(_link_target(src)):
+            summary.unplaced.append((src, f"a link that points nowhere ({os.readlink(src)}): left as it is"))
+            continue
         if target.exists():
             if _same_file(src, target):
                 summary.already += 1
@@ -249,7 +254,8 @@ def apply_placement(plan: Placement, dst: Path, mode: str = "link", dry_run: boo
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if mode == "move" and src.is_symlink():
-            _move_link(src, target)
+            to = _link_target(src)
+            _move_link(src, target, planned.get(to, Path(to)))
         elif mode == "move":
             try:
                 os.rename(src, target)  # one filesystem: atomic
@@ -272,14 +278,23 @@ def apply_placement(plan: Placement, dst: Path, mode: str = "link", dry_run: boo
     return summary
 
 
-def _move_link(src: Path, target: Path) -> None:
-    """Moves a symbolic link so that it points where it pointed: a relative link is rewritten relative to its new
-    folder (moved as it is, it would dangle), an absolute one kept; made under a temporary name, then renamed."""
-    to = os.readlink(src)
-    if not os.path.isabs(to):
-        to = os.path.relpath(os.path.normpath(os.path.join(src.parent, to)), target.parent)
+def _absolute(path: Path) -> str:
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _link_target(link: Path) -> str:
+    """Where a symbolic link points, as an absolute path (its text taken from the link's own folder)."""
+    return os.path.normpath(os.path.join(os.path.abspath(link.parent), os.readlink(link)))
+
+
+def _move_link(src: Path, target: Path, to: Path) -> None:
+    """Moves a symbolic link so that it points where its file now is (`to`: its target, or where that target is
+    moved): a relative link stays relative from its new folder (moved as it is, it would dangle), an absolute one
+    absolute; made under a temporary name, then renamed."""
+    text = os.readlink(src)
+    new = str(to) if os.path.isabs(text) else os.path.relpath(_absolute(to), _absolute(target.parent))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
-    os.symlink(to, tmp)
+    os.symlink(new, tmp)
     try:
         os.replace(tmp, target)
     except OSError:

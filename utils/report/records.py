@@ -170,6 +170,7 @@ class Recorder:
                 rec["_path"] = str(write_record(rec, self.folder / "records"))
             except (OSError, ArtTRTError) as err:
                 rec["_path"] = str(write_record(rec, Path(tempfile.gettempdir()) / "arttrt-records"))
+                rec["_elsewhere"] = True  # (in memory only: finish_study says where, and draws nothing over them)
                 log.warning("could not write the record under %s (%s): it is in %s", self.folder, err, rec["_path"])
         return rec
 
@@ -224,18 +225,23 @@ def read_record(path: Path) -> Optional[Dict[str, Any]]:
     """One ArtTRT record with "_path" set, or None: for a file that is not one (foreign JSON, not a regular file,
     unreadable, cut short: quietly) and for a record that does not fit the schema (one warning naming the file and
     the field). Never trusted unchecked, never a traceback."""
+    meant = path.parent.name == "records" or path.name.startswith(("validate-", "compare-"))  # meant as a record
     if not is_regular_file(path):  # a FIFO named x.json would block the read forever
+        if meant:
+            _warn_once(path, f"skipped {path}: not a regular file (a dangling link, a FIFO, a folder)")
         return None
     try:  # bounded and non-blocking: /proc/kmsg reports size 0 and never ends
         rec = json.loads(read_bytes(path, "record", MAX_RECORD_BYTES).decode("utf-8"))  # NaN parses; the schema refuses it
     except (ArtTRTError, OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, bad UTF-8
-        if path.parent.name == "records" or path.name.startswith(("validate-", "compare-")):  # meant as a record
+        if meant:
             why = ("not UTF-8" if isinstance(err, UnicodeDecodeError) else "nested too deep"
                    if isinstance(err, RecursionError) else first_line(err))
             _warn_once(path, f"skipped {path}: a record that cannot be read ({why})")
         return None
     if not isinstance(rec, dict) or "record_version" not in rec:
-        return None  # not an ArtTRT record (a sidecar, someone else's JSON)
+        if meant:  # in a records/ folder: said; elsewhere a sidecar or someone else's JSON, quietly
+            _warn_once(path, f"skipped {path}: not an ArtTRT record (no record_version)")
+        return None
     try:
         check_record(rec)
     except RecordError as err:

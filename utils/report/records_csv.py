@@ -51,7 +51,7 @@ def flat(rec: Dict[str, Any]) -> Dict[str, str]:
     """One record as column -> cell text (the file it was read from left out)."""
     out: Dict[str, str] = {}
     for key, v in rec.items():
-        if key == "_path":
+        if key.startswith("_"):  # where it was read from, in memory only
             continue
         if key in FLAT and isinstance(v, dict):
             out.update({f"{key}.{k}": _cell(x) for k, x in v.items()})

@@ -46,7 +46,8 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     then, with several setups, "is TensorRT worth it?" across networks (max_top1_drop marks the rows over the gate,
     in both tables), each network's tables, and the rest; the timing tables never take a serving record."""
     if not folder.is_dir():
-        raise ArtTRTError(f"results folder {folder} does not exist")
+        raise ArtTRTError(f"results folder {folder} is a file, not a folder: give the folder that holds records/"
+                          if folder.exists() else f"results folder {folder} does not exist")
     everything = load_records(folder) if records is None else records  # a run passes what it read and wrote
     view = View.of(everything, max_top1_drop, folder)
     if not view.ok and not view.compares and not view.every and not any(folder.rglob("telemetry-*.csv")):

@@ -7,6 +7,7 @@ Usage:
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -33,8 +34,9 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Dic
     docs = summary_docs(view, terminal_width())
     if docs:
         print("\n\n".join(d.rstrip("\n") for d in docs))
-    away = [Path(r["_path"]) for r in records if r.get("_path")
-            and not Path(r["_path"]).resolve().is_relative_to(output.resolve())]
+    fallback = Path(tempfile.gettempdir()) / "arttrt-records"  # where Recorder.write keeps what the folder refused
+    away = [Path(r["_path"]) for r in records if r.get("_path") and (r.get("_elsewhere")
+                                                                     or Path(r["_path"]).parent == fallback)]
     if away:  # Recorder.write kept them in the system's temporary folder: say where, draw nothing over them
         raise ArtTRTError(f"{output} took no file (the disk is full or read-only): the records of this run are in "
                           f"{away[0].parent}; no tables or report were drawn")

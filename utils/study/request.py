@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -126,6 +127,9 @@ ONLY_TAKES = {"report": ("report", "max_top1_drop", "quiet", "verbose"), "demo":
 # what only a run with timing jobs uses (a scenario-only run times nothing outside LoadGen)
 TIMING_ONLY = ("iterations", "sync", "warmup", "min_warmup_s", "full_passes", "profile", "inspect")
 COMPARE_ONLY = ("reference", "num_inputs", "rtol", "atol", "val_dataset")
+CALIBRATION_ONLY = ("calib_methods", "calib_sizes", "calib_method", "calib_size", "calib_dataset", "quantizer")
+DATASET_ONLY = ("class_map", "strict", "cache_dir", "gpu_lanes", "gpu_decoder", "gpu_decode", "workers")
+MAX_DURATION_S = 86400
 
 
 def _backends(args: argparse.Namespace) -> Tuple[str, ...]:
@@ -173,11 +177,14 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
             raise ArtTRTError(f"{flag(unused[0])} is not used by --{mode}, which "
                               + ("redraws the records of DIR as they were measured" if mode == "report"
                                  else "is one fixed run") + f": drop it (--{mode} takes {takes})")
-        if args.max_top1_drop is not None and args.max_top1_drop < 0:
+        if args.max_top1_drop is not None and not 0 <= args.max_top1_drop < math.inf:
             raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {args.max_top1_drop}")
         return Request(**common, report_dir=Path(args.report) if args.report else None,  # type: ignore[arg-type]
                        max_top1_drop=args.max_top1_drop)
     _check_combinations(args, given, backends, precisions)
+    if args.cuda_graph and not device.startswith("cuda"):
+        raise ArtTRTError(f"--cuda_graph replays a CUDA graph on a GPU, and this run is on {device}: add --device "
+                          "cuda, or drop --cuda_graph")
     if args.tf32 and not device.startswith("cuda"):
         raise ArtTRTError("--tf32 lets fp32 on an NVIDIA GPU round to TF32, and this run is on the CPU, where nothing "
                           "uses it: drop --tf32 or add --device cuda")
@@ -272,16 +279,38 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
     compare_only = [n for n in COMPARE_ONLY if n in given]
     if compare_only and not args.compare:
         raise ArtTRTError(f"{flag(compare_only[0])} is an option of --compare, which this run is not: drop it")
-    if {"calib_methods", "calib_sizes"} & given and not {"int8", "fp8"} & set(precisions):
-        which = "--calib_methods" if "calib_methods" in given else "--calib_sizes"
-        raise ArtTRTError(f"{which} makes int8/fp8 rows, and this run asks {', '.join(precisions)}: add --precisions "
-                          "int8 (or fp8), or drop it")
+    calib = [n for n in CALIBRATION_ONLY if n in given]
+    if calib and not {"int8", "fp8"} & set(precisions):
+        raise ArtTRTError(f"{flag(calib[0])} is for int8/fp8 rows, and this run asks {', '.join(precisions)}: add "
+                          "--precisions int8 (or fp8), or drop it")
+    if "fp16_io" in given and not {"fp16", "bf16"} & set(precisions):
+        raise ArtTRTError(f"--fp16_io makes an fp16/bf16 file's inputs and outputs fp16, and this run asks "
+                          f"{', '.join(precisions)}: add --precisions fp16, or drop it")
+    if args.synthetic is not None and not args.dataset:
+        unread = [n for n in DATASET_ONLY if n in given]
+        if unread:
+            raise ArtTRTError(f"{flag(unread[0])} is about reading a dataset, and --synthetic makes random images: "
+                              "drop it, or give --dataset")
+    for name in ("output", "claims"):
+        if name in given and not str(getattr(args, name) or "").strip():
+            raise ArtTRTError(f"--{name} is empty: give a folder")
     if "telemetry_ms" in given and not args.telemetry:
         raise ArtTRTError("--telemetry_ms is the interval of --telemetry, which is not given: add --telemetry")
     if args.full_passes and (args.duration is not None or args.iterations is not None):
         raise ArtTRTError("--full_passes times every whole pass: drop --duration/--iterations, or --full_passes")
-    if args.max_top1_drop is not None and args.max_top1_drop < 0:
+    if args.max_top1_drop is not None and not 0 <= args.max_top1_drop < math.inf:
         raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {args.max_top1_drop}")
+    for name in ("duration", "warmup", "min_warmup_s", "rtol", "atol"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):
+            raise ArtTRTError(f"{flag(name)} {value}: give a finite number")
+    if args.duration is not None and args.duration > MAX_DURATION_S:
+        raise ArtTRTError(f"--duration {args.duration:g} s is more than a day of timing per batch size: give at "
+                          f"most {MAX_DURATION_S}")
+    if not 0 <= args.seed < 2 ** 32:
+        raise ArtTRTError(f"--seed {args.seed}: give 0 to {2 ** 32 - 1} (NumPy's and PyTorch's seeds)")
+    if args.num_classes is not None and not 1 <= args.num_classes <= 1_000_000:
+        raise ArtTRTError(f"--num_classes {args.num_classes}: give a class count from 1 to 1000000")
     if args.networks and len(args.networks) > 1 and args.weights:
         raise ArtTRTError("--weights is one network's file: with --networks use --pretrained, or one --network")
     if args.gpus and args.shard:
@@ -293,6 +322,9 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
                                                                           and ref_precision in precisions):
         raise ArtTRTError(f"--max_top1_drop measures each row against {ref_backend} {ref_precision}: add "
                           f"{ref_backend} to --backends and {ref_precision} to --precisions")
+    if args.synthetic is not None and not args.dataset and args.max_top1_drop is not None:
+        raise ArtTRTError("--max_top1_drop judges top-1 on labelled images, and --synthetic images have no "
+                          "labels: give --dataset DIR")
     if args.validate and args.synthetic is not None and args.dataset and not {"int8", "fp8"} & set(precisions):
         raise ArtTRTError("--synthetic and --dataset both given: a run measures one of them (--dataset gives "
                           "calibration images only for int8/fp8); drop one")

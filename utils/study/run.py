@@ -8,9 +8,10 @@ Usage:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from utils.backends import base, registry
 from utils.core.errors import ArtTRTError, first_line, setup_logging
@@ -192,11 +193,25 @@ def validate_command(request: Request, plan: Optional[StudyPlan] = None, worker:
             print(f"the tables and report of {request.output} are drawn by the last of the study's processes to "
                   f"finish (or: python main.py --report {request.output})")
             return 1 if any(o.status == ERROR for o in outcomes) else 0
+    mine = [o.record for o in outcomes if o.record]
+    if ctx.held_elsewhere and request.claims is not None:  # the last process: the other processes' rows too
+        known = load_records(request.output)  # read again: they wrote since this process started
+        mine += [r for r in known if r.get("kind") == "validate" and written_since(r, held)
+                 and r.get("_path") not in {m.get("_path") for m in mine}]
     everything = merged(known, [o.record for o in outcomes])
     everything = with_agreement(request.output, everything)  # in memory: no record is written twice
-    return finish_study(request.max_top1_drop, request.output, [o.record for o in outcomes if o.record], started,
+    return finish_study(request.max_top1_drop, request.output, mine, started,
                         {k: sum(o.status == k for o in outcomes) for k in (MEASURED, REUSED, SKIPPED, ERROR)},
                         everything)
+
+
+def written_since(rec: Dict[str, Any], held: Sequence[Dict[str, Any]]) -> bool:
+    """Whether a record was written by this study's other processes: at or after the first claim they held."""
+    try:
+        first = min(float(h.get("time") or 0) for h in held)
+        return dt.datetime.fromisoformat(str(rec.get("time"))).timestamp() >= first - 1.0
+    except (TypeError, ValueError):
+        return False
 
 
 def compare_command(request: Request) -> int:

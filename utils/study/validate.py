@@ -106,8 +106,11 @@ def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
     if bad or flat:
         what = " and ".join(w for w in (f"{bad} gave NaN or Inf outputs" if bad else "",
                                         f"{flat} gave outputs that are all equal" if flat else "") if w)
+        advice = (NONFINITE_ADVICE if rec.get("precision") != "fp32" else
+                  "outputs that are not numbers in fp32: the weights or the model itself give them (check --weights; "
+                  "a lower precision cannot be the cause)")
         log.warning("%s %s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", rec.get("network"),
-                    name, rec.get("batch_size") or 0, rec.get("images"), what, NONFINITE_ADVICE)
+                    name, rec.get("batch_size") or 0, rec.get("images"), what, advice)
 
 
 def _load_average() -> float:

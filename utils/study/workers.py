@@ -101,10 +101,20 @@ def claims_elsewhere(held: Sequence[Dict[str, Any]]) -> str:
     """One line for the setups other processes held: how many, done or running, and by whom."""
     running = [h for h in held if h.get("state") != "done"]
     done = len(held) - len(running)
-    who = sorted({f"pid {h.get('pid')} on {h.get('host')}" for h in running})
-    return (f"claims: {len(held)} setup{'s' if len(held) != 1 else ''} held by other processes ({done} done, "
+    now = time.time()
+    who = sorted({f"pid {h.get('pid')} on {h.get('host')} for {_age(now - float(h.get('time') or now))}"
+                  for h in running})
+    line = (f"claims: {len(held)} setup{'s' if len(held) != 1 else ''} held by other processes ({done} done, "
             f"{len(running)} running" + (f": {', '.join(who[:4])}" + (", ..." if len(who) > 4 else "") if who else "")
             + ")")
+    if running:  # a process of another host cannot be checked from here: say how to release its claim
+        line += (f"; a claim whose process is gone on another host is released by deleting its file "
+                 f"(setup-{running[0].get('key', '<key>')}.claim in the claims folder)")
+    return line
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def launch(handover: Path) -> subprocess.Popen:

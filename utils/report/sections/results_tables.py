@@ -12,9 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from utils.backends.registry import SIDE_BY_SIDE_ROWS
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.sections.cells import accuracy, rate, size_mib
-from utils.report.select import (UNSTABLE, UNSTABLE_NOTE, identity_columns, latest_per_config, row_label,
+from utils.report.select import (UNSTABLE, UNSTABLE_NOTE, env_identity, identity_columns, latest_per_config, row_label,
                                  row_sort_key, timing_rows)
-
 
 MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
                "images/s", "size (MiB)", "top-1 (%)", "top-5 (%)", "layers", "parameters"]
@@ -35,11 +34,16 @@ def results_table(records: Sequence[Dict[str, Any]]) -> str:
 
 def percentile_table(records: Sequence[Dict[str, Any]]) -> str:
     several = len({r.get("network") for r in records}) > 1  # a study: say which network each row is
-    header = ["network"] * several + ["backend", "batch", "mode", "model p50 / p90 / p99 (ms)",
+    # dataset, weights, environment where one network's rows differ in them (networks differ in weights anyway)
+    needed = {name for net in {r.get("network") for r in records}
+              for name, _ in identity_columns([r for r in records if r.get("network") == net])}
+    extra = [(name, f) for name, f in identity_columns(records) if name in needed]
+    header = ["network"] * several + ["backend", *[h for h, _ in extra], "batch", "mode", "model p50 / p90 / p99 (ms)",
                                       "all p50 / p90 / p99 (ms)", "model CV (%)", "all CV (%)", "timed batches"]
     rows = []
     for r in records:
-        rows.append([r.get("network")] * several + [row_label(r), r.get("batch_size"), r.get("mode"),
+        rows.append([r.get("network")] * several + [row_label(r), *[f(r) for _, f in extra], r.get("batch_size"),
+                                                    r.get("mode"),
                      " / ".join(fmt(r.get(f"latency_model_p{q}"), 3) for q in (50, 90, 99)),
                      " / ".join(fmt(r.get(f"latency_all_p{q}"), 3) for q in (50, 90, 99)),
                      fmt(r.get("latency_model_cv_percent")), fmt(r.get("latency_all_cv_percent")),
@@ -57,10 +61,13 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> Doc:
     header = ["", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)", "images/s", "size (MiB)",
               "top-1 (%)", "top-5 (%)", "layers", "parameters", "prepare (s)"]
     parts: List[Any] = [f"# {network}"]
-    env = recs[0]["env"] if recs else {}
-    parts.append(f"Measured on {env.get('gpu') or env.get('cpu', '?')}, torch {env.get('torch')}, "
-                 f"ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}"
-                 + (f", TensorRT-RTX {env['tensorrt_rtx']}" if env.get("tensorrt_rtx") else "") + ".")
+    env = (recs[0].get("env") if recs and isinstance(recs[0].get("env"), dict) else None) or {}
+    if len({env_identity(r) for r in recs}) > 1:  # never one machine's name over another's rows
+        parts.append("Measured in several environments: each row's is in its \"measured with\" column.")
+    else:
+        parts.append(f"Measured on {env.get('gpu') or env.get('cpu', '?')}, torch {env.get('torch')}, "
+                     f"ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}"
+                     + (f", TensorRT-RTX {env['tensorrt_rtx']}" if env.get("tensorrt_rtx") else "") + ".")
     for bs in sorted(by_bs, key=lambda b: b or 0):
         extra = identity_columns(by_bs[bs])
         rows = []
