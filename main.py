@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--compare", action="store_true", help="compare outputs with a reference runner")
     mode.add_argument("--demo", action="store_true", help="the built-in default: EfficientNet-Lite0, 20 photos")
     mode.add_argument("--report", metavar="DIR", help="redraw every table, plot and report from DIR's records")
+    p.add_argument("--baseline", metavar="DIR", help="with --report: each row against DIR's row of its setup")
+    p.add_argument("--max_regression", type=float, metavar="PCT", help="with --baseline: exit 4 past PCT %% slower")
 
     net = p.add_argument_group("network")
     net.add_argument("--network", default="resnet18", metavar="NAME",

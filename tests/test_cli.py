@@ -41,7 +41,7 @@ def test_every_option_has_help_and_its_default_shows(script):
 
 def test_main_help_is_short_enough_to_read():
     lines = main.build_parser().format_help().splitlines()
-    assert len(lines) <= 140, len(lines)  # 130 before the serving options (issue 24)
+    assert len(lines) <= 142, len(lines)  # 130 before the serving options (issue 24), 140 before --baseline (41)
     assert all(len(line) <= 120 for line in lines)
 
 

@@ -16,6 +16,7 @@ from utils.core.fileio import slug
 from utils.measure.telemetry import read_csv
 from utils.report import plots
 from utils.report.doc import Doc
+from utils.report.sections.baseline_tables import baseline_markdown
 from utils.report.sections.compare_tables import compare_doc, compare_groups, compare_labels
 from utils.report.sections.confidence_tables import confidence_markdown, speed_markdown
 from utils.report.sections.energy_tables import energy_markdown
@@ -45,15 +46,18 @@ class View:
     timing: List[Record] = field(default_factory=list)
     latest: List[Record] = field(default_factory=list)
     compares: List[Record] = field(default_factory=list)
+    baseline: Sequence[Record] = ()             # --report --baseline OLD: the baseline's records
+    max_regression: Optional[float] = None
 
     @classmethod
-    def of(cls, everything: Sequence[Record], max_drop: Optional[float] = None,
-           folder: Optional[Path] = None) -> "View":
+    def of(cls, everything: Sequence[Record], max_drop: Optional[float] = None, folder: Optional[Path] = None,
+           baseline: Sequence[Record] = (), max_regression: Optional[float] = None) -> "View":
         every = [r for r in everything if r.get("kind") == "validate"]
         ok = [r for r in every if not r.get("error")]
         timing = timing_rows(ok)
         return cls(everything, max_drop, folder, every, ok, served_records(ok), timing, latest_per_config(timing),
-                   latest_compares([r for r in everything if r.get("kind") == "compare" and not r.get("error")]))
+                   latest_compares([r for r in everything if r.get("kind") == "compare" and not r.get("error")]),
+                   baseline, max_regression)
 
     def setups(self) -> int:
         return len({(r.get("network"), r.get("backend"), r.get("precision"), r.get("options")) for r in self.latest})
@@ -90,7 +94,7 @@ class Section:
     fit_terminal: bool = False  # its tables lose their least telling columns to fit the terminal
 
 
-RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served", "confidence", "speed")  # the report's own table files
+RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served", "confidence", "speed", "baseline")  # the report's own table files
 
 
 def file_name(network: str) -> str:
@@ -148,6 +152,8 @@ def _comparisons(view: View, compares: List[Record]) -> List[Piece]:
 
 
 SECTIONS: Tuple[Section, ...] = (
+    Section("baseline", ("baseline.md",), lambda v: _one(v.ok) if v.baseline else [],
+            lambda v, recs: _doc("baseline.md", baseline_markdown(recs, v.baseline, v.max_regression)[0])),
     Section("results", (), lambda v: _one(study_order(v.latest)),
             lambda v, recs: [Markdown(None, results_table(recs)), Markdown(None, percentile_table(recs))],
             console=True, report=False, fit_terminal=True),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import jinja2
 from markupsafe import Markup
@@ -39,7 +39,8 @@ PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).fro
 
 
 def make_report(folder: Path, max_top1_drop: Optional[float] = None,
-                records: Optional[List[Dict[str, Any]]] = None) -> List[str]:
+                records: Optional[List[Dict[str, Any]]] = None, baseline: Sequence[Dict[str, Any]] = (),
+                max_regression: Optional[float] = None) -> List[str]:
     """Writes table_outputs/*.md, plots/*.png and report.html under folder from the records alone (it never
     writes a record); returns what it wrote. Every section of utils.report.layout.SECTIONS shown in the report, in
     its order: serving records first ("served within the budget" and each network's latency-against-load curve),
@@ -49,7 +50,7 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
         raise ArtTRTError(f"results folder {folder} is a file, not a folder: give the folder that holds records/"
                           if folder.exists() else f"results folder {folder} does not exist")
     everything = load_records(folder) if records is None else records  # a run passes what it read and wrote
-    view = View.of(everything, max_top1_drop, folder)
+    view = View.of(everything, max_top1_drop, folder, baseline, max_regression)
     if not view.ok and not view.compares and not view.every and not any(folder.rglob("telemetry-*.csv")):
         raise ArtTRTError(f"no ArtTRT records under {folder}: run main.py -v first")
     wrote: List[str] = []

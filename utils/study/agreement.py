@@ -76,13 +76,13 @@ def reference_predictions(output: Path, records: Sequence[Dict[str, Any]], want:
         if (is_reference(r) and images_key(r) == want and r.get("predictions_file") and not r.get("error")
                 and r.get("role") in KEEPS_PREDICTIONS):
             try:
-                return _load(output, r["predictions_file"]), str(r.get("job_key"))
+                return load_predictions(output, r["predictions_file"]), str(r.get("job_key"))
             except (OSError, ValueError, ArtTRTError) as err:
                 log.warning("no agreement with %s: %s", r.get("_path"), first_line(err))
     return None
 
 
-def _load(output: Path, name: str) -> np.ndarray:
+def load_predictions(output: Path, name: str) -> np.ndarray:
     """A predictions file a record names: confined to the output folder, a regular file, no pickles."""
     return np.load(regular_file(inside(output, name), "predictions"), allow_pickle=False)
 
@@ -117,10 +117,11 @@ def with_agreement(output: Path, records: Sequence[Dict[str, Any]]) -> List[Dict
             out.append(r)
             continue
         try:
-            mine, theirs = _load(output, r["predictions_file"]), _load(output, ref["predictions_file"])
+            mine = load_predictions(output, r["predictions_file"])
+            theirs = load_predictions(output, ref["predictions_file"])
             agreement = top1_agreement(mine, theirs)
             if agreement is not None and r.get("labels_file"):
-                agreement.update(paired_change(mine, theirs, _load(output, r["labels_file"])) or {})
+                agreement.update(paired_change(mine, theirs, load_predictions(output, r["labels_file"])) or {})
         except (OSError, ValueError, ArtTRTError) as err:
             log.warning("no agreement for %s: %s", r.get("_path"), first_line(err))
             agreement = None

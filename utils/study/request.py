@@ -79,6 +79,8 @@ class Request:
     calib_methods: Optional[Tuple[str, ...]] = None
     calib_sizes: Optional[Tuple[int, ...]] = None
     max_top1_drop: Optional[float] = None
+    baseline: Optional[Path] = None         # --report --baseline OLD
+    max_regression: Optional[float] = None
     reference: Tuple[str, str] = registry.REFERENCE_RUNNER
     num_inputs: int = 5000
     rtol: float = 1e-3
@@ -123,7 +125,8 @@ def flag(dest: str) -> str:
 
 # what --report and --demo take: --report redraws the records as they are (its gate is --max_top1_drop), --demo is
 # one fixed run; any other option given to them would be ignored, so it is refused
-ONLY_TAKES = {"report": ("report", "max_top1_drop", "quiet", "verbose"), "demo": ("demo", "output", "quiet", "verbose")}
+ONLY_TAKES = {"report": ("report", "max_top1_drop", "baseline", "max_regression", "quiet", "verbose"),
+              "demo": ("demo", "output", "quiet", "verbose")}
 # what only a run with timing jobs uses (a scenario-only run times nothing outside LoadGen)
 TIMING_ONLY = ("iterations", "sync", "warmup", "min_warmup_s", "full_passes", "profile", "inspect")
 COMPARE_ONLY = ("reference", "num_inputs", "rtol", "atol", "val_dataset")
@@ -179,8 +182,19 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
                                  else "is one fixed run") + f": drop it (--{mode} takes {takes})")
         if args.max_top1_drop is not None and not 0 <= args.max_top1_drop < math.inf:
             raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {args.max_top1_drop}")
+        if args.max_regression is not None and args.baseline is None:
+            raise ArtTRTError("--max_regression judges rows against a baseline: add --baseline DIR")
+        if args.max_regression is not None and not 0 <= args.max_regression < 100:
+            raise ArtTRTError(f"--max_regression is a percentage of the baseline's speed, 0 to 100, not "
+                              f"{args.max_regression}")
+        if args.baseline is not None and not Path(args.baseline).is_dir():
+            raise ArtTRTError(f"--baseline {args.baseline} is not a folder of results")
         return Request(**common, report_dir=Path(args.report) if args.report else None,  # type: ignore[arg-type]
-                       max_top1_drop=args.max_top1_drop)
+                       max_top1_drop=args.max_top1_drop, baseline=Path(args.baseline) if args.baseline else None,
+                       max_regression=args.max_regression)
+    report_only = [n for n in ("baseline", "max_regression") if n in given]
+    if report_only:
+        raise ArtTRTError(f"--{report_only[0]} compares result folders: use it with --report NEW --baseline OLD")
     _check_combinations(args, given, backends, precisions)
     if args.cuda_graph and not device.startswith("cuda"):
         raise ArtTRTError(f"--cuda_graph replays a CUDA graph on a GPU, and this run is on {device}: add --device "

@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from utils.backends import base, registry
 from utils.core.errors import ArtTRTError, first_line, setup_logging
 from utils.core.fileio import atomic_write_text, ensure_writable, slug
 from utils.data.cache import SyntheticDataset, default_cache_dir
+from utils.measure.confidence import paired_change
 from utils.measure.telemetry import Telemetry
 from utils.models import networks
 from utils.models.chain import check_input_size
@@ -24,9 +27,11 @@ from utils.models.networks import Network
 from utils.models.paths import weights_dir
 from utils.report.records import Recorder, load_records, record_folders
 from utils.report.report import make_report, where_results_are
+from utils.report.sections.baseline_tables import baseline_markdown, setup_identity
 from utils.report.sections.compare_tables import compare_columns_markdown
+from utils.report.terminal import fit_terminal, terminal_width
 from utils.study import gpus as multi_gpu
-from utils.study.agreement import with_agreement
+from utils.study.agreement import KEEPS_PREDICTIONS, load_predictions, with_agreement
 from utils.study.comparison import compare_one
 from utils.study.demo import run_demo
 from utils.study.finish import finish_study, top1_gate
@@ -205,6 +210,32 @@ def validate_command(request: Request, plan: Optional[StudyPlan] = None, worker:
                         everything)
 
 
+REGRESSED = 4  # exit status of --report --baseline with a row slower beyond --max_regression
+
+
+def with_baseline_pairs(folder: Path, records: List[Dict[str, Any]], base: Path, old: Sequence[Dict[str, Any]]
+                        ) -> List[Dict[str, Any]]:
+    """records, each accuracy pass that has the baseline's accuracy pass of the same setup and images (both with
+    predictions and labels kept) as a copy with `baseline_paired`: its top-1 change paired on those images."""
+    theirs = {setup_identity(r): r for r in old if r.get("role") in KEEPS_PREDICTIONS and r.get("predictions_file")
+              and not r.get("error")}
+    out = []
+    for r in records:
+        b = theirs.get(setup_identity(r))
+        if r.get("role") not in KEEPS_PREDICTIONS or b is None or not r.get("predictions_file") or not r.get("labels_file"):
+            out.append(r)
+            continue
+        try:
+            paired = paired_change(load_predictions(folder, r["predictions_file"]),
+                                   load_predictions(base, b["predictions_file"]),
+                                   load_predictions(folder, r["labels_file"]))
+        except (OSError, ValueError, ArtTRTError) as err:
+            log.warning("no paired top-1 against the baseline for %s: %s", r.get("_path"), first_line(err))
+            paired = None
+        out.append({**r, "baseline_paired": paired} if paired else r)
+    return out
+
+
 def written_since(rec: Dict[str, Any], held: Sequence[Dict[str, Any]]) -> bool:
     """Whether a record was written by this study's other processes: at or after the first claim they held."""
     try:
@@ -268,13 +299,25 @@ def report_command(request: Request) -> int:
         folders = record_folders(records)
         if len(folders) > 1:
             print("records read from " + ", ".join(f"{f} ({n})" for f, n in sorted(folders.items())))
+    old: List[Dict[str, Any]] = []
+    if request.baseline is not None:
+        old = load_records(request.baseline, nested=True)
+        records = with_baseline_pairs(request.report_dir, records or [], request.baseline, old)
     try:
-        make_report(request.report_dir, max_top1_drop=request.max_top1_drop, records=records)
+        make_report(request.report_dir, max_top1_drop=request.max_top1_drop, records=records, baseline=old,
+                    max_regression=request.max_regression)
     except OSError as err:  # a read-only or full disk, a folder in the way: one sentence
         raise ArtTRTError(f"--report could not write its tables, plots and report into {request.report_dir} "
                           f"({err.strerror or first_line(err)}{': ' + str(err.filename) if err.filename else ''}): "
                           "the records are untouched; copy the folder somewhere writable and run --report there") from err
     print(where_results_are(request.report_dir))
-    if request.max_top1_drop is not None:
-        return top1_gate(records or [], request.max_top1_drop)  # merged shards are gated as one study is
-    return 0
+    rc = top1_gate(records or [], request.max_top1_drop) if request.max_top1_drop is not None else 0
+    if request.baseline is not None:  # first on the console as in the report
+        doc, regressed = baseline_markdown(records or [], old, request.max_regression)
+        print(fit_terminal(doc, terminal_width()))
+        for row in regressed:
+            print(f"regression: {row} is more than {request.max_regression:g} % slower than in {request.baseline}",
+                  file=sys.stderr)
+        if regressed and not rc:
+            return REGRESSED
+    return rc  # merged shards are gated as one study is

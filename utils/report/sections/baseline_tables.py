@@ -1,0 +1,111 @@
+"""Against a baseline (main.py --report NEW --baseline OLD): each row of NEW matched to OLD's row of the same setup
+(network, weights, images, backend, precision, options, batch size, mode), its speed ratio with a 95 % interval, its
+top-1 change (paired where both kept predictions: McNemar), what differs in the environment, and the rows in one
+folder only; a row whose whole speed interval lies below 1 - --max_regression is a regression.
+
+Usage:
+    doc, regressed = baseline_markdown(new_records, old_records, max_regression=5.0)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from utils.report.doc import Doc, compose, fmt, table
+from utils.report.schema_types import ENV_IDENTITY
+from utils.report.select import latest_per_config, row_label, timing_rows
+
+BASELINE_HEADING = "## Against the baseline"
+
+BASELINE_NOTE = ("Each row of this folder beside the baseline's row of the same setup (network, weights, images, "
+                 "runner, batch size, mode). Speed: images/s here over the baseline's, its 95 % interval combining "
+                 "both rows' moving-block bootstrap intervals in log space; a regression is a row whose whole interval "
+                 "lies below 1 - --max_regression. Top-1: the change in points, paired on the same images (McNemar's "
+                 "exact p) where both folders kept the predictions. Environment: what differs between the two rows.")
+
+ENV_SHOWN = (*ENV_IDENTITY, "sm_clock_mhz", "power_limit_w")
+
+
+def setup_identity(r: Dict[str, Any]) -> Tuple[Any, ...]:
+    """What a row measured, whatever the machine and the libraries: the key rows of two folders are matched by."""
+    return (r.get("network"), r.get("weights_id") or r.get("weights"), r.get("dataset_key") or r.get("dataset"),
+            r.get("images"), row_label(r), r.get("batch_size"), r.get("mode"))
+
+
+def _interval(r: Dict[str, Any]) -> Optional[Tuple[float, float]]:
+    ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
+    got = ci.get("images_per_s")
+    ok = isinstance(got, list) and len(got) == 2 and all(isinstance(x, (int, float)) and x > 0 for x in got)
+    return (float(got[0]), float(got[1])) if ok else None
+
+
+def speed_change(new: Dict[str, Any], old: Dict[str, Any]) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+    """(ratio, low, high) of new's images/s over old's; low/high None where either row has no interval."""
+    a, b = new.get("images_per_s"), old.get("images_per_s")
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or a <= 0 or b <= 0:
+        return None, None, None
+    ratio = a / b
+    pa, pb = _interval(new), _interval(old)
+    if pa is None or pb is None:
+        return ratio, None, None
+    half = math.hypot(math.log(pa[1] / pa[0]), math.log(pb[1] / pb[0])) / 2
+    return ratio, ratio * math.exp(-half), ratio * math.exp(half)
+
+
+def env_changes(new: Dict[str, Any], old: Dict[str, Any]) -> str:
+    a = new.get("env") if isinstance(new.get("env"), dict) else {}
+    b = old.get("env") if isinstance(old.get("env"), dict) else {}
+    diff = [f"{k} {b.get(k) or '-'} -> {a.get(k) or '-'}" for k in ENV_SHOWN if a.get(k) != b.get(k)]
+    return "; ".join(diff) or "same"
+
+
+def _top1(new: Dict[str, Any], old: Dict[str, Any], paired: Optional[Dict[str, Any]]) -> str:
+    if isinstance(paired, dict) and paired.get("paired_change_points") is not None:
+        return (f"{paired['paired_change_points']:+.2f} ({paired['paired_low_points']:+.2f}.."
+                f"{paired['paired_high_points']:+.2f}), McNemar p {paired['mcnemar_p']:.3g}")
+    if new.get("top1") is None or old.get("top1") is None:
+        return "-"
+    return f"{float(new['top1']) - float(old['top1']):+.2f} (unpaired)"
+
+
+def baseline_markdown(new: Sequence[Dict[str, Any]], old: Sequence[Dict[str, Any]],
+                      max_regression: Optional[float] = None) -> Tuple[Doc, List[str]]:
+    """The table of NEW against OLD, and the rows that regressed beyond max_regression % (their labels)."""
+    mine = {setup_identity(r): r for r in latest_per_config([r for r in timing_rows(new) if not r.get("error")])}
+    theirs = {setup_identity(r): r for r in latest_per_config([r for r in timing_rows(old) if not r.get("error")])}
+    rows, regressed = [], []
+    # the paired top-1 is its setup's accuracy pass's (a timing row carries the top-1 only): by setup, any batch
+    pairs = {setup_identity(r)[:5]: r["baseline_paired"] for r in new if isinstance(r.get("baseline_paired"), dict)}
+    for key in sorted(set(mine) & set(theirs), key=lambda k: tuple(map(str, k))):
+        a, b = mine[key], theirs[key]
+        ratio, low, high = speed_change(a, b)
+        verdict = "-"
+        if ratio is not None and low is not None and high is not None:
+            limit = 1 - (max_regression or 0.0) / 100.0
+            if high < limit and max_regression is not None:
+                verdict = f"REGRESSED (more than {max_regression:g} %)"
+                regressed.append(f"{a.get('network')} {row_label(a)} bs{a.get('batch_size')}")
+            elif high < 1.0:
+                verdict = "slower"
+            elif low > 1.0:
+                verdict = "faster"
+            else:
+                verdict = "no measurable difference"
+        speed = "-" if ratio is None else f"{ratio:.3f}x" + (f" ({low:.3f}..{high:.3f})" if low is not None else "")
+        rows.append([a.get("network"), row_label(a), a.get("batch_size"), fmt(b.get("images_per_s"), 1),
+                     fmt(a.get("images_per_s"), 1), speed, verdict, _top1(a, b, pairs.get(key[:5])), env_changes(a, b)])
+    only_new = sorted(f"{r.get('network')} {row_label(r)} bs{r.get('batch_size')}" for k, r in mine.items()
+                      if k not in theirs)
+    only_old = sorted(f"{r.get('network')} {row_label(r)} bs{r.get('batch_size')}" for k, r in theirs.items()
+                      if k not in mine)
+    parts: List[Any] = [BASELINE_HEADING, BASELINE_NOTE]
+    if rows:
+        parts.append(table(["network", "runner", "batch", "images/s baseline", "images/s here",
+                            "speed (95 %)", "verdict", "top-1 change, points", "environment"], rows))
+    else:
+        parts.append("No row of this folder has a row of the same setup in the baseline.")
+    if only_new:
+        parts.append("Here only: " + ", ".join(only_new) + ".")
+    if only_old:
+        parts.append("In the baseline only: " + ", ".join(only_old) + ".")
+    return compose(*parts), regressed
