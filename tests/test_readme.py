@@ -72,7 +72,8 @@ def test_every_readme_command_runs_or_says_in_one_sentence_what_it_lacks(checkou
         r = subprocess.run([sys.executable] + argv[1:], cwd=checkout, env=env, capture_output=True, text=True,
                            timeout=900)
         err = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("error:") or "Error" in ln]
-        if r.returncode == 0:
+        inconclusive = r.returncode == 5 and "is inconclusive" in r.stderr  # a top-1 gate on too few images to tell
+        if r.returncode == 0 or inconclusive:
             ran.append(command)
             continue
         assert r.returncode == 2, f"{command}\nexit {r.returncode}\n{r.stderr[-3000:]}"

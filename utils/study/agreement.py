@@ -49,7 +49,8 @@ def predictions_saver(output: Path, key: str, reference: Optional[Reference] = N
         if agreement is not None and ref is not None:
             out.update(agreement, agree_top1_ref_key=ref[1])
             names = readable_class_names(folders)  # the dataset's class folders, as people read them
-            out.update(paired_change(predictions, ref[0], labels, names) or {} if "labels_file" in out else {})
+            if "labels_file" in out and ref[1] != key:  # (the reference against itself: no paired comparison)
+                out.update(paired_change(predictions, ref[0], labels, names) or {})
         return out
 
     return save
