@@ -1,11 +1,14 @@
 """Shared fixtures: real photos and weights that ship in packages, tiny datasets made per test."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
+import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -269,3 +272,23 @@ def tiny_onnx(path: Path, batch="batch", classes: int = 10, size: int = 8, outpu
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str = "64k", full: bool = False) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at mnt (made here) for the block, then unmounted; full: written until the kernel
+    says ENOSPC. Skips the test where this machine does not let it mount one (CI and the project's machines run
+    as root, and can)."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root (CI and this project's machines run as root)")
+    try:
+        if full:
+            with open(mnt / "filler", "wb", buffering=0) as f:
+                with pytest.raises(OSError) as no_room:
+                    while True:
+                        f.write(bytes(1024))
+                assert no_room.value.errno == errno.ENOSPC
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import main
+from tests.conftest import tmpfs
 from utils.core.errors import cli_boundary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -302,11 +303,7 @@ def test_an_output_that_cannot_take_files_is_refused_before_any_work(demo_data, 
 
 def test_a_full_or_read_only_output_on_a_small_tmpfs(tmp_path, capsys):
     """Where this machine lets a test mount a tmpfs (root in a container usually can)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs is not allowed here")
-    try:
+    with tmpfs(tmp_path / "mnt") as mnt:
         (mnt / "filler").write_bytes(bytes(60 * 1024))
         argv = ["-v", "--network", "mobilenet_v3_small", "--synthetic", "4", "--batch_size", "4", "--quiet"]
         assert cli_boundary(main.main, argv + ["--output", str(mnt / "out")]) == 2
@@ -315,5 +312,3 @@ def test_a_full_or_read_only_output_on_a_small_tmpfs(tmp_path, capsys):
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         assert cli_boundary(main.main, argv + ["--output", str(mnt)]) == 2
         assert "cannot be written to" in capsys.readouterr().err
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)

@@ -3,10 +3,8 @@ figure or a lost record is now one sentence and exit 2 before any long work, a r
 and nothing the user owns changes."""
 from __future__ import annotations
 
-import errno
 import json
 import os
-import subprocess
 import threading
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 import torch
 
 import main
-from tests.conftest import unchanged
+from tests.conftest import tmpfs, unchanged
 from utils.core.errors import cli_boundary
 
 LITE = ["--network", "efficientnet_lite0", "--pretrained"]
@@ -147,23 +145,11 @@ def test_a_full_disk_after_a_measured_pass_keeps_the_record(tmp_path, capsys, de
     sentence, not a traceback, and no figure is lost."""
     import tempfile
 
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root (CI and this project's machines run as root)")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-tmp"))
     (tmp_path / "system-tmp").mkdir()
-    try:
-        with open(mnt / "filler", "wb", buffering=0) as f:
-            try:
-                while True:
-                    f.write(bytes(1024))
-            except OSError as err:
-                assert err.errno == errno.ENOSPC
+    with tmpfs(tmp_path / "mnt", full=True) as mnt:
         rc, out, err = run(capsys, ["-v", *LITE, "--backend", "onnxrt", "--dataset", str(demo_data),
                                     "--batch_size", "4", "--output", str(mnt / "out"), "--quiet"])
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
     assert rc == 2 and "is full" in one_sentence(err)
     kept = list((tmp_path / "system-tmp" / "arttrt-records").glob("*.json"))
     assert len(kept) == 1

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 import main
-from tests.conftest import unchanged
+from tests.conftest import tmpfs, unchanged
 from tests.report.test_hostile_records import record, write
 from tests.study.test_study import FAST, summary
 from utils.core.errors import cli_boundary
@@ -34,18 +34,12 @@ def test_a_studys_report_holds_its_own_records_and_report_dir_says_what_it_merge
 
 
 def test_report_on_a_read_only_folder_is_one_sentence(tmp_path, capsys):
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root (CI and this project's machines run as root)")
-    try:
+    with tmpfs(tmp_path / "ro", size="1m") as mnt:
         write(mnt, "a.json", record())
         assert subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True).returncode == 0
         rc = cli_boundary(main.main, ["--report", str(mnt), "--quiet"])
         err = capsys.readouterr().err
         assert json.loads((mnt / "records" / "a.json").read_text())["top1"] == 70.0
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith(f"error: --report could not write its tables, plots and report into {mnt} (Read-only "
