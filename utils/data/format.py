@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Tuple
 from utils.core.errors import ArtTRTError, first_line, visible
 from utils.core.fileio import atomic_path, read_text, regular_file
 from utils.data.imagenet import imagenet_classes
-from utils.data.scan import IMAGE_EXTS
+from utils.data.scan import image_extensions
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Summary:
 
 
 def _image_files(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and p.suffix.lower() in image_extensions())
 
 
 def read_meta_mat(meta: Path) -> Dict[int, str]:

@@ -29,13 +29,13 @@ NOT_DECODED = {".bufr", ".grib", ".h5", ".hdf", ".eps", ".ps", ".emf", ".wmf", "
 
 @functools.lru_cache(maxsize=None)
 def image_extensions() -> frozenset:
-    """Every file extension of a format Pillow opens and decodes here (.jpg, .png, .tif, .gif, .jfif, .webp, ...)."""
+    """Every file extension of a format Pillow opens and decodes here (.jpg, .png, .tif, .gif, .jfif, .webp, ...);
+    asked on first use, not at import (Image.init loads every plugin: 30 ms that main.py --help need not pay)."""
     Image.init()
     return frozenset(ext for ext, fmt in Image.registered_extensions().items()
                      if fmt in Image.OPEN and ext not in NOT_DECODED)
 
 
-IMAGE_EXTS = image_extensions()
 SHOWN_UNUSED = 10  # the files not used named in the warning (all of them are in DatasetIndex.unused)
 
 
@@ -110,7 +110,7 @@ def scan_dataset(root: Path, num_classes: int = 1000, class_map: Optional[Path] 
                                           "read one level down only, root/<class>/<image>"))
             elif not f.is_file():
                 unused.append((rel, "not a regular file"))
-            elif f.suffix.lower() in IMAGE_EXTS:
+            elif f.suffix.lower() in image_extensions():
                 files.append(rel)
                 labels.append(index[folder.name])
             else:

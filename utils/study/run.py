@@ -191,6 +191,7 @@ def validate_command(request: Request, plan: Optional[StudyPlan] = None, worker:
             log.info("GPU telemetry: %s", csv_path)
     if worker:  # a worker (of --gpus, or a setup's own process): the parent draws the tables
         return 1 if any(o.status == ERROR for o in outcomes) else 0
+    mine = [o.record for o in outcomes if o.record]
     if ctx.held_elsewhere and request.claims is not None:  # --claims shared with other processes (a Slurm array)
         held = held_now(request.claims, ctx.held_elsewhere)
         print(claims_elsewhere(held))
@@ -198,8 +199,7 @@ def validate_command(request: Request, plan: Optional[StudyPlan] = None, worker:
             print(f"the tables and report of {request.output} are drawn by the last of the study's processes to "
                   f"finish (or: python main.py --report {request.output})")
             return 1 if any(o.status == ERROR for o in outcomes) else 0
-    mine = [o.record for o in outcomes if o.record]
-    if ctx.held_elsewhere and request.claims is not None:  # the last process: the other processes' rows too
+        # the last process: the other processes' rows too
         known = load_records(request.output)  # read again: they wrote since this process started
         mine += [r for r in known if r.get("kind") == "validate" and written_since(r, held)
                  and r.get("_path") not in {m.get("_path") for m in mine}]

@@ -8,11 +8,11 @@ Usage:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.schema_types import ENV_IDENTITY
+from utils.report.sections.confidence_tables import speed_change
 from utils.report.select import latest_per_config, row_label, timing_rows
 
 BASELINE_HEADING = "## Against the baseline"
@@ -30,26 +30,6 @@ def setup_identity(r: Dict[str, Any]) -> Tuple[Any, ...]:
     """What a row measured, whatever the machine and the libraries: the key rows of two folders are matched by."""
     return (r.get("network"), r.get("weights_id") or r.get("weights"), r.get("dataset_key") or r.get("dataset"),
             r.get("images"), row_label(r), r.get("batch_size"), r.get("mode"))
-
-
-def _interval(r: Dict[str, Any]) -> Optional[Tuple[float, float]]:
-    ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
-    got = ci.get("images_per_s")
-    ok = isinstance(got, list) and len(got) == 2 and all(isinstance(x, (int, float)) and x > 0 for x in got)
-    return (float(got[0]), float(got[1])) if ok else None
-
-
-def speed_change(new: Dict[str, Any], old: Dict[str, Any]) -> Tuple[Optional[float], Optional[float], Optional[float]]:
-    """(ratio, low, high) of new's images/s over old's; low/high None where either row has no interval."""
-    a, b = new.get("images_per_s"), old.get("images_per_s")
-    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or a <= 0 or b <= 0:
-        return None, None, None
-    ratio = a / b
-    pa, pb = _interval(new), _interval(old)
-    if pa is None or pb is None:
-        return ratio, None, None
-    half = math.hypot(math.log(pa[1] / pa[0]), math.log(pb[1] / pb[0])) / 2
-    return ratio, ratio * math.exp(-half), ratio * math.exp(half)
 
 
 def env_changes(new: Dict[str, Any], old: Dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ Usage:
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.measure.confidence import wilson
 from utils.report.doc import Doc, compose, fmt, table
@@ -102,20 +102,29 @@ def _with(value: Any, pair: Any, digits: int) -> str:
     return f"{value:.{digits}f}" + (f" ({pair[0]:.{digits}f}..{pair[1]:.{digits}f})" if pair else "")
 
 
-def speed_ratio(r: Dict[str, Any], ref: Dict[str, Any]) -> str:
-    """images/s of r over ref's with a 95 % interval (log-space, independent runs), or the point where either row
-    has no interval; "no measurable difference" where the interval holds 1."""
-    a, b = finite_number(r.get("images_per_s")), finite_number(ref.get("images_per_s"))
-    if not a or not b:
-        return "-"
+def speed_change(new: Dict[str, Any], old: Dict[str, Any]) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+    """(ratio, low, high) of new's images/s over old's, the 95 % interval combining both rows' intervals in log space
+    (independent runs); (None, None, None) without both rates, low/high None where either row has no interval."""
+    a, b = finite_number(new.get("images_per_s")), finite_number(old.get("images_per_s"))
+    if not a or not b or a <= 0 or b <= 0:
+        return None, None, None
     ratio = a / b
-    pa, pb = _pair(r, "images_per_s"), _pair(ref, "images_per_s")
+    pa, pb = _pair(new, "images_per_s"), _pair(old, "images_per_s")
     if not pa or not pb or min(pa + pb) <= 0:
+        return ratio, None, None
+    half = math.hypot(math.log(pa[1] / pa[0]), math.log(pb[1] / pb[0])) / 2  # half-widths in log space (~1.96 se)
+    return ratio, ratio * math.exp(-half), ratio * math.exp(half)
+
+
+def speed_ratio(r: Dict[str, Any], ref: Dict[str, Any]) -> str:
+    """images/s of r over ref's with its 95 % interval (speed_change), or the point where either row has no
+    interval; "no measurable difference" where the interval holds 1."""
+    ratio, low, high = speed_change(r, ref)
+    if ratio is None:
+        return "-"
+    if low is None or high is None:
         return f"{ratio:.2f}x"
-    se = math.hypot(math.log(pa[1] / pa[0]), math.log(pb[1] / pb[0])) / 2  # half-widths in log space (each ~1.96 se)
-    low, high = ratio * math.exp(-se), ratio * math.exp(se)
-    text = f"{ratio:.2f}x ({low:.2f}..{high:.2f})"
-    return text + (" no measurable difference" if low <= 1.0 <= high else "")
+    return f"{ratio:.2f}x ({low:.2f}..{high:.2f})" + (" no measurable difference" if low <= 1.0 <= high else "")
 
 
 def speed_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
