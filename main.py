@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                            f"with --iterations, whichever is reached last; default {DEFAULT_DURATION_S:g} in a sweep)")
     meas.add_argument("--iterations", type=int, metavar="N",
                       help=f"bounded timing: at least N timed batches (default {DEFAULT_ITERATIONS} in a sweep)")
+    meas.add_argument("--repeats", type=int, default=1, metavar="N",
+                      help="time each batch size N times over (whole runs, each warmed up): figures are the mean, "
+                           "95 %% intervals across the runs (Student-t), which also catch run-to-run noise")
     meas.add_argument("--full_passes", action="store_true",
                       help="time every batch size over the whole dataset (the original's way; accuracy at each) "
                            "instead of one accuracy pass and bounded timing")

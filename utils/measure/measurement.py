@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     import torch
 else:
     from utils.core.deps import torch
+
+
+MAX_REPEATS = 100
 
 
 @dataclass
@@ -36,6 +39,9 @@ class MeasureOptions:
     # batches; no accuracy (a study takes it from one whole pass). Both None: one whole pass, accuracy and timing.
     duration_s: Optional[float] = None
     iterations: Optional[int] = None
+    # --repeats: the timing run made this many times in a row, each with its own warm-up, on the same runner; the
+    # figures' intervals then come from the spread across runs (Student-t, as AIPerf's --num-profile-runs)
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         """Each measurement rule checked here, the one place that owns it (a request makes one before any work)."""
@@ -52,6 +58,9 @@ class MeasureOptions:
             raise ArtTRTError(f"--duration must not be negative, not {float(self.duration_s)}")
         if self.iterations is not None and self.iterations < 1:
             raise ArtTRTError(f"--iterations must be at least 1, not {self.iterations}")
+        if not 1 <= self.repeats <= MAX_REPEATS:
+            raise ArtTRTError(f"--repeats {self.repeats}: give 1 to {MAX_REPEATS} whole timed runs (2 or more give an "
+                              "interval across runs)")
 
     @property
     def bounded(self) -> bool:
@@ -147,6 +156,52 @@ def speed_interval(all_ms: List[float], model_ms: List[float], images_per_s: Opt
             "latency_model_p99": [round(x, 6) for x in model["p99"]],
             "images_per_s": [round(images_per_s * mean / high, 4), round(images_per_s * mean / low, 4)]
             if low > 0 else None}
+
+
+ACROSS_RUNS = ("images_per_s", "latency_model_p50", "latency_model_p99", "latency_all_mean")
+
+
+def across_runs(summaries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """The figures of N whole timed runs of one setup (each run's MeasureResult.summary, in order): for images/s,
+    latency-model p50 and p99 and latency-all mean, the mean over the runs with its 95 % Student-t interval
+    (mean +- t(0.975, N-1) s / sqrt(N), as AIPerf's multi-run confidence reporting), and each run's figures; the
+    other latency figures combined so they keep a run's order (percentiles, std and CV the mean over runs, min the
+    least, max the most, batches the sum). The fields a record takes over its first run's; {} for fewer than 2 runs."""
+    if len(summaries) < 2:
+        return {}
+    from scipy.stats import t as student_t  # here, not at the top: SciPy's stats take 0.5 s to import (main.py --help)
+
+    n = len(summaries)
+    t = float(student_t.ppf(0.975, n - 1))
+    out: Dict[str, Any] = {"repeats": [{k: s.get(k) for k in ACROSS_RUNS} for s in summaries]}
+    ci: Dict[str, Any] = {"method": f"Student-t over {n} runs", "runs": n}
+    for key in ACROSS_RUNS:
+        values = np.asarray([s.get(key) for s in summaries], dtype=np.float64)
+        if not np.all(np.isfinite(values)):  # a run without the figure: no mean, no interval
+            out[key] = None
+            ci[key] = None
+            continue
+        mean, half = float(values.mean()), t * float(values.std(ddof=1)) / math.sqrt(n)
+        out[key] = mean
+        ci[key] = [round(max(mean - half, 0.0), 6), round(mean + half, 6)]
+    out["speed_ci"] = ci
+    out["timed_images"] = int(sum(int(s.get("timed_images") or 0) for s in summaries))
+    for prefix in ("latency_all", "latency_model"):  # the rest of the latency figures, in the same order as a run's
+        for stat, combine in (("p90", np.mean), ("std", np.mean), ("cv_percent", np.mean), ("min", np.min),
+                              ("max", np.max), ("batches", np.sum)):
+            key = f"{prefix}_{stat}"
+            values = [s.get(key) for s in summaries]
+            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                got = combine(np.asarray(values, dtype=np.float64))
+                out[key] = int(got) if stat == "batches" else float(got)
+        for stat in ("p50", "p99", "mean"):
+            key = f"{prefix}_{stat}"
+            if key not in out:  # (latency_all p50/p99, latency_model mean: the mean over runs, without an interval)
+                values = [s.get(key) for s in summaries]
+                if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                    out[key] = float(np.mean(values))
+    out["latency_unstable"] = any(bool(s.get("latency_unstable")) for s in summaries)
+    return out
 
 
 def pad_batch(x: "torch.Tensor", size: int) -> "torch.Tensor":

@@ -19,7 +19,7 @@ RECORD_VERSION = 2          # 2: records checked against this schema (1: the sam
 READABLE_VERSIONS = (1, 2)
 
 from utils.report.schema_types import (BatchSize, Count, Env, Example, Finite, Inspect, LongText, NonNegative, Percent,
-                                       Preparation, Profile, SpeedCI, Text, _Strict)
+                                       Preparation, Profile, RunFigures, SpeedCI, Text, _Strict)
 
 LatencyMs = Dict[Annotated[str, Field(max_length=16)], NonNegative]  # "p50" ... "p99.9", "min", "mean", "max"
 Reasons = List[Text]
@@ -120,6 +120,7 @@ class Record(LoadGenRun):
     top5: Optional[Percent] = None
     images_per_s: Optional[NonNegative] = None
     speed_ci: Optional[SpeedCI] = None
+    repeats: Optional[List[RunFigures]] = Field(default=None, max_length=100)
     size_mib: Optional[NonNegative] = None
     size_mb: Optional[NonNegative] = None
     layers: Optional[Count] = None

@@ -148,6 +148,15 @@ class MixedPrecision(_Strict):
     engine_measured: Optional[Text] = None  # what of each step's TensorRT engine was measured, speed included
 
 
+class RunFigures(_Strict):
+    """One of a --repeats row's whole timed runs (utils.measure.measurement.across_runs)."""
+
+    images_per_s: Optional[NonNegative] = None
+    latency_model_p50: Optional[NonNegative] = None
+    latency_model_p99: Optional[NonNegative] = None
+    latency_all_mean: Optional[NonNegative] = None
+
+
 class Preparation(_Strict):
     """How the runner's files were made (the facts of the build steps); the fields anything reads."""
 
@@ -158,9 +167,11 @@ Pair = Annotated[List[NonNegative], Field(min_length=2, max_length=2)]
 
 
 class SpeedCI(_Strict):
-    """95 % intervals of a timing row's figures from its own timed batches (utils.measure.measurement.speed_interval)."""
+    """95 % intervals of a timing row's figures: from its own timed batches (utils.measure.measurement.speed_interval)
+    or, with --repeats, across its whole timed runs (measurement.across_runs: `runs` set)."""
 
     method: Optional[Text] = None
+    runs: Optional[Count] = None
     batches: Optional[Count] = None
     block: Optional[Count] = None
     resamples: Optional[Count] = None

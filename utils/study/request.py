@@ -128,7 +128,7 @@ def flag(dest: str) -> str:
 ONLY_TAKES = {"report": ("report", "max_top1_drop", "baseline", "max_regression", "quiet", "verbose"),
               "demo": ("demo", "output", "quiet", "verbose")}
 # what only a run with timing jobs uses (a scenario-only run times nothing outside LoadGen)
-TIMING_ONLY = ("iterations", "sync", "warmup", "min_warmup_s", "full_passes", "profile", "inspect")
+TIMING_ONLY = ("iterations", "repeats", "sync", "warmup", "min_warmup_s", "full_passes", "profile", "inspect")
 COMPARE_ONLY = ("reference", "num_inputs", "rtol", "atol", "val_dataset")
 CALIBRATION_ONLY = ("calib_methods", "calib_sizes", "calib_method", "calib_size", "calib_dataset", "quantizer")
 DATASET_ONLY = ("class_map", "strict", "cache_dir", "gpu_lanes", "gpu_decoder", "gpu_decode", "workers")
@@ -208,7 +208,7 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
     at_least("num_inputs", args.num_inputs)
     check_interval(args.telemetry_ms)
     measure = MeasureOptions(batch_size=batch_sizes[0], warmup_fraction=args.warmup, min_warmup_s=args.min_warmup_s,
-                             sync=args.sync, limit=args.limit, progress=not args.quiet,
+                             sync=args.sync, limit=args.limit, progress=not args.quiet, repeats=args.repeats,
                              duration_s=(DEFAULT_DURATION_S if args.duration is None else args.duration)
                              if bounded else None,
                              iterations=(DEFAULT_ITERATIONS if args.iterations is None else args.iterations)

@@ -41,7 +41,7 @@ from utils.report.select import env_identity, images_key
 from utils.study import validate
 from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions
 from utils.study.handover import for_worker, write_handover
-from utils.study.plan import Job, Setup, digest, job_identity, setup_key
+from utils.study.plan import WHOLE, Job, Setup, digest, job_identity, setup_key
 from utils.study.validate import OpenRunner, serve_with, warn_if_random_weights
 from utils.study.workers import claim, claim_key, launch, note_outcome, outcomes_of, records_of, release, wait_all
 
@@ -102,7 +102,8 @@ def timing_rules(m: MeasureOptions) -> Dict[str, Any]:
         return None if v is None else float(v)
 
     return {"sync": bool(m.sync), "limit": m.limit, "duration_s": num(m.duration_s), "iterations": m.iterations,
-            "min_warmup_s": num(m.min_warmup_s), "warmup_fraction": None if m.bounded else num(m.warmup_fraction)}
+            "min_warmup_s": num(m.min_warmup_s), "warmup_fraction": None if m.bounded else num(m.warmup_fraction),
+            **({"repeats": m.repeats} if m.repeats > 1 else {})}  # (keys of single runs as before --repeats)
 
 
 def device_identity(device: str) -> str:
@@ -304,7 +305,8 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
             spec = setup.spec
             opts = dataclasses.replace(ctx.measure, batch_size=job.batch_size, progress=False)
             if job.kind.whole_pass:  # accuracy over every image (and its own timing)
-                opts = dataclasses.replace(opts, duration_s=None, iterations=None)
+                opts = dataclasses.replace(opts, duration_s=None, iterations=None,
+                                           repeats=opts.repeats if job.role == WHOLE else 1)
             extra = dict(common)
             if job.kind.takes_accuracy and accuracy is not None:
                 extra.update({k: accuracy.get(k) for k in ("top1", "top5", "images", "labelled_images",

@@ -24,7 +24,7 @@ from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import slug
 from utils.data.cache import CachedDataset
 from utils.data.options import DataOptions
-from utils.measure.measurement import MeasureOptions, MeasureResult, pad_batch
+from utils.measure.measurement import MeasureOptions, MeasureResult, across_runs, pad_batch
 from utils.measure.profile import profile_runner
 from utils.measure.scenarios import buckets
 from utils.measure.serving import serve
@@ -199,6 +199,11 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     peak = peak_gpu_mb(torch.cuda.max_memory_allocated, device, runner)
     load_before = _load_average()
     result = measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry)
+    # --repeats: the same timing run again on the same runner, each with its own warm-up; accuracy, predictions and
+    # energy are the first run's, the speed figures the mean over the runs with their interval across runs
+    summaries = [result.summary()]
+    for _ in range(1, opts.repeats):
+        summaries.append(measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry).summary())
     load = max(load_before, _load_average())
     info = runner.info()
     extra: Dict[str, Any] = {}
@@ -218,7 +223,8 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     preparation = {k: v for k, v in facts.items() if k != "prepare_s"}
     preparation["runner_prepare_s"] = round(runner_prepare_s, 3)
     fields: Dict[str, Any] = record_identity(net, spec, dataset, runner.device, opts.batch_size)
-    fields.update(result.summary())
+    fields.update(summaries[0])
+    fields.update(across_runs(summaries))
     fields.update(info)
     fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
                    "cuda_graph_error": runner.graphs.error if runner.graphs is not None else None,

@@ -12,14 +12,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.schema_types import ENV_IDENTITY
-from utils.report.sections.confidence_tables import speed_change
+from utils.report.sections.confidence_tables import interval_from, speed_change
 from utils.report.select import latest_per_config, row_label, timing_rows
 
 BASELINE_HEADING = "## Against the baseline"
 
 BASELINE_NOTE = ("Each row of this folder beside the baseline's row of the same setup (network, weights, images, "
                  "runner, batch size, mode). Speed: images/s here over the baseline's, its 95 % interval combining "
-                 "both rows' moving-block bootstrap intervals in log space; a regression is a row whose whole interval "
+                 "both rows' intervals in log space (\"intervals from\": a row's timed batches, by the moving-block "
+                 "bootstrap, which understate run-to-run noise; or N whole runs with --repeats N, which hold it); a "
+                 "regression is a row whose whole interval "
                  "lies below 1 - --max_regression. Top-1: the change in points, paired on the same images (McNemar's "
                  "exact p) where both folders kept the predictions. Environment: what differs between the two rows.")
 
@@ -73,7 +75,8 @@ def baseline_markdown(new: Sequence[Dict[str, Any]], old: Sequence[Dict[str, Any
                 verdict = "no measurable difference"
         speed = "-" if ratio is None else f"{ratio:.3f}x" + (f" ({low:.3f}..{high:.3f})" if low is not None else "")
         rows.append([a.get("network"), row_label(a), a.get("batch_size"), fmt(b.get("images_per_s"), 1),
-                     fmt(a.get("images_per_s"), 1), speed, verdict, _top1(a, b, pairs.get(key[:5])), env_changes(a, b)])
+                     fmt(a.get("images_per_s"), 1), speed, verdict, _top1(a, b, pairs.get(key[:5])), env_changes(a, b),
+                     f"{interval_from(b)} / {interval_from(a)}"])
     only_new = sorted(f"{r.get('network')} {row_label(r)} bs{r.get('batch_size')}" for k, r in mine.items()
                       if k not in theirs)
     only_old = sorted(f"{r.get('network')} {row_label(r)} bs{r.get('batch_size')}" for k, r in theirs.items()
@@ -81,7 +84,8 @@ def baseline_markdown(new: Sequence[Dict[str, Any]], old: Sequence[Dict[str, Any
     parts: List[Any] = [BASELINE_HEADING, BASELINE_NOTE]
     if rows:
         parts.append(table(["network", "runner", "batch", "images/s baseline", "images/s here",
-                            "speed (95 %)", "verdict", "top-1 change, points", "environment"], rows))
+                            "speed (95 %)", "verdict", "top-1 change, points", "environment",
+                            "intervals from (baseline / here)"], rows))
     else:
         parts.append("No row of this folder has a row of the same setup in the baseline.")
     if only_new:

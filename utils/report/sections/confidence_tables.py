@@ -82,12 +82,22 @@ def confidence_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
 
 SPEED_HEADING = "## Speed with its confidence"
 
-SPEED_NOTE = ("95 % intervals from each row's own timed batches by the moving-block bootstrap (blocks of consecutive "
-              "batches, so a drift or a burst of slow batches is kept together): images/s scaled by the interval of "
-              "the mean batch time; latency-model p50 and p99 of the batches. x PyTorch fp32: the ratio of the two "
-              "rows' images/s at the same batch size, its interval combining both rows' in log space (independent "
-              "runs); one that holds 1.00 is no measurable difference. They say how much the figure could move "
-              "within this run, not from one run, boot or machine to the next (docs/confidence.md).")
+SPEED_NOTE = ("95 % intervals; the column \"interval from\" says which each row carries. \"timed batches\": from "
+              "the row's own timed batches by the moving-block bootstrap (blocks of consecutive batches, so a drift "
+              "or a burst of slow batches is kept together), images/s scaled by the interval of the mean batch time: "
+              "how much the figure could move within this run, not from one run to the next. \"N runs\" (--repeats "
+              "N): the mean of N whole timed runs with its Student-t interval across them, which holds run-to-run "
+              "noise too (not that of another boot or machine). x PyTorch fp32: the ratio of the two rows' images/s "
+              "at the same batch size, its interval combining both rows' in log space (independent runs); one that "
+              "holds 1.00 is no measurable difference (docs/confidence.md).")
+
+
+def interval_from(r: Dict[str, Any]) -> str:
+    """Which interval a row's speed figures carry: across whole runs (--repeats) or from its timed batches."""
+    ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
+    if ci.get("runs"):
+        return f"{ci['runs']} runs"
+    return "timed batches" if ci.get("images_per_s") else "-"
 
 
 def _pair(r: Dict[str, Any], key: str) -> Any:
@@ -141,7 +151,7 @@ def speed_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
                  _with(r.get("latency_model_p50"), _pair(r, "latency_model_p50"), 3),
                  _with(r.get("latency_model_p99"), _pair(r, "latency_model_p99"), 3),
                  "reference" if is_reference(r) else speed_ratio(r, refs[(images_key(r), r.get("batch_size"))])
-                 if (images_key(r), r.get("batch_size")) in refs else "-"] for r in mine]
+                 if (images_key(r), r.get("batch_size")) in refs else "-", interval_from(r)] for r in mine]
         parts += [f"### {network}", table(["runner", "batch", "images/s (95 %)", "latency-model p50 ms (95 %)",
-                                            "p99 ms (95 %)", "x PyTorch fp32 (95 %)"], rows)]
+                                            "p99 ms (95 %)", "x PyTorch fp32 (95 %)", "interval from"], rows)]
     return compose(*parts)
