@@ -188,3 +188,70 @@ def test_a_timing_record_carries_its_speed_intervals():
     assert low < 50.0 < high and 0.95 * 50 < low and high < 1.05 * 50
     assert ci["latency_model_p50"][0] < np.median(model_ms) < ci["latency_model_p50"][1]
     assert speed_interval(all_ms[:5], model_ms[:5], 50.0) is None
+
+
+# --- --repeats: intervals across whole runs (issue 41, part 3) -------------------------------------------------------
+
+def _run(rate: float, p50: float, **kw) -> dict:
+    out = {"images_per_s": rate, "latency_model_p50": p50, "latency_model_p90": p50 + 1, "latency_model_p99": p50 + 2,
+           "latency_model_mean": p50 + 0.5, "latency_model_min": p50 - 1, "latency_model_max": p50 + 3,
+           "latency_model_std": 0.5, "latency_model_cv_percent": 5.0, "latency_model_batches": 10,
+           "latency_all_mean": p50 + 1, "latency_all_p50": p50 + 0.5, "latency_all_p90": p50 + 1.5,
+           "latency_all_p99": p50 + 2.5, "latency_all_min": p50 - 0.5, "latency_all_max": p50 + 4,
+           "latency_all_std": 0.6, "latency_all_cv_percent": 6.0, "latency_all_batches": 10, "timed_images": 40,
+           "latency_unstable": False}
+    out.update(kw)
+    return out
+
+
+def test_across_runs_is_the_students_t_interval_of_the_textbook():
+    from utils.measure.measurement import across_runs
+
+    runs = [_run(r, 10.0 + i) for i, r in enumerate([100.0, 102.0, 98.0, 101.0, 99.0])]
+    got = across_runs(runs)
+    # mean 100, s = sqrt(2.5); t(0.975, 4 d.f.) = 2.776 (every t table): half-width 2.776 x 1.5811 / sqrt(5) = 1.963
+    assert got["images_per_s"] == pytest.approx(100.0)
+    assert got["speed_ci"]["images_per_s"] == pytest.approx([98.0368, 101.9632], abs=1e-4)
+    assert got["speed_ci"]["method"] == "Student-t over 5 runs" and got["speed_ci"]["runs"] == 5
+    assert [r["images_per_s"] for r in got["repeats"]] == [100.0, 102.0, 98.0, 101.0, 99.0]
+    assert got["latency_model_p50"] == pytest.approx(12.0)  # mean of 10..14
+    assert got["speed_ci"]["latency_model_p50"][0] < 12.0 < got["speed_ci"]["latency_model_p50"][1]
+    assert got["timed_images"] == 200 and got["latency_model_batches"] == 50
+    assert across_runs(runs[:1]) == {}  # one run: its own (bootstrap) interval stays
+
+
+def test_across_runs_keeps_a_runs_order_of_latency_figures():
+    from utils.measure.measurement import across_runs
+
+    got = across_runs([_run(100.0, 10.0), _run(90.0, 20.0, latency_unstable=True), _run(95.0, 15.0)])
+    for prefix in ("latency_model", "latency_all"):
+        order = [got[f"{prefix}_{k}"] for k in ("min", "p50", "p90", "p99", "max")]
+        assert order == sorted(order), (prefix, order)
+    assert got["latency_model_min"] == 9.0 and got["latency_model_max"] == 23.0  # the least and the most of all runs
+    assert got["latency_unstable"] is True  # one unstable run marks the row
+    assert across_runs([_run(100.0, 10.0), _run(float("nan"), 11.0)])["speed_ci"]["images_per_s"] is None
+
+
+def test_a_study_with_repeats_records_each_run_and_its_interval(tmp_path):
+    import main
+    from utils.core.errors import cli_boundary
+    from utils.report.records import load_records
+
+    out = tmp_path / "o"
+    argv = ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_size", "2", "--iterations", "3",
+            "--duration", "0", "--output", str(out), "--quiet"]
+    assert cli_boundary(main.main, argv + ["--repeats", "3"]) == 0
+    timing = [r for r in load_records(out) if r.get("role") == "timing"]
+    assert len(timing) == 1
+    rec = timing[0]
+    assert [len(rec["repeats"]), rec["speed_ci"]["runs"], rec["timed_images"]] == [3, 3, 18]  # 3 runs x 3 batches x 2
+    rates = [r["images_per_s"] for r in rec["repeats"]]
+    assert rec["images_per_s"] == pytest.approx(sum(rates) / 3)
+    low, high = rec["speed_ci"]["images_per_s"]
+    assert low <= rec["images_per_s"] <= high
+    speed = (out / "table_outputs" / "speed.md").read_text()
+    assert "| 3 runs" in speed and "Student-t interval across them" in speed
+    # a single run is another measurement (its key differs): measured, not taken for the three-run row
+    assert cli_boundary(main.main, argv) == 0
+    timing = [r for r in load_records(out) if r.get("role") == "timing"]
+    assert sorted(bool(r.get("repeats")) for r in timing) == [False, True]

@@ -35,7 +35,7 @@ DEFAULT_ITERATIONS = 10   # trtexec's --iterations default
 DEFAULT_SERVE_DURATION_S = 10.0  # each LoadGen run of a scenario (MLPerf's submissions: 600 s)
 DEFAULT_SERVE_MAX_BATCH = 32    # --max_batch's default for the dynamic batcher (it is TensorRT's profile maximum too)
 SERVE_ONLY = ("max_queue_delay_us",) + scenario_only_settings()  # a serving scenario's settings
-STUDY_ONLY = ("networks", "duration", "iterations", "full_passes", "gpus", "shard", "claims",
+STUDY_ONLY = ("networks", "duration", "iterations", "repeats", "full_passes", "gpus", "shard", "claims",
               "calib_methods", "calib_sizes", "max_top1_drop", "mixed_precision", "scenario") + SERVE_ONLY
 
 
