@@ -20,10 +20,20 @@ from typing import Optional, Sequence
 
 from utils.backends import registry
 from utils.core.errors import cli_boundary
+from utils.core.top1_budget import Top1Budget
 from utils.measure.scenarios import SCENARIOS
 from utils.study.request import DEFAULT_DURATION_S, DEFAULT_ITERATIONS
 
 ROOT = Path(__file__).resolve().parent
+
+
+def top1_budget(text: str) -> Top1Budget:
+    """--max_top1_drop's value: points ("1") or a share of PyTorch fp32's top-1 ("1%")."""
+    try:
+        return Top1Budget.parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give points of top-1 (1) or a share of PyTorch fp32's top-1 "
+                                         "(1%, MLPerf's 99 % rule)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--calib_methods", nargs="+", metavar="M", help="int8/fp8 rows for each calibration method")
     study.add_argument("--calib_sizes", nargs="+", type=int, metavar="N", help="int8/fp8 rows for each calibration "
                        "image count (the same seeded images)")
-    study.add_argument("--max_top1_drop", type=float, metavar="POINTS",
+    study.add_argument("--max_top1_drop", type=top1_budget, metavar="POINTS",
                        help="mark the rows whose top-1 is more than POINTS below PyTorch fp32 on the same network "
-                            "and dataset, and exit 3 if any is")
+                            "and dataset, and exit 3 if any is (5: too few images to tell); 1%% is 1 %% of PyTorch "
+                            "fp32's top-1 (MLPerf's rule: keep 99 %%)")
     study.add_argument("--mixed_precision", action="store_true",
                        help="int8/fp8: keep the fewest layers in fp32 for top-1 within --max_top1_drop")
 

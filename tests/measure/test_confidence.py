@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.measure.confidence import (images_to_settle, mcnemar_p, newcombe_paired, paired_change,
-                                      verdict_in_words, wilson)
+from utils.core.confidence import images_to_settle, mcnemar_p, newcombe_paired, paired_change, verdict_in_words, wilson
 
 
 @pytest.mark.parametrize("k, n, low, high", [
@@ -255,3 +254,48 @@ def test_a_study_with_repeats_records_each_run_and_its_interval(tmp_path):
     assert cli_boundary(main.main, argv) == 0
     timing = [r for r in load_records(out) if r.get("role") == "timing"]
     assert sorted(bool(r.get("repeats")) for r in timing) == [False, True]
+
+
+# --- MLPerf's relative rule: --max_top1_drop 1% (issue 41, part 2) ---------------------------------------------------
+
+def test_a_top1_budget_is_points_or_a_share_of_the_references_top1():
+    from utils.core.top1_budget import Top1Budget
+
+    points, share = Top1Budget.parse("1"), Top1Budget.parse(" 1% ")
+    assert (points.relative, share.relative) == (False, True)
+    assert points.points(76.13) == 1.0 and share.points(76.13) == pytest.approx(0.7613)  # MLPerf: keep 99 %
+    assert f"{points:g} {share:g} {share}" == "1 1% 1%"
+    assert Top1Budget.parse("0.1%").points(80.0) == pytest.approx(0.08)  # MLPerf's high-accuracy target (99.9 %)
+    import pickle
+    assert pickle.loads(pickle.dumps(share)).relative is True
+    with pytest.raises(ValueError):
+        Top1Budget.parse("one")
+    from utils.core.errors import ArtTRTError
+    for bad, said in (("-1", "a number of points, at least 0, not -1"), ("100%", "from 0% to below 100%")):
+        with pytest.raises(ArtTRTError, match=said):
+            Top1Budget.parse(bad).check()
+
+
+def test_the_gate_takes_mlperfs_rule_on_the_paired_interval(capsys):
+    from utils.core.top1_budget import Top1Budget
+    from utils.study.finish import top1_gate
+
+    # reference 70 %, a row 0.9 points below with the paired drop interval 0.30..1.50
+    recs = gate_records(-1.5, -0.3, -0.9, top1=69.1)
+    assert top1_gate(recs, Top1Budget.parse("3%")) == 0  # 3 % of 70 is 2.1 points: the whole interval is within
+    assert capsys.readouterr().err == ""
+    assert top1_gate(recs, Top1Budget.parse("1%")) == 5  # 0.7 points: the interval holds it
+    assert ("holds --max_top1_drop 1%: 0.70 points of PyTorch fp32's 70.00" in capsys.readouterr().err)
+    assert top1_gate(recs, Top1Budget.parse("0.1%")) == 3  # 0.07 points: all of it beyond
+    assert "(more than --max_top1_drop 0.1%: 0.07 points of PyTorch fp32's 70.00)" in capsys.readouterr().err
+
+
+def test_the_flag_takes_a_share_and_refuses_what_is_neither(tmp_path, capsys):
+    import main
+    from utils.core.errors import cli_boundary
+
+    with pytest.raises(SystemExit) as stop:  # argparse's own exit 2 with the sentence
+        cli_boundary(main.main, ["--report", str(tmp_path), "--max_top1_drop", "1.5 points"])
+    assert stop.value.code == 2 and "--max_top1_drop: '1.5 points': give points of top-1 (1) or a share of PyTorch " \
+                                    "fp32's top-1 (1%, MLPerf's 99 % rule)" in capsys.readouterr().err
+    assert main.build_parser().parse_args(["--max_top1_drop", "1%"]).max_top1_drop.relative is True

@@ -104,6 +104,42 @@ def test_bisection_stops_at_k0_when_it_meets_the_budget_and_ranks_nothing():
     assert len(result["steps"]) == 1 and result["steps"][0]["drop"] == 0.5 and result["steps"][0]["within"]
 
 
+def _paired(half):
+    """evaluate(k) with the paired interval of its change: top-1 80 + k against fp32's 90, +-half points."""
+    def evaluate(k):
+        change = k - 10.0
+        return {"top1": 80.0 + k, "paired": {"paired_low_points": change - half, "paired_high_points": change + half}}
+
+    return evaluate
+
+
+def test_the_search_judges_each_step_on_its_paired_interval_as_the_gate_does(caplog):
+    # +-0.5 points: k = 7 (drop 3, interval 2.5..3.5) holds the 3-point budget: inconclusive, not within;
+    # k = 8 (1.5..2.5) is within: the search keeps one layer more than the point drop would
+    result = mp.bisect_keep(_paired(0.5), lambda: NAMES, 90.0, 3.0)
+    assert result["final_k"] == 8 and result["met"] is True
+    by_k = {s["k"]: s for s in result["steps"]}
+    assert by_k[7]["outcome"] == "inconclusive" and by_k[7]["within"] is False
+    assert by_k[7]["drop_interval"] == [2.5, 3.5] and by_k[8]["outcome"] == "ok" and by_k[0]["outcome"] == "OVER"
+    # +-20 points (a handful of photos): even every layer kept cannot be told within 3 points
+    with caplog.at_level(logging.WARNING, logger="utils.models.mixed_precision"):
+        result = mp.bisect_keep(_paired(20.0), lambda: NAMES, 90.0, 3.0)
+    assert result["met"] is False and result["final_k"] == 10 and result["steps"][-1]["outcome"] == "inconclusive"
+    assert caplog.messages == ["mixed precision: with all 10 ranked layers kept out of quantization, top-1 drops 0.00 "
+                               "points (paired 95 % interval -20.00..20.00), which holds --max_top1_drop 3: too few "
+                               "held-out images to tell; using that file"]
+
+
+def test_a_share_of_fp32s_top1_is_mlperfs_rule_in_the_search():
+    from utils.core.top1_budget import Top1Budget
+
+    # 5 % of fp32's 90 % is 4.5 points: k = 6 (drop 4) is within, k = 5 (drop 5) is not
+    result = mp.bisect_keep(_fake(lambda k: 80.0 + k, []), lambda: NAMES, 90.0, Top1Budget.parse("5%"))
+    assert result["final_k"] == 6 and [s["within"] for s in result["steps"] if s["k"] in (5, 6)] == [False, True]
+    result = mp.bisect_keep(_fake(lambda k: 80.0 + k, []), lambda: NAMES, 90.0, Top1Budget.parse("5"))
+    assert result["final_k"] == 5
+
+
 # (d) the held-out images
 
 def test_heldout_pick_leaves_out_calibration_images_and_caps_by_a_seeded_pick(tmp_path):
@@ -142,11 +178,13 @@ def test_heldout_images_are_the_photos_calibration_did_not_pick(lite0, demo_data
 def test_a_budget_met_by_plain_int8_is_one_step_and_the_plain_file(lite0, lite0_onnx, demo_data):
     data = DataOptions(str(demo_data), progress=False)
     calib = CalibOptions(calib_method="max", calib_size=4, quantizer="modelopt")
-    out, facts = convert_precision(lite0_onnx, "int8", lite0, replace(calib, mixed_precision_budget=10.0), data)
+    # 16 held-out photos tell a change only to about +-15 points (no image flips: Newcombe's interval -14.5..14.5):
+    # a 20-point budget is one they can judge
+    out, facts = convert_precision(lite0_onnx, "int8", lite0, replace(calib, mixed_precision_budget=20.0), data)
     block = facts["mixed_precision"]
     assert [(s["k"], s["top1"], s["drop"], s["within"]) for s in block["steps"]] == [(0, 87.5, 0.0, True)]
     assert block["fp32_top1"] == 87.5 and block["heldout_images"] == 16 and block["calib_images"] == 4
-    assert block["final_k"] == 0 and block["kept"] == [] and block["met"] is True and block["budget"] == 10.0
+    assert block["final_k"] == 0 and block["kept"] == [] and block["met"] is True and block["budget"] == 20.0
     plain, _ = convert_precision(lite0_onnx, "int8", lite0, calib, data)
     assert out == plain  # nothing excluded: the same file, under the same key as before this feature
 
@@ -155,7 +193,7 @@ def test_a_budget_met_by_plain_int8_is_one_step_and_the_plain_file(lite0, lite0_
 def searched(lite0, lite0_onnx, demo_data, gray_calib):
     data = DataOptions(str(demo_data), progress=False)
     calib = CalibOptions(calib_method="max", calib_size=2, quantizer="modelopt", calib_dataset=str(gray_calib),
-                         mixed_precision_budget=0.0)
+                         mixed_precision_budget=20.0)  # what 20 photos can judge (above)
     out, facts = convert_precision(lite0_onnx, "int8", lite0, calib, data)
     return out, facts, calib, data
 
@@ -170,6 +208,10 @@ def test_a_budget_that_int8_misses_keeps_the_worst_layers_out_found_by_bisection
     print("k, top-1, drop:", [(s["k"], s["top1"], s["drop"]) for s in steps])
     assert b["fp32_top1"] == 85.0 and b["heldout_images"] == 20 and b["calib_images"] == 2 and n == 49
     assert steps[0]["k"] == 0 and steps[0]["top1"] <= 10.0 and not steps[0]["within"]  # grey calibration ruins int8
+    # each step judged on its paired interval against fp32 on the same 20 photos, as the gate judges a row
+    assert steps[0]["outcome"] == "OVER" and steps[0]["drop_interval"][0] > 20.0
+    assert all(s["outcome"] == ("ok" if s["within"] else "OVER") for s in steps)
+    assert all(s["drop_interval"][0] <= s["drop"] <= s["drop_interval"][1] for s in steps)
     assert steps[1]["k"] == n and steps[1]["within"]
     lo, hi = 0, n  # the bisection, replayed from the steps measured
     for s in steps[2:]:
@@ -192,7 +234,7 @@ def test_a_budget_that_int8_misses_keeps_the_worst_layers_out_found_by_bisection
     said = [m for m in caplog.messages if m.startswith("mixed precision")]
     assert said == ["mixed precision: only 20 held-out images judge the search: one image is 5.00 points of top-1",
                     f"mixed precision, found before in {search_file.name}: 23 of 49 ranked layers kept out of int8: "
-                    "top-1 90.00% against fp32 85.00% on 20 held-out images (drop -5.00 points, budget 0); the file: "
+                    "top-1 90.00% against fp32 85.00% on 20 held-out images (drop -5.00 points, budget 20); the file: "
                     f"{out} (build_trt.py --onnx takes it)"]  # no step measured again
 
 
@@ -214,7 +256,7 @@ def test_main_runs_the_search_records_it_and_draws_its_table(demo_data, gray_cal
     out = tmp_path / "o"
     assert main.main(["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data),
                       "--calib_dataset", str(gray_calib), "--calib_size", "2", "--calib_method", "max",
-                      "--quantizer", "modelopt", "--backend", "onnxrt", "--precision", "int8", "--max_top1_drop", "0",
+                      "--quantizer", "modelopt", "--backend", "onnxrt", "--precision", "int8", "--max_top1_drop", "20",
                       "--mixed_precision", "--output", str(out), "--quiet"]) == 0
     recs = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
     block = recs[0]["preparation"]["mixed_precision"]

@@ -66,3 +66,29 @@ def test_baseline_refusals(argv, said, tmp_path, capsys, monkeypatch):
     (tmp_path / "R").mkdir()
     assert cli_boundary(main.main, argv) == 2
     assert said in capsys.readouterr().err
+
+
+def _repeated(rates):
+    """A timing record of len(rates) whole runs (--repeats), each run's images/s given, figured by across_runs."""
+    from utils.measure.measurement import across_runs
+
+    got = across_runs([{"images_per_s": r, "timed_images": 100} for r in rates])
+    return record(role="timing", precision="fp16", **{k: got[k] for k in ("images_per_s", "speed_ci", "repeats")})
+
+
+def test_runs_that_disagree_make_a_weak_verdict_as_measured_on_an_h200():
+    # the H200's ResNet-50 eager fp16 batch 1, the same study twice with --repeats 5
+    # (docs/h200-confidence-repeats-2026-12-06/repeats.txt): A's runs fall in two groups, 122-124 and 166-172 img/s
+    a = _repeated([124.1, 124.4, 122.2, 166.4, 171.8])
+    b = _repeated([207.2, 208.4, 208.8, 210.3, 209.4])
+    assert a["speed_ci"]["spread_percent"] == pytest.approx(40.59, abs=0.01)
+    doc, regressed = baseline_markdown([b], [a], max_regression=5.0)
+    text = str(doc)
+    row = text.splitlines()[-1]
+    assert regressed == [] and "| faster; unstable runs (up to 41 % apart) " in row
+    assert "| 5 runs, unstable: 41 % apart / 5 runs " in row
+    # its batch 64 fp32 rows, steady within 0.2 %: a 0.6 % difference is measured, and stable
+    steady_a = _repeated([2594.6, 2595.5, 2598.7, 2597.8, 2598.7])
+    steady_b = _repeated([2582.8, 2584.9, 2582.9, 2578.5, 2582.9])
+    row = str(baseline_markdown([steady_b], [steady_a], max_regression=5.0)[0]).splitlines()[-1]
+    assert "| 0.994x (0.993..0.996) | slower " in row and "unstable" not in row

@@ -87,7 +87,7 @@ def test_a_study_keeps_labels_and_reports_the_paired_change(tmp_path, capsys, de
     """Issue 41: each accuracy pass keeps its labels beside its predictions, so a runner's record carries its paired
     change against PyTorch fp32 (the same photos), and the console and report show it with Wilson's intervals; a
     reference measured only later is paired in memory for the tables."""
-    from utils.measure.confidence import paired_change
+    from utils.core.confidence import paired_change
 
     out = tmp_path / "o"
     argv = ["-v", "--network", "efficientnet_lite0", "--pretrained", "--dataset", str(demo_data), "--batch_sizes",

@@ -405,7 +405,7 @@ def test_full_passes_time_every_batch_size_over_the_whole_dataset(tmp_path, caps
      "--max_top1_drop measures each row against torch fp32: add torch to --backends and fp32 to --precisions"),
     (["--precisions", "fp16", "--max_top1_drop", "1"],
      "--max_top1_drop measures each row against torch fp32: add torch to --backends and fp32 to --precisions"),
-    (["--max_top1_drop", "-1"], "--max_top1_drop is a number of points, at least 0, not -1.0"),
+    (["--max_top1_drop", "-1"], "--max_top1_drop is a number of points, at least 0, not -1"),
 ])
 def test_study_arguments_refused_in_one_sentence(extra, message, tmp_path, capsys):
     argv = ["-v", "--network", "resnet18", "--synthetic", "4", "--output", str(tmp_path / "o"), "--quiet", *extra]

@@ -62,6 +62,17 @@ class MeasureOptions:
             raise ArtTRTError(f"--repeats {self.repeats}: give 1 to {MAX_REPEATS} whole timed runs (2 or more give an "
                               "interval across runs)")
 
+    def key_rules(self) -> Dict[str, Any]:
+        """The measurement rules that change a timing job's figures (part of its key, utils/study/plan.py); 0 and 0.0
+        are one rule (a key must not depend on how a number was typed); a single run's key as before --repeats."""
+        def num(v: Any) -> Any:
+            return None if v is None else float(v)
+
+        return {"sync": bool(self.sync), "limit": self.limit, "duration_s": num(self.duration_s),
+                "iterations": self.iterations, "min_warmup_s": num(self.min_warmup_s),
+                "warmup_fraction": None if self.bounded else num(self.warmup_fraction),
+                **({"repeats": self.repeats} if self.repeats > 1 else {})}
+
     @property
     def bounded(self) -> bool:
         return self.duration_s is not None or self.iterations is not None
@@ -184,6 +195,9 @@ def across_runs(summaries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         mean, half = float(values.mean()), t * float(values.std(ddof=1)) / math.sqrt(n)
         out[key] = mean
         ci[key] = [round(max(mean - half, 0.0), 6), round(mean + half, 6)]
+    rates = [s.get("images_per_s") for s in summaries]
+    if all(isinstance(v, (int, float)) and v > 0 for v in rates):  # perf_analyzer's stability: max / min of the runs
+        ci["spread_percent"] = round(100.0 * (max(rates) / min(rates) - 1.0), 2)
     out["speed_ci"] = ci
     out["timed_images"] = int(sum(int(s.get("timed_images") or 0) for s in summaries))
     for prefix in ("latency_all", "latency_model"):  # the rest of the latency figures, in the same order as a run's

@@ -40,9 +40,11 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 import numpy as np
 
 from utils.core.artefact import cached
+from utils.core.confidence import paired_change
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_write_json
 from utils.core.predictions import top_classes
+from utils.core.top1_budget import INCONCLUSIVE, WITHIN, budget_points, non_inferiority
 from utils.data.options import DataOptions
 from utils.data.preprocess import Normalizer
 from utils.models import drift
@@ -135,10 +137,10 @@ def heldout_images(net: Network, data: DataOptions, calib_facts: Dict[str, Any],
     return Heldout(ds, picked, Normalizer(net.preprocess, torch.device("cpu")), facts)
 
 
-def onnx_top1(path: Path, heldout: "Heldout") -> float:
-    """Top-1 (%) of an ONNX file on the held-out images, with ONNX Runtime on the CPU, set as the onnxrt backend sets
-    it (Q/DQ int8 kept int8), so the search measures what that backend runs; a batch at a time, so 2000 images never
-    sit in memory as floats."""
+def onnx_answers(path: Path, heldout: "Heldout") -> Tuple[np.ndarray, np.ndarray]:
+    """(top-1 class per held-out image, its label) of an ONNX file, with ONNX Runtime on the CPU, set as the onnxrt
+    backend sets it (Q/DQ int8 kept int8), so the search measures what that backend runs; a batch at a time, so 2000
+    images never sit in memory as floats. NaN/Inf or flat outputs: class -1, wrong (utils.core.predictions)."""
 
     ort = import_onnxruntime()
     opts = session_options(ort)
@@ -148,16 +150,30 @@ def onnx_top1(path: Path, heldout: "Heldout") -> float:
     except Exception as err:  # onnxruntime raises its own exception types
         raise ArtTRTError(f"ONNX Runtime cannot load {path.name} to measure its top-1: {first_line(err)}") from err
     name = session.get_inputs()[0].name
-    right = 0
+    preds, labs = [], []
     for images, labels, _ in heldout.ds.batches(EVAL_BATCH, indices=heldout.indices):
         x = heldout.normalize(images).numpy().astype(np.float32)
-        top = top_classes(torch.from_numpy(np.asarray(session.run(None, {name: x})[0])), 1)[:, 0]
-        right += int((top == labels).sum())  # NaN/Inf or flat outputs: class -1, wrong (utils.core.predictions)
-    return 100.0 * right / len(heldout.indices)
+        preds.append(top_classes(torch.from_numpy(np.asarray(session.run(None, {name: x})[0])), 1)[:, 0].numpy())
+        labs.append(np.asarray(labels))
+    return np.concatenate(preds).astype(np.int64), np.concatenate(labs).astype(np.int64)
 
 
-def _within(drop: float, budget: float) -> bool:
-    return drop <= budget + 1e-9  # points printed with two decimals: a drop equal to the budget is within it
+def top1_of(answers: Tuple[np.ndarray, np.ndarray]) -> float:
+    pred, labels = answers
+    return 100.0 * float((pred == labels).sum()) / len(labels)
+
+
+def onnx_top1(path: Path, heldout: "Heldout") -> float:
+    """Top-1 (%) of an ONNX file on the held-out images (onnx_answers)."""
+    return top1_of(onnx_answers(path, heldout))
+
+
+def _judge(drop: float, budget: float, fp32_top1: float, got: Dict[str, Any]) -> str:
+    """A step as the --max_top1_drop gate judges a row (utils.core.top1_budget.non_inferiority): on the paired
+    interval of the change where the step has one (got["paired"]), else the point drop."""
+    paired = got.get("paired") or {}
+    return non_inferiority(drop, budget_points(budget, fp32_top1), paired.get("paired_low_points"),
+                           paired.get("paired_high_points"))
 
 
 def bisect_keep(evaluate: Evaluate, rank: Callable[[], Sequence[str]], fp32_top1: float,
@@ -183,9 +199,13 @@ def bisect_keep(evaluate: Evaluate, rank: Callable[[], Sequence[str]], fp32_top1
         got = evaluate(k)
         since = max((s["k"] for s in steps if s["k"] < k), default=0)  # the names this step adds to a smaller one
         drop = round(float(fp32_top1) - float(got["top1"]), 6)
+        outcome = _judge(drop, budget, fp32_top1, got)
         steps.append({"k": k, "kept": ranked[:k], "added": ranked[since:k], "top1": float(got["top1"]),
                       "drop": drop, "size_mib": got.get("size_mib"), "file": got.get("file"),
-                      "within": _within(drop, budget)})
+                      "within": outcome == WITHIN, "outcome": outcome})
+        if got.get("paired"):  # the paired 95 % interval of the drop, points (low..high)
+            steps[-1]["drop_interval"] = [round(-float(got["paired"]["paired_high_points"]), 4),
+                                          round(-float(got["paired"]["paired_low_points"]), 4)]
         if "engine" in got:
             steps[-1]["engine"] = got["engine"]
         return bool(steps[-1]["within"])
@@ -195,8 +215,15 @@ def bisect_keep(evaluate: Evaluate, rank: Callable[[], Sequence[str]], fp32_top1
     ranked.extend(rank())
     n = len(ranked)
     if n == 0 or not step(n):
-        log.warning("mixed precision: with all %d ranked layers kept out of quantization top-1 still drops %.2f "
-                    "points (more than --max_top1_drop %g): using that file", n, steps[-1]["drop"], budget)
+        last = steps[-1]
+        if last["outcome"] == INCONCLUSIVE:
+            low, high = last["drop_interval"]
+            log.warning("mixed precision: with all %d ranked layers kept out of quantization, top-1 drops %.2f points "
+                        "(paired 95 %% interval %.2f..%.2f), which holds --max_top1_drop %s: too few held-out images "
+                        "to tell; using that file", n, last["drop"], low, high, f"{budget:g}")
+        else:
+            log.warning("mixed precision: with all %d ranked layers kept out of quantization top-1 still drops %.2f "
+                        "points (more than --max_top1_drop %s): using that file", n, last["drop"], f"{budget:g}")
         return {"steps": steps, "final_k": n, "kept": ranked[:n], "met": False}
     lo, hi = 0, n  # lo over budget, hi within it
     while hi - lo > 1:
@@ -265,17 +292,20 @@ def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple
 
     def make(tmp: Path) -> Dict[str, Any]:
         t0 = time.perf_counter()
-        fp32_top1 = onnx_top1(src, heldout)
+        ref = onnx_answers(src, heldout)
+        fp32_top1 = top1_of(ref)
         quantized: Dict[int, Path] = {}
         ranked: List[str] = []
 
         def evaluate(k: int) -> Dict[str, Any]:
             path, _ = convert(tuple(ranked[:k]))
             quantized[k] = path
-            top1 = onnx_top1(path, heldout)
+            answers = onnx_answers(path, heldout)
+            top1 = top1_of(answers)
             log.info("mixed precision: %d layers kept out of %s: top-1 %.2f%% (fp32 %.2f%%)", k, precision, top1,
                      fp32_top1)
-            got = {"top1": top1, "size_mib": round(path.stat().st_size / 2**20, 3), "file": path.name}
+            got = {"top1": top1, "size_mib": round(path.stat().st_size / 2**20, 3), "file": path.name,
+                   "paired": paired_change(answers[0], ref[0], ref[1])}
             if probe is not None:
                 got["engine"] = probe(path)
             return got
@@ -286,7 +316,7 @@ def search(src: Path, precision: str, convert: Callable[[Tuple[str, ...]], Tuple
             return ranked
 
         result = bisect_keep(evaluate, rank, fp32_top1, budget)
-        out = {"budget": float(budget), "precision": precision, "fp32_top1": fp32_top1,
+        out = {"budget": float(budget), "budget_rule": str(budget), "precision": precision, "fp32_top1": fp32_top1,
                "ranked_layers": len(ranked), **facts, **result, "search_s": round(time.perf_counter() - t0, 3),
                "engine_measured": engine_measured(result["steps"], probe, env, crop)}
         atomic_write_json(tmp, out)

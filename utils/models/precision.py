@@ -269,7 +269,7 @@ def _mixed_precision(src: Path, precision: str, net: Network, calib: CalibOption
     with the fewest layers kept out of quantization (utils.models.mixed_precision); facts["mixed_precision"] holds
     the search, every step's measure included."""
 
-    budget = float(calib.mixed_precision_budget or 0.0)
+    budget = calib.mixed_precision_budget or 0.0  # points, or a Top1Budget share of fp32's top-1 ("1%")
     plain = dataclasses.replace(calib, mixed_precision_budget=None, exclude=())
     _, calib_facts = calibration_data(net, plain, data, load=False)
     heldout = mp.heldout_images(net, data, calib_facts, plain.seed)
@@ -281,7 +281,8 @@ def _mixed_precision(src: Path, precision: str, net: Network, calib: CalibOption
 
     settings = {"precision": precision, "method": plain.calib_method, "quantizer": plain.quantizer,
                 "calib_data": Path(calib_facts["calib_data"]).name, "high_precision": HIGH_PRECISION,
-                "budget": budget, "drift_images": mp.DRIFT_IMAGES, "version": 1}
+                "budget": str(budget) if getattr(budget, "relative", False) else float(budget),
+                "drift_images": mp.DRIFT_IMAGES, "version": 2}  # 2: steps judged on the paired interval
     result, found = mp.search(src, precision, convert, lambda: np.load(calib_facts["calib_data"]), heldout, budget,
                               settings, onnx_folder, crop=int(net.preprocess.crop))
     out, facts = convert(tuple(result["kept"]))

@@ -166,7 +166,7 @@ class Record(LoadGenRun):
     agree_top1_images: Optional[Count] = None
     agree_top1_ref_key: Optional[Text] = None
     labels_file: Optional[Text] = None
-    # the top-1 against PyTorch fp32's on the same images, paired (utils.measure.confidence.paired_change)
+    # the top-1 against PyTorch fp32's on the same images, paired (utils.core.confidence.paired_change)
     paired_images: Optional[Count] = None
     paired_lost: Optional[Count] = None
     paired_gained: Optional[Count] = None

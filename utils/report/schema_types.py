@@ -121,6 +121,8 @@ class MixedPrecisionStep(_Strict):
     size_mib: Optional[NonNegative] = None
     file: Optional[Text] = None
     within: bool
+    outcome: Optional[Text] = None  # ok / OVER / inconclusive, as the --max_top1_drop gate judges (searches since v2)
+    drop_interval: Optional[Annotated[List[Points], Field(min_length=2, max_length=2)]] = None  # paired 95 %, points
     engine: Optional[MixedPrecisionEngine] = None
 
 
@@ -129,6 +131,7 @@ class MixedPrecision(_Strict):
     in the order measured, and what it chose."""
 
     budget: NonNegative
+    budget_rule: Optional[Text] = None  # "1" (points) or "1%" (of fp32's top-1)
     precision: Optional[Text] = None
     fp32_top1: Percent
     heldout_images: Count
@@ -172,6 +175,7 @@ class SpeedCI(_Strict):
 
     method: Optional[Text] = None
     runs: Optional[Count] = None
+    spread_percent: Optional[NonNegative] = None  # --repeats: how far the fastest run's images/s is above the slowest's
     batches: Optional[Count] = None
     block: Optional[Count] = None
     resamples: Optional[Count] = None

@@ -15,6 +15,8 @@ from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends.registry import BACKENDS, PRECISIONS, REFERENCE_RUNNER, runner_label
+from utils.core.top1_budget import INCONCLUSIVE, OVER, WITHIN, budget_points
+from utils.core.top1_budget import non_inferiority as judge
 from utils.report.schema_types import ENV_IDENTITY
 
 
@@ -254,19 +256,15 @@ def top1_drops(records: Sequence[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], 
     return out
 
 
-OVER, INCONCLUSIVE, WITHIN = "OVER", "inconclusive", "ok"
-
-
-def judge_drop(drop: float, max_drop: float, paired: Optional[Dict[str, Any]] = None) -> str:
-    """--max_top1_drop as a non-inferiority judgement: with a paired interval of the change (points, the record's
-    paired_low/high_points), ok where the whole interval of the drop is within the budget, OVER where all of it is
-    beyond, inconclusive in between; without one, the point drop against the budget."""
+def judge_drop(drop: float, max_drop: float, paired: Optional[Dict[str, Any]] = None,
+               ref_top1: Optional[float] = None) -> str:
+    """--max_top1_drop (points, or a share of the reference's top-1 ref_top1: utils.core.confidence.Top1Budget) as a
+    non-inferiority judgement (confidence.judge_drop): on the paired interval of the change where the record has one
+    (paired_low/high_points), else the point drop."""
+    pts = budget_points(max_drop, ref_top1)
     if paired is not None and paired.get("paired_low_points") is not None and paired.get("paired_high_points") is not None:
-        drop_low, drop_high = -float(paired["paired_high_points"]), -float(paired["paired_low_points"])
-        if drop_high <= max_drop + 1e-9:
-            return WITHIN
-        return OVER if drop_low > max_drop + 1e-9 else INCONCLUSIVE
-    return OVER if drop > max_drop + 1e-9 else WITHIN
+        return judge(drop, pts, float(paired["paired_low_points"]), float(paired["paired_high_points"]))
+    return judge(drop, pts)
 
 
 def paired_of(records: Sequence[Dict[str, Any]]) -> Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]:
@@ -302,7 +300,7 @@ def gate_outcomes(records: Sequence[Dict[str, Any]], max_drop: float
             seen.add(key)
             out.append((r, None, OVER))
         elif drop is not None:
-            outcome = judge_drop(drop, max_drop, paired(r))
+            outcome = judge_drop(drop, max_drop, paired(r), float(r["top1"]) + drop)
             if outcome != WITHIN:
                 seen.add(key)
                 out.append((r, drop, outcome))

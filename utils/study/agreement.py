@@ -19,7 +19,7 @@ from utils.backends.registry import options_label
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_path, inside, regular_file
 from utils.data.imagenet import readable_class_names
-from utils.measure.confidence import paired_change
+from utils.core.confidence import paired_change
 from utils.report.select import images_key, is_reference
 from utils.study.plan import JOB_KINDS
 

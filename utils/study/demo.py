@@ -17,7 +17,7 @@ from utils.backends.base import RunSpec
 from utils.data.imagenet import readable_class_names
 from utils.data.options import DataOptions
 from utils.data.photos import demo_dataset
-from utils.measure.confidence import paired_change
+from utils.core.confidence import paired_change
 from utils.measure.measurement import MeasureOptions
 from utils.models import networks
 from utils.report.records import Recorder
@@ -63,7 +63,7 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
 
 def _against_first(result: Any, preds: List[Any], names: Optional[List[str]]) -> Dict[str, Any]:
     """The fields of a run measured against the first (PyTorch): how often its top-1 is the same, and the paired
-    change of its top-1 on the same photos (utils.measure.confidence)."""
+    change of its top-1 on the same photos (utils.core.confidence)."""
     ref = (preds or [result.predictions])[0]
     out = top1_agreement(result.predictions, ref) or {}
     if preds:

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from utils.core.confidence import images_to_settle
 from utils.core.errors import ArtTRTError, visible
-from utils.measure.confidence import images_to_settle
+from utils.core.top1_budget import budget_points
 from utils.report.layout import View, summary_docs
 from utils.report.report import make_report, where_results_are
 from utils.report.select import INCONCLUSIVE, OVER, gate_outcomes, paired_of, row_label
@@ -60,6 +61,7 @@ def top1_gate(records: Sequence[Dict[str, Any]], max_top1_drop: float) -> int:
     valid = [r for r in records if r.get("kind") == "validate" and not r.get("error")]
     rows = gate_outcomes(valid, max_top1_drop)
     paired = paired_of(valid)
+    relative = bool(getattr(max_top1_drop, "relative", False))
     for r, drop, outcome in rows:
         name = f"{visible(r['network'])} {visible(row_label(r))}"
         if drop is None:  # outputs that are not numbers fail the gate whatever the top-1
@@ -67,18 +69,20 @@ def top1_gate(records: Sequence[Dict[str, Any]], max_top1_drop: float) -> int:
                   f"{(r.get('nonfinite_outputs') or 0) + (r.get('unrankable_outputs') or 0)} images", file=sys.stderr)
             continue
         p = paired(r)
+        pts = budget_points(max_top1_drop, float(r["top1"]) + drop)
+        budget = f"--max_top1_drop {max_top1_drop:g}" + (f": {pts:.2f} points of PyTorch fp32's "
+                                                         f"{float(r['top1']) + drop:.2f}" if relative else "")
         span = (f" (paired 95 % interval of the drop {-p['paired_high_points']:.2f}..{-p['paired_low_points']:.2f})"
                 if p is not None else "")
         if outcome == INCONCLUSIVE:
             need = images_to_settle(int(p.get("paired_images") or 0), float(p["paired_low_points"]),
-                                    float(p["paired_high_points"]), max_top1_drop,
+                                    float(p["paired_high_points"]), pts,
                                     float(p["paired_change_points"])) if p is not None else None
             print(f"top-1 gate: {name} is inconclusive: {drop:.2f} points below PyTorch fp32{span}, which holds "
-                  f"--max_top1_drop {max_top1_drop:g}" + (f"; about {need:,} images would settle it" if need else ""),
-                  file=sys.stderr)
+                  f"{budget}" + (f"; about {need:,} images would settle it" if need else ""), file=sys.stderr)
             continue
-        print(f"top-1 gate: {name} is {drop:.2f} points below PyTorch fp32{span} (more than --max_top1_drop "
-              f"{max_top1_drop:g})", file=sys.stderr)
+        print(f"top-1 gate: {name} is {drop:.2f} points below PyTorch fp32{span} (more than {budget})",
+              file=sys.stderr)
     if any(outcome == OVER for _, _, outcome in rows):
         return GATE_FAILED
     return GATE_INCONCLUSIVE if rows else 0

@@ -210,6 +210,9 @@ def _model_identity(spec: RunSpec) -> Dict[str, Any]:
         for name in ("exclude", "mixed_precision_budget"):  # left out at their defaults: earlier jobs' keys stand
             if model["calib"].get(name) in ((), None):
                 model["calib"].pop(name, None)
+        budget = spec.model.calib.mixed_precision_budget if spec.model.calib is not None else None
+        if getattr(budget, "relative", False):  # "1%" of fp32's top-1 is another search than 1 point
+            model["calib"]["mixed_precision_budget"] = str(budget)
     return dict(model)
 
 

@@ -180,8 +180,8 @@ def request_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
             raise ArtTRTError(f"{flag(unused[0])} is not used by --{mode}, which "
                               + ("redraws the records of DIR as they were measured" if mode == "report"
                                  else "is one fixed run") + f": drop it (--{mode} takes {takes})")
-        if args.max_top1_drop is not None and not 0 <= args.max_top1_drop < math.inf:
-            raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {args.max_top1_drop}")
+        if args.max_top1_drop is not None:
+            args.max_top1_drop.check()
         if args.max_regression is not None and args.baseline is None:
             raise ArtTRTError("--max_regression judges rows against a baseline: add --baseline DIR")
         if args.max_regression is not None and not 0 <= args.max_regression < 100:
@@ -312,8 +312,8 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
         raise ArtTRTError("--telemetry_ms is the interval of --telemetry, which is not given: add --telemetry")
     if args.full_passes and (args.duration is not None or args.iterations is not None):
         raise ArtTRTError("--full_passes times every whole pass: drop --duration/--iterations, or --full_passes")
-    if args.max_top1_drop is not None and not 0 <= args.max_top1_drop < math.inf:
-        raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {args.max_top1_drop}")
+    if args.max_top1_drop is not None:
+        args.max_top1_drop.check()
     for name in ("duration", "warmup", "min_warmup_s", "rtol", "atol"):
         value = getattr(args, name)
         if value is not None and not math.isfinite(value):

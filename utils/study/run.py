@@ -19,7 +19,7 @@ from utils.backends import base, registry
 from utils.core.errors import ArtTRTError, first_line, setup_logging
 from utils.core.fileio import atomic_write_text, ensure_writable, slug
 from utils.data.cache import SyntheticDataset, default_cache_dir
-from utils.measure.confidence import paired_change
+from utils.core.confidence import paired_change
 from utils.measure.telemetry import Telemetry
 from utils.models import networks
 from utils.models.chain import check_input_size

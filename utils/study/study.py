@@ -96,16 +96,6 @@ class _Open:
     facts: Dict[str, Any] = field(default_factory=dict)
 
 
-def timing_rules(m: MeasureOptions) -> Dict[str, Any]:
-    """The measurement rules that change a timing job's figures (part of its key)."""
-    def num(v: Any) -> Any:  # 0 and 0.0 are one rule (a key must not depend on how a number was typed)
-        return None if v is None else float(v)
-
-    return {"sync": bool(m.sync), "limit": m.limit, "duration_s": num(m.duration_s), "iterations": m.iterations,
-            "min_warmup_s": num(m.min_warmup_s), "warmup_fraction": None if m.bounded else num(m.warmup_fraction),
-            **({"repeats": m.repeats} if m.repeats > 1 else {})}  # (keys of single runs as before --repeats)
-
-
 def device_identity(device: str) -> str:
     """The kind of device a job ran on (GPUs of one model are interchangeable for a rerun; the record keeps the
     index)."""
@@ -145,7 +135,7 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
             opened = _Open()
             # PyTorch fp32 first: the others' records are written with their agreement with it (utils/study/agreement.py)
             for setup in sorted(group, key=lambda s: not is_reference_run(s.spec, ctx.measure.sync)):
-                key = claim_key(setup, timing_rules(ctx.measure)) if ctx.claims is not None else ""
+                key = claim_key(setup, ctx.measure.key_rules()) if ctx.claims is not None else ""
                 if ctx.claims is not None:
                     holder = claim(ctx.claims, key, setup.label)
                     if holder is not None:  # another process runs it, or ran it: counted, said at the end
@@ -198,7 +188,7 @@ def _done_here(done: Dict[str, Dict[str, Any]], key: str, facts: Dict[str, Any])
 def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open) -> bool:
     """True where every job of setup has a measured record already (its keys need the network and dataset)."""
     facts = _facts(setup, ctx, opened)
-    rules = timing_rules(ctx.measure)
+    rules = ctx.measure.key_rules()
     for job in setup.jobs:
         old = _done_here(done, digest(job_identity(setup, job, facts, rules)), facts)
         if old is None or old.get("error"):
@@ -279,7 +269,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
           facts: Dict[str, Any]) -> List[Outcome]:
     out: List[Outcome] = []
     accuracy: Optional[Dict[str, Any]] = None
-    rules = timing_rules(ctx.measure)
+    rules = ctx.measure.key_rules()
     skey = setup_key(setup, facts)
     runner: Optional[OpenRunner] = None
     broken: Optional[str] = None  # the runner could not be made: the setup's other jobs are not tried again
@@ -304,7 +294,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                 continue
             spec = setup.spec
             opts = dataclasses.replace(ctx.measure, batch_size=job.batch_size, progress=False)
-            if job.kind.whole_pass:  # accuracy over every image (and its own timing)
+            if job.kind.whole_pass:  # accuracy over every image (and its own timing; an accuracy pass timed once)
                 opts = dataclasses.replace(opts, duration_s=None, iterations=None,
                                            repeats=opts.repeats if job.role == WHOLE else 1)
             extra = dict(common)

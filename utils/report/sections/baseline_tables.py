@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.schema_types import ENV_IDENTITY
-from utils.report.sections.confidence_tables import interval_from, speed_change
+from utils.report.sections.confidence_tables import STABLE_SPREAD_PERCENT, interval_from, run_spread, speed_change
 from utils.report.select import latest_per_config, row_label, timing_rows
 
 BASELINE_HEADING = "## Against the baseline"
@@ -22,7 +22,8 @@ BASELINE_NOTE = ("Each row of this folder beside the baseline's row of the same 
                  "both rows' intervals in log space (\"intervals from\": a row's timed batches, by the moving-block "
                  "bootstrap, which understate run-to-run noise; or N whole runs with --repeats N, which hold it); a "
                  "regression is a row whose whole interval "
-                 "lies below 1 - --max_regression. Top-1: the change in points, paired on the same images (McNemar's "
+                 "lies below 1 - --max_regression; \"unstable runs\": a row's fastest run is more than 10 % above its "
+                 "slowest (perf_analyzer's stability rule), so its verdict is weak. Top-1: the change in points, paired on the same images (McNemar's "
                  "exact p) where both folders kept the predictions. Environment: what differs between the two rows.")
 
 ENV_SHOWN = (*ENV_IDENTITY, "sm_clock_mhz", "power_limit_w")
@@ -73,6 +74,9 @@ def baseline_markdown(new: Sequence[Dict[str, Any]], old: Sequence[Dict[str, Any
                 verdict = "faster"
             else:
                 verdict = "no measurable difference"
+            spreads = [x for x in (run_spread(b), run_spread(a)) if x is not None]
+            if spreads and max(spreads) > STABLE_SPREAD_PERCENT:  # the verdict of runs that disagree is weak
+                verdict += f"; unstable runs (up to {max(spreads):.0f} % apart)"
         speed = "-" if ratio is None else f"{ratio:.3f}x" + (f" ({low:.3f}..{high:.3f})" if low is not None else "")
         rows.append([a.get("network"), row_label(a), a.get("batch_size"), fmt(b.get("images_per_s"), 1),
                      fmt(a.get("images_per_s"), 1), speed, verdict, _top1(a, b, pairs.get(key[:5])), env_changes(a, b),

@@ -1,6 +1,6 @@
 """Top-1 with its confidence: each setup's top-1 and top-5 with 95 % Wilson intervals, and its top-1 against PyTorch
 fp32's on the same images as a paired comparison (the change with Newcombe's interval, McNemar's exact p, the flips
-each way, the classes that lose most) and a verdict in words (utils/measure/confidence.py; docs/confidence.md).
+each way, the classes that lose most) and a verdict in words (utils/core/confidence.py; docs/confidence.md).
 
 Usage:
     doc = confidence_markdown(records)
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from utils.measure.confidence import wilson
+from utils.core.confidence import wilson
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.select import finite_number, images_key, is_reference, row_label, study_order
 
@@ -87,16 +87,30 @@ SPEED_NOTE = ("95 % intervals; the column \"interval from\" says which each row 
               "or a burst of slow batches is kept together), images/s scaled by the interval of the mean batch time: "
               "how much the figure could move within this run, not from one run to the next. \"N runs\" (--repeats "
               "N): the mean of N whole timed runs with its Student-t interval across them, which holds run-to-run "
-              "noise too (not that of another boot or machine). x PyTorch fp32: the ratio of the two rows' images/s "
+              "noise too (not that of another boot or machine); \"unstable\" where the fastest run is more than "
+              "10 % above the slowest (perf_analyzer's stability rule): a mean of runs that fall in two groups "
+              "(a launch-bound batch 1 often does) is a weak figure. x PyTorch fp32: the ratio of the two rows' images/s "
               "at the same batch size, its interval combining both rows' in log space (independent runs); one that "
               "holds 1.00 is no measurable difference (docs/confidence.md).")
 
 
+STABLE_SPREAD_PERCENT = 10.0  # perf_analyzer's --stability-percentage: runs whose max / min is within 10 % are stable
+
+
+def run_spread(r: Dict[str, Any]) -> Optional[float]:
+    """How far a --repeats row's fastest run is above its slowest, percent (None for a row of one run)."""
+    ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
+    return finite_number(ci.get("spread_percent"))
+
+
 def interval_from(r: Dict[str, Any]) -> str:
-    """Which interval a row's speed figures carry: across whole runs (--repeats) or from its timed batches."""
+    """Which interval a row's speed figures carry: across whole runs (--repeats; with the runs' spread where it is
+    beyond perf_analyzer's 10 % stability rule) or from its timed batches."""
     ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
     if ci.get("runs"):
-        return f"{ci['runs']} runs"
+        spread = run_spread(r)
+        return f"{ci['runs']} runs" + (f", unstable: {spread:.0f} % apart" if spread is not None
+                                       and spread > STABLE_SPREAD_PERCENT else "")
     return "timed batches" if ci.get("images_per_s") else "-"
 
 

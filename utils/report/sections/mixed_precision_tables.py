@@ -7,7 +7,8 @@ from utils.report.doc import Doc, compose, fmt, table
 from utils.report.select import row_label
 
 
-MIXED_PRECISION_HEADER = ["k (layers kept)", "newly kept", "top-1 (%)", "drop (points)", "size (MiB)", "within budget"]
+MIXED_PRECISION_HEADER = ["k (layers kept)", "newly kept", "top-1 (%)", "drop (points)", "drop, paired 95 %",
+                          "size (MiB)", "within budget"]
 
 
 def mixed_precision_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
@@ -27,7 +28,10 @@ def mixed_precision_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
     parts: List[Any] = ["## Mixed precision within a top-1 budget (--mixed_precision)",
                         "Each step keeps the k layers that add the most error (ranked on calibration images) out of "
                         "quantization and measures top-1 on held-out images; k is bisected, which assumes that keeping "
-                        "more layers never lowers top-1: every step is shown, so a step where it does is visible."]
+                        "more layers never lowers top-1: every step is shown, so a step where it does is visible. "
+                        "A step is within budget as the --max_top1_drop gate judges a row: where the whole paired 95 % "
+                        "interval of its drop against fp32 on the same images is within the budget; inconclusive "
+                        "(the interval holds the budget) counts as not within, so the search keeps more layers."]
     for (network, _, _), (b, recs) in sorted(searches.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         runners = ", ".join(sorted({row_label(r) for r in recs}))
         outcome = (f"{b['final_k']} of {b['ranked_layers']} ranked layers kept in high precision" if b["met"] else
@@ -37,14 +41,27 @@ def mixed_precision_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
         engines = any(isinstance(st.get("engine"), dict) and st["engine"].get("layer_precisions")
                       for st in b["steps"])  # a column only where TensorRT's inspector read some back
         parts += [f"### {network}: {runners}",
-                  f"Budget {b['budget']:g} points below fp32's top-1 of {b['fp32_top1']:.2f}% on {b['heldout_images']} "
+                  f"Budget {_budget(b)} below fp32's top-1 of {b['fp32_top1']:.2f}% on {b['heldout_images']} "
                   f"held-out images ({b.get('heldout_rule') or 'not named'}); calibrated on {b['calib_images']} "
                   f"images: {outcome}. File: {file}.",
                   table(MIXED_PRECISION_HEADER + (["engine layers (TensorRT)"] if engines else []),
                            [[str(st["k"]), _step_names(st.get("added") or []), f"{st['top1']:.2f}", f"{st['drop']:.2f}",
-                             fmt(st.get("size_mib"), 2), "yes" if st["within"] else "no"]
+                             _interval(st.get("drop_interval")), fmt(st.get("size_mib"), 2),
+                             "yes" if st["within"] else "inconclusive" if st.get("outcome") == "inconclusive" else "no"]
                             + ([_engine_cell(st.get("engine"))] if engines else []) for st in b["steps"]])]
     return compose(*parts)
+
+
+def _budget(b: Dict[str, Any]) -> str:
+    """The budget in words: points, or a share of fp32's top-1 with the points it allowed ("1% (0.85 points)")."""
+    rule = str(b.get("budget_rule") or "")
+    if rule.endswith("%"):
+        return f"{rule} of fp32's top-1 ({float(rule[:-1]) * float(b['fp32_top1']) / 100:.2f} points)"
+    return f"{b['budget']:g} points"
+
+
+def _interval(pair: Any) -> str:
+    return f"{pair[0]:.2f}..{pair[1]:.2f}" if isinstance(pair, list) and len(pair) == 2 else "-"
 
 
 def _engine_cell(engine: Any) -> str:

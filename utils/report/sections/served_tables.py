@@ -13,8 +13,8 @@ from utils.measure.loadgen_logs import duration_for, too_few_queries
 from utils.measure.scenarios import SCENARIOS, paired
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.sections.cells import accuracy
-from utils.report.select import (UNSTABLE, finite_number, identity_columns, images_key, is_reference, not_numbers,
-                                 row_label, row_sort_key, serve_question, serve_settings, served_records,
+from utils.report.select import (UNSTABLE, finite_number, identity_columns, images_key, is_reference, judge_drop,
+                                 not_numbers, row_label, row_sort_key, serve_question, serve_settings, served_records,
                                  unstable_reason)
 
 SERVED_HEADING = "## Served within the budget (MLPerf LoadGen)"
@@ -131,7 +131,7 @@ def _gate_mark(r: Optional[Dict[str, Any]], ref: Optional[Dict[str, Any]], max_d
         return "no top-1"
     if ref is None or ref.get("top1") is None:
         return "no reference"
-    return "OVER" if float(ref["top1"]) - float(r["top1"]) > max_drop + 1e-9 else "ok"
+    return judge_drop(float(ref["top1"]) - float(r["top1"]), max_drop, None, float(ref["top1"]))
 
 
 def _shaky(r: Optional[Dict[str, Any]], cell: str) -> str:

@@ -113,3 +113,4 @@ def images_to_settle(n: int, low: float, high: float, budget: float, change: flo
     if n <= 0 or half <= 0 or margin <= 0:
         return None
     return int(math.ceil(round(n * (half / margin) ** 2, 6)))  # (rounded first: 36.000000001 x 1,000 is 36,000)
+
