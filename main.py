@@ -94,8 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument("--iterations", type=int, metavar="N",
                       help=f"bounded timing: at least N timed batches (default {DEFAULT_ITERATIONS} in a sweep)")
     meas.add_argument("--repeats", type=int, default=1, metavar="N",
-                      help="time each batch size N times over (whole runs, each warmed up): figures are the mean, "
-                           "95 %% intervals across the runs (Student-t), which also catch run-to-run noise")
+                      help="N timed runs per batch size: mean, 95 %% interval across runs")
     meas.add_argument("--full_passes", action="store_true",
                       help="time every batch size over the whole dataset (the original's way; accuracy at each) "
                            "instead of one accuracy pass and bounded timing")
@@ -118,9 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--calib_sizes", nargs="+", type=int, metavar="N", help="int8/fp8 rows for each calibration "
                        "image count (the same seeded images)")
     study.add_argument("--max_top1_drop", type=top1_budget, metavar="POINTS",
-                       help="mark the rows whose top-1 is more than POINTS below PyTorch fp32 on the same network "
-                            "and dataset, and exit 3 if any is (5: too few images to tell); 1%% is 1 %% of PyTorch "
-                            "fp32's top-1 (MLPerf's rule: keep 99 %%)")
+                       help="exit 3 on rows over POINTS of top-1 below PyTorch fp32 (1%%: MLPerf's rule)")
     study.add_argument("--mixed_precision", action="store_true",
                        help="int8/fp8: keep the fewest layers in fp32 for top-1 within --max_top1_drop")
 

@@ -47,7 +47,8 @@ def _photo_crops(foolbox_dir, n=24):
     return crops
 
 
-@pytest.mark.parametrize("pp", [PP, Preprocess(), Preprocess(resize=232, crop=224)])
+@pytest.mark.parametrize("pp", [PP, Preprocess(), Preprocess(resize=232, crop=224),
+                                Preprocess(resize=248, crop=224, interpolation="bicubic")])  # timm's ViTs
 def test_batched_matrix_transform_matches_the_one_by_one_transform(foolbox_dir, pp):
     from utils.data.resample import transform_padded
 
@@ -55,8 +56,10 @@ def test_batched_matrix_transform_matches_the_one_by_one_transform(foolbox_dir, 
     one_by_one = torch.stack([transform_uint8(im, pp) for im in crops]).int()
     batched = transform_padded(crops, pp)
     diff = (batched.int() - one_by_one).abs()
-    # torch's uint8 resize keeps 16-bit weights, this one float32: off by one at most, and rarely
-    assert batched.shape == (len(crops), 3, pp.crop, pp.crop) and int(diff.max()) <= 1
+    # torch's uint8 resize keeps 16-bit weights, this one float32: off by one at most, and rarely (bicubic: torch's
+    # own is up to 2 off PIL's on 10 of these 3.6 million values, this one at most 1 (measured): 2 against torch's)
+    assert batched.shape == (len(crops), 3, pp.crop, pp.crop)
+    assert int(diff.max()) <= (2 if pp.interpolation == "bicubic" else 1)
     assert float((diff > 0).float().mean()) < 0.005
     hwc = transform_padded([im.permute(1, 2, 0).contiguous() for im in crops], pp, hwc=True)
     assert torch.equal(hwc, batched)

@@ -49,11 +49,12 @@ def test_the_table_shows_every_step_in_the_order_measured():
     text = squeeze(str(mixed_precision_markdown([rec, {**rec, "batch_size": 8}])))  # one search, shown once
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     del lines[1]  # the rule under the header
-    assert lines == ["| k (layers kept) | newly kept | top-1 (%) | drop (points) | size (MiB) | within budget |",
-                     "| 0 | - | 75.00 | 12.50 | 4.50 | no |",
-                     "| 5 | c4, c1, c0 (+2 more) | 87.50 | 0.00 | 4.80 | yes |",
-                     "| 2 | c4, c1 | 87.50 | 0.00 | 4.60 | yes |",
-                     "| 1 | c4 | 81.25 | 6.25 | 4.55 | no |"]
+    assert lines == ["| k (layers kept) | newly kept | top-1 (%) | drop (points) | drop, paired 95 % | size (MiB) | "
+                     "within budget |",
+                     "| 0 | - | 75.00 | 12.50 | - | 4.50 | no |",
+                     "| 5 | c4, c1, c0 (+2 more) | 87.50 | 0.00 | - | 4.80 | yes |",
+                     "| 2 | c4, c1 | 87.50 | 0.00 | - | 4.60 | yes |",
+                     "| 1 | c4 | 81.25 | 6.25 | - | 4.55 | no |"]
     assert ("Budget 1 points below fp32's top-1 of 87.50% on 16 held-out images (the 16 images of d that calibration "
             "did not pick); calibrated on 4 images: 2 of 5 ranked layers kept in high precision. File: "
             "m-int8-2.onnx.") in text
@@ -87,16 +88,24 @@ def test_the_headings_the_intro_and_a_search_that_missed_its_budget():
         "## Mixed precision within a top-1 budget (--mixed_precision)",
         "Each step keeps the k layers that add the most error (ranked on calibration images) out of quantization and "
         "measures top-1 on held-out images; k is bisected, which assumes that keeping more layers never lowers top-1: "
-        "every step is shown, so a step where it does is visible.",
+        "every step is shown, so a step where it does is visible. A step is within budget as the --max_top1_drop "
+        "gate judges a row: where the whole paired 95 % interval of its drop against fp32 on the same images is "
+        "within the budget; inconclusive (the interval holds the budget) counts as not within, so the search keeps "
+        "more layers.",
         "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)"]
     assert _lines(text)[3] == (
         "Budget 0.25 points below fp32's top-1 of 87.46% on 16 held-out images (not named); calibrated on 4 images: "
         "NOT met: even with all 5 ranked layers kept out of quantization the drop is over budget; that file is used. "
         "File: m-int8-5.onnx.")
     # a step that names no added layer shows "-"; no size, "-"; exactly three names, no "(+0 more)"
-    assert _rows(text) == [MIXED_PRECISION_HEADER, ["5", "-", "80.00", "7.46", "-", "no"],
-                           ["3", "c1, c2, c3", "80.00", "7.46", "4.57", "yes"]]
+    assert _rows(text) == [MIXED_PRECISION_HEADER, ["5", "-", "80.00", "7.46", "-", "-", "no"],
+                           ["3", "c1, c2, c3", "80.00", "7.46", "-", "4.57", "yes"]]
     assert "File: ." in str(mixed_precision_markdown([_block(final_onnx=None)]))
+    # a step judged on its paired interval (searches since version 2), and MLPerf's share as the budget
+    judged = {**step, "drop_interval": [0.41, 2.1], "outcome": "inconclusive"}
+    text = str(mixed_precision_markdown([_block(steps=[judged], budget=1.0, budget_rule="1%", fp32_top1=80.0)]))
+    assert _rows(text)[1] == ["5", "-", "80.00", "7.46", "0.41..2.10", "-", "inconclusive"]
+    assert "Budget 0.80 points (1% of fp32's top-1) below fp32's top-1 of 80.00%" in squeeze(text)
 
 
 def test_records_that_hold_no_search_or_failed_are_left_out_and_runners_are_listed_once():
@@ -148,7 +157,7 @@ def test_the_engine_column_only_where_some_step_read_its_layer_precisions_back()
     # engines built but none read back: no column, in the Markdown nor in the table's header for the HTML
     doc = mixed_precision_markdown([_block(steps=steps[:3])])
     rows = _rows(doc)
-    assert rows[0] == MIXED_PRECISION_HEADER and all(len(r) == 6 for r in rows)
+    assert rows[0] == MIXED_PRECISION_HEADER and all(len(r) == 7 for r in rows)
     assert [b.header for b in doc.blocks if isinstance(b, Table)] == [tuple(MIXED_PRECISION_HEADER)]
     assert "engine layers" not in doc.html()
     # a search with no step: the header alone, without the column

@@ -14,7 +14,6 @@ import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.stats import binomtest
 
 CONFIDENCE = 0.95
 Z = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
@@ -27,6 +26,8 @@ def wilson(k: int, n: int) -> Tuple[float, float]:
     method 3); (nan, nan) for n = 0."""
     if n <= 0:
         return math.nan, math.nan
+    from scipy.stats import binomtest  # here: SciPy's stats take 0.5 s to import (main.py --help must not wait)
+
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -54,6 +55,8 @@ def mcnemar_p(lost: int, gained: int) -> float:
     """McNemar's exact test: the two-sided binomial p-value of the discordant images (1.0 where there are none)."""
     if lost + gained == 0:
         return 1.0
+    from scipy.stats import binomtest
+
     return float(binomtest(int(gained), int(lost + gained), 0.5).pvalue)
 
 

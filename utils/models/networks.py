@@ -24,6 +24,7 @@ from utils.core.fileio import regular_file
 from utils.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from utils.models.paths import weights_dir
 from utils.models.safe_load import load_checkpoint, load_model_config
+from utils.models.timm_networks import build_timm, is_timm, timm_builder, timm_preprocess
 
 if TYPE_CHECKING:
     import torch
@@ -312,7 +313,7 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
     """Builds a network by name.
 
     Args:
-        name: a torchvision classifier name, "efficientnet_lite0", or a YOLOv8-cls .pt/.yaml path.
+        name: a torchvision classifier name, "timm:NAME", "efficientnet_lite0", or a YOLOv8-cls .pt/.yaml path.
         weights: a user's state_dict file (any class count; read with weights_only=True).
         pretrained: use the framework's published weights (downloads; packaged for efficientnet_lite0).
         num_classes: class count for random weights (default 1000).
@@ -344,6 +345,12 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
         if pretrained:
             weights_file = _efficientnet_lite0_packaged_weights()
             state, source = _read_state_dict(weights_file), f"packaged:{Path(weights_file).name}"
+    elif is_timm(name):
+        builder = timm_builder(name)
+        preprocess = None  # timm's data config of the model built below
+        if pretrained:
+            model, preprocess, source = build_timm(name, True, 1000)
+            return Network(name, model, preprocess, _classifier_out_features(model)[1], source)
     elif name in _torchvision_names():
         builder = lambda k: _build_torchvision(name, k, False)  # noqa: E731
         preprocess = _torchvision_preprocess(name)
@@ -352,7 +359,8 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
             return Network(name, model, preprocess, _classifier_out_features(model)[1], f"pretrained:{name}")
     else:
         raise ArtTRTError(f"unknown network {name!r}: use a torchvision classifier name "
-                          f"(e.g. resnet50, mobilenet_v2), efficientnet_lite0, or a YOLOv8-cls .pt/.yaml file")
+                          f"(e.g. resnet50, mobilenet_v2), timm:NAME (any timm classifier), efficientnet_lite0, or a "
+                          f"YOLOv8-cls .pt/.yaml file")
 
     k = num_classes or 1000
     model = builder(k)
@@ -368,4 +376,4 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
             source = str(weights)
     else:
         source = f"random:seed{seed}"
-    return Network(name, model.eval(), preprocess, k, source)
+    return Network(name, model.eval(), preprocess or timm_preprocess(model), k, source)

@@ -18,6 +18,7 @@ from utils.report import plots
 from utils.report.doc import Doc
 from utils.report.sections.baseline_tables import baseline_markdown
 from utils.report.sections.compare_tables import compare_doc, compare_groups, compare_labels
+from utils.report.sections.compute_tables import compute_markdown
 from utils.report.sections.confidence_tables import confidence_markdown, speed_markdown
 from utils.report.sections.energy_tables import energy_markdown
 from utils.report.sections.inspect_tables import inspect_markdown, profile_markdown
@@ -94,7 +95,8 @@ class Section:
     fit_terminal: bool = False  # its tables lose their least telling columns to fit the terminal
 
 
-RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served", "confidence", "speed", "baseline")  # the report's own table files
+RESERVED = ("worth-it", "not-measured", "energy", "mixed-precision", "served", "confidence", "speed", "baseline",
+            "compute")  # the report's own table files
 
 
 def file_name(network: str) -> str:
@@ -164,6 +166,8 @@ SECTIONS: Tuple[Section, ...] = (
             lambda v, recs: _doc("confidence.md", confidence_markdown(recs)), console=True),
     Section("speed", ("speed.md",), lambda v: _one(v.latest),
             lambda v, recs: _doc("speed.md", speed_markdown(recs))),
+    Section("compute", ("compute.md",), lambda v: _one(v.latest),
+            lambda v, recs: _doc("compute.md", compute_markdown(recs))),
     Section("network", ("{network}-side-by-side.md", "throughput-{network}.png", "{network}.md"),
             lambda v: _networks(v.latest), _network),
     Section("energy", ("energy.md",), lambda v: _one(v.latest), lambda v, recs: _doc("energy.md", energy_markdown(recs))),

@@ -120,6 +120,13 @@ class Record(LoadGenRun):
     top5: Optional[Percent] = None
     images_per_s: Optional[NonNegative] = None
     speed_ci: Optional[SpeedCI] = None
+    gflops_per_image: Optional[NonNegative] = None      # utils.models.flops (2 FLOPs per multiply-add)
+    activations_per_image: Optional[Count] = None
+    flops_counter: Optional[Text] = None
+    achieved_tflops: Optional[NonNegative] = None       # gflops_per_image x images/s
+    peak_tflops: Optional[NonNegative] = None           # the GPU's dense peak at the precision that ran (datasheet)
+    peak_source: Optional[Text] = None
+    percent_of_peak: Optional[NonNegative] = None
     repeats: Optional[List[RunFigures]] = Field(default=None, max_length=100)
     size_mib: Optional[NonNegative] = None
     size_mb: Optional[NonNegative] = None

@@ -42,7 +42,7 @@ from utils.study import validate
 from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions
 from utils.study.handover import for_worker, write_handover
 from utils.study.plan import WHOLE, Job, Setup, digest, job_identity, setup_key
-from utils.study.validate import OpenRunner, serve_with, warn_if_random_weights
+from utils.study.validate import OpenRunner, count_cost, serve_with, warn_if_random_weights
 from utils.study.workers import claim, claim_key, launch, note_outcome, outcomes_of, records_of, release, wait_all
 
 if TYPE_CHECKING:
@@ -249,6 +249,7 @@ def _open(setup: Setup, ctx: StudyContext, opened: _Open) -> _Open:
             ctx.datasets[key] = ctx.data.open(net.preprocess, net.num_classes)
         dataset = ctx.datasets[key]
         warn_if_random_weights(net, dataset)
+        count_cost(net)
         n = len(dataset) if ctx.measure.limit is None else min(ctx.measure.limit, len(dataset))
         opened.name, opened.net, opened.dataset = setup.network, net, dataset
         opened.facts = {"weights_id": weights_id(net), "images": n,

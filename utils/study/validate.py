@@ -25,11 +25,13 @@ from utils.core.fileio import slug
 from utils.data.cache import CachedDataset
 from utils.data.options import DataOptions
 from utils.measure.measurement import MeasureOptions, MeasureResult, across_runs, pad_batch
+from utils.measure.peaks import compute_fields
 from utils.measure.profile import profile_runner
 from utils.measure.scenarios import buckets
 from utils.measure.serving import serve
 from utils.measure.sut import DeviceSamples, runner_infer
 from utils.measure.timing import measure
+from utils.models.flops import counted_cost, image_cost
 from utils.models.networks import Network
 from utils.report.records import Recorder, gpu_facts, make_record
 from utils.report.sections.compare_tables import NONFINITE_ADVICE
@@ -43,6 +45,15 @@ else:
 
 
 log = logging.getLogger(__name__)
+
+
+def count_cost(net: Network) -> None:
+    """Counts net's FLOPs and activations per image (utils.models.flops) before any runner touches the model; a
+    network the counter cannot run gets a warning and no such figures, never a failed study."""
+    try:
+        image_cost(net)
+    except Exception as err:  # a model or operator the counter cannot follow: the figures are left out
+        log.warning("%s: FLOPs per image not counted (%s: %s)", net.name, type(err).__name__, first_line(err))
 
 
 def warn_if_random_weights(net: Network, dataset: CachedDataset) -> bool:
@@ -225,6 +236,11 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     fields: Dict[str, Any] = record_identity(net, spec, dataset, runner.device, opts.batch_size)
     fields.update(summaries[0])
     fields.update(across_runs(summaries))
+    cost = counted_cost(net)  # FLOPs per image, and what share of the GPU's peak they were done at
+    fields.update(cost)
+    fields.update(compute_fields(cost.get("gflops_per_image"), fields.get("images_per_s"),
+                                 torch.cuda.get_device_name(device) if device is not None else None, spec.precision,
+                                 bool(spec.tf32)))
     fields.update(info)
     fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
                    "cuda_graph_error": runner.graphs.error if runner.graphs is not None else None,

@@ -53,10 +53,10 @@ def mixed_precision_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
 
 
 def _budget(b: Dict[str, Any]) -> str:
-    """The budget in words: points, or a share of fp32's top-1 with the points it allowed ("1% (0.85 points)")."""
+    """The budget in words: points, or the points a share of fp32's top-1 allowed ("0.85 points (1% of ...)")."""
     rule = str(b.get("budget_rule") or "")
     if rule.endswith("%"):
-        return f"{rule} of fp32's top-1 ({float(rule[:-1]) * float(b['fp32_top1']) / 100:.2f} points)"
+        return f"{float(rule[:-1]) * float(b['fp32_top1']) / 100:.2f} points ({rule} of fp32's top-1)"
     return f"{b['budget']:g} points"
 
 
