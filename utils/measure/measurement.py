@@ -82,6 +82,8 @@ class MeasureOptions:
 class MeasureResult:
     latency_all_ms: List[float] = field(default_factory=list)
     latency_model_ms: List[float] = field(default_factory=list)
+    split_ms: List[Tuple[float, float, float, float]] = field(default_factory=list)  # per timed batch: copy-in,
+    # normalise, copy-out (top-k, flags and logits to the host), host enqueue; the model's is latency_model_ms
     timed_images: int = 0
     wall_s: float = 0.0
     correct1: int = 0
@@ -92,6 +94,7 @@ class MeasureResult:
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # label per image, -1: unlabelled
     warmup_batches: int = 0
     warmup_s: float = 0.0
+    first_batch_ms: Optional[float] = None  # the warm-up's first batch, copy-in to copy-out (the first answer)
     sync: bool = False
     short_batch: Optional[Dict[str, Any]] = None  # images and how they were handled
     feed: str = "host"
@@ -110,6 +113,7 @@ class MeasureResult:
             "top5": 100.0 * self.correct5 / self.labelled if self.labelled else None,
             "timed_images": self.timed_images, "warmup_batches": self.warmup_batches,
             "warmup_s": round(self.warmup_s, 4), "mode": "sync" if self.sync else "pipelined",
+            "first_batch_ms": None if self.first_batch_ms is None else round(self.first_batch_ms, 4),
             "short_batch": self.short_batch, "feed": self.feed, "verified_images": self.verified,
             "timing": "bounded" if self.bounded else "whole pass",
             "nonfinite_outputs": None if self.bounded else self.nonfinite,
@@ -124,6 +128,7 @@ class MeasureResult:
         else:
             out["images_per_s"] = self.timed_images / self.wall_s if self.wall_s > 0 else None
         out["latency_unstable"] = unstable(la) or unstable(lm)
+        out.update(time_split(self.split_ms, self.latency_model_ms, self.feed != "host"))
         out["speed_ci"] = speed_interval(self.latency_all_ms, self.latency_model_ms, out["images_per_s"])
         if self.energy is not None:
             out.update(energy_fields(*self.energy, self.timed_images, out["images_per_s"]))
@@ -149,6 +154,32 @@ class MeasureResult:
             self.labelled += int(mask.sum())
             self.correct1 += int((tk[:, :1] == lab).any(dim=1).sum())
             self.correct5 += int((tk == lab).any(dim=1).sum())
+
+
+ENQUEUE_BOUND = 0.8  # trtexec (sampleReporting.cpp): enqueue median > 0.8 x GPU compute median
+
+
+def time_split(split_ms: Sequence[Tuple[float, float, float, float]], model_ms: Sequence[float], device: bool
+               ) -> Dict[str, Any]:
+    """Where a timed batch's time goes: the mean copy-in (H2D), normalise, model (compute) and copy-out (D2H) per
+    batch, which sum to latency-all's mean (pipelined), and the host's enqueue time; on a GPU, trtexec's diagnosis
+    from the medians: enqueue-bound where the enqueue is above 0.8 x the compute, H2D- or D2H-bound where that copy
+    takes at least as long as the compute, else compute-bound. {} without timed batches."""
+    if not split_ms or len(split_ms) != len(model_ms):
+        return {}
+    v = np.asarray(split_ms, dtype=np.float64)
+    m = np.asarray(model_ms, dtype=np.float64)
+    out: Dict[str, Any] = {"time_split": {
+        "h2d_ms": round(float(v[:, 0].mean()), 6), "normalize_ms": round(float(v[:, 1].mean()), 6),
+        "compute_ms": round(float(m.mean()), 6), "d2h_ms": round(float(v[:, 2].mean()), 6),
+        "enqueue_ms": round(float(v[:, 3].mean()), 6)}}
+    if device:  # copies and compute on separate clocks only where there is a device to copy to
+        h2d, d2h, enq = (float(np.median(v[:, i])) for i in (0, 2, 3))
+        compute = float(np.median(m))
+        bound = ("enqueue-bound" if enq > ENQUEUE_BOUND * compute else "H2D-bound" if h2d >= compute
+                 else "D2H-bound" if d2h >= compute else "compute-bound")
+        out["bound"] = bound
+    return out
 
 
 def speed_interval(all_ms: List[float], model_ms: List[float], images_per_s: Optional[float]

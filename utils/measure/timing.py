@@ -65,6 +65,7 @@ class _Batch:
     labels: torch.Tensor
     idx: np.ndarray
     timed: bool
+    enqueue_ms: float = 0.0  # host time to issue the batch (copy, normalise, model, copy-out), trtexec's Enqueue Time
 
 
 @inference_mode
@@ -215,6 +216,7 @@ class _Loop:
                   verify: bool = True) -> _Batch:
         """Copy-in, normalise, model, top-k, copy-out, with timers between the stages."""
         cuda, runner, stream, bs, num_outputs = self.cuda, self.runner, self.stream, self.bs, self.num_outputs
+        h0 = time.perf_counter()
         t = tuple(Timer(cuda) for _ in range(6))
         x_dev = self.copy_in(images, idx, t, verify)
         t[2].record(stream)
@@ -239,7 +241,7 @@ class _Loop:
         host_logits = torch.empty(y.shape, dtype=torch.float32, pin_memory=cuda)
         host_logits.copy_(y.float(), non_blocking=cuda)
         t[5].record(stream)
-        return _Batch(t, host_top, host_flags, host_logits, labels, idx, timed)
+        return _Batch(t, host_top, host_flags, host_logits, labels, idx, timed, (time.perf_counter() - h0) * 1e3)
 
     def finish(self, item: _Batch, all_ms: Optional[float] = None) -> None:
         """Accounts a batch once its copy-out is done; all_ms replaces the events' latency-all (sync mode)."""
@@ -250,6 +252,7 @@ class _Loop:
         if item.timed:
             res.latency_all_ms.append(all_ms if all_ms is not None else t[0].ms_until(t[1]) + t[2].ms_until(t[5]))
             res.latency_model_ms.append(t[3].ms_until(t[4]))
+            res.split_ms.append((t[0].ms_until(t[1]), t[2].ms_until(t[3]), t[4].ms_until(t[5]), item.enqueue_ms))
         if not self.bounded:  # bounded timing sees images again and again: no accuracy from it
             res.add_batch(item.top, item.labels, item.idx, item.flags)
 
@@ -263,6 +266,8 @@ class _Loop:
             item = self.run_batch(images, labels, idx, timed=False, verify=False)
             if self.cuda:
                 item.t[5].ev.synchronize()
+            if self.res.first_batch_ms is None:  # the first answer: what a user waits for after the load
+                self.res.first_batch_ms = (time.perf_counter() - t_start) * 1e3
             if time.perf_counter() - t_start >= self.opts.min_warmup_s:
                 break
         self.res.warmup_s = time.perf_counter() - t_start

@@ -114,10 +114,14 @@ def model_file(net: Network, precision: str, model: ModelOptions,
         export: Dict[str, Any] = {"prepare_s": 0.0, "onnx_given": str(path)}
     else:
         path, export = onnx_for(net, model.shape_for(net))
+    cached = {"export_cached": export["cached"]} if "cached" in export else {}  # the cold start names it
     if precision == "fp32":
-        return path, {"export_s": export["prepare_s"], "prepare_s": export["prepare_s"],
+        return path, {"export_s": export["prepare_s"], "prepare_s": export["prepare_s"], **cached,
                       **({"onnx_given": export["onnx_given"]} if "onnx_given" in export else {})}
     out, conv = convert_precision(path, precision, net, model.calib, data, io_fp16=model.fp16_io)
+    conv.update(cached)
+    if "cached" in conv:
+        conv["convert_cached"] = conv["cached"]
     conv["export_s"] = export["prepare_s"]
     conv["prepare_s"] = round(float(export["prepare_s"]) + float(conv["prepare_s"]), 3)
     return out, conv

@@ -167,7 +167,7 @@ SECTIONS: Tuple[Section, ...] = (
     Section("speed", ("speed.md",), lambda v: _one(v.latest),
             lambda v, recs: _doc("speed.md", speed_markdown(recs))),
     Section("compute", ("compute.md",), lambda v: _one(v.latest),
-            lambda v, recs: _doc("compute.md", compute_markdown(recs))),
+            lambda v, recs: _doc("compute.md", compute_markdown(recs, v.ok))),
     Section("network", ("{network}-side-by-side.md", "throughput-{network}.png", "{network}.md"),
             lambda v: _networks(v.latest), _network),
     Section("energy", ("energy.md",), lambda v: _one(v.latest), lambda v, recs: _doc("energy.md", energy_markdown(recs))),

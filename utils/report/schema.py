@@ -18,8 +18,9 @@ from pydantic import Field, ValidationError
 RECORD_VERSION = 2          # 2: records checked against this schema (1: the same fields, written before it)
 READABLE_VERSIONS = (1, 2)
 
-from utils.report.schema_types import (BatchSize, Count, Env, Example, Finite, Inspect, LongText, NonNegative, Percent,
-                                       Preparation, Profile, RunFigures, SpeedCI, Text, _Strict)
+from utils.report.schema_types import (BatchSize, ColdStart, Count, Env, Example, Finite, Inspect, LongText,
+                                       NonNegative, Percent, Preparation, Profile, RunFigures, SpeedCI, Text, TimeSplit,
+                                       _Strict)
 
 LatencyMs = Dict[Annotated[str, Field(max_length=16)], NonNegative]  # "p50" ... "p99.9", "min", "mean", "max"
 Reasons = List[Text]
@@ -120,6 +121,10 @@ class Record(LoadGenRun):
     top5: Optional[Percent] = None
     images_per_s: Optional[NonNegative] = None
     speed_ci: Optional[SpeedCI] = None
+    time_split: Optional[TimeSplit] = None
+    cold_start: Optional[ColdStart] = None  # the setup's first job only (later ones reuse the runner)
+    first_batch_ms: Optional[NonNegative] = None
+    bound: Optional[Literal["enqueue-bound", "H2D-bound", "D2H-bound", "compute-bound"]] = None  # trtexec's rules
     gflops_per_image: Optional[NonNegative] = None      # utils.models.flops (2 FLOPs per multiply-add)
     activations_per_image: Optional[Count] = None
     flops_counter: Optional[Text] = None

@@ -3,7 +3,7 @@ types, the environment and its identity, and the nested blocks of --inspect, --p
 the preparation of a runner's files (the mixed-precision search)."""
 from __future__ import annotations
 
-from typing import Annotated, Dict, List, Optional
+from typing import Annotated, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -149,6 +149,29 @@ class MixedPrecision(_Strict):
     search_s: Optional[NonNegative] = None
     cached: Optional[bool] = None
     engine_measured: Optional[Text] = None  # what of each step's TensorRT engine was measured, speed included
+
+
+class TimeSplit(_Strict):
+    """Where a timed batch's time goes, mean ms per batch (utils.measure.measurement.time_split)."""
+
+    h2d_ms: Optional[NonNegative] = None
+    normalize_ms: Optional[NonNegative] = None
+    compute_ms: Optional[NonNegative] = None
+    d2h_ms: Optional[NonNegative] = None
+    enqueue_ms: Optional[NonNegative] = None
+
+
+class ColdStart(_Strict):
+    """What a user waits for before a runner's first answer, seconds (utils.study.validate.cold_start)."""
+
+    export_s: Optional[NonNegative] = None
+    convert_build_s: Optional[NonNegative] = None
+    load_s: Optional[NonNegative] = None
+    runner_prepare_s: Optional[NonNegative] = None
+    first_batch_s: Optional[NonNegative] = None
+    total_s: Optional[NonNegative] = None
+    caches: Dict[Annotated[str, Field(max_length=16)], Literal["hit", "missed"]] = Field(default_factory=dict,
+                                                                                        max_length=8)
 
 
 class RunFigures(_Strict):

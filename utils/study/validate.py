@@ -180,6 +180,23 @@ def _validate(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Measure
         opened.close()
 
 
+def cold_start(facts: Dict[str, Any], load_s: float, runner_prepare_s: float, first_batch_ms: Optional[float]
+               ) -> Dict[str, Any]:
+    """What a user waits for before a runner's first answer, seconds: the ONNX export, the precision conversion and
+    the engine build (each 0 where its cache was hit: `caches` says which), the load (session, engine deserialization,
+    model to the device), the runner's own preparation (torch.compile, CUDA graph capture) and the first batch."""
+    made = float(facts.get("prepare_s") or 0.0)  # export + conversion + engine build, in make_runner
+    export = float(facts.get("export_s") or 0.0)
+    caches = {name: "hit" if facts[key] else "missed" for name, key in
+              (("export", "export_cached"), ("conversion", "convert_cached"), ("engine", "engine_cached"))
+              if isinstance(facts.get(key), bool)}
+    parts = {"export_s": round(export, 3), "convert_build_s": round(max(made - export, 0.0), 3),
+             "load_s": round(max(load_s - made, 0.0), 3), "runner_prepare_s": round(runner_prepare_s, 3),
+             "first_batch_s": None if first_batch_ms is None else round(first_batch_ms / 1e3, 4)}
+    parts["total_s"] = round(sum(v for v in parts.values() if v is not None), 3)
+    return {**parts, "caches": caches}
+
+
 def peak_gpu_mb(max_allocated: Callable[[Any], int], device: Any, runner: Any) -> Optional[float]:
     """The GPU memory a runner's preparation peaked at, MiB: PyTorch's allocator's peak plus what the runner's library
     holds outside it (TensorRT's engine weights); None off the GPU."""
@@ -250,6 +267,8 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                    "host_load_1m": round(load, 2) if load >= 0 else None, "host_cores": os.cpu_count(),
                    "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts(index).get("sm_clock_mhz"),
                    **extra})
+    if first:
+        fields["cold_start"] = cold_start(facts, load_s, runner_prepare_s, fields.get("first_batch_ms"))
     if on_result is not None:
         saved: Dict[str, Any] = {}
         _beside(saved, "predictions", lambda: on_result(result))  # the fields it adds, or predictions_error

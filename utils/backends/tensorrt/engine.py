@@ -282,4 +282,6 @@ def engine_for_network(net: Network, precision: str, model: ModelOptions, opts: 
     facts = {**{k: v for k, v in onnx_facts.items() if k not in ("prepare_s", "cached")}, **calib_facts, **facts}
     facts["prepare_s"] = round(float(onnx_facts.get("prepare_s") or 0.0) + float(facts.get("prepare_s") or 0), 3)
     facts["engine_shapes"] = "dynamic" if shapes.dynamic else "static"
+    if isinstance(facts.get("cached"), bool):  # the engine's artefact: found built, or built now
+        facts["engine_cached"] = facts["cached"]
     return engine, facts

@@ -1,13 +1,14 @@
 """What each image costs and how much of the GPU a row used: FLOPs and activations per image (utils.models.flops),
 achieved TFLOP/s and its share of the GPU's dense peak at the precision that ran (utils.measure.peaks, NVIDIA's
-datasheets; "-" for a GPU not in the table and on the CPU).
+datasheets; "-" for a GPU not in the table and on the CPU); where each batch's time goes (copies, compute,
+enqueue) with trtexec's diagnosis; and each runner's cold start.
 
 Usage:
     doc = compute_markdown(records)
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.select import finite_number, row_label, study_order
@@ -22,13 +23,72 @@ COMPUTE_NOTE = ("FLOPs per image count a multiply-add as 2 (PyTorch's FlopCounte
                 "A low share at batch 1 is launch or copy time, not arithmetic; a GPU not in the table reads \"-\".")
 
 
-def compute_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
-    """Per network, its FLOPs and activations per image, and each timing row's achieved TFLOP/s and % of peak. Empty
-    where no record has FLOPs."""
+SPLIT_HEADING = "## Where each batch's time goes"
+
+SPLIT_NOTE = ("Mean ms per timed batch: copy-in (host to device), normalise, the model (compute) and copy-out (top "
+              "classes, flags and logits back to the host), which add up to latency-all; enqueue is the host's time to "
+              "issue the batch (trtexec's Enqueue Time). On a GPU, trtexec's diagnosis from the medians: "
+              "enqueue-bound where the enqueue is above 0.8 x the compute (the GPU waits for the host: CUDA graphs "
+              "or a larger batch help), H2D- or D2H-bound where that copy takes at least as long as the compute, "
+              "else compute-bound. On the CPU nothing is copied, and no diagnosis is given.")
+
+
+def split_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
+    """Each timing row's time split (utils.measure.measurement.time_split) and trtexec's diagnosis; empty where no
+    row has one."""
+    recs = [r for r in study_order(records) if isinstance(r.get("time_split"), dict) and r.get("role") != "accuracy"
+            and not r.get("error")]
+    if not recs:
+        return compose()
+    rows = []
+    for r in recs:
+        ts = r["time_split"]
+        rows.append([r.get("network"), row_label(r), r.get("device") or "-", r.get("batch_size"),
+                     *(fmt(ts.get(k), 3) for k in ("h2d_ms", "normalize_ms", "compute_ms", "d2h_ms", "enqueue_ms")),
+                     r.get("bound") or "-"])
+    return compose(SPLIT_HEADING, SPLIT_NOTE,
+                   table(["network", "runner", "device", "batch", "copy-in ms", "normalise ms", "compute ms",
+                          "copy-out ms", "enqueue ms (host)", "diagnosis"], rows))
+
+
+COLD_HEADING = "## Cold start: what a user waits for before the first answer"
+
+COLD_NOTE = ("Seconds, from the setup's first job (later batch sizes reuse the runner): the ONNX export, the "
+             "precision conversion and the engine build (0 where a cache was hit: \"caches\" names each), the load "
+             "(ONNX Runtime's session, the engine's deserialization, the model to the device), the runner's own "
+             "preparation (torch.compile, CUDA graph capture) and the first batch, copy-in to copy-out.")
+
+
+def cold_start_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
+    """Each setup's cold start (utils.study.validate.cold_start), newest first-job record of each; empty without."""
+    newest: Dict[Any, Dict[str, Any]] = {}
+    for r in sorted((r for r in records if isinstance(r.get("cold_start"), dict) and not r.get("error")),
+                    key=lambda r: str(r.get("time") or "")):
+        newest[(r.get("network"), row_label(r), r.get("device"), r.get("setup_key"))] = r  # a rerun: its newest
+    recs = study_order(list(newest.values()))
+    if not recs:
+        return compose()
+    rows = []
+    for r in recs:
+        c = r["cold_start"]
+        caches = ", ".join(f"{k} {v}" for k, v in sorted((c.get("caches") or {}).items())) or "-"
+        rows.append([r.get("network"), row_label(r), r.get("device") or "-", r.get("batch_size"),
+                     *(fmt(c.get(k), 3) for k in ("export_s", "convert_build_s", "load_s", "runner_prepare_s",
+                                                   "first_batch_s", "total_s")), caches])
+    return compose(COLD_HEADING, COLD_NOTE,
+                   table(["network", "runner", "device", "first batch size", "export s", "convert / build s", "load s",
+                          "compile / capture s", "first batch s", "total s", "caches"], rows))
+
+
+def compute_markdown(records: Sequence[Dict[str, Any]], every: Optional[Sequence[Dict[str, Any]]] = None) -> Doc:
+    """Per network, its FLOPs and activations per image, and each timing row's achieved TFLOP/s and % of peak; then
+    the time split and the cold starts (read from `every` record, default records: a setup's first job may be its
+    accuracy pass, which the latest timing rows leave out). Empty where no record has any of them."""
+    every = records if every is None else every
     recs = [r for r in study_order(records) if finite_number(r.get("gflops_per_image")) and r.get("images_per_s")
             and r.get("role") != "accuracy" and not r.get("error")]
     if not recs:
-        return compose()
+        return compose(split_markdown(records), cold_start_markdown(every))
     parts: List[Any] = [COMPUTE_HEADING, COMPUTE_NOTE]
     for network in sorted({str(r.get("network")) for r in recs}):
         mine = [r for r in recs if str(r.get("network")) == network]
@@ -41,4 +101,4 @@ def compute_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
                  fmt(r.get("percent_of_peak"), 1)] for r in mine]
         parts.append(table(["runner", "device", "batch", "images/s", "achieved TFLOP/s", "peak TFLOP/s (dense)",
                             "% of peak"], rows))
-    return compose(*parts)
+    return compose(*parts, split_markdown(records), cold_start_markdown(every))
