@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 import numpy as np
 
 from utils.core.artefact import cached
+from utils.core.content import onnx_files
 from utils.core.errors import ArtTRTError, at_least, first_line, library_prints, quiet_libraries
 from utils.core.phases import in_phase
 from utils.data.options import DataOptions
@@ -149,9 +151,20 @@ def calibration_data(net: Network, calib: CalibOptions, data: DataOptions, folde
 def _quantize_modelopt(src: Path, out: Path, mode: str, method: str, data: np.ndarray,
                        exclude: Tuple[str, ...] = ()) -> None:
     """ModelOpt's ONNX PTQ into `out` (through a name ending in .onnx, which ModelOpt wants); the nodes named in
-    `exclude` stay in high precision."""
+    `exclude` stay in high precision. ModelOpt reads a private copy of src: it writes its intermediate files
+    (shape-inferred and renamed models) beside its input, and has been seen to rewrite the input itself (a cached
+    vit_b_16 export grew by 2,070 bytes), which would spoil the cached export every other run reads."""
     _, quantization = _modelopt_onnx()
     tmp_onnx = out.with_name(out.name + ".onnx")
+    with tempfile.TemporaryDirectory(prefix="arttrt-modelopt-") as work:
+        private = Path(work) / src.name
+        for f in onnx_files(src):  # the file and its external data, under the names it refers to them by
+            shutil.copyfile(f, Path(work) / f.relative_to(src.parent))
+        _run_modelopt_quantize(quantization, private, tmp_onnx, out, mode, method, data, exclude)
+
+
+def _run_modelopt_quantize(quantization: Any, src: Path, tmp_onnx: Path, out: Path, mode: str, method: str,
+                           data: np.ndarray, exclude: Tuple[str, ...]) -> None:
     try:
         with library_prints():  # ONNX Runtime's calibrator prints its progress
             quantization.quantize(str(src), quantize_mode=mode, calibration_data=data, calibration_method=method,
