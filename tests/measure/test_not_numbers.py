@@ -153,3 +153,20 @@ def test_nan_outputs_under_loadgen_are_warned_marked_and_gated(tmp_path, demo_da
     assert "top-1 gate: resnet18 Vanilla gave NaN/Inf or unranked outputs on 20 images" in err
     (rec,) = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
     assert rec["scenario"] == "offline" and rec["nonfinite_outputs"] == 20 and isinstance(rec["host_load_1m"], float)
+
+
+@pytest.mark.parametrize("precision, says", [
+    ("fp16", "fp16 overflows where fp32 does not"),
+    ("int8", "int8 quantization lost the outputs: check the calibration images"),
+    ("fp32", "the weights or the model itself give them"),
+])
+def test_the_warning_gives_the_advice_of_the_rows_precision(precision, says, caplog):
+    import logging
+
+    from utils.study.validate import warn_if_not_numbers
+
+    rec = {"network": "vit_b_16", "precision": precision, "batch_size": 4, "images": 8, "unrankable_outputs": 8}
+    with caplog.at_level(logging.WARNING, logger="utils.study.validate"):
+        warn_if_not_numbers(rec, "ONNX Runtime")
+    assert len(caplog.messages) == 1 and says in caplog.messages[0]
+    assert "8 gave outputs that are all equal" in caplog.messages[0]

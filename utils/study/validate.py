@@ -117,7 +117,11 @@ def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
     if bad or flat:
         what = " and ".join(w for w in (f"{bad} gave NaN or Inf outputs" if bad else "",
                                         f"{flat} gave outputs that are all equal" if flat else "") if w)
-        advice = (NONFINITE_ADVICE if rec.get("precision") != "fp32" else
+        precision = rec.get("precision")
+        advice = (NONFINITE_ADVICE if precision in ("fp16", "bf16") else
+                  f"{precision} quantization lost the outputs: check the calibration images (--calib_dataset, "
+                  "--calib_size), try another --calib_method, or keep the worst layers in float (--mixed_precision)"
+                  if precision in ("int8", "fp8") else
                   "outputs that are not numbers in fp32: the weights or the model itself give them (check --weights; "
                   "a lower precision cannot be the cause)")
         log.warning("%s %s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", rec.get("network"),
