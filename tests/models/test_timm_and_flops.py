@@ -82,6 +82,12 @@ def test_peaks_come_from_the_datasheets_by_gpu_model_and_precision():
     got = compute_fields(8.1784, 23852.0, "NVIDIA H100 80GB HBM3", "fp16")
     assert got["achieved_tflops"] == pytest.approx(195.07, abs=0.01) and got["percent_of_peak"] == pytest.approx(19.71,
                                                                                                           abs=0.01)
+    assert got["compute_roof_images_per_s"] == pytest.approx(120990.6, abs=0.1)  # 989.5 TFLOP/s / 8.18 GFLOPs
+    assert "memory_roof_images_per_s" not in got  # no bytes given
+    # with the bytes: 48.8 MiB of fp16 weights over a batch of 256, 11.1 M activations x 2 bytes x written and read
+    roof = compute_fields(8.1784, 23852.0, "NVIDIA H100 80GB HBM3", "fp16", weights_mib=48.8,
+                          activations=11114984, batch_size=256)["memory_roof_images_per_s"]
+    assert roof == pytest.approx(3.35e12 / (48.8 * 2**20 / 256 + 2 * 11114984 * 2), rel=1e-6)
     assert compute_fields(8.1784, 100.0, None, "fp32") == {"achieved_tflops": 0.8178}
     assert compute_fields(None, 100.0, "NVIDIA H200", "fp32") == {}
 

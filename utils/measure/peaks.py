@@ -52,10 +52,18 @@ def memory_tbps(gpu: Optional[str]) -> Optional[float]:
     return row[2] if row else None
 
 
+ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
+
+
 def compute_fields(gflops_per_image: Optional[float], images_per_s: Optional[float], gpu: Optional[str],
-                   precision: str, tf32: bool = False) -> Dict[str, object]:
+                   precision: str, tf32: bool = False, weights_mib: Optional[float] = None,
+                   activations: Optional[int] = None, batch_size: int = 1) -> Dict[str, object]:
     """A record's achieved TFLOP/s (FLOPs per image x images/s) and its share of the GPU's dense peak at the
-    precision that ran; {} without FLOPs or a rate; no peak where the GPU is not in the table."""
+    precision that ran, with the two roofs of a roofline in images/s: the compute roof (peak / FLOPs per image) and,
+    where the record has the bytes, the memory roof (peak bandwidth / an estimate of the bytes per image: the
+    weights read once per batch, each activation written and read once at the precision's element size: a lower
+    bound of the traffic, so the roof is an upper bound). {} without FLOPs or a rate; no peak or roof where the GPU
+    is not in the table."""
     if not gflops_per_image or not images_per_s:
         return {}
     achieved = gflops_per_image * images_per_s / 1e3
@@ -63,5 +71,10 @@ def compute_fields(gflops_per_image: Optional[float], images_per_s: Optional[flo
     got = peak(gpu, precision, tf32)
     if got is not None:
         out.update({"peak_tflops": got[0], "peak_source": got[1],
-                    "percent_of_peak": round(100.0 * achieved / got[0], 3)})
+                    "percent_of_peak": round(100.0 * achieved / got[0], 3),
+                    "compute_roof_images_per_s": round(got[0] * 1e3 / gflops_per_image, 1)})
+        bandwidth = memory_tbps(gpu)
+        if bandwidth and weights_mib and activations and precision in ELEMENT_BYTES and batch_size >= 1:
+            per_image = weights_mib * 2**20 / batch_size + 2 * activations * ELEMENT_BYTES[precision]
+            out["memory_roof_images_per_s"] = round(bandwidth * 1e12 / per_image, 1)
     return out

@@ -132,6 +132,8 @@ class Record(LoadGenRun):
     peak_tflops: Optional[NonNegative] = None           # the GPU's dense peak at the precision that ran (datasheet)
     peak_source: Optional[Text] = None
     percent_of_peak: Optional[NonNegative] = None
+    compute_roof_images_per_s: Optional[NonNegative] = None  # the roofline's two roofs (utils.measure.peaks)
+    memory_roof_images_per_s: Optional[NonNegative] = None
     repeats: Optional[List[RunFigures]] = Field(default=None, max_length=100)
     size_mib: Optional[NonNegative] = None
     size_mb: Optional[NonNegative] = None

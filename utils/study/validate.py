@@ -261,7 +261,8 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     fields.update(cost)
     fields.update(compute_fields(cost.get("gflops_per_image"), fields.get("images_per_s"),
                                  torch.cuda.get_device_name(device) if device is not None else None, spec.precision,
-                                 bool(spec.tf32)))
+                                 bool(spec.tf32), fields.get("size_mib"), cost.get("activations_per_image"),
+                                 opts.batch_size))
     fields.update(info)
     fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
                    "cuda_graph_error": runner.graphs.error if runner.graphs is not None else None,

@@ -20,7 +20,10 @@ COMPUTE_NOTE = ("FLOPs per image count a multiply-add as 2 (PyTorch's FlopCounte
                 "timm's measure). Achieved TFLOP/s = FLOPs per image x images/s; % of peak divides it by the GPU's "
                 "dense (no 2:4 sparsity) peak at the precision that ran, from NVIDIA's datasheets: fp32 the CUDA "
                 "cores' figure (strict fp32), TF32 where --tf32 allowed it, fp16/bf16/fp8/int8 the Tensor Cores'. "
-                "A low share at batch 1 is launch or copy time, not arithmetic; a GPU not in the table reads \"-\".")
+                "A low share at batch 1 is launch or copy time, not arithmetic; a GPU not in the table reads \"-\". The "
+                "roofs, images/s: compute = peak / FLOPs per image; memory (an estimate) = peak bandwidth / (the "
+                "weights once per batch + each activation written and read once at the precision's size), a lower "
+                "bound of the traffic and so an upper bound of the speed; the lower roof is the one that binds.")
 
 
 SPLIT_HEADING = "## Where each batch's time goes"
@@ -98,7 +101,8 @@ def compute_markdown(records: Sequence[Dict[str, Any]], every: Optional[Sequence
                      + (f", {acts / 1e6:.2f} M activations" if isinstance(acts, int) else ""))
         rows = [[row_label(r), r.get("device") or "-", r.get("batch_size"), fmt(r.get("images_per_s"), 1),
                  fmt(r.get("achieved_tflops"), 2), fmt(r.get("peak_tflops"), 1),
-                 fmt(r.get("percent_of_peak"), 1)] for r in mine]
+                 fmt(r.get("percent_of_peak"), 1), fmt(r.get("compute_roof_images_per_s"), 0),
+                 fmt(r.get("memory_roof_images_per_s"), 0)] for r in mine]
         parts.append(table(["runner", "device", "batch", "images/s", "achieved TFLOP/s", "peak TFLOP/s (dense)",
-                            "% of peak"], rows))
+                            "% of peak", "compute roof img/s", "memory roof img/s (est.)"], rows))
     return compose(*parts, split_markdown(records), cold_start_markdown(every))
