@@ -13,7 +13,7 @@ from utils.models.flops import image_cost
 from utils.models.networks import load_network
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "vit_b_16"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "vit_b_16"])  # resnet50: 4.09 G
 def test_flops_match_the_figures_torchvision_publishes(name):
     import torchvision
 
