@@ -135,3 +135,23 @@ def test_torchvisions_vit_goes_through_export_autocast_and_qdq_int8_on_the_cpu(t
     fed = [n for n in graph.node if n.op_type == "MatMul"
            and any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in n.input)]
     assert len(fed) >= 48  # 12 blocks x (q/k/v in one, out, 2 MLP) at least
+
+
+def test_a_network_the_counter_cannot_run_is_warned_once_and_left_without_figures(caplog):
+    import logging
+
+    from utils.models.flops import counted_cost
+    from utils.study.validate import count_cost
+
+    net = load_network("resnet18")
+
+    def unrunnable(*args):
+        raise RuntimeError("an operator the counter cannot follow")
+
+    net.model.forward = unrunnable
+    with caplog.at_level(logging.WARNING, logger="utils.study.validate"):
+        count_cost(net)
+        count_cost(net)  # a second setup of the same network: not tried, nor said, again
+    assert caplog.messages == ["resnet18: FLOPs per image not counted (RuntimeError: an operator the counter cannot "
+                               "follow)"]
+    assert counted_cost(net) == {}

@@ -21,8 +21,8 @@ COUNTER = "torch.utils.flop_counter.FlopCounterMode"
 
 
 def counted_cost(net: "Network") -> Dict[str, Any]:
-    """The cost image_cost counted on this network before (the study counts it when a network opens, before any
-    runner may move or convert the model); {} where it was not counted."""
+    """The cost image_cost counted on this network before (the study counts it before a network's first runner is
+    made, which may move or convert the model); {} where it was not counted."""
     return dict(getattr(net, "_image_cost", None) or {})
 
 

@@ -249,7 +249,6 @@ def _open(setup: Setup, ctx: StudyContext, opened: _Open) -> _Open:
             ctx.datasets[key] = ctx.data.open(net.preprocess, net.num_classes)
         dataset = ctx.datasets[key]
         warn_if_random_weights(net, dataset)
-        count_cost(net)
         n = len(dataset) if ctx.measure.limit is None else min(ctx.measure.limit, len(dataset))
         opened.name, opened.net, opened.dataset = setup.network, net, dataset
         opened.facts = {"weights_id": weights_id(net), "images": n,
@@ -311,6 +310,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                     runner.close()
                     runner = None
                 if runner is None:
+                    count_cost(opened.net)  # once per network, before its first runner may move or convert the model
                     try:
                         runner = OpenRunner(spec, opened.net, ctx.data, job.batch_size, ctx.telemetry)
                     except Exception as err:

@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 
 def count_cost(net: Network) -> None:
     """Counts net's FLOPs and activations per image (utils.models.flops) before any runner touches the model; a
-    network the counter cannot run gets a warning and no such figures, never a failed study."""
+    network the counter cannot run gets a warning (once) and no such figures, never a failed study."""
+    if getattr(net, "_cost_tried", False):
+        return
+    object.__setattr__(net, "_cost_tried", True)
     try:
         image_cost(net)
     except Exception as err:  # a model or operator the counter cannot follow: the figures are left out
