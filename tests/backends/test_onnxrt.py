@@ -123,3 +123,29 @@ def test_only_the_cuda_provider_splits_sessions_by_default(tmp_path, monkeypatch
     assert [OnnxRuntimeRunner(path, pre, p).session_per_batch for p in ("cuda", "tensorrt", "cpu")] == [
         True, False, False]
     assert OnnxRuntimeRunner(path, pre, "tensorrt", session_per_batch=True).session_per_batch is True
+
+
+@pytest.mark.parametrize("precision, level", [("fp16", "ORT_ENABLE_EXTENDED"), ("fp32", "ORT_ENABLE_ALL")])
+def test_fp16_sessions_on_the_cpu_skip_the_layout_passes_that_crash(tmp_path, monkeypatch, precision, level):
+    """ONNX Runtime 1.24's "all" CPU optimisations crash the process building a session for ModelOpt's fp16
+    vit_b_16 (SIGSEGV, measured here; "extended" builds it): fp16/bf16 files on the CPU provider get "extended",
+    said in the record; other files keep ONNX Runtime's default."""
+    import onnxruntime as ort
+
+    from tests.conftest import tiny_onnx
+    from utils.backends.onnxrt import OnnxRuntimeRunner
+    from utils.data.preprocess import Preprocess
+
+    levels = []
+    real = ort.InferenceSession
+
+    def noted(path, opts, **kw):
+        levels.append(opts.graph_optimization_level)
+        return real(path, opts, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", noted)
+    with OnnxRuntimeRunner(tiny_onnx(tmp_path / "m.onnx"), Preprocess(resize=8, crop=8), "cpu",
+                           precision=precision) as runner:
+        said = runner.info().get("graph_optimization")
+    assert levels == [getattr(ort.GraphOptimizationLevel, level)]
+    assert said == ("extended (fp16/bf16 on the CPU provider)" if precision == "fp16" else None)
