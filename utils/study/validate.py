@@ -260,13 +260,13 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     fields: Dict[str, Any] = record_identity(net, spec, dataset, runner.device, opts.batch_size)
     fields.update(summaries[0])
     fields.update(across_runs(summaries))
-    cost = counted_cost(net)  # FLOPs per image, and what share of the GPU's peak they were done at
-    fields.update(cost)
+    fields.update(info)
+    cost = counted_cost(net)  # FLOPs per image, what share of the GPU's peak they were done at, and the roofs (the
+    fields.update(cost)       # memory roof reads the runner's size, in info)
     fields.update(compute_fields(cost.get("gflops_per_image"), fields.get("images_per_s"),
                                  torch.cuda.get_device_name(device) if device is not None else None, spec.precision,
                                  bool(spec.tf32), fields.get("size_mib"), cost.get("activations_per_image"),
                                  opts.batch_size))
-    fields.update(info)
     fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked
                    "cuda_graph_error": runner.graphs.error if runner.graphs is not None else None,
                    "prepare_s": round(float(facts.get("prepare_s") or 0.0) + runner_prepare_s, 3),
