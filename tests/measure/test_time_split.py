@@ -41,9 +41,14 @@ def test_the_cold_start_of_a_runner_and_its_caches():
     assert cold_start({"engine_cached": True}, 0.2, 0.0, None)["caches"] == {"engine": "hit"}
 
 
-def test_a_study_records_the_split_summing_to_latency_all_and_the_cold_start(tmp_path):
+def test_a_study_records_the_split_summing_to_latency_all_and_the_cold_start(tmp_path, monkeypatch):
     import main
+    import utils.study.validate as validate
     from utils.core.errors import cli_boundary
+
+    given = []  # what the roofs are computed from: the runner's size is in its info (the H100 run once lacked it)
+    real_fields = validate.compute_fields
+    monkeypatch.setattr(validate, "compute_fields", lambda *a: given.append(a) or real_fields(*a))
 
     out = tmp_path / "o"
     assert cli_boundary(main.main, ["-v", "--network", "resnet18", "--synthetic", "8", "--backends", "torch",
@@ -56,6 +61,8 @@ def test_a_study_records_the_split_summing_to_latency_all_and_the_cold_start(tmp
         assert parts == pytest.approx(r["latency_all_mean"], rel=1e-4)  # pipelined: latency-all is these four
         assert split["compute_ms"] == pytest.approx(r["latency_model_mean"], rel=1e-4)
         assert r.get("bound") is None  # the CPU: no copies to diagnose
+    assert len(given) == len(recs) and all(a[5] is not None and a[5] > 0 for a in given)  # weights_mib
+    assert sorted(a[5] for a in given) == sorted(r["size_mib"] for r in recs)
     firsts = [r for r in recs if r.get("cold_start")]
     assert sorted(r["backend"] for r in firsts) == ["onnxrt", "torch"]  # a setup's first job only
     ort = next(r["cold_start"] for r in firsts if r["backend"] == "onnxrt")
