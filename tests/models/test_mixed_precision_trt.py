@@ -136,7 +136,8 @@ def test_with_tensorrt_each_steps_engine_is_built_and_its_layer_precisions_read_
     lines = [ln for ln in squeeze(str(mixed_precision_markdown([rec]))).splitlines() if ln.startswith("|")]
     assert lines[0].endswith("| within budget | engine layers (TensorRT) |")
     counts = steps[0]["layer_precisions"]
-    assert lines[2] == "| 0 | - | 80.00 | 10.00 | 9.42..10.59 | 0.00 | no | " + ", ".join(f"{p} {n}" for p, n in counts.items()) + " |"
+    assert lines[2] == ("| 0 | - | 80.00 | 10.00 | 9.42..10.59 | 0.00 | no | "
+                        + ", ".join(f"{p} {n}" for p, n in counts.items()) + " |")
 
 
 def test_a_runtime_that_cannot_load_the_engine_leaves_it_built_but_not_read(search, fake_tensorrt, monkeypatch):

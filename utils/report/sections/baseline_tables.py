@@ -21,9 +21,9 @@ BASELINE_NOTE = ("Each row of this folder beside the baseline's row of the same 
                  "runner, batch size, mode). Speed: images/s here over the baseline's, its 95 % interval combining "
                  "both rows' intervals in log space (\"intervals from\": a row's timed batches, by the moving-block "
                  "bootstrap, which understate run-to-run noise; or N whole runs with --repeats N, which hold it); a "
-                 "regression is a row whose whole interval "
-                 "lies below 1 - --max_regression; \"unstable runs\": a row's fastest run is more than 10 % above its "
-                 "slowest (perf_analyzer's stability rule), so its verdict is weak. Top-1: the change in points, paired on the same images (McNemar's "
+                 "regression is a row whose whole interval lies below 1 - --max_regression; \"unstable runs\": a "
+                 "row's fastest run is more than 10 % above its slowest (perf_analyzer's stability rule), so its "
+                 "verdict is weak. Top-1: the change in points, paired on the same images (McNemar's "
                  "exact p) where both folders kept the predictions. Environment: what differs between the two rows.")
 
 ENV_SHOWN = (*ENV_IDENTITY, "sm_clock_mhz", "power_limit_w")

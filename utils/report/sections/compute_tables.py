@@ -20,10 +20,11 @@ COMPUTE_NOTE = ("FLOPs per image count a multiply-add as 2 (PyTorch's FlopCounte
                 "timm's measure). Achieved TFLOP/s = FLOPs per image x images/s; % of peak divides it by the GPU's "
                 "dense (no 2:4 sparsity) peak at the precision that ran, from NVIDIA's datasheets: fp32 the CUDA "
                 "cores' figure (strict fp32), TF32 where --tf32 allowed it, fp16/bf16/fp8/int8 the Tensor Cores'. "
-                "A low share at batch 1 is launch or copy time, not arithmetic; a GPU not in the table reads \"-\". The "
-                "roofs, images/s: compute = peak / FLOPs per image; memory (an estimate) = peak bandwidth / (the "
-                "weights once per batch + each activation written and read once at the precision's size), a lower "
-                "bound of the traffic and so an upper bound of the speed; the lower roof is the one that binds.")
+                "A low share at batch 1 is launch or copy time, not arithmetic; a GPU not in the table reads "
+                "\"-\". The roofs, images/s: compute = peak / FLOPs per image; memory (an estimate) = peak "
+                "bandwidth / (the weights once per batch + each activation written and read once at the precision's "
+                "size), a lower bound of the traffic and so an upper bound of the speed; the lower roof is the one "
+                "that binds.")
 
 
 SPLIT_HEADING = "## Where each batch's time goes"

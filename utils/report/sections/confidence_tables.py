@@ -89,24 +89,29 @@ SPEED_NOTE = ("95 % intervals; the column \"interval from\" says which each row 
               "N): the mean of N whole timed runs with its Student-t interval across them, which holds run-to-run "
               "noise too (not that of another boot or machine); \"unstable\" where the fastest run is more than "
               "10 % above the slowest (perf_analyzer's stability rule): a mean of runs that fall in two groups "
-              "(a launch-bound batch 1 often does) is a weak figure. x PyTorch fp32: the ratio of the two rows' images/s "
-              "at the same batch size, its interval combining both rows' in log space (independent runs); one that "
-              "holds 1.00 is no measurable difference (docs/confidence.md).")
+              "(a launch-bound batch 1 often does) is a weak figure. x PyTorch fp32: the ratio of the two rows' "
+              "images/s at the same batch size, its interval combining both rows' in log space (independent runs); "
+              "one that holds 1.00 is no measurable difference (docs/confidence.md).")
 
 
 STABLE_SPREAD_PERCENT = 10.0  # perf_analyzer's --stability-percentage: runs whose max / min is within 10 % are stable
 
 
+def _speed_ci(r: Dict[str, Any]) -> Dict[str, Any]:
+    """A row's speed_ci ({} where it has none, or a damaged one)."""
+    ci = r.get("speed_ci")
+    return ci if isinstance(ci, dict) else {}
+
+
 def run_spread(r: Dict[str, Any]) -> Optional[float]:
     """How far a --repeats row's fastest run is above its slowest, percent (None for a row of one run)."""
-    ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
-    return finite_number(ci.get("spread_percent"))
+    return finite_number(_speed_ci(r).get("spread_percent"))
 
 
 def interval_from(r: Dict[str, Any]) -> str:
     """Which interval a row's speed figures carry: across whole runs (--repeats; with the runs' spread where it is
     beyond perf_analyzer's 10 % stability rule) or from its timed batches."""
-    ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
+    ci = _speed_ci(r)
     if ci.get("runs"):
         spread = run_spread(r)
         return f"{ci['runs']} runs" + (f", unstable: {spread:.0f} % apart" if spread is not None
@@ -115,8 +120,7 @@ def interval_from(r: Dict[str, Any]) -> str:
 
 
 def _pair(r: Dict[str, Any], key: str) -> Any:
-    ci = r.get("speed_ci") if isinstance(r.get("speed_ci"), dict) else {}
-    got = ci.get(key)
+    got = _speed_ci(r).get(key)
     return got if isinstance(got, list) and len(got) == 2 and all(isinstance(x, (int, float)) for x in got) else None
 
 

@@ -54,7 +54,8 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
             nan = any(not_numbers(r) for r in g.values())
             mark = "" if max_drop is None else "NaN" if nan else (
                 "no top-1" if any_rec.get("top1") is None else "no reference") if drop is None else (
-                judge_drop(drop, max_drop, paired(any_rec), float(any_rec["top1"]) + drop))  # on the paired interval where there is one
+                # on the paired interval where there is one; a share of the reference's top-1 (1%) in its points
+                judge_drop(drop, max_drop, paired(any_rec), float(any_rec["top1"]) + drop))
             rows.append([network, " / ".join(key), rate(g[large], [r for r in mine if r.get("batch_size") == large])
                          if large in g else "-",
                          times(g, large, "images_per_s"),
