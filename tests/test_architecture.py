@@ -24,7 +24,7 @@ MAY_IMPORT = {
     "report": {"core", "measure", "backends.registry"},
     "study": {"core", "data", "models", "backends", "measure", "report"},
 }
-BACKEND_NAMES = {"torch", "compile", "onnxrt", "tensorrt"}
+BACKEND_NAMES = {"torch", "compile", "onnxrt", "tensorrt", "torchao"}
 
 
 def module_name(path: Path) -> str:

@@ -70,8 +70,13 @@ class CompileRunner(TorchRunner):
         if self.active:
             return
         super().activate()
+        self.model = self._before_compile(self.model)
         # dynamic=False: one specialised graph per batch shape, as a deployed model would be compiled.
         self._compiled = torch.compile(self.model, mode=self.mode, dynamic=False, fullgraph=False)
+
+    def _before_compile(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What a subclass does to its own copy of the model before it is compiled (torchao: quantizes it)."""
+        return model
 
     def deactivate(self) -> None:
         self._compiled = None

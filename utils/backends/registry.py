@@ -34,6 +34,7 @@ from utils.core.errors import ArtTRTError
 from utils.core.namespace import from_args
 from utils.data.options import DataOptions
 from utils.models import mixed_precision
+from utils.models.precision import CALIB_METHODS
 
 if TYPE_CHECKING:
     from utils.models.networks import Network
@@ -57,6 +58,9 @@ class Backend:
     # What it builds depends on every batch size of the run (TensorRT: an optimization profile tuned for each), so a
     # job's key holds the run's batch sizes too: a record is reused only by a run that builds the same engine.
     built_for_run_batches: bool = False
+    # Its int8/fp8 rows are calibrated on images (--calib_method, --calib_size, --calib_methods/--calib_sizes make
+    # more rows of them); torchao's are not (it scales weights when it quantizes and activations at run time).
+    calibrates: bool = False
 
     def impl(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -68,9 +72,10 @@ BACKENDS: Dict[str, Backend] = {
     "compile": Backend("compile", "torch.compile", ("fp32", "fp16", "bf16"), ("fp16", "bf16"), False,
                        "utils.backends.compile"),
     "onnxrt": Backend("onnxrt", "ONNX Runtime", PRECISIONS, ("bf16", "fp8"), False, "utils.backends.onnxrt",
-                      uses_onnx=True, own_process_on_gpu=True),
+                      uses_onnx=True, own_process_on_gpu=True, calibrates=True),
     "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt", uses_onnx=True,
-                        built_for_run_batches=True),
+                        built_for_run_batches=True, calibrates=True),
+    "torchao": Backend("torchao", "torchao", ("int8", "fp8"), ("fp8",), False, "utils.backends.ao"),
 }
 
 # The runner every other is measured against (speed-ups, top-1 drops, top-1 agreement): PyTorch fp32.
@@ -133,6 +138,11 @@ def variants(spec: RunSpec) -> List[Any]:
 
 def needs_gpu(name: str) -> bool:
     return get(name).needs_gpu
+
+
+def calibrated(spec: RunSpec) -> bool:
+    """Whether this spec's model is calibrated on images (an int8/fp8 row of a backend that calibrates)."""
+    return spec.precision in CALIB_METHODS and get(spec.backend).calibrates
 
 
 def check_combination(backend: str, precision: str, device: str) -> None:

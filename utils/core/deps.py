@@ -84,7 +84,9 @@ IMPORTED_WHERE_USED = {
     "onnxruntime": "ONNX Runtime, with one sentence where it is missing (onnx_export.import_onnxruntime), and its "
                    "quantization submodule (utils/models/ort_quantize.py)",
     "torchvision": "torchvision.io's nvJPEG decoder and transforms.v2, submodules torchvision does not load itself",
-    "torch": "torch._weights_only_unpickler's allow-list, read by the safe checkpoint loader (utils/models/safe_load.py)",
+    "torch": "torch._weights_only_unpickler's allow-list, read by the safe checkpoint loader (utils/models/safe_load.py); "
+             "torch._inductor.config, whose options torchao's quantize_ sets and utils/backends/ao.py gives back",
+    "torchao": "optional: PyTorch's quantization library, the torchao backend (utils/backends/ao.py)",
 }
 
 

@@ -136,6 +136,16 @@ class Record(LoadGenRun):
     memory_roof_images_per_s: Optional[NonNegative] = None
     repeats: Optional[List[RunFigures]] = Field(default=None, max_length=100)
     size_mib: Optional[NonNegative] = None
+    size_note: Optional[Text] = None
+    # torchao (utils/backends/ao.py): what its quantize_ replaced, and what stayed float
+    quantized_layers: Optional[Count] = None
+    linear_layers: Optional[Count] = None
+    conv_layers: Optional[Count] = None
+    quantized_weight_share: Optional[Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]] = None
+    kept_for_rows: Optional[Count] = None     # int8 dynamic: Linear layers fed under 17 rows per image, kept float
+    float_layers: Optional[Text] = None
+    peak_precision: Optional[Text] = None    # the precision whose peak % of peak reads (torchao: see ao.py)
+    int8_mode: Optional[Text] = None
     size_mb: Optional[NonNegative] = None
     layers: Optional[Count] = None
     params: Optional[Count] = None

@@ -85,7 +85,7 @@ class Setup:
 
     @property
     def calibrated(self) -> bool:
-        return self.spec.precision in CALIB_METHODS
+        return registry.calibrated(self.spec)
 
     @property
     def label(self) -> str:
@@ -142,7 +142,7 @@ def calib_grid(spec: RunSpec, methods: Optional[Sequence[str]], sizes: Optional[
                ) -> List[Tuple[RunSpec, Optional[str]]]:
     """An int8/fp8 spec once per calibration method and size asked (the same seeded images), each with the
     reason it cannot run, if any; other precisions pass through once."""
-    if spec.precision not in CALIB_METHODS or not (methods or sizes):
+    if not registry.calibrated(spec) or not (methods or sizes):
         return [(spec, None)]
     out = []
     calib = spec.model.calib
@@ -233,7 +233,7 @@ def job_identity(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str
                 else {}),
              "role": job.role, "batch_size": job.batch_size, **facts}
     ident.update(job.kind.rules(job, timing))
-    if spec.precision not in CALIB_METHODS:
+    if not registry.calibrated(spec):
         ident["model"] = {k: v for k, v in ident["model"].items() if k != "calib"}
     return ident
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from utils.backends.base import RunSpec, device_scope
+from utils.backends import registry
 from utils.backends.registry import make_runner, options_label
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import slug
@@ -121,9 +122,16 @@ def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
         what = " and ".join(w for w in (f"{bad} gave NaN or Inf outputs" if bad else "",
                                         f"{flat} gave outputs that are all equal" if flat else "") if w)
         precision = rec.get("precision")
-        advice = (NONFINITE_ADVICE if precision in ("fp16", "bf16") else
+        calibrated = registry.calibrated(RunSpec(str(rec.get("backend")), str(precision))) \
+            if rec.get("backend") in registry.BACKENDS else False
+        advice = ("every class scored alike: in fp32 the weights give that (a torchvision ViT or Swin with random "
+                  "weights has an all-zero head); where the fp32 row is flat too, so is this one"
+                  if flat and not bad else
+                  NONFINITE_ADVICE if precision in ("fp16", "bf16") else
                   f"{precision} quantization lost the outputs: check the calibration images (--calib_dataset, "
                   "--calib_size), try another --calib_method, or keep the worst layers in float (--mixed_precision)"
+                  if calibrated else
+                  f"{precision} quantization lost the outputs: keep the worst layers in float"
                   if precision in ("int8", "fp8") else
                   "outputs that are not numbers in fp32: the weights or the model itself give them (check --weights; "
                   "a lower precision cannot be the cause)")
@@ -264,7 +272,8 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     cost = counted_cost(net)  # FLOPs per image, what share of the GPU's peak they were done at, and the roofs (the
     fields.update(cost)       # memory roof reads the runner's size, in info)
     fields.update(compute_fields(cost.get("gflops_per_image"), fields.get("images_per_s"),
-                                 torch.cuda.get_device_name(device) if device is not None else None, spec.precision,
+                                 torch.cuda.get_device_name(device) if device is not None else None,
+                                 str(info.get("peak_precision") or spec.precision),
                                  bool(spec.tf32), fields.get("size_mib"), cost.get("activations_per_image"),
                                  opts.batch_size))
     fields.update({"cuda_graph": runner.cuda_graph or None,  # what ran, not what was asked

@@ -1,10 +1,10 @@
 """Cells that several tables show alike: a record's size, its top-1 or top-5 with its marks, its images/s."""
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 from utils.report.doc import fmt
-from utils.report.select import RANDOM_WEIGHTS, UNSTABLE, random_weights, unstable_reason
+from utils.report.select import RANDOM_WEIGHTS, UNSTABLE, random_weights, row_label, unstable_reason
 
 
 def size_mib(r: Dict[str, Any]) -> str:
@@ -12,6 +12,26 @@ def size_mib(r: Dict[str, Any]) -> str:
     if r.get("size_mib") is not None:
         return fmt(float(r["size_mib"]), 2)
     return fmt(float(r["size_mb"]) * 1e6 / 2**20, 2) if r.get("size_mb") is not None else "-"
+
+
+def quantized_notes(records: Sequence[Dict[str, Any]]) -> List[str]:
+    """One sentence per network and row that quantized only some layers (torchao: its Linear layers), saying what ran
+    in float: a speed-up of such a row over Vanilla is not its precision's where most of the work stayed float."""
+    seen: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    for r in records:
+        if r.get("quantized_layers") is not None and not r.get("error"):
+            seen.setdefault((str(r.get("network")), row_label(r)), r)
+    notes = []
+    for (network, label), r in sorted(seen.items()):
+        share = r.get("quantized_weight_share")
+        convs = int(r.get("conv_layers") or 0)
+        notes.append(f"{label} on {network} quantized {r['quantized_layers']} of {r.get('linear_layers')} Linear "
+                     f"layers" + (f" ({100 * float(share):.1f} % of the weights)" if share is not None else "")
+                     + (f"; its {convs} convolutions ran in {r.get('float_layers') or 'float'}, not quantized"
+                        if convs else "")
+                     + (f"; {r['kept_for_rows']} Linear layers fed under 17 rows per image (a classifier head) stayed "
+                        "float: torch._int_mm refuses fewer" if r.get("kept_for_rows") else "") + ".")
+    return notes
 
 
 def accuracy(r: Dict[str, Any], key: str) -> str:
