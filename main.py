@@ -108,11 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = p.add_argument_group("study (with -v)")
     study.add_argument("--gpus", nargs="+", metavar="N",
-                       help="GPU indices (or all): one process per GPU, each taking the next setup of the plan")
-    study.add_argument("--shard", metavar="K/N", help="only the K-th of N shares of the plan (a Slurm job array "
-                       "task, say); --report merges the shares' records")
-    study.add_argument("--claims", metavar="DIR", help="a folder of claim files shared by the processes of one "
-                       "study (set by --gpus for its workers)")
+                       help="GPU indices (or all): one process per GPU, each taking the plan's next setup")
+    study.add_argument("--shard", metavar="K/N", help="only the K-th of N shares of the plan (--report merges "
+                       "them)")
+    study.add_argument("--claims", metavar="DIR", help="claim files shared by one study's processes (--gpus sets "
+                       "it)")
     study.add_argument("--calib_methods", nargs="+", metavar="M", help="int8/fp8 rows for each calibration method")
     study.add_argument("--calib_sizes", nargs="+", type=int, metavar="N", help="int8/fp8 rows for each calibration "
                        "image count (the same seeded images)")

@@ -31,12 +31,14 @@ from utils.data.options import DataOptions
 
 if TYPE_CHECKING:
     import torch
+
     from utils.models.networks import Network
 else:
     from utils.core.deps import torch
 
 INT8_MODES = ("dynamic", "weight_only")
-INSTALL = "torchao is not installed: pip install torchao (PyTorch's quantization library; torchao 0.18 needs torch 2.11+)"
+INSTALL = ("torchao is not installed: pip install torchao (PyTorch's quantization library; torchao 0.18 needs "
+           "torch 2.11+)")
 FP8_CAPABILITY = (8, 9)
 
 
@@ -47,8 +49,8 @@ class Options:
 
 
 def add_args(g: Any) -> None:
-    g.add_argument("--ao_int8", default="dynamic", choices=INT8_MODES,
-                   help="torchao int8: dynamic (int8 weights and activations) or weight_only")
+    g.add_argument("--ao_int8", default="dynamic", choices=INT8_MODES, metavar="M",
+                   help="torchao int8: dynamic or weight_only")
 
 
 def label(spec: RunSpec) -> str:
@@ -99,7 +101,7 @@ def config_for(precision: str, int8: str = "dynamic") -> Any:
 INT_MM_MIN_ROWS = 17
 
 
-def quantize(model: torch.nn.Module, precision: str, int8: str = "dynamic",
+def quantize_linear_layers(model: torch.nn.Module, precision: str, int8: str = "dynamic",
              sample: Optional[torch.Tensor] = None) -> Dict[str, Any]:
     """Quantizes `model` in place with torchao's quantize_ and counts what changed: the Linear layers whose weight
     became a torchao tensor, the Linear and convolution layers in all, and the share of the model's weights that sit
@@ -173,7 +175,7 @@ class AoRunner(CompileRunner):
         try:
             crop = self.net.preprocess.crop
             sample = torch.zeros((1, 3, crop, crop), device=self.device, dtype=self.input_dtype)
-            self.counts = quantize(model, self.precision, self.int8, sample)
+            self.counts = quantize_linear_layers(model, self.precision, self.int8, sample)
         except (RuntimeError, NotImplementedError, ValueError, AssertionError) as err:
             raise ArtTRTError(f"torchao could not quantize {self.net.name} to {self.precision} on {self.device}: "
                               f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err

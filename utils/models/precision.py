@@ -98,8 +98,8 @@ def add_args(g: Any, calib_dataset: bool = True) -> None:
                    help="int8/fp8 calibration method (fp8: max only)")
     g.add_argument("--calib_size", type=int, default=500, metavar="N",
                    help="calibration images (capped by the dataset)")
-    g.add_argument("--quantizer", choices=["auto", "modelopt", "ort"], default="auto",
-                   help="who inserts Q/DQ nodes: ModelOpt or ONNX Runtime")
+    g.add_argument("--quantizer", choices=["auto", "modelopt", "ort"], default="auto", metavar="Q",
+                   help="who inserts Q/DQ: auto, modelopt or ort")
     g.add_argument("--fp16_io", action="store_true", help="AutoCast fp16/bf16: make the model's I/O fp16 too")
     if calib_dataset:
         g.add_argument("--calib_dataset", metavar="DIR", help="dataset for calibration (default --dataset)")

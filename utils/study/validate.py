@@ -124,9 +124,9 @@ def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
         precision = rec.get("precision")
         calibrated = registry.calibrated(RunSpec(str(rec.get("backend")), str(precision))) \
             if rec.get("backend") in registry.BACKENDS else False
-        advice = ("every class scored alike: in fp32 the weights give that (a torchvision ViT or Swin with random "
-                  "weights has an all-zero head); where the fp32 row is flat too, so is this one"
-                  if flat and not bad else
+        zero_head = "a torchvision ViT or Swin with random weights has an all-zero head"
+        advice = (f"every class scored alike: the weights or the model itself give them in fp32 ({zero_head})"
+                  if flat and not bad and precision == "fp32" else
                   NONFINITE_ADVICE if precision in ("fp16", "bf16") else
                   f"{precision} quantization lost the outputs: check the calibration images (--calib_dataset, "
                   "--calib_size), try another --calib_method, or keep the worst layers in float (--mixed_precision)"
@@ -135,6 +135,8 @@ def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
                   if precision in ("int8", "fp8") else
                   "outputs that are not numbers in fp32: the weights or the model itself give them (check --weights; "
                   "a lower precision cannot be the cause)")
+        if flat and not bad and precision != "fp32":
+            advice += f"; where the fp32 row is flat too, the weights give it ({zero_head})"
         log.warning("%s %s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", rec.get("network"),
                     name, rec.get("batch_size") or 0, rec.get("images"), what, advice)
 
