@@ -180,3 +180,26 @@ def test_validate_runs_torchao_int8_through_torch_compile():
     # 225 rows per image would pass torch._int_mm's limit, but this Linear sees one: the flattened image
     assert (rec["quantized_layers"], rec["kept_for_rows"]) == (0, 2)
     assert rec["preparation"]["runner_prepare_s"] > 0 and rec["images_per_s"] > 0 and rec["compile_mode"] == "default"
+
+
+@pytest.mark.slow
+def test_drift_against_vanilla_on_real_photos(lite0, demo_data, tmp_path):
+    """EfficientNet-Lite0's real weights on the 20 photos: weight-only int8 quantizes its one Linear layer (the
+    1280 x 1000 head) and moves the scores, without changing a top-1 answer; int8 dynamic keeps that head float (one
+    row per image) and so matches Vanilla to float rounding."""
+    from utils.data.options import DataOptions
+    from utils.report.records import Recorder
+    from utils.study.comparison import compare_one
+
+    data = DataOptions(str(demo_data))
+    ds = data.open(lite0.preprocess, lite0.num_classes)
+    found = {}
+    for mode in ("weight_only", "dynamic"):
+        rec, stats, _ = compare_one(RunSpec("torch", "fp32"), RunSpec("torchao", "int8", options=ao.Options(mode)),
+                                    lite0, ds, batch_size=4, rtol=1e-2, atol=1e-8, data=data,
+                                    recorder=Recorder(tmp_path / mode), progress=False)
+        found[mode] = rec
+    wo, dyn = found["weight_only"], found["dynamic"]
+    assert wo["top1_agreement_percent"] == 100.0 and wo["ref_top1"] == wo["other_top1"] == 85.0
+    assert 1e-3 < wo["max_abs_error"] < 0.2 and 1e-4 < wo["rel_l2_error"] < 0.05
+    assert dyn["max_abs_error"] < 1e-4 and dyn["top1_agreement_percent"] == 100.0
