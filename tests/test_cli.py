@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,7 +151,8 @@ def test_the_stable_name_never_replaces_a_users_file_or_link(tmp_path, monkeypat
 
 @pytest.mark.parametrize("argv, rc", [(["--help"], 0), (["-v", "--batch_size", "0"], 2),
                                       (["-v", "--device", "tpu"], 2), (["-v", "--scenario", "server"], 2),
-                                      (["-v", "--tf32"], 2), (["--compare", "--val_dataset"], 2)])
+                                      (["-v", "--tf32"], 2), (["--compare", "--val_dataset"], 2),
+                                      (["-v", "--network", "resnet81"], 2), (["-v", "--batch", "8"], 2)])
 def test_help_and_argument_refusals_load_no_pytorch(argv, rc):
     """main.py --help and every argument refusal answer without importing PyTorch (1.5 s of the 1.8 s --help took;
     utils/core/deps.py): measured in a fresh interpreter, which says which heavy modules it loaded."""
@@ -162,3 +164,45 @@ def test_help_and_argument_refusals_load_no_pytorch(argv, rc):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert f"RESULT {rc} []" in r.stdout, (r.stdout[-500:], r.stderr[-2000:])
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["-v", "--batch", "8"], "--batch: did you mean --batch_size or --batch_sizes?"),
+    (["-v", "--netwrk", "resnet18"], "--netwrk: did you mean --network or --networks?"),
+    (["-v", "--precison=fp16"], "--precison: did you mean --precision or --precisions?"),
+])
+def test_a_mistyped_option_is_answered_with_the_options_meant(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main.main(argv)
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_an_unknown_option_far_from_every_other_gets_no_guess(capsys):
+    with pytest.raises(SystemExit):
+        main.main(["-v", "--zzzz"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --zzzz" in err and "did you mean" not in err
+
+
+@pytest.mark.parametrize("name, says", [
+    ("resnet81", "did you mean resnet18, resnet152, resnet101?"),
+    ("mobilenetv2", "did you mean mobilenet_v2,"),
+    ("efficientnet_lite_0", "did you mean efficientnet_lite0"),
+    ("nothing_like_it", "unknown network 'nothing_like_it': use a torchvision classifier name"),
+])
+def test_a_mistyped_network_is_refused_with_the_closest_names(name, says, capsys):
+    from utils.core.errors import ArtTRTError
+    from utils.models.names import check_network_name
+
+    with pytest.raises(ArtTRTError, match=re.escape(says)):
+        check_network_name(name)
+    for fine in ("resnet18", "vit_b_16", "efficientnet_lite0", "timm:anything", "yolov8n-cls.pt", "net.yaml"):
+        check_network_name(fine)  # timm's and YOLO's names are checked by their builders
+
+
+def test_the_names_read_from_torchvisions_sources_are_its_list():
+    import torchvision
+
+    from utils.models.names import torchvision_classifiers
+
+    assert torchvision_classifiers() == sorted(torchvision.models.list_models(module=torchvision.models))

@@ -7,9 +7,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import difflib
 import shlex
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -27,10 +28,31 @@ def _formatter(prog: str) -> HelpFormatter:
     return HelpFormatter(prog, width=110, max_help_position=34)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose "unrecognized arguments" names the options meant (a prefix, or difflib's closest)."""
+
+    def error(self, message: str) -> Any:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            flags = [word.split("=", 1)[0] for word in message[len(prefix):].split() if word.startswith("-")]
+            hints = [f"{flag}: did you mean {' or '.join(near)}?" for flag in flags for near in [self.near(flag)]
+                     if near]
+            message += "".join(f"; {h}" for h in hints)
+        return super().error(message)
+
+    def near(self, flag: str) -> List[str]:
+        """The options a mistyped flag most likely meant: those it begins (--batch: --batch_size, --batch_sizes),
+        else the closest spellings (--netwrk: --network, --networks)."""
+        known = sorted({o for a in self._actions for o in a.option_strings if o.startswith("--")})
+        starts = [o for o in known if o.startswith(flag) and len(flag) > 3]
+        return (starts or difflib.get_close_matches(flag, known, n=2, cutoff=0.75))[:3]
+
+
 def new_parser(prog: str, doc: Optional[str], **kw: Any) -> argparse.ArgumentParser:
-    """An ArgumentParser with allow_abbrev=False and the default-showing help, 110 columns wide."""
-    return argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0], allow_abbrev=False,
-                                   formatter_class=_formatter, **kw)
+    """An ArgumentParser with allow_abbrev=False and the default-showing help, 110 columns wide, whose refusal of an
+    unknown option names the closest ones."""
+    return Parser(prog=prog, description=(doc or "").split("\n\n")[0], allow_abbrev=False, formatter_class=_formatter,
+                  **kw)
 
 
 def command_line(prog: str, argv: Optional[Sequence[str]]) -> str:

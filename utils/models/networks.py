@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, Optional, Tuple
 from utils.core.errors import ArtTRTError, first_line, quiet_libraries
 from utils.core.fileio import regular_file
 from utils.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from utils.models.names import unknown_network
 from utils.models.paths import weights_dir
 from utils.models.safe_load import load_checkpoint, load_model_config
 from utils.models.timm_networks import build_timm, is_timm, timm_builder, timm_preprocess
@@ -358,9 +359,7 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
             model = _build_torchvision(name, 1000, True).eval()
             return Network(name, model, preprocess, _classifier_out_features(model)[1], f"pretrained:{name}")
     else:
-        raise ArtTRTError(f"unknown network {name!r}: use a torchvision classifier name "
-                          f"(e.g. resnet50, mobilenet_v2), timm:NAME (any timm classifier), efficientnet_lite0, or a "
-                          f"YOLOv8-cls .pt/.yaml file")
+        raise unknown_network(name)
 
     k = num_classes or 1000
     model = builder(k)

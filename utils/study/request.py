@@ -28,6 +28,7 @@ from utils.measure.measurement import MeasureOptions
 from utils.measure.scenarios import SCENARIOS, ServeOptions, buckets, scenario_only_settings, settings_of
 from utils.measure.telemetry import check_interval
 from utils.models.chain import ModelOptions
+from utils.models.names import check_network_name
 from utils.study.plan import parse_shard
 
 DEFAULT_DURATION_S = 1.0  # trtexec's --duration is 3 s: 1 s keeps a six-network study in minutes; the CV is printed
@@ -325,6 +326,8 @@ def _check_combinations(args: argparse.Namespace, given: set, backends: Sequence
         raise ArtTRTError(f"--seed {args.seed}: give 0 to {2 ** 32 - 1} (NumPy's and PyTorch's seeds)")
     if args.num_classes is not None and not 1 <= args.num_classes <= 1_000_000:
         raise ArtTRTError(f"--num_classes {args.num_classes}: give a class count from 1 to 1000000")
+    for name in args.networks or ([args.network] if args.network else []):
+        check_network_name(name)  # a mistyped name is refused now, with the closest names, before PyTorch loads
     if args.networks and len(args.networks) > 1 and args.weights:
         raise ArtTRTError("--weights is one network's file: with --networks use --pretrained, or one --network")
     if args.gpus and args.shard:
