@@ -153,6 +153,12 @@ def test_side_by_side_rows_and_what_was_not_measured():
     assert text.rstrip().endswith("Not measured in these records: torch fp16, compile fp16, onnxrt fp16.")
     custom = side_by_side_markdown("resnet18", recs, small=256, large=1)
     assert cells(custom)[1][:3] == ["Vanilla", "2000.0", "100.0"]
+    at_ten = side_by_side_markdown("resnet18", [rec(batch_size=10, images_per_s=900.0, latency_model_p50=3.0,
+                                                    latency_model_p99=4.0), rec(batch_size=4, images_per_s=400.0,
+                                                                                latency_model_p50=2.0,
+                                                                                latency_model_p99=2.5)])
+    assert cells(at_ten)[0][1:4] == ["images/s @ 4", "images/s @ 10", "latency-model p50 / p99 @ 4 (ms)"]
+    assert cells(at_ten)[1][:4] == ["Vanilla", "400.0", "900.0", "2.000 / 2.500"]  # the batches measured, not 1/256
     everything = [rec(backend=b, precision=p) for b, p in SIDE_BY_SIDE_ROWS]
     assert "Not measured" not in side_by_side_markdown("resnet18", everything)
 

@@ -83,11 +83,15 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> Doc:
     return compose(*parts)
 
 
-def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small: int = 1, large: int = 256) -> Doc:
-    """Is TensorRT worth it? One row per backend and precision: images/s at batch 1 and 256, latency-model
-    p50/p99 at batch 1, top-1 and preparation time. Rows that were not measured say so."""
+def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small: Optional[int] = None,
+                          large: Optional[int] = None) -> Doc:
+    """Is TensorRT worth it? One row per backend and precision: images/s at the smallest and largest batch the
+    records of this network measured (or small / large), latency-model p50/p99 at the smallest, top-1 and
+    preparation time. Rows that were not measured say so."""
     recs = [r for r in latest_per_config(timing_rows(records))
             if r.get("network") == network]  # kind first: a comparison never hides the validation of its setup
+    sizes = sorted({int(r["batch_size"]) for r in recs if r.get("batch_size")}) or [1]
+    small, large = small or sizes[0], large or sizes[-1]
     extra = identity_columns(recs)
     groups: Dict[Tuple[str, ...], Dict[int, Dict[str, Any]]] = defaultdict(dict)
     keys: Dict[Tuple[str, ...], Any] = {}
