@@ -19,7 +19,7 @@ from utils.core.errors import ArtTRTError  # noqa: E402
 from utils.data.cache import SyntheticDataset  # noqa: E402
 from utils.measure.measurement import MeasureOptions  # noqa: E402
 from utils.models.networks import Network, Preprocess  # noqa: E402
-from utils.report.sections.cells import quantized_notes  # noqa: E402
+from utils.report.sections.cells import row_notes  # noqa: E402
 from utils.study import plan as study_plan  # noqa: E402
 from utils.study.validate import validate_one, warn_if_not_numbers  # noqa: E402
 
@@ -123,7 +123,7 @@ def test_the_table_says_what_stayed_float():
     rec = {"network": "resnet50", "backend": "torchao", "precision": "int8", "options": "dynamic activations",
            "quantized_layers": 0, "linear_layers": 1, "conv_layers": 53, "quantized_weight_share": 0.0,
            "float_layers": "bf16", "kept_for_rows": 1}
-    assert quantized_notes([rec, {**rec, "batch_size": 256}, {"network": "resnet50", "backend": "torch"}]) == [
+    assert row_notes([rec, {**rec, "batch_size": 256}, {"network": "resnet50", "backend": "torch"}]) == [
         "torchao int8 (dynamic activations) on resnet50 quantized 0 of 1 Linear layers (0.0 % of the weights); its 53 "
         "convolutions ran in bf16, not quantized; 1 Linear layers fed under 17 rows per image (a classifier head) "
         "stayed float: torch._int_mm refuses fewer."]

@@ -7,15 +7,17 @@ import math
 import pytest
 import torch
 
-from utils.measure.compare import CompareStats
 from utils.backends.registry import SIDE_BY_SIDE_ROWS
+from utils.measure.compare import CompareStats
 from utils.report.doc import fmt, table
-from utils.report.sections.cells import accuracy, size_mib
+from utils.report.sections.cells import accuracy, row_notes, size_mib
 from utils.report.sections.compare_tables import compare_columns_markdown, compare_groups, compare_markdown, flips_csv
 from utils.report.sections.inspect_tables import inspect_markdown, profile_markdown
-from utils.report.sections.results_tables import percentile_table, results_table, side_by_side_markdown, summary_markdown
+from utils.report.sections.results_tables import (percentile_table, results_table, side_by_side_markdown,
+                                                  summary_markdown)
 from utils.report.sections.worth_it_tables import not_measured_markdown, worth_it_markdown
-from utils.report.select import dataset_of, identity_columns, latest_compares, latest_per_config, over_top1_drop, random_weights, row_sort_key, study_order, top1_drops, unstable_reason
+from utils.report.select import (dataset_of, identity_columns, latest_compares, latest_per_config, over_top1_drop,
+                                 random_weights, row_sort_key, study_order, top1_drops, unstable_reason)
 from utils.report.terminal import fit_terminal, terminal_width
 
 ENV = {"gpu": "NVIDIA H200", "cpu": "Xeon", "torch": "2.11", "onnxruntime": "1.30", "tensorrt": None}
@@ -571,3 +573,19 @@ def test_a_table_fits_the_terminal_by_leaving_out_what_tells_least(monkeypatch):
     monkeypatch.delenv("COLUMNS")
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     assert terminal_width() is None
+
+
+def test_the_tables_say_what_the_record_knows():
+    """An fp16 file on ONNX Runtime's CPU provider runs fp32 kernels; ModelOpt's int8 file keeps fp32 weights."""
+    ort = {"network": "lite0", "backend": "onnxrt", "provider": "cpu", "options": "cpu"}
+    notes = row_notes([{**ort, "precision": "fp16", "ort_cpu_note": "ONNX Runtime's CPU provider has no fp16 Conv "
+                                                                     "kernel"},
+                       {**ort, "precision": "int8", "tool": "modelopt.onnx.quantization", "size_mib": 17.84},
+                       {**ort, "precision": "int8", "network": "other", "tool":
+                        "onnxruntime.quantization.quantize_static", "size_mib": 4.6},
+                       {**ort, "precision": "fp16", "provider": "cuda", "options": "cuda",
+                        "ort_cpu_note": "no fp16 Conv kernel"}])
+    assert notes == ["ONNX Runtime fp16 (cpu) on lite0: ONNX Runtime's CPU provider has no fp16 Conv kernel.",
+                     "ONNX Runtime int8 (cpu) on lite0: the Q/DQ file stores its weights in fp32 beside their scales "
+                     "(17.84 MiB), so it is no smaller than fp32's; TensorRT stores them in int8/fp8 when it builds an "
+                     "engine."]

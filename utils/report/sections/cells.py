@@ -14,23 +14,33 @@ def size_mib(r: Dict[str, Any]) -> str:
     return fmt(float(r["size_mb"]) * 1e6 / 2**20, 2) if r.get("size_mb") is not None else "-"
 
 
-def quantized_notes(records: Sequence[Dict[str, Any]]) -> List[str]:
-    """One sentence per network and row that quantized only some layers (torchao: its Linear layers), saying what ran
-    in float: a speed-up of such a row over Vanilla is not its precision's where most of the work stayed float."""
+def row_notes(records: Sequence[Dict[str, Any]]) -> List[str]:
+    """One sentence per network and row where the record knows something its figures hide: a torchao row that
+    quantized only some layers (what ran in float), an fp16 file on ONNX Runtime's CPU provider (fp16 rounding in
+    fp32 kernels, not fp16 kernels), an int8/fp8 Q/DQ file of ModelOpt's (its weights stored in fp32 behind the Q/DQ nodes; ONNX Runtime's quantizer
+    stores int8 weights)."""
     seen: Dict[Tuple[str, str], Dict[str, Any]] = {}
     for r in records:
-        if r.get("quantized_layers") is not None and not r.get("error"):
+        if not r.get("error") and r.get("network") and r.get("backend"):
             seen.setdefault((str(r.get("network")), row_label(r)), r)
     notes = []
     for (network, label), r in sorted(seen.items()):
-        share = r.get("quantized_weight_share")
-        convs = int(r.get("conv_layers") or 0)
-        notes.append(f"{label} on {network} quantized {r['quantized_layers']} of {r.get('linear_layers')} Linear "
-                     f"layers" + (f" ({100 * float(share):.1f} % of the weights)" if share is not None else "")
-                     + (f"; its {convs} convolutions ran in {r.get('float_layers') or 'float'}, not quantized"
-                        if convs else "")
-                     + (f"; {r['kept_for_rows']} Linear layers fed under 17 rows per image (a classifier head) stayed "
-                        "float: torch._int_mm refuses fewer" if r.get("kept_for_rows") else "") + ".")
+        head = f"{label} on {network}"
+        if r.get("quantized_layers") is not None:
+            share, convs = r.get("quantized_weight_share"), int(r.get("conv_layers") or 0)
+            notes.append(f"{head} quantized {r['quantized_layers']} of {r.get('linear_layers')} Linear layers"
+                         + (f" ({100 * float(share):.1f} % of the weights)" if share is not None else "")
+                         + (f"; its {convs} convolutions ran in {r.get('float_layers') or 'float'}, not quantized"
+                            if convs else "")
+                         + (f"; {r['kept_for_rows']} Linear layers fed under 17 rows per image (a classifier head) "
+                            "stayed float: torch._int_mm refuses fewer" if r.get("kept_for_rows") else "") + ".")
+        if r.get("ort_cpu_note") and r.get("provider") == "cpu":
+            notes.append(f"{head}: {r['ort_cpu_note']}.")
+        if r.get("precision") in ("int8", "fp8") and r.get("tool") == "modelopt.onnx.quantization":
+            size = size_mib(r)
+            notes.append(f"{head}: the Q/DQ file stores its weights in fp32 beside their scales"
+                         + (f" ({size} MiB)" if size != "-" else "") + ", so it is no smaller than fp32's; "
+                         "TensorRT stores them in int8/fp8 when it builds an engine.")
     return notes
 
 

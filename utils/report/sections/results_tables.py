@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends.registry import SIDE_BY_SIDE_ROWS
 from utils.report.doc import Doc, compose, fmt, table
-from utils.report.sections.cells import accuracy, quantized_notes, rate, size_mib
+from utils.report.sections.cells import accuracy, row_notes, rate, size_mib
 from utils.report.select import (UNSTABLE, UNSTABLE_NOTE, env_identity, identity_columns, latest_per_config, row_label,
                                  row_sort_key, timing_rows)
 
@@ -115,4 +115,4 @@ def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small
     shaky = any(UNSTABLE in str(cell) for row in rows for cell in row)
     return compose(f"# {network}: is TensorRT worth it?", text,
                    "Not measured in these records: " + ", ".join(missing) + "." if missing else None,
-                   UNSTABLE_NOTE if shaky else None, *quantized_notes(recs))
+                   UNSTABLE_NOTE if shaky else None, *row_notes(recs))
