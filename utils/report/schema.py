@@ -172,6 +172,7 @@ class Record(LoadGenRun):
     latency_unstable: Optional[bool] = None
     host_load_1m: Optional[NonNegative] = None  # the 1-minute load average, the higher of before and after timing
     host_cores: Optional[Count] = None
+    host_others_cores: Optional[NonNegative] = None  # cores other processes kept busy while it was timed (hostload.py)
     nonfinite_outputs: Optional[Count] = None
     # NVML's energy counter over the timed window (utils/measure/energy.py); energy_note says why there is none
     energy_scope: Optional[Text] = None

@@ -143,17 +143,23 @@ UNSTABLE_CV_ALWAYS = 50.0
 UNSTABLE = " (unstable)"
 
 
-UNSTABLE_NOTE = ("(unstable): the row's timing is not to be trusted: the host was loaded while it was timed (load "
-                 "average above the core count), or its latency varied far more than its peers' (CV above "
+OTHERS_SHARE = 0.25  # other processes busy on more than a quarter of the cores (at least half a core) while timed
+
+UNSTABLE_NOTE = ("(unstable): the row's timing is not to be trusted: other processes kept the host busy while it was "
+                 f"timed (more than {OTHERS_SHARE:.0%} of its cores; older records: a load average above the core "
+                 "count), or its latency varied far more than its peers' (CV above "
                  f"{UNSTABLE_PEER_FACTOR:g}x their median and {UNSTABLE_CV_FLOOR:g} %, or above "
                  f"{UNSTABLE_CV_ALWAYS:g} %); speed-ups computed from it are marked too.")
 
 
 def unstable_reason(r: Dict[str, Any], peers: Sequence[Dict[str, Any]]) -> Optional[str]:
     """Why the row's timing is not to be trusted, or None (see UNSTABLE_NOTE)."""
-    load, cores = r.get("host_load_1m"), r.get("host_cores")
-    if isinstance(load, (int, float)) and isinstance(cores, int) and cores > 0 and load > cores:
-        return f"host loaded (load average {load:.1f} on {cores} cores)"
+    load, cores, others = r.get("host_load_1m"), r.get("host_cores"), r.get("host_others_cores")
+    if isinstance(others, (int, float)) and isinstance(cores, int) and cores > 0:  # the timed window's own
+        if others > max(0.5, OTHERS_SHARE * cores):
+            return f"host busy: other processes kept {others:.1f} of {cores} cores busy while it was timed"
+    elif isinstance(load, (int, float)) and isinstance(cores, int) and cores > 0 and load > cores:
+        return f"host loaded (load average {load:.1f} on {cores} cores)"  # records before host_others_cores
     cv = r.get("latency_all_cv_percent")
     if not isinstance(cv, (int, float)) or not math.isfinite(cv):
         return None
@@ -167,6 +173,19 @@ def unstable_reason(r: Dict[str, Any], peers: Sequence[Dict[str, Any]]) -> Optio
         if cv > max(UNSTABLE_CV_FLOOR, UNSTABLE_PEER_FACTOR * median):
             return f"latency CV {cv:.1f} % against its peers' median {median:.1f} %"
     return None
+
+
+def unstable_note(records: Sequence[Dict[str, Any]]) -> Optional[str]:
+    """UNSTABLE_NOTE with each marked row's own reason (peers: the records of its network and batch size), or None
+    where no row is marked."""
+    why = []
+    for r in records:
+        peers = [p for p in records
+                 if p.get("batch_size") == r.get("batch_size") and p.get("network") == r.get("network")]
+        reason = unstable_reason(r, peers)
+        if reason:
+            why.append(f"{r.get('network')} {row_label(r)} bs{r.get('batch_size')}: {reason}")
+    return f"{UNSTABLE_NOTE} Here: {'; '.join(dict.fromkeys(why))}." if why else None
 
 
 def latest_per_config(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -26,6 +26,7 @@ from utils.core.fileio import slug
 from utils.data.cache import CachedDataset
 from utils.data.options import DataOptions
 from utils.measure.measurement import MeasureOptions, MeasureResult, across_runs, pad_batch
+from utils.measure.hostload import OtherLoad
 from utils.measure.peaks import compute_fields
 from utils.measure.profile import profile_runner
 from utils.measure.scenarios import buckets
@@ -243,12 +244,14 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     runner_prepare_s = time.perf_counter() - t1
     peak = peak_gpu_mb(torch.cuda.max_memory_allocated, device, runner)
     load_before = _load_average()
-    result = measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry)
-    # --repeats: the same timing run again on the same runner, each with its own warm-up; accuracy, predictions and
-    # energy are the first run's, the speed figures the mean over the runs with their interval across runs
-    summaries = [result.summary()]
-    for _ in range(1, opts.repeats):
-        summaries.append(measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry).summary())
+    with OtherLoad() as others:
+        result = measure(runner, dataset, opts, num_outputs=dataset.num_classes, telemetry=telemetry)
+        # --repeats: the same timing run again on the same runner, each with its own warm-up; accuracy, predictions
+        # and energy are the first run's, the speed figures the mean over the runs with their interval across runs
+        summaries = [result.summary()]
+        for _ in range(1, opts.repeats):
+            summaries.append(measure(runner, dataset, opts, num_outputs=dataset.num_classes,
+                                     telemetry=telemetry).summary())
     load = max(load_before, _load_average())
     info = runner.info()
     extra: Dict[str, Any] = {}
@@ -284,6 +287,7 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                    "load_s": round(load_s, 3), "preparation": preparation, "runner_reused": not first,
                    "prepare_peak_gpu_mb": peak,
                    "host_load_1m": round(load, 2) if load >= 0 else None, "host_cores": os.cpu_count(),
+                   "host_others_cores": others.cores,
                    "sm_clock_start_mhz": clock_start, "sm_clock_end_mhz": gpu_facts(index).get("sm_clock_mhz"),
                    **extra})
     if first:
@@ -327,8 +331,9 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     folder = base / f"{slug(key, 40)}-{secrets.token_hex(3)}"
     samples = DeviceSamples(dataset, count, runner.device)
     stream = torch.cuda.current_stream(runner.device) if runner.device.type == "cuda" else None
-    fields = serve(runner_infer(runner, samples, sizes), samples, np.asarray(dataset.labels), count, scenario, folder,
-                   sizes, stream)
+    with OtherLoad() as others:
+        fields = serve(runner_infer(runner, samples, sizes), samples, np.asarray(dataset.labels), count, scenario,
+                       folder, sizes, stream)
     def where(logs: str) -> str:  # relative to the output folder; whole where the disk sent them elsewhere
         path = folder / logs
         return str(path.relative_to(base.parent)) if path.is_relative_to(base.parent) else str(path)
@@ -342,6 +347,7 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
         "host_cores": os.cpu_count(), **runner.info()})
     load = max(load_before, _load_average())  # a loaded host marks the row unstable, as a timing row's
     fields["host_load_1m"] = round(load, 2) if load >= 0 else None
+    fields["host_others_cores"] = others.cores
     fields.update(extra_fields or {})
     rec = recorder.write(make_record("validate", recorder.command, device_index=opened.index, **fields))
     if rec.get("accuracy_error"):

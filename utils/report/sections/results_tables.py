@@ -11,9 +11,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends.registry import SIDE_BY_SIDE_ROWS
 from utils.report.doc import Doc, compose, fmt, table
-from utils.report.sections.cells import accuracy, row_notes, rate, size_mib
-from utils.report.select import (UNSTABLE, UNSTABLE_NOTE, env_identity, identity_columns, latest_per_config, row_label,
-                                 row_sort_key, timing_rows)
+from utils.report.sections.cells import accuracy, rate, row_notes, size_mib
+from utils.report.select import (UNSTABLE, env_identity, identity_columns, latest_per_config, row_label, row_sort_key,
+                                 timing_rows, unstable_note)
 
 MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
                "images/s", "size (MiB)", "top-1 (%)", "top-5 (%)", "layers", "parameters"]
@@ -78,8 +78,8 @@ def summary_markdown(network: str, records: Sequence[Dict[str, Any]]) -> Doc:
                          rate(r, by_bs[bs]), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
                          r.get("layers"), r.get("params"), r.get("prepare_s")])
         tab = table(header[:1] + [h for h, _ in extra] + header[1:], rows)
-        parts += [f"## Batch size {bs}", tab, *([UNSTABLE_NOTE] if any(UNSTABLE in row[len(extra) + 3]
-                                                                          for row in rows) else []), "Percentiles:", percentile_table(sorted(by_bs[bs], key=row_sort_key))]
+        parts += [f"## Batch size {bs}", tab, unstable_note(by_bs[bs]), "Percentiles:",
+                  percentile_table(sorted(by_bs[bs], key=row_sort_key))]
     return compose(*parts)
 
 
@@ -115,4 +115,4 @@ def side_by_side_markdown(network: str, records: Sequence[Dict[str, Any]], small
     shaky = any(UNSTABLE in str(cell) for row in rows for cell in row)
     return compose(f"# {network}: is TensorRT worth it?", text,
                    "Not measured in these records: " + ", ".join(missing) + "." if missing else None,
-                   UNSTABLE_NOTE if shaky else None, *row_notes(recs))
+                   unstable_note(recs) if shaky else None, *row_notes(recs))

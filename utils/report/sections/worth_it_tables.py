@@ -6,10 +6,10 @@ from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.report.doc import Doc, compose, fmt, sci, table
-from utils.report.sections.cells import accuracy, row_notes, rate
-from utils.report.select import (UNSTABLE, UNSTABLE_NOTE, identity_columns, images_key, is_reference, judge_drop,
-                                 latest_per_config, not_numbers, paired_of, row_label, row_sort_key, timing_rows,
-                                 top1_drops, unstable_reason)
+from utils.report.sections.cells import accuracy, rate, row_notes
+from utils.report.select import (UNSTABLE, identity_columns, images_key, is_reference, judge_drop, latest_per_config,
+                                 not_numbers, paired_of, row_label, row_sort_key, timing_rows, top1_drops,
+                                 unstable_note, unstable_reason)
 
 
 def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[float] = None) -> Doc:
@@ -80,7 +80,7 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
     return compose("# Is TensorRT worth it? Every network",
                    "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over PyTorch fp32 (above 1: "
                    "faster); the top-1 drop is in points below PyTorch fp32 on the same images.", text,
-                   *([UNSTABLE_NOTE] if shaky else []), *row_notes(recs))
+                   *([unstable_note(recs)] if shaky else []), *row_notes(recs))
 
 
 def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
