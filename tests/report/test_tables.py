@@ -428,6 +428,10 @@ def test_worth_it_across_networks_cell_by_cell():
         ["resnet18", "Vanilla", "8000.0", "1.00x", "2.000", "1.00x", "70.00", "+0.00", "100.00", "ok"],
         # 32000 / 8000 = 4.00x the images/s; 2.0 / 0.5 = 4.00x the speed; 70 - 67.5 = 2.5 points > 2: over
         ["resnet18", "ONNX Runtime int8", "32000.0", "4.00x", "0.500", "4.00x", "67.50", "+2.50", "96.25", "OVER"]]
+    assert text.count("TRT was not measured in these records") == 1  # no TensorRT row: said once, under the heading
+    with_trt = _study_records() + [rec(network="resnet18", backend="tensorrt", precision="fp16", batch_size=256,
+                                       images_per_s=50000.0, role="timing", weights_id="w-resnet18")]
+    assert "was not measured in these records" not in worth_it_markdown(with_trt)
     # without a gate, no gate column; the accuracy pass (images/s 1.0) is never the row shown at its batch size
     plain = cells(worth_it_markdown(_study_records()))
     assert len(plain[0]) == 9 and all("1.0" != r[2] for r in plain[1:])

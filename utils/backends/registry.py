@@ -81,6 +81,9 @@ BACKENDS: Dict[str, Backend] = {
 # The runner every other is measured against (speed-ups, top-1 drops, top-1 agreement): PyTorch fp32.
 REFERENCE_RUNNER: Tuple[str, str] = ("torch", "fp32")
 
+# The backend the tables' question is about ("is TensorRT worth it?"): a page without its rows says so once.
+QUESTION_BACKEND = "tensorrt"
+
 # The rows the "is TensorRT worth it?" table expects (it says which of them were not measured).
 SIDE_BY_SIDE_ROWS = [("torch", "fp32"), ("torch", "fp16"), ("compile", "fp16"), ("onnxrt", "fp16"),
                      ("tensorrt", "fp16"), ("tensorrt", "int8")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from utils.backends import registry
 from utils.report.doc import Doc, compose, fmt, sci, table
 from utils.report.sections.cells import accuracy, rate, row_notes
 from utils.report.select import (UNSTABLE, identity_columns, images_key, is_reference, judge_drop, latest_per_config,
@@ -77,7 +78,11 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
         rows = [row[:-1] for row in rows]
     text = table(head, rows)
     shaky = any(UNSTABLE in str(cell) for row in rows for cell in row)
-    return compose("# Is TensorRT worth it? Every network",
+    asked = registry.get(registry.QUESTION_BACKEND)
+    absent = None if any(r.get("backend") == asked.name for r in recs) else (
+        f"{asked.label} was not measured in these records (it needs an NVIDIA GPU and TensorRT installed: "
+        "docs/tensorrt.md): the rows compare the runners that were.")
+    return compose("# Is TensorRT worth it? Every network", absent,
                    "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over PyTorch fp32 (above 1: "
                    "faster); the top-1 drop is in points below PyTorch fp32 on the same images.", text,
                    *([unstable_note(recs)] if shaky else []), *row_notes(recs))
