@@ -359,3 +359,24 @@ def test_the_summary_names_ten_files_and_counts_the_rest_by_reason():
     assert lines[15] == "  ... and 3 more: 2 why a; 1 why b" and lines[16] == "destination: /d"
     exactly = format_summary(Placement("class folders"), Summary(unplaced=unplaced[:10]), Path("/d"), "link", False)
     assert "more" not in exactly and len(exactly.split("\n")) == 16
+
+
+def test_dry_run_checks_a_class_folder_tree_without_dst(tmp_path, capsys):
+    src = tmp_path / "imagenet"
+    write_jpeg(src / "n01440764" / "a.jpg", seed=1)
+    write_jpeg(src / "n01443537" / "b.jpg", seed=2)
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    assert format_dataset.main(["--src", str(src), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "already in place: 2" in out and "classes: 2" in out
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before
+    with pytest.raises(SystemExit) as exit_:
+        format_dataset.main(["--src", str(src)])  # no --dst and something to do: argparse's refusal
+    assert exit_.value.code == 2 and "--dst is required" in capsys.readouterr().err
+
+
+def test_help_shows_the_examples(capsys):
+    with pytest.raises(SystemExit):
+        format_dataset.main(["--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--labels LOC_val_solution.csv" in out and "--src datasets/imagenet --dry-run" in out
