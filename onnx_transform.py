@@ -75,12 +75,15 @@ def name_stably(out: Path, network: str) -> Optional[Path]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.models.chain import onnx_for
+    from utils.models.names import check_network_name
     from utils.models.networks import load_network
     from utils.models.onnx_export import export_onnx, read_metadata
 
     args = build_parser().parse_args(argv)
-    setup_logging(verbose=args.verbose)
-    net = load_network(network_name(args), args.weights, args.pretrained, args.num_classes, args.seed)
+    name = network_name(args)
+    check_network_name(name)  # a mistyped name is refused now, with the closest names
+    setup_logging(quiet=not args.verbose, verbose=args.verbose)  # the line printed below is the answer: said once
+    net = load_network(name, args.weights, args.pretrained, args.num_classes, args.seed)
     shape = args.input_shape or [-1, 3, net.preprocess.crop, net.preprocess.crop]
     stable = None
     if args.output:

@@ -85,7 +85,9 @@ def test_the_original_forms(tmp_path, monkeypatch, capsys):
     assert onnx_transform.main(["--network", "mobilenet_v3_small", "--input_shape", "-1", "3", "224", "224"]) == 0
     named = Path(os.environ["ARTTRT_WEIGHTS_DIR"]) / "onnx" / "mobilenet_v3_small.onnx"
     assert named.is_symlink() and named.resolve().is_file() and "-fp32-" in named.resolve().name
-    assert "mobilenet_v3_small.onnx" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "mobilenet_v3_small.onnx" in said.out and said.out.count(" nodes, opset ") == 1
+    assert " nodes" not in said.err  # the export's own INFO line is not said twice (without --verbose)
     assert cli_boundary(build_trt.main, ["--fp16", "--input_shape", "-1", "3", "224", "224"]) == 2
     assert "TensorRT is not installed" in capsys.readouterr().err  # it got as far as the builder
 
@@ -206,3 +208,12 @@ def test_the_names_read_from_torchvisions_sources_are_its_list():
     from utils.models.names import torchvision_classifiers
 
     assert torchvision_classifiers() == sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def test_onnx_transform_refuses_a_mistyped_network_before_loading_pytorch():
+    code = ("import sys\nfrom utils.core.errors import cli_boundary\nimport onnx_transform\n"
+            "rc = cli_boundary(onnx_transform.main, ['--network', 'resnet81'])\n"
+            "print('RESULT', rc, sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "RESULT 2 []" in r.stdout and "did you mean resnet18" in r.stderr, (r.stdout, r.stderr[-1000:])
