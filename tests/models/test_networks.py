@@ -23,6 +23,20 @@ def test_user_weights_with_another_class_count(tmp_path):
     assert torch.equal(net.model(x), model.eval()(x))
 
 
+def test_a_whole_pickled_model_is_one_sentence_with_the_fix(tmp_path):
+    import torchvision
+
+    path = tmp_path / "whole.pth"
+    torch.save(torchvision.models.resnet18(), path)  # the model object, not its state_dict
+    with pytest.raises(ArtTRTError) as err:
+        load_network("resnet18", weights=str(path))
+    text = str(err.value)
+    assert text == (f"weights file {path} is a whole pickled model (torchvision.models.resnet.ResNet), which ArtTRT "
+                    "does not unpickle (it could run code): re-save it with torch.save(model.state_dict(), "
+                    "'weights.pth') and pass that file")
+    assert "\x1b" not in text and "\n" not in text
+
+
 def test_weights_that_do_not_fit_the_network(tmp_path):
     import torchvision
 

@@ -153,6 +153,11 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a foreign or broken file
+        whole = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if whole:  # a whole pickled model (torch.save(model)): loading it would run the file's code
+            raise ArtTRTError(f"weights file {path} is a whole pickled model ({whole.group(1)}), which ArtTRT does "
+                              "not unpickle (it could run code): re-save it with torch.save(model.state_dict(), "
+                              "'weights.pth') and pass that file") from err
         raise ArtTRTError(f"cannot read weights file {path} as a PyTorch state_dict "
                           f"(torch.load weights_only=True): {first_line(err)}") from err
     for key in ("state_dict", "model_state_dict", "model"):
