@@ -172,3 +172,18 @@ def test_the_warning_gives_the_advice_of_the_rows_precision(precision, says, cap
     assert len(caplog.messages) == 1 and says in caplog.messages[0]
     assert "8 gave outputs that are all equal" in caplog.messages[0]
     assert "all-zero head" in caplog.messages[0]  # flat outputs in every precision: fp32's may be flat too
+
+
+def test_the_latency_warning_names_its_network_and_pass_and_is_said_once(caplog):
+    import logging
+
+    from utils.study.validate import warn_if_unstable
+
+    rec = {"network": "resnet50", "batch_size": 256, "latency_unstable": True, "latency_model_cv_percent": 6.4,
+           "latency_all_cv_percent": 6.2}
+    with caplog.at_level(logging.WARNING, logger="utils.study.validate"):
+        warn_if_unstable({**rec, "role": "accuracy"}, "Vanilla")  # the accuracy pass: not the figures shown
+        warn_if_unstable({**rec, "role": "timing"}, "Vanilla")
+        warn_if_unstable({**rec, "role": "timing", "latency_unstable": False}, "Vanilla")
+    assert caplog.messages == ["resnet50 Vanilla bs256, timed run: latency varies by more than 2.5% (CV model 6.4%, "
+                               "all 6.2%): treat the mean with care"]

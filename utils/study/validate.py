@@ -300,11 +300,18 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     fields.update(extra_fields or {})
     rec = recorder.write(make_record("validate", recorder.command, device_index=index, **fields))
     warn_if_not_numbers(rec, runner.name)
-    if rec.get("latency_unstable"):
-        log.warning("%s bs%d: latency varies by more than 2.5%% (CV model %.1f%%, all %.1f%%): "
-                    "treat the mean with care", runner.name, opts.batch_size,
-                    rec.get("latency_model_cv_percent") or 0, rec.get("latency_all_cv_percent") or 0)
+    warn_if_unstable(rec, runner.name)
     return rec, result
+
+
+def warn_if_unstable(rec: Dict[str, Any], name: str) -> None:
+    """One line when the timed run's latency varied: which network, runner, batch and pass. An accuracy pass's
+    latency is not what the tables show (its timing job of the same batch size says its own), so it says nothing."""
+    if rec.get("latency_unstable") and rec.get("role") != "accuracy":
+        log.warning("%s %s bs%d, %s: latency varies by more than 2.5%% (CV model %.1f%%, all %.1f%%): "
+                    "treat the mean with care", rec.get("network"), name, rec.get("batch_size") or 0,
+                    "timed run" if rec.get("role") == "timing" else "whole pass",
+                    rec.get("latency_model_cv_percent") or 0, rec.get("latency_all_cv_percent") or 0)
 
 
 def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedDataset, scenario: Any,
