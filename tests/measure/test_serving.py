@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import threading
+import logging
 import time
 from pathlib import Path
 
@@ -94,15 +95,18 @@ def test_server_at_a_rate_it_can_serve_is_valid(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_bound_that_cannot_be_met_is_invalid_with_the_reason(tmp_path):
+def test_a_bound_that_cannot_be_met_is_invalid_with_the_reason(tmp_path, caplog):
     def slow(idx):
         time.sleep(0.03)  # every batch takes twice the 15 ms bound
         return np.zeros(len(idx), np.int32)
 
-    f = _serve(tmp_path, "server", infer=slow, target_qps=100.0, duration_s=1.0)
+    with caplog.at_level(logging.INFO, logger="utils.measure.serving"):
+        f = _serve(tmp_path, "server", infer=slow, target_qps=100.0, duration_s=1.0)
     assert f["loadgen_valid"] is False
     assert "the latency constraint was not met" in f["loadgen_invalid_reasons"]
     assert f["latency_ms"]["p99"] > 15.0
+    said = [m for m in caplog.messages if m.startswith("LoadGen server performance: INVALID")]
+    assert len(said) == 1 and "(" in said[0] and "the latency constraint was not met" in said[0]  # the reason too
 
 
 @pytest.mark.slow

@@ -237,6 +237,8 @@ def serve(infer: Callable[[np.ndarray], np.ndarray], samples: DeviceSamples, lab
         if o.scenario == "offline" and "it ran shorter than --duration" in final["loadgen_invalid_reasons"] \
                 and final.get("samples_per_s"):
             # the runner outran the samples issued (LoadGen issues duration x expected rate): once more at its rate
+            log.info("LoadGen offline: run again, expecting %.1f samples/s: the first run issued too few samples for "
+                     "--duration at the warm-up's rate", final["samples_per_s"] * 1.5)
             final = _perf(h, "performance-2", expected_qps=final["samples_per_s"] * 1.5,
                           expected_latency_s=single_s)
         steps = [final]
@@ -310,9 +312,11 @@ def _perf(h: Harness, name: str, target_qps: Optional[float] = None, expected_qp
     res["target_qps"] = round(target_qps, 2) if target_qps is not None else None
     res["logs"] = out.name if out.parent == h.folder else str(out)  # elsewhere: the whole path
     res.update(h.batch_fields())
-    log.info("LoadGen %s %s: %s, %s samples/s, p%g %s ms", h.opts.scenario, name,
+    reasons = res.get("loadgen_invalid_reasons") or []
+    log.info("LoadGen %s %s: %s, %s samples/s, p%g %s ms%s", h.opts.scenario, name,
              "VALID" if res["loadgen_valid"] else "INVALID", res.get("samples_per_s"), h.opts.percentile,
-             res["latency_ms"].get(f"p{h.opts.percentile:g}"))
+             res["latency_ms"].get(f"p{h.opts.percentile:g}"),
+             f" ({'; '.join(map(str, reasons))})" if reasons and not res["loadgen_valid"] else "")
     return res
 
 
