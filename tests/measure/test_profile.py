@@ -10,7 +10,7 @@ from utils.core import phases
 from utils.measure.profile import profile_runner
 
 
-def test_profile_of_the_torch_runner_counts_each_conv_once_per_batch(lite0, tmp_path):
+def test_profile_of_the_torch_runner_counts_each_conv_once_per_batch(lite0, tmp_path, capfd):
     from utils.backends.torch_eager import TorchRunner
 
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in lite0.model.modules())
@@ -27,6 +27,7 @@ def test_profile_of_the_torch_runner_counts_each_conv_once_per_batch(lite0, tmp_
     names = [e.get("name") for e in trace["traceEvents"]]
     assert names.count(f"{runner.name} batch 2") == 3 and names.count("aten::conv2d") == 3 * convs
     assert "arttrt:profile" in names
+    assert "profiler_st" not in capfd.readouterr().err  # the profiler's own C++ lines, only with --verbose
 
 
 def test_a_runner_outside_pytorch_on_the_cpu_gets_a_note(lite0, tmp_path):

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -164,6 +165,32 @@ def _on_console(h: logging.Handler) -> bool:
     if not isinstance(h, logging.StreamHandler) or isinstance(h, logging.FileHandler):
         return False
     return getattr(h, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+
+
+@contextlib.contextmanager
+def native_stderr_quiet() -> Iterator[None]:
+    """What native code writes to the process's stderr (file descriptor 2: the PyTorch profiler's "profiler_start" /
+    "profiler_stop" lines, written by C++ past Python's sys.stderr) kept off the screen unless --verbose; logged at
+    DEBUG after the block instead."""
+    if _verbose:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                sink.seek(0)
+                said = sink.read().decode("utf-8", "replace").strip()
+                if said:
+                    logging.getLogger(__name__).debug("native output: %s", said)
+    finally:
+        os.close(saved)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List
 
 from utils.backends.base import Runner
+from utils.core.errors import native_stderr_quiet
 from utils.core.fileio import atomic_path
 from utils.core.phases import PREFIX, phase
 
@@ -48,7 +49,7 @@ def profile_runner(runner: Runner, x: torch.Tensor, trace: Path, batches: int = 
         runner.infer(x)
     runner.synchronize()
     walls: List[float] = []
-    with profile(activities=activities) as prof, phase("profile"):
+    with native_stderr_quiet(), profile(activities=activities) as prof, phase("profile"):
         for _ in range(batches):
             t0 = time.perf_counter()
             with record_function(f"{runner.name} batch {x.shape[0]}"):
