@@ -281,3 +281,25 @@ def test_the_legends_cover_no_bar_and_no_line(tmp_path, monkeypatch):
     plots.latency_bars(recs, tmp_path / "bars.png", 8)
     plots.throughput_plot(recs, "efficientnet_lite0", tmp_path / "tp.png")
     assert checked == ["bars.png", "tp.png"]
+
+
+def test_one_batch_size_draws_labelled_bars_and_precisions_differ_by_more_than_shade(tmp_path):
+    from matplotlib.patches import Rectangle
+
+    from utils.report import plots
+
+    recs = [dict(_rec(b, "d", 20, 80.0, bs=10), precision=p, images_per_s=ips)
+            for b, p, ips in (("torch", "fp32", 90.0), ("onnxrt", "fp32", 120.0), ("onnxrt", "int8", 150.5))]
+    fig, ax = plots.throughput_figure(recs, "efficientnet_lite0")
+    bars = [a for a in ax.patches if isinstance(a, Rectangle)]
+    assert sorted(round(b.get_width(), 1) for b in bars) == [90.0, 120.0, 150.5]  # a bar each, not a lone dot
+    assert {t.get_text().strip() for t in ax.texts} == {"90.0", "120.0", "150.5"}
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Vanilla", "ONNX Runtime fp32", "ONNX Runtime int8"]
+    assert {b.get_hatch() or "" for b in bars} == {"", "xx"}  # int8 hatched, fp32 plain
+    assert "at batch size 10" in ax.get_title()
+    path = plots.throughput_plot(recs, "efficientnet_lite0", tmp_path / "one.png")
+    assert Image.open(path).size[1] > 100
+    several = [dict(r, batch_size=bs) for r in recs for bs in (1, 8)]
+    fig, ax = plots.throughput_figure(several, "efficientnet_lite0")
+    assert {line.get_label(): line.get_marker() for line in ax.get_lines()} == {
+        "Vanilla": "o", "ONNX Runtime fp32": "o", "ONNX Runtime int8": "^"}

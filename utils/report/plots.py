@@ -99,9 +99,20 @@ def _hatches() -> Callable[[str, Dict[str, Any]], str]:
     return hatch
 
 
+# Precisions told apart by more than shade: a marker on lines, a hatch on bars (fp32 plain)
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^", "fp8": "v"}
+PRECISION_HATCHES = {"fp32": "", "fp16": "//", "bf16": "\\\\", "int8": "xx", "fp8": ".."}
+
+
 def throughput_plot(records: Sequence[Dict[str, Any]], network: str, path: Path) -> Path:
     """images/s against batch size, one line per row label (backend, precision, options; and mode, dataset,
-    weights where they differ)."""
+    weights where they differ); where only one batch size was measured, one labelled bar per row instead of a lone
+    dot on a narrow axis."""
+    fig, _ = throughput_figure(records, network)
+    return _save(fig, path)
+
+
+def throughput_figure(records: Sequence[Dict[str, Any]], network: str) -> Tuple[Any, Any]:
     lines: Dict[str, List[Tuple[int, float]]] = defaultdict(list)
     first: Dict[str, Dict[str, Any]] = {}
     mine = [r for r in records if r.get("network") == network and r.get("images_per_s")]
@@ -110,6 +121,23 @@ def throughput_plot(records: Sequence[Dict[str, Any]], network: str, path: Path)
         label = series(r)
         lines[label].append((int(r["batch_size"]), float(r["images_per_s"])))
         first.setdefault(label, r)
+    sizes = sorted({p[0] for pts in lines.values() for p in pts})
+    env = records[0].get("env", {}) if records else {}
+    where = env.get("gpu") or env.get("cpu", "?")
+    if len(sizes) == 1:  # one batch size: a bar per row, its value written at its end
+        order = sorted(lines, key=lambda label: lines[label][0][1])
+        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.4 * len(order)))
+        for y, label in enumerate(order):
+            r, value = first[label], lines[label][0][1]
+            ax.barh(y, value, color=colour(r), hatch=PRECISION_HATCHES.get(str(r.get("precision")), ""),
+                    edgecolor="#333333")
+            ax.text(value, y, f" {value:,.1f}", va="center", fontsize=8)
+        ax.set_yticks(range(len(order)), order)
+        ax.set_xlim(0, max(lines[label][0][1] for label in order) * 1.2)
+        ax.set_xlabel("images / s")
+        ax.set_title(f"{network}: throughput at batch size {sizes[0]} on {where}")
+        ax.grid(True, alpha=0.3, axis="x")
+        return fig, ax
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ["-", "--", ":", "-."]
     seen: Dict[Tuple[str, str], int] = defaultdict(int)
@@ -117,20 +145,18 @@ def throughput_plot(records: Sequence[Dict[str, Any]], network: str, path: Path)
         pts.sort()
         r = first[label]
         key = (str(r.get("backend")), str(r.get("precision")))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label, color=colour(r),
-                linestyle=styles[seen[key] % len(styles)])  # same colour, another dash: another option
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=PRECISION_MARKERS.get(key[1], "o"), label=label,
+                color=colour(r), linestyle=styles[seen[key] % len(styles)])  # same colour, another dash: an option
         seen[key] += 1
     ax.set_xscale("log", base=2)
-    sizes = sorted({p[0] for pts in lines.values() for p in pts})
     ax.set_xticks(sizes, [str(b) for b in sizes])
     _log_if_wide(ax, [p[1] for pts in lines.values() for p in pts])
     ax.set_xlabel("batch size")
     ax.set_ylabel("images / s")
-    env = records[0].get("env", {}) if records else {}
-    ax.set_title(f"{network}: throughput on {env.get('gpu') or env.get('cpu', '?')}")
+    ax.set_title(f"{network}: throughput on {where}")
     ax.grid(True, alpha=0.3, which="both")
     _legend_outside(ax)
-    return _save(fig, path)
+    return fig, ax
 
 
 def latency_bars(records: Sequence[Dict[str, Any]], path: Path, batch_size: int) -> Path:
@@ -150,12 +176,13 @@ def latency_bars(records: Sequence[Dict[str, Any]], path: Path, batch_size: int)
                 xs.append(i + j * width)
                 model.append(match[-1]["latency_model_mean"])
                 allc.append(match[-1].get("latency_all_mean") or 0)  # a record without it: no pale bar
-                col, pattern = colour(match[-1]), hatch(label, match[-1])
-        ax.bar(xs, allc, width, color=col, alpha=0.35, hatch=pattern)
-        ax.bar(xs, model, width, label=label, color=col, hatch=pattern, edgecolor="white")
+                col = colour(match[-1])
+                pattern = PRECISION_HATCHES.get(str(match[-1].get("precision")), "") + hatch(label, match[-1])
+        ax.bar(xs, allc, width, color=col, alpha=0.35, edgecolor=col, linestyle="--")
+        ax.bar(xs, model, width, label=label, color=col, hatch=pattern, edgecolor="#333333")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(networks))], networks)
     _log_if_wide(ax, [r["latency_model_mean"] for r in rows] + [r.get("latency_all_mean") or 0 for r in rows])
-    ax.set_ylabel("ms per batch (solid: model, pale: with copies)")
+    ax.set_ylabel("ms per batch (edged: model, pale: with copies)")
     ax.set_title(f"latency at batch size {batch_size}")
     _legend_outside(ax)
     return _save(fig, path)
