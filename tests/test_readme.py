@@ -32,8 +32,13 @@ def readme_commands(text: str) -> List[str]:
     return commands
 
 
+def documented_commands(root: Path) -> List[str]:
+    """The README's commands, then those of docs/usage.md (where the README's sections beyond its tour live)."""
+    return [c for page in ("README.md", "docs/usage.md") for c in readme_commands((root / page).read_text())]
+
+
 def test_readme_commands_are_found():
-    commands = readme_commands((ROOT / "README.md").read_text())
+    commands = documented_commands(ROOT)
     assert commands[0] == "python main.py --demo"
     assert "python main.py -v --batch_size=1 --dataset=datasets/imagenet --network=resnet18 -trt" in commands
     assert "python build_trt.py --fp16 --input_shape -1 3 224 224" in commands
@@ -67,7 +72,7 @@ def test_every_readme_command_runs_or_says_in_one_sentence_what_it_lacks(checkou
                                                                  "ARTTRT_DATASETS_DIR")}
     env["CUDA_VISIBLE_DEVICES"] = ""  # as on the CI machine, whatever this one has
     ran, lacking = [], []
-    for command in readme_commands((checkout / "README.md").read_text()):
+    for command in documented_commands(checkout):
         argv = shlex.split(command)
         r = subprocess.run([sys.executable] + argv[1:], cwd=checkout, env=env, capture_output=True, text=True,
                            timeout=900)
@@ -91,5 +96,5 @@ def test_every_readme_command_runs_or_says_in_one_sentence_what_it_lacks(checkou
     assert sum(c.startswith("python main.py --compare --network resnet18 --backend onnxrt") for c in ran) == 2
     assert (checkout / "outputs" / "report.html").is_file()
     assert (checkout / "weights" / "onnx" / "resnet18.onnx").is_symlink()
-    assert len(lacking) == sum(any(flag in c for flag in LACKING) for c in readme_commands(
-        (checkout / "README.md").read_text()))  # each TensorRT, GPU and ImageNet-download line stops, and only those
+    # each TensorRT, GPU and ImageNet-download line stops, and only those
+    assert len(lacking) == sum(any(flag in c for flag in LACKING) for c in documented_commands(checkout))
