@@ -1,4 +1,4 @@
-"""Type stubs made from NVIDIA's own compiled TensorRT bindings, for 11.x and the newest 10.x.
+"""Type stubs made from NVIDIA's own compiled TensorRT bindings, for 11.x, the newest 10.x and the oldest 10.x wheel.
 
 TensorRT cannot run on the machines ArtTRT is built and tested on, but its Python bindings are real wheels on
 PyPI (tensorrt-cu13-bindings 11.4, tensorrt-cu12-bindings 10.x; about 1.3 MB each, the native libraries left
@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STUBS = ROOT / ".mypy_stubs"
 BINDINGS = ROOT / ".trt-bindings"
 WHEELS = ROOT / ".trt-bindings" / "wheels"
-VERSIONS: Dict[str, str] = {"11": "tensorrt-cu13-bindings==11.4.0.106", "10": "tensorrt-cu12-bindings==10.16.1.11"}
+VERSIONS: Dict[str, str] = {"11": "tensorrt-cu13-bindings==11.4.0.106", "10": "tensorrt-cu12-bindings==10.16.1.11",
+                             "10.8": "tensorrt-cu12-bindings==10.8.0.43"}  # the oldest 10.x wheel on PyPI (see below)
 # The entry points of TensorRT's libraries that the bindings link against (C linkage). A new one in a later
 # release makes this script stop and say which, rather than stub something it does not know.
 ENTRY_POINTS = {

@@ -248,9 +248,12 @@ class TensorRTRunner(Runner):
     def device_bytes_outside_torch(self) -> int:
         """GPU memory TensorRT holds that PyTorch's allocator does not count: the engine's weights (its activation
         memory is allocated through PyTorch here)."""
-        if self.engine is None or not hasattr(trt, "EngineStat"):
+        # EngineStat and ICudaEngine.get_engine_stat came in 10.x after 10.8 (the oldest 10.x wheel on PyPI has neither)
+        stat = getattr(trt, "EngineStat", None)
+        get = getattr(self.engine, "get_engine_stat", None) if self.engine is not None else None
+        if stat is None or get is None:
             return 0
-        return int(self.engine.get_engine_stat(trt.EngineStat.TOTAL_WEIGHTS_SIZE))
+        return int(get(stat.TOTAL_WEIGHTS_SIZE))
 
     def trtexec_run(self, shape: Tuple[int, ...]) -> str:
         """The trtexec command that times this engine at `shape` as ArtTRT does (samples/common/sampleOptions.cpp):
