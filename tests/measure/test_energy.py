@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import types
 
 import pytest
@@ -14,8 +15,8 @@ import torch
 import utils.measure.energy as energy
 import utils.measure.measurement as measurement
 import utils.measure.timing as timing
-from tests.report.test_tables import cells
 from tests.measure.test_timing import CLASSES, Clock, ClockRunner, Phase, labelled_dataset
+from tests.report.test_tables import cells
 from utils.measure.energy import EnergyMeter, energy_fields
 from utils.measure.measurement import MeasureOptions
 from utils.measure.timing import measure
@@ -233,3 +234,34 @@ def test_the_worth_it_table_shows_joules_per_image_where_a_gpu_gave_them():
                                                                                      "images_per_s_per"))}
                                    for r in gpu]))
     assert "J / image" not in plain  # no GPU counter (the CPU): the table as before
+
+
+def test_a_jetson_reads_its_power_rails_where_nvml_has_no_counter(monkeypatch, tmp_path):
+    """An integrated GPU (torch: is_integrated) whose NVML counter is not supported: the INA3221 rails under /sys,
+    integrated over the window, with the record saying which source gave the figure."""
+    from tests.measure.test_jetson import _ina3221
+    from utils.measure import jetson
+
+    uuid = "eeeeeeee-4444-4444-4444-444444444444"
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: types.SimpleNamespace(uuid=uuid, is_integrated=True))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(energy, "_said", set())
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML({f"GPU-{uuid}": 0}, unsupported=[f"GPU-{uuid}"]))
+    _ina3221(tmp_path, "1-0040", [("VDD_IN", 5000, 1000), ("VDD_CPU_GPU_CV", 5000, 200), ("VDD_SOC", 5000, 300)])
+    monkeypatch.setattr(energy, "jetson_meter",
+                        lambda: jetson.jetson_meter(str(tmp_path / "bus/i2c/drivers/ina3221/*/hwmon/hwmon*")))
+    meter = EnergyMeter.for_device(torch.device("cuda:0"))
+    try:
+        assert meter is not None and meter.scope == "Jetson INA3221 rails (VDD_IN)"
+        mj0, t0 = meter.read()
+        time.sleep(0.3)
+        mj1, t1 = meter.read()
+    finally:
+        meter.close()
+    assert abs((mj1 - mj0) - 5000 * (t1 - t0)) < 50  # 5,000 mV x 1,000 mA = 5 W on the input rail
+    fields = energy_fields(mj1 - mj0, 1.0, 10, 10.0, meter.scope)
+    assert fields["energy_scope"] == "Jetson INA3221 rails (VDD_IN)"
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: types.SimpleNamespace(uuid=uuid, is_integrated=False))  # a discrete GPU: no rails
+    assert EnergyMeter.for_device(torch.device("cuda:0")) is None

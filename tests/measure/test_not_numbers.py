@@ -183,7 +183,10 @@ def test_the_latency_warning_names_its_network_and_pass_and_is_said_once(caplog)
            "latency_all_cv_percent": 6.2}
     with caplog.at_level(logging.WARNING, logger="utils.study.validate"):
         warn_if_unstable({**rec, "role": "accuracy"}, "Vanilla")  # the accuracy pass: not the figures shown
-        warn_if_unstable({**rec, "role": "timing"}, "Vanilla")
-        warn_if_unstable({**rec, "role": "timing", "latency_unstable": False}, "Vanilla")
+        warn_if_unstable({**rec, "role": "timing", "timing": "bounded"}, "Vanilla")
+        warn_if_unstable({**rec, "role": "timing", "timing": "bounded", "latency_unstable": False}, "Vanilla")
+        warn_if_unstable({**rec, "role": "whole pass", "timing": "whole pass", "batch_size": 8}, "Vanilla")
     assert caplog.messages == ["resnet50 Vanilla bs256, timed run: latency varies by more than 2.5% (CV model 6.4%, "
+                               "all 6.2%): treat the mean with care",
+                               "resnet50 Vanilla bs8, whole pass: latency varies by more than 2.5% (CV model 6.4%, "
                                "all 6.2%): treat the mean with care"]

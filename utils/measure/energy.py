@@ -25,6 +25,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
+from utils.measure.jetson import jetson_meter
+
 if TYPE_CHECKING:
     import torch
 else:
@@ -40,8 +42,15 @@ _said: set = set()      # the GPUs whose missing counter was already reported (o
 class EnergyMeter:
     """Reads a millijoule counter around a window. `read_mj` returns the counter; `clock` the time in seconds."""
 
-    def __init__(self, read_mj: Callable[[], int], clock: Callable[[], float] = time.perf_counter):
-        self.read_mj, self.clock = read_mj, clock
+    def __init__(self, read_mj: Callable[[], int], clock: Callable[[], float] = time.perf_counter,
+                 scope: str = SCOPE, close: Optional[Callable[[], None]] = None):
+        self.read_mj, self.clock, self.scope, self._close = read_mj, clock, scope, close
+
+    def close(self) -> None:
+        """Stops what the meter started (a Jetson's power sampler); NVML's counter needs nothing."""
+        if self._close is not None:
+            self._close()
+            self._close = None
 
     @classmethod
     def for_device(cls, device: Any) -> Optional["EnergyMeter"]:
@@ -57,6 +66,9 @@ class EnergyMeter:
             handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
             pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # "not supported" raises here, before any window
         except Exception as err:  # ImportError, NVMLError (not supported, no driver), a UUID NVML does not know
+            rails = _integrated_gpu_meter(device)
+            if rails is not None:  # a Jetson: its power rails instead (NVML has no Tegra energy counter)
+                return rails
             key = str(device)
             if key not in _said:
                 _said.add(key)
@@ -65,15 +77,31 @@ class EnergyMeter:
             return None
         return cls(lambda: int(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)))
 
+    @classmethod
+    def from_power(cls, integrator: Any) -> "EnergyMeter":
+        """A meter over a started power integrator (utils.measure.jetson.PowerIntegrator), stopped by close()."""
+        integrator.__enter__()
+        return cls(integrator.read_mj, integrator.clock, integrator.source, lambda: integrator.__exit__(None))
+
     def read(self) -> Tuple[int, float]:
         """The counter (mJ) and the time (s), read together."""
         return self.read_mj(), self.clock()
 
 
-def energy_fields(delta_mj: float, window_s: float, images: int, images_per_s: Optional[float]) -> Dict[str, Any]:
+def _integrated_gpu_meter(device: Any) -> Optional["EnergyMeter"]:
+    """On an integrated GPU (a Jetson: torch says is_integrated), the module's power rails; else None."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if not getattr(torch.cuda.get_device_properties(index), "is_integrated", False):
+        return None
+    integrator = jetson_meter()
+    return EnergyMeter.from_power(integrator) if integrator is not None else None
+
+
+def energy_fields(delta_mj: float, window_s: float, images: int, images_per_s: Optional[float],
+                  scope: str = SCOPE) -> Dict[str, Any]:
     """joules per image, images/s per watt (= images per joule where images/s is over the same window) and mean
-    power; or no figure and `energy_note` saying why."""
-    out: Dict[str, Any] = {"energy_scope": SCOPE, "energy_window_s": round(window_s, 4) if math.isfinite(window_s)
+    power; or no figure and `energy_note` saying why. scope: what the counter covers (the record's energy_scope)."""
+    out: Dict[str, Any] = {"energy_scope": scope, "energy_window_s": round(window_s, 4) if math.isfinite(window_s)
                            else None}
     why = why_no_energy(delta_mj, window_s, images)
     if why:

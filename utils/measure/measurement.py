@@ -103,6 +103,7 @@ class MeasureResult:
     nonfinite: int = 0              # images whose outputs hold a NaN or an Inf (their top-1 is none: wrong)
     unrankable: int = 0             # images whose outputs are all equal (underflow to zero, say): no class ranks
     energy: Optional[Tuple[float, float]] = None  # the GPU's energy counter over the timed window: (mJ, s)
+    energy_scope: str = "whole GPU"                # what the counter covers (a Jetson: its power rails)
 
     def summary(self) -> Dict[str, Any]:
         """The flat figures of a record."""
@@ -131,7 +132,7 @@ class MeasureResult:
         out.update(time_split(self.split_ms, self.latency_model_ms, self.feed != "host"))
         out["speed_ci"] = speed_interval(self.latency_all_ms, self.latency_model_ms, out["images_per_s"])
         if self.energy is not None:
-            out.update(energy_fields(*self.energy, self.timed_images, out["images_per_s"]))
+            out.update(energy_fields(*self.energy, self.timed_images, out["images_per_s"], self.energy_scope))
         return out
 
     def add_batch(self, top: "torch.Tensor", labels: "torch.Tensor", idx: np.ndarray,

@@ -80,12 +80,15 @@ def measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions,
         energy: the meter read around the timed window (default: the runner's GPU's NVML counter; none on the CPU).
     """
     marks = PhaseMarks()  # NVTX ranges and profiler labels: Nsight Systems shows the loop's phases
+    own = energy is None
     try:
         if energy is None:
             energy = EnergyMeter.for_device(runner.device)
         return _measure(runner, dataset, opts, num_outputs, telemetry, marks, energy)
     finally:
         marks.close()
+        if own and energy is not None:
+            energy.close()  # a Jetson's power sampler stops with the run
 
 
 def _measure(runner: Runner, dataset: CachedDataset, opts: MeasureOptions, num_outputs: Optional[int],
@@ -321,6 +324,7 @@ class _Loop:
                 mj0, t0 = self.energy_start
                 mj1, t1 = self.energy.read()
                 self.res.energy = (float(mj1 - mj0), t1 - t0)
+                self.res.energy_scope = self.energy.scope
 
     def bounded_timing(self) -> int:
         """--duration/--iterations: the full batches (or the only, short, one) replayed in order until both are

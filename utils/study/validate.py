@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from utils.backends.base import RunSpec, device_scope
 from utils.backends import registry
+from utils.backends.base import RunSpec, device_scope
 from utils.backends.registry import make_runner, options_label
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import slug
 from utils.data.cache import CachedDataset
 from utils.data.options import DataOptions
-from utils.measure.measurement import MeasureOptions, MeasureResult, across_runs, pad_batch
 from utils.measure.hostload import OtherLoad
+from utils.measure.measurement import MeasureOptions, MeasureResult, across_runs, pad_batch
 from utils.measure.peaks import compute_fields
 from utils.measure.profile import profile_runner
 from utils.measure.scenarios import buckets
@@ -39,6 +39,7 @@ from utils.report.records import Recorder, gpu_facts, make_record
 from utils.report.sections.compare_tables import NONFINITE_ADVICE
 from utils.study.identity import record_identity
 from utils.study.look_inside import inspect_runner
+from utils.study.plan import JOB_KINDS
 
 if TYPE_CHECKING:
     import torch
@@ -307,10 +308,11 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
 def warn_if_unstable(rec: Dict[str, Any], name: str) -> None:
     """One line when the timed run's latency varied: which network, runner, batch and pass. An accuracy pass's
     latency is not what the tables show (its timing job of the same batch size says its own), so it says nothing."""
-    if rec.get("latency_unstable") and rec.get("role") != "accuracy":
+    kind = JOB_KINDS.get(str(rec.get("role")))
+    if rec.get("latency_unstable") and not (kind is not None and kind.gives_accuracy):
         log.warning("%s %s bs%d, %s: latency varies by more than 2.5%% (CV model %.1f%%, all %.1f%%): "
                     "treat the mean with care", rec.get("network"), name, rec.get("batch_size") or 0,
-                    "timed run" if rec.get("role") == "timing" else "whole pass",
+                    "timed run" if rec.get("timing") == "bounded" else "whole pass",
                     rec.get("latency_model_cv_percent") or 0, rec.get("latency_all_cv_percent") or 0)
 
 
