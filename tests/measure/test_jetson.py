@@ -3,6 +3,7 @@
 on a Jetson."""
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -63,7 +64,23 @@ def test_ina3221_rails_of_an_agx_orin(tmp_path):
 
 
 def test_no_monitor_no_meter(tmp_path):
-    assert jetson.jetson_meter(str(tmp_path / "nothing/*")) is None
+    assert jetson.jetson_meter(str(tmp_path / "nothing/*"), tegrastats=None) is None
+    assert jetson.jetson_meter(str(tmp_path / "nothing/*"), tegrastats=str(tmp_path / "no-such-command")) is None
+
+
+def test_tegrastats_as_the_source_where_sysfs_has_no_monitor(tmp_path):
+    """A stand-in tegrastats that prints the Orin Nano line every 20 ms, as the real one does at --interval 20."""
+    fake = tmp_path / "tegrastats"
+    fake.write_text(f"#!{sys.executable}\nimport time\nwhile True:\n    print({ORIN_NANO!r}, flush=True)\n"
+                    "    time.sleep(0.02)\n")
+    fake.chmod(0o755)
+    meter = jetson.jetson_meter(str(tmp_path / "nothing/*"), tegrastats=str(fake))
+    assert meter is not None and meter.source == "Jetson tegrastats rails (VDD_IN)"
+    t0 = time.perf_counter()
+    with meter:
+        time.sleep(0.3)
+    got, elapsed = meter.read_mj(), time.perf_counter() - t0
+    assert abs(got - 4172 * elapsed) < 150  # VDD_IN 4,172 mW over the window
 
 
 def test_power_integrates_into_millijoules():

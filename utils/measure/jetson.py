@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import glob
 import re
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -78,8 +80,9 @@ class PowerIntegrator:
     read_mj() is a counter like NVML's, from the moment the integrator started."""
 
     def __init__(self, read_mw: Callable[[], Optional[float]], source: str, interval_s: float = 0.05,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, on_close: Optional[Callable[[], None]] = None):
         self.read_mw, self.source, self.interval_s, self.clock = read_mw, source, interval_s, clock
+        self.on_close = on_close
         self._mj, self._last = 0.0, None
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -109,17 +112,59 @@ class PowerIntegrator:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        if self.on_close is not None:
+            self.on_close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
 
-def jetson_meter(hwmon_glob: str = HWMON_GLOB) -> Optional[PowerIntegrator]:
-    """The INA3221 rails integrated, where /sys has them (a Jetson); None elsewhere."""
+class Tegrastats:
+    """tegrastats running in a process of its own (--interval ms), the latest line's rails kept: read_mw() is the
+    module's power in that line (None before the first)."""
+
+    def __init__(self, command: str, interval_ms: int = 50):
+        self.proc = subprocess.Popen([command, "--interval", str(interval_ms)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self.rails: Dict[str, int] = {}
+        self.first = threading.Event()
+        threading.Thread(target=self._read, name="tegrastats", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            rails = parse_tegrastats(line)["rails"]
+            if rails:
+                self.rails = dict(rails)  # type: ignore[call-overload]
+                self.first.set()
+
+    def read_mw(self) -> Optional[float]:
+        return total_mw(self.rails)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def jetson_meter(hwmon_glob: str = HWMON_GLOB, tegrastats: Optional[str] = "tegrastats"
+                 ) -> Optional[PowerIntegrator]:
+    """The INA3221 rails integrated, where /sys has them (a Jetson); else tegrastats' rails where that command is
+    here and prints any within a second; None elsewhere."""
     folders = sorted(glob.glob(hwmon_glob))
     rails = read_hwmon(folders)
-    if not rails:
+    if rails:
+        names = [n for n in INPUT_RAILS if n in rails] or sorted(rails)
+        return PowerIntegrator(lambda: total_mw(read_hwmon(folders)), f"Jetson INA3221 rails ({' + '.join(names)})")
+    command = shutil.which(tegrastats) if tegrastats else None
+    if command is None:
         return None
-    names = [n for n in INPUT_RAILS if n in rails] or sorted(rails)
-    return PowerIntegrator(lambda: total_mw(read_hwmon(folders)), f"Jetson INA3221 rails ({' + '.join(names)})")
+    stats = Tegrastats(command)
+    if not stats.first.wait(1.0):
+        stats.close()
+        return None
+    names = [n for n in INPUT_RAILS if n in stats.rails] or sorted(stats.rails)
+    return PowerIntegrator(stats.read_mw, f"Jetson tegrastats rails ({' + '.join(names)})", on_close=stats.close)
