@@ -197,3 +197,21 @@ def test_a_skipped_unreadable_file_that_can_be_read_now_means_a_rebuild(tmp_path
     assert check({"skipped": [["n01440764/a.jpg", "cannot identify image file"]]}) is None  # broken, not unreadable
     assert check({"skipped": [["n01440764/gone.jpg", UNREADABLE + "Permission denied"]]}) is None
     assert check({}) is None and check({"skipped": []}) is None
+
+
+def test_the_feed_fits_the_gpu():
+    """A discrete GPU: the cache page-locked in place where CUDA allows, else a pinned copy; an integrated GPU (a
+    Jetson) page-locks nothing (one memory: a pinned staging copy buys no DMA); the CPU: host."""
+    from utils.data.hostmem import feed_choice
+
+    asked = []
+
+    def pin(ok):
+        return lambda: asked.append(ok) or ok
+
+    assert feed_choice(True, False, pin(True)) == (True, False, "page-locked cache (cuMemHostRegister)")
+    assert feed_choice(True, False, pin(False)) == (False, True, "pinned copy per batch")
+    assert feed_choice(True, True, pin(True)) == (False, False, "pageable copy (integrated GPU: host and GPU share "
+                                                               "one memory)")
+    assert feed_choice(False, False, pin(True)) == (False, False, "host")
+    assert asked == [True, False]  # page-locking is tried on a discrete GPU only

@@ -9,7 +9,7 @@ Usage:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,3 +47,17 @@ def page_unlock(arr: np.ndarray) -> None:
     from cuda.bindings import driver as cu
 
     cu.cuMemHostUnregister(arr.ctypes.data)
+
+
+def feed_choice(cuda: bool, integrated: bool, pin_in_place: Callable[[], bool]) -> Tuple[bool, bool, str]:
+    """How batches reach the model: (the cache page-locked in place, a pinned copy per batch, the record's words).
+    A discrete GPU: page-locked in place where CUDA allows, else a pinned copy. An integrated GPU (a Jetson: host
+    and GPU share one memory) page-locks nothing: a pinned staging copy buys no DMA there, so each batch is copied
+    from the host's pageable memory (latency-all's copy-in is that copy, not a transfer over a bus). The CPU: host."""
+    if not cuda:
+        return False, False, "host"
+    if integrated:
+        return False, False, "pageable copy (integrated GPU: host and GPU share one memory)"
+    if pin_in_place():
+        return True, False, "page-locked cache (cuMemHostRegister)"
+    return False, True, "pinned copy per batch"

@@ -44,6 +44,7 @@ from utils.core.phases import PhaseMarks
 from utils.core.predictions import output_flags, top_classes
 from utils.core.progress import progress_bar
 from utils.data.cache import CachedDataset
+from utils.data.hostmem import feed_choice
 from utils.data.checksum import checksums_torch, weights_torch
 from utils.measure.energy import EnergyMeter
 from utils.measure.measurement import MeasureOptions, MeasureResult, Timer, pad_batch
@@ -152,9 +153,9 @@ class _Loop:
         """How the images reach the model (on a GPU: the cache page-locked in place, else a pinned copy per
         batch), and the streams: the run's compute stream, a copy stream."""
         cuda = self.cuda
-        self.registered = cuda and self.dataset.pin_in_place()
-        self.res.feed = ("page-locked cache (cuMemHostRegister)" if self.registered else "pinned copy per batch"
-                         if cuda else "host")
+        integrated = cuda and bool(getattr(torch.cuda.get_device_properties(self.runner.device), "is_integrated",
+                                           False))
+        self.registered, self.pin, self.res.feed = feed_choice(cuda, integrated, self.dataset.pin_in_place)
         self.device = self.runner.device
         self.stream: Any = torch.cuda.current_stream(self.device) if cuda else None
         self.copy_stream: Any = torch.cuda.Stream(self.device) if cuda else None
@@ -186,8 +187,7 @@ class _Loop:
 
     def batches(self, limit: int) -> Any:
         """The first `limit` images in batches, fed as the feed says."""
-        return self.dataset.batches(self.bs, limit=limit, pin=self.cuda and not self.registered,
-                                    copy=not self.registered)
+        return self.dataset.batches(self.bs, limit=limit, pin=self.pin, copy=not self.registered)
 
     def copy_in(self, images: torch.Tensor, idx: np.ndarray, t: Tuple[Timer, ...], verify: bool) -> torch.Tensor:
         """The batch on the device, copied between t[0] and t[1]; its images checked against the cache's

@@ -89,7 +89,9 @@ def gpu_facts(index: Optional[int] = None) -> Dict[str, Any]:
         index = torch.cuda.current_device()
     props = torch.cuda.get_device_properties(index)
     out.update({"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",
-                "cuda": torch.version.cuda, "gpu_memory_gb": round(props.total_memory / 2**30, 1)})
+                "cuda": torch.version.cuda, "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+                # a Jetson's GPU shares the host's memory: copy-in is a copy within it, not a transfer over a bus
+                "integrated_gpu": bool(getattr(props, "is_integrated", False))})
     try:
         import pynvml
 
