@@ -77,7 +77,8 @@ def fake_gpu(monkeypatch):
 
 def test_gpu_facts_of_the_gpu_it_ran_on(fake_gpu):
     assert gpu_facts() == {"gpu": "NVIDIA H200", "compute_capability": "9.0", "cuda": "13.0",
-                           "gpu_memory_gb": 139.8, "driver": "580.65", "sm_clock_mhz": 1980}  # GiB, 1 decimal
+                           "gpu_memory_gb": 139.8, "integrated_gpu": False, "driver": "580.65",
+                           "sm_clock_mhz": 1980}  # GiB, 1 decimal
     assert gpu_facts(0)["gpu"] == "NVIDIA H100" and gpu_facts(0)["sm_clock_mhz"] == 1755
     env = environment(0)
     assert env["gpu"] == "NVIDIA H100" and env["gpu_memory_gb"] == 80.0 and "sm_clock_mhz" not in env
@@ -89,7 +90,14 @@ def test_nvml_refusing_leaves_out_only_its_facts(fake_gpu, monkeypatch):
         raise RuntimeError("NVML Shared Library Not Found")
 
     monkeypatch.setattr(sys.modules["pynvml"], "nvmlInit", refuse)
-    assert gpu_facts() == {"gpu": "NVIDIA H200", "compute_capability": "9.0", "cuda": "13.0", "gpu_memory_gb": 139.8}
+    assert gpu_facts() == {"gpu": "NVIDIA H200", "compute_capability": "9.0", "cuda": "13.0", "gpu_memory_gb": 139.8,
+                           "integrated_gpu": False}
+
+
+def test_an_integrated_gpu_is_named(fake_gpu, monkeypatch):
+    orin = types.SimpleNamespace(name="Orin", major=8, minor=7, total_memory=7 * 2**30, is_integrated=True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: orin)
+    assert gpu_facts()["integrated_gpu"] is True and gpu_facts()["compute_capability"] == "8.7"
 
 
 def test_no_gpu(monkeypatch):

@@ -35,6 +35,7 @@ class Env(_Strict):
     onnx: Optional[Text] = None
     modelopt: Optional[Text] = None
     loadgen: Optional[Text] = None
+    integrated_gpu: Optional[bool] = None  # a Jetson: the GPU shares the host's memory (records.gpu_facts)
 
 
 # What makes two environments measure differently (utils.report.select.env_identity): the kind of machine (CPU and
