@@ -255,3 +255,19 @@ def test_a_loaded_host_marks_the_served_figures_unstable_as_timing_rows():
     assert cells(str(served_markdown(busy)), "### resnet50")[1][1:3] == ["2000.0 (unstable)", "1500.0 (unstable)"]
     stream = served("singlestream", host_load_1m=40.0, host_cores=16, samples_per_s=300.0)
     assert "300.0 (unstable)" in str(served_markdown([stream]))
+
+
+def test_torchao_rows_take_their_place_in_the_served_and_worth_it_tables():
+    """A backend's rows need no code of their own in the tables: torchao's served and timed rows, by the label its
+    registry row gives them."""
+    from utils.report.sections.worth_it_tables import worth_it_markdown
+
+    ao = served("offline", "torchao", "int8", samples_per_s=3000.0, options="dynamic activations")
+    rows = {r[0]: r for r in cells(str(served_markdown([served("offline", samples_per_s=2000.0), ao])),
+                                   "### resnet50")[1:]}
+    assert rows["torchao int8 (dynamic activations)"][1] == "3000.0"
+    timed = [{**served("offline", backend=b, precision=p, options=o), "role": "timing", "scenario": None,
+              "batch_size": 256, "images_per_s": ips, "latency_model_p50": 10.0}
+             for b, p, o, ips in (("torch", "fp32", "", 3000.0), ("torchao", "int8", "dynamic activations", 6000.0))]
+    worth = {r[1]: r for r in cells(str(worth_it_markdown(timed)))[1:]}
+    assert worth["torchao int8 (dynamic activations)"][2:4] == ["6000.0", "2.00x"]
