@@ -17,7 +17,8 @@ EXAMPLE = registry.Backend("export", "torch.export", ("fp32",), (), False, "test
 
 
 @pytest.mark.parametrize("backend, precision, device, message", [
-    ("torch", "int8", "cpu", "the torch backend has no int8: it runs fp32, fp16, bf16; int8 runs on onnxrt or tensorrt"),
+    ("torch", "int8", "cpu", "the torch backend has no int8: it runs fp32, fp16, bf16; int8 runs on onnxrt or tensorrt "
+                             "or torchao"),
     ("tensorrt", "fp16", "cpu", "TRT fp16 needs a CUDA GPU: add --device cuda on a machine with one"),
     ("onnxrt", "bf16", "cpu", "ONNX Runtime bf16 needs a CUDA GPU: add --device cuda"),
     ("mxnet", "fp32", "cpu", "unknown backend 'mxnet'"),
