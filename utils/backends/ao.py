@@ -102,7 +102,7 @@ INT_MM_MIN_ROWS = 17
 
 
 def quantize_linear_layers(model: torch.nn.Module, precision: str, int8: str = "dynamic",
-             sample: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+                           sample: Optional[torch.Tensor] = None) -> Dict[str, Any]:
     """Quantizes `model` in place with torchao's quantize_ and counts what changed: the Linear layers whose weight
     became a torchao tensor, the Linear and convolution layers in all, and the share of the model's weights that sit
     in quantized layers. torchao's default filter takes nn.Linear layers; for int8 dynamic, `sample` (one image) finds

@@ -90,10 +90,13 @@ class EnergyMeter:
 
 def _integrated_gpu_meter(device: Any) -> Optional["EnergyMeter"]:
     """On an integrated GPU (a Jetson: torch says is_integrated), the module's power rails; else None."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if not getattr(torch.cuda.get_device_properties(index), "is_integrated", False):
+    try:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if not getattr(torch.cuda.get_device_properties(index), "is_integrated", False):
+            return None
+        integrator = jetson_meter()
+    except Exception:  # a device torch cannot describe, rails that cannot be read: no figure, said by the caller
         return None
-    integrator = jetson_meter()
     return EnergyMeter.from_power(integrator) if integrator is not None else None
 
 
