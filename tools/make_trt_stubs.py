@@ -9,7 +9,7 @@ with them, and runs pybind11-stubgen on it. The stubs are then NVIDIA's API as i
 fixes of the generator's slips (a parameter named `in`, a parameter without a default after one with a
 default), neither of which touches a name or a type.
 
-Writes, per version V in (10, 11):
+Writes, per version V in VERSIONS (11, 10, 10.8):
     .mypy_stubs/trtV/tensorrt_bindings/*.pyi   the generated stubs
     .mypy_stubs/trtV/tensorrt/__init__.pyi     `import tensorrt` as ArtTRT writes it
     .trt-bindings/trtV/site/                   the real module, importable with the stand-in libraries
