@@ -86,3 +86,32 @@ def test_gpu_lane_batches_refusals_and_failures(tiny_dataset, tmp_path, monkeypa
         for i, f in enumerate(ref.files):  # what the GPU refused went through PIL: identical pixels
             if f in ("n01484850/x00.jpg", "n01484850/img5.jpg"):
                 assert np.array_equal(got[i], ref.images[i])
+
+
+def test_a_gpu_decoder_that_cannot_decode_is_found_before_the_first_file(tiny_dataset, tmp_path, monkeypatch):
+    """A torchvision built without nvJPEG (some Jetson builds): decode_jpeg on CUDA raises for every file. The lane
+    checks once, says why in the stats, and decodes on the CPU: no file counted as refused by the GPU."""
+    import utils.data.lanes as d
+    from utils.data.decode import gpu_decoder_fails
+
+    def broken(kind="auto", cpu_threads=0):
+        def decode(datas):
+            raise RuntimeError("torchvision.io.decode_jpeg: not compiled with nvjpeg support\nmore")
+        return "torchvision", decode, False
+
+    said = "RuntimeError: torchvision.io.decode_jpeg: not compiled with nvjpeg support"
+    assert gpu_decoder_fails(broken()[1]) == said
+    assert gpu_decoder_fails(lambda datas: [None]) == "it refused a plain baseline JPEG"
+    monkeypatch.setattr(d, "gpu_jpeg_decoder", broken)
+    monkeypatch.setattr(d, "_start_method", lambda kind: "fork")
+    index = scan_dataset(tiny_dataset)
+    out = tmp_path / "out.u8"
+    shape = (len(index.files), 3, 56, 56)
+    out.write_bytes(bytes(int(np.prod(shape))))
+    stats = d.DecodeStats()
+    ok = d.decode_all(index, PP, out, shape, 1, 1, stats, progress=False)
+    assert len(ok) == len(index.files) and stats.gpu == 0 and stats.gpu_refused == 0
+    assert stats.gpu_library == f"none (torchvision cannot decode on this GPU: {said}): decoded on the CPU"
+    ref = open_dataset(tiny_dataset, PP, cache_dir=tmp_path / "ref", gpu_decode=False, workers=1)
+    got = np.memmap(out, dtype=np.uint8, mode="r", shape=shape)
+    assert np.array_equal(got[ok], np.asarray(ref.images))  # the CPU lane's pixels: PIL's, identical

@@ -129,3 +129,18 @@ def gpu_jpeg_decoder(kind: str = "auto", cpu_threads: int = 0) -> Tuple[str, Gpu
             return out
 
     return "torchvision", decode_torchvision, False
+
+
+def gpu_decoder_fails(decode: GpuDecode) -> Optional[str]:
+    """Why this GPU decoder cannot decode a plain baseline JPEG, or None where it can: checked once before a lane's
+    first file rather than assumed (a torchvision built without nvJPEG, as some of NVIDIA's Jetson builds are, refuses
+    every file; each would go through PIL and count as refused)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 64, 32)).save(buf, "JPEG", quality=90)
+    try:
+        got = decode([buf.getvalue()])
+    except Exception as err:  # a library's own error type: RuntimeError, NotImplementedError, its own
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no message'}"
+    if not got or got[0] is None:
+        return "it refused a plain baseline JPEG"
+    return None

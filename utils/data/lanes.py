@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.progress import progress_bar
 from utils.data.checksum import checksums_numpy, checksums_torch, weights_torch
-from utils.data.decode import decode_pil, gpu_decodable, gpu_jpeg_decoder
+from utils.data.decode import decode_pil, gpu_decodable, gpu_decoder_fails, gpu_jpeg_decoder
 from utils.data.preprocess import Preprocess, transform_uint8
 from utils.data.resample import transform_padded
 from utils.data.scan import DatasetIndex
@@ -153,6 +153,11 @@ def _lane_loop(kind: str, job: _Job, counter: Any, report: Callable[[Any], None]
         return
 
     library, decode, hwc = gpu_jpeg_decoder(job.gpu_decoder, job.cpu_threads)
+    why = gpu_decoder_fails(decode)
+    if why:  # no GPU decoding here: this lane decodes on the CPU, and the stats say why once
+        report((f"none ({library} cannot decode on this GPU: {why}): decoded on the CPU",))
+        _lane_loop("cpu", job, counter, report, pp, out)
+        return
     report((library,))
     with cf.ThreadPoolExecutor(1) as reader:
         def claim() -> Tuple[range, "cf.Future[List[bytes]]"]:
