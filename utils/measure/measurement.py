@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from utils.core.errors import ArtTRTError
-from utils.measure.energy import energy_fields
+from utils.measure.energy import SCOPE, energy_fields
 from utils.measure.stats import block_bootstrap, latency_stats, unstable
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class MeasureResult:
     nonfinite: int = 0              # images whose outputs hold a NaN or an Inf (their top-1 is none: wrong)
     unrankable: int = 0             # images whose outputs are all equal (underflow to zero, say): no class ranks
     energy: Optional[Tuple[float, float]] = None  # the GPU's energy counter over the timed window: (mJ, s)
-    energy_scope: str = "whole GPU"                # what the counter covers (a Jetson: its power rails)
+    energy_scope: str = SCOPE                      # what the counter covers (a Jetson: its power rails)
 
     def summary(self) -> Dict[str, Any]:
         """The flat figures of a record."""

@@ -237,10 +237,10 @@ def serve(infer: Callable[[np.ndarray], np.ndarray], samples: DeviceSamples, lab
         if o.scenario == "offline" and "it ran shorter than --duration" in final["loadgen_invalid_reasons"] \
                 and final.get("samples_per_s"):
             # the runner outran the samples issued (LoadGen issues duration x expected rate): once more at its rate
+            expected = final["samples_per_s"] * 1.5
             log.info("LoadGen offline: run again, expecting %.1f samples/s: the first run issued too few samples for "
-                     "--duration at the warm-up's rate", final["samples_per_s"] * 1.5)
-            final = _perf(h, "performance-2", expected_qps=final["samples_per_s"] * 1.5,
-                          expected_latency_s=single_s)
+                     "--duration at the warm-up's rate", expected)
+            final = _perf(h, "performance-2", expected_qps=expected, expected_latency_s=single_s)
         steps = [final]
         fields["target_qps"] = o.target_qps
         acc_qps = o.target_qps

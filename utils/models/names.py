@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List
 
 from utils.core.errors import ArtTRTError
+from utils.models.timm_networks import is_timm
 
 OTHERS = ("efficientnet_lite0",)
 KINDS = ("a torchvision classifier name (e.g. resnet50, mobilenet_v2), timm:NAME (any timm classifier), "
@@ -35,9 +36,17 @@ def torchvision_classifiers() -> List[str]:
     return sorted(names)
 
 
+LEGACY_YOLO = ("yolo", "yolov8", "yolov8-cls")  # the original's --network yolo --weights FILE.pt
+
+
+def is_yolo(name: str) -> bool:
+    """A YOLOv8-cls network: a .pt/.yaml file or an Ultralytics model name (load_network builds it by Ultralytics)."""
+    return name.endswith((".pt", ".yaml", ".yml")) or name.startswith("yolov8")
+
+
 def is_built_elsewhere(name: str) -> bool:
     """Names whose check belongs to their own builder: timm's (timm's list), YOLO files and names."""
-    return name.startswith("timm:") or name.endswith((".pt", ".yaml", ".yml")) or name.lower().startswith("yolo")
+    return is_timm(name) or is_yolo(name) or name.lower() in LEGACY_YOLO
 
 
 def unknown_network(name: str) -> ArtTRTError:

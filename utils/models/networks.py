@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, Optional, Tuple
 from utils.core.errors import ArtTRTError, first_line, quiet_libraries
 from utils.core.fileio import regular_file
 from utils.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from utils.models.names import unknown_network
+from utils.models.names import LEGACY_YOLO, is_yolo, unknown_network
 from utils.models.paths import weights_dir
 from utils.models.safe_load import load_checkpoint, load_model_config
 from utils.models.timm_networks import build_timm, is_timm, timm_builder, timm_preprocess
@@ -330,10 +330,10 @@ def load_network(name: str, weights: Optional[str] = None, pretrained: bool = Fa
     """
     if weights and pretrained:
         raise ArtTRTError("pass either --weights or --pretrained, not both")
-    if name.lower() in ("yolo", "yolov8", "yolov8-cls") and weights and weights.endswith(".pt"):
+    if name.lower() in LEGACY_YOLO and weights and weights.endswith(".pt"):
         name, weights = weights, None  # the original's form: --network yolo --weights weights/yolov8n-cls.pt
     torch.manual_seed(seed)
-    if name.endswith((".pt", ".yaml", ".yml")) or name.startswith("yolov8"):
+    if is_yolo(name):
         if weights:
             raise ArtTRTError("for YOLO networks pass the .pt file as --network, not --weights")
         if pretrained and name.endswith((".yaml", ".yml")):
