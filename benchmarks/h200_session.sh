@@ -236,11 +236,12 @@ PY
     ls /tmp/st/out/records | wc -l
     mkdir -p $OUT/study && cp /tmp/st/last.log /tmp/st/wall $OUT/study/ && cp -r /tmp/st/out/table_outputs $OUT/study/ 2>/dev/null
     ;;
-  rerun)  # issue 14: the same study again: every job found done; then the records themselves come back
+  rerun)  # issue 14: the same study again: every job found done; then the records themselves come back (BACKENDS=
+    # the backends whose part finished, where the cold study did not: a rerun times only jobs found done)
     export PYTHONPATH=/tmp/ortsite:/tmp/site
     TIMEFORMAT="rerun: %R s"
     time python3 main.py -v --networks resnet18 resnet34 resnet50 resnet101 resnet152 mobilenet_v2 \
-      --backends torch compile onnxrt --precisions fp32 fp16 --batch_sizes ${BS:-1 256} --dataset /tmp/st/data --device cuda \
+      --backends ${BACKENDS:-torch compile onnxrt} --precisions fp32 fp16 --batch_sizes ${BS:-1 256} --dataset /tmp/st/data --device cuda \
       --output /tmp/st/out --quiet > /tmp/st/rerun.log 2>&1; tail -4 /tmp/st/rerun.log | tee $OUT/rerun.log
     cat /tmp/st/wall | tee -a $OUT/rerun.log
     mkdir -p $OUT/records && cp -r /tmp/st/out/records /tmp/st/out/table_outputs /tmp/st/out/report.html $OUT/records/
