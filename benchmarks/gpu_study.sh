@@ -65,7 +65,7 @@ print("onnxruntime", ort.__version__, ort.get_device(), ort.get_available_provid
 ort.preload_dlls()  # CUDA and cuDNN of the pip packages (torch's), as ArtTRT's runner does
 g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
-m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)  # onnx 1.23 writes IR 14; ORT 1.31 reads <= 13
 so = ort.SessionOptions(); so.log_severity_level = 1
 s = ort.InferenceSession(m.SerializeToString(), so, providers=["CUDAExecutionProvider"])
 print("session providers:", s.get_providers(), "out", s.run(None, {"x": np.array([-1, 0, 1, 2], np.float32)})[0])
