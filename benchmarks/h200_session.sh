@@ -3,7 +3,7 @@
 # Each step writes its logs and JSON under $OUT. Usage: bash benchmarks/h200_session.sh STEP
 set -uo pipefail
 export PYTHONUNBUFFERED=1 CI=true ARTTRT_WEIGHTS_DIR=/tmp/arttrt-weights ARTTRT_CACHE_DIR=/tmp/arttrt-cache
-OUT=${OUT:-/tmp/out}
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 case "$1" in
   trust)  # issue 23 on the GPU: random ResNets in fp16 overflow; their outputs are counted, marked, gated
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry23/*.whl && export PYTHONPATH=/tmp/site
