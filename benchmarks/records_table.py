@@ -22,7 +22,7 @@ def main() -> int:
     recs = load_records(Path(sys.argv[1]), "validate")
     print(f"{'network':<18} {'backend':<9} {'prec':<5} {'options':<14} {'graph':<5} {'bs':>4} {'images':>7} "
           f"{'timed':>7} {'images/s':>10} {'lat-all ms':>10} {'lat-model':>10} {'ips/(bs/all)':>12} {'top1':>6}  short batch")
-    for r in recs:
+    for r in (x.as_dict() for x in recs):  # each record as written, field by field
         bs, la, ips = r["batch_size"], r.get("latency_all_mean"), r.get("images_per_s")
         ratio = ips / (bs / la * 1e3) if ips and la else float("nan")
         short = (r.get("short_batch") or {}).get("handling", "-")

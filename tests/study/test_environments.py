@@ -10,6 +10,7 @@ import pytest
 import main
 from tests.conftest import unchanged
 from tests.study.test_study import FAST, records, summary
+from tests.report import R
 from utils.report.schema_types import ENV_IDENTITY
 from utils.report.select import identity_columns, images_key, latest_per_config
 
@@ -19,7 +20,7 @@ def rec(**over):
          "batch_size": 1, "mode": "pipelined", "dataset_key": "k", "weights_id": "w", "images": 20, "top1": 70.0,
          "time": "2026-12-06T10:00:00+00:00", "env": {"host": "a", "cpu": "Xeon", "torch": "2.14.1"}}
     r.update(over)
-    return r
+    return R(r)
 
 
 def test_records_of_another_library_version_are_kept_apart_and_labelled():

@@ -22,6 +22,7 @@ import pytest
 
 import main
 from tests.conftest import ROOT, squeeze
+from tests.report import R
 from utils.backends.base import RunSpec
 from utils.core.errors import ArtTRTError, cli_boundary
 
@@ -509,7 +510,7 @@ def _rec(**kw):
             "batch_size": 1, "mode": "pipelined", "top1": 80.0, "images": 20, "dataset_key": "d", "weights_id": "w",
             "images_per_s": 100.0, "latency_model_p50": 10.0, "setup_key": "s-ref"}
     base.update(kw)
-    return base
+    return R(base)
 
 
 def test_top1_gate_on_hand_made_records():
@@ -523,7 +524,7 @@ def test_top1_gate_on_hand_made_records():
                         setup_key="s-fp16")  # no PyTorch fp32 row on these images: no drop
     recs = [ref, low, other_images]
     assert [d for _, d in top1_drops(recs)] == [0.0, 2.0, None]
-    assert [(r["setup_key"], d) for r, d in over_top1_drop(recs, 1)] == [("s-int8", 2.0)]
+    assert [(r.setup_key, d) for r, d in over_top1_drop(recs, 1)] == [("s-int8", 2.0)]
     assert over_top1_drop(recs, 3) == [] and over_top1_drop(recs, 2) == []  # more than the gate, not equal
     gated = {r[1]: r for r in table_rows(squeeze(worth_it_markdown([ref, low], 1)),
                                          "# Is TensorRT worth it? Every network")}
@@ -543,7 +544,7 @@ def test_finish_study_exits_3_over_the_gate(tmp_path, capsys):
     from utils.study.finish import GATE_FAILED, finish_study
 
     recorder = Recorder(tmp_path, "test")  # the report of the folder needs records on disk
-    recs = [recorder.write(make_record("validate", "test", **{k: v for k, v in r.items() if k != "kind"}))
+    recs = [recorder.write(make_record("validate", "test", **{k: v for k, v in r.as_dict().items() if k != "kind"}))
             for r in (_rec(), _rec(backend="onnxrt", precision="int8", options="cpu", top1=78.0, setup_key="s-int8"))]
     counts = {"measured": 2}
     assert finish_study(1.0, tmp_path, recs, time.perf_counter(), counts) == GATE_FAILED == 3

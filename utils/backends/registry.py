@@ -145,7 +145,12 @@ def needs_gpu(name: str) -> bool:
 
 def calibrated(spec: RunSpec) -> bool:
     """Whether this spec's model is calibrated on images (an int8/fp8 row of a backend that calibrates)."""
-    return spec.precision in CALIB_METHODS and get(spec.backend).calibrates
+    return calibrates(spec.backend, spec.precision)
+
+
+def calibrates(backend: str, precision: str) -> bool:
+    """calibrated() from a record's names: False for a backend this registry does not hold."""
+    return precision in CALIB_METHODS and backend in BACKENDS and BACKENDS[backend].calibrates
 
 
 def check_combination(backend: str, precision: str, device: str) -> None:
