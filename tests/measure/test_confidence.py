@@ -127,10 +127,10 @@ def test_the_gate_judges_the_paired_interval_with_three_outcomes(low, high, outc
     assert top1_gate(recs, 1.0) == rc
     err = capsys.readouterr().err
     if outcome == "inconclusive":
-        assert "is inconclusive: 0.90 points below PyTorch fp32 (paired 95 % interval of the drop 0.30..1.50), which " \
+        assert "is inconclusive: 0.90 points below Vanilla (paired 95 % interval of the drop 0.30..1.50), which " \
                "holds --max_top1_drop 1; about 36,000 images would settle it" in err  # (0.6 / 0.1)^2 x 1,000
     elif outcome == "OVER":
-        assert "is 1.85 points below PyTorch fp32 (paired 95 % interval of the drop 1.20..2.50) (more than" in err
+        assert "is 1.85 points below Vanilla (paired 95 % interval of the drop 1.20..2.50) (more than" in err
     else:
         assert err == ""
     assert judge_drop(drop, 1.0) == ("OVER" if drop > 1.0 else "ok")  # no paired interval: the point drop
@@ -290,9 +290,9 @@ def test_the_gate_takes_mlperfs_rule_on_the_paired_interval(capsys):
     assert top1_gate(recs, Top1Budget.parse("3%")) == 0  # 3 % of 70 is 2.1 points: the whole interval is within
     assert capsys.readouterr().err == ""
     assert top1_gate(recs, Top1Budget.parse("1%")) == 5  # 0.7 points: the interval holds it
-    assert ("holds --max_top1_drop 1%: 0.70 points of PyTorch fp32's 70.00" in capsys.readouterr().err)
+    assert ("holds --max_top1_drop 1%: 0.70 points of Vanilla's 70.00" in capsys.readouterr().err)
     assert top1_gate(recs, Top1Budget.parse("0.1%")) == 3  # 0.07 points: all of it beyond
-    assert "(more than --max_top1_drop 0.1%: 0.07 points of PyTorch fp32's 70.00)" in capsys.readouterr().err
+    assert "(more than --max_top1_drop 0.1%: 0.07 points of Vanilla's 70.00)" in capsys.readouterr().err
 
 
 def test_the_flag_takes_a_share_and_refuses_what_is_neither(tmp_path, capsys):
@@ -301,6 +301,6 @@ def test_the_flag_takes_a_share_and_refuses_what_is_neither(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as stop:  # argparse's own exit 2 with the sentence
         cli_boundary(main.main, ["--report", str(tmp_path), "--max_top1_drop", "1.5 points"])
-    assert stop.value.code == 2 and "--max_top1_drop: '1.5 points': give points of top-1 (1) or a share of PyTorch " \
-                                    "fp32's top-1 (1%, MLPerf's 99 % rule)" in capsys.readouterr().err
+    assert stop.value.code == 2 and "--max_top1_drop: '1.5 points': give points of top-1 (1) or a share of Vanilla" \
+                                    "'s top-1 (1%, MLPerf's 99 % rule)" in capsys.readouterr().err
     assert main.build_parser().parse_args(["--max_top1_drop", "1%"]).max_top1_drop.relative is True

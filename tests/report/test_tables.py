@@ -600,3 +600,27 @@ def test_the_tables_say_what_the_record_knows():
                      "ONNX Runtime int8 (cpu) on lite0: the Q/DQ file stores its weights in fp32 beside their scales "
                      "(17.84 MiB), so it is no smaller than fp32's; TensorRT stores them in int8/fp8 when it builds an "
                      "engine."]
+
+
+def test_the_unstable_footnote_is_said_once_per_page_with_every_marked_rows_reason(tmp_path):
+    """Issue 43: the worth-it table, each network's side-by-side and its per-batch summary all mark the loaded row;
+    report.html and the console summary say the note once, at their end, with every marked row's reason; each
+    .md file, a page of its own, says it once too."""
+    from utils.report.layout import View, summary_docs
+    from utils.report.report import make_report
+
+    recs = _study_records()
+    for r in recs:
+        if r.network == "resnet18" and r.backend == "torch" and r.role == "timing":
+            r.host_load_1m, r.host_cores = 5.0, 2  # batch 1 and 256 of the reference timed on a loaded host
+    note = "timing is not to be trusted"  # (HTML writes the apostrophe before it as &#39;)
+    make_report(tmp_path, records=recs)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count(note) == 1 and page.index(note) > page.rindex("<table>")
+    said = page[page.index(note):]
+    assert "resnet18 Vanilla bs1: host loaded" in said and "resnet18 Vanilla bs256: host loaded" in said
+    for name in ("worth-it.md", "resnet18.md", "resnet18-side-by-side.md"):
+        assert (tmp_path / "table_outputs" / name).read_text().count(note) == 1, name
+    docs = summary_docs(View.of(recs))
+    assert sum(d.count(note) for d in docs) == 1 and note in docs[-1]
+    assert note not in "".join(summary_docs(View.of(_study_records())))

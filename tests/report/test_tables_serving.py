@@ -33,8 +33,8 @@ LATENCY = {"p50": 3.0, "p90": 5.0, "p95": 6.0, "p97": 7.0, "p99": 12.5, "p99.9":
            "max": 20.0}
 NOTE = "each LoadGen run lasted at least --duration 10 s; MLPerf's submission runs last at least 600 s"
 HEAD = ["runner", "Offline samples/s", "Server peak QPS (p99 <= 15 ms)", "Server / Offline", "p50 @ peak (ms)",
-        "p99 @ peak (ms)", "top-1 (%)", "x PyTorch fp32", "LoadGen"]
-NO_REF = "- (no plain PyTorch fp32 Server run on these images: no options, no CUDA graph)"
+        "p99 @ peak (ms)", "top-1 (%)", "x Vanilla", "LoadGen"]
+NO_REF = "- (no plain Vanilla Server run on these images: no options, no CUDA graph)"
 
 
 def step(qps, served, valid, p50, p99):
@@ -112,13 +112,13 @@ def test_the_reference_is_pytorch_fp32_on_the_same_images_and_a_single_target_ru
     assert served_qps(met) == (800.0, "800.0 (target met)")
     assert served_qps(missed) == (None, "not met (p99 31.250 ms, bound 15 ms)")
     rows = {r[0]: r for r in cells(str(served_markdown([served(), other_images, met, missed])))[1:]}
-    assert rows["TRT int8"][HEAD.index("x PyTorch fp32") + 1] == f"{800.0 / 1500.0:.2f}x"  # the dataset column first
+    assert rows["TRT int8"][HEAD.index("x Vanilla") + 1] == f"{800.0 / 1500.0:.2f}x"  # the dataset column first
     assert rows["ONNX Runtime fp16"][-1] == ("INVALID (Server: the latency constraint was not met; LoadGen: "
                                              "<b>late</b>)")
     # only PyTorch fp32 on other images: no reference, said so
     alone = cells(str(served_markdown([other_images, {**met, "dataset_key": "k1"}])))
     assert alone[0][:2] == ["runner", "dataset"]
-    assert [r[HEAD.index("x PyTorch fp32") + 1] for r in alone[1:]] == ["1.00x", NO_REF]
+    assert [r[HEAD.index("x Vanilla") + 1] for r in alone[1:]] == ["1.00x", NO_REF]
 
 
 def test_a_figure_that_is_not_a_number_is_a_blank_and_no_serving_record_no_table():

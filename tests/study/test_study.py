@@ -549,7 +549,7 @@ def test_finish_study_exits_3_over_the_gate(tmp_path, capsys):
     counts = {"measured": 2}
     assert finish_study(1.0, tmp_path, recs, time.perf_counter(), counts) == GATE_FAILED == 3
     err = capsys.readouterr().err
-    assert "top-1 gate: net ONNX Runtime int8 (cpu) is 2.00 points below PyTorch fp32 (more than --max_top1_drop 1)" \
+    assert "top-1 gate: net ONNX Runtime int8 (cpu) is 2.00 points below Vanilla (more than --max_top1_drop 1)" \
         in err
     assert finish_study(3.0, tmp_path, recs, time.perf_counter(), counts) == 0
     assert finish_study(None, tmp_path, recs, time.perf_counter(), counts) == 0
@@ -581,7 +581,7 @@ def test_top1_gate_of_a_study(lite0_study, tmp_path, capsys):
     gate = [ln for ln in captured.err.splitlines() if ln.startswith("top-1 gate:")]
     over = [ln for ln in gate if "inconclusive" not in ln]
     assert over == [("top-1 gate: efficientnet_lite0 ONNX Runtime int8 (cpu, max, 4 img) is 5.00 points below "
-                     "PyTorch fp32 (paired 95 % interval of the drop 3.00..7.00) (more than --max_top1_drop 1)")]
+                     "Vanilla (paired 95 % interval of the drop 3.00..7.00) (more than --max_top1_drop 1)")]
     # the others: no change on 20 photos, whose paired interval (+-11.28) holds a 1-point budget
     assert len(gate) == 5 and all("-11.28..11.28), which holds --max_top1_drop 1" in ln for ln in gate if ln not in over)
     rows = table_rows(squeeze(captured.out), "# Is TensorRT worth it? Every network")

@@ -15,7 +15,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 from utils.core.fileio import slug
 from utils.measure.telemetry import read_csv
 from utils.report import plots
-from utils.report.doc import Doc
+from utils.report.doc import Doc, one_page
 from utils.report.schema import Record, typed_all
 from utils.report.sections.baseline_tables import baseline_markdown
 from utils.report.sections.compare_tables import compare_doc, compare_groups, compare_labels
@@ -193,6 +193,9 @@ def pieces(view: View, where: str) -> List[Tuple[Section, Piece]]:
 
 
 def summary_docs(view: View, width: Optional[int] = None) -> List[str]:
-    """A run's console summary: each section's tables, the results fitted to `width` columns (None: every column)."""
-    return [fit_terminal(p.doc, width) if s.fit_terminal else str(p.doc)
-            for s, p in pieces(view, "console") if isinstance(p, Markdown)]
+    """A run's console summary: each section's tables, the results fitted to `width` columns (None: every column),
+    and the footnotes of them all once, at the end."""
+    shown = [(s, p) for s, p in pieces(view, "console") if isinstance(p, Markdown)]
+    bare, notes = one_page([p.doc for _, p in shown])
+    docs = [fit_terminal(d, width) if s.fit_terminal else str(d) for (s, _), d in zip(shown, bare) if d]
+    return docs + ([str(notes)] if notes else [])

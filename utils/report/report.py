@@ -20,7 +20,8 @@ from markupsafe import Markup
 
 from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text
-from utils.report.layout import Plot, View, pieces
+from utils.report.doc import one_page
+from utils.report.layout import Markdown, Plot, View, pieces
 from utils.report.records import load_records, record_folders
 from utils.report.records_csv import write_records_csv
 from utils.report.schema import typed_all
@@ -57,7 +58,11 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
         raise ArtTRTError(f"no ArtTRT records under {folder}: run main.py -v first")
     wrote: List[str] = []
     sections: List[Dict[str, Any]] = []
-    for _, piece in pieces(view, "report"):
+    drawn = [piece for _, piece in pieces(view, "report")]
+    # each file is a page of its own (its footnotes at its end); the report says each footnote once, at its end
+    bare, notes = one_page([piece.doc for piece in drawn if isinstance(piece, Markdown)])
+    page_docs = iter(bare)
+    for piece in drawn:
         if isinstance(piece, Plot):
             path = piece.draw(folder / "plots" / piece.file)
             wrote.append(str(path))
@@ -67,7 +72,9 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
         if piece.file is not None:
             atomic_write_text(folder / "table_outputs" / piece.file, piece.doc)
             wrote.append(str(folder / "table_outputs" / piece.file))
-        sections.append({"kind": "doc", "html": piece.doc.html()})
+        sections.append({"kind": "doc", "html": next(page_docs).html()})
+    if notes:
+        sections.append({"kind": "doc", "html": notes.html()})
     read = records_read(everything, len(view.latest) + len(view.served), len(view.compares))
     shown = view.latest or view.served or view.compares
     env = shown[-1].env if shown else Env()

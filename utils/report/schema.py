@@ -276,11 +276,6 @@ class Record(LoadGenRun, Paired):
         """Written to the system's temporary folder because the output folder refused it (in memory only)."""
         return bool((self.model_extra or {}).get("_elsewhere"))
 
-    def extra(self, name: str) -> Any:
-        """A field this version does not type (an older or newer writer's, or one kept in memory: baseline_paired),
-        or None."""
-        return (self.model_extra or {}).get(name)
-
     def has(self, name: str) -> bool:
         """Whether the record names the field at all (None included): records older than a field lack it."""
         return name in self.model_fields_set or name in (self.model_extra or {})

@@ -174,9 +174,9 @@ def unstable_reason(r: Record, peers: Sequence[Record]) -> Optional[str]:
     return None
 
 
-def unstable_note(records: Sequence[Record]) -> Optional[str]:
-    """UNSTABLE_NOTE with each marked row's own reason (peers: the records of its network and batch size), or None
-    where no row is marked."""
+def unstable_reasons(records: Sequence[Record]) -> List[str]:
+    """Each marked row's own reason ("resnet18 Vanilla bs1: host busy ..."; peers: the records of its network and
+    batch size), in order, each once."""
     why, peers = [], defaultdict(list)
     for r in records:
         peers[(r.network, r.batch_size)].append(r)
@@ -184,7 +184,13 @@ def unstable_note(records: Sequence[Record]) -> Optional[str]:
         reason = unstable_reason(r, peers[(r.network, r.batch_size)])
         if reason:
             why.append(f"{r.network} {row_label(r)} bs{r.batch_size}: {reason}")
-    return f"{UNSTABLE_NOTE} Here: {'; '.join(dict.fromkeys(why))}." if why else None
+    return list(dict.fromkeys(why))
+
+
+def unstable_note(records: Sequence[Record]) -> Optional[str]:
+    """UNSTABLE_NOTE with each marked row's own reason, or None where no row is marked."""
+    why = unstable_reasons(records)
+    return f"{UNSTABLE_NOTE} Here: {'; '.join(why)}." if why else None
 
 
 def latest_per_config(records: Sequence[Record]) -> List[Record]:

@@ -72,7 +72,7 @@ def top1_gate(records: Sequence[Record], max_top1_drop: float) -> int:
             continue
         p = paired(r)
         pts = budget_points(max_top1_drop, float(r.top1) + drop)
-        budget = f"--max_top1_drop {max_top1_drop:g}" + (f": {pts:.2f} points of PyTorch fp32's "
+        budget = f"--max_top1_drop {max_top1_drop:g}" + (f": {pts:.2f} points of Vanilla's "
                                                          f"{float(r.top1) + drop:.2f}" if relative else "")
         span = (f" (paired 95 % interval of the drop {-p.paired_high_points:.2f}..{-p.paired_low_points:.2f})"
                 if p is not None else "")
@@ -80,10 +80,10 @@ def top1_gate(records: Sequence[Record], max_top1_drop: float) -> int:
             need = images_to_settle(int(p.paired_images or 0), float(p.paired_low_points),
                                     float(p.paired_high_points), pts,
                                     float(p.paired_change_points)) if p is not None else None
-            print(f"top-1 gate: {name} is inconclusive: {drop:.2f} points below PyTorch fp32{span}, which holds "
+            print(f"top-1 gate: {name} is inconclusive: {drop:.2f} points below Vanilla{span}, which holds "
                   f"{budget}" + (f"; about {need:,} images would settle it" if need else ""), file=sys.stderr)
             continue
-        print(f"top-1 gate: {name} is {drop:.2f} points below PyTorch fp32{span} (more than {budget})",
+        print(f"top-1 gate: {name} is {drop:.2f} points below Vanilla{span} (more than {budget})",
               file=sys.stderr)
     if any(outcome == OVER for _, _, outcome in rows):
         return GATE_FAILED

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-from utils.report.doc import fmt
+from utils.report.doc import Doc, compose, fmt, footnote
 from utils.report.schema import Record
-from utils.report.select import RANDOM_WEIGHTS, UNSTABLE, random_weights, row_label, unstable_reason
+from utils.report.select import (RANDOM_WEIGHTS, UNSTABLE, UNSTABLE_NOTE, random_weights, row_label, unstable_reason,
+                                 unstable_reasons)
 
 
 def size_mib(r: Record) -> str:
@@ -63,3 +64,10 @@ def rate(r: Record, peers: Sequence[Record]) -> str:
     """images/s, marked where the row's timing is unstable."""
     text = fmt(r.images_per_s, 1)
     return text + UNSTABLE if text != "-" and unstable_reason(r, peers) else text
+
+
+def unstable_footnote(records: Sequence[Record]) -> Doc:
+    """The "(unstable)" footnote with the reason of each marked row among records: said once on a page, however many
+    tables mark rows (doc.Footnote); empty where none is marked."""
+    why = unstable_reasons(records)
+    return footnote("unstable", UNSTABLE_NOTE, why) if why else compose()

@@ -18,9 +18,9 @@ from utils.report.select import finite_number, images_key, is_reference, row_lab
 CONFIDENCE_HEADING = "## Top-1 with its confidence"
 
 CONFIDENCE_NOTE = ("Intervals are 95 %: top-1 and top-5 by Wilson's score interval over the labelled images; the "
-                   "change against PyTorch fp32 is paired (the same images: Newcombe's interval from the images "
+                   "change against Vanilla is paired (the same images: Newcombe's interval from the images "
                    "whose answers differ, McNemar's exact test), so it resolves far smaller changes than the two "
-                   "top-1 intervals side by side. lost / gained: images right in PyTorch fp32 only / in this row only. "
+                   "top-1 intervals side by side. lost / gained: images right in Vanilla only / in this row only. "
                    "A change is measured only where its interval excludes 0; an interval wider than +-1 point that "
                    "holds 0 is too few images to tell. The images are taken as a sample of the images the model will "
                    "see: docs/confidence.md.")
@@ -76,7 +76,7 @@ def confidence_markdown(records: Sequence[Record]) -> Doc:
         refs = {images_key(r): r for r in mine if is_reference(r)}
         rows = [_row(r, refs.get(images_key(r))) for r in mine]
         parts += [f"### {network}", table(["runner", "images", "top-1 % (95 %)", "top-5 % (95 %)",
-                                            "change vs PyTorch fp32, points (paired 95 %)", "McNemar p",
+                                            "change vs Vanilla, points (paired 95 %)", "McNemar p",
                                             "lost / gained", "classes losing most", "verdict"], rows)]
     return compose(*parts)
 
@@ -90,7 +90,7 @@ SPEED_NOTE = ("95 % intervals; the column \"interval from\" says which each row 
               "N): the mean of N whole timed runs with its Student-t interval across them, which holds run-to-run "
               "noise too (not that of another boot or machine); \"unstable\" where the fastest run is more than "
               "10 % above the slowest (perf_analyzer's stability rule): a mean of runs that fall in two groups "
-              "(a launch-bound batch 1 often does) is a weak figure. x PyTorch fp32: the ratio of the two rows' "
+              "(a launch-bound batch 1 often does) is a weak figure. x Vanilla: the ratio of the two rows' "
               "images/s at the same batch size, its interval combining both rows' in log space (independent runs); "
               "one that holds 1.00 is no measurable difference (docs/confidence.md).")
 
@@ -172,5 +172,5 @@ def speed_markdown(records: Sequence[Record]) -> Doc:
                  "reference" if is_reference(r) else speed_ratio(r, refs[(images_key(r), r.batch_size)])
                  if (images_key(r), r.batch_size) in refs else "-", interval_from(r)] for r in mine]
         parts += [f"### {network}", table(["runner", "batch", "images/s (95 %)", "latency-model p50 ms (95 %)",
-                                            "p99 ms (95 %)", "x PyTorch fp32 (95 %)", "interval from"], rows)]
+                                            "p99 ms (95 %)", "x Vanilla (95 %)", "interval from"], rows)]
     return compose(*parts)

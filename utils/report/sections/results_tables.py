@@ -13,9 +13,9 @@ from utils.backends.registry import SIDE_BY_SIDE_ROWS
 from utils.report.doc import Doc, compose, fmt, table
 from utils.report.schema import Record
 from utils.report.schema_types import Env
-from utils.report.sections.cells import accuracy, rate, row_notes, size_mib
+from utils.report.sections.cells import accuracy, rate, row_notes, size_mib, unstable_footnote
 from utils.report.select import (UNSTABLE, env_identity, identity_columns, latest_per_config, row_label, row_sort_key,
-                                 timing_rows, unstable_note)
+                                 timing_rows)
 
 MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
                "images/s", "size (MiB)", "top-1 (%)", "top-5 (%)", "layers", "parameters"]
@@ -80,7 +80,7 @@ def summary_markdown(network: str, records: Sequence[Record]) -> Doc:
                          rate(r, by_bs[bs]), size_mib(r), accuracy(r, "top1"), accuracy(r, "top5"),
                          r.layers, r.params, r.prepare_s])
         tab = table(header[:1] + [h for h, _ in extra] + header[1:], rows)
-        parts += [f"## Batch size {bs}", tab, unstable_note(by_bs[bs]), "Percentiles:",
+        parts += [f"## Batch size {bs}", tab, unstable_footnote(by_bs[bs]), "Percentiles:",
                   percentile_table(sorted(by_bs[bs], key=row_sort_key))]
     return compose(*parts)
 
@@ -117,4 +117,4 @@ def side_by_side_markdown(network: str, records: Sequence[Record], small: Option
     shaky = any(UNSTABLE in str(cell) for row in rows for cell in row)
     return compose(f"# {network}: is TensorRT worth it?", text,
                    "Not measured in these records: " + ", ".join(missing) + "." if missing else None,
-                   unstable_note(recs) if shaky else None, *row_notes(recs))
+                   unstable_footnote(recs) if shaky else None, *row_notes(recs))

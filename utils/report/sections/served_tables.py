@@ -25,7 +25,7 @@ SERVED_NOTE = ("Offline: samples/s with every query issued at once. Server: the 
                "(one sample per query) whose latency percentile stayed within the bound in a LoadGen run that was "
                "VALID (--find_peak bisects whole runs; a single --target_qps run shows its rate where it was VALID, a "
                "rate met rather than a peak), and the latency at that rate. Server / Offline: the share of the batch "
-               "throughput served within the bound. x PyTorch fp32: that rate over PyTorch fp32's, at the same bound "
+               "throughput served within the bound. x Vanilla: that rate over Vanilla's, at the same bound "
                "on the same images. LoadGen: INVALID with its reasons where no run was VALID.")
 
 
@@ -96,9 +96,9 @@ def _times_reference(run: Run, runs: Sequence[Run]) -> str:
     refs = [s for _, _, s in runs if s is not None and is_reference(s) and images_key(s) == images_key(server)]
     refs.sort(key=lambda s: _batcher(s) != _batcher(server))
     if not refs:
-        return "- (no plain PyTorch fp32 Server run on these images: no options, no CUDA graph)"
+        return "- (no plain Vanilla Server run on these images: no options, no CUDA graph)"
     theirs = served_qps(refs[0])[0]
-    return f"{mine / theirs:.2f}x" if theirs else "- (PyTorch fp32 met no rate)"
+    return f"{mine / theirs:.2f}x" if theirs else "- (Vanilla met no rate)"
 
 
 def _served_top1(offline: Optional[Record], server: Optional[Record]) -> str:
@@ -168,7 +168,7 @@ def _served_table(runs: Sequence[Run], extra: Sequence[Tuple[str, Any]], questio
     rows = [row if batchers else row[:len(extra) + 1] + row[len(extra) + 2:] for row in rows]
     head = (["runner", *[h for h, _ in extra]] + ["batcher"] * batchers
             + ["Offline samples/s", f"Server peak QPS (p{pct:g} <= {bound:g} ms)" if question else "Server peak QPS",
-               "Server / Offline", "p50 @ peak (ms)", f"p{pct:g} @ peak (ms)", "top-1 (%)", "x PyTorch fp32", "LoadGen"]
+               "Server / Offline", "p50 @ peak (ms)", f"p{pct:g} @ peak (ms)", "top-1 (%)", "x Vanilla", "LoadGen"]
             + ([f"drop <= {max_drop:g}"] if max_drop is not None else []))
     return table(head, rows)
 

@@ -8,10 +8,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from utils.backends import registry
 from utils.report.doc import Doc, compose, fmt, sci, table
 from utils.report.schema import Record
-from utils.report.sections.cells import accuracy, rate, row_notes
+from utils.report.sections.cells import accuracy, rate, row_notes, unstable_footnote
 from utils.report.select import (UNSTABLE, identity_columns, images_key, is_reference, judge_drop, latest_per_config,
                                  not_numbers, paired_of, row_label, row_sort_key, timing_rows, top1_drops,
-                                 unstable_note, unstable_reason)
+                                 unstable_reason)
 
 
 def worth_it_markdown(records: Sequence[Record], max_drop: Optional[float] = None) -> Doc:
@@ -84,9 +84,9 @@ def worth_it_markdown(records: Sequence[Record], max_drop: Optional[float] = Non
         f"{asked.label} was not measured in these records (it needs an NVIDIA GPU and TensorRT installed: "
         "docs/tensorrt.md): the rows compare the runners that were.")
     return compose("# Is TensorRT worth it? Every network", absent,
-                   "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over PyTorch fp32 (above 1: "
-                   "faster); the top-1 drop is in points below PyTorch fp32 on the same images.", text,
-                   *([unstable_note(recs)] if shaky else []), *row_notes(recs))
+                   "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over Vanilla (PyTorch "
+                   "eager at fp32; above 1: faster); the top-1 drop is in points below Vanilla on the same images.", text,
+                   unstable_footnote(recs) if shaky else None, *row_notes(recs))
 
 
 def not_measured_markdown(records: Sequence[Record]) -> Doc:
