@@ -161,7 +161,7 @@ def test_nan_outputs_under_loadgen_are_warned_marked_and_gated(tmp_path, demo_da
 
 
 @pytest.mark.parametrize("precision, says", [
-    ("fp16", "fp16 overflows where fp32 does not"),
+    ("fp16", "else fp16 rounded the scores' differences away: try bf16 or fp32"),  # all equal is no overflow
     ("int8", "int8 quantization lost the outputs: check the calibration images"),
     ("fp32", "the weights or the model itself give them"),
 ])
@@ -178,6 +178,11 @@ def test_the_warning_gives_the_advice_of_the_rows_precision(precision, says, cap
     assert len(caplog.messages) == 1 and says in caplog.messages[0]
     assert "8 gave outputs that are all equal" in caplog.messages[0]
     assert "all-zero head" in caplog.messages[0]  # flat outputs in every precision: fp32's may be flat too
+    assert "overflow" not in caplog.messages[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="utils.study.validate"):  # NaN/Inf in fp16: the overflow advice
+        warn_if_not_numbers({**rec, "unrankable_outputs": 0, "nonfinite_outputs": 2}, "ONNX Runtime")
+    assert ("fp16 overflows where fp32 does not" in caplog.messages[0]) == (precision == "fp16")
 
 
 def test_the_latency_warning_names_its_network_and_pass_and_is_said_once(caplog):

@@ -127,18 +127,19 @@ def warn_if_not_numbers(rec: Record, name: str) -> None:
         precision = rec.precision
         calibrated = registry.calibrates(str(rec.backend), str(precision))
         zero_head = "a torchvision ViT or Swin with random weights has an all-zero head"
-        advice = (f"every class scored alike: the weights or the model itself give them in fp32 ({zero_head})"
-                  if flat and not bad and precision == "fp32" else
-                  NONFINITE_ADVICE if precision in ("fp16", "bf16") else
-                  f"{precision} quantization lost the outputs: check the calibration images (--calib_dataset, "
-                  "--calib_size), try another --calib_method, or keep the worst layers in float (--mixed_precision)"
-                  if calibrated else
-                  f"{precision} quantization lost the outputs: keep the worst layers in float"
-                  if precision in ("int8", "fp8") else
-                  "outputs that are not numbers in fp32: the weights or the model itself give them (check --weights; "
-                  "a lower precision cannot be the cause)")
-        if flat and not bad and precision != "fp32":
-            advice += f"; where the fp32 row is flat too, the weights give it ({zero_head})"
+        lost = (f"{precision} quantization lost the outputs: check the calibration images (--calib_dataset, "
+                "--calib_size), try another --calib_method, or keep the worst layers in float (--mixed_precision)"
+                if calibrated else f"{precision} quantization lost the outputs: keep the worst layers in float"
+                if precision in ("int8", "fp8") else None)
+        if flat and not bad:  # all equal is no overflow: fp32's weights or model, or this precision's rounding
+            advice = (f"every class scored alike: the weights or the model itself give them in fp32 ({zero_head})"
+                      if precision == "fp32" else
+                      f"every class scored alike: where the fp32 row is flat too, the weights give it ({zero_head}); "
+                      "else " + (lost or f"{precision} rounded the scores' differences away: try bf16 or fp32"))
+        else:
+            advice = (NONFINITE_ADVICE if precision in ("fp16", "bf16") else lost or
+                      "outputs that are not numbers in fp32: the weights or the model itself give them (check "
+                      "--weights; a lower precision cannot be the cause)")
         log.warning("%s %s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", rec.network,
                     name, rec.batch_size or 0, rec.images, what, advice)
 
