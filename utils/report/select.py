@@ -18,7 +18,7 @@ from utils.backends.registry import BACKENDS, PRECISIONS, REFERENCE_RUNNER, runn
 from utils.core.top1_budget import INCONCLUSIVE, OVER, WITHIN, budget_points
 from utils.core.top1_budget import non_inferiority as judge
 from utils.report.schema import Record, ServeSettings
-from utils.report.schema_types import ENV_IDENTITY
+from utils.report.schema_types import ENV_IDENTITY, ENV_MACHINE
 
 
 def row_label(rec: Record) -> str:
@@ -80,10 +80,26 @@ def _distinct(records: Sequence[Record], identity: Callable[[Record], Any],
     return text
 
 
-def env_identity(r: Record) -> Tuple[Any, ...]:
-    """The environment a record was measured in, as far as it changes figures (schema.ENV_IDENTITY: the kind of
-    machine and the software, never the host name)."""
-    return tuple(getattr(r.env, k, None) for k in ENV_IDENTITY)
+def env_identity(r: Record) -> Tuple[Tuple[str, Any], ...]:
+    """The environment a record was measured in, as far as it changes the record's figures: the kind of machine and
+    PyTorch (schema_types.ENV_MACHINE) for every row, and the libraries its backend runs (registry: ONNX Runtime's
+    version for an ONNX Runtime row, never for a PyTorch one), LoadGen's for a serving row; never the host name.
+    (field, value) pairs, in schema_types.ENV_IDENTITY's order."""
+    backend = BACKENDS.get(str(r.backend))
+    fields = set(ENV_MACHINE) | set(backend.libraries if backend is not None else ENV_IDENTITY)
+    if is_scenario(r):
+        fields.add("loadgen")
+    return tuple((k, getattr(r.env, k, None)) for k in ENV_IDENTITY if k in fields)
+
+
+def env_differs(records: Sequence[Record]) -> List[str]:
+    """The environment fields in which records that depend on them differ (a PyTorch row and an ONNX Runtime row
+    never differ in ONNX Runtime's version: the first does not run it)."""
+    seen: Dict[str, set] = defaultdict(set)
+    for r in records:
+        for k, v in env_identity(r):
+            seen[k].add(v)
+    return [k for k in ENV_IDENTITY if len(seen[k]) > 1]
 
 
 ENV_NAMES = {"cpu": "CPU", "gpu": "GPU", "compute_capability": "cc", "driver": "driver", "cuda": "CUDA",
@@ -93,13 +109,12 @@ ENV_NAMES = {"cpu": "CPU", "gpu": "GPU", "compute_capability": "cc", "driver": "
 
 def env_text(records: Sequence[Record]) -> Callable[[Record], str]:
     """A record's environment in the words that tell the records' environments apart ("torch 2.11.0, ONNX Runtime
-    1.30.0"): only what differs among them."""
-    ids = [env_identity(r) for r in records]
-    differ = [i for i, k in enumerate(ENV_IDENTITY) if len({e[i] for e in ids}) > 1]
+    1.30.0"): only what differs among them, and of that only what the record's figures depend on."""
+    differ = env_differs(records)
 
     def text(r: Record) -> str:
-        e = env_identity(r)
-        return ", ".join(f"{ENV_NAMES[ENV_IDENTITY[i]]} {e[i] if e[i] is not None else '-'}" for i in differ)
+        mine = dict(env_identity(r))
+        return ", ".join(f"{ENV_NAMES[k]} {mine[k] if mine[k] is not None else '-'}" for k in differ if k in mine)
 
     return text
 
@@ -121,7 +136,7 @@ def identity_columns(records: Sequence[Record]) -> List[Tuple[str, Callable[[Rec
         cols.append(("dataset", _distinct(records, data_id, dataset_of, data_id)))
     if len({weights_key(r) for r in records}) > 1:
         cols.append(("weights", _distinct(records, weights_key, lambda r: str(r.weights), weights_key)))
-    if len({env_identity(r) for r in records}) > 1:
+    if env_differs(records):
         cols.append(("measured with", env_text(records)))
     return cols
 
@@ -255,7 +270,7 @@ def images_key(r: Record) -> Any:
     """Which network, weights and images a record measured, and in which environment: records with the same key are
     compared row by row (a speed-up or a drop is never taken against another machine's or library's reference)."""
     return (r.network, r.weights_id or r.weights, r.dataset_key or r.dataset,
-            r.images, env_identity(r))
+            r.images, tuple(getattr(r.env, k, None) for k in ENV_MACHINE))
 
 
 def is_reference(r: Record) -> bool:

@@ -181,7 +181,7 @@ def _done_here(done: Dict[str, Record], key: str, facts: Dict[str, Any]) -> Opti
     """The record of job `key` measured in this environment, if any: a record under the same key that names
     another environment (copied from elsewhere, or edited) is not taken as measured here."""
     old, env = done.get(key), facts.get("environment")
-    if old is not None and env is not None and env_identity(old) != tuple(env.get(k) for k in ENV_IDENTITY):
+    if old is not None and env is not None and env_identity(old) != env_identity(old.with_fields(env=env)):
         return None
     return old
 

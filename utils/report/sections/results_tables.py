@@ -14,7 +14,7 @@ from utils.report.doc import Doc, compose, fmt, table
 from utils.report.schema import Record
 from utils.report.schema_types import Env
 from utils.report.sections.cells import accuracy, rate, row_notes, size_mib, unstable_footnote
-from utils.report.select import (UNSTABLE, env_identity, identity_columns, latest_per_config, row_label, row_sort_key,
+from utils.report.select import (UNSTABLE, env_differs, identity_columns, latest_per_config, row_label, row_sort_key,
                                  timing_rows)
 
 MAIN_HEADER = ["network", "backend", "batch", "Latency-all mean / max (ms)", "Latency-model mean / max (ms)",
@@ -64,7 +64,7 @@ def summary_markdown(network: str, records: Sequence[Record]) -> Doc:
               "top-1 (%)", "top-5 (%)", "layers", "parameters", "prepare (s)"]
     parts: List[Any] = [f"# {network}"]
     env = recs[0].env if recs else Env()
-    if len({env_identity(r) for r in recs}) > 1:  # never one machine's name over another's rows
+    if env_differs(recs):  # never one machine's name over another's rows
         parts.append("Measured in several environments: each row's is in its \"measured with\" column.")
     else:
         parts.append(f"Measured on {env.gpu or env.cpu or '?'}, torch {env.torch}, "
