@@ -32,7 +32,7 @@ def top1_budget(text: str) -> Top1Budget:
     try:
         return Top1Budget.parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give points of top-1 (1) or a share of PyTorch fp32's top-1 "
+        raise argparse.ArgumentTypeError(f"{text!r}: give points of top-1 (1) or a share of Vanilla's top-1 "
                                          "(1%, MLPerf's 99 % rule)") from None
 
 
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--calib_sizes", nargs="+", type=int, metavar="N", help="int8/fp8 rows for each calibration "
                        "image count (the same seeded images)")
     study.add_argument("--max_top1_drop", type=top1_budget, metavar="POINTS",
-                       help="exit 3 on rows over POINTS of top-1 below PyTorch fp32 (1%%: MLPerf's rule)")
+                       help="exit 3 on rows over POINTS of top-1 below Vanilla (1%%: MLPerf's rule)")
     study.add_argument("--mixed_precision", action="store_true",
                        help="int8/fp8: keep the fewest layers in fp32 for top-1 within --max_top1_drop")
 

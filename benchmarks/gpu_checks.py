@@ -57,6 +57,7 @@ def main() -> int:
     rec, _ = validate_one(RunSpec("torch", "fp32", device=device), net, ds,
                           MeasureOptions(batch_size=8, progress=False), data=data)
     TorchRunner.infer = real_infer  # type: ignore[method-assign]
+    rec = rec.as_dict()  # the record as written
     streams = {s for s, _, _ in seen}
     results["streams"] = {"default_stream_used": 0 in streams, "streams": len(streams),
                           "devices": sorted({d for _, d, _ in seen}), "tensor_devices": sorted({t for _, _, t in seen}),
@@ -79,6 +80,7 @@ def main() -> int:
     syncing.model = Syncing(syncing.model)
     rec, _ = validate_one(RunSpec("torch", "fp32", device=device, cuda_graph=True), syncing, ds,
                           MeasureOptions(batch_size=8, progress=False), data=data)
+    rec = rec.as_dict()  # the record as written
     results["capture_failure"] = {"cuda_graph": rec["cuda_graph"], "cuda_graph_error": rec["cuda_graph_error"],
                                   "top1": rec["top1"], "images": rec["images"]}
     print("2. capture failure:", results["capture_failure"], flush=True)
@@ -107,6 +109,7 @@ def main() -> int:
     ds = data.open(net.preprocess, net.num_classes)  # rebuilt
     rec, _ = validate_one(RunSpec("torch", "fp32", device=device, cuda_graph=True), net, ds,
                           MeasureOptions(batch_size=8, progress=False), data=data)
+    rec = rec.as_dict()  # the record as written
     results["after_rebuild"] = {"top1": rec["top1"], "verified_images": rec["verified_images"],
                                 "short_batch": rec["short_batch"], "cuda_graph": rec["cuda_graph"]}
     print("4. rebuilt, CUDA graph with a short batch:", results["after_rebuild"], flush=True)

@@ -22,7 +22,7 @@ def main() -> int:
     recs = load_records(Path(sys.argv[1]), "validate")
     print(f"{'network':<18} {'backend':<9} {'prec':<5} {'options':<14} {'graph':<5} {'bs':>4} {'images':>7} "
           f"{'timed':>7} {'images/s':>10} {'lat-all ms':>10} {'lat-model':>10} {'ips/(bs/all)':>12} {'top1':>6}  short batch")
-    for r in recs:
+    for r in (x.as_dict() for x in recs):  # each record as written, field by field
         if r.get("error"):  # a setup that failed has no figures: its error, cut to one line
             print(f"{r['network']:<18} {r['backend']:<9} {r['precision']:<5} {r.get('options') or '-':<14} "
                   f"{'-':<5} {r.get('batch_size') or 0:>4} error: {str(r['error']).splitlines()[0][:160]}")

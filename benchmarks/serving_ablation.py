@@ -100,7 +100,7 @@ def summary(name: str, folder: Path) -> Dict[str, Any]:
     from utils.report.records import load_records
 
     row: Dict[str, Any] = {"variant": name}
-    for rec in load_records(folder):
+    for rec in (r.as_dict() for r in load_records(folder)):  # each record as written
         if rec.get("role") != "scenario" or rec.get("error"):
             continue
         lat = rec.get("latency_ms") or {}

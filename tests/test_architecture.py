@@ -348,7 +348,8 @@ def test_every_table_module_is_a_row_of_sections_and_writes_the_files_its_row_na
 
 
 def _record(backend: str, precision: str, bs: int) -> Dict[str, object]:
-    return {"kind": "validate", "network": "net", "backend": backend, "precision": precision, "options": "",
+    return {"record_version": 2, "kind": "validate", "network": "net", "backend": backend, "precision": precision,
+            "options": "",
             "batch_size": bs, "mode": "pipelined", "images_per_s": 100.0 * bs, "top1": 70.0, "latency_model_p50": 1.0,
             "latency_all_mean": 1.0, "latency_all_max": 1.0, "latency_model_mean": 1.0, "latency_model_max": 1.0,
             "dataset": "d", "images": 10, "weights": "w", "env": {}}
@@ -410,3 +411,65 @@ def test_imports_sit_at_the_top_but_the_declared_ones():
                     inside += [f"{p.relative_to(ROOT)}:{node.lineno} {n}" for n in names
                                if n.split(".")[0] not in IMPORTED_WHERE_USED]
     assert inside == [], "imports inside functions, not declared in utils/core/deps.IMPORTED_WHERE_USED"
+
+
+# Above the schema layer a record is a typed schema.Record, read by attribute. A string lookup of a record field
+# name (x.get("top1"), x["images_per_s"]) is allowed only where what is read is not a record, each said here.
+RECORD_LAYER = {"schema.py", "schema_types.py", "records.py", "records_csv.py"}  # where a record is JSON
+NOT_A_RECORD = {
+    ("utils/report/sections/compare_tables.py", "compare_doc"): "CompareStats.summary(), the measure layer's dict",
+    ("utils/report/sections/compare_tables.py", "compare_columns_markdown"): "CompareStats.summary() dicts",
+    ("utils/report/sections/look_inside_tables.py", "drift_doc"): "utils.models.drift's rows",
+    ("utils/report/sections/look_inside_tables.py", "onnx_layers_doc"): "utils.models.onnx_layers' rows",
+    ("utils/report/sections/look_inside_tables.py", "engine_layers_doc"): "TensorRT's engine inspector's rows",
+    ("utils/study/finish.py", "finish_study"): "the outcome counts by status",
+    ("utils/study/run.py", "written_since"): "the claims other processes held",
+    ("utils/study/workers.py", "claims_elsewhere"): "the claims other processes held",
+    ("utils/study/study.py", "_reference"): "the network's and dataset's facts",
+    ("utils/study/validate.py", "cold_start"): "the runner's build facts",
+    ("utils/study/validate.py", "measure_with"): "the fields of a record being made, before it is written",
+    ("utils/study/validate.py", "serve_with"): "the fields of a record being made, before it is written",
+}
+
+
+def _record_lookups(tree: ast.AST, fields: set) -> Iterator[Tuple[int, str, str]]:
+    """(line, enclosing function, field) of each x.get("field") and x["field"] read of a record field's name."""
+    def visit(node: ast.AST, func: str) -> Iterator[Tuple[int, str, str]]:
+        for child in ast.iter_child_nodes(node):
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and func == "-" else func
+            key = None
+            if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) and child.func.attr == "get" \
+                    and child.args and isinstance(child.args[0], ast.Constant):
+                key = child.args[0].value
+            elif isinstance(child, ast.Subscript) and isinstance(child.ctx, ast.Load) \
+                    and isinstance(child.slice, ast.Constant):
+                key = child.slice.value
+            if key in fields:
+                yield child.lineno, name, key
+            yield from visit(child, name)
+
+    yield from visit(tree, "-")
+
+
+def test_records_are_read_by_attribute_above_the_schema_layer():
+    from utils.report.schema import Record
+
+    fields = set(Record.model_fields) | {f.alias for f in Record.model_fields.values() if f.alias}
+    found, used = [], set()
+    for layer in ("report", "study"):
+        for p in sorted((UTILS / layer).rglob("*.py")):
+            if p.name in RECORD_LAYER:
+                continue
+            where = str(p.relative_to(ROOT))
+            for line, func, key in _record_lookups(ast.parse(p.read_text()), fields):
+                if (where, func) in NOT_A_RECORD:
+                    used.add((where, func))
+                else:
+                    found.append(f"{where}:{line} ({func}) looks up {key!r}")
+    assert not found, "record fields looked up by name (read them as Record attributes):\n" + "\n".join(found)
+    assert used == set(NOT_A_RECORD), f"allowed but no longer needed: {set(NOT_A_RECORD) - used}"
+
+
+def test_the_record_lookup_check_sees_a_get_and_a_subscript():
+    tree = ast.parse("def f(r):\n    return r.get('top1'), r['images'], r.top5, d.get('other')")
+    assert list(_record_lookups(tree, {"top1", "images", "top5"})) == [(2, "f", "top1"), (2, "f", "images")]

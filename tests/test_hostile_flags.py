@@ -100,7 +100,7 @@ def test_report_applies_the_top1_gate_to_merged_records(tmp_path, capsys):
     assert "top-1 gate" not in capsys.readouterr().err
     assert cli_boundary(main.main, ["--report", str(out), "--max_top1_drop", "1", "--quiet"]) == 3
     err = capsys.readouterr().err
-    assert "top-1 gate: resnet18 ONNX Runtime int8 is 65.00 points below PyTorch fp32 (more than --max_top1_drop 1)" \
+    assert "top-1 gate: resnet18 ONNX Runtime int8 is 65.00 points below Vanilla (more than --max_top1_drop 1)" \
         in err
     assert sorted(p.name for p in (out / "records").iterdir()) == names  # --report never writes a record
     assert json.loads((out / "records" / "int8.json").read_text())["top1"] == 5.0

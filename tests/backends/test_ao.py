@@ -11,6 +11,8 @@ import torch
 import torchvision
 from torch import nn
 
+from tests.report import as_read
+
 pytest.importorskip("torchao")
 
 from utils.backends import ao, registry  # noqa: E402
@@ -20,8 +22,12 @@ from utils.data.cache import SyntheticDataset  # noqa: E402
 from utils.measure.measurement import MeasureOptions  # noqa: E402
 from utils.models.networks import Network, Preprocess  # noqa: E402
 from utils.report.sections.cells import row_notes  # noqa: E402
+
+row_notes = as_read(row_notes)
 from utils.study import plan as study_plan  # noqa: E402
 from utils.study.validate import validate_one, warn_if_not_numbers  # noqa: E402
+
+warn_if_not_numbers = as_read(warn_if_not_numbers)
 
 
 @pytest.fixture(autouse=True)
@@ -176,6 +182,7 @@ def test_validate_runs_torchao_int8_through_torch_compile():
     ds = SyntheticDataset(8, 32, seed=0)
     rec, _ = validate_one(RunSpec("torchao", "int8", options=ao.Options(ao_int8="dynamic")), net, ds,
                           MeasureOptions(batch_size=4, progress=False))
+    rec = rec.as_dict()  # the record as written
     assert rec["backend"] == "torchao" and rec["precision"] == "int8" and rec["options"] == "dynamic activations"
     # 225 rows per image would pass torch._int_mm's limit, but this Linear sees one: the flattened image
     assert (rec["quantized_layers"], rec["kept_for_rows"]) == (0, 2)
@@ -198,6 +205,7 @@ def test_drift_against_vanilla_on_real_photos(lite0, demo_data, tmp_path):
         rec, stats, _ = compare_one(RunSpec("torch", "fp32"), RunSpec("torchao", "int8", options=ao.Options(mode)),
                                     lite0, ds, batch_size=4, rtol=1e-2, atol=1e-8, data=data,
                                     recorder=Recorder(tmp_path / mode), progress=False)
+        rec = rec.as_dict()  # the record as written
         found[mode] = rec
     wo, dyn = found["weight_only"], found["dynamic"]
     assert wo["top1_agreement_percent"] == 100.0 and wo["ref_top1"] == wo["other_top1"] == 85.0

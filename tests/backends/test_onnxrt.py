@@ -47,12 +47,15 @@ def test_onnxrt_records_the_provider_used_and_preparation(tmp_path):
     ds = SyntheticDataset(4, 80, seed=0)
     spec = RunSpec("onnxrt", "fp32", model=ModelOptions(input_shape=(-1, 3, 80, 80)))  # no other test's shape
     rec, _ = validate_one(spec, net, ds, MeasureOptions(batch_size=2, progress=False))
+    rec = rec.as_dict()  # the record as written
     assert rec["providers_used"] == ["CPUExecutionProvider"] and rec["provider"] == "cpu"
     assert rec["prepare_s"] > 0 and rec["preparation"]["export_s"] == rec["prepare_s"]
     again, _ = validate_one(spec, net, ds, MeasureOptions(batch_size=2, progress=False))
+    again = again.as_dict()  # the record as written
     assert again["prepare_s"] == 0.0  # a warm cache prepares nothing
     asked = RunSpec("onnxrt", "fp32", model=ModelOptions(input_shape=(-1, 3, 80, 80)), cuda_graph=True)
     graphless, _ = validate_one(asked, net, ds, MeasureOptions(batch_size=2, progress=False))
+    graphless = graphless.as_dict()  # the record as written
     assert graphless["cuda_graph"] is None  # the record says what ran: ONNX Runtime replays no CUDA graph
 
 

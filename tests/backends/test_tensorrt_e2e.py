@@ -93,13 +93,14 @@ def test_tf32_asked_reaches_the_engine_and_the_row_says_so(fake_tensorrt, demo_d
                       "--output", str(out)]) == 0
     rec = records(out)[0]
     assert rec["tf32"] is True and "--noTF32" not in rec["trtexec_build"] and "-tf32-" in rec["engine"]
+    from tests.report import R
     from utils.report.select import row_label
 
-    assert row_label(rec) == "TRT fp32 (TF32)"
+    assert row_label(R(rec)) == "TRT fp32 (TF32)"
     assert main.main(["-v", "-trt", *LITE0, "--dataset", str(demo_data), "--batch_size", "8", "--tf32", "--quiet",
                       "--precision", "fp16", "--output", str(tmp_path / "h")]) == 0
     half = records(tmp_path / "h")[0]  # an fp16 engine's fp32 layers may use TF32 too: said in the row
-    assert half["tf32"] is True and row_label(half) == "TRT fp16 (TF32)"
+    assert half["tf32"] is True and row_label(R(half)) == "TRT fp16 (TF32)"
 
 
 def test_compare_against_tensorrt(fake_tensorrt, demo_data, tmp_path, monkeypatch):

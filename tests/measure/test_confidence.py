@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.report import as_read
 from utils.core.confidence import images_to_settle, mcnemar_p, newcombe_paired, paired_change, verdict_in_words, wilson
 
 
@@ -116,7 +117,9 @@ def gate_records(low, high, change, top1=70.0):
 ])
 def test_the_gate_judges_the_paired_interval_with_three_outcomes(low, high, outcome, rc, capsys):
     from utils.report.select import judge_drop
+    judge_drop = as_read(judge_drop)
     from utils.study.finish import top1_gate
+    top1_gate = as_read(top1_gate)
 
     recs = gate_records(low, high, (low + high) / 2, top1=70.0 + (low + high) / 2)
     drop = -(low + high) / 2
@@ -124,10 +127,10 @@ def test_the_gate_judges_the_paired_interval_with_three_outcomes(low, high, outc
     assert top1_gate(recs, 1.0) == rc
     err = capsys.readouterr().err
     if outcome == "inconclusive":
-        assert "is inconclusive: 0.90 points below PyTorch fp32 (paired 95 % interval of the drop 0.30..1.50), which " \
+        assert "is inconclusive: 0.90 points below Vanilla (paired 95 % interval of the drop 0.30..1.50), which " \
                "holds --max_top1_drop 1; about 36,000 images would settle it" in err  # (0.6 / 0.1)^2 x 1,000
     elif outcome == "OVER":
-        assert "is 1.85 points below PyTorch fp32 (paired 95 % interval of the drop 1.20..2.50) (more than" in err
+        assert "is 1.85 points below Vanilla (paired 95 % interval of the drop 1.20..2.50) (more than" in err
     else:
         assert err == ""
     assert judge_drop(drop, 1.0) == ("OVER" if drop > 1.0 else "ok")  # no paired interval: the point drop
@@ -168,6 +171,7 @@ def test_the_block_bootstrap_covers_the_mean_and_keeps_a_drift_together():
 
 def test_a_speed_up_whose_interval_holds_one_is_no_measurable_difference():
     from utils.report.sections.confidence_tables import speed_ratio
+    speed_ratio = as_read(speed_ratio)
 
     ref = {"images_per_s": 100.0, "speed_ci": {"images_per_s": [95.0, 105.0]}}
     assert speed_ratio({"images_per_s": 200.0, "speed_ci": {"images_per_s": [190.0, 210.0]}}, ref) == \
@@ -240,7 +244,7 @@ def test_a_study_with_repeats_records_each_run_and_its_interval(tmp_path):
     argv = ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_size", "2", "--iterations", "3",
             "--duration", "0", "--output", str(out), "--quiet"]
     assert cli_boundary(main.main, argv + ["--repeats", "3"]) == 0
-    timing = [r for r in load_records(out) if r.get("role") == "timing"]
+    timing = [r.as_dict() for r in load_records(out) if r.role == "timing"]  # the record as written
     assert len(timing) == 1
     rec = timing[0]
     assert [len(rec["repeats"]), rec["speed_ci"]["runs"], rec["timed_images"]] == [3, 3, 18]  # 3 runs x 3 batches x 2
@@ -252,7 +256,7 @@ def test_a_study_with_repeats_records_each_run_and_its_interval(tmp_path):
     assert "| 3 runs" in speed and "Student-t interval across them" in speed
     # a single run is another measurement (its key differs): measured, not taken for the three-run row
     assert cli_boundary(main.main, argv) == 0
-    timing = [r for r in load_records(out) if r.get("role") == "timing"]
+    timing = [r.as_dict() for r in load_records(out) if r.role == "timing"]
     assert sorted(bool(r.get("repeats")) for r in timing) == [False, True]
 
 
@@ -279,15 +283,16 @@ def test_a_top1_budget_is_points_or_a_share_of_the_references_top1():
 def test_the_gate_takes_mlperfs_rule_on_the_paired_interval(capsys):
     from utils.core.top1_budget import Top1Budget
     from utils.study.finish import top1_gate
+    top1_gate = as_read(top1_gate)
 
     # reference 70 %, a row 0.9 points below with the paired drop interval 0.30..1.50
     recs = gate_records(-1.5, -0.3, -0.9, top1=69.1)
     assert top1_gate(recs, Top1Budget.parse("3%")) == 0  # 3 % of 70 is 2.1 points: the whole interval is within
     assert capsys.readouterr().err == ""
     assert top1_gate(recs, Top1Budget.parse("1%")) == 5  # 0.7 points: the interval holds it
-    assert ("holds --max_top1_drop 1%: 0.70 points of PyTorch fp32's 70.00" in capsys.readouterr().err)
+    assert ("holds --max_top1_drop 1%: 0.70 points of Vanilla's 70.00" in capsys.readouterr().err)
     assert top1_gate(recs, Top1Budget.parse("0.1%")) == 3  # 0.07 points: all of it beyond
-    assert "(more than --max_top1_drop 0.1%: 0.07 points of PyTorch fp32's 70.00)" in capsys.readouterr().err
+    assert "(more than --max_top1_drop 0.1%: 0.07 points of Vanilla's 70.00)" in capsys.readouterr().err
 
 
 def test_the_flag_takes_a_share_and_refuses_what_is_neither(tmp_path, capsys):
@@ -296,6 +301,6 @@ def test_the_flag_takes_a_share_and_refuses_what_is_neither(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as stop:  # argparse's own exit 2 with the sentence
         cli_boundary(main.main, ["--report", str(tmp_path), "--max_top1_drop", "1.5 points"])
-    assert stop.value.code == 2 and "--max_top1_drop: '1.5 points': give points of top-1 (1) or a share of PyTorch " \
-                                    "fp32's top-1 (1%, MLPerf's 99 % rule)" in capsys.readouterr().err
+    assert stop.value.code == 2 and "--max_top1_drop: '1.5 points': give points of top-1 (1) or a share of Vanilla" \
+                                    "'s top-1 (1%, MLPerf's 99 % rule)" in capsys.readouterr().err
     assert main.build_parser().parse_args(["--max_top1_drop", "1%"]).max_top1_drop.relative is True

@@ -16,12 +16,15 @@ import utils.measure.energy as energy
 import utils.measure.measurement as measurement
 import utils.measure.timing as timing
 from tests.measure.test_timing import CLASSES, Clock, ClockRunner, Phase, labelled_dataset
+from tests.report import as_read
 from tests.report.test_tables import cells
 from utils.measure.energy import EnergyMeter, energy_fields
 from utils.measure.measurement import MeasureOptions
 from utils.measure.timing import measure
 from utils.report.schema import RecordError, check_record
 from utils.report.sections.energy_tables import energy_markdown
+
+energy_markdown = as_read(energy_markdown)
 
 RECORD = {"kind": "validate", "record_version": 2, "network": "resnet50", "backend": "torch", "precision": "fp32",
           "batch_size": 256, "time": "2026-12-03T08:00:00+00:00"}  # what a validation record always names
@@ -220,6 +223,7 @@ def test_the_report_shows_the_energy_table_of_gpu_rows_only(tmp_path):
 
 def test_the_worth_it_table_shows_joules_per_image_where_a_gpu_gave_them():
     from utils.report.sections.worth_it_tables import worth_it_markdown
+    worth_it_markdown = as_read(worth_it_markdown)
 
     def rec(backend, bs, ips, **extra):
         return {**RECORD, "backend": backend, "precision": "fp32", "batch_size": bs, "images_per_s": ips,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.report import as_read
 from utils.measure import hostload
 from utils.report.select import unstable_note, unstable_reason
+
+unstable_note, unstable_reason = (as_read(unstable_note), as_read(unstable_reason))
 
 # proc(5)'s example of the first line: user nice system idle iowait irq softirq steal guest guest_nice, in USER_HZ
 PROC5 = ("cpu  10132153 290696 3084719 46828483 16683 0 25195 0 175628 0\n"

@@ -11,12 +11,17 @@ import torch
 
 import main
 from tests.measure.test_timing import CLASSES, Clock, ClockRunner, Phase, labelled_dataset
+from tests.report import as_read
 from utils.core.errors import cli_boundary
 from utils.measure.compare import CompareStats
 from utils.measure.measurement import MeasureOptions
 from utils.measure.timing import measure
 from utils.report.sections.cells import accuracy
+
+accuracy = as_read(accuracy)
 from utils.report.select import over_top1_drop
+
+over_top1_drop = as_read(over_top1_drop)
 
 
 class BrokenRunner(ClockRunner):
@@ -52,7 +57,7 @@ def test_tables_mark_the_row_and_the_gate_fails_it_whatever_the_drop():
     flat = {**ref, "backend": "onnxrt", "top1": 69.0, "unrankable_outputs": 20, "time": "3"}
     assert accuracy(nan, "top1") == "70.00 (NaN/Inf on 3 img)" and accuracy(flat, "top1") == "69.00 (flat on 20 img)"
     over = over_top1_drop([ref, nan, flat], max_drop=100.0)
-    assert sorted((r["backend"], r["precision"], d) for r, d in over) == [("onnxrt", "fp32", None),
+    assert sorted((r.backend, r.precision, d) for r, d in over) == [("onnxrt", "fp32", None),
                                                                         ("torch", "fp16", None)]
     assert over_top1_drop([ref], max_drop=0.0) == []
 
@@ -156,7 +161,7 @@ def test_nan_outputs_under_loadgen_are_warned_marked_and_gated(tmp_path, demo_da
 
 
 @pytest.mark.parametrize("precision, says", [
-    ("fp16", "fp16 overflows where fp32 does not"),
+    ("fp16", "else fp16 rounded the scores' differences away: try bf16 or fp32"),  # all equal is no overflow
     ("int8", "int8 quantization lost the outputs: check the calibration images"),
     ("fp32", "the weights or the model itself give them"),
 ])
@@ -164,6 +169,7 @@ def test_the_warning_gives_the_advice_of_the_rows_precision(precision, says, cap
     import logging
 
     from utils.study.validate import warn_if_not_numbers
+    warn_if_not_numbers = as_read(warn_if_not_numbers)
 
     rec = {"network": "vit_b_16", "backend": "onnxrt", "precision": precision, "batch_size": 4, "images": 8,
            "unrankable_outputs": 8}
@@ -172,12 +178,18 @@ def test_the_warning_gives_the_advice_of_the_rows_precision(precision, says, cap
     assert len(caplog.messages) == 1 and says in caplog.messages[0]
     assert "8 gave outputs that are all equal" in caplog.messages[0]
     assert "all-zero head" in caplog.messages[0]  # flat outputs in every precision: fp32's may be flat too
+    assert "overflow" not in caplog.messages[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="utils.study.validate"):  # NaN/Inf in fp16: the overflow advice
+        warn_if_not_numbers({**rec, "unrankable_outputs": 0, "nonfinite_outputs": 2}, "ONNX Runtime")
+    assert ("fp16 overflows where fp32 does not" in caplog.messages[0]) == (precision == "fp16")
 
 
 def test_the_latency_warning_names_its_network_and_pass_and_is_said_once(caplog):
     import logging
 
     from utils.study.validate import warn_if_unstable
+    warn_if_unstable = as_read(warn_if_unstable)
 
     rec = {"network": "resnet50", "batch_size": 256, "latency_unstable": True, "latency_model_cv_percent": 6.4,
            "latency_all_cv_percent": 6.2}

@@ -5,6 +5,8 @@ The SUT is fed a model whose cost is known (it sleeps a fixed time per batch), s
 be checked against what that model can do; the accuracy test runs the real EfficientNet-Lite0 on the photos."""
 from __future__ import annotations
 
+from tests.report import as_read
+
 import json
 import math
 import subprocess
@@ -142,6 +144,7 @@ def test_too_few_queries_is_loadgens_own_verdict_not_a_missed_bound(tmp_path):
     """A real LoadGen Server run of 1 s at 20 QPS: about 20 queries, each ~2.5 ms, far within the 15 ms bound, but
     too few for LoadGen's early-stopping estimate of the p99 (it prints how many more it would need)."""
     from utils.report.sections.served_tables import served_qps
+    served_qps = as_read(served_qps)
 
     f = _serve(tmp_path, "server", target_qps=20.0, duration_s=1.0)
     assert f["loadgen_valid"] is False and f["loadgen_verdict"] == "too few queries" and S.too_few_queries(f)
@@ -270,6 +273,7 @@ def test_accuracy_mode_equals_the_plain_validation_top1(tmp_path, demo_data, lit
         rec = serve_with(opened, RunSpec("torch", "fp32"), lite0, ds,
                          S.ServeOptions("offline", max_batch=8, duration_s=0.3), None, Recorder(tmp_path),
                          {"job_key": "k1", "role": "scenario"})
+        rec = rec.as_dict()  # the record as written
     finally:
         opened.close()
     assert rec["top1"] == pytest.approx(plain.summary()["top1"], abs=1e-9)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import squeeze
+from tests.report import as_read
 from utils.backends import registry
 from utils.backends.tensorrt import api
 from utils.backends.tensorrt.engine_layers import step_engine_probe
@@ -19,6 +20,8 @@ from utils.models import drift
 from utils.models import mixed_precision as mp
 from utils.report.schema import RecordError, check_record
 from utils.report.sections.mixed_precision_tables import mixed_precision_markdown
+
+mixed_precision_markdown = as_read(mixed_precision_markdown)
 
 NAMES = [f"conv{i}" for i in range(10)]
 

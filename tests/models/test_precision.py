@@ -42,6 +42,7 @@ def test_int8_qdq_accuracy_on_real_photos(lite0, lite0_onnx, demo_data, tmp_path
     ds = data.open(lite0.preprocess, lite0.num_classes)
     spec = RunSpec("onnxrt", "int8", model=ModelOptions(calib=calib))
     rec, _ = validate_one(spec, lite0, ds, MeasureOptions(batch_size=4, progress=False), data=data)
+    rec = rec.as_dict()  # the record as written
     assert rec["top1"] >= 80.0 and rec["top5"] >= 90.0  # fp32 is 85 / 95 on these 20 photos
     assert rec["tool"] == "modelopt.onnx.quantization", rec["tool"]
     # ModelOpt keeps fp32 weights behind weight Q/DQ pairs (TensorRT folds them into int8 at build time)
@@ -104,4 +105,5 @@ def test_fp16_autocast_keeps_fp32_io_and_is_cached(lite0, lite0_onnx, demo_data,
     assert any(i.data_type == onnx.TensorProto.BFLOAT16 for i in onnx.load(str(bf16)).graph.initializer)
     ds = open_dataset(demo_data, lite0.preprocess)
     rec, _ = validate_one(RunSpec("onnxrt", "fp16"), lite0, ds, MeasureOptions(batch_size=4, progress=False))
+    rec = rec.as_dict()  # the record as written
     assert rec["top1"] >= 80.0 and "no fp16 Conv kernel" in rec["ort_cpu_note"]

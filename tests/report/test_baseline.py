@@ -7,9 +7,12 @@ import pytest
 
 import main
 from tests.conftest import unchanged
+from tests.report import as_read
 from tests.report.test_hostile_records import record, write
 from utils.core.errors import cli_boundary
 from utils.report.sections.baseline_tables import baseline_markdown, speed_change
+
+baseline_markdown, speed_change = as_read(baseline_markdown), as_read(speed_change)
 
 
 def timing(rate, low, high, **over):

@@ -19,7 +19,7 @@ import main
 from tests.conftest import unchanged
 from utils.report.records import load_records, read_record
 from utils.report.report import STYLE, make_report
-from utils.report.schema import RecordError, check_record
+from utils.report.schema import Record, RecordError, check_record
 from utils.report.schema_types import ENV_IDENTITY
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "\" onmouseover=\"alert(1)", "' autofocus '",
@@ -200,7 +200,7 @@ def test_tampered_records_are_skipped_with_one_warning_each_and_the_report_is_dr
     assert any("deep.json: a record that cannot be read (nested too deep)" in m for m in skipped)
     assert any("nan.json" in m for m in skipped) and any("top1" in m for m in skipped if "top1-200" in m)
     assert any("batch_size" in m for m in skipped if "huge.json" in m)
-    assert [r["_path"] for r in load_records(out)] == [str(good)]
+    assert [r.path for r in load_records(out)] == [str(good)]
     assert "1 validation (1 shown) and 0 comparison (0 shown) records" in (out / "report.html").read_text()
 
 
@@ -229,7 +229,7 @@ def test_property_any_json_or_bytes_is_a_record_that_fits_or_none(tmp_path_facto
         fits = False
     assert (got is not None) == fits
     (folder / "raw.json").write_bytes(raw)
-    assert read_record(folder / "raw.json") is None or isinstance(read_record(folder / "raw.json"), dict)
+    assert read_record(folder / "raw.json") is None or isinstance(read_record(folder / "raw.json"), Record)
     if got is not None:  # a record that fits goes into every table without a traceback
         out = tmp_path_factory.mktemp("rep")
         write(out, "a.json", rec)
@@ -244,11 +244,11 @@ def test_records_the_code_writes_fit_the_schema_and_hold_no_nan(tmp_path):
     rec = Recorder(tmp_path).write(make_record("validate", "python main.py", network="n", backend="torch",
                                                precision="fp32", batch_size=1, latency_all_std=float("nan"),
                                                images_per_s=float("inf")))
-    text = Path(rec["_path"]).read_text()
+    text = Path(rec.path).read_text()
     assert "NaN" not in text and "Infinity" not in text
-    back = read_record(Path(rec["_path"]))
-    assert back is not None and back["images_per_s"] is None and back["latency_all_std"] is None
-    check_record(copy.deepcopy({k: v for k, v in back.items() if k != "_path"}))
+    back = read_record(Path(rec.path))
+    assert back is not None and back.images_per_s is None and back.latency_all_std is None
+    check_record(copy.deepcopy({k: v for k, v in back.as_dict().items() if k != "_path"}))
 
 
 LOADGEN_KEYS = ["result_validity", "result_perf_constraints_met", "result_min_duration_met", "result_min_queries_met",

@@ -151,19 +151,19 @@ def test_records_never_share_a_name_and_come_back_whole(tmp_path, monkeypatch):
 
 
 def test_the_recorder_keeps_a_record_when_its_folder_refuses(tmp_path, monkeypatch, caplog):
-    assert "_path" not in Recorder(None).write({"time": "t", "kind": "validate"})
+    assert Recorder(None).write({"time": "t", "kind": "validate"}).path is None
     ok = Recorder(tmp_path / "out").write({"time": "2026-11-29T04:00:00+00:00", "kind": "validate"})
-    assert Path(ok["_path"]).parent == tmp_path / "out" / "records" and Path(ok["_path"]).is_file()
+    assert Path(ok.path).parent == tmp_path / "out" / "records" and Path(ok.path).is_file()
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the folder should be")
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     rec = Recorder(blocked).write({"time": "2026-11-29T04:00:00+00:00", "kind": "validate"})
-    assert Path(rec["_path"]).parent == tmp_path / "tmp" / "arttrt-records" and Path(rec["_path"]).is_file()
+    assert Path(rec.path).parent == tmp_path / "tmp" / "arttrt-records" and Path(rec.path).is_file()
     import re
 
     message = [r.getMessage() for r in caplog.records if "could not write" in r.getMessage()][-1]
     assert re.fullmatch(rf"could not write the record under {re.escape(str(blocked))} \((.+)\): it is in "
-                        rf"{re.escape(rec['_path'])}", message) and "(None)" not in message
+                        rf"{re.escape(str(rec.path))}", message) and "(None)" not in message
 
 
 def test_which_files_are_records(tmp_path):
@@ -188,14 +188,14 @@ def test_which_files_are_records(tmp_path):
     beside = put("sidecar.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T07:00:00+00:00"})
     demo = put("demo/records/d.json", {"record_version": 1, "kind": "validate", "time": "2026-11-29T08:00:00+00:00"})
     everything = load_records(tmp_path)  # the folder's own records only: not another run's folder below it
-    assert [r["_path"] for r in everything] == [str(untimed), str(early), str(cmp_), str(late), str(after)]
-    assert [r["_path"] for r in load_records(tmp_path, "validate")] == [str(untimed), str(early), str(late),
+    assert [r.path for r in everything] == [str(untimed), str(early), str(cmp_), str(late), str(after)]
+    assert [r.path for r in load_records(tmp_path, "validate")] == [str(untimed), str(early), str(late),
                                                                         str(after)]
     assert load_records(tmp_path, "inspect") == []
-    assert [r["_path"] for r in load_records(tmp_path / "records")] == [r["_path"] for r in everything]
+    assert [r.path for r in load_records(tmp_path / "records")] == [r.path for r in everything]
     merged = load_records(tmp_path, nested=True)  # --report DIR: every records/ folder under it
-    assert [r["_path"] for r in merged] == [r["_path"] for r in everything] + [str(demo)]
-    assert str(beside) not in [r["_path"] for r in merged]
+    assert [r.path for r in merged] == [r.path for r in everything] + [str(demo)]
+    assert str(beside) not in [r.path for r in merged]
     assert record_folders(merged) == {str(tmp_path / "records"): 1, str(tmp_path / "records" / "a"): 1,
                                       str(tmp_path / "records" / "b"): 1, str(tmp_path / "records" / "z"): 2,
                                       str(tmp_path / "demo" / "records"): 1}

@@ -45,7 +45,7 @@ def test_every_field_of_every_record_is_in_its_row(tmp_path):
                                 scenario="server", serve_settings={"scenario": "server", "max_batch": 8}))
     (rec,) = load_records(out)
     row = next(csv.DictReader(io.StringIO(records_csv([rec]))))
-    for key, value in rec.items():
+    for key, value in rec.as_dict().items():
         if key == "_path":
             continue
         if isinstance(value, dict) and key in ("env", "serve_settings"):

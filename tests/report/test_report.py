@@ -10,20 +10,22 @@ import numpy as np
 from PIL import Image
 
 import main
+from utils.report.schema import typed, typed_all
 from utils.report.sections.results_tables import side_by_side_markdown
 from tests.conftest import squeeze
 
 
 def test_side_by_side_table_from_records():
     def rec(backend, precision, bs, ips, p50, p99, prep, top1=None):
-        return {"kind": "validate", "network": "resnet50", "backend": backend, "precision": precision,
-                "batch_size": bs, "images_per_s": ips, "latency_model_p50": p50, "latency_model_p99": p99,
-                "prepare_s": prep, "top1": top1, "mode": "pipelined", "time": f"t{bs}{backend}{precision}"}
+        return {"record_version": 2, "kind": "validate", "network": "resnet50", "backend": backend,
+                "precision": precision, "batch_size": bs, "images_per_s": ips, "latency_model_p50": p50,
+                "latency_model_p99": p99, "prepare_s": prep, "top1": top1, "mode": "pipelined",
+                "time": f"t{bs}{backend}{precision}"}
 
     recs = [rec("torch", "fp32", 1, 255.3, 3.619, 4.447, 0.0), rec("torch", "fp32", 256, 8948.4, 27.5, 27.6, 0.0),
             rec("compile", "fp16", 1, 397.8, 2.079, 3.077, 11.4), rec("compile", "fp16", 256, 20181.0, 8.7, 8.8, 10.0)]
     recs[-1]["compile_mode"] = recs[-2]["compile_mode"] = "default"
-    text = squeeze(side_by_side_markdown("resnet50", recs))
+    text = squeeze(side_by_side_markdown("resnet50", typed_all(recs)))
     assert "| Vanilla | 255.3 | 8948.4 | 3.619 / 4.447 | - | 0.0 |" in text
     assert "| torch.compile fp16 (default) | 397.8 | 20181.0 | 2.079 / 3.077 | - | 11.4 |" in text
     assert "Not measured in these records: torch fp16, onnxrt fp16, tensorrt fp16, tensorrt int8." in text
@@ -118,11 +120,12 @@ def test_telemetry_plot_from_csv(tmp_path):
     assert _not_blank(path)
 
 
-def _rec(backend, dataset, images, top1, weights="packaged:lite0.pth", bs=1, key=None):
-    return {"kind": "validate", "network": "efficientnet_lite0", "backend": backend, "precision": "fp32",
-            "batch_size": bs, "images_per_s": 100.0, "top1": top1, "top5": 95.0, "mode": "pipelined",
-            "dataset": dataset, "dataset_key": key or dataset, "images": images, "weights": weights,
-            "weights_id": weights, "time": f"t{backend}{dataset}", "env": {"cpu": "x"}}
+def _rec(backend, dataset, images, top1, weights="packaged:lite0.pth", bs=1, key=None, **kw):
+    return typed({"record_version": 2, "kind": "validate", "network": "efficientnet_lite0", "backend": backend,
+                  "precision": "fp32", "batch_size": bs, "images_per_s": 100.0, "top1": top1, "top5": 95.0,
+                  "mode": "pipelined", "dataset": dataset, "dataset_key": key or dataset, "images": images,
+                  "weights": weights, "weights_id": weights, "time": f"t{backend}{dataset}", "env": {"cpu": "x"},
+                  **kw})
 
 
 def test_tables_tell_datasets_and_weights_apart():
@@ -181,13 +184,14 @@ def test_a_record_is_never_lost_to_a_folder_that_stopped_taking_files(tmp_path, 
     (blocked / "records").write_text("a file where the records folder should be")
     with caplog.at_level(logging.WARNING):
         rec = Recorder(blocked, "python main.py -v").write(make_record("validate", network="n", images_per_s=1.0))
-    saved = json.loads(open(rec["_path"]).read())
-    assert saved["images_per_s"] == 1.0 and rec["_path"].startswith(str(tmp_path / "tmp" / "arttrt-records"))
-    assert "could not write the record" in caplog.text and rec["_path"] in caplog.text
+    saved = json.loads(open(str(rec.path)).read())
+    assert saved["images_per_s"] == 1.0 and str(rec.path).startswith(str(tmp_path / "tmp" / "arttrt-records"))
+    assert "could not write the record" in caplog.text and str(rec.path) in caplog.text
 
 
 def _cmp(backend, precision, inputs, mae, time):
-    return {"kind": "compare", "network": "net", "weights": "w", "reference": "torch-fp32", "backend": backend,
+    return {"record_version": 2, "kind": "compare", "network": "net", "weights": "w", "reference": "torch-fp32",
+            "backend": backend,
             "precision": precision, "inputs_source": "random (seed 0)", "dataset": None, "inputs": inputs,
             "batch_size": 1, "time": time, "rank_mae": [mae], "rank_logit_mae": [10 * mae],
             "rank_class_diff_percent": [0.0], "isclose_percent": 99.0, "top1_agreement_percent": 100.0,
@@ -201,8 +205,8 @@ def test_the_report_draws_comparisons_from_the_latest_records_only():
     recs = [_cmp("onnxrt", "fp16", 16, 0.5, "t1"), _cmp("onnxrt", "fp32", 16, 0.1, "t1"),
             _cmp("onnxrt", "fp16", 16, 0.25, "t2"),   # the same setup again: replaces the first
             _cmp("onnxrt", "int8", 8, 0.9, "t3")]     # other inputs: a table of its own, alone
-    latest = latest_compares(recs)
-    assert sorted((r["precision"], r["time"]) for r in latest) == [("fp16", "t2"), ("fp32", "t1"), ("int8", "t3")]
+    latest = latest_compares(typed_all(recs))
+    assert sorted((r.precision, r.time) for r in latest) == [("fp16", "t2"), ("fp32", "t1"), ("int8", "t3")]
     tables = compare_groups(latest)
     assert len(tables) == 1 and tables[0].startswith("## net: comparisons against Vanilla (16 inputs)")
     rows = squeeze(tables[0])
@@ -212,11 +216,12 @@ def test_the_report_draws_comparisons_from_the_latest_records_only():
 def test_plot_series_tell_modes_datasets_and_weights_apart():
     from utils.report.plots import series_labels
 
-    a = {"network": "n", "backend": "torch", "precision": "fp32", "mode": "sync", "dataset": "/d/demo", "images": 20}
-    b = dict(a, mode="pipelined")
+    a = typed({"record_version": 2, "kind": "validate", "batch_size": 1, "network": "n", "backend": "torch",
+               "precision": "fp32", "mode": "sync", "dataset": "/d/demo", "images": 20})
+    b = a.with_fields(mode="pipelined")
     label = series_labels([a, b])
     assert label(a) != label(b) and label(a).endswith("[sync]")
-    c = dict(b, dataset="/d/three", images=3, dataset_key="k3")
+    c = b.with_fields(dataset="/d/three", images=3, dataset_key="k3")
     label = series_labels([b, c])
     assert label(b).endswith("[demo (20 img)]") and label(c).endswith("[three (3 img)]")
     assert series_labels([a])(a) == "Vanilla"  # nothing to tell apart: the row label alone
@@ -228,11 +233,11 @@ def test_the_report_header_counts_every_record_read_and_says_why_any_is_left_out
     another tolerance asks another question: it is shown, not replaced."""
     from utils.report.report import make_report
 
-    old, new = _rec("torch", "d", 20, 80.0), dict(_rec("torch", "d", 20, 81.0), time="tz")  # same setup, later
-    acc = dict(_rec("onnxrt", "d", 20, 80.0), role="accuracy", time="ta")  # folded into the timed row below
-    timed = dict(_rec("onnxrt", "d", 20, 80.0), role="timing", time="tb")
-    failed = dict(_rec("compile", "d", 20, 0.0), error="RuntimeError: out of memory", job_key="j1")
-    skipped = dict(_rec("tensorrt", "d", 20, 0.0), error="skipped: TensorRT is not installed", job_key="j2")
+    old, new = _rec("torch", "d", 20, 80.0), _rec("torch", "d", 20, 81.0, time="tz")  # same setup, later
+    acc = _rec("onnxrt", "d", 20, 80.0, role="accuracy", time="ta")  # folded into the timed row below
+    timed = _rec("onnxrt", "d", 20, 80.0, role="timing", time="tb")
+    failed = _rec("compile", "d", 20, 0.0, error="RuntimeError: out of memory", job_key="j1")
+    skipped = _rec("tensorrt", "d", 20, 0.0, error="skipped: TensorRT is not installed", job_key="j2")
     cmps = [_cmp("onnxrt", "fp16", 16, 0.5, "t1"), _cmp("onnxrt", "fp16", 16, 0.25, "t2"),
             dict(_cmp("onnxrt", "fp16", 16, 0.25, "t3"), rtol=1e-2)]
     make_report(tmp_path, records=[old, new, acc, timed, failed, skipped, *cmps])
@@ -252,7 +257,7 @@ def test_the_legends_cover_no_bar_and_no_line(tmp_path, monkeypatch):
 
     from utils.report import plots
 
-    recs = [dict(_rec(b, "d", 20, 80.0, bs=bs), precision=p, images_per_s=ips, latency_model_mean=lat,
+    recs = [_rec(b, "d", 20, 80.0, bs=bs, precision=p, images_per_s=ips, latency_model_mean=lat,
                  latency_all_mean=lat * 1.2)
             for b, p, ips, lat in (("torch", "fp32", 90.0, 9.0), ("torch", "fp16", 95.0, 9.5),
                                    ("onnxrt", "fp32", 100.0, 10.0), ("onnxrt", "int8", 99.0, 9.9))
@@ -288,7 +293,7 @@ def test_one_batch_size_draws_labelled_bars_and_precisions_differ_by_more_than_s
 
     from utils.report import plots
 
-    recs = [dict(_rec(b, "d", 20, 80.0, bs=10), precision=p, images_per_s=ips)
+    recs = [_rec(b, "d", 20, 80.0, bs=10, precision=p, images_per_s=ips)
             for b, p, ips in (("torch", "fp32", 90.0), ("onnxrt", "fp32", 120.0), ("onnxrt", "int8", 150.5))]
     fig, ax = plots.throughput_figure(recs, "efficientnet_lite0")
     bars = [a for a in ax.patches if isinstance(a, Rectangle)]
@@ -299,7 +304,7 @@ def test_one_batch_size_draws_labelled_bars_and_precisions_differ_by_more_than_s
     assert "at batch size 10" in ax.get_title()
     path = plots.throughput_plot(recs, "efficientnet_lite0", tmp_path / "one.png")
     assert Image.open(path).size[1] > 100
-    several = [dict(r, batch_size=bs) for r in recs for bs in (1, 8)]
+    several = [r.with_fields(batch_size=bs) for r in recs for bs in (1, 8)]
     fig, ax = plots.throughput_figure(several, "efficientnet_lite0")
     assert {line.get_label(): line.get_marker() for line in ax.get_lines()} == {
         "Vanilla": "o", "ONNX Runtime fp32": "o", "ONNX Runtime int8": "^"}

@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
+from tests.report import R
 from utils.backends.registry import SIDE_BY_SIDE_ROWS
 from utils.measure.compare import CompareStats
 from utils.report.doc import fmt, table
+from utils.report.schema import typed
 from utils.report.sections.cells import accuracy, row_notes, size_mib
 from utils.report.sections.compare_tables import compare_columns_markdown, compare_groups, compare_markdown, flips_csv
 from utils.report.sections.inspect_tables import inspect_markdown, profile_markdown
@@ -49,20 +51,24 @@ def rec(**kw):
             "images": 50000, "weights": "torchvision", "env": ENV, "time": "2026-11-29T04:00:00+00:00",
             "error": None}
     base.update(kw)
-    return base
+    if base["kind"] == "compare":
+        base.setdefault("reference", "torch-fp32")
+    if base["batch_size"] is None:  # never read from a file (the schema refuses it): a record made in memory
+        return typed({**base, "batch_size": 1}).model_copy(update={"batch_size": None})
+    return typed(base)
 
 
 def test_number_formats():
     assert [fmt(v) for v in (None, math.nan, 1.23456, 9999, 10000, -12345, "x", 3)] == \
         ["-", "-", "1.23", "9999", "10,000", "-12,345", "x", "3"]
     assert fmt(1.23456, 3) == "1.235" and fmt(2.0, 1) == "2.0"
-    assert size_mib({"size_mib": 44.5912}) == "44.59" and size_mib({"size_mb": 100.0}) == "95.37"
-    assert size_mib({"size_mib": 1.0, "size_mb": 100.0}) == "1.00" and size_mib({}) == "-"
-    assert accuracy({"top1": 12.0, "weights": "random (seed 0)"}, "top1") == "12.00 (random weights)"
-    assert accuracy({"top1": 69.758, "weights": "torchvision"}, "top1") == "69.76"
-    assert accuracy({"top5": None}, "top5") == "-" and accuracy({"top1": 1.0, "weights": None}, "top1") == "1.00"
-    assert dataset_of({"dataset": "/data/imagenet/", "images": 50000}) == "imagenet (50000 img)"
-    assert dataset_of({"dataset": "demo"}) == "demo" and dataset_of({}) == "?"
+    assert size_mib(rec(size_mib=44.5912)) == "44.59" and size_mib(rec(size_mb=100.0)) == "95.37"
+    assert size_mib(rec(size_mib=1.0, size_mb=100.0)) == "1.00" and size_mib(rec()) == "-"
+    assert accuracy(rec(top1=12.0, weights="random (seed 0)"), "top1") == "12.00 (random weights)"
+    assert accuracy(rec(top1=69.758, weights="torchvision"), "top1") == "69.76"
+    assert accuracy(rec(top5=None), "top5") == "-" and accuracy(rec(top1=1.0, weights=None), "top1") == "1.00"
+    assert dataset_of(R({"dataset": "/data/imagenet/", "images": 50000})) == "imagenet (50000 img)"
+    assert dataset_of(R({"dataset": "demo"})) == "demo" and dataset_of(R({})) == "?"
 
 
 def test_identity_columns_only_where_records_differ():
@@ -118,7 +124,7 @@ def test_summary_sections_per_batch_size_in_backend_order():
             rec(backend="torch", precision="fp16", batch_size=256, images_per_s=5.0),
             rec(backend="torch", batch_size=256, images_per_s=4.0),
             rec(batch_size=1, images_per_s=3.0),
-            rec(network="other", batch_size=1), rec(kind="compare", batch_size=1)]
+            rec(network="other", batch_size=1), rec(kind="compare", batch_size=1, reference="torch-fp32")]
     text = summary_markdown("resnet18", recs)
     lines = text.splitlines()
     assert lines[:3] == ["# resnet18", "", "Measured on NVIDIA H200, torch 2.11, ONNX Runtime 1.30, TensorRT not "
@@ -234,9 +240,9 @@ def test_the_columns_table_of_several_runners():
 def _compare_rec(backend, precision, time="2026-11-29T04:00:00+00:00", **kw):
     r = {"kind": "compare", "network": "net", "weights": "w", "reference": "torch-fp32", "backend": backend,
          "precision": precision, "inputs_source": "random", "dataset": None, "inputs": 20, "batch_size": 4,
-         "time": time, **_summary([0.1])}
+         "time": time, "record_version": 2, **_summary([0.1])}
     r.update(kw)
-    return r
+    return typed(r)
 
 
 def test_comparisons_are_grouped_like_the_original_and_only_the_latest_counts():
@@ -246,7 +252,7 @@ def test_comparisons_are_grouped_like_the_original_and_only_the_latest_counts():
             _compare_rec("compile", "fp16"), _compare_rec("onnxrt", "fp16", network="alone"),
             _compare_rec("onnxrt", "fp16", inputs=50), _compare_rec("onnxrt", "fp32", inputs=50)]
     latest = latest_compares(recs)
-    assert len(latest) == 7 and [r["isclose_percent"] for r in latest if r["precision"] == "int8"] == [42.0]
+    assert len(latest) == 7 and [r.isclose_percent for r in latest if r.precision == "int8"] == [42.0]
     groups = compare_groups(recs)
     assert len(groups) == 2  # 20 inputs (four runners) and 50 inputs (two); "alone" has one runner
     names = cells(groups[0], "Score MAE at each rank, logits:")[0]
@@ -266,7 +272,7 @@ def test_inside_tables_and_profiles():
         "onnx": {"layers": 70, "precisions": {"int8": 60, "fp32": 10}, "qdq_layers": 60},
         "engine": {"layers": 50, "precisions": {"Int8": 45, "Float": 5}}, "drift": drift})
     plain = rec(inspect={"onnx": {"layers": 70, "precisions": None}, "note": "no engine: not TensorRT"})
-    text = inspect_markdown([r, plain, rec(kind="compare", inspect={})])
+    text = inspect_markdown([r, plain, rec(kind="compare", inspect={}, reference="torch-fp32")])
     assert text.startswith("## Inside the models (--inspect)\n")
     rows = cells(text)
     assert rows[0] == ["network", "runner", "ONNX layers", "ONNX layers by precision", "Q/DQ layers", "engine layers",
@@ -296,7 +302,7 @@ def test_rows_sort_by_backend_then_precision_then_options():
             rec(backend="torch", precision="int8"), rec(backend="torch", precision="fp16", options="b"),
             rec(backend="torch", precision="fp16", options="a"), rec(backend="torch", precision="zz")]
     order = sorted(recs, key=row_sort_key)
-    assert [(r["backend"], r["precision"], r["options"]) for r in order] == [
+    assert [(r.backend, r.precision, r.options) for r in order] == [
         ("torch", "fp16", "a"), ("torch", "fp16", "b"), ("torch", "int8", ""), ("torch", "zz", ""),
         ("tensorrt", "fp16", ""), ("x", "fp32", "")]
 
@@ -355,10 +361,10 @@ def test_document_layouts_line_by_line():
 
 
 def test_more_edges_of_the_cells():
-    assert dataset_of({"dataset": "/data/imagenet-ABX/"}) == "imagenet-ABX"
-    assert size_mib({"size_mb": 1e6}) == "953674.32"
-    assert not random_weights({"weights": None}) and random_weights({"weights": "random (seed 3)"})
-    no_options = {k: v for k, v in rec().items() if k != "options"}
+    assert dataset_of(rec(dataset="/data/imagenet-ABX/", images=None)) == "imagenet-ABX"
+    assert size_mib(rec(size_mb=1e6)) == "953674.32"
+    assert not random_weights(rec(weights=None)) and random_weights(rec(weights="random (seed 3)"))
+    no_options = typed({k: v for k, v in rec().as_dict().items() if k != "options"})
     assert sorted([rec(options="A"), no_options], key=row_sort_key)[0] is no_options
     a, b = rec(dataset_key="k1", images=20), rec(dataset="/x/other", dataset_key="k2", images=20)
     side = side_by_side_markdown("resnet18", [a, b])  # two datasets: a dataset column, one row each
@@ -372,7 +378,7 @@ def test_more_edges_of_the_cells():
 def test_which_records_are_the_same_setup():
     failed_first = [rec(error="boom", images_per_s=1.0, time="1"), rec(images_per_s=2.0, time="2"),
                     rec(network="other", time="3")]
-    assert [r["images_per_s"] for r in latest_per_config(failed_first) if r["network"] == "resnet18"] == [2.0]
+    assert [r.images_per_s for r in latest_per_config(failed_first) if r.network == "resnet18"] == [2.0]
     by_folder = [rec(dataset_key=None, dataset="a"), rec(dataset_key=None, dataset="b")]
     assert len(latest_per_config(by_folder)) == 2
     by_weights = [rec(weights_id=None, weights="a"), rec(weights_id=None, weights="b")]
@@ -382,8 +388,8 @@ def test_which_records_are_the_same_setup():
     base = _compare_rec("onnxrt", "fp16")
     for field, value in (("weights", "w2"), ("reference", "torch-fp16"), ("inputs_source", "dataset"),
                          ("dataset", "/d"), ("batch_size", 8)):
-        assert len(latest_compares([base, {**base, field: value}])) == 2, field
-    assert len(latest_compares([{**base, "other_facts": {}}, {**base, "other_facts": {"options": ""}}])) == 1
+        assert len(latest_compares([base, base.with_fields(**{field: value})])) == 2, field
+    assert len(latest_compares([base.with_fields(other_facts={}), base.with_fields(other_facts={"options": ""})])) == 1
     for field, value in (("weights", "w2"), ("inputs_source", "dataset"), ("dataset", "/d")):
         pair = [_compare_rec("onnxrt", "fp16"), _compare_rec("onnxrt", "int8", **{field: value})]
         assert compare_groups(pair) == [], field  # not the same inputs or weights: no shared table
@@ -439,7 +445,7 @@ def test_worth_it_across_networks_cell_by_cell():
 
 
 def test_worth_it_without_a_reference_divides_by_nothing_and_two_datasets_each_by_their_own():
-    recs = [r for r in _study_records() if r["backend"] != "torch" or r["network"] == "mobilenet_v2"]
+    recs = [r for r in _study_records() if r.backend != "torch" or r.network == "mobilenet_v2"]
     rows = cells(worth_it_markdown(recs))
     int8 = next(r for r in rows if r[1] == "ONNX Runtime int8")
     assert int8[3] == "-" and int8[5] == "-" and int8[7] == "-"  # no PyTorch fp32 of resnet18: no ratio, no drop
@@ -459,15 +465,15 @@ def test_worth_it_without_a_reference_divides_by_nothing_and_two_datasets_each_b
 
 def test_top1_drops_and_the_gate():
     recs = _study_records()
-    drops = {(r["network"], r["backend"], r["batch_size"], r["role"]): d for r, d in top1_drops(recs)}
+    drops = {(r.network, r.backend, r.batch_size, r.role): d for r, d in top1_drops(recs)}
     assert drops[("resnet18", "onnxrt", 1, "timing")] == pytest.approx(2.5)
     assert drops[("resnet18", "torch", 256, "timing")] == 0.0 and drops[("mobilenet_v2", "torch", 1, "timing")] == 0.0
     over = over_top1_drop(recs, 2.0)
-    assert [(r["network"], r["backend"], d) for r, d in over] == [("resnet18", "onnxrt", pytest.approx(2.5))]
+    assert [(r.network, r.backend, d) for r, d in over] == [("resnet18", "onnxrt", pytest.approx(2.5))]
     assert over_top1_drop(recs, 2.5) == [] and len(over_top1_drop(recs, 2.49)) == 1  # strictly more than
     failed = recs + [rec(network="resnet18", backend="onnxrt", precision="fp16", top1=0.0, error="boom")]
     assert len(over_top1_drop(failed, 2.0)) == 1  # a failed row has no top-1 to judge
-    no_ref = [r for r in recs if r["backend"] != "torch"]
+    no_ref = [r for r in recs if r.backend != "torch"]
     assert over_top1_drop(no_ref, 0.0) == [] and all(d is None for _, d in top1_drops(no_ref))
 
 
@@ -493,18 +499,18 @@ def test_not_measured_rows_group_jobs_and_a_later_success_clears_them():
 
 def test_study_order_and_the_network_column_of_percentiles():
     recs = _study_records()
-    order = [(r["network"], r["backend"], r["batch_size"]) for r in study_order(recs) if r["role"] == "timing"]
+    order = [(r.network, r.backend, r.batch_size) for r in study_order(recs) if r.role == "timing"]
     assert order == [("mobilenet_v2", "torch", 1), ("mobilenet_v2", "torch", 256), ("resnet18", "torch", 1),
                      ("resnet18", "torch", 256), ("resnet18", "onnxrt", 1), ("resnet18", "onnxrt", 256)]
     assert cells(percentile_table(recs))[0][0] == "network"  # several networks: each row says which
-    assert cells(percentile_table([r for r in recs if r["network"] == "resnet18"]))[0][0] == "backend"
+    assert cells(percentile_table([r for r in recs if r.network == "resnet18"]))[0][0] == "backend"
 
 
 def test_an_accuracy_pass_never_hides_the_timing_of_its_batch_size():
     acc = rec(batch_size=256, role="accuracy", images_per_s=1.0, time="2026-11-29T05:00:00+00:00")  # newer
     timing = rec(batch_size=256, role="timing", images_per_s=9.0, time="2026-11-29T04:00:00+00:00")
-    assert [r["images_per_s"] for r in latest_per_config([acc, timing])] == [9.0]
-    assert [r["images_per_s"] for r in latest_per_config([acc])] == [1.0]  # alone, it stands for its batch
+    assert [r.images_per_s for r in latest_per_config([acc, timing])] == [9.0]
+    assert [r.images_per_s for r in latest_per_config([acc])] == [1.0]  # alone, it stands for its batch
 
 
 @pytest.mark.parametrize("row, peers, why", [
@@ -522,15 +528,16 @@ def test_an_accuracy_pass_never_hides_the_timing_of_its_batch_size():
     ({}, [1.0], None),
 ])
 def test_a_row_is_unstable_when_the_host_was_loaded_or_its_cv_is_far_above_its_peers(row, peers, why):
-    rows = [row] + [{"latency_all_cv_percent": cv} for cv in peers]
+    row = rec().model_copy(update=row)  # unchecked: a NaN CV never comes from a record read, but is still no figure
+    rows = [row] + [rec(latency_all_cv_percent=cv) for cv in peers]
     assert unstable_reason(row, rows) == why
 
 
 def test_an_unstable_row_marks_its_images_per_s_and_every_speed_up_computed_from_it():
     recs = _study_records()
-    ref = next(r for r in recs if r["backend"] == "torch" and r["network"] == "resnet18" and r["batch_size"] == 256
-               and r["role"] == "timing")
-    ref.update(host_load_1m=5.0, host_cores=2)  # the reference was timed on a loaded host
+    ref = next(r for r in recs if r.backend == "torch" and r.network == "resnet18" and r.batch_size == 256
+               and r.role == "timing")
+    ref.host_load_1m, ref.host_cores = 5.0, 2  # the reference was timed on a loaded host
     rows = cells(worth_it_markdown(recs))
     by = {(r[0], r[1]): r for r in rows[1:]}
     assert by[("resnet18", "Vanilla")][2] == "8000.0 (unstable)" and by[("resnet18", "Vanilla")][3] == "1.00x (unstable)"
@@ -544,7 +551,7 @@ def test_an_unstable_row_marks_its_images_per_s_and_every_speed_up_computed_from
     assert "| 8000.0 (unstable) |" in side and "(unstable): the row's timing" in side
     summary = summary_markdown("resnet18", recs)
     assert "| 8000.0 (unstable) |" in summary and summary.count("(unstable): the row's timing") == 1
-    assert "(unstable)" in results_table([ref]) and "(unstable)" not in results_table([dict(ref, host_load_1m=1.0)])
+    assert "(unstable)" in results_table([ref]) and "(unstable)" not in results_table([ref.with_fields(host_load_1m=1.0)])
 
 
 def test_a_table_fits_the_terminal_by_leaving_out_what_tells_least(monkeypatch):
@@ -582,14 +589,38 @@ def test_a_table_fits_the_terminal_by_leaving_out_what_tells_least(monkeypatch):
 def test_the_tables_say_what_the_record_knows():
     """An fp16 file on ONNX Runtime's CPU provider runs fp32 kernels; ModelOpt's int8 file keeps fp32 weights."""
     ort = {"network": "lite0", "backend": "onnxrt", "provider": "cpu", "options": "cpu"}
-    notes = row_notes([{**ort, "precision": "fp16", "ort_cpu_note": "ONNX Runtime's CPU provider has no fp16 Conv "
-                                                                     "kernel"},
-                       {**ort, "precision": "int8", "tool": "modelopt.onnx.quantization", "size_mib": 17.84},
-                       {**ort, "precision": "int8", "network": "other", "tool":
-                        "onnxruntime.quantization.quantize_static", "size_mib": 4.6},
-                       {**ort, "precision": "fp16", "provider": "cuda", "options": "cuda",
-                        "ort_cpu_note": "no fp16 Conv kernel"}])
+    notes = row_notes([rec(**{**ort, "precision": "fp16", "ort_cpu_note": "ONNX Runtime's CPU provider has no fp16 "
+                                                                            "Conv kernel"}),
+                       rec(**{**ort, "precision": "int8", "tool": "modelopt.onnx.quantization", "size_mib": 17.84}),
+                       rec(**{**ort, "precision": "int8", "network": "other", "tool":
+                              "onnxruntime.quantization.quantize_static", "size_mib": 4.6}),
+                       rec(**{**ort, "precision": "fp16", "provider": "cuda", "options": "cuda",
+                              "ort_cpu_note": "no fp16 Conv kernel"})])
     assert notes == ["ONNX Runtime fp16 (cpu) on lite0: ONNX Runtime's CPU provider has no fp16 Conv kernel.",
                      "ONNX Runtime int8 (cpu) on lite0: the Q/DQ file stores its weights in fp32 beside their scales "
                      "(17.84 MiB), so it is no smaller than fp32's; TensorRT stores them in int8/fp8 when it builds an "
                      "engine."]
+
+
+def test_the_unstable_footnote_is_said_once_per_page_with_every_marked_rows_reason(tmp_path):
+    """Issue 43: the worth-it table, each network's side-by-side and its per-batch summary all mark the loaded row;
+    report.html and the console summary say the note once, at their end, with every marked row's reason; each
+    .md file, a page of its own, says it once too."""
+    from utils.report.layout import View, summary_docs
+    from utils.report.report import make_report
+
+    recs = _study_records()
+    for r in recs:
+        if r.network == "resnet18" and r.backend == "torch" and r.role == "timing":
+            r.host_load_1m, r.host_cores = 5.0, 2  # batch 1 and 256 of the reference timed on a loaded host
+    note = "timing is not to be trusted"  # (HTML writes the apostrophe before it as &#39;)
+    make_report(tmp_path, records=recs)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count(note) == 1 and page.index(note) > page.rindex("<table>")
+    said = page[page.index(note):]
+    assert "resnet18 Vanilla bs1: host loaded" in said and "resnet18 Vanilla bs256: host loaded" in said
+    for name in ("worth-it.md", "resnet18.md", "resnet18-side-by-side.md"):
+        assert (tmp_path / "table_outputs" / name).read_text().count(note) == 1, name
+    docs = summary_docs(View.of(recs))
+    assert sum(d.count(note) for d in docs) == 1 and note in docs[-1]
+    assert note not in "".join(summary_docs(View.of(_study_records())))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.report.test_tables import cells
 from utils.measure.energy import energy_fields
+from utils.report.schema import typed
 from utils.report.sections.energy_tables import ENERGY_NOTE, energy_markdown
 from utils.report.sections.worth_it_tables import worth_it_markdown
 
@@ -14,9 +15,9 @@ SHORT = "the timed window (0.5 s) is shorter than 1 s, the least the counter's s
 
 
 def gpu(network="resnet50", backend="torch", precision="fp32", bs=256, ips=9000.0, **energy):
-    return {"kind": "validate", "record_version": 2, "network": network, "backend": backend, "precision": precision,
+    return typed({"kind": "validate", "record_version": 2, "network": network, "backend": backend, "precision": precision,
             "options": "", "batch_size": bs, "mode": "pipelined", "images_per_s": ips, "device": "cuda",
-            "time": "2026-12-03T08:00:00+00:00", **energy}
+            "time": "2026-12-03T08:00:00+00:00", **energy})
 
 
 def test_one_network_the_heading_the_note_and_every_cell():
@@ -67,7 +68,7 @@ def test_the_worth_it_energy_column_at_the_largest_batch():
     assert gated[0][-2:] == ["drop <= 0.5", "J / image @ largest batch"]
     assert [r[-2:] for r in gated[1:]] == [["ok", "0.06667"], ["OVER", "-"]]
     # no row with a figure: no column
-    plain = cells(str(worth_it_markdown([{k: v for k, v in r.items() if k != "joules_per_image"} for r in recs])))
+    plain = cells(str(worth_it_markdown([r.with_fields(joules_per_image=None) for r in recs])))
     assert plain[0][-1] == "same top-1 as Vanilla (%)" and all(len(r) == len(plain[0]) for r in plain)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import squeeze
 from utils.report.doc import Table
-from utils.report.schema import RecordError, check_record
+from utils.report.schema import typed_all, RecordError, check_record
 from utils.report.sections.mixed_precision_tables import MIXED_PRECISION_HEADER, _step_names, mixed_precision_markdown
 
 
@@ -31,6 +31,10 @@ def _block(**over):
             "precision": "int8", "batch_size": 1, "options": "cpu", "preparation": {"mixed_precision": block}}
 
 
+def _markdown(records):
+    return mixed_precision_markdown(typed_all(records))  # as the report reads them
+
+
 def test_the_schema_takes_the_search_and_refuses_a_figure_that_is_not_a_number():
     check_record(_block())
     bad = _block()
@@ -46,7 +50,7 @@ def test_the_schema_takes_the_search_and_refuses_a_figure_that_is_not_a_number()
 
 def test_the_table_shows_every_step_in_the_order_measured():
     rec = _block()
-    text = squeeze(str(mixed_precision_markdown([rec, {**rec, "batch_size": 8}])))  # one search, shown once
+    text = squeeze(str(_markdown([rec, {**rec, "batch_size": 8}])))  # one search, shown once
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     del lines[1]  # the rule under the header
     assert lines == ["| k (layers kept) | newly kept | top-1 (%) | drop (points) | drop, paired 95 % | size (MiB) | "
@@ -59,7 +63,7 @@ def test_the_table_shows_every_step_in_the_order_measured():
             "did not pick); calibrated on 4 images: 2 of 5 ranked layers kept in high precision. File: "
             "m-int8-2.onnx.") in text
     assert "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)" in text
-    assert mixed_precision_markdown([{**rec, "preparation": {}}]) == ""
+    assert _markdown([{**rec, "preparation": {}}]) == ""
 
 
 def _lines(text):
@@ -83,7 +87,7 @@ def test_the_headings_the_intro_and_a_search_that_missed_its_budget():
     step = {"k": 5, "kept": ["c0"], "top1": 80.0, "drop": 7.46, "size_mib": None, "file": "x.onnx", "within": False}
     rec = _block(met=False, heldout_rule=None, budget=0.25, fp32_top1=87.456, final_onnx="C:\\w\\run\\m-int8-5.onnx",
                  steps=[step, {**step, "k": 3, "added": ["c1", "c2", "c3"], "size_mib": 4.567, "within": True}])
-    text = str(mixed_precision_markdown([rec]))
+    text = str(_markdown([rec]))
     assert _lines(text)[:3] == [
         "## Mixed precision within a top-1 budget (--mixed_precision)",
         "Each step keeps the k layers that add the most error (ranked on calibration images) out of quantization and "
@@ -100,10 +104,10 @@ def test_the_headings_the_intro_and_a_search_that_missed_its_budget():
     # a step that names no added layer shows "-"; no size, "-"; exactly three names, no "(+0 more)"
     assert _rows(text) == [MIXED_PRECISION_HEADER, ["5", "-", "80.00", "7.46", "-", "-", "no"],
                            ["3", "c1, c2, c3", "80.00", "7.46", "-", "4.57", "yes"]]
-    assert "File: ." in str(mixed_precision_markdown([_block(final_onnx=None)]))
+    assert "File: ." in str(_markdown([_block(final_onnx=None)]))
     # a step judged on its paired interval (searches since version 2), and MLPerf's share as the budget
     judged = {**step, "drop_interval": [0.41, 2.1], "outcome": "inconclusive"}
-    text = str(mixed_precision_markdown([_block(steps=[judged], budget=1.0, budget_rule="1%", fp32_top1=80.0)]))
+    text = str(_markdown([_block(steps=[judged], budget=1.0, budget_rule="1%", fp32_top1=80.0)]))
     assert _rows(text)[1] == ["5", "-", "80.00", "7.46", "0.41..2.10", "-", "inconclusive"]
     assert "Budget 0.80 points (1% of fp32's top-1) below fp32's top-1 of 80.00%" in squeeze(text)
 
@@ -111,12 +115,15 @@ def test_the_headings_the_intro_and_a_search_that_missed_its_budget():
 def test_records_that_hold_no_search_or_failed_are_left_out_and_runners_are_listed_once():
     rec = _block()
     trt = {**rec, "backend": "tensorrt", "options": ""}
-    for bad in ({**rec, "kind": "compare"}, {**rec, "error": "it failed"}, {**rec, "preparation": "x"},
-                {**rec, "preparation": {"mixed_precision": "x"}}, {**rec, "preparation": None}):
-        assert str(mixed_precision_markdown([bad])) == ""
-        text = str(mixed_precision_markdown([{**bad, "backend": "tensorrt", "options": ""}, rec]))
+    for wrong in ({**rec, "preparation": "x"}, {**rec, "preparation": {"mixed_precision": "x"}}):
+        with pytest.raises(RecordError):  # never read: the schema refuses it
+            _markdown([wrong])
+    for bad in ({**rec, "kind": "compare", "reference": "torch-fp32"}, {**rec, "error": "it failed"},
+                {**rec, "preparation": None}):
+        assert str(_markdown([bad])) == ""
+        text = str(_markdown([{**bad, "backend": "tensorrt", "options": ""}, rec]))
         assert "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)\n" in squeeze(text) + "\n"
-    text = squeeze(str(mixed_precision_markdown([trt, rec, {**rec, "batch_size": 4}])))
+    text = squeeze(str(_markdown([trt, rec, {**rec, "batch_size": 4}])))
     assert [ln for ln in text.splitlines() if ln.startswith("###")] == [
         "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32), TRT int8 (mixed, 2 layers fp32)"]
     assert text.count("Budget ") == 1
@@ -131,7 +138,7 @@ def test_one_section_per_network_search_file_and_final_file_in_order():
     recs = [search("resnet18", budget=1.0), search(search_file="/w/other.search.json", budget=2.0),
             search(final_onnx=None, final_k=4, budget=5.0), search(final_onnx="/w/m-int8-3.onnx", final_k=3, budget=3.0),
             search(budget=4.0)]
-    text = squeeze(str(mixed_precision_markdown(recs)))
+    text = squeeze(str(_markdown(recs)))
     heads = [ln for ln in text.splitlines() if ln.startswith(("###", "Budget"))]
     assert [ln.split(" points")[0] if ln.startswith("Budget") else ln for ln in heads] == [
         "### efficientnet_lite0: ONNX Runtime int8 (cpu, mixed, 2 layers fp32)", "Budget 4",
@@ -150,15 +157,15 @@ def test_the_engine_column_only_where_some_step_read_its_layer_precisions_back()
              {**step, "k": 1, "engine": {"built": True, "layer_precisions": None}},
              {**step, "k": 2},
              {**step, "k": 3, "engine": {"built": True, "layer_precisions": {"fp32": 3, "int8": 40, "fp16": 3}}}]
-    rows = _rows(mixed_precision_markdown([_block(steps=steps)]))
+    rows = _rows(_markdown([_block(steps=steps)]))
     assert rows[0] == MIXED_PRECISION_HEADER + ["engine layers (TensorRT)"]
     assert [r[0] for r in rows[1:]] == ["0", "1", "2", "3"]
     assert [r[-1] for r in rows[1:]] == ["not built", "not read", "-", "int8 40, fp16 3, fp32 3"]
     # engines built but none read back: no column, in the Markdown nor in the table's header for the HTML
-    doc = mixed_precision_markdown([_block(steps=steps[:3])])
+    doc = _markdown([_block(steps=steps[:3])])
     rows = _rows(doc)
     assert rows[0] == MIXED_PRECISION_HEADER and all(len(r) == 7 for r in rows)
     assert [b.header for b in doc.blocks if isinstance(b, Table)] == [tuple(MIXED_PRECISION_HEADER)]
     assert "engine layers" not in doc.html()
     # a search with no step: the header alone, without the column
-    assert _rows(mixed_precision_markdown([_block(steps=[])])) == [MIXED_PRECISION_HEADER]
+    assert _rows(_markdown([_block(steps=[])])) == [MIXED_PRECISION_HEADER]

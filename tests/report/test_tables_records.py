@@ -7,11 +7,16 @@ example), the several-runner columns table, and the order of the --profile secti
 from __future__ import annotations
 
 from tests.report.test_tables import cells, from_header
+from tests.report import R
 from utils.measure.compare import CompareStats
 from utils.report.report import records_read
 from utils.report.sections.compare_tables import compare_columns_markdown, compare_doc, compare_groups, compare_labels, compare_markdown
 from utils.report.sections.inspect_tables import profile_markdown
 from utils.report.select import latest_compares
+from tests.report import as_read
+
+records_read, compare_groups, compare_labels, profile_markdown, latest_compares = map(
+    as_read, (records_read, compare_groups, compare_labels, profile_markdown, latest_compares))
 
 
 def skeleton(text: str) -> list:
@@ -20,14 +25,14 @@ def skeleton(text: str) -> list:
 
 
 def _val(error=None, **kw):
-    r = {"kind": "validate", "network": "resnet18", "backend": "torch", "precision": "fp32", "batch_size": 1,
+    r = {"record_version": 2, "kind": "validate", "network": "resnet18", "backend": "torch", "precision": "fp32", "batch_size": 1,
          "error": error}
     r.update(kw)
     return r
 
 
 def _cmp(backend="onnxrt", precision="fp16", **kw):
-    r = {"kind": "compare", "network": "net", "weights": "w", "reference": "torch-fp32", "backend": backend,
+    r = {"record_version": 2, "kind": "compare", "network": "net", "weights": "w", "reference": "torch-fp32", "backend": backend,
          "precision": precision, "options": "", "inputs_source": "random (seed 0)", "dataset": None, "inputs": 20,
          "batch_size": 4, "rtol": 1e-3, "atol": 1e-8, "rank_mae": [0.1], "rank_logit_mae": [1.0],
          "rank_class_diff_percent": [5.0], "isclose_percent": 99.0, "top1_agreement_percent": 95.0,
@@ -46,7 +51,7 @@ def test_records_read_counts_every_record_and_says_why_any_is_not_a_row():
     validations = ([_val() for _ in range(9)] + [_val("RuntimeError: out of memory") for _ in range(2)]
                    + [_val("skipped: TensorRT is not installed") for _ in range(3)])
     compares = [_cmp() for _ in range(3)] + [_cmp(error="not run: no GPU")]
-    other = [{"kind": "study", "error": "skipped: elsewhere"}, {"error": "boom"}]  # neither kind: not counted
+    other = [R(kind="study", error="skipped: elsewhere"), R(kind="other", error="boom")]  # neither: not counted
     line = records_read(validations + compares + other, 5, 1)
     assert line == (f"14 validation (5 shown; left out: 4 {REPLACED} (or an accuracy pass folded into its timed row), "
                     f"2 failed, 3 skipped) and 4 comparison (1 shown; left out: 2 {REPLACED}, 1 failed) records"
@@ -79,10 +84,10 @@ def test_records_read_points_at_not_measured_only_for_a_failed_validation():
 
 def test_another_tolerance_is_another_comparison():
     base = _cmp()
-    assert latest_compares([base, dict(base, time="t2")]) == [dict(base, time="t2")]
+    assert latest_compares([base, dict(base, time="t2")]) == [R(dict(base, time="t2"))]
     for field, value in (("rtol", 1e-2), ("atol", 1e-5)):
         pair = [base, dict(base, **{field: value})]
-        assert latest_compares(pair) == pair, field
+        assert latest_compares(pair) == [R(r) for r in pair], field
     rtol_only, atol_only = dict(base, rtol=1e-2, atol=None), dict(base, rtol=None, atol=1e-2)
     assert len(latest_compares([rtol_only, atol_only])) == 2
 
@@ -128,7 +133,7 @@ def test_a_reference_whose_backend_name_holds_a_dash():
     from utils.report.select import row_label
 
     ref, _ = compare_labels(_cmp("onnxrt", "int8", reference="my-trt-fp16"))
-    assert ref == row_label({"backend": "my-trt", "precision": "fp16", "options": ""}) and "trt-fp16" not in ref
+    assert ref == row_label(R({"backend": "my-trt", "precision": "fp16", "options": ""})) and "trt-fp16" not in ref
 
 
 def test_comparison_labels_of_records_written_before_they_said_their_options():

@@ -5,6 +5,7 @@ column), the "Not measured" table, the study's row order, the dataset / weights 
 identities reading the same, the accuracy marks, and how a table is narrowed to the terminal's width."""
 from __future__ import annotations
 
+from tests.report import R
 from utils.report.doc import compose
 from utils.report.sections.cells import accuracy, rate
 from utils.report.sections.results_tables import percentile_table, results_table, side_by_side_markdown
@@ -18,14 +19,14 @@ from tests.report.test_tables import _study_records, cells, rec
 # --- cells and columns -----------------------------------------------------------------------------------------
 
 def test_accuracy_marks_random_weights_outputs_that_are_not_numbers_and_flat_outputs():
-    r = {"top1": 50.0, "weights": "random (seed 0)", "nonfinite_outputs": 3, "unrankable_outputs": 2}
+    r = R(top1=50.0, weights="random (seed 0)", nonfinite_outputs=3, unrankable_outputs=2)
     assert accuracy(r, "top1") == "50.00 (random weights; NaN/Inf on 3 img; flat on 2 img)"
-    assert accuracy({"top1": 50.0, "nonfinite_outputs": 3}, "top1") == "50.00 (NaN/Inf on 3 img)"
-    assert accuracy({"top1": 50.0, "unrankable_outputs": 2}, "top1") == "50.00 (flat on 2 img)"
-    assert accuracy({"top1": 50.0, "nonfinite_outputs": 0, "unrankable_outputs": 0}, "top1") == "50.00"
-    assert not_numbers({"nonfinite_outputs": 3, "unrankable_outputs": 2}) == 5
-    assert not_numbers({"nonfinite_outputs": 3}) == 3 and not_numbers({"unrankable_outputs": 2}) == 2
-    assert not_numbers({"nonfinite_outputs": None}) == 0
+    assert accuracy(R({"top1": 50.0, "nonfinite_outputs": 3}), "top1") == "50.00 (NaN/Inf on 3 img)"
+    assert accuracy(R({"top1": 50.0, "unrankable_outputs": 2}), "top1") == "50.00 (flat on 2 img)"
+    assert accuracy(R({"top1": 50.0, "nonfinite_outputs": 0, "unrankable_outputs": 0}), "top1") == "50.00"
+    assert not_numbers(R({"nonfinite_outputs": 3, "unrankable_outputs": 2})) == 5
+    assert not_numbers(R({"nonfinite_outputs": 3})) == 3 and not_numbers(R({"unrankable_outputs": 2})) == 2
+    assert not_numbers(R({"nonfinite_outputs": None})) == 0
 
 
 def test_two_folders_that_read_the_same_get_a_short_key_each():
@@ -53,18 +54,18 @@ def test_two_folders_that_read_the_same_get_a_short_key_each():
 
 
 def test_a_rate_without_a_figure_is_never_marked_unstable():
-    loaded = {"host_load_1m": 5.0, "host_cores": 2}
+    loaded = R(host_load_1m=5.0, host_cores=2)
     assert rate(loaded, []) == "-"
-    assert rate(dict(loaded, images_per_s=3.0), []) == "3.0 (unstable)"
+    assert rate(loaded.with_fields(images_per_s=3.0), []) == "3.0 (unstable)"
 
 
 def test_the_host_load_counts_only_against_a_known_core_count():
-    assert unstable_reason({"host_load_1m": 3.0, "host_cores": 0, "latency_all_cv_percent": 1.0}, []) is None
-    assert unstable_reason({"host_load_1m": 1.5, "host_cores": 1}, []) == "host loaded (load average 1.5 on 1 cores)"
+    assert unstable_reason(R({"host_load_1m": 3.0, "host_cores": 0, "latency_all_cv_percent": 1.0}), []) is None
+    assert unstable_reason(R({"host_load_1m": 1.5, "host_cores": 1}), []) == "host loaded (load average 1.5 on 1 cores)"
 
 
 def test_percentiles_of_a_study_name_each_rows_network():
-    rows = cells(percentile_table([r for r in _study_records() if r["role"] == "timing"]))
+    rows = cells(percentile_table([r for r in _study_records() if r.role == "timing"]))
     assert [r[:3] for r in rows[1:]] == [
         ["resnet18", "Vanilla", "1"], ["resnet18", "Vanilla", "256"], ["resnet18", "ONNX Runtime int8", "1"],
         ["resnet18", "ONNX Runtime int8", "256"], ["mobilenet_v2", "Vanilla", "1"], ["mobilenet_v2", "Vanilla", "256"]]
@@ -72,8 +73,8 @@ def test_percentiles_of_a_study_name_each_rows_network():
 
 def test_study_order_sorts_batch_sizes_whatever_the_input_order():
     recs = [rec(batch_size=256), rec(batch_size=8), rec(batch_size=1)]
-    assert [r["batch_size"] for r in study_order(recs)] == [1, 8, 256]
-    assert [r["batch_size"] for r in study_order([rec(batch_size=1), rec(batch_size=None)])] == [None, 1]
+    assert [r.batch_size for r in study_order(recs)] == [1, 8, 256]
+    assert [r.batch_size for r in study_order([rec(batch_size=1), rec(batch_size=None)])] == [None, 1]
 
 
 # --- the reference and the top-1 drops -------------------------------------------------------------------------
@@ -100,7 +101,7 @@ def test_top1_drops_leave_out_failed_records_and_other_kinds():
             rec(top1=10.0, error="boom", batch_size=8),  # a failed reference never stands in
             rec(kind="compare", backend="onnxrt", precision="fp16", top1=1.0)]
     out = top1_drops(recs)
-    assert [(r["backend"], r.get("kind"), d) for r, d in out] == [("torch", "validate", 0.0),
+    assert [(r.backend, r.kind, d) for r, d in out] == [("torch", "validate", 0.0),
                                                                   ("onnxrt", "validate", 3.0)]
 
 
@@ -117,7 +118,7 @@ def _gate_records():
 
 def test_the_gate_lists_each_setup_once_with_not_numbers_first():
     out = over_top1_drop(_gate_records(), 2.0)
-    assert [(r["backend"], r["precision"], r.get("setup_key"), r["batch_size"], d) for r, d in out] == [
+    assert [(r.backend, r.precision, r.setup_key, r.batch_size, d) for r, d in out] == [
         ("onnxrt", "int8", "a", 1, 10.0), ("onnxrt", "int8", "b", 1, 5.0), ("onnxrt", "fp16", "c", 1, None),
         ("tensorrt", "int8", None, 1, 20.0)]
 
@@ -166,8 +167,8 @@ def test_worth_it_text_and_gate_marks():
     text = worth_it_markdown(recs, max_drop=3.0)
     assert text.splitlines()[:3] == [
         "# Is TensorRT worth it? Every network", "",
-        "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over PyTorch fp32 (above 1: "
-        "faster); the top-1 drop is in points below PyTorch fp32 on the same images."]
+        "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over Vanilla (PyTorch eager at "
+        "fp32; above 1: faster); the top-1 drop is in points below Vanilla on the same images."]
     rows = cells(text)
     assert [(r[0], r[1], r[-1]) for r in rows[1:]] == [
         ("mobilenet_v2", "Vanilla", "ok"), ("resnet18", "Vanilla", "ok"), ("resnet18", "ONNX Runtime fp16", "NaN"),
@@ -197,8 +198,8 @@ def test_worth_it_rows_measured_at_one_batch_size_only():
 
 def test_worth_it_agreement_from_the_setups_accuracy_pass_never_a_failed_or_other_record():
     recs = _study_records()
-    acc = [r for r in recs if r["role"] == "accuracy"]
-    recs = acc + [r for r in recs if r["role"] != "accuracy"]  # the accuracy passes first: timing rows carry none
+    acc = [r for r in recs if r.role == "accuracy"]
+    recs = acc + [r for r in recs if r.role != "accuracy"]  # the accuracy passes first: timing rows carry none
     recs.append(rec(network="resnet18", backend="onnxrt", precision="int8", batch_size=256, top1=1.0, role="accuracy",
                     setup_key="s-int8", weights_id="w-resnet18", agree_top1_percent=10.0, error="boom"))
     recs.append(rec(kind="compare", network="resnet18", backend="onnxrt", precision="fp16", batch_size=1))
@@ -228,7 +229,7 @@ def _wide():
     r = rec(network="efficientnet_lite0", images_per_s=27.2, top1=85.0, top5=95.0, latency_all_mean=29.562,
             latency_all_max=48.87, latency_model_mean=18.644, latency_model_max=24.726, size_mb=18.7, layers=94,
             params=4631006)
-    return results_table([r, dict(r, backend="onnxrt")])
+    return results_table([r, r.with_fields(backend="onnxrt")])
 
 
 def test_fit_terminal_stops_as_soon_as_the_table_fits_exactly():

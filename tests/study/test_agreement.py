@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import main
+from tests.report import R
 from tests.study.test_study import FAST, table_rows
 from utils.study.agreement import top1_agreement, with_agreement
 
@@ -70,16 +71,16 @@ def test_with_agreement_fills_copies_and_leaves_the_records_alone(tmp_path):
     np.save(tmp_path / "predictions" / "o.npy", np.array([1, 2, 0, 5]), allow_pickle=False)
     common = {"kind": "validate", "network": "n", "weights_id": "w", "dataset_key": "d", "images": 4,
               "role": "accuracy", "precision": "fp32", "options": ""}
-    ref = {**common, "backend": "torch", "predictions_file": "predictions/r.npy", "job_key": "R",
-           "agree_top1_percent": 100.0, "agree_top1_ref_key": "R"}
-    other = {**common, "backend": "onnxrt", "predictions_file": "predictions/o.npy", "job_key": "O"}
-    elsewhere = {**other, "dataset_key": "another", "job_key": "E"}  # other images: no reference, left as it is
-    outside = {**other, "predictions_file": "../o.npy", "job_key": "X"}  # a name leading out of the folder
+    ref = R({**common, "backend": "torch", "predictions_file": "predictions/r.npy", "job_key": "R",
+             "agree_top1_percent": 100.0, "agree_top1_ref_key": "R"})
+    other = R({**common, "backend": "onnxrt", "predictions_file": "predictions/o.npy", "job_key": "O"})
+    elsewhere = other.with_fields(dataset_key="another", job_key="E")  # other images: no reference, left as it is
+    outside = other.with_fields(predictions_file="../o.npy", job_key="X")  # a name leading out of the folder
     got = with_agreement(tmp_path, [ref, other, elsewhere, outside])
     assert got[0] is ref and got[2] is elsewhere and got[3] is outside
-    assert got[1] == {**other, "agree_top1_percent": round(100 * 2 / 3, 3), "agree_top1_images": 3,
-                      "agree_top1_ref_key": "R"}  # over the 3 images the reference ranks; -1 is none
-    assert "agree_top1_percent" not in other  # a copy: the record itself is untouched
+    assert got[1] == other.with_fields(agree_top1_percent=round(100 * 2 / 3, 3), agree_top1_images=3,
+                                       agree_top1_ref_key="R")  # over the 3 images the reference ranks; -1 is none
+    assert other.agree_top1_percent is None  # a copy: the record itself is untouched
 
 
 @pytest.mark.slow

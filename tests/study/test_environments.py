@@ -10,6 +10,7 @@ import pytest
 import main
 from tests.conftest import unchanged
 from tests.study.test_study import FAST, records, summary
+from tests.report import R
 from utils.report.schema_types import ENV_IDENTITY
 from utils.report.select import identity_columns, images_key, latest_per_config
 
@@ -19,7 +20,7 @@ def rec(**over):
          "batch_size": 1, "mode": "pipelined", "dataset_key": "k", "weights_id": "w", "images": 20, "top1": 70.0,
          "time": "2026-12-06T10:00:00+00:00", "env": {"host": "a", "cpu": "Xeon", "torch": "2.14.1"}}
     r.update(over)
-    return r
+    return R(r)
 
 
 def test_records_of_another_library_version_are_kept_apart_and_labelled():
@@ -35,11 +36,32 @@ def test_records_of_another_library_version_are_kept_apart_and_labelled():
     assert identity_columns([here, other_host]) == []  # like nodes: no column
 
 
+# a row that runs each library: TensorRT's rows run ONNX, ONNX Runtime (ModelOpt's calibration), ModelOpt and
+# TensorRT(-RTX); a serving row runs LoadGen
+RUNS = {**{k: {"backend": "tensorrt", "precision": "fp16"} for k in ENV_IDENTITY[7:]},
+        "loadgen": {"role": "scenario", "scenario": "offline"}}
+
+
 @pytest.mark.parametrize("field", ENV_IDENTITY)
 def test_every_identity_field_tells_environments_apart(field):
-    a, b = rec(env={field: "1"}), rec(env={field: "2"})
+    a, b = rec(env={field: "1"}, **RUNS.get(field, {})), rec(env={field: "2"}, **RUNS.get(field, {}))
     assert len(latest_per_config([a, b])) == 2
     assert dict(identity_columns([a, b]))["measured with"](b).endswith(" 2")
+
+
+@pytest.mark.parametrize("field", ENV_IDENTITY[7:])
+def test_a_library_a_row_does_not_run_is_no_part_of_its_environment(field):
+    """The H100 study (2026-12-07): the PyTorch rows ran while onnxruntime 1.30 was importable, the ONNX Runtime rows
+    with 1.31.1; every ONNX Runtime row lost its "x Vanilla". A PyTorch row's figures do not depend on ONNX Runtime
+    (or TensorRT, ModelOpt, LoadGen): its records are one environment, and the reference of any row."""
+    a, b = rec(env={field: "1"}), rec(env={field: "2"}, time="2026-12-06T11:00:00+00:00")
+    assert latest_per_config([a, b]) == [b] and identity_columns([a, b]) == []
+    other = rec(env={field: "3"}, **RUNS[field])
+    assert images_key(other) == images_key(a)  # divided by the PyTorch row measured on this machine and torch
+    assert identity_columns([a, other]) == []  # nothing to tell apart: the PyTorch row does not run it
+    later = rec(env={field: "4"}, time="2026-12-06T12:00:00+00:00", **RUNS[field])
+    assert dict(identity_columns([a, other, later]))["measured with"](later).endswith(" 4")
+    assert dict(identity_columns([a, other, later]))["measured with"](a) == ""  # no version said for a row without it
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
         ("mobilenet_v3_small", "onnxrt", "timing", 3)]
     assert [(o.status, o.job.role, o.job.batch_size) for o in outcomes] == [
         ("measured", "accuracy", 3), ("measured", "timing", 2), ("measured", "timing", 3)]
-    assert all(o.record["_path"] for o in outcomes) and bar.n == 3
+    assert all(o.record.path for o in outcomes) and bar.n == 3
     assert not list(tmp_path.glob(".claims-*"))  # its claim folder is removed
     # the same setup run in this process now finds every job done: the child's job keys are this process's
     import utils.models.networks as nets

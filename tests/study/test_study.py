@@ -22,6 +22,7 @@ import pytest
 
 import main
 from tests.conftest import ROOT, squeeze
+from tests.report import R
 from utils.backends.base import RunSpec
 from utils.core.errors import ArtTRTError, cli_boundary
 
@@ -509,7 +510,7 @@ def _rec(**kw):
             "batch_size": 1, "mode": "pipelined", "top1": 80.0, "images": 20, "dataset_key": "d", "weights_id": "w",
             "images_per_s": 100.0, "latency_model_p50": 10.0, "setup_key": "s-ref"}
     base.update(kw)
-    return base
+    return R(base)
 
 
 def test_top1_gate_on_hand_made_records():
@@ -523,7 +524,7 @@ def test_top1_gate_on_hand_made_records():
                         setup_key="s-fp16")  # no PyTorch fp32 row on these images: no drop
     recs = [ref, low, other_images]
     assert [d for _, d in top1_drops(recs)] == [0.0, 2.0, None]
-    assert [(r["setup_key"], d) for r, d in over_top1_drop(recs, 1)] == [("s-int8", 2.0)]
+    assert [(r.setup_key, d) for r, d in over_top1_drop(recs, 1)] == [("s-int8", 2.0)]
     assert over_top1_drop(recs, 3) == [] and over_top1_drop(recs, 2) == []  # more than the gate, not equal
     gated = {r[1]: r for r in table_rows(squeeze(worth_it_markdown([ref, low], 1)),
                                          "# Is TensorRT worth it? Every network")}
@@ -543,12 +544,12 @@ def test_finish_study_exits_3_over_the_gate(tmp_path, capsys):
     from utils.study.finish import GATE_FAILED, finish_study
 
     recorder = Recorder(tmp_path, "test")  # the report of the folder needs records on disk
-    recs = [recorder.write(make_record("validate", "test", **{k: v for k, v in r.items() if k != "kind"}))
+    recs = [recorder.write(make_record("validate", "test", **{k: v for k, v in r.as_dict().items() if k != "kind"}))
             for r in (_rec(), _rec(backend="onnxrt", precision="int8", options="cpu", top1=78.0, setup_key="s-int8"))]
     counts = {"measured": 2}
     assert finish_study(1.0, tmp_path, recs, time.perf_counter(), counts) == GATE_FAILED == 3
     err = capsys.readouterr().err
-    assert "top-1 gate: net ONNX Runtime int8 (cpu) is 2.00 points below PyTorch fp32 (more than --max_top1_drop 1)" \
+    assert "top-1 gate: net ONNX Runtime int8 (cpu) is 2.00 points below Vanilla (more than --max_top1_drop 1)" \
         in err
     assert finish_study(3.0, tmp_path, recs, time.perf_counter(), counts) == 0
     assert finish_study(None, tmp_path, recs, time.perf_counter(), counts) == 0
@@ -580,7 +581,7 @@ def test_top1_gate_of_a_study(lite0_study, tmp_path, capsys):
     gate = [ln for ln in captured.err.splitlines() if ln.startswith("top-1 gate:")]
     over = [ln for ln in gate if "inconclusive" not in ln]
     assert over == [("top-1 gate: efficientnet_lite0 ONNX Runtime int8 (cpu, max, 4 img) is 5.00 points below "
-                     "PyTorch fp32 (paired 95 % interval of the drop 3.00..7.00) (more than --max_top1_drop 1)")]
+                     "Vanilla (paired 95 % interval of the drop 3.00..7.00) (more than --max_top1_drop 1)")]
     # the others: no change on 20 photos, whose paired interval (+-11.28) holds a 1-point budget
     assert len(gate) == 5 and all("-11.28..11.28), which holds --max_top1_drop 1" in ln for ln in gate if ln not in over)
     rows = table_rows(squeeze(captured.out), "# Is TensorRT worth it? Every network")

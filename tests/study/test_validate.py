@@ -22,16 +22,16 @@ def test_validate_records_per_batch_size(demo_data, lite0, tmp_path):
     for bs in (1, 8):
         rec, res = validate_one(RunSpec("onnxrt", "fp32"), lite0, ds, MeasureOptions(batch_size=bs, progress=False),
                                 recorder=Recorder(tmp_path))
-        assert rec["top1"] == 85.0 and rec["batch_size"] == bs
+        assert rec.top1 == 85.0 and rec.batch_size == bs
         preds[bs] = res.predictions
-        assert Path(rec["_path"]).is_file()
+        assert Path(str(rec.path)).is_file()
     assert np.array_equal(preds[1], preds[8]) and (preds[1] >= 0).all()  # batching changes no prediction
     # bs 8 over 20 images: 2 full batches, int(0.1*2)=0 warm-up batches, the short batch of 4 untimed
-    assert rec["latency_all_batches"] == 2 and rec["timed_images"] == 16 and rec["images"] == 20
-    assert rec["short_batch"] == {"images": 4, "handling": "run after the timed batches, for accuracy only"}
+    assert rec.latency_all_batches == 2 and rec.timed_images == 16 and rec.images == 20
+    assert rec.short_batch == {"images": 4, "handling": "run after the timed batches, for accuracy only"}
     # who and what: the dataset's content key and size, the weights
-    assert rec["dataset_key"] == ds.meta["key"] and rec["dataset_images"] == 20
-    assert rec["weights"].startswith("packaged:") and rec["weights_id"] == "model:" + lite0.content_key()[:20]
+    assert rec.dataset_key == ds.meta["key"] and rec.dataset_images == 20
+    assert rec.weights.startswith("packaged:") and rec.weights_id == "model:" + lite0.content_key()[:20]
 
 
 @pytest.mark.slow

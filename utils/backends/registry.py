@@ -61,6 +61,9 @@ class Backend:
     # Its int8/fp8 rows are calibrated on images (--calib_method, --calib_size, --calib_methods/--calib_sizes make
     # more rows of them); torchao's are not (it scales weights when it quantizes and activations at run time).
     calibrates: bool = False
+    # The libraries besides PyTorch whose versions change its figures (the record's env fields: ONNX Runtime runs
+    # ModelOpt's calibration for TensorRT too): records differing only in others are one environment for its rows.
+    libraries: Tuple[str, ...] = ()
 
     def impl(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -72,9 +75,11 @@ BACKENDS: Dict[str, Backend] = {
     "compile": Backend("compile", "torch.compile", ("fp32", "fp16", "bf16"), ("fp16", "bf16"), False,
                        "utils.backends.compile"),
     "onnxrt": Backend("onnxrt", "ONNX Runtime", PRECISIONS, ("bf16", "fp8"), False, "utils.backends.onnxrt",
-                      uses_onnx=True, own_process_on_gpu=True, calibrates=True),
+                      uses_onnx=True, own_process_on_gpu=True, calibrates=True,
+                      libraries=("onnx", "onnxruntime", "modelopt")),
     "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt", uses_onnx=True,
-                        built_for_run_batches=True, calibrates=True),
+                        built_for_run_batches=True, calibrates=True,
+                        libraries=("onnx", "onnxruntime", "modelopt", "tensorrt", "tensorrt_rtx")),
     "torchao": Backend("torchao", "torchao", ("int8", "fp8"), ("fp8",), False, "utils.backends.ao"),
 }
 
@@ -145,7 +150,12 @@ def needs_gpu(name: str) -> bool:
 
 def calibrated(spec: RunSpec) -> bool:
     """Whether this spec's model is calibrated on images (an int8/fp8 row of a backend that calibrates)."""
-    return spec.precision in CALIB_METHODS and get(spec.backend).calibrates
+    return calibrates(spec.backend, spec.precision)
+
+
+def calibrates(backend: str, precision: str) -> bool:
+    """calibrated() from a record's names: False for a backend this registry does not hold."""
+    return precision in CALIB_METHODS and backend in BACKENDS and BACKENDS[backend].calibrates
 
 
 def check_combination(backend: str, precision: str, device: str) -> None:

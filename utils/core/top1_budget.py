@@ -37,7 +37,7 @@ class Top1Budget(float):
     def check(self) -> "Top1Budget":
         """Itself, or ArtTRTError with one sentence: points at least 0, a share from 0 % to below 100 %."""
         if self.relative and not 0 <= self < 100:
-            raise ArtTRTError(f"--max_top1_drop {self}: a share of PyTorch fp32's top-1 is from 0% to below 100%")
+            raise ArtTRTError(f"--max_top1_drop {self}: a share of Vanilla's top-1 is from 0% to below 100%")
         if not 0 <= self < math.inf:
             raise ArtTRTError(f"--max_top1_drop is a number of points, at least 0, not {self}")
         return self

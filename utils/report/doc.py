@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
 import jinja2
 from markupsafe import Markup
@@ -57,7 +57,20 @@ class Table:
         return self.text
 
 
-Block = Union[Heading, Para, Table]
+@dataclass(frozen=True)
+class Footnote:
+    """A note said once per page, however many tables need it: what it says, and the rows it is said of. compose()
+    merges a Doc's footnotes of one key into one at its end; one_page() does the same across a page's Docs."""
+
+    key: str
+    text: str
+    items: Tuple[str, ...] = ()
+
+    def markdown(self) -> str:
+        return visible(self.text + (f" Here: {'; '.join(self.items)}." if self.items else ""))
+
+
+Block = Union[Heading, Para, Table, Footnote]
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _BLOCKS = _ENV.from_string("""\
@@ -90,6 +103,8 @@ class Doc(str):
                 items.append({"kind": "heading", "level": min(max(b.level, 1), 4), "text": visible(b.text)})
             elif isinstance(b, Para):
                 items.append({"kind": "para", "runs": [(visible(t), strong) for t, strong in b.runs]})
+            elif isinstance(b, Footnote):
+                items.append({"kind": "para", "runs": [(b.markdown(), False)]})
             else:
                 items.append({"kind": "table", "header": [visible(h) for h in b.header],
                               "rows": [[visible(c) for c in row] for row in b.rows]})
@@ -130,9 +145,38 @@ def strong(text: str) -> Tuple[str, bool]:
 Part = Union[Doc, str, Tuple[Any, ...], None]
 
 
+def footnote(key: str, text: str, items: Sequence[str] = ()) -> Doc:
+    """A footnote block (Footnote): one per key at the end of the Doc it is composed into, and of the page."""
+    note = Footnote(key, text, tuple(dict.fromkeys(items)))
+    return Doc([note], note.markdown() + "\n")
+
+
+def _merged(blocks: Sequence[Block]) -> List[Block]:
+    """blocks with their footnotes moved to the end, one per key (the rows of each merged, in order)."""
+    notes: Dict[str, Footnote] = {}
+    for b in blocks:
+        if isinstance(b, Footnote):
+            had = notes.get(b.key)
+            notes[b.key] = b if had is None else Footnote(b.key, had.text, tuple(dict.fromkeys(had.items + b.items)))
+    return [b for b in blocks if not isinstance(b, Footnote)] + list(notes.values())
+
+
+def _doc(blocks: Sequence[Block]) -> Doc:
+    return Doc(blocks, "\n\n".join(b.markdown() for b in blocks) + "\n" if blocks else "")
+
+
+def one_page(docs: Sequence[Doc]) -> Tuple[List[Doc], Doc]:
+    """The Docs of one page (report.html, a console summary) without their footnotes, and those footnotes merged:
+    each said once, at the page's end."""
+    every = [b for d in docs for b in getattr(d, "blocks", ()) if isinstance(b, Footnote)]
+    bare = [_doc([b for b in d.blocks if not isinstance(b, Footnote)]) if isinstance(d, Doc) else d for d in docs]
+    return bare, _doc(_merged(every))
+
+
 def compose(*parts: Part) -> Doc:
     """One Doc of its parts, separated by blank lines: a Doc keeps its blocks; a str starting with '#' is a heading,
-    any other non-empty str a paragraph; a tuple of runs (str, or strong(str)) a paragraph with strong runs."""
+    any other non-empty str a paragraph; a tuple of runs (str, or strong(str)) a paragraph with strong runs; the
+    footnotes of the parts once each, at the end."""
     blocks: List[Block] = []
     for part in parts:
         if part is None or part == "":
@@ -146,4 +190,4 @@ def compose(*parts: Part) -> Doc:
             blocks.append(Heading(level, part[level:].strip()))
         else:
             blocks.append(Para(((part, False),)))
-    return Doc(blocks, "\n\n".join(b.markdown() for b in blocks) + "\n" if blocks else "")
+    return _doc(_merged(blocks))

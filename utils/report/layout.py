@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from utils.core.fileio import slug
 from utils.measure.telemetry import read_csv
 from utils.report import plots
-from utils.report.doc import Doc
+from utils.report.doc import Doc, one_page
+from utils.report.schema import Record, typed_all
 from utils.report.sections.baseline_tables import baseline_markdown
 from utils.report.sections.compare_tables import compare_doc, compare_groups, compare_labels
 from utils.report.sections.compute_tables import compute_markdown
@@ -29,8 +30,6 @@ from utils.report.sections.served_tables import served_markdown
 from utils.report.sections.worth_it_tables import not_measured_markdown, worth_it_markdown
 from utils.report.select import latest_compares, latest_per_config, served_records, study_order, timing_rows
 from utils.report.terminal import fit_terminal
-
-Record = Dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -51,17 +50,19 @@ class View:
     max_regression: Optional[float] = None
 
     @classmethod
-    def of(cls, everything: Sequence[Record], max_drop: Optional[float] = None, folder: Optional[Path] = None,
-           baseline: Sequence[Record] = (), max_regression: Optional[float] = None) -> "View":
-        every = [r for r in everything if r.get("kind") == "validate"]
-        ok = [r for r in every if not r.get("error")]
+    def of(cls, everything: Sequence[Any], max_drop: Optional[float] = None, folder: Optional[Path] = None,
+           baseline: Sequence[Any] = (), max_regression: Optional[float] = None) -> "View":
+        """The view of records read (Records) or made (dicts: checked against the schema here, once)."""
+        everything, baseline = typed_all(everything), typed_all(baseline)
+        every = [r for r in everything if r.kind == "validate"]
+        ok = [r for r in every if not r.error]
         timing = timing_rows(ok)
         return cls(everything, max_drop, folder, every, ok, served_records(ok), timing, latest_per_config(timing),
-                   latest_compares([r for r in everything if r.get("kind") == "compare" and not r.get("error")]),
+                   latest_compares([r for r in everything if r.kind == "compare" and not r.error]),
                    baseline, max_regression)
 
     def setups(self) -> int:
-        return len({(r.get("network"), r.get("backend"), r.get("precision"), r.get("options")) for r in self.latest})
+        return len({(r.network, r.backend, r.precision, r.options) for r in self.latest})
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _one(recs: List[Record]) -> List[Any]:
 
 
 def _networks(recs: Sequence[Record]) -> List[str]:
-    return sorted({str(r.get("network")) for r in recs})
+    return sorted({str(r.network) for r in recs})
 
 
 def _doc(file: Optional[str], doc: Doc) -> List[Piece]:
@@ -150,7 +151,7 @@ def _telemetry(view: View, csv_path: Path) -> List[Piece]:
 def _comparisons(view: View, compares: List[Record]) -> List[Piece]:
     """Several runners side by side, then each on its own, drawn from the records themselves."""
     return ([Markdown(None, d) for d in compare_groups(compares)]
-            + [Markdown(None, compare_doc(r, *compare_labels(r), str(r.get("network")))) for r in compares])
+            + [Markdown(None, compare_doc(r.as_dict(), *compare_labels(r), str(r.network))) for r in compares])
 
 
 SECTIONS: Tuple[Section, ...] = (
@@ -176,7 +177,7 @@ SECTIONS: Tuple[Section, ...] = (
     Section("inspect", (), lambda v: _one(v.latest), lambda v, recs: _doc(None, inspect_markdown(recs)), console=True),
     Section("profile", (), lambda v: _one(v.latest), lambda v, recs: _doc(None, profile_markdown(recs)), console=True),
     Section("latency bars", ("inference_time_bar_all-bs{batch}.png",),
-            lambda v: sorted({int(r["batch_size"]) for r in v.latest if r.get("batch_size") is not None}),
+            lambda v: sorted({int(r.batch_size) for r in v.latest if r.batch_size is not None}),
             _latency_bars),
     Section("telemetry", ("{telemetry}.png",),
             lambda v: sorted(v.folder.rglob("telemetry-*.csv")) if v.folder is not None else [], _telemetry),
@@ -192,6 +193,9 @@ def pieces(view: View, where: str) -> List[Tuple[Section, Piece]]:
 
 
 def summary_docs(view: View, width: Optional[int] = None) -> List[str]:
-    """A run's console summary: each section's tables, the results fitted to `width` columns (None: every column)."""
-    return [fit_terminal(p.doc, width) if s.fit_terminal else str(p.doc)
-            for s, p in pieces(view, "console") if isinstance(p, Markdown)]
+    """A run's console summary: each section's tables, the results fitted to `width` columns (None: every column),
+    and the footnotes of them all once, at the end."""
+    shown = [(s, p) for s, p in pieces(view, "console") if isinstance(p, Markdown)]
+    bare, notes = one_page([p.doc for _, p in shown])
+    docs = [fit_terminal(d, width) if s.fit_terminal else str(d) for (s, _), d in zip(shown, bare) if d]
+    return docs + ([str(notes)] if notes else [])

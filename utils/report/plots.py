@@ -23,6 +23,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from utils.backends.registry import BACKENDS, PRECISIONS  # noqa: E402
 from utils.core.fileio import atomic_path  # noqa: E402
 from utils.measure.scenarios import paired  # noqa: E402
+from utils.report.schema import Record  # noqa: E402
+from utils.report.schema_types import Env  # noqa: E402
 from utils.report.select import finite_number, identity_columns, row_label, serve_question, served_records  # noqa: E402
 
 matplotlib.use("Agg")
@@ -35,12 +37,12 @@ PHASE_COLOURS = {"build": "#f4d03f", "load": "#aed6f1", "warm-up": "#f5b7b1", "m
 HUES = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
-def colour(rec: Dict[str, Any]) -> Tuple[float, float, float]:
+def colour(rec: Record) -> Tuple[float, float, float]:
     """The colour of a record's backend and precision, the same in every plot: the backend's hue, lighter
     for each precision after fp32."""
     names = list(BACKENDS)
-    b = names.index(rec["backend"]) if rec.get("backend") in names else len(names)
-    p = PRECISIONS.index(rec["precision"]) if rec.get("precision") in PRECISIONS else 0
+    b = names.index(rec.backend) if rec.backend in names else len(names)
+    p = PRECISIONS.index(rec.precision) if rec.precision in PRECISIONS else 0
     base = to_rgb(HUES[b % len(HUES)])
     mix = 0.16 * p  # toward white
     return (base[0] + (1 - base[0]) * mix, base[1] + (1 - base[1]) * mix, base[2] + (1 - base[2]) * mix)
@@ -72,25 +74,25 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def series_labels(records: Sequence[Dict[str, Any]]) -> Callable[[Dict[str, Any]], str]:
+def series_labels(records: Sequence[Record]) -> Callable[[Record], str]:
     """A record's line or bar label: its row label, plus the timing mode, dataset and weights where those differ
     among the records drawn together (a sync and a pipelined run are two lines, never one zigzag)."""
-    modes = {r.get("mode") for r in records}
+    modes = {r.mode for r in records}
     extra = identity_columns(records)
 
-    def label(r: Dict[str, Any]) -> str:
-        parts = [f(r) for _, f in extra] + ([str(r.get("mode"))] if len(modes) > 1 else [])
+    def label(r: Record) -> str:
+        parts = [f(r) for _, f in extra] + ([str(r.mode)] if len(modes) > 1 else [])
         return row_label(r) + (f" [{', '.join(parts)}]" if parts else "")
 
     return label
 
 
-def _hatches() -> Callable[[str, Dict[str, Any]], str]:
+def _hatches() -> Callable[[str, Record], str]:
     """A hatch per further label of one colour (TRT fp16 and TRT fp16 static): no two bars look alike."""
     seen: Dict[Tuple[float, float, float], List[str]] = defaultdict(list)
     patterns = ["", "//", "..", "xx", "\\\\", "++"]
 
-    def hatch(label: str, rec: Dict[str, Any]) -> str:
+    def hatch(label: str, rec: Record) -> str:
         labels = seen[colour(rec)]
         if label not in labels:
             labels.append(label)
@@ -104,7 +106,7 @@ PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^", "fp8": 
 PRECISION_HATCHES = {"fp32": "", "fp16": "//", "bf16": "\\\\", "int8": "xx", "fp8": ".."}
 
 
-def throughput_plot(records: Sequence[Dict[str, Any]], network: str, path: Path) -> Path:
+def throughput_plot(records: Sequence[Record], network: str, path: Path) -> Path:
     """images/s against batch size, one line per row label (backend, precision, options; and mode, dataset,
     weights where they differ); where only one batch size was measured, one labelled bar per row instead of a lone
     dot on a narrow axis."""
@@ -112,24 +114,24 @@ def throughput_plot(records: Sequence[Dict[str, Any]], network: str, path: Path)
     return _save(fig, path)
 
 
-def throughput_figure(records: Sequence[Dict[str, Any]], network: str) -> Tuple[Any, Any]:
+def throughput_figure(records: Sequence[Record], network: str) -> Tuple[Any, Any]:
     lines: Dict[str, List[Tuple[int, float]]] = defaultdict(list)
-    first: Dict[str, Dict[str, Any]] = {}
-    mine = [r for r in records if r.get("network") == network and r.get("images_per_s")]
+    first: Dict[str, Record] = {}
+    mine = [r for r in records if r.network == network and r.images_per_s]
     series = series_labels(mine)
     for r in mine:
         label = series(r)
-        lines[label].append((int(r["batch_size"]), float(r["images_per_s"])))
+        lines[label].append((int(r.batch_size), float(r.images_per_s)))
         first.setdefault(label, r)
     sizes = sorted({p[0] for pts in lines.values() for p in pts})
-    env = records[0].get("env", {}) if records else {}
-    where = env.get("gpu") or env.get("cpu", "?")
+    env = records[0].env if records else Env()
+    where = env.gpu or env.cpu or "?"
     if len(sizes) == 1:  # one batch size: a bar per row, its value written at its end
         order = sorted(lines, key=lambda label: lines[label][0][1])
         fig, ax = plt.subplots(figsize=(7, 1.2 + 0.4 * len(order)))
         for y, label in enumerate(order):
             r, value = first[label], lines[label][0][1]
-            ax.barh(y, value, color=colour(r), hatch=PRECISION_HATCHES.get(str(r.get("precision")), ""),
+            ax.barh(y, value, color=colour(r), hatch=PRECISION_HATCHES.get(str(r.precision), ""),
                     edgecolor="#333333")
             ax.text(value, y, f" {value:,.1f}", va="center", fontsize=8)
         ax.set_yticks(range(len(order)), order)
@@ -144,7 +146,7 @@ def throughput_figure(records: Sequence[Dict[str, Any]], network: str) -> Tuple[
     for label, pts in sorted(lines.items()):
         pts.sort()
         r = first[label]
-        key = (str(r.get("backend")), str(r.get("precision")))
+        key = (str(r.backend), str(r.precision))
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=PRECISION_MARKERS.get(key[1], "o"), label=label,
                 color=colour(r), linestyle=styles[seen[key] % len(styles)])  # same colour, another dash: an option
         seen[key] += 1
@@ -159,10 +161,10 @@ def throughput_figure(records: Sequence[Dict[str, Any]], network: str) -> Tuple[
     return fig, ax
 
 
-def latency_bars(records: Sequence[Dict[str, Any]], path: Path, batch_size: int) -> Path:
+def latency_bars(records: Sequence[Record], path: Path, batch_size: int) -> Path:
     """Latency-model (solid) and latency-all (pale, behind) means at one batch size, grouped by network."""
-    rows = [r for r in records if r.get("batch_size") == batch_size and r.get("latency_model_mean")]
-    networks = sorted({r["network"] for r in rows})
+    rows = [r for r in records if r.batch_size == batch_size and r.latency_model_mean]
+    networks = sorted({r.network for r in rows})
     series = series_labels(rows)
     hatch = _hatches()
     labels = sorted({series(r) for r in rows})
@@ -171,24 +173,24 @@ def latency_bars(records: Sequence[Dict[str, Any]], path: Path, batch_size: int)
     for j, label in enumerate(labels):
         xs, model, allc, col, pattern = [], [], [], None, ""
         for i, net in enumerate(networks):
-            match = [r for r in rows if r["network"] == net and series(r) == label]
+            match = [r for r in rows if r.network == net and series(r) == label]
             if match:
                 xs.append(i + j * width)
-                model.append(match[-1]["latency_model_mean"])
-                allc.append(match[-1].get("latency_all_mean") or 0)  # a record without it: no pale bar
+                model.append(match[-1].latency_model_mean)
+                allc.append(match[-1].latency_all_mean or 0)  # a record without it: no pale bar
                 col = colour(match[-1])
-                pattern = PRECISION_HATCHES.get(str(match[-1].get("precision")), "") + hatch(label, match[-1])
+                pattern = PRECISION_HATCHES.get(str(match[-1].precision), "") + hatch(label, match[-1])
         ax.bar(xs, allc, width, color=col, alpha=0.35, edgecolor=col, linestyle="--")
         ax.bar(xs, model, width, label=label, color=col, hatch=pattern, edgecolor="#333333")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(networks))], networks)
-    _log_if_wide(ax, [r["latency_model_mean"] for r in rows] + [r.get("latency_all_mean") or 0 for r in rows])
+    _log_if_wide(ax, [r.latency_model_mean for r in rows] + [r.latency_all_mean or 0 for r in rows])
     ax.set_ylabel("ms per batch (edged: model, pale: with copies)")
     ax.set_title(f"latency at batch size {batch_size}")
     _legend_outside(ax)
     return _save(fig, path)
 
 
-def telemetry_plot(samples: Sequence[Dict[str, Any]], path: Path, title: str) -> Path:
+def telemetry_plot(samples: Sequence[Record], path: Path, title: str) -> Path:
     """GPU memory and SM utilisation over time, the phases shaded (the original's Vanilla | TRT pair)."""
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
     t = [s["t_s"] for s in samples]
@@ -218,28 +220,28 @@ def telemetry_plot(samples: Sequence[Dict[str, Any]], path: Path, title: str) ->
 Point = Tuple[float, Optional[float], Optional[float], bool]  # completed samples/s, p50 ms, p<percentile> ms, VALID
 
 
-def serving_points(records: Sequence[Dict[str, Any]], network: str) -> List[Tuple[str, Dict[str, Any], List[Point]]]:
+def serving_points(records: Sequence[Record], network: str) -> List[Tuple[str, Record, List[Point]]]:
     """Per Server record of the network (the newest of each setup and settings): its label, the record, and each
     LoadGen run of its peak_steps in the order of target QPS as (completed samples/s, p50, p<percentile>, VALID);
     a run without a samples/s is left out. Read from the records, nothing computed."""
-    mine = [r for r in served_records(records) if r.get("network") == network and r.get("scenario") == paired("rate")
-            and isinstance(r.get("peak_steps"), list)]
+    mine = [r for r in served_records(records) if r.network == network and r.scenario == paired("rate")
+            and r.peak_steps is not None]
     series = series_labels(mine)
     questions = {serve_question(r) for r in mine}
     out = []
     for r in mine:
         pct, bound = serve_question(r)
         label = series(r) + (f" [p{pct:g} <= {bound:g} ms]" if len(questions) > 1 else "")
-        steps = sorted((s for s in r["peak_steps"] if isinstance(s, dict) and finite_number(s.get("samples_per_s"))
-                        is not None), key=lambda s: finite_number(s.get("target_qps")) or 0.0)
-        lat: List[Dict[str, Any]] = [s["latency_ms"] if isinstance(s.get("latency_ms"), dict) else {} for s in steps]
-        out.append((label, r, [(float(s["samples_per_s"]), finite_number(t.get("p50")),
-                                finite_number(t.get(f"p{pct:g}")), s.get("loadgen_valid") is True)
+        steps = sorted((s for s in r.peak_steps or [] if finite_number(s.samples_per_s) is not None),
+                       key=lambda s: finite_number(s.target_qps) or 0.0)
+        lat: List[Dict[str, float]] = [s.latency_ms or {} for s in steps]  # by LoadGen's names: "p50", "p99.9"
+        out.append((label, r, [(float(s.samples_per_s or 0.0), finite_number(t.get("p50")),
+                                finite_number(t.get(f"p{pct:g}")), s.loadgen_valid is True)
                                for s, t in zip(steps, lat)]))
     return sorted(((label, r, pts) for label, r, pts in out if pts), key=lambda x: x[0])
 
 
-def serving_curve(records: Sequence[Dict[str, Any]], network: str, path: Path) -> Path:
+def serving_curve(records: Sequence[Record], network: str, path: Path) -> Path:
     """Latency (p50 dashed, the bound's percentile solid) against completed samples/s of every Server run of each
     runner, a horizontal line at each latency bound; a VALID run is a dot, an INVALID one a cross."""
     fig, ax = plt.subplots(figsize=(7, 4.5))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_write_json, finite_json, is_regular_file, read_bytes, slug
-from utils.report.schema import RECORD_VERSION, RecordError, check_record
+from utils.report.schema import RECORD_VERSION, Record, RecordError, check_record
 
 if TYPE_CHECKING:
     import torch
@@ -162,8 +162,8 @@ class Recorder:
     folder: Optional[Path] = None
     command: Optional[str] = None
 
-    def write(self, rec: Dict[str, Any]) -> Dict[str, Any]:
-        """Writes the record under folder/records (if any); returns it with "_path" set where written.
+    def write(self, rec: Dict[str, Any]) -> Record:
+        """Writes the record under folder/records (if any); returns it typed, with its path where written.
 
         A measurement is never lost to a folder that stopped taking files: the record then goes to the
         system's temporary folder, and a warning says where."""
@@ -174,7 +174,10 @@ class Recorder:
                 rec["_path"] = str(write_record(rec, Path(tempfile.gettempdir()) / "arttrt-records"))
                 rec["_elsewhere"] = True  # (in memory only: finish_study says where, and draws nothing over them)
                 log.warning("could not write the record under %s (%s): it is in %s", self.folder, err, rec["_path"])
-        return rec
+        try:
+            return check_record(rec)
+        except RecordError:  # said by write_record: a bug of ArtTRT's; the figures are kept, untyped where wrong
+            return Record.model_construct(**rec)
 
 
 def record_files(folder: Path, nested: bool = False) -> List[Path]:
@@ -195,24 +198,24 @@ def record_files(folder: Path, nested: bool = False) -> List[Path]:
     return out
 
 
-def load_records(folder: Path, kind: Optional[str] = None, nested: bool = False) -> List[Dict[str, Any]]:
+def load_records(folder: Path, kind: Optional[str] = None, nested: bool = False) -> List[Record]:
     """Every ArtTRT record of folder (its records/ folder; nested: every records/ folder under it), oldest first,
     each checked against the schema; foreign JSON files are ignored, a record that cannot be read or does not fit
     is skipped with one warning naming it."""
     out = []
     for p in record_files(folder, nested):
         rec = read_record(p)
-        if rec is not None and (kind is None or rec.get("kind") == kind):
+        if rec is not None and (kind is None or rec.kind == kind):
             out.append(rec)
-    return sorted(out, key=lambda r: str(r.get("time", "")))
+    return sorted(out, key=lambda r: str(r.time or ""))
 
 
-def record_folders(records: List[Dict[str, Any]]) -> Dict[str, int]:
+def record_folders(records: List[Record]) -> Dict[str, int]:
     """The folders the records were read from, with how many each gave."""
     out: Dict[str, int] = {}
     for r in records:
-        if r.get("_path"):
-            parent = str(Path(r["_path"]).parent)
+        if r.path:
+            parent = str(Path(r.path).parent)
             out[parent] = out.get(parent, 0) + 1
     return out
 
@@ -223,8 +226,8 @@ def _warn_once(path: Path, message: str) -> None:
         log.warning("%s", message)
 
 
-def read_record(path: Path) -> Optional[Dict[str, Any]]:
-    """One ArtTRT record with "_path" set, or None: for a file that is not one (foreign JSON, not a regular file,
+def read_record(path: Path) -> Optional[Record]:
+    """One ArtTRT record with its path set, or None: for a file that is not one (foreign JSON, not a regular file,
     unreadable, cut short: quietly) and for a record that does not fit the schema (one warning naming the file and
     the field). Never trusted unchecked, never a traceback."""
     meant = path.parent.name == "records" or path.name.startswith(("validate-", "compare-"))  # meant as a record
@@ -245,10 +248,8 @@ def read_record(path: Path) -> Optional[Dict[str, Any]]:
             _warn_once(path, f"skipped {path}: not an ArtTRT record (no record_version)")
         return None
     try:
-        check_record(rec)
+        return check_record({**rec, "_path": str(path)})
     except RecordError as err:
         _warn_once(path, f"skipped {path}: not a valid ArtTRT record ({err})")
         return None
-    rec["_path"] = str(path)
-    return rec
 

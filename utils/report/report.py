@@ -20,9 +20,12 @@ from markupsafe import Markup
 
 from utils.core.errors import ArtTRTError
 from utils.core.fileio import atomic_write_text
-from utils.report.layout import Plot, View, pieces
+from utils.report.doc import one_page
+from utils.report.layout import Markdown, Plot, View, pieces
 from utils.report.records import load_records, record_folders
 from utils.report.records_csv import write_records_csv
+from utils.report.schema import typed_all
+from utils.report.schema_types import Env
 from utils.report.select import records_read
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
@@ -39,7 +42,7 @@ PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).fro
 
 
 def make_report(folder: Path, max_top1_drop: Optional[float] = None,
-                records: Optional[List[Dict[str, Any]]] = None, baseline: Sequence[Dict[str, Any]] = (),
+                records: Optional[Sequence[Any]] = None, baseline: Sequence[Any] = (),
                 max_regression: Optional[float] = None) -> List[str]:
     """Writes table_outputs/*.md, plots/*.png and report.html under folder from the records alone (it never
     writes a record); returns what it wrote. Every section of utils.report.layout.SECTIONS shown in the report, in
@@ -49,13 +52,17 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     if not folder.is_dir():
         raise ArtTRTError(f"results folder {folder} is a file, not a folder: give the folder that holds records/"
                           if folder.exists() else f"results folder {folder} does not exist")
-    everything = load_records(folder) if records is None else records  # a run passes what it read and wrote
+    everything = load_records(folder) if records is None else typed_all(records)  # a run passes what it read, wrote
     view = View.of(everything, max_top1_drop, folder, baseline, max_regression)
     if not view.ok and not view.compares and not view.every and not any(folder.rglob("telemetry-*.csv")):
         raise ArtTRTError(f"no ArtTRT records under {folder}: run main.py -v first")
     wrote: List[str] = []
     sections: List[Dict[str, Any]] = []
-    for _, piece in pieces(view, "report"):
+    drawn = [piece for _, piece in pieces(view, "report")]
+    # each file is a page of its own (its footnotes at its end); the report says each footnote once, at its end
+    bare, notes = one_page([piece.doc for piece in drawn if isinstance(piece, Markdown)])
+    page_docs = iter(bare)
+    for piece in drawn:
         if isinstance(piece, Plot):
             path = piece.draw(folder / "plots" / piece.file)
             wrote.append(str(path))
@@ -65,15 +72,18 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
         if piece.file is not None:
             atomic_write_text(folder / "table_outputs" / piece.file, piece.doc)
             wrote.append(str(folder / "table_outputs" / piece.file))
-        sections.append({"kind": "doc", "html": piece.doc.html()})
+        sections.append({"kind": "doc", "html": next(page_docs).html()})
+    if notes:
+        sections.append({"kind": "doc", "html": notes.html()})
     read = records_read(everything, len(view.latest) + len(view.served), len(view.compares))
-    env = (view.latest or view.served or view.compares or [{}])[-1].get("env", {})
+    shown = view.latest or view.served or view.compares
+    env = shown[-1].env if shown else Env()
     folders = record_folders(everything)
     if set(folders) - {str(folder / "records")}:  # several runs' folders (merged shares): named, never silently
         read += "; read from " + ", ".join(f"{_relative(Path(f), folder)} ({n})" for f, n in sorted(folders.items()))
     head = (f"Records under {folder.resolve()}: {read}. Drawn "
-            f"{dt.datetime.now():%Y-%m-%d %H:%M}. Measured on {env.get('gpu') or env.get('cpu', '?')}, torch "
-            f"{env.get('torch')}, ONNX Runtime {env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}.")
+            f"{dt.datetime.now():%Y-%m-%d %H:%M}. Measured on {env.gpu or env.cpu or '?'}, torch "
+            f"{env.torch}, ONNX Runtime {env.onnxruntime}, TensorRT {env.tensorrt or 'not installed'}.")
     page = PAGE.render(style=Markup(STYLE), head=head, sections=sections)
     wrote.append(str(write_records_csv(folder, everything)))  # every record, one flat row each
     atomic_write_text(folder / "report.html", page)

@@ -6,8 +6,14 @@ are bounded, nested blocks (--inspect, --profile, a comparison's example) have t
 version does not know pass through untyped and are never read. A record that does not fit is skipped by
 utils.report.records.read_record with one warning naming the file and the field.
 
+Above the schema layer (records.py, this file) a record is a `Record`: read by attribute, typed, never a dict looked
+up by name (tests/test_architecture.py checks). Fields kept in memory only (`_path`: the file it came from) are
+extras, read through `Record.path` and `Record.elsewhere`.
+
 Usage:
-    rec = check_record(json_object)        # the record as a dict, or raises RecordError naming the field
+    rec = check_record(json_object)        # the record as a Record, or raises RecordError naming the field
+    rec.top1, rec.env.gpu, rec.path        # typed fields, None where the record has none
+    recs = typed_all(dicts_or_records)     # hand-made records (tests, a record just written) made typed
 """
 from __future__ import annotations
 
@@ -28,6 +34,9 @@ Reasons = List[Text]
 
 class ServeSettings(_Strict):
     """A serving scenario's settings (utils.measure.serving.ServeOptions): the fields the tables read."""
+
+    def has(self, name: str) -> bool:
+        return name in self.model_fields_set
 
     scenario: Optional[Text] = None
     max_batch: Optional[BatchSize] = None
@@ -71,6 +80,20 @@ class ClassLoss(_Strict):  # a class among those that lose most against PyTorch 
     name: Optional[Text] = None
 
 
+class Paired(_Strict):
+    """The top-1 against PyTorch fp32's on the same images, paired (utils.core.confidence.paired_change)."""
+
+    paired_images: Optional[Count] = None
+    paired_lost: Optional[Count] = None
+    paired_gained: Optional[Count] = None
+    paired_change_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
+    paired_low_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
+    paired_high_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
+    mcnemar_p: Optional[Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]] = None
+    classes_losing: Optional[List[ClassLoss]] = Field(default=None, max_length=64)
+    paired_verdict: Optional[Text] = None
+
+
 class PeakStep(LoadGenRun):
     """One LoadGen Server run of a --find_peak bisection (or the one run at --target_qps)."""
 
@@ -81,7 +104,7 @@ class OtherFacts(_Strict):
     options: Optional[Text] = None
 
 
-class Record(LoadGenRun):
+class Record(LoadGenRun, Paired):
     """One measurement (kind "validate") or comparison (kind "compare"); the fields anything reads."""
 
     record_version: Annotated[int, Field(ge=min(READABLE_VERSIONS), le=max(READABLE_VERSIONS))]
@@ -137,6 +160,8 @@ class Record(LoadGenRun):
     repeats: Optional[List[RunFigures]] = Field(default=None, max_length=100)
     size_mib: Optional[NonNegative] = None
     size_note: Optional[Text] = None
+    tool: Optional[Text] = None               # what converted the ONNX file (utils.models.precision)
+    ort_cpu_note: Optional[Text] = None       # what an fp16/fp8 file means on ONNX Runtime's CPU provider
     # torchao (utils/backends/ao.py): what its quantize_ replaced, and what stayed float
     quantized_layers: Optional[Count] = None
     linear_layers: Optional[Count] = None
@@ -184,6 +209,8 @@ class Record(LoadGenRun):
     images_per_s_per_watt: Optional[NonNegative] = None
     unrankable_outputs: Optional[Count] = None
     # a study's job
+    timing: Optional[Text] = None              # "bounded" (timed within --duration) or a whole pass
+    accuracy_from: Optional[Dict[Text, Any]] = None  # a timing job: the accuracy pass whose top-1 it carries
     job_key: Optional[Text] = None
     setup_key: Optional[Text] = None
     predictions_file: Optional[Text] = None
@@ -191,16 +218,7 @@ class Record(LoadGenRun):
     agree_top1_images: Optional[Count] = None
     agree_top1_ref_key: Optional[Text] = None
     labels_file: Optional[Text] = None
-    # the top-1 against PyTorch fp32's on the same images, paired (utils.core.confidence.paired_change)
-    paired_images: Optional[Count] = None
-    paired_lost: Optional[Count] = None
-    paired_gained: Optional[Count] = None
-    paired_change_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
-    paired_low_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
-    paired_high_points: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]] = None
-    mcnemar_p: Optional[Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]] = None
-    classes_losing: Optional[List[ClassLoss]] = Field(default=None, max_length=64)
-    paired_verdict: Optional[Text] = None
+    baseline_paired: Optional[Paired] = None  # in memory only: against --baseline's record (study.run)
     study_job: Optional[Dict[Text, Any]] = None
     inspect: Optional[Inspect] = None
     profile: Optional[Profile] = None
@@ -247,6 +265,30 @@ class Record(LoadGenRun):
     example_top10: Optional[List[Example]] = Field(default=None, max_length=1000)
     other_facts: Optional[OtherFacts] = None
 
+    @property
+    def path(self) -> Optional[str]:
+        """The file the record was read from or written to (in memory only)."""
+        got = (self.model_extra or {}).get("_path")
+        return str(got) if got else None
+
+    @property
+    def elsewhere(self) -> bool:
+        """Written to the system's temporary folder because the output folder refused it (in memory only)."""
+        return bool((self.model_extra or {}).get("_elsewhere"))
+
+    def has(self, name: str) -> bool:
+        """Whether the record names the field at all (None included): records older than a field lack it."""
+        return name in self.model_fields_set or name in (self.model_extra or {})
+
+    def with_fields(self, **update: Any) -> "Record":
+        """A copy with fields changed or added (agreement, pairing: kept in memory, never written again), checked
+        against the schema as a read record is."""
+        return type(self).model_validate({**self.as_dict(), **update})
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The record as its JSON object (what was read or written, with in-memory fields)."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
 
 class RecordError(ValueError):
     """A record that does not fit the schema: `field` names where, `reason` what."""
@@ -261,15 +303,15 @@ REQUIRED = {"validate": ("network", "backend", "precision", "batch_size"),
             "compare": ("network", "backend", "precision", "reference")}
 
 
-def check_record(obj: Any) -> Dict[str, Any]:
-    """obj as a record dict if it fits the schema (unknown fields kept as they are); RecordError otherwise."""
+def check_record(obj: Any) -> Record:
+    """obj as a Record if it fits the schema (unknown fields kept as they are); RecordError otherwise."""
     if not isinstance(obj, dict):
         raise RecordError("(record)", f"a JSON {type(obj).__name__}, not an object")
     version = obj.get("record_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > max(READABLE_VERSIONS):
         raise RecordError("record_version", f"{version}: written by a newer ArtTRT")
     try:
-        Record.model_validate(obj)
+        rec = Record.model_validate(obj)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "(record)"
@@ -279,4 +321,13 @@ def check_record(obj: Any) -> Dict[str, Any]:
             raise RecordError(name, f"missing: a {obj['kind']} record names its {name}")
     if obj.get("kind") == "validate" and obj["batch_size"] < 1:
         raise RecordError("batch_size", "must be at least 1")
-    return obj
+    return rec
+
+
+def typed(rec: Any) -> Record:
+    """rec as a Record: itself if it is one; a dict (a record just made, a test's) checked against the schema."""
+    return rec if isinstance(rec, Record) else check_record(rec)
+
+
+def typed_all(recs: Any) -> List[Record]:
+    return [typed(r) for r in recs]

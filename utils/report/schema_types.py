@@ -43,6 +43,9 @@ class Env(_Strict):
 # software (driver, CUDA, every library that computes or times a row). A record is "done before" only in the same.
 ENV_IDENTITY = ("cpu", "gpu", "compute_capability", "driver", "cuda", "torch", "torchvision", "onnx", "onnxruntime",
                 "tensorrt", "tensorrt_rtx", "modelopt", "loadgen")
+# What every row's figures depend on, whatever its backend (the reference row's too: rows are divided by a reference
+# measured in the same ENV_MACHINE); a backend adds the libraries it runs (utils.backends.registry.Backend.libraries)
+ENV_MACHINE = ENV_IDENTITY[:7]
 
 
 class LayerCounts(_Strict):

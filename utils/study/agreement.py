@@ -16,10 +16,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from utils.backends.registry import options_label
+from utils.core.confidence import paired_change
 from utils.core.errors import ArtTRTError, first_line
 from utils.core.fileio import atomic_path, inside, regular_file
 from utils.data.imagenet import readable_class_names
-from utils.core.confidence import paired_change
+from utils.report.schema import Record
 from utils.report.select import images_key, is_reference
 from utils.study.plan import JOB_KINDS
 
@@ -65,21 +66,21 @@ def _save(path: Path, array: np.ndarray) -> None:
 def is_reference_run(spec: Any, sync: bool) -> bool:
     """A spec that runs as the PyTorch fp32 row every other is measured against (utils.report.select.is_reference,
     asked of the record it will write)."""
-    return is_reference({"backend": spec.backend, "precision": spec.precision, "options": options_label(spec),
-                         "cuda_graph": spec.cuda_graph, "mode": "sync" if sync else "pipelined",
-                         "device": spec.device})
+    return is_reference(Record.model_construct(backend=spec.backend, precision=spec.precision,
+                                               options=options_label(spec), cuda_graph=spec.cuda_graph,
+                                               mode="sync" if sync else "pipelined", device=spec.device))
 
 
-def reference_predictions(output: Path, records: Sequence[Dict[str, Any]], want: Any
+def reference_predictions(output: Path, records: Sequence[Record], want: Any
                           ) -> Optional[Tuple[np.ndarray, str]]:
     """The newest PyTorch fp32 predictions among records of images key `want`, with that record's job key."""
     for r in reversed(list(records)):
-        if (is_reference(r) and images_key(r) == want and r.get("predictions_file") and not r.get("error")
-                and r.get("role") in KEEPS_PREDICTIONS):
+        if (is_reference(r) and images_key(r) == want and r.predictions_file and not r.error
+                and r.role in KEEPS_PREDICTIONS):
             try:
-                return load_predictions(output, r["predictions_file"]), str(r.get("job_key"))
+                return load_predictions(output, r.predictions_file), str(r.job_key)
             except (OSError, ValueError, ArtTRTError) as err:
-                log.warning("no agreement with %s: %s", r.get("_path"), first_line(err))
+                log.warning("no agreement with %s: %s", r.path, first_line(err))
     return None
 
 
@@ -101,30 +102,30 @@ def top1_agreement(a: np.ndarray, ref: np.ndarray) -> Optional[Dict[str, Any]]:
 KEEPS_PREDICTIONS = [role for role, kind in JOB_KINDS.items() if kind.keeps_predictions]
 
 
-def with_agreement(output: Path, records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def with_agreement(output: Path, records: Sequence[Record]) -> List[Record]:
     """records, with a copy in place of each accuracy record whose agreement with PyTorch fp32 (same network, weights
     and images) was not known when it was written, that agreement filled in from the saved predictions; no record
     file is written."""
-    refs: Dict[Any, Dict[str, Any]] = {}
+    refs: Dict[Any, Record] = {}
     for r in records:
-        if (r.get("kind") == "validate" and is_reference(r) and not r.get("error") and r.get("predictions_file")
-                and r.get("role") in KEEPS_PREDICTIONS):
+        if (r.kind == "validate" and is_reference(r) and not r.error and r.predictions_file
+                and r.role in KEEPS_PREDICTIONS):
             refs[images_key(r)] = r
     out = []
     for r in records:
         ref = refs.get(images_key(r))
-        if (ref is None or r.get("kind") != "validate" or r.get("error") or not r.get("predictions_file")
-                or r.get("role") not in KEEPS_PREDICTIONS or r.get("agree_top1_ref_key") == ref.get("job_key")):
+        if (ref is None or r.kind != "validate" or r.error or not r.predictions_file
+                or r.role not in KEEPS_PREDICTIONS or r.agree_top1_ref_key == ref.job_key):
             out.append(r)
             continue
         try:
-            mine = load_predictions(output, r["predictions_file"])
-            theirs = load_predictions(output, ref["predictions_file"])
+            mine = load_predictions(output, r.predictions_file)
+            theirs = load_predictions(output, ref.predictions_file)
             agreement = top1_agreement(mine, theirs)
-            if agreement is not None and r.get("labels_file"):
-                agreement.update(paired_change(mine, theirs, load_predictions(output, r["labels_file"])) or {})
+            if agreement is not None and r.labels_file:
+                agreement.update(paired_change(mine, theirs, load_predictions(output, r.labels_file)) or {})
         except (OSError, ValueError, ArtTRTError) as err:
-            log.warning("no agreement for %s: %s", r.get("_path"), first_line(err))
+            log.warning("no agreement for %s: %s", r.path, first_line(err))
             agreement = None
-        out.append({**r, **agreement, "agree_top1_ref_key": ref.get("job_key")} if agreement else r)
+        out.append(r.with_fields(**agreement, agree_top1_ref_key=ref.job_key) if agreement else r)
     return out

@@ -60,14 +60,14 @@ def _compare(ref_spec: RunSpec, other_spec: RunSpec, net: Network, dataset: Cach
         other_info = other.info()
     # the runners named as every table names them (row_label: "Vanilla", "ONNX Runtime int8 (cpu)"), the network too
     text = compare_markdown(stats, spec_label(ref_spec), spec_label(other_spec), net.name)
-    rec = make_record("compare", recorder.command, **record_identity(net, other_spec, dataset, other.device, batch_size),
-                      reference=f"{ref_spec.backend}-{ref_spec.precision}", inputs_source=inputs_source,
-                      **stats.summary(), other_facts=other_info)
-    recorder.write(rec)
+    rec = recorder.write(make_record("compare", recorder.command,
+                                     **record_identity(net, other_spec, dataset, other.device, batch_size),
+                                     reference=f"{ref_spec.backend}-{ref_spec.precision}", inputs_source=inputs_source,
+                                     **stats.summary(), other_facts=other_info))
     if recorder.folder is not None:
-        stem = Path(rec["_path"]).stem
+        stem = Path(rec.path).stem
         atomic_write_text(recorder.folder / "compare" / f"{stem}.md", text)
         if stats.flips:
             atomic_write_text(recorder.folder / "compare" / f"{stem}-flips.csv", flips_csv(stats))
-        log.info("comparison written to %s and %s", rec["_path"], recorder.folder / "compare" / f"{stem}.md")
+        log.info("comparison written to %s and %s", rec.path, recorder.folder / "compare" / f"{stem}.md")
     return rec, stats, text

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from utils.backends.base import RunSpec
+from utils.core.confidence import paired_change
 from utils.data.imagenet import readable_class_names
 from utils.data.options import DataOptions
 from utils.data.photos import demo_dataset
-from utils.core.confidence import paired_change
 from utils.measure.measurement import MeasureOptions
 from utils.models import networks
 from utils.report.records import Recorder
 from utils.report.report import make_report
+from utils.report.schema import Record
 from utils.report.sections.results_tables import results_table
 from utils.report.terminal import fit_terminal, terminal_width
 from utils.study.agreement import top1_agreement
@@ -47,13 +48,13 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
         records.append(rec)
         preds.append(res.predictions)
     # the report's "same top-1 as Vanilla" column and this line are one figure, the record's
-    same = round((records[1].get("agree_top1_percent") or 0.0) * (records[1].get("agree_top1_images") or 0) / 100)
+    same = round((records[1].agree_top1_percent or 0.0) * (records[1].agree_top1_images or 0) / 100)
     lines: List[str] = [fit_terminal(results_table(records), terminal_width()), "",
                         f"EfficientNet-Lite0 (packaged ImageNet weights), {len(ds)} foolbox photos: "
                         f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "
-                        f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} (PyTorch / ONNX Runtime); "
+                        f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} (Vanilla / ONNX Runtime fp32); "
                         f"same top-1 class on {same} of {len(preds[0])} photos; ONNX Runtime against PyTorch, "
-                        f"paired: {records[1].get('paired_verdict') or 'not computed'}."]
+                        f"paired: {records[1].paired_verdict or 'not computed'}."]
 
     make_report(output / "demo")
     lines += [f"records: {output / 'demo' / 'records'}", f"report: {output / 'demo' / 'report.html'}"]
@@ -71,6 +72,6 @@ def _against_first(result: Any, preds: List[Any], names: Optional[List[str]]) ->
     return out
 
 
-def _count(rec: Dict[str, Any], key: str) -> str:
-    n = rec["labelled_images"]
-    return f"{round(rec[key] * n / 100)} of {n}"
+def _count(rec: Record, key: str) -> str:
+    n = int(rec.labelled_images or 0)
+    return f"{round(float(getattr(rec, key) or 0.0) * n / 100)} of {n}"

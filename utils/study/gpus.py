@@ -81,7 +81,7 @@ def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) ->
 
     everything = load_records(output)  # the workers' records and the folder's others, read once
     everything = with_agreement(output, everything)  # in memory: no record is written twice
-    by_path = {r["_path"]: r for r in everything}
+    by_path = {r.path: r for r in everything}
     records = [by_path[str(o["path"])] for o in outcomes if o.get("path") and str(o["path"]) in by_path]
     counts: Dict[str, int] = {}
     for o in outcomes:

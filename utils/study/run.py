@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from utils.backends import base, registry
+from utils.core.confidence import paired_change
 from utils.core.errors import ArtTRTError, first_line, setup_logging
 from utils.core.fileio import atomic_write_text, ensure_writable, slug
 from utils.data.cache import SyntheticDataset, default_cache_dir
-from utils.core.confidence import paired_change
 from utils.measure.telemetry import Telemetry
 from utils.models import networks
 from utils.models.chain import check_input_size
@@ -27,6 +27,7 @@ from utils.models.networks import Network
 from utils.models.paths import weights_dir
 from utils.report.records import Recorder, load_records, record_folders
 from utils.report.report import make_report, where_results_are
+from utils.report.schema import Record
 from utils.report.sections.baseline_tables import baseline_markdown, setup_identity
 from utils.report.sections.compare_tables import compare_columns_markdown
 from utils.report.terminal import fit_terminal, terminal_width
@@ -201,8 +202,8 @@ def validate_command(request: Request, plan: Optional[StudyPlan] = None, worker:
             return 1 if any(o.status == ERROR for o in outcomes) else 0
         # the last process: the other processes' rows too
         known = load_records(request.output)  # read again: they wrote since this process started
-        mine += [r for r in known if r.get("kind") == "validate" and written_since(r, held)
-                 and r.get("_path") not in {m.get("_path") for m in mine}]
+        mine += [r for r in known if r.kind == "validate" and written_since(r, held)
+                 and r.path not in {m.path for m in mine}]
     everything = merged(known, [o.record for o in outcomes])
     everything = with_agreement(request.output, everything)  # in memory: no record is written twice
     return finish_study(request.max_top1_drop, request.output, mine, started,
@@ -213,34 +214,33 @@ def validate_command(request: Request, plan: Optional[StudyPlan] = None, worker:
 REGRESSED = 4  # exit status of --report --baseline with a row slower beyond --max_regression
 
 
-def with_baseline_pairs(folder: Path, records: List[Dict[str, Any]], base: Path, old: Sequence[Dict[str, Any]]
-                        ) -> List[Dict[str, Any]]:
+def with_baseline_pairs(folder: Path, records: List[Record], base: Path, old: Sequence[Record]) -> List[Record]:
     """records, each accuracy pass that has the baseline's accuracy pass of the same setup and images (both with
     predictions and labels kept) as a copy with `baseline_paired`: its top-1 change paired on those images."""
-    theirs = {setup_identity(r): r for r in old if r.get("role") in KEEPS_PREDICTIONS and r.get("predictions_file")
-              and not r.get("error")}
+    theirs = {setup_identity(r): r for r in old if r.role in KEEPS_PREDICTIONS and r.predictions_file
+              and not r.error}
     out = []
     for r in records:
         b = theirs.get(setup_identity(r))
-        if r.get("role") not in KEEPS_PREDICTIONS or b is None or not r.get("predictions_file") or not r.get("labels_file"):
+        if r.role not in KEEPS_PREDICTIONS or b is None or not r.predictions_file or not r.labels_file:
             out.append(r)
             continue
         try:
-            paired = paired_change(load_predictions(folder, r["predictions_file"]),
-                                   load_predictions(base, b["predictions_file"]),
-                                   load_predictions(folder, r["labels_file"]))
+            paired = paired_change(load_predictions(folder, r.predictions_file),
+                                   load_predictions(base, str(b.predictions_file)),
+                                   load_predictions(folder, r.labels_file))
         except (OSError, ValueError, ArtTRTError) as err:
-            log.warning("no paired top-1 against the baseline for %s: %s", r.get("_path"), first_line(err))
+            log.warning("no paired top-1 against the baseline for %s: %s", r.path, first_line(err))
             paired = None
-        out.append({**r, "baseline_paired": paired} if paired else r)
+        out.append(r.with_fields(baseline_paired=paired) if paired else r)
     return out
 
 
-def written_since(rec: Dict[str, Any], held: Sequence[Dict[str, Any]]) -> bool:
+def written_since(rec: Record, held: Sequence[Dict[str, Any]]) -> bool:
     """Whether a record was written by this study's other processes: at or after the first claim they held."""
     try:
         first = min(float(h.get("time") or 0) for h in held)
-        return dt.datetime.fromisoformat(str(rec.get("time"))).timestamp() >= first - 1.0
+        return dt.datetime.fromisoformat(str(rec.time)).timestamp() >= first - 1.0
     except (TypeError, ValueError):
         return False
 
@@ -299,7 +299,7 @@ def report_command(request: Request) -> int:
         folders = record_folders(records)
         if len(folders) > 1:
             print("records read from " + ", ".join(f"{f} ({n})" for f, n in sorted(folders.items())))
-    old: List[Dict[str, Any]] = []
+    old: List[Record] = []
     if request.baseline is not None:
         old = load_records(request.baseline, nested=True)
         records = with_baseline_pairs(request.report_dir, records or [], request.baseline, old)

@@ -36,7 +36,8 @@ from utils.measure.measurement import MeasureOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_id
 from utils.report.records import Recorder, environment, load_records, make_record
-from utils.report.schema_types import ENV_IDENTITY
+from utils.report.schema import Record
+from utils.report.schema_types import ENV_IDENTITY, Env
 from utils.report.select import env_identity, images_key
 from utils.study import validate
 from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions
@@ -71,11 +72,11 @@ class StudyContext:
     claims: Optional[Path] = None           # a folder of claim files shared by the processes of one study
     held_elsewhere: List[Dict[str, Any]] = field(default_factory=list)  # the claims other processes held
     datasets: Dict[str, Any] = field(default_factory=dict)  # open datasets by preprocessing: one per study
-    records: Optional[List[Dict[str, Any]]] = None  # the output folder's, read once at the start (None: read here)
+    records: Optional[List[Record]] = None  # the output folder's, read once at the start (None: read here)
     hand_over: Optional[Tuple[Any, Any]] = None  # the study's Request and plan: setups of own_process_on_gpu
                                             # backends run in a worker handed them (None: this is such a worker)
     rows_for_errors: bool = True            # a failing job is an error row (a study); False: it is raised (one run)
-    written: List[Dict[str, Any]] = field(default_factory=list)  # this process's records so far (agreement's refs)
+    written: List[Record] = field(default_factory=list)  # this process's records so far (agreement's refs)
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Outcome:
     setup: Setup
     job: Job
     status: str
-    record: Optional[Dict[str, Any]] = None
+    record: Optional[Record] = None
     message: Optional[str] = None
 
 
@@ -105,20 +106,20 @@ def device_identity(device: str) -> str:
     return "cpu"
 
 
-def finished(records: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+def finished(records: Sequence[Record]) -> Dict[str, Record]:
     """Every job record among records (the output folder's, loaded once per run), by job key (the newest of each)."""
-    out: Dict[str, Dict[str, Any]] = {}
-    for rec in sorted(records, key=lambda r: str(r.get("time") or "")):
-        if rec.get("kind") == "validate" and rec.get("job_key"):
-            out[rec["job_key"]] = rec
+    out: Dict[str, Record] = {}
+    for rec in sorted(records, key=lambda r: str(r.time or "")):
+        if rec.kind == "validate" and rec.job_key:
+            out[rec.job_key] = rec
     return out
 
 
-def merged(before: Sequence[Dict[str, Any]], new: Sequence[Optional[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+def merged(before: Sequence[Record], new: Sequence[Optional[Record]]) -> List[Record]:
     """The records of the folder after a run: those read at its start and those it wrote (by file, the newer copy)."""
-    by_path = {r.get("_path"): r for r in before}
-    by_path.update({r.get("_path"): r for r in new if r})
-    return sorted(by_path.values(), key=lambda r: str(r.get("time") or ""))
+    by_path = {r.path: r for r in before}
+    by_path.update({r.path: r for r in new if r})
+    return sorted(by_path.values(), key=lambda r: str(r.time or ""))
 
 
 def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> List[Outcome]:
@@ -176,22 +177,22 @@ def _facts(setup: Setup, ctx: StudyContext, opened: _Open) -> Dict[str, Any]:
             "environment": environment_identity(setup.spec.device)}
 
 
-def _done_here(done: Dict[str, Dict[str, Any]], key: str, facts: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def _done_here(done: Dict[str, Record], key: str, facts: Dict[str, Any]) -> Optional[Record]:
     """The record of job `key` measured in this environment, if any: a record under the same key that names
     another environment (copied from elsewhere, or edited) is not taken as measured here."""
     old, env = done.get(key), facts.get("environment")
-    if old is not None and env is not None and env_identity(old) != tuple(env.get(k) for k in ENV_IDENTITY):
+    if old is not None and env is not None and env_identity(old) != env_identity(old.with_fields(env=env)):
         return None
     return old
 
 
-def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open) -> bool:
+def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: _Open) -> bool:
     """True where every job of setup has a measured record already (its keys need the network and dataset)."""
     facts = _facts(setup, ctx, opened)
     rules = ctx.measure.key_rules()
     for job in setup.jobs:
         old = _done_here(done, digest(job_identity(setup, job, facts, rules)), facts)
-        if old is None or old.get("error"):
+        if old is None or old.error:
             return False
     return True
 
@@ -219,8 +220,8 @@ def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
         shutil.rmtree(folder, ignore_errors=True)
     out = []
     for line, rec in zip(lines, records_of(lines)):
-        job = Job(str((rec or {}).get("role")), int((rec or {}).get("batch_size") or 0))
-        out.append(Outcome(setup, job, line["status"], rec, (rec or {}).get("error")))
+        job = Job(str(rec.role if rec else None), int((rec.batch_size if rec else None) or 0))
+        out.append(Outcome(setup, job, line["status"], rec, rec.error if rec else None))
     if rc not in (0, 1) or len(out) < len(setup.jobs):
         log.error("%s: its process stopped with status %d after %d of %d jobs", setup.label, rc, len(out),
                   len(setup.jobs))
@@ -256,7 +257,7 @@ def _open(setup: Setup, ctx: StudyContext, opened: _Open) -> _Open:
     return opened
 
 
-def _run_setup(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open,
+def _run_setup(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: _Open,
                bar: Any) -> List[Outcome]:
     if setup.skipped is not None:
         return _jobs(setup, ctx, done, opened, bar, {})
@@ -265,10 +266,10 @@ def _run_setup(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]],
         return _jobs(setup, ctx, done, opened, bar, facts)
 
 
-def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], opened: _Open, bar: Any,
+def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: _Open, bar: Any,
           facts: Dict[str, Any]) -> List[Outcome]:
     out: List[Outcome] = []
-    accuracy: Optional[Dict[str, Any]] = None
+    accuracy: Optional[Record] = None
     rules = ctx.measure.key_rules()
     skey = setup_key(setup, facts)
     runner: Optional[OpenRunner] = None
@@ -280,8 +281,8 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
             key = digest(ident)
             common = {"role": job.role, "job_key": key, "setup_key": skey, "study_job": ident}
             old = _done_here(done, key, facts)
-            if old is not None and not (old.get("error") and not setup.skipped):  # failures are tried again
-                _emit(out, ctx, Outcome(setup, job, SKIPPED if setup.skipped else REUSED, old, old.get("error")))
+            if old is not None and not (old.error and not setup.skipped):  # failures are tried again
+                _emit(out, ctx, Outcome(setup, job, SKIPPED if setup.skipped else REUSED, old, old.error))
                 if job.kind.gives_accuracy:
                     accuracy = old
                 bar.update(1)
@@ -299,10 +300,10 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Dict[str, Any]], open
                                            repeats=opts.repeats if job.role == WHOLE else 1)
             extra = dict(common)
             if job.kind.takes_accuracy and accuracy is not None:
-                extra.update({k: accuracy.get(k) for k in ("top1", "top5", "images", "labelled_images",
-                                                            "nonfinite_outputs", "unrankable_outputs")})
-                extra["accuracy_from"] = {"batch_size": accuracy.get("batch_size"),
-                                          "job_key": accuracy.get("job_key")}
+                extra.update({k: getattr(accuracy, k) for k in ("top1", "top5", "images", "labelled_images",
+                                                                "nonfinite_outputs", "unrankable_outputs")})
+                extra["accuracy_from"] = {"batch_size": accuracy.batch_size,
+                                          "job_key": accuracy.job_key}
             if ctx.telemetry is not None:
                 ctx.telemetry.label = f"{setup.network}-{spec.backend}-{spec.precision}-bs{job.batch_size}-{job.role}"
             try:
@@ -357,9 +358,9 @@ def _reference(setup: Setup, ctx: StudyContext, opened: _Open, key: str) -> Refe
     def find(result: Any) -> Optional[Tuple[np.ndarray, str]]:
         if is_reference_run(setup.spec, ctx.measure.sync):
             return np.asarray(result.predictions, dtype=np.int64), key
-        here = {"network": setup.network, "weights_id": opened.facts["weights_id"],
-                "dataset_key": opened.facts["dataset_key"], "images": result.images,
-                "env": environment_identity(setup.spec.device)}
+        here = Record.model_construct(network=setup.network, weights_id=opened.facts["weights_id"],
+                                      dataset_key=opened.facts["dataset_key"], images=result.images,
+                                      env=Env.model_validate(environment_identity(setup.spec.device)))
         want = images_key(here)  # the same images in the same environment (select.images_key)
         return reference_predictions(ctx.output, [*(ctx.records or []), *ctx.written], want)
 

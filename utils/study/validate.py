@@ -36,6 +36,7 @@ from utils.measure.timing import measure
 from utils.models.flops import counted_cost, image_cost
 from utils.models.networks import Network
 from utils.report.records import Recorder, gpu_facts, make_record
+from utils.report.schema import Record
 from utils.report.sections.compare_tables import NONFINITE_ADVICE
 from utils.study.identity import record_identity
 from utils.study.look_inside import inspect_runner
@@ -77,7 +78,7 @@ def validate_one(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Meas
                  telemetry: Any = None, inspect: bool = False, profile: bool = False,
                  extra: Optional[Dict[str, Any]] = None,
                  on_result: Optional[Callable[[MeasureResult], Dict[str, Any]]] = None
-                 ) -> Tuple[Dict[str, Any], MeasureResult]:
+                 ) -> Tuple[Record, MeasureResult]:
     """Prepares, validates and times one spec at one batch size; writes and returns its record.
 
     Args:
@@ -113,34 +114,34 @@ def _beside(extra: Dict[str, Any], key: str, write: Callable[[], Any]) -> None:
         log.warning("%s was not written (%s): the record is kept without it", key, first_line(err))
 
 
-def warn_if_not_numbers(rec: Dict[str, Any], name: str) -> None:
+def warn_if_not_numbers(rec: Record, name: str) -> None:
     """One line when outputs were not numbers (NaN/Inf) or did not rank (all equal): those images count as wrong,
     the tables mark the row and the --max_top1_drop gate fails it."""
 
-    bad, flat = rec.get("nonfinite_outputs") or 0, rec.get("unrankable_outputs") or 0
-    if rec.get("accuracy_from"):  # a timing job carries its accuracy pass's counts: said once, there
+    bad, flat = rec.nonfinite_outputs or 0, rec.unrankable_outputs or 0
+    if rec.accuracy_from:  # a timing job carries its accuracy pass's counts: said once, there
         return
     if bad or flat:
         what = " and ".join(w for w in (f"{bad} gave NaN or Inf outputs" if bad else "",
                                         f"{flat} gave outputs that are all equal" if flat else "") if w)
-        precision = rec.get("precision")
-        calibrated = registry.calibrated(RunSpec(str(rec.get("backend")), str(precision))) \
-            if rec.get("backend") in registry.BACKENDS else False
+        precision = rec.precision
+        calibrated = registry.calibrates(str(rec.backend), str(precision))
         zero_head = "a torchvision ViT or Swin with random weights has an all-zero head"
-        advice = (f"every class scored alike: the weights or the model itself give them in fp32 ({zero_head})"
-                  if flat and not bad and precision == "fp32" else
-                  NONFINITE_ADVICE if precision in ("fp16", "bf16") else
-                  f"{precision} quantization lost the outputs: check the calibration images (--calib_dataset, "
-                  "--calib_size), try another --calib_method, or keep the worst layers in float (--mixed_precision)"
-                  if calibrated else
-                  f"{precision} quantization lost the outputs: keep the worst layers in float"
-                  if precision in ("int8", "fp8") else
-                  "outputs that are not numbers in fp32: the weights or the model itself give them (check --weights; "
-                  "a lower precision cannot be the cause)")
-        if flat and not bad and precision != "fp32":
-            advice += f"; where the fp32 row is flat too, the weights give it ({zero_head})"
-        log.warning("%s %s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", rec.get("network"),
-                    name, rec.get("batch_size") or 0, rec.get("images"), what, advice)
+        lost = (f"{precision} quantization lost the outputs: check the calibration images (--calib_dataset, "
+                "--calib_size), try another --calib_method, or keep the worst layers in float (--mixed_precision)"
+                if calibrated else f"{precision} quantization lost the outputs: keep the worst layers in float"
+                if precision in ("int8", "fp8") else None)
+        if flat and not bad:  # all equal is no overflow: fp32's weights or model, or this precision's rounding
+            advice = (f"every class scored alike: the weights or the model itself give them in fp32 ({zero_head})"
+                      if precision == "fp32" else
+                      f"every class scored alike: where the fp32 row is flat too, the weights give it ({zero_head}); "
+                      "else " + (lost or f"{precision} rounded the scores' differences away: try bf16 or fp32"))
+        else:
+            advice = (NONFINITE_ADVICE if precision in ("fp16", "bf16") else lost or
+                      "outputs that are not numbers in fp32: the weights or the model itself give them (check "
+                      "--weights; a lower precision cannot be the cause)")
+        log.warning("%s %s bs%d: of %s images, %s (counted wrong; tables mark the row): %s", rec.network,
+                    name, rec.batch_size or 0, rec.images, what, advice)
 
 
 def _load_average() -> float:
@@ -190,7 +191,7 @@ def _validate(spec: RunSpec, net: Network, dataset: CachedDataset, opts: Measure
               recorder: Recorder, telemetry: Any, inspect: bool = False, profile: bool = False,
               extra_fields: Optional[Dict[str, Any]] = None,
               on_result: Optional[Callable[[MeasureResult], Dict[str, Any]]] = None
-              ) -> Tuple[Dict[str, Any], MeasureResult]:
+              ) -> Tuple[Record, MeasureResult]:
     opened = OpenRunner(spec, net, data, opts.batch_size, telemetry)
     try:
         return measure_with(opened, spec, net, dataset, opts, recorder, telemetry, inspect, profile, extra_fields,
@@ -228,7 +229,7 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
                  recorder: Recorder = Recorder(), telemetry: Any = None, inspect: bool = False, profile: bool = False,
                  extra_fields: Optional[Dict[str, Any]] = None,
                  on_result: Optional[Callable[[MeasureResult], Dict[str, Any]]] = None
-                 ) -> Tuple[Dict[str, Any], MeasureResult]:
+                 ) -> Tuple[Record, MeasureResult]:
     """Prepares the open runner for opts.batch_size, validates and times it, writes and returns the record."""
 
     runner, device, index = opened.runner, opened.device, opened.index
@@ -305,20 +306,20 @@ def measure_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: Cache
     return rec, result
 
 
-def warn_if_unstable(rec: Dict[str, Any], name: str) -> None:
+def warn_if_unstable(rec: Record, name: str) -> None:
     """One line when the timed run's latency varied: which network, runner, batch and pass. An accuracy pass's
     latency is not what the tables show (its timing job of the same batch size says its own), so it says nothing."""
-    kind = JOB_KINDS.get(str(rec.get("role")))
-    if rec.get("latency_unstable") and not (kind is not None and kind.gives_accuracy):
+    kind = JOB_KINDS.get(str(rec.role))
+    if rec.latency_unstable and not (kind is not None and kind.gives_accuracy):
         log.warning("%s %s bs%d, %s: latency varies by more than 2.5%% (CV model %.1f%%, all %.1f%%): "
-                    "treat the mean with care", rec.get("network"), name, rec.get("batch_size") or 0,
-                    "timed run" if rec.get("timing") == "bounded" else "whole pass",
-                    rec.get("latency_model_cv_percent") or 0, rec.get("latency_all_cv_percent") or 0)
+                    "treat the mean with care", rec.network, name, rec.batch_size or 0,
+                    "timed run" if rec.timing == "bounded" else "whole pass",
+                    rec.latency_model_cv_percent or 0, rec.latency_all_cv_percent or 0)
 
 
 def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedDataset, scenario: Any,
                limit: Optional[int], recorder: Recorder = Recorder(),
-               extra_fields: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+               extra_fields: Optional[Dict[str, Any]] = None) -> Record:
     """One serving scenario of the open runner under MLPerf LoadGen (utils.measure.serving): writes and returns its
     record; LoadGen's logs stay beside it under loadgen/<job key>-<run>/ (a new folder per run: nothing is
     overwritten, and an interrupted run keeps what LoadGen wrote)."""
@@ -359,7 +360,7 @@ def serve_with(opened: OpenRunner, spec: RunSpec, net: Network, dataset: CachedD
     fields["host_others_cores"] = others.cores
     fields.update(extra_fields or {})
     rec = recorder.write(make_record("validate", recorder.command, device_index=opened.index, **fields))
-    if rec.get("accuracy_error"):
-        log.warning("%s %s: %s", net.name, runner.name, rec["accuracy_error"])
+    if rec.accuracy_error:
+        log.warning("%s %s: %s", net.name, runner.name, rec.accuracy_error)
     warn_if_not_numbers(rec, f"{runner.name} {scenario.scenario}")
     return rec

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from utils.core.fileio import atomic_write_text
 from utils.report.records import read_record
+from utils.report.schema import Record
 from utils.study.plan import digest
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def note_outcome(claims: Path, status: str, record: Any) -> None:
     """A worker's line per finished job (claims/outcomes-<pid>.jsonl): its parent counts them for its progress
     bar and reads them for its tables."""
     with open(claims / f"outcomes-{os.getpid()}.jsonl", "a") as f:
-        f.write(json.dumps({"status": status, "path": (record or {}).get("_path")}) + "\n")
+        f.write(json.dumps({"status": status, "path": record.path if record is not None else None}) + "\n")
 
 
 def outcomes_of(claims: Path) -> List[Dict[str, Any]]:
@@ -166,7 +167,7 @@ def wait_all(procs: Sequence[subprocess.Popen], tick: Optional[Callable[[], None
         raise
 
 
-def records_of(lines: Sequence[Dict[str, Any]]) -> List[Optional[Dict[str, Any]]]:
+def records_of(lines: Sequence[Dict[str, Any]]) -> List[Optional[Record]]:
     """The record each outcome line names (None where it names none, or the file is not a record)."""
 
     return [read_record(Path(line["path"])) if line.get("path") else None for line in lines]

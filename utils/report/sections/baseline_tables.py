@@ -8,9 +8,10 @@ Usage:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from utils.report.doc import Doc, compose, fmt, table
+from utils.report.schema import Paired, Record
 from utils.report.schema_types import ENV_IDENTITY
 from utils.report.sections.confidence_tables import STABLE_SPREAD_PERCENT, interval_from, run_spread, speed_change
 from utils.report.select import latest_per_config, row_label, timing_rows
@@ -29,36 +30,35 @@ BASELINE_NOTE = ("Each row of this folder beside the baseline's row of the same 
 ENV_SHOWN = (*ENV_IDENTITY, "sm_clock_mhz", "power_limit_w")
 
 
-def setup_identity(r: Dict[str, Any]) -> Tuple[Any, ...]:
+def setup_identity(r: Record) -> Tuple[Any, ...]:
     """What a row measured, whatever the machine and the libraries: the key rows of two folders are matched by."""
-    return (r.get("network"), r.get("weights_id") or r.get("weights"), r.get("dataset_key") or r.get("dataset"),
-            r.get("images"), row_label(r), r.get("batch_size"), r.get("mode"))
+    return (r.network, r.weights_id or r.weights, r.dataset_key or r.dataset,
+            r.images, row_label(r), r.batch_size, r.mode)
 
 
-def env_changes(new: Dict[str, Any], old: Dict[str, Any]) -> str:
-    a = new.get("env") if isinstance(new.get("env"), dict) else {}
-    b = old.get("env") if isinstance(old.get("env"), dict) else {}
-    diff = [f"{k} {b.get(k) or '-'} -> {a.get(k) or '-'}" for k in ENV_SHOWN if a.get(k) != b.get(k)]
+def env_changes(new: Record, old: Record) -> str:
+    a, b = ({k: getattr(r.env, k, None) for k in ENV_SHOWN} for r in (new, old))  # sm_clock_mhz: untyped extras
+    diff = [f"{k} {b[k] or '-'} -> {a[k] or '-'}" for k in ENV_SHOWN if a[k] != b[k]]
     return "; ".join(diff) or "same"
 
 
-def _top1(new: Dict[str, Any], old: Dict[str, Any], paired: Optional[Dict[str, Any]]) -> str:
-    if isinstance(paired, dict) and paired.get("paired_change_points") is not None:
-        return (f"{paired['paired_change_points']:+.2f} ({paired['paired_low_points']:+.2f}.."
-                f"{paired['paired_high_points']:+.2f}), McNemar p {paired['mcnemar_p']:.3g}")
-    if new.get("top1") is None or old.get("top1") is None:
+def _top1(new: Record, old: Record, paired: Optional[Paired]) -> str:
+    if paired is not None and paired.paired_change_points is not None:
+        return (f"{paired.paired_change_points:+.2f} ({paired.paired_low_points or 0:+.2f}.."
+                f"{paired.paired_high_points or 0:+.2f}), McNemar p {paired.mcnemar_p or 0:.3g}")
+    if new.top1 is None or old.top1 is None:
         return "-"
-    return f"{float(new['top1']) - float(old['top1']):+.2f} (unpaired)"
+    return f"{float(new.top1) - float(old.top1):+.2f} (unpaired)"
 
 
-def baseline_markdown(new: Sequence[Dict[str, Any]], old: Sequence[Dict[str, Any]],
+def baseline_markdown(new: Sequence[Record], old: Sequence[Record],
                       max_regression: Optional[float] = None) -> Tuple[Doc, List[str]]:
     """The table of NEW against OLD, and the rows that regressed beyond max_regression % (their labels)."""
-    mine = {setup_identity(r): r for r in latest_per_config([r for r in timing_rows(new) if not r.get("error")])}
-    theirs = {setup_identity(r): r for r in latest_per_config([r for r in timing_rows(old) if not r.get("error")])}
+    mine = {setup_identity(r): r for r in latest_per_config([r for r in timing_rows(new) if not r.error])}
+    theirs = {setup_identity(r): r for r in latest_per_config([r for r in timing_rows(old) if not r.error])}
     rows, regressed = [], []
     # the paired top-1 is its setup's accuracy pass's (a timing row carries the top-1 only): by setup, any batch
-    pairs = {setup_identity(r)[:5]: r["baseline_paired"] for r in new if isinstance(r.get("baseline_paired"), dict)}
+    pairs = {setup_identity(r)[:5]: r.baseline_paired for r in new if r.baseline_paired is not None}
     for key in sorted(set(mine) & set(theirs), key=lambda k: tuple(map(str, k))):
         a, b = mine[key], theirs[key]
         ratio, low, high = speed_change(a, b)
@@ -67,7 +67,7 @@ def baseline_markdown(new: Sequence[Dict[str, Any]], old: Sequence[Dict[str, Any
             limit = 1 - (max_regression or 0.0) / 100.0
             if high < limit and max_regression is not None:
                 verdict = f"REGRESSED (more than {max_regression:g} %)"
-                regressed.append(f"{a.get('network')} {row_label(a)} bs{a.get('batch_size')}")
+                regressed.append(f"{a.network} {row_label(a)} bs{a.batch_size}")
             elif high < 1.0:
                 verdict = "slower"
             elif low > 1.0:
@@ -78,12 +78,12 @@ def baseline_markdown(new: Sequence[Dict[str, Any]], old: Sequence[Dict[str, Any
             if spreads and max(spreads) > STABLE_SPREAD_PERCENT:  # the verdict of runs that disagree is weak
                 verdict += f"; unstable runs (up to {max(spreads):.0f} % apart)"
         speed = "-" if ratio is None else f"{ratio:.3f}x" + (f" ({low:.3f}..{high:.3f})" if low is not None else "")
-        rows.append([a.get("network"), row_label(a), a.get("batch_size"), fmt(b.get("images_per_s"), 1),
-                     fmt(a.get("images_per_s"), 1), speed, verdict, _top1(a, b, pairs.get(key[:5])), env_changes(a, b),
+        rows.append([a.network, row_label(a), a.batch_size, fmt(b.images_per_s, 1),
+                     fmt(a.images_per_s, 1), speed, verdict, _top1(a, b, pairs.get(key[:5])), env_changes(a, b),
                      f"{interval_from(b)} / {interval_from(a)}"])
-    only_new = sorted(f"{r.get('network')} {row_label(r)} bs{r.get('batch_size')}" for k, r in mine.items()
+    only_new = sorted(f"{r.network} {row_label(r)} bs{r.batch_size}" for k, r in mine.items()
                       if k not in theirs)
-    only_old = sorted(f"{r.get('network')} {row_label(r)} bs{r.get('batch_size')}" for k, r in theirs.items()
+    only_old = sorted(f"{r.network} {row_label(r)} bs{r.batch_size}" for k, r in theirs.items()
                       if k not in mine)
     parts: List[Any] = [BASELINE_HEADING, BASELINE_NOTE]
     if rows:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends.registry import PRECISIONS
 from utils.report.doc import Doc, compose, sci, strong, table
+from utils.report.schema import Record
 from utils.report.select import latest_compares, row_label
 
 if TYPE_CHECKING:
@@ -28,17 +29,18 @@ def compare_markdown(stats: CompareStats, ref_name: str, other_name: str, networ
     return compare_doc(stats.summary(), ref_name, other_name, network)
 
 
-def compare_labels(rec: Dict[str, Any]) -> Tuple[str, str]:
+def compare_labels(rec: Record) -> Tuple[str, str]:
     """The row labels of a comparison record's reference ("torch-fp32" in the record) and other runner."""
-    backend, _, precision = str(rec.get("reference") or "-").rpartition("-")  # a backend's name may hold "-"
-    other = {"backend": rec.get("backend"), "precision": rec.get("precision"),
-             "options": rec.get("options") if rec.get("options") is not None else
-             ((rec.get("other_facts") or {}).get("options") or "")}
-    return row_label({"backend": backend, "precision": precision, "options": ""}), row_label(other)
+    backend, _, precision = str(rec.reference or "-").rpartition("-")  # a backend's name may hold "-"
+    options = rec.options if rec.options is not None else (rec.other_facts.options if rec.other_facts else None)
+    reference = Record.model_construct(record_version=rec.record_version, kind=rec.kind, backend=backend,
+                                       precision=precision, options="")
+    return row_label(reference), row_label(rec.with_fields(options=options or ""))
 
 
 def compare_doc(s: Dict[str, Any], ref_name: str, other_name: str, network: Optional[str] = None) -> Doc:
-    """The comparison tables of a summary (CompareStats.summary(), or a comparison record's fields)."""
+    """The comparison tables of a summary: CompareStats.summary(), or a comparison record's fields in that form
+    (Record.as_dict(): the measure layer's summary is the one shape both are read in)."""
     def label(e: Dict[str, Any], side: str) -> str:
         return str(e.get(f"{side}_label") or e[f"{side}_class"])
 
@@ -108,18 +110,18 @@ def compare_columns_markdown(runs: Sequence[Tuple[str, Dict[str, Any]]], ref_nam
                    "Class differs at each rank (%):", col("rank_class_diff_percent", ".2f"), summary)
 
 
-def compare_groups(records: Sequence[Dict[str, Any]]) -> List[str]:
+def compare_groups(records: Sequence[Record]) -> List[str]:
     """The original's columns table for each set of runners compared on the same inputs against the same
     reference (two or more runners), drawn from the records."""
-    groups: Dict[Any, List[Dict[str, Any]]] = defaultdict(list)
+    groups: Dict[Any, List[Record]] = defaultdict(list)
     for r in latest_compares(records):
-        groups[(r.get("network"), r.get("weights"), r.get("reference"), r.get("inputs_source"), r.get("dataset"),
-                r.get("inputs"))].append(r)
+        groups[(r.network, r.weights, r.reference, r.inputs_source, r.dataset,
+                r.inputs)].append(r)
     out = []
     for (network, _, reference, *_rest), recs in groups.items():
         if len(recs) > 1:
-            recs = sorted(recs, key=lambda r: (str(r.get("backend")), PRECISIONS.index(r["precision"])
-                                               if r.get("precision") in PRECISIONS else 9))
-            out.append(compare_columns_markdown([(compare_labels(r)[1], r) for r in recs],
+            recs = sorted(recs, key=lambda r: (str(r.backend), PRECISIONS.index(r.precision)
+                                               if r.precision in PRECISIONS else 9))
+            out.append(compare_columns_markdown([(compare_labels(r)[1], r.as_dict()) for r in recs],
                                                 compare_labels(recs[0])[0], str(network)))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from utils.report.doc import Doc, compose, fmt, table
+from utils.report.schema import Record
 from utils.report.select import finite_number, row_label, study_order
 
 COMPUTE_HEADING = "## What each image costs, and how much of the GPU it used"
@@ -37,19 +38,20 @@ SPLIT_NOTE = ("Mean ms per timed batch: copy-in (host to device), normalise, the
               "else compute-bound. On the CPU nothing is copied, and no diagnosis is given.")
 
 
-def split_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
+def split_markdown(records: Sequence[Record]) -> Doc:
     """Each timing row's time split (utils.measure.measurement.time_split) and trtexec's diagnosis; empty where no
     row has one."""
-    recs = [r for r in study_order(records) if isinstance(r.get("time_split"), dict) and r.get("role") != "accuracy"
-            and not r.get("error")]
+    recs = [r for r in study_order(records) if r.time_split is not None and r.role != "accuracy"
+            and not r.error]
     if not recs:
         return compose()
     rows = []
     for r in recs:
-        ts = r["time_split"]
-        rows.append([r.get("network"), row_label(r), r.get("device") or "-", r.get("batch_size"),
-                     *(fmt(ts.get(k), 3) for k in ("h2d_ms", "normalize_ms", "compute_ms", "d2h_ms", "enqueue_ms")),
-                     r.get("bound") or "-"])
+        ts = r.time_split
+        rows.append([r.network, row_label(r), r.device or "-", r.batch_size,
+                     *(fmt(getattr(ts, k), 3)
+                       for k in ("h2d_ms", "normalize_ms", "compute_ms", "d2h_ms", "enqueue_ms")),
+                     r.bound or "-"])
     return compose(SPLIT_HEADING, SPLIT_NOTE,
                    table(["network", "runner", "device", "batch", "copy-in ms", "normalise ms", "compute ms",
                           "copy-out ms", "enqueue ms (host)", "diagnosis"], rows))
@@ -63,47 +65,47 @@ COLD_NOTE = ("Seconds, from the setup's first job (later batch sizes reuse the r
              "preparation (torch.compile, CUDA graph capture) and the first batch, copy-in to copy-out.")
 
 
-def cold_start_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
+def cold_start_markdown(records: Sequence[Record]) -> Doc:
     """Each setup's cold start (utils.study.validate.cold_start), newest first-job record of each; empty without."""
-    newest: Dict[Any, Dict[str, Any]] = {}
-    for r in sorted((r for r in records if isinstance(r.get("cold_start"), dict) and not r.get("error")),
-                    key=lambda r: str(r.get("time") or "")):
-        newest[(r.get("network"), row_label(r), r.get("device"), r.get("setup_key"))] = r  # a rerun: its newest
+    newest: Dict[Any, Record] = {}
+    for r in sorted((r for r in records if r.cold_start is not None and not r.error),
+                    key=lambda r: str(r.time or "")):
+        newest[(r.network, row_label(r), r.device, r.setup_key)] = r  # a rerun: its newest
     recs = study_order(list(newest.values()))
     if not recs:
         return compose()
     rows = []
     for r in recs:
-        c = r["cold_start"]
-        caches = ", ".join(f"{k} {v}" for k, v in sorted((c.get("caches") or {}).items())) or "-"
-        rows.append([r.get("network"), row_label(r), r.get("device") or "-", r.get("batch_size"),
-                     *(fmt(c.get(k), 3) for k in ("export_s", "convert_build_s", "load_s", "runner_prepare_s",
+        c = r.cold_start
+        caches = ", ".join(f"{k} {v}" for k, v in sorted(c.caches.items())) or "-"
+        rows.append([r.network, row_label(r), r.device or "-", r.batch_size,
+                     *(fmt(getattr(c, k), 3) for k in ("export_s", "convert_build_s", "load_s", "runner_prepare_s",
                                                    "first_batch_s", "total_s")), caches])
     return compose(COLD_HEADING, COLD_NOTE,
                    table(["network", "runner", "device", "first batch size", "export s", "convert / build s", "load s",
                           "compile / capture s", "first batch s", "total s", "caches"], rows))
 
 
-def compute_markdown(records: Sequence[Dict[str, Any]], every: Optional[Sequence[Dict[str, Any]]] = None) -> Doc:
+def compute_markdown(records: Sequence[Record], every: Optional[Sequence[Record]] = None) -> Doc:
     """Per network, its FLOPs and activations per image, and each timing row's achieved TFLOP/s and % of peak; then
     the time split and the cold starts (read from `every` record, default records: a setup's first job may be its
     accuracy pass, which the latest timing rows leave out). Empty where no record has any of them."""
     every = records if every is None else every
-    recs = [r for r in study_order(records) if finite_number(r.get("gflops_per_image")) and r.get("images_per_s")
-            and r.get("role") != "accuracy" and not r.get("error")]
+    recs = [r for r in study_order(records) if finite_number(r.gflops_per_image) and r.images_per_s
+            and r.role != "accuracy" and not r.error]
     if not recs:
         return compose(split_markdown(records), cold_start_markdown(every))
     parts: List[Any] = [COMPUTE_HEADING, COMPUTE_NOTE]
-    for network in sorted({str(r.get("network")) for r in recs}):
-        mine = [r for r in recs if str(r.get("network")) == network]
+    for network in sorted({str(r.network) for r in recs}):
+        mine = [r for r in recs if str(r.network) == network]
         first = mine[0]
-        acts = first.get("activations_per_image")
-        parts.append(f"### {network}: {first['gflops_per_image']:.2f} GFLOPs per image"
+        acts = first.activations_per_image
+        parts.append(f"### {network}: {first.gflops_per_image or 0:.2f} GFLOPs per image"
                      + (f", {acts / 1e6:.2f} M activations" if isinstance(acts, int) else ""))
-        rows = [[row_label(r), r.get("device") or "-", r.get("batch_size"), fmt(r.get("images_per_s"), 1),
-                 fmt(r.get("achieved_tflops"), 2), fmt(r.get("peak_tflops"), 1),
-                 fmt(r.get("percent_of_peak"), 1), fmt(r.get("compute_roof_images_per_s"), 0),
-                 fmt(r.get("memory_roof_images_per_s"), 0)] for r in mine]
+        rows = [[row_label(r), r.device or "-", r.batch_size, fmt(r.images_per_s, 1),
+                 fmt(r.achieved_tflops, 2), fmt(r.peak_tflops, 1),
+                 fmt(r.percent_of_peak, 1), fmt(r.compute_roof_images_per_s, 0),
+                 fmt(r.memory_roof_images_per_s, 0)] for r in mine]
         parts.append(table(["runner", "device", "batch", "images/s", "achieved TFLOP/s", "peak TFLOP/s (dense)",
                             "% of peak", "compute roof img/s", "memory roof img/s (est.)"], rows))
     return compose(*parts, split_markdown(records), cold_start_markdown(every))

@@ -7,42 +7,43 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends import registry
 from utils.report.doc import Doc, compose, fmt, sci, table
-from utils.report.sections.cells import accuracy, rate, row_notes
+from utils.report.schema import Record
+from utils.report.sections.cells import accuracy, rate, row_notes, unstable_footnote
 from utils.report.select import (UNSTABLE, identity_columns, images_key, is_reference, judge_drop, latest_per_config,
                                  not_numbers, paired_of, row_label, row_sort_key, timing_rows, top1_drops,
-                                 unstable_note, unstable_reason)
+                                 unstable_reason)
 
 
-def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[float] = None) -> Doc:
+def worth_it_markdown(records: Sequence[Record], max_drop: Optional[float] = None) -> Doc:
     """Is TensorRT worth it, across networks: per network and runner, images/s at the largest batch and
     latency-model p50 at the smallest, each beside PyTorch fp32's (x times), top-1 and its drop in points, and
     how often the top-1 class agrees with PyTorch fp32's; with max_drop, the rows over it are marked."""
-    every = [r for r in timing_rows(records) if not r.get("error")]
-    agree = {r["setup_key"]: r for r in every if r.get("setup_key") and r.get("agree_top1_percent") is not None}
+    every = [r for r in timing_rows(records) if not r.error]
+    agree = {r.setup_key: r for r in every if r.setup_key and r.agree_top1_percent is not None}
     recs = latest_per_config(every)
     drops = {id(r): d for r, d in top1_drops(recs)}
     paired = paired_of(every)
     rows = []
-    for network in sorted({str(r.get("network")) for r in recs}):
-        mine = [r for r in recs if r.get("network") == network]
+    for network in sorted({str(r.network) for r in recs}):
+        mine = [r for r in recs if r.network == network]
         extra = identity_columns(mine)
-        small, large = min(int(r["batch_size"]) for r in mine), max(int(r["batch_size"]) for r in mine)
-        groups: Dict[Tuple[str, ...], Dict[int, Dict[str, Any]]] = defaultdict(dict)
+        small, large = min(int(r.batch_size) for r in mine), max(int(r.batch_size) for r in mine)
+        groups: Dict[Tuple[str, ...], Dict[int, Record]] = defaultdict(dict)
         for r in mine:
-            groups[(row_label(r), *[f(r) for _, f in extra])][int(r["batch_size"])] = r
+            groups[(row_label(r), *[f(r) for _, f in extra])][int(r.batch_size)] = r
         # each row is divided by the PyTorch fp32 row of the same weights and images (several datasets under one
         # network: each its own reference), found by runner key
-        refs: Dict[Any, Dict[int, Dict[str, Any]]] = defaultdict(dict)
+        refs: Dict[Any, Dict[int, Record]] = defaultdict(dict)
         for r in mine:
             if is_reference(r):
-                refs[images_key(r)][int(r["batch_size"])] = r
+                refs[images_key(r)][int(r.batch_size)] = r
 
-        def times(g: Dict[int, Dict[str, Any]], bs: int, key: str, inverse: bool = False) -> str:
+        def times(g: Dict[int, Record], bs: int, key: str, inverse: bool = False) -> str:
             ref = refs.get(images_key(next(iter(g.values()))))
-            if ref is None or bs not in g or bs not in ref or not g[bs].get(key) or not ref[bs].get(key):
+            if ref is None or bs not in g or bs not in ref or not getattr(g[bs], key) or not getattr(ref[bs], key):
                 return "-"
-            a, b = float(g[bs][key]), float(ref[bs][key])
-            peers = [r for r in mine if r.get("batch_size") == bs]
+            a, b = float(getattr(g[bs], key)), float(getattr(ref[bs], key))
+            peers = [r for r in mine if r.batch_size == bs]
             shaky = unstable_reason(g[bs], peers) or unstable_reason(ref[bs], peers)
             return f"{(b / a if inverse else a / b):.2f}x" + (UNSTABLE if shaky else "")
 
@@ -50,22 +51,22 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
             g = groups[key]
             any_rec = next(iter(g.values()))
             drop = next((drops[id(r)] for r in g.values() if drops.get(id(r)) is not None), None)
-            agreed = next((agree[r["setup_key"]] for r in g.values() if r.get("setup_key") in agree), None)
-            agreed = agreed or next((r for r in g.values() if r.get("agree_top1_percent") is not None), None)
+            agreed = next((agree[r.setup_key] for r in g.values() if r.setup_key in agree), None)
+            agreed = agreed or next((r for r in g.values() if r.agree_top1_percent is not None), None)
             nan = any(not_numbers(r) for r in g.values())
             mark = "" if max_drop is None else "NaN" if nan else (
-                "no top-1" if any_rec.get("top1") is None else "no reference") if drop is None else (
+                "no top-1" if any_rec.top1 is None else "no reference") if drop is None else (
                 # on the paired interval where there is one; a share of the reference's top-1 (1%) in its points
-                judge_drop(drop, max_drop, paired(any_rec), float(any_rec["top1"]) + drop))
-            rows.append([network, " / ".join(key), rate(g[large], [r for r in mine if r.get("batch_size") == large])
+                judge_drop(drop, max_drop, paired(any_rec), float(any_rec.top1) + drop))
+            rows.append([network, " / ".join(key), rate(g[large], [r for r in mine if r.batch_size == large])
                          if large in g else "-",
                          times(g, large, "images_per_s"),
-                         fmt(g[small].get("latency_model_p50"), 3) if small in g else "-",
+                         fmt(g[small].latency_model_p50, 3) if small in g else "-",
                          times(g, small, "latency_model_p50", inverse=True), accuracy(any_rec, "top1"),
                          "-" if drop is None else f"{drop:+.2f}",
-                         fmt(agreed.get("agree_top1_percent"), 2) if agreed else "-", *([mark] if max_drop is not None
+                         fmt(agreed.agree_top1_percent, 2) if agreed else "-", *([mark] if max_drop is not None
                                                                                         else []),
-                         sci(g[large].get("joules_per_image"), ".4g") if large in g else "-"])
+                         sci(g[large].joules_per_image, ".4g") if large in g else "-"])
     if not rows:
         return compose()
     head = ["network", "runner", "images/s @ largest batch", "x Vanilla", "latency-model p50 @ smallest (ms)",
@@ -79,28 +80,28 @@ def worth_it_markdown(records: Sequence[Dict[str, Any]], max_drop: Optional[floa
     text = table(head, rows)
     shaky = any(UNSTABLE in str(cell) for row in rows for cell in row)
     asked = registry.get(registry.QUESTION_BACKEND)
-    absent = None if any(r.get("backend") == asked.name for r in recs) else (
+    absent = None if any(r.backend == asked.name for r in recs) else (
         f"{asked.label} was not measured in these records (it needs an NVIDIA GPU and TensorRT installed: "
         "docs/tensorrt.md): the rows compare the runners that were.")
     return compose("# Is TensorRT worth it? Every network", absent,
-                   "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over PyTorch fp32 (above 1: "
-                   "faster); the top-1 drop is in points below PyTorch fp32 on the same images.", text,
-                   *([unstable_note(recs)] if shaky else []), *row_notes(recs))
+                   "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over Vanilla (PyTorch "
+                   "eager at fp32; above 1: faster); the top-1 drop is in points below Vanilla on the same images.", text,
+                   unstable_footnote(recs) if shaky else None, *row_notes(recs))
 
 
-def not_measured_markdown(records: Sequence[Dict[str, Any]]) -> Doc:
+def not_measured_markdown(records: Sequence[Record]) -> Doc:
     """The study rows that were skipped (cannot run) or failed, newest per job, unless a later record of the
     same job measured it."""
-    latest: Dict[Any, Dict[str, Any]] = {}
+    latest: Dict[Any, Record] = {}
     for r in records:
-        if r.get("kind") == "validate" and r.get("job_key"):
-            latest[r["job_key"]] = r
+        if r.kind == "validate" and r.job_key:
+            latest[r.job_key] = r
     groups: Dict[Tuple[str, str, str], List[Tuple[int, str]]] = defaultdict(list)
     for r in latest.values():  # one row per runner and reason, with the jobs it stopped
-        if r.get("error"):
-            runner = f"{r.get('backend')} {r.get('precision')}" + (f" ({r['options']})" if r.get("options") else "")
-            groups[(str(r.get("network")), runner, str(r["error"]))].append((int(r.get("batch_size") or 0),
-                                                                             str(r.get("role") or "run")))
+        if r.error:
+            runner = f"{r.backend} {r.precision}" + (f" ({r.options})" if r.options else "")
+            groups[(str(r.network), runner, str(r.error))].append((int(r.batch_size or 0),
+                                                                             str(r.role or "run")))
     if not groups:
         return compose()
     rows = [[net, runner, ", ".join(f"{role} bs{bs}" if bs else role for bs, role in sorted(set(jobs))), why]
