@@ -29,7 +29,7 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Rec
                  counts: Dict[str, int], everything: Sequence[Record] = ()) -> int:
     """The tables of the study's records (SECTIONS' console rows), the report of the whole folder, the top-1 gate and
     the exit status."""
-    records, everything = typed_all(records), typed_all(everything)  # a run's own, made in memory, are dicts too
+    records, everything = typed_all(records), typed_all(everything)  # Records pass as they are; a dict is checked
     keys = {r.job_key for r in records if r.job_key}
     fresh = {r.job_key: r for r in everything if r.job_key in keys}
     records = [fresh.get(r.job_key, r) for r in records]  # with the agreement filled in
@@ -38,8 +38,7 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Rec
     if docs:
         print("\n\n".join(d.rstrip("\n") for d in docs))
     fallback = Path(tempfile.gettempdir()) / "arttrt-records"  # where Recorder.write keeps what the folder refused
-    away = [Path(r.path) for r in records if r.path and (r.elsewhere
-                                                                     or Path(r.path).parent == fallback)]
+    away = [Path(r.path) for r in records if r.path and (r.elsewhere or Path(r.path).parent == fallback)]
     if away:  # Recorder.write kept them in the system's temporary folder: say where, draw nothing over them
         raise ArtTRTError(f"{output} took no file (the disk is full or read-only): the records of this run are in "
                           f"{away[0].parent}; no tables or report were drawn")
