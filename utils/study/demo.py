@@ -52,7 +52,8 @@ def run_demo(output: Path, quiet: bool = False, command: Optional[str] = None) -
     lines: List[str] = [fit_terminal(results_table(records), terminal_width()), "",
                         f"EfficientNet-Lite0 (packaged ImageNet weights), {len(ds)} foolbox photos: "
                         f"top-1 {_count(records[0], 'top1')} / {_count(records[1], 'top1')}, "
-                        f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} (Vanilla / ONNX Runtime fp32); "
+                        f"top-5 {_count(records[0], 'top5')} / {_count(records[1], 'top5')} "
+                        f"(Vanilla / ONNX Runtime fp32); "
                         f"same top-1 class on {same} of {len(preds[0])} photos; ONNX Runtime against Vanilla, "
                         f"paired: {records[1].paired_verdict or 'not computed'}."]
 
