@@ -190,7 +190,7 @@ def latency_bars(records: Sequence[Record], path: Path, batch_size: int) -> Path
     return _save(fig, path)
 
 
-def telemetry_plot(samples: Sequence[Record], path: Path, title: str) -> Path:
+def telemetry_plot(samples: Sequence[Dict[str, Any]], path: Path, title: str) -> Path:
     """GPU memory and SM utilisation over time, the phases shaded (the original's Vanilla | TRT pair)."""
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
     t = [s["t_s"] for s in samples]
