@@ -426,8 +426,8 @@ def test_worth_it_across_networks_cell_by_cell():
     text = worth_it_markdown(_study_records(), max_drop=2.0)
     assert text.startswith("# Is TensorRT worth it? Every network\n")
     rows = cells(text)
-    assert rows[0] == ["network", "runner", "images/s @ largest batch", "x Vanilla",
-                       "latency-model p50 @ smallest (ms)", "x Vanilla (speed)", "top-1 (%)", "top-1 drop (points)",
+    assert rows[0] == ["network", "runner", "images/s @ largest batch", "x Vanilla (images/s)",
+                       "latency-model p50 @ smallest (ms)", "x Vanilla (latency)", "top-1 (%)", "top-1 drop (points)",
                        "same top-1 as Vanilla (%)", "drop <= 2"]
     assert rows[1:] == [
         ["mobilenet_v2", "Vanilla", "9000.0", "1.00x", "3.000", "1.00x", "71.00", "+0.00", "100.00", "ok"],

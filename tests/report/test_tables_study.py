@@ -167,8 +167,9 @@ def test_worth_it_text_and_gate_marks():
     text = worth_it_markdown(recs, max_drop=3.0)
     assert text.splitlines()[:3] == [
         "# Is TensorRT worth it? Every network", "",
-        "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over Vanilla (PyTorch eager at "
-        "fp32; above 1: faster); the top-1 drop is in points below Vanilla on the same images."]
+        "Largest and smallest batch of each network; \"x Vanilla\" is how many times faster than Vanilla (PyTorch "
+        "eager at fp32) a row is, in images/s at the largest batch and in latency at the smallest (above 1: faster); "
+        "the top-1 drop is in points below Vanilla on the same images."]
     rows = cells(text)
     assert [(r[0], r[1], r[-1]) for r in rows[1:]] == [
         ("mobilenet_v2", "Vanilla", "ok"), ("resnet18", "Vanilla", "ok"), ("resnet18", "ONNX Runtime fp16", "NaN"),

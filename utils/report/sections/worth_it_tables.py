@@ -69,8 +69,9 @@ def worth_it_markdown(records: Sequence[Record], max_drop: Optional[float] = Non
                          sci(g[large].joules_per_image, ".4g") if large in g else "-"])
     if not rows:
         return compose()
-    head = ["network", "runner", "images/s @ largest batch", "x Vanilla", "latency-model p50 @ smallest (ms)",
-            "x Vanilla (speed)", "top-1 (%)", "top-1 drop (points)", "same top-1 as Vanilla (%)"]
+    head = ["network", "runner", "images/s @ largest batch", "x Vanilla (images/s)",
+            "latency-model p50 @ smallest (ms)", "x Vanilla (latency)", "top-1 (%)", "top-1 drop (points)",
+            "same top-1 as Vanilla (%)"]
     if max_drop is not None:
         head.append(f"drop <= {max_drop:g}")
     if any(row[-1] != "-" for row in rows):  # energy where a GPU's counter gave it (utils/measure/energy.py)
@@ -84,8 +85,9 @@ def worth_it_markdown(records: Sequence[Record], max_drop: Optional[float] = Non
         f"{asked.label} was not measured in these records (it needs an NVIDIA GPU and TensorRT installed: "
         "docs/tensorrt.md): the rows compare the runners that were.")
     return compose("# Is TensorRT worth it? Every network", absent,
-                   "Largest and smallest batch of each network; \"x Vanilla\" is the speed-up over Vanilla (PyTorch "
-                   "eager at fp32; above 1: faster); the top-1 drop is in points below Vanilla on the same images.", text,
+                   "Largest and smallest batch of each network; \"x Vanilla\" is how many times faster than Vanilla "
+                   "(PyTorch eager at fp32) a row is, in images/s at the largest batch and in latency at the smallest "
+                   "(above 1: faster); the top-1 drop is in points below Vanilla on the same images.", text,
                    unstable_footnote(recs) if shaky else None, *row_notes(recs))
 
 
