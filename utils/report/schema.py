@@ -35,9 +35,6 @@ Reasons = List[Text]
 class ServeSettings(_Strict):
     """A serving scenario's settings (utils.measure.serving.ServeOptions): the fields the tables read."""
 
-    def has(self, name: str) -> bool:
-        return name in self.model_fields_set
-
     scenario: Optional[Text] = None
     max_batch: Optional[BatchSize] = None
     max_queue_delay_us: Optional[Count] = None
@@ -275,10 +272,6 @@ class Record(LoadGenRun, Paired):
     def elsewhere(self) -> bool:
         """Written to the system's temporary folder because the output folder refused it (in memory only)."""
         return bool((self.model_extra or {}).get("_elsewhere"))
-
-    def has(self, name: str) -> bool:
-        """Whether the record names the field at all (None included): records older than a field lack it."""
-        return name in self.model_fields_set or name in (self.model_extra or {})
 
     def with_fields(self, **update: Any) -> "Record":
         """A copy with fields changed or added (agreement, pairing: kept in memory, never written again), checked

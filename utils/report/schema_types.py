@@ -20,6 +20,10 @@ LongText = Annotated[str, Field(max_length=65536)]
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
+    def has(self, name: str) -> bool:
+        """Whether the block names the field at all (None included): records older than a field lack it."""
+        return name in self.model_fields_set or name in (self.model_extra or {})
+
 
 class Env(_Strict):
     gpu: Optional[Text] = None
