@@ -7,9 +7,10 @@ import sys
 
 from tests.report import as_read
 from utils.measure import hostload
-from utils.report.select import unstable_note, unstable_reason
+from utils.report.sections.cells import unstable_footnote
+from utils.report.select import unstable_reason
 
-unstable_note, unstable_reason = (as_read(unstable_note), as_read(unstable_reason))
+unstable_footnote, unstable_reason = (as_read(unstable_footnote), as_read(unstable_reason))
 
 # proc(5)'s example of the first line: user nice system idle iowait irq softirq steal guest guest_nice, in USER_HZ
 PROC5 = ("cpu  10132153 290696 3084719 46828483 16683 0 25195 0 175628 0\n"
@@ -64,7 +65,7 @@ def test_the_note_says_each_marked_rows_reason():
                 "host_others_cores": others, "latency_all_cv_percent": cv}
 
     calm = [rec("torch", 0.1, 1.0), rec("compile", 0.1, 1.2)]
-    assert unstable_note(calm) is None
-    note = unstable_note([*calm, rec("onnxrt", 1.4, 1.1)])
+    assert str(unstable_footnote(calm)) == ""  # no row marked: no note
+    note = str(unstable_footnote([*calm, rec("onnxrt", 1.4, 1.1)])).rstrip("\n")
     assert note.endswith(" Here: resnet50 ONNX Runtime fp32 bs1: host busy: other processes kept 1.4 of 2 cores busy "
                          "while it was timed.")

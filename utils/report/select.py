@@ -202,12 +202,6 @@ def unstable_reasons(records: Sequence[Record]) -> List[str]:
     return list(dict.fromkeys(why))
 
 
-def unstable_note(records: Sequence[Record]) -> Optional[str]:
-    """UNSTABLE_NOTE with each marked row's own reason, or None where no row is marked."""
-    why = unstable_reasons(records)
-    return f"{UNSTABLE_NOTE} Here: {'; '.join(why)}." if why else None
-
-
 def latest_per_config(records: Sequence[Record]) -> List[Record]:
     """The newest record of each (network, backend, precision, batch, mode, options, dataset, weights, environment,
     and a serving record's scenario and settings); a study's accuracy pass stands for its batch size only where no timing or
