@@ -24,7 +24,6 @@ from utils.report.doc import one_page
 from utils.report.layout import Markdown, Plot, View, pieces
 from utils.report.records import load_records, record_folders
 from utils.report.records_csv import write_records_csv
-from utils.report.schema import typed_all
 from utils.report.schema_types import Env
 from utils.report.select import records_read
 
@@ -52,8 +51,9 @@ def make_report(folder: Path, max_top1_drop: Optional[float] = None,
     if not folder.is_dir():
         raise ArtTRTError(f"results folder {folder} is a file, not a folder: give the folder that holds records/"
                           if folder.exists() else f"results folder {folder} does not exist")
-    everything = load_records(folder) if records is None else typed_all(records)  # a run passes what it read, wrote
-    view = View.of(everything, max_top1_drop, folder, baseline, max_regression)
+    view = View.of(load_records(folder) if records is None else records,  # a run passes what it read and wrote
+                   max_top1_drop, folder, baseline, max_regression)
+    everything = view.everything  # typed once, by View.of
     if not view.ok and not view.compares and not view.every and not any(folder.rglob("telemetry-*.csv")):
         raise ArtTRTError(f"no ArtTRT records under {folder}: run main.py -v first")
     wrote: List[str] = []

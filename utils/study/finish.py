@@ -17,7 +17,7 @@ from utils.core.errors import ArtTRTError, visible
 from utils.core.top1_budget import budget_points
 from utils.report.layout import View, summary_docs
 from utils.report.report import make_report, where_results_are
-from utils.report.schema import Record, typed_all
+from utils.report.schema import Record
 from utils.report.select import INCONCLUSIVE, OVER, gate_outcomes, paired_of, row_label
 from utils.report.terminal import terminal_width
 
@@ -29,7 +29,6 @@ def finish_study(max_top1_drop: Optional[float], output: Path, records: List[Rec
                  counts: Dict[str, int], everything: Sequence[Record] = ()) -> int:
     """The tables of the study's records (SECTIONS' console rows), the report of the whole folder, the top-1 gate and
     the exit status."""
-    records, everything = typed_all(records), typed_all(everything)  # Records pass as they are; a dict is checked
     keys = {r.job_key for r in records if r.job_key}
     fresh = {r.job_key: r for r in everything if r.job_key in keys}
     records = [fresh.get(r.job_key, r) for r in records]  # with the agreement filled in
