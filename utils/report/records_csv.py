@@ -60,9 +60,9 @@ def flat(rec: Dict[str, Any]) -> Dict[str, str]:
     return out
 
 
-def records_csv(records: Sequence[Any]) -> str:
-    """Every record (a Record, or a dict as read) as one flat row."""
-    rows = [flat(r.as_dict() if isinstance(r, Record) else r) for r in records]
+def records_csv(records: Sequence[Record]) -> str:
+    """Every record as one flat row: its fields as written."""
+    rows = [flat(r.as_dict()) for r in records]
     cols = csv_columns()
     known = set(cols)
     cols += sorted({k for row in rows for k in row} - known)  # every field: those outside the schema too
@@ -73,7 +73,7 @@ def records_csv(records: Sequence[Any]) -> str:
     return buf.getvalue()
 
 
-def write_records_csv(folder: Path, records: Sequence[Any]) -> Path:
+def write_records_csv(folder: Path, records: Sequence[Record]) -> Path:
     path = folder / "records.csv"
     atomic_write_text(path, records_csv(records))
     return path
