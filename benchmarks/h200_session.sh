@@ -141,11 +141,12 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
     # manylinux_2_28_x86_64 onnxruntime-gpu==1.31.1; unzip it into a folder; drop onnxruntime/capi/
     # libonnxruntime_providers_tensorrt.so; (cd folder && tar -c . | xz -9e -T2 > ort.tar.xz) (203 MB);
     # split -n 4 -d ort.tar.xz part_; put part_0N in .ort/pN. .whl: pydantic, pydantic_core, annotated_types,
-    # typing_inspection, nvidia-modelopt 0.47.0, polygraphy, onnxslim, lief, onnx_graphsurgeon; .mut: mutmut 3.8.1,
+    # typing_inspection, nvidia-modelopt 0.47.0, polygraphy, onnxslim, lief, onnx_graphsurgeon (WHL= another folder of
+    # them); .mut: mutmut 3.8.1,
     # libcst, setproctitle, textual, mdit_py_plugins, platformdirs. Carry: c1 .ort/p0 .whl; c2 .ort/p1; c3 .ort/p2;
     # c4 .ort/p3; c5 (MUT_S=... for the GPU mutants) .mut.
     mkdir -p /tmp/ort /tmp/st && cp .ort/p*/part_* /tmp/ort/ 2>/dev/null; ls /tmp/ort
-    [ -d /tmp/site/pydantic ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+    [ -d /tmp/site/pydantic ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site ${WHL:-.whl}/*.whl || exit 1
     export PYTHONPATH=/tmp/site
     case "$1" in
       c1)  # the GPU's facts, the 50,000-JPEG folder, the GPU tests, then the study's PyTorch part
@@ -235,6 +236,7 @@ PY
     grep -v "latency varies" /tmp/st/last.log | tail -60
     ls /tmp/st/out/records | wc -l
     mkdir -p $OUT/study && cp /tmp/st/last.log /tmp/st/wall $OUT/study/ && cp -r /tmp/st/out/table_outputs $OUT/study/ 2>/dev/null
+    cp -r /tmp/st/out/records $OUT/study/ 2>/dev/null  # the records so far come back with every part
     ;;
   rerun)  # issue 14: the same study again: every job found done; then the records themselves come back (BACKENDS=
     # the backends whose part finished, where the cold study did not: a rerun times only jobs found done)
