@@ -1,6 +1,6 @@
 """Issue 40, class 1: a record is "done before" only where it was measured in the same environment (the kind of
-machine and every library version, never the host name); a record from elsewhere is kept, the job is measured
-again beside it, and the tables say which environment each row was measured with."""
+machine, PyTorch and every library its backend runs, never the host name); a record from elsewhere is kept, the job
+is measured again beside it, and the tables say which environment each row was measured with."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import pytest
 
 import main
 from tests.conftest import unchanged
-from tests.study.test_study import FAST, records, summary
 from tests.report import R
+from tests.study.test_study import FAST, records, summary
 from utils.report.schema_types import ENV_IDENTITY
 from utils.report.select import identity_columns, images_key, latest_per_config
 
@@ -94,3 +94,58 @@ def test_a_record_from_another_environment_is_measured_again_and_kept(tmp_path, 
     assert "Measured in several environments" in table and "Measured on " not in table  # never one machine's name
     pct = lines[next(i for i, ln in enumerate(lines) if "timed batches" in ln)]
     assert "measured with" in pct  # the percentile rows are labelled too
+
+
+def test_a_library_the_jobs_do_not_run_changing_between_parts_of_a_study_keeps_them_done(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """The H200 study (2026-12-07, benchmarks/h200_session.sh c1..c5): its PyTorch jobs ran while the machine's CPU
+    onnxruntime 1.30.0 was importable; when the study was resumed with onnxruntime-gpu 1.31.1 unpacked beside it,
+    every PyTorch job's key changed (the key held every library's version) and each was measured again. A job's
+    key holds the versions its figures depend on: the machine and PyTorch, and the libraries its backend runs."""
+    from utils.study import identity
+
+    real = identity.environment
+    versions = {"onnxruntime": "1.30.0 (onnxruntime)", "torch": None}
+
+    def env(index=None):
+        e = dict(real(index))
+        e.update({k: v for k, v in versions.items() if v is not None})
+        return e
+
+    monkeypatch.setattr(identity, "environment", env)
+    out = tmp_path / "o"
+    argv = ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_sizes", "2", "--output", str(out), *FAST]
+    assert main.main(argv) == 0
+    assert summary(capsys.readouterr().out)[1:3] == (2, 0)
+    versions["onnxruntime"] = "1.31.1 (onnxruntime-gpu)"  # a library a PyTorch job does not run
+    assert main.main(argv) == 0
+    assert summary(capsys.readouterr().out)[1:3] == (0, 2)  # found done
+    versions["torch"] = "2.1.0"  # what it does run
+    assert main.main(argv) == 0
+    assert summary(capsys.readouterr().out)[1:3] == (2, 0)  # measured again
+
+
+def test_a_jobs_key_holds_the_versions_of_what_it_runs_and_nothing_else(monkeypatch):
+    from utils.backends.base import RunSpec
+    from utils.study import identity
+    from utils.study.plan import Job, Setup, digest, job_identity
+
+    versions = {k: f"{k}-1" for k in ENV_IDENTITY}
+    monkeypatch.setattr(identity, "environment", lambda index=None: dict(versions))
+
+    def key(backend, role):
+        setup = Setup(0, "resnet18", RunSpec(backend, "fp32"), [Job(role, 8)])
+        facts = {"weights_id": "w", "images": 4, "dataset_key": "d",
+                 "environment": identity.environment_identity("cpu", backend)}
+        return digest(job_identity(setup, setup.jobs[0], identity.job_facts(setup, setup.jobs[0], facts), {}))
+
+    jobs = [("torch", "accuracy"), ("torch", "scenario"), ("onnxrt", "timing"), ("onnxrt", "scenario")]
+    before = {j: key(*j) for j in jobs}
+    for field, changed in [("onnxruntime", {("onnxrt", "timing"), ("onnxrt", "scenario")}),
+                           ("loadgen", {("torch", "scenario"), ("onnxrt", "scenario")}),
+                           ("tensorrt", set()),
+                           ("torch", set(jobs))]:
+        versions[field] = f"{field}-2"
+        now = {j: key(*j) for j in jobs}
+        assert {j for j in jobs if now[j] != before[j]} == changed, field
+        before = now

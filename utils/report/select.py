@@ -85,11 +85,17 @@ def env_identity(r: Record) -> Tuple[Tuple[str, Any], ...]:
     PyTorch (schema_types.ENV_MACHINE) for every row, and the libraries its backend runs (registry: ONNX Runtime's
     version for an ONNX Runtime row, never for a PyTorch one), LoadGen's for a serving row; never the host name.
     (field, value) pairs, in schema_types.ENV_IDENTITY's order."""
-    backend = BACKENDS.get(str(r.backend))
-    fields = set(ENV_MACHINE) | set(backend.libraries if backend is not None else ENV_IDENTITY)
-    if is_scenario(r):
+    return tuple((k, getattr(r.env, k, None)) for k in env_fields(str(r.backend), is_scenario(r)))
+
+
+def env_fields(backend: str, scenario: bool = False) -> Tuple[str, ...]:
+    """The environment fields a row of `backend` depends on (a serving row's: LoadGen's too), in ENV_IDENTITY's
+    order: what a record's environment is compared by, and what a study job's key holds (utils.study)."""
+    runs = BACKENDS.get(backend)
+    fields = set(ENV_MACHINE) | set(runs.libraries if runs is not None else ENV_IDENTITY)
+    if scenario:
         fields.add("loadgen")
-    return tuple((k, getattr(r.env, k, None)) for k in ENV_IDENTITY if k in fields)
+    return tuple(k for k in ENV_IDENTITY if k in fields)
 
 
 def env_differs(records: Sequence[Record]) -> List[str]:

@@ -35,13 +35,14 @@ from utils.data.options import DataOptions
 from utils.measure.measurement import MeasureOptions
 from utils.models.networks import Network
 from utils.models.paths import weights_id
-from utils.report.records import Recorder, environment, load_records, make_record
+from utils.report.records import Recorder, load_records, make_record
 from utils.report.schema import Record
-from utils.report.schema_types import ENV_IDENTITY, Env
-from utils.report.select import env_identity, images_key
+from utils.report.schema_types import Env
+from utils.report.select import images_key
 from utils.study import validate
 from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions
 from utils.study.handover import for_worker, write_handover
+from utils.study.identity import done_here, environment_identity, job_facts
 from utils.study.plan import WHOLE, Job, Setup, digest, job_identity, setup_key
 from utils.study.validate import OpenRunner, count_cost, serve_with, warn_if_random_weights
 from utils.study.workers import claim, claim_key, launch, note_outcome, outcomes_of, records_of, release, wait_all
@@ -161,29 +162,12 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
     return outcomes
 
 
-def environment_identity(device: str) -> Dict[str, Any]:
-    """The environment a job on `device` is measured in, as far as it changes figures (schema.ENV_IDENTITY: the
-    kind of machine and every library version; never the host name, so like nodes share their records)."""
-    dev = torch.device(device)
-    env = environment(dev.index if dev.type == "cuda" else None)
-    return {k: env.get(k) for k in ENV_IDENTITY}
-
-
 def _facts(setup: Setup, ctx: StudyContext, opened: _Open) -> Dict[str, Any]:
     """What the keys of a runnable setup's jobs need besides the setup: its network's weights, its dataset, the
     kind of device and the environment (the network and dataset are opened here if they are not yet): a record of
     another machine or other library versions is not "done before" here; it is measured again and kept beside."""
     return {**_open(setup, ctx, opened).facts, "device": device_identity(setup.spec.device),
-            "environment": environment_identity(setup.spec.device)}
-
-
-def _done_here(done: Dict[str, Record], key: str, facts: Dict[str, Any]) -> Optional[Record]:
-    """The record of job `key` measured in this environment, if any: a record under the same key that names
-    another environment (copied from elsewhere, or edited) is not taken as measured here."""
-    old, env = done.get(key), facts.get("environment")
-    if old is not None and env is not None and env_identity(old) != env_identity(old.with_fields(env=env)):
-        return None
-    return old
+            "environment": environment_identity(setup.spec.device, setup.spec.backend)}
 
 
 def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: _Open) -> bool:
@@ -191,7 +175,8 @@ def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: 
     facts = _facts(setup, ctx, opened)
     rules = ctx.measure.key_rules()
     for job in setup.jobs:
-        old = _done_here(done, digest(job_identity(setup, job, facts, rules)), facts)
+        here = job_facts(setup, job, facts)
+        old = done_here(done, digest(job_identity(setup, job, here, rules)), here)
         if old is None or old.error:
             return False
     return True
@@ -277,10 +262,11 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: _Ope
     try:
         for job in setup.jobs:
             bar.set_postfix_str(f"{setup.label} bs{job.batch_size} {job.role}", refresh=False)
-            ident = job_identity(setup, job, facts, rules)
+            here = job_facts(setup, job, facts)
+            ident = job_identity(setup, job, here, rules)
             key = digest(ident)
             common = {"role": job.role, "job_key": key, "setup_key": skey, "study_job": ident}
-            old = _done_here(done, key, facts)
+            old = done_here(done, key, here)
             if old is not None and not (old.error and not setup.skipped):  # failures are tried again
                 _emit(out, ctx, Outcome(setup, job, SKIPPED if setup.skipped else REUSED, old, old.error))
                 if job.kind.gives_accuracy:
@@ -358,9 +344,10 @@ def _reference(setup: Setup, ctx: StudyContext, opened: _Open, key: str) -> Refe
     def find(result: Any) -> Optional[Tuple[np.ndarray, str]]:
         if is_reference_run(setup.spec, ctx.measure.sync):
             return np.asarray(result.predictions, dtype=np.int64), key
+        env = environment_identity(setup.spec.device, setup.spec.backend)
         here = Record.model_construct(network=setup.network, weights_id=opened.facts["weights_id"],
                                       dataset_key=opened.facts["dataset_key"], images=result.images,
-                                      env=Env.model_validate(environment_identity(setup.spec.device)))
+                                      env=Env.model_validate(env))
         want = images_key(here)  # the same images in the same environment (select.images_key)
         return reference_predictions(ctx.output, [*(ctx.records or []), *ctx.written], want)
 
