@@ -247,8 +247,9 @@ def test_a_jetson_reads_its_power_rails_where_nvml_has_no_counter(monkeypatch, t
     from utils.measure import jetson
 
     uuid = "eeeeeeee-4444-4444-4444-444444444444"
+    asked = []
     monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda i: types.SimpleNamespace(uuid=uuid, is_integrated=True))
+                        lambda i: asked.append(i) or types.SimpleNamespace(uuid=uuid, is_integrated=True))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(energy, "_said", set())
     monkeypatch.setitem(sys.modules, "pynvml", FakeNVML({f"GPU-{uuid}": 0}, unsupported=[f"GPU-{uuid}"]))
@@ -258,6 +259,7 @@ def test_a_jetson_reads_its_power_rails_where_nvml_has_no_counter(monkeypatch, t
     meter = EnergyMeter.for_device(torch.device("cuda:0"))
     try:
         assert meter is not None and meter.scope == "Jetson INA3221 rails (VDD_IN)"
+        assert asked == [0]  # the device described once
         mj0, t0 = meter.read()
         time.sleep(0.3)
         mj1, t1 = meter.read()

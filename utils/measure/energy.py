@@ -57,16 +57,18 @@ class EnergyMeter:
         """The meter of a CUDA device, or None (the CPU; no NVML; no energy counter: said once in one line)."""
         if device.type != "cuda":
             return None
+        props = None
         try:
             import pynvml
 
             index = device.index if device.index is not None else torch.cuda.current_device()
-            uuid = str(torch.cuda.get_device_properties(index).uuid)
+            props = torch.cuda.get_device_properties(index)
+            uuid = str(props.uuid)
             pynvml.nvmlInit()
             handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
             pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # "not supported" raises here, before any window
         except Exception as err:  # ImportError, NVMLError (not supported, no driver), a UUID NVML does not know
-            rails = _integrated_gpu_meter(device)
+            rails = _integrated_gpu_meter(device, props)
             if rails is not None:  # a Jetson: its power rails instead (NVML has no Tegra energy counter)
                 return rails
             key = str(device)
@@ -88,11 +90,14 @@ class EnergyMeter:
         return self.read_mj(), self.clock()
 
 
-def _integrated_gpu_meter(device: Any) -> Optional["EnergyMeter"]:
-    """On an integrated GPU (a Jetson: torch says is_integrated), the module's power rails; else None."""
+def _integrated_gpu_meter(device: Any, props: Any = None) -> Optional["EnergyMeter"]:
+    """On an integrated GPU (a Jetson: torch says is_integrated), the module's power rails; else None. `props`: the
+    device's properties where the caller has them already."""
     try:
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        if not getattr(torch.cuda.get_device_properties(index), "is_integrated", False):
+        if props is None:
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            props = torch.cuda.get_device_properties(index)
+        if not getattr(props, "is_integrated", False):
             return None
         integrator = jetson_meter()
     except Exception:  # a device torch cannot describe, rails that cannot be read: no figure, said by the caller
