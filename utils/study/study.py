@@ -165,7 +165,8 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
 def _facts(setup: Setup, ctx: StudyContext, opened: _Open) -> Dict[str, Any]:
     """What the keys of a runnable setup's jobs need besides the setup: its network's weights, its dataset, the
     kind of device and the environment (the network and dataset are opened here if they are not yet): a record of
-    another machine or other library versions is not "done before" here; it is measured again and kept beside."""
+    another machine or other versions of what the setup runs is not "done before" here; it is measured again and
+    kept beside."""
     return {**_open(setup, ctx, opened).facts, "device": device_identity(setup.spec.device),
             "environment": environment_identity(setup.spec.device, setup.spec.backend)}
 
