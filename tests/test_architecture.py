@@ -423,6 +423,7 @@ NOT_A_RECORD = {
     ("utils/report/sections/look_inside_tables.py", "onnx_layers_doc"): "utils.models.onnx_layers' rows",
     ("utils/report/sections/look_inside_tables.py", "engine_layers_doc"): "TensorRT's engine inspector's rows",
     ("utils/study/finish.py", "finish_study"): "the outcome counts by status",
+    ("utils/study/identity.py", "keys_of"): "the job identity a record keeps (plan.job_identity's dict)",
     ("utils/study/run.py", "written_since"): "the claims other processes held",
     ("utils/study/workers.py", "claims_elsewhere"): "the claims other processes held",
     ("utils/study/study.py", "_reference"): "the network's and dataset's facts",

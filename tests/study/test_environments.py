@@ -37,9 +37,9 @@ def test_records_of_another_library_version_are_kept_apart_and_labelled():
 
 
 # a row that runs each library: TensorRT's rows run ONNX, ONNX Runtime (ModelOpt's calibration), ModelOpt and
-# TensorRT(-RTX); a serving row runs LoadGen
+# TensorRT(-RTX); a serving row runs LoadGen; torchao's rows torchao
 RUNS = {**{k: {"backend": "tensorrt", "precision": "fp16"} for k in ENV_IDENTITY[7:]},
-        "loadgen": {"role": "scenario", "scenario": "offline"}}
+        "loadgen": {"role": "scenario", "scenario": "offline"}, "torchao": {"backend": "torchao", "precision": "int8"}}
 
 
 @pytest.mark.parametrize("field", ENV_IDENTITY)
@@ -126,26 +126,75 @@ def test_a_library_the_jobs_do_not_run_changing_between_parts_of_a_study_keeps_t
 
 
 def test_a_jobs_key_holds_the_versions_of_what_it_runs_and_nothing_else(monkeypatch):
+    from utils.backends import onnxrt
     from utils.backends.base import RunSpec
     from utils.study import identity
-    from utils.study.plan import Job, Setup, digest, job_identity
+    from utils.study.plan import Job, Setup
 
     versions = {k: f"{k}-1" for k in ENV_IDENTITY}
     monkeypatch.setattr(identity, "environment", lambda index=None: dict(versions))
 
-    def key(backend, role):
-        setup = Setup(0, "resnet18", RunSpec(backend, "fp32"), [Job(role, 8)])
-        facts = {"weights_id": "w", "images": 4, "dataset_key": "d",
-                 "environment": identity.environment_identity("cpu", backend)}
-        return digest(job_identity(setup, setup.jobs[0], identity.job_facts(setup, setup.jobs[0], facts), {}))
+    def key(backend, role, provider=None):
+        spec = RunSpec(backend, "int8" if backend == "torchao" else "fp32",
+                       options=onnxrt.Options(provider) if provider else None)
+        setup = Setup(0, "resnet18", spec, [Job(role, 8)])
+        facts = {"weights_id": "w", "images": 4, "dataset_key": "d", "environment": identity.environment_identity(spec)}
+        return identity.job_key(setup, setup.jobs[0], facts, {})[1]
 
-    jobs = [("torch", "accuracy"), ("torch", "scenario"), ("onnxrt", "timing"), ("onnxrt", "scenario")]
+    ort_trt = ("onnxrt", "timing", "tensorrt")  # ONNX Runtime's TensorRT provider runs TensorRT
+    jobs = [("torch", "accuracy"), ("torch", "scenario"), ("compile", "timing"), ("onnxrt", "timing"),
+            ("onnxrt", "scenario"), ort_trt, ("torchao", "timing"), ("tensorrt", "timing")]
     before = {j: key(*j) for j in jobs}
-    for field, changed in [("onnxruntime", {("onnxrt", "timing"), ("onnxrt", "scenario")}),
+    ort = {("onnxrt", "timing"), ("onnxrt", "scenario"), ort_trt, ("tensorrt", "timing")}
+    for field, changed in [("onnxruntime", ort), ("modelopt", ort), ("onnx", ort),
                            ("loadgen", {("torch", "scenario"), ("onnxrt", "scenario")}),
-                           ("tensorrt", set()),
-                           ("torch", set(jobs))]:
+                           ("tensorrt", {ort_trt, ("tensorrt", "timing")}),
+                           ("tensorrt_rtx", {("tensorrt", "timing")}),
+                           ("torchao", {("torchao", "timing")}),
+                           ("torch", set(jobs)), ("gpu", set(jobs)), ("driver", set(jobs))]:
         versions[field] = f"{field}-2"
         now = {j: key(*j) for j in jobs}
         assert {j for j in jobs if now[j] != before[j]} == changed, field
         before = now
+
+
+def test_a_backend_that_does_not_name_its_libraries_is_keyed_by_every_one(monkeypatch):
+    """A backend registered without `libraries` (docs/architecture.md's example): every library's version is in
+    its records' environment, the safe side: a change of any measures its jobs again."""
+    import dataclasses
+
+    from utils.backends import registry
+    from utils.report.select import env_fields
+
+    monkeypatch.setitem(registry.BACKENDS, "export", dataclasses.replace(registry.BACKENDS["torch"], name="export",
+                                                                         libraries=None))
+    assert env_fields("export") == ENV_IDENTITY
+    assert env_fields("torch") == ENV_IDENTITY[:7] and env_fields("torch", scenario=True) == (*ENV_IDENTITY[:7],
+                                                                                                "loadgen")
+
+
+def test_a_folder_of_before_is_found_done_where_its_environment_is_the_same(tmp_path, capsys):
+    """Records written before 2026-12-07 were keyed with every importable library's version: a rerun in the same
+    environment finds them done (their key as it is now, from the identity they keep), in another measures again."""
+    from utils.study.plan import digest
+
+    out = tmp_path / "o"
+    argv = ["-v", "--network", "resnet18", "--synthetic", "4", "--batch_sizes", "2", "--output", str(out), *FAST]
+    assert main.main(argv) == 0
+    assert summary(capsys.readouterr().out)[1:3] == (2, 0)
+    for p in (out / "records").glob("validate-*.json"):  # as the code of before wrote them
+        r = json.loads(p.read_text())
+        r["study_job"]["environment"] = {k: r["env"].get(k) for k in ENV_IDENTITY if k != "torchao"}
+        r["study_job"]["environment"]["onnxruntime"] = "1.30.0 (onnxruntime)"
+        r["env"]["onnxruntime"] = "1.30.0 (onnxruntime)"
+        r["job_key"] = digest(r["study_job"])
+        p.write_text(json.dumps(r))
+    assert main.main(argv) == 0
+    assert summary(capsys.readouterr().out)[1:3] == (0, 2)  # found done: a PyTorch job does not run ONNX Runtime
+    for p in (out / "records").glob("validate-*.json"):
+        r = json.loads(p.read_text())
+        r["study_job"]["environment"]["torch"] = r["env"]["torch"] = "2.1.0"
+        r["job_key"] = digest(r["study_job"])
+        p.write_text(json.dumps(r))
+    assert main.main(argv) == 0
+    assert summary(capsys.readouterr().out)[1:3] == (2, 0)  # another torch: measured again

@@ -25,7 +25,7 @@ import argparse
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from utils.backends import base
 from utils.backends.base import Runner, RunSpec
@@ -62,8 +62,17 @@ class Backend:
     # more rows of them); torchao's are not (it scales weights when it quantizes and activations at run time).
     calibrates: bool = False
     # The libraries besides PyTorch whose versions change its figures (the record's env fields: ONNX Runtime runs
-    # ModelOpt's calibration for TensorRT too): records differing only in others are one environment for its rows.
-    libraries: Tuple[str, ...] = ()
+    # ModelOpt's calibration for TensorRT too): records differing only in others are one environment for its rows,
+    # and a study job's key holds only these. None (a backend that does not say): every library's version.
+    libraries: Optional[Tuple[str, ...]] = None
+    # What a provider adds to them (provider, libraries): ONNX Runtime's TensorRT provider runs TensorRT.
+    provider_libraries: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+
+    def libraries_of(self, provider: Optional[str] = None) -> Optional[Tuple[str, ...]]:
+        """The libraries a row of this backend runs on `provider` (None: every library)."""
+        if self.libraries is None:
+            return None
+        return self.libraries + dict(self.provider_libraries).get(provider or "", ())
 
     def impl(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -71,16 +80,18 @@ class Backend:
 
 BACKENDS: Dict[str, Backend] = {
     "torch": Backend("torch", "Vanilla", ("fp32", "fp16", "bf16"), ("fp16", "bf16"), False,
-                     "utils.backends.torch_eager"),
+                     "utils.backends.torch_eager", libraries=()),
+    # (Triton, which compiles its kernels, comes pinned by the torch wheel: torch's version names it)
     "compile": Backend("compile", "torch.compile", ("fp32", "fp16", "bf16"), ("fp16", "bf16"), False,
-                       "utils.backends.compile"),
+                       "utils.backends.compile", libraries=()),
     "onnxrt": Backend("onnxrt", "ONNX Runtime", PRECISIONS, ("bf16", "fp8"), False, "utils.backends.onnxrt",
                       uses_onnx=True, own_process_on_gpu=True, calibrates=True,
-                      libraries=("onnx", "onnxruntime", "modelopt")),
+                      libraries=("onnx", "onnxruntime", "modelopt"), provider_libraries=(("tensorrt", ("tensorrt",)),)),
     "tensorrt": Backend("tensorrt", "TRT", PRECISIONS, PRECISIONS, True, "utils.backends.tensorrt", uses_onnx=True,
                         built_for_run_batches=True, calibrates=True,
                         libraries=("onnx", "onnxruntime", "modelopt", "tensorrt", "tensorrt_rtx")),
-    "torchao": Backend("torchao", "torchao", ("int8", "fp8"), ("fp8",), False, "utils.backends.ao"),
+    "torchao": Backend("torchao", "torchao", ("int8", "fp8"), ("fp8",), False, "utils.backends.ao",
+                       libraries=("torchao",)),
 }
 
 # The runner every other is measured against (speed-ups, top-1 drops, top-1 agreement): PyTorch fp32.

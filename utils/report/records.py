@@ -114,7 +114,7 @@ def environment(device_index: Optional[int] = None) -> Dict[str, Any]:
            "onnx": _version("onnx"), "onnxruntime": imported_version("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
            "modelopt": _version("nvidia-modelopt"), "tensorrt": _version("tensorrt") or _version("tensorrt-cu13")
            or _version("tensorrt-cu12"), "tensorrt_rtx": _version("tensorrt-rtx-cu13-bindings"),
-           "loadgen": _version("mlcommons-loadgen")}
+           "loadgen": _version("mlcommons-loadgen"), "torchao": _version("torchao")}
     env.update({k: v for k, v in gpu_facts(device_index).items() if k != "sm_clock_mhz"})
     return env
 

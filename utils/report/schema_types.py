@@ -39,6 +39,7 @@ class Env(_Strict):
     onnx: Optional[Text] = None
     modelopt: Optional[Text] = None
     loadgen: Optional[Text] = None
+    torchao: Optional[Text] = None
     integrated_gpu: Optional[bool] = None  # a Jetson: the GPU shares the host's memory (records.gpu_facts)
 
 
@@ -46,7 +47,7 @@ class Env(_Strict):
 # GPU model, compute capability; not the host name, so like nodes of a cluster share their records) and the
 # software (driver, CUDA, every library that computes or times a row). A record is "done before" only in the same.
 ENV_IDENTITY = ("cpu", "gpu", "compute_capability", "driver", "cuda", "torch", "torchvision", "onnx", "onnxruntime",
-                "tensorrt", "tensorrt_rtx", "modelopt", "loadgen")
+                "tensorrt", "tensorrt_rtx", "modelopt", "loadgen", "torchao")
 # What every row's figures depend on, whatever its backend (the reference row's too: rows are divided by a reference
 # measured in the same ENV_MACHINE); a backend adds the libraries it runs (utils.backends.registry.Backend.libraries)
 ENV_MACHINE = ENV_IDENTITY[:7]

@@ -85,14 +85,15 @@ def env_identity(r: Record) -> Tuple[Tuple[str, Any], ...]:
     PyTorch (schema_types.ENV_MACHINE) for every row, and the libraries its backend runs (registry: ONNX Runtime's
     version for an ONNX Runtime row, never for a PyTorch one), LoadGen's for a serving row; never the host name.
     (field, value) pairs, in schema_types.ENV_IDENTITY's order."""
-    return tuple((k, getattr(r.env, k, None)) for k in env_fields(str(r.backend), is_scenario(r)))
+    return tuple((k, getattr(r.env, k, None)) for k in env_fields(str(r.backend), is_scenario(r), r.provider))
 
 
-def env_fields(backend: str, scenario: bool = False) -> Tuple[str, ...]:
-    """The environment fields a row of `backend` depends on (a serving row's: LoadGen's too), in ENV_IDENTITY's
-    order: what a record's environment is compared by, and what a study job's key holds (utils.study)."""
+def env_fields(backend: str, scenario: bool = False, provider: Optional[str] = None) -> Tuple[str, ...]:
+    """The environment fields a row of `backend` (on `provider`) depends on (a serving row's: LoadGen's too), in
+    ENV_IDENTITY's order: what a record's environment is compared by, and what a study job's key holds."""
     runs = BACKENDS.get(backend)
-    fields = set(ENV_MACHINE) | set(runs.libraries if runs is not None else ENV_IDENTITY)
+    libraries = runs.libraries_of(provider) if runs is not None else None
+    fields = set(ENV_MACHINE) | set(ENV_IDENTITY if libraries is None else libraries)
     if scenario:
         fields.add("loadgen")
     return tuple(k for k in ENV_IDENTITY if k in fields)
@@ -110,7 +111,8 @@ def env_differs(records: Sequence[Record]) -> List[str]:
 
 ENV_NAMES = {"cpu": "CPU", "gpu": "GPU", "compute_capability": "cc", "driver": "driver", "cuda": "CUDA",
              "torch": "torch", "torchvision": "torchvision", "onnx": "onnx", "onnxruntime": "ONNX Runtime",
-             "tensorrt": "TensorRT", "tensorrt_rtx": "TensorRT-RTX", "modelopt": "ModelOpt", "loadgen": "LoadGen"}
+             "tensorrt": "TensorRT", "tensorrt_rtx": "TensorRT-RTX", "modelopt": "ModelOpt", "loadgen": "LoadGen",
+             "torchao": "torchao"}
 
 
 def env_text(records: Sequence[Record]) -> Callable[[Record], str]:

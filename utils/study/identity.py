@@ -5,11 +5,12 @@ And the environment a study job is measured in, as far as it changes the job's f
 
 Usage:
     fields = record_identity(net, spec, dataset, runner.device, batch_size)
-    env = environment_identity("cuda:0", "onnxrt")  # the machine, PyTorch, ONNX, ONNX Runtime and ModelOpt
+    env = environment_identity(RunSpec("onnxrt", device="cuda:0"))  # machine, PyTorch, ONNX, ONNX Runtime, ModelOpt
+    ident, key, facts = job_key(setup, job, facts, rules)  # a study job's identity, its key, the facts it holds
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from utils.backends.base import RunSpec
 from utils.backends.registry import options_label
@@ -19,7 +20,7 @@ from utils.models.paths import weights_id
 from utils.report.records import environment
 from utils.report.schema import Record
 from utils.report.select import env_fields, env_identity
-from utils.study.plan import SCENARIO, Job, Setup
+from utils.study.plan import SCENARIO, Job, Setup, digest, job_identity
 
 if TYPE_CHECKING:
     import torch
@@ -36,21 +37,39 @@ def record_identity(net: Network, spec: RunSpec, dataset: CachedDataset, device:
             "dataset_key": dataset.meta.get("key") or dataset.meta.get("root"), "dataset_images": len(dataset)}
 
 
-def environment_identity(device: str, backend: str, scenario: bool = False) -> Dict[str, Any]:
-    """The environment a job of `backend` on `device` is measured in, as far as it changes its figures
-    (select.env_fields: the kind of machine and PyTorch, the libraries the backend runs, LoadGen's for a serving
-    job; never the host name, so like nodes share their records, nor a library the job does not run, so a study
-    resumed after one was installed finds its other jobs done)."""
-    dev = torch.device(device)
+def environment_identity(spec: RunSpec, scenario: bool = False) -> Dict[str, Any]:
+    """The environment a job of `spec` is measured in, as far as it changes its figures (select.env_fields: the
+    kind of machine and PyTorch, the libraries its backend and provider run, LoadGen's for a serving job; never
+    the host name, so like nodes share their records, nor a library the job does not run, so a study resumed after
+    one was installed finds its other jobs done)."""
+    dev = torch.device(spec.device)
     env = environment(dev.index if dev.type == "cuda" else None)
-    return {k: env.get(k) for k in env_fields(backend, scenario)}
+    return {k: env.get(k) for k in env_fields(spec.backend, scenario, getattr(spec.options, "provider", None))}
 
 
-def job_facts(setup: Setup, job: Job, facts: Dict[str, Any]) -> Dict[str, Any]:
-    """The facts as job's key holds them: a serving job's environment names LoadGen's version too."""
-    if job.role != SCENARIO or "environment" not in facts:
-        return facts
-    return {**facts, "environment": environment_identity(setup.spec.device, setup.spec.backend, scenario=True)}
+def job_key(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str, Any]
+            ) -> Tuple[Dict[str, Any], str, Dict[str, Any]]:
+    """A study job's identity (plan.job_identity), its key, and the facts as the key holds them: a serving job's
+    environment names LoadGen's version too."""
+    if job.role == SCENARIO and "environment" in facts:
+        facts = {**facts, "environment": environment_identity(setup.spec, scenario=True)}
+    ident = job_identity(setup, job, facts, timing)
+    return ident, digest(ident), facts
+
+
+def keys_of(rec: Record) -> List[str]:
+    """The keys a study job's record answers to: its own, and for a record of before 2026-12-07, whose key held
+    every importable library's version, the key the same job has now (so a folder of before is not measured again
+    for it; done_here still compares the environment)."""
+    keys = [str(rec.job_key)]
+    ident = rec.study_job or {}
+    env, options = ident.get("environment"), ident.get("options")
+    if isinstance(env, dict):
+        provider = options.get("provider") if isinstance(options, dict) else None
+        now = {k: env.get(k) for k in env_fields(str(rec.backend), rec.role == SCENARIO, provider)}
+        if now != env:
+            keys.append(digest({**ident, "environment": now}))
+    return keys
 
 
 def done_here(done: Dict[str, Record], key: str, facts: Dict[str, Any]) -> Optional[Record]:

@@ -42,8 +42,8 @@ from utils.report.select import images_key
 from utils.study import validate
 from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions
 from utils.study.handover import for_worker, write_handover
-from utils.study.identity import done_here, environment_identity, job_facts
-from utils.study.plan import WHOLE, Job, Setup, digest, job_identity, setup_key
+from utils.study.identity import done_here, environment_identity, job_key, keys_of
+from utils.study.plan import WHOLE, Job, Setup, setup_key
 from utils.study.validate import OpenRunner, count_cost, serve_with, warn_if_random_weights
 from utils.study.workers import claim, claim_key, launch, note_outcome, outcomes_of, records_of, release, wait_all
 
@@ -112,7 +112,7 @@ def finished(records: Sequence[Record]) -> Dict[str, Record]:
     out: Dict[str, Record] = {}
     for rec in sorted(records, key=lambda r: str(r.time or "")):
         if rec.kind == "validate" and rec.job_key:
-            out[rec.job_key] = rec
+            out.update(dict.fromkeys(keys_of(rec), rec))
     return out
 
 
@@ -168,7 +168,7 @@ def _facts(setup: Setup, ctx: StudyContext, opened: _Open) -> Dict[str, Any]:
     another machine or other versions of what the setup runs is not "done before" here; it is measured again and
     kept beside."""
     return {**_open(setup, ctx, opened).facts, "device": device_identity(setup.spec.device),
-            "environment": environment_identity(setup.spec.device, setup.spec.backend)}
+            "environment": environment_identity(setup.spec)}
 
 
 def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: _Open) -> bool:
@@ -176,8 +176,8 @@ def _all_done(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: 
     facts = _facts(setup, ctx, opened)
     rules = ctx.measure.key_rules()
     for job in setup.jobs:
-        here = job_facts(setup, job, facts)
-        old = done_here(done, digest(job_identity(setup, job, here, rules)), here)
+        _, key, here = job_key(setup, job, facts, rules)
+        old = done_here(done, key, here)
         if old is None or old.error:
             return False
     return True
@@ -263,9 +263,7 @@ def _jobs(setup: Setup, ctx: StudyContext, done: Dict[str, Record], opened: _Ope
     try:
         for job in setup.jobs:
             bar.set_postfix_str(f"{setup.label} bs{job.batch_size} {job.role}", refresh=False)
-            here = job_facts(setup, job, facts)
-            ident = job_identity(setup, job, here, rules)
-            key = digest(ident)
+            ident, key, here = job_key(setup, job, facts, rules)
             common = {"role": job.role, "job_key": key, "setup_key": skey, "study_job": ident}
             old = done_here(done, key, here)
             if old is not None and not (old.error and not setup.skipped):  # failures are tried again
@@ -345,7 +343,7 @@ def _reference(setup: Setup, ctx: StudyContext, opened: _Open, key: str) -> Refe
     def find(result: Any) -> Optional[Tuple[np.ndarray, str]]:
         if is_reference_run(setup.spec, ctx.measure.sync):
             return np.asarray(result.predictions, dtype=np.int64), key
-        env = environment_identity(setup.spec.device, setup.spec.backend)
+        env = environment_identity(setup.spec)
         here = Record.model_construct(network=setup.network, weights_id=opened.facts["weights_id"],
                                       dataset_key=opened.facts["dataset_key"], images=result.images,
                                       env=Env.model_validate(env))
