@@ -141,10 +141,10 @@ print(profile_markdown(latest_per_config(load_records(__import__('pathlib').Path
     # manylinux_2_28_x86_64 onnxruntime-gpu==1.31.1; unzip it into a folder; drop onnxruntime/capi/
     # libonnxruntime_providers_tensorrt.so; (cd folder && tar -c . | xz -9e -T2 > ort.tar.xz) (203 MB);
     # split -n 4 -d ort.tar.xz part_; put part_0N in .ort/pN. .whl: pydantic, pydantic_core, annotated_types,
-    # typing_inspection, nvidia-modelopt 0.47.0, polygraphy, onnxslim, lief, onnx_graphsurgeon (WHL= another folder of
-    # them); .mut: mutmut 3.8.1,
-    # libcst, setproctitle, textual, mdit_py_plugins, platformdirs. Carry: c1 .ort/p0 .whl; c2 .ort/p1; c3 .ort/p2;
-    # c4 .ort/p3; c5 (MUT_S=... for the GPU mutants) .mut.
+    # typing_inspection, nvidia-modelopt 0.47.0, polygraphy, onnxslim, lief, onnx_graphsurgeon (WHL= another folder
+    # of them: .whl1 on 2026-12-07, .whl holding torchao then); .mut: mutmut 3.8.1, libcst, setproctitle, textual,
+    # mdit_py_plugins, platformdirs. Carry: c1 .ort/p0 .whl; c2 .ort/p1; c3 .ort/p2; c4 .ort/p3; c5 (MUT_S=... for
+    # the GPU mutants) .mut.
     mkdir -p /tmp/ort /tmp/st && cp .ort/p*/part_* /tmp/ort/ 2>/dev/null; ls /tmp/ort
     [ -d /tmp/site/pydantic ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site ${WHL:-.whl}/*.whl || exit 1
     export PYTHONPATH=/tmp/site
