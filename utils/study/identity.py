@@ -76,6 +76,8 @@ def done_here(done: Dict[str, Record], key: str, facts: Dict[str, Any]) -> Optio
     """The record of job `key` measured in this environment, if any: a record under the same key that names
     another environment (copied from elsewhere, or edited) is not taken as measured here."""
     old, env = done.get(key), facts.get("environment")
-    if old is not None and env is not None and env_identity(old) != env_identity(old.with_fields(env=env)):
-        return None
+    if old is not None and env is not None:
+        measured = env_identity(old)  # the fields old's figures depend on, compared with this environment's
+        if measured != tuple((k, env.get(k)) for k, _ in measured):
+            return None
     return old
