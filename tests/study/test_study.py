@@ -260,19 +260,23 @@ def test_claim_takes_a_setup_once_by_its_content_and_releases_a_stale_one(tmp_pa
     from utils.study.workers import claim, claim_key, claims_elsewhere, read_claim, release
 
     setup = Setup(3, "resnet18", RunSpec("torch", "fp32"), [Job("accuracy", 1)])
-    key = claim_key(setup, {"duration_s": 1.0})
+    h100 = {"gpu": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "torch": "2.11.0+cu130"}
+    key = claim_key(setup, {"duration_s": 1.0}, h100)
     assert claim(tmp_path, key, "resnet18 torch fp32") is None  # taken here
     held = claim(tmp_path, key)
     assert held["pid"] == os.getpid() and held["state"] == "running" and held["host"] == platform.node()
     release(tmp_path, key)
     assert claim(tmp_path, key)["state"] == "done"  # done in this study: never taken again
-    # the same setup at another index of another plan is the same claim; other rules or another device's plan not
+    # the same setup at another index of another plan, on another GPU of the same model, is the same claim; other
+    # rules, another GPU model or other versions of what it runs (a cluster's unlike nodes) are not
     assert claim_key(Setup(0, "resnet18", RunSpec("torch", "fp32", device="cuda:1"), [Job("accuracy", 1)]),
-                     {"duration_s": 1.0}) == key
-    assert claim_key(setup, {"duration_s": 2.0}) != key
+                     {"duration_s": 1.0}, dict(h100)) == key
+    assert claim_key(setup, {"duration_s": 2.0}, h100) != key
+    assert claim_key(setup, {"duration_s": 1.0}, {**h100, "gpu": "NVIDIA A100-SXM4-80GB"}) != key
+    assert claim_key(setup, {"duration_s": 1.0}, {**h100, "torch": "2.12.0+cu130"}) != key
     # a claim whose process is gone (killed worker): released and taken, said
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    other = claim_key(setup, {"duration_s": 3.0})
+    other = claim_key(setup, {"duration_s": 3.0}, h100)
     (tmp_path / f"setup-{other}.claim").write_text(json.dumps({"pid": int(dead.stdout), "host": platform.node(),
                                                                 "time": 0, "setup": "x", "state": "running"}))
     assert claim(tmp_path, other, "resnet18 torch fp32") is None
@@ -280,7 +284,7 @@ def test_claim_takes_a_setup_once_by_its_content_and_releases_a_stale_one(tmp_pa
     assert f"resnet18 torch fp32 was claimed by process {int(dead.stdout)} on {platform.node()}, which is gone" \
         in caplog.text
     # another host's claim cannot be checked: held
-    far = claim_key(setup, {"duration_s": 4.0})
+    far = claim_key(setup, {"duration_s": 4.0}, h100)
     (tmp_path / f"setup-{far}.claim").write_text(json.dumps({"pid": int(dead.stdout), "host": "node-7", "time": 0,
                                                               "setup": "x", "state": "running"}))
     assert claim(tmp_path, far)["host"] == "node-7"
@@ -606,6 +610,29 @@ def test_claims_folder_that_does_not_exist_yet(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "claims: 1 setup held by other processes (1 done, 0 running)" in out
     assert "study: 0 jobs" in out and len(records(tmp_path / "o")) == 2
+
+
+def test_a_task_on_another_kind_of_machine_measures_what_a_task_elsewhere_claimed(tmp_path, capsys, monkeypatch):
+    """A cluster's tasks share one --claims folder; a setup claimed and done on another GPU model (here: another
+    CPU, the machine field a CPU run has) is measured again here, as its records would be (found 2026-12-06: claims
+    named no machine, so unlike nodes skipped each other's setups and their tables missed them)."""
+    import utils.study.identity as identity
+
+    claims = tmp_path / "claims"
+    argv = ["-v", "--network", "mobilenet_v3_small", "--synthetic", "4", "--batch_size", "2", "--claims", str(claims),
+            "--device", "cpu", *FAST]
+    real = identity.environment
+    with monkeypatch.context() as m:  # the first task runs on another kind of machine
+        m.setattr(identity, "environment", lambda index=None: {**real(index), "cpu": "Another CPU"})
+        assert cli_boundary(main.main, argv + ["--output", str(tmp_path / "there")]) == 0
+    assert len(records(tmp_path / "there")) == 2
+    capsys.readouterr()
+    assert cli_boundary(main.main, argv + ["--output", str(tmp_path / "here")]) == 0
+    out = capsys.readouterr().out
+    assert len(records(tmp_path / "here")) == 2 and "held by other processes" not in out, out
+    assert len(list(claims.glob("setup-*.claim"))) == 2  # one per kind of machine, both done
+    assert cli_boundary(main.main, argv + ["--output", str(tmp_path / "here")]) == 0  # a like node: held
+    assert "claims: 1 setup held by other processes (1 done, 0 running)" in capsys.readouterr().out
 
 
 def test_force_is_not_refused_as_study_only_for_a_tensorrt_comparison(tmp_path, capsys):

@@ -43,7 +43,7 @@ from utils.study import validate
 from utils.study.agreement import Reference, is_reference_run, predictions_saver, reference_predictions
 from utils.study.handover import for_worker, write_handover
 from utils.study.identity import done_here, environment_identity, job_key, keys_of
-from utils.study.plan import WHOLE, Job, Setup, setup_key
+from utils.study.plan import SCENARIO, WHOLE, Job, Setup, setup_key
 from utils.study.validate import OpenRunner, count_cost, serve_with, warn_if_random_weights
 from utils.study.workers import claim, claim_key, launch, note_outcome, outcomes_of, records_of, release, wait_all
 
@@ -137,7 +137,7 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
             opened = _Open()
             # PyTorch fp32 first: the others' records are written with their agreement with it (utils/study/agreement.py)
             for setup in sorted(group, key=lambda s: not is_reference_run(s.spec, ctx.measure.sync)):
-                key = claim_key(setup, ctx.measure.key_rules()) if ctx.claims is not None else ""
+                key = _claim_key(setup, ctx) if ctx.claims is not None else ""
                 if ctx.claims is not None:
                     holder = claim(ctx.claims, key, setup.label)
                     if holder is not None:  # another process runs it, or ran it: counted, said at the end
@@ -160,6 +160,12 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
             dataset.unpin()
         ctx.datasets.clear()
     return outcomes
+
+
+def _claim_key(setup: Setup, ctx: StudyContext) -> str:
+    """The setup's claim: its content, this run's rules and the environment its jobs run in."""
+    serving = any(j.role == SCENARIO for j in setup.jobs)
+    return claim_key(setup, ctx.measure.key_rules(), environment_identity(setup.spec, scenario=serving))
 
 
 def _facts(setup: Setup, ctx: StudyContext, opened: _Open) -> Dict[str, Any]:

@@ -31,13 +31,16 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def claim_key(setup: Any, rules: Dict[str, Any]) -> str:
-    """What a claim names: the setup by content (network, backend, precision, options, calibration, its jobs) and
-    the measurement rules of this run, never its device (the workers of --gpus share a plan on different GPUs) nor
-    its place in the plan (another command's plan numbers its setups differently)."""
+def claim_key(setup: Any, rules: Dict[str, Any], environment: Dict[str, Any]) -> str:
+    """What a claim names: the setup by content (network, backend, precision, options, calibration, its jobs), the
+    measurement rules of this run and the environment its jobs' keys hold (identity.environment_identity: the GPU's
+    model, driver, the libraries it runs), never its device index (the workers of --gpus share a plan on GPUs of one
+    model) nor its place in the plan (another command's plan numbers its setups differently). Tasks of a cluster on
+    another GPU model or other versions claim apart: a setup done there is not done here (its records would not be
+    found done either)."""
     spec = {k: v for k, v in dataclasses.asdict(setup.spec).items() if k != "device"}
     return digest({"network": setup.network, "spec": spec, "jobs": [(j.role, j.batch_size) for j in setup.jobs],
-                   "rules": rules})
+                   "rules": rules, "environment": environment})
 
 
 def _alive(pid: int) -> bool:
