@@ -91,6 +91,7 @@ def test_gpus_runs_one_worker_per_gpu_and_draws_one_set_of_tables(tmp_path, monk
 
     monkeypatch.setattr(gpus, "gpu_indices", lambda values: [0, 1])
     monkeypatch.setattr(gpus, "device_of", lambda g: "cpu")
+    monkeypatch.setattr(gpus, "model_of", lambda g: "one model")
     argv = ["-v", "--networks", "resnet18", "mobilenet_v3_small", "--backends", "torch", "onnxrt", "--synthetic", "6",
             "--batch_sizes", "2", "3", "--duration", "0", "--iterations", "2", "--min_warmup_s", "0", "--gpus", "0", "1", "--device", "cpu",
             "--output", str(tmp_path), "--quiet"]

@@ -292,6 +292,16 @@ def test_claim_takes_a_setup_once_by_its_content_and_releases_a_stale_one(tmp_pa
     assert "pid " in line and "on node-7 for 2.0 h" in line and f"deleting its file (setup-{far}.claim" in line
 
 
+def test_gpus_of_two_models_measure_the_plan_once_per_model_and_say_so(monkeypatch, caplog):
+    import utils.study.gpus as gpus
+
+    monkeypatch.setattr(gpus, "model_of", lambda g: "NVIDIA H100 80GB HBM3" if g < 2 else "NVIDIA A100-SXM4-80GB")
+    assert gpus.plan_passes([0, 1]) == 1 and not caplog.text  # like GPUs: one plan, shared
+    assert gpus.plan_passes([0, 1, 2]) == 2
+    assert ("GPUs of 2 models (NVIDIA H100 80GB HBM3: 0, 1; NVIDIA A100-SXM4-80GB: 2): each model's workers "
+            "measure the whole plan, once per model") in caplog.text
+
+
 def test_a_worker_is_handed_its_request_and_plan_and_nothing_else(tmp_path):
     """--gpus and a setup's own process hand the worker the study's Request and plan as JSON (no command line to
     parse again, no plan to make again); only ArtTRT's option classes come back, every field as it was."""
@@ -614,7 +624,7 @@ def test_claims_folder_that_does_not_exist_yet(tmp_path, capsys):
 
 def test_a_task_on_another_kind_of_machine_measures_what_a_task_elsewhere_claimed(tmp_path, capsys, monkeypatch):
     """A cluster's tasks share one --claims folder; a setup claimed and done on another GPU model (here: another
-    CPU, the machine field a CPU run has) is measured again here, as its records would be (found 2026-12-06: claims
+    CPU, the machine field a CPU run has) is measured again here, as its records would be (found 2026-12-07: claims
     named no machine, so unlike nodes skipped each other's setups and their tables missed them)."""
     import utils.study.identity as identity
 

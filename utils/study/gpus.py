@@ -55,6 +55,22 @@ def device_of(gpu: int) -> str:
     return f"cuda:{gpu}"
 
 
+def model_of(gpu: int) -> str:
+    return str(torch.cuda.get_device_name(gpu))
+
+
+def plan_passes(gpus: Sequence[int]) -> int:
+    """How many times the plan is measured: once per GPU model among gpus (a claim names the model, so the
+    workers of each model measure the whole plan: one model's figures never stand for another's), said once."""
+    models: Dict[str, List[int]] = {}
+    for g in gpus:
+        models.setdefault(model_of(g), []).append(g)
+    if len(models) > 1:
+        log.warning("--gpus: GPUs of %d models (%s): each model's workers measure the whole plan, once per model",
+                    len(models), "; ".join(f"{m}: {', '.join(map(str, gs))}" for m, gs in models.items()))
+    return len(models)
+
+
 def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) -> int:
     """Starts one worker per GPU, follows them with one progress bar, then draws the tables of all their jobs."""
     output = request.output
@@ -62,11 +78,12 @@ def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) ->
     claims.mkdir(parents=True)
     procs = {g: launch(write_handover(claims, f"worker-gpu-{g}", for_worker(request, device_of(g), claims), plan))
              for g in gpus}
-    log.info("study on GPUs %s: %d jobs in %d setups", ", ".join(map(str, gpus)), plan.jobs, len(plan.setups))
-    bar = progress_bar(total=plan.jobs, desc=f"study on {len(gpus)} GPUs", enabled=not request.quiet)
+    total = plan.jobs * plan_passes(gpus)
+    log.info("study on GPUs %s: %d jobs in %d setups", ", ".join(map(str, gpus)), total, len(plan.setups))
+    bar = progress_bar(total=total, desc=f"study on {len(gpus)} GPUs", enabled=not request.quiet)
 
     def tick() -> None:
-        bar.n = min(plan.jobs, jobs_done(claims))
+        bar.n = min(total, jobs_done(claims))
         bar.refresh()
 
     try:
