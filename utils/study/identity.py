@@ -44,7 +44,12 @@ def environment_identity(spec: RunSpec, scenario: bool = False) -> Dict[str, Any
     one was installed finds its other jobs done)."""
     dev = torch.device(spec.device)
     env = environment(dev.index if dev.type == "cuda" else None)
-    return {k: env.get(k) for k in env_fields(spec.backend, scenario, getattr(spec.options, "provider", None))}
+    return _narrowed(env, spec.backend, scenario, getattr(spec.options, "provider", None))
+
+
+def _narrowed(env: Dict[str, Any], backend: str, scenario: bool, provider: Optional[str]) -> Dict[str, Any]:
+    """env's fields that a job of backend (on provider; a serving job if scenario) depends on (select.env_fields)."""
+    return {k: env.get(k) for k in env_fields(backend, scenario, provider)}
 
 
 def job_key(setup: Setup, job: Job, facts: Dict[str, Any], timing: Dict[str, Any]
@@ -66,7 +71,7 @@ def keys_of(rec: Record) -> List[str]:
     env, options = ident.get("environment"), ident.get("options")
     if isinstance(env, dict):
         provider = options.get("provider") if isinstance(options, dict) else None
-        now = {k: env.get(k) for k in env_fields(str(rec.backend), rec.role == SCENARIO, provider)}
+        now = _narrowed(env, str(rec.backend), rec.role == SCENARIO, provider)
         if now != env:
             keys.append(digest({**ident, "environment": now}))
     return keys
