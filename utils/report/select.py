@@ -367,9 +367,9 @@ def serve_question(r: Record) -> Tuple[float, float]:
 
 
 def served_records(records: Sequence[Record]) -> List[Record]:
-    """The newest serving record of each setup, scenario and settings, failed ones left out; each a copy whose
-    `images` is the count LoadGen's library held where its accuracy run gave none (the same images, one dataset)."""
-    return [r.with_fields(images=r.images if r.images is not None else r.accuracy_samples)
+    """The newest serving record of each setup, scenario and settings, failed ones left out; where its accuracy run
+    gave no `images`, a copy whose `images` is the count LoadGen's library held (the same images, one dataset)."""
+    return [r if r.images is not None else r.with_fields(images=r.accuracy_samples)
             for r in latest_per_config([r for r in records if r.kind == "validate" and is_scenario(r)])]
 
 
