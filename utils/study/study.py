@@ -151,7 +151,8 @@ def run_setups(setups: Sequence[Setup], ctx: StudyContext, bar: Any = None) -> L
                 ctx.written += [o.record for o in new if o.record]
                 if ctx.claims is not None:
                     release(ctx.claims, key)
-                _give_back_gpu_memory(setup)
+                if any(o.status not in (REUSED, SKIPPED) for o in new):  # a setup found done built nothing
+                    _give_back_gpu_memory(setup)
             opened.net = opened.dataset = None
     finally:
         if own_bar:
