@@ -102,6 +102,14 @@ def test_the_served_table_cell_by_cell():
     assert "nan" not in text.lower()
 
 
+def test_a_served_record_counts_its_accuracy_runs_images_and_loadgens_only_where_that_gave_none():
+    from utils.report.select import served_records
+
+    got = as_read(served_records)([served("offline", images=480), served("server", images=None)])
+    assert sorted((r.scenario, r.images, r.accuracy_samples) for r in got) == [("offline", 480, 500),
+                                                                              ("server", 500, 500)]
+
+
 def test_the_reference_is_pytorch_fp32_on_the_same_images_and_a_single_target_run_shows_its_rate_where_met():
     other_images = served(dataset_key="k2", dataset="/data/other", peak_qps=3000.0)  # another folder: not a reference
     met = served("server", "tensorrt", "int8", settings={"find_peak": False, "target_qps": 800.0}, peak_search=None,

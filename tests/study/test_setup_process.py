@@ -2,14 +2,16 @@
 must not share PyTorch's process): the child runs that setup only, and its records come back as outcomes."""
 from __future__ import annotations
 
-import pytest
 import json
+
+import pytest
 
 import main
 from utils.data.options import DataOptions
 from utils.measure.measurement import MeasureOptions
 from utils.report.records import Recorder
 from utils.study.study import REUSED, StudyContext, _run_in_child, run_setups
+from utils.study.workers import outcomes_of
 
 
 def _plan(argv):
@@ -38,10 +40,15 @@ def test_a_setup_in_a_child_process_runs_alone_and_reports_back(tmp_path):
         def update(self, k):
             self.n += k
 
+    parent = tmp_path / "claims-of-a-gpu-worker"  # as a worker of --gpus runs it: outcomes go on to its parent
+    parent.mkdir()
     ctx = StudyContext(tmp_path, Recorder(tmp_path, "test"), DataOptions(synthetic=6),
-                       MeasureOptions(duration_s=0, iterations=2, min_warmup_s=0), lambda n: None, hand_over=(request, plan))
+                       MeasureOptions(duration_s=0, iterations=2, min_warmup_s=0), lambda n: None, hand_over=(request, plan),
+                       claims=parent)
     bar = Bar()
     outcomes = _run_in_child(target, ctx, bar)
+    assert [line["status"] for line in outcomes_of(parent)] == ["measured"] * 3
+    ctx.claims = None
     recs = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
     # the child ran the one setup: its accuracy pass and both timings, nothing of the other three
     assert sorted((r["network"], r["backend"], r["role"], r["batch_size"]) for r in recs) == [

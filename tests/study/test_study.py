@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -300,6 +301,62 @@ def test_gpus_of_two_models_measure_the_plan_once_per_model_and_say_so(monkeypat
     assert gpus.plan_passes([0, 1, 2]) == 2
     assert ("GPUs of 2 models (NVIDIA H100 80GB HBM3: 0, 1; NVIDIA A100-SXM4-80GB: 2): each model's workers "
             "measure the whole plan, once per model") in caplog.text
+
+
+def test_a_claim_holds_the_environment_of_the_setups_own_gpu_and_loadgen_for_a_serving_setup(monkeypatch):
+    import utils.study.identity as identity
+    from utils.measure.measurement import MeasureOptions
+    from utils.study.plan import Job, Setup
+    from utils.study.study import _claim_key
+
+    versions = {"loadgen": "5.0"}
+    monkeypatch.setattr(identity, "environment", lambda index=None: {"gpu": f"GPU model of cuda:{index}", "cpu": "c",
+                                                                     "torch": "2.11", **versions})
+    ctx = SimpleNamespace(measure=MeasureOptions())
+
+    def key(device, role="accuracy"):
+        return _claim_key(Setup(0, "resnet18", RunSpec("torch", "fp32", device=device), [Job(role, 8)]), ctx)
+
+    assert key("cuda:1") != key("cuda:0")  # the model of the GPU the setup runs on, not of another
+    plain, serving = key("cuda:0"), key("cuda:0", "scenario")
+    versions["loadgen"] = "5.1"
+    assert key("cuda:0") == plain and key("cuda:0", "scenario") != serving  # LoadGen only where it serves
+
+
+def test_each_gpu_worker_is_handed_the_plan_on_its_own_gpu(tmp_path, monkeypatch, caplog):
+    """A worker hands a setup (ONNX Runtime's, on a GPU) to a process of its own on the setup's device: its plan
+    must name its GPU, or that process runs on cuda:0 beside cuda:0's own worker (found in review, 2026-12-07)."""
+    import utils.study.gpus as gpus
+    from utils.study import handover
+    from utils.study.plan import Job, Setup, StudyPlan
+    from utils.study.request import request_from_args
+
+    argv = ["-v", "--networks", "resnet18", "--backends", "torch", "onnxrt", "--gpus", "0", "1", "--output",
+            str(tmp_path), "--synthetic", "4"]
+    parser = main.build_parser()
+    request = request_from_args(parser.parse_args(argv), parser, argv)
+    plan = StudyPlan([Setup(i, "resnet18", request.spec_for(b, "fp32"), [Job("accuracy", 8)], None)
+                      for i, b in enumerate(("torch", "onnxrt"))], (8,), True)
+    assert {s.spec.device for s in plan.setups} == {"cuda"}
+    handed = []
+
+    class Finished:
+        returncode = 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(gpus, "model_of", lambda g: "one model")
+    monkeypatch.setattr(gpus, "launch", lambda path: handed.append(handover.read_handover(path)) or Finished())
+    monkeypatch.setattr(gpus, "finish_study", lambda *args: 0)
+    caplog.set_level(logging.INFO)
+    assert gpus.run_on_gpus(request, [0, 1], plan, 0.0) == 0
+    assert [(r.device, sorted({s.spec.device for s in p.setups})) for r, p in handed] == [
+        ("cuda:0", ["cuda:0"]), ("cuda:1", ["cuda:1"])]
+    assert "study on GPUs 0, 1: 2 jobs in 2 setups" in caplog.text
+    monkeypatch.setattr(gpus, "model_of", lambda g: f"model {g}")  # two models: the plan twice, the bar counts both
+    assert gpus.run_on_gpus(request, [0, 1], plan, 0.0) == 0
+    assert "study on GPUs 0, 1: 4 jobs in 2 setups" in caplog.text
 
 
 def test_a_worker_is_handed_its_request_and_plan_and_nothing_else(tmp_path):
@@ -641,7 +698,9 @@ def test_a_task_on_another_kind_of_machine_measures_what_a_task_elsewhere_claime
     out = capsys.readouterr().out
     assert len(records(tmp_path / "here")) == 2 and "held by other processes" not in out, out
     assert len(list(claims.glob("setup-*.claim"))) == 2  # one per kind of machine, both done
-    assert cli_boundary(main.main, argv + ["--output", str(tmp_path / "here")]) == 0  # a like node: held
+    with monkeypatch.context() as m:  # a like node: another host name and Python, the same machine and libraries
+        m.setattr(identity, "environment", lambda index=None: {**real(index), "host": "node-7", "python": "3.12.1"})
+        assert cli_boundary(main.main, argv + ["--output", str(tmp_path / "here")]) == 0
     assert "claims: 1 setup held by other processes (1 done, 0 running)" in capsys.readouterr().out
 
 
@@ -653,13 +712,26 @@ def test_memory_is_given_back_after_a_setup_that_ran_and_not_after_one_found_don
     given: list = []
     monkeypatch.setattr(study, "_give_back_gpu_memory", lambda setup: given.append(setup.label))
     argv = ["-v", "--network", "mobilenet_v3_small", "--precisions", "fp32", "bf16", "--synthetic", "4",
-            "--batch_size", "2", "--device", "cpu", "--output", str(tmp_path), *FAST]
-    assert cli_boundary(main.main, argv) == 0
+            "--device", "cpu", "--output", str(tmp_path), *FAST]
+    assert cli_boundary(main.main, argv + ["--batch_sizes", "2"]) == 0
     out = capsys.readouterr().out
     assert "(2 measured, 0 found done before, 2 skipped" in out and given == ["mobilenet_v3_small torch fp32"]
     given.clear()
-    assert cli_boundary(main.main, argv) == 0 and "(0 measured, 2 found done before" in capsys.readouterr().out
-    assert given == []
+    assert cli_boundary(main.main, argv + ["--batch_sizes", "2"]) == 0
+    assert "(0 measured, 2 found done before" in capsys.readouterr().out and given == []
+    # one more batch size: the setup's accuracy pass is found done, its new timing job runs: memory given back
+    assert cli_boundary(main.main, [*argv, "--batch_sizes", "1", "2"]) == 0
+    assert "(1 measured, 2 found done before" in capsys.readouterr().out
+    assert given == ["mobilenet_v3_small torch fp32"]
+    given.clear()  # a runner that could not be made (an error row) may have left memory behind: given back too
+
+    def broken(*args, **kw):
+        raise ArtTRTError("the runner could not be made")
+
+    monkeypatch.setattr(study, "OpenRunner", broken)
+    assert cli_boundary(main.main, argv + ["--batch_sizes", "1", "2", "4"]) == 1  # a failed job: exit 1
+    assert "(0 measured, 2 found done before, 4 skipped, 2 failed)" in capsys.readouterr().out
+    assert given == ["mobilenet_v3_small torch fp32"]
 
 
 def test_force_is_not_refused_as_study_only_for_a_tensorrt_comparison(tmp_path, capsys):

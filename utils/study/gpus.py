@@ -74,11 +74,13 @@ def plan_passes(gpus: Sequence[int]) -> int:
 def run_on_gpus(request: Any, gpus: Sequence[int], plan: Any, started: float) -> int:
     """Starts one worker per GPU, follows them with one progress bar, then draws the tables of all their jobs."""
     output = request.output
+    total = plan.jobs * plan_passes(gpus)
     claims = output / f".claims-{os.getpid()}-{secrets.token_hex(3)}"
     claims.mkdir(parents=True)
-    procs = {g: launch(write_handover(claims, f"worker-gpu-{g}", for_worker(request, device_of(g), claims), plan))
+    # each worker's plan on its own GPU: a setup it hands to a process of its own runs there too, not on cuda:0
+    procs = {g: launch(write_handover(claims, f"worker-gpu-{g}", for_worker(request, device_of(g), claims),
+                                      plan.on_device(device_of(g))))
              for g in gpus}
-    total = plan.jobs * plan_passes(gpus)
     log.info("study on GPUs %s: %d jobs in %d setups", ", ".join(map(str, gpus)), total, len(plan.setups))
     bar = progress_bar(total=total, desc=f"study on {len(gpus)} GPUs", enabled=not request.quiet)
 

@@ -211,15 +211,18 @@ def _run_in_child(setup: Setup, ctx: StudyContext, bar: Any) -> List[Outcome]:
         lines = outcomes_of(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    out = []
+    got = []
     for line, rec in zip(lines, records_of(lines)):
         job = Job(str(rec.role if rec else None), int((rec.batch_size if rec else None) or 0))
-        out.append(Outcome(setup, job, line["status"], rec, rec.error if rec else None))
-    if rc not in (0, 1) or len(out) < len(setup.jobs):
-        log.error("%s: its process stopped with status %d after %d of %d jobs", setup.label, rc, len(out),
+        got.append(Outcome(setup, job, line["status"], rec, rec.error if rec else None))
+    if rc not in (0, 1) or len(got) < len(setup.jobs):
+        log.error("%s: its process stopped with status %d after %d of %d jobs", setup.label, rc, len(got),
                   len(setup.jobs))
-        out += [Outcome(setup, job, ERROR, None, f"its process stopped with status {rc}")
-                for job in setup.jobs[len(out):]]
+        got += [Outcome(setup, job, ERROR, None, f"its process stopped with status {rc}")
+                for job in setup.jobs[len(got):]]
+    out: List[Outcome] = []
+    for outcome in got:  # a worker of --gpus passes them on to its parent's claims folder
+        _emit(out, ctx, outcome)
     bar.update(len(setup.jobs))
     return out
 
