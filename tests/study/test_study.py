@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import os
 import re
 import shutil
@@ -323,7 +322,7 @@ def test_a_claim_holds_the_environment_of_the_setups_own_gpu_and_loadgen_for_a_s
     assert key("cuda:0") == plain and key("cuda:0", "scenario") != serving  # LoadGen only where it serves
 
 
-def test_each_gpu_worker_is_handed_the_plan_on_its_own_gpu(tmp_path, monkeypatch, caplog):
+def test_each_gpu_worker_is_handed_the_plan_on_its_own_gpu(tmp_path, monkeypatch):
     """A worker hands a setup (ONNX Runtime's, on a GPU) to a process of its own on the setup's device: its plan
     must name its GPU, or that process runs on cuda:0 beside cuda:0's own worker (found in review, 2026-12-07)."""
     import utils.study.gpus as gpus
@@ -349,14 +348,15 @@ def test_each_gpu_worker_is_handed_the_plan_on_its_own_gpu(tmp_path, monkeypatch
     monkeypatch.setattr(gpus, "model_of", lambda g: "one model")
     monkeypatch.setattr(gpus, "launch", lambda path: handed.append(handover.read_handover(path)) or Finished())
     monkeypatch.setattr(gpus, "finish_study", lambda *args: 0)
-    caplog.set_level(logging.INFO)
+    totals = []
+    real_bar = gpus.progress_bar
+    monkeypatch.setattr(gpus, "progress_bar", lambda total, **kw: totals.append(total) or real_bar(total=total, **kw))
     assert gpus.run_on_gpus(request, [0, 1], plan, 0.0) == 0
     assert [(r.device, sorted({s.spec.device for s in p.setups})) for r, p in handed] == [
         ("cuda:0", ["cuda:0"]), ("cuda:1", ["cuda:1"])]
-    assert "study on GPUs 0, 1: 2 jobs in 2 setups" in caplog.text
     monkeypatch.setattr(gpus, "model_of", lambda g: f"model {g}")  # two models: the plan twice, the bar counts both
     assert gpus.run_on_gpus(request, [0, 1], plan, 0.0) == 0
-    assert "study on GPUs 0, 1: 4 jobs in 2 setups" in caplog.text
+    assert totals == [2, 4]
 
 
 def test_a_worker_is_handed_its_request_and_plan_and_nothing_else(tmp_path):
