@@ -20,6 +20,7 @@ from utils.report.records import load_records
 from utils.study.agreement import with_agreement
 from utils.study.finish import finish_study
 from utils.study.handover import for_worker, write_handover
+from utils.study.study import device_identity
 from utils.study.workers import jobs_done, launch, outcomes_of, wait_all
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def device_of(gpu: int) -> str:
 
 
 def model_of(gpu: int) -> str:
-    return str(torch.cuda.get_device_name(gpu))
+    return device_identity(device_of(gpu))  # the kind of GPU a job's key and a claim name
 
 
 def plan_passes(gpus: Sequence[int]) -> int:
